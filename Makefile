@@ -1,0 +1,43 @@
+# The two front-door commands: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+export FOLLOWUP_CONFIG ?= $(CURDIR)/config
+
+.PHONY: run test bench install dev clean db
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+dev: $(DEVSTAMP)
+
+## make run: set up, migrate the SQLite db, load the example config and contacts, run the worker
+run: $(STAMP)
+	$(BIN)/followup db upgrade
+	$(BIN)/followup validate
+	$(BIN)/followup contacts import config/example-contacts.csv
+	$(BIN)/followup enroll winter-sale --tag winter
+	$(BIN)/followup enroll welcome-en --tag newsletter
+	$(BIN)/followup worker --interval 5
+
+## make test: set up dev dependencies and run the whole suite
+test: $(DEVSTAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(DEVSTAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,191 @@
+"""The provider interface: what the engine hands a provider and what it gets back.
+
+Providers know nothing of the engine. They receive an :class:`OutgoingMessage` carrying
+the engine's own message id, send it, and either return a :class:`SendResult` or raise
+one of :mod:`providers.errors`.
+"""
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Mapping
+
+from .errors import ProviderConfigError
+
+__all__ = [
+    "Channel",
+    "OutgoingMessage",
+    "SendResult",
+    "DeliveryState",
+    "DeliveryReport",
+    "InboundMessage",
+    "LookupResult",
+    "AccountState",
+    "Provider",
+    "mask_secret",
+]
+
+SECRET_KEYS = frozenset({"api_key", "password", "auth_token", "token", "secret", "signing_key", "webhook_key"})
+
+
+class Channel(str, enum.Enum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message ready to leave. ``message_id`` is ours and stable across retries."""
+
+    message_id: str
+    channel: str
+    to: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """An accepted send: the provider's id for it, and its cost and segments where given."""
+
+    provider_message_id: str | None
+    cost: float | None = None
+    segments: int | None = None
+
+
+class DeliveryState(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A delivery receipt for one message, by the provider's id (or ours, where it tracks ours)."""
+
+    provider_message_id: str | None
+    state: DeliveryState
+    reason: str | None = None
+    at: datetime | None = None
+    message_id: str | None = None
+    #: the provider says this recipient can never receive (blacklisted, invalid)
+    recipient_blocked: bool = False
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a contact sent us (a reply, an opt-out)."""
+
+    sender: str
+    text: str
+    at: datetime | None = None
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What a provider knows of a message by *our* id, after a crash left its fate unknown."""
+
+    found: bool
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What ``followup providers check`` reports: can this account send, and how much credit is left."""
+
+    ok: bool
+    detail: str
+    credit: float | None = None
+
+
+def mask_secret(value: str | None) -> str:
+    """Show a secret as its first and last two characters, as Kavenegar's own SDK does."""
+    if not value:
+        return ""
+    if len(value) <= 6:
+        return "*" * len(value)
+    return f"{value[:2]}{'*' * 8}{value[-2:]}"
+
+
+class Provider:
+    """Base class of every provider.
+
+    Subclasses set ``type`` and ``channels``, list their settings in ``required`` and
+    ``optional``, and implement :meth:`send`. The optional capabilities default to
+    "not supported" so the engine can ask any provider about them.
+    """
+
+    type: ClassVar[str] = ""
+    channels: ClassVar[frozenset[str]] = frozenset()
+    required: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[tuple[str, ...]] = ()
+    #: True where :meth:`lookup` can find a message by our own id (safe reconciliation)
+    supports_lookup: ClassVar[bool] = False
+
+    COMMON: ClassVar[tuple[str, ...]] = ("name", "type", "rate", "timeout", "price_per_segment")
+
+    def __init__(self, name: str, settings: Mapping[str, Any]):
+        self.name = name
+        self.settings = dict(settings)
+        self._lock = threading.Lock()
+        self.validate_settings()
+
+    # -- settings -------------------------------------------------------------
+    def validate_settings(self) -> None:
+        """Raise :class:`ProviderConfigError` for a missing or unknown setting."""
+        allowed = set(self.COMMON) | set(self.required) | set(self.optional)
+        for key in self.required:
+            if self.settings.get(key) in (None, ""):
+                raise ProviderConfigError(key, f"is required for a {self.type!r} provider")
+        for key in self.settings:
+            if key not in allowed:
+                raise ProviderConfigError(
+                    key, f"is not a setting of a {self.type!r} provider (known: {', '.join(sorted(allowed))})"
+                )
+
+    @property
+    def timeout(self) -> float:
+        return float(self.settings.get("timeout") or 10)
+
+    def __repr__(self) -> str:
+        shown = {k: (mask_secret(str(v)) if k in SECRET_KEYS else v) for k, v in self.settings.items()}
+        return f"<{type(self).__name__} {self.name!r} {shown}>"
+
+    # -- the one required operation --------------------------------------------
+    def send(self, message: OutgoingMessage) -> SendResult:  # pragma: no cover - abstract
+        """Send one message; return a :class:`SendResult` or raise a :class:`ProviderError`."""
+        raise NotImplementedError
+
+    # -- optional capabilities ------------------------------------------------
+    def lookup(self, message_id: str) -> LookupResult:
+        """Find a message by our own id. Only called where ``supports_lookup`` is True."""
+        raise NotImplementedError(f"{self.type} cannot look messages up by our id")
+
+    def delivery_status(self, provider_message_ids: list[str]) -> list[DeliveryReport]:
+        """Poll final delivery states. Providers without polling return an empty list."""
+        return []
+
+    def inbound(self) -> list[InboundMessage]:
+        """Fetch inbound messages (replies, opt-outs). Providers without it return an empty list."""
+        return []
+
+    def check(self) -> AccountState:
+        """Ask the account's state (credentials, credit) where the API offers it."""
+        return AccountState(ok=True, detail="no account check for this provider type")
+
+    def verify_webhook(self, url: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """True when a pushed webhook really comes from this provider (signature checked)."""
+        return False
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport | InboundMessage]:
+        """Turn a verified webhook body into delivery reports and inbound messages."""
+        raise NotImplementedError(f"{self.type} does not push webhooks")
+
+    def close(self) -> None:
+        """Release connections. Called once when the worker stops."""

@@ -1,0 +1,102 @@
+"""The one error taxonomy every provider speaks.
+
+Each reply from a provider maps to exactly one outcome: an accepted send returns a
+:class:`~providers.base.SendResult`; everything else raises one of these::
+
+    ProviderError                      a send did not go through
+    ├── TransientError                 try again soon (5xx, connection refused, connect timeout)
+    │   └── RateLimitedError           try again after ``retry_after`` seconds (HTTP 429, "too many calls")
+    ├── PermanentError                 never retry this message
+    │   ├── PermanentRecipientError    the recipient can't get it: suppress them on this channel
+    │   └── PermanentContentError      the text is refused: fix the template; the sequence goes on
+    ├── ProviderBlockedError           the account can't send (credit, key, line, IP): pause the provider
+    └── AmbiguousSendError             the request left and no answer came: never resend blindly
+
+:class:`ProviderConfigError` stands outside the tree on purpose: a bad setting is found
+at start-up and is never retried or swallowed as a send failure.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "ProviderError",
+    "TransientError",
+    "RateLimitedError",
+    "PermanentError",
+    "PermanentRecipientError",
+    "PermanentContentError",
+    "ProviderBlockedError",
+    "AmbiguousSendError",
+    "ProviderConfigError",
+]
+
+
+class ProviderError(Exception):
+    """A send did not go through. ``code`` is the provider's own code, kept for ops."""
+
+    #: the outcome name stored in the delivery log
+    outcome = "error"
+
+    def __init__(self, reason: str, *, code: str | int | None = None, provider: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = None if code is None else str(code)
+        self.provider = provider
+
+    def __str__(self) -> str:
+        head = f"[{self.code}] " if self.code else ""
+        return f"{head}{self.reason}"
+
+
+class TransientError(ProviderError):
+    """A passing fault: retry with backoff. ``retry_after`` is a hint in seconds, if the provider gave one."""
+
+    outcome = "transient"
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, **kw):
+        super().__init__(reason, **kw)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(TransientError):
+    """The provider asked us to slow down; wait ``retry_after`` seconds when given."""
+
+    outcome = "rate_limited"
+
+
+class PermanentError(ProviderError):
+    """Retrying this message can never succeed."""
+
+    outcome = "permanent"
+
+
+class PermanentRecipientError(PermanentError):
+    """The recipient can't receive on this channel (invalid, opted out, blacklisted)."""
+
+    outcome = "permanent_recipient"
+
+
+class PermanentContentError(PermanentError):
+    """The provider refused the content (too long, banned word or link, missing opt-out text)."""
+
+    outcome = "permanent_content"
+
+
+class ProviderBlockedError(ProviderError):
+    """The account can't send at all right now (no credit, bad key, bad line, IP not allowed)."""
+
+    outcome = "provider_blocked"
+
+
+class AmbiguousSendError(ProviderError):
+    """The request was sent but its fate is unknown (e.g. a read timeout after POST)."""
+
+    outcome = "ambiguous"
+
+
+class ProviderConfigError(ValueError):
+    """A provider's settings are wrong. ``key`` names the setting; the message says how to fix it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message

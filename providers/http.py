@@ -1,0 +1,179 @@
+"""The base of every HTTP provider: the one place that talks ``requests`` and maps its failures.
+
+A vendor module only builds the request and parses the reply; the pipeline is fixed::
+
+    send(message) = parse_response(message, request(build_request(message)))
+
+Transport failures map here and nowhere else:
+
+* connection refused, DNS failure, connect timeout → :class:`TransientError` (nothing left)
+* read timeout, or the connection dropped after the request went out → :class:`AmbiguousSendError`
+  for a send (the provider may have it), :class:`TransientError` for a read-only call
+* :meth:`raise_for_status` maps HTTP codes: 429 → rate limited (``Retry-After`` honoured),
+  5xx → transient, 401/403 → provider blocked, other 4xx → permanent content.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Mapping
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .base import Provider, SECRET_KEYS, mask_secret
+from .errors import (
+    AmbiguousSendError,
+    PermanentContentError,
+    ProviderBlockedError,
+    RateLimitedError,
+    TransientError,
+)
+
+__all__ = ["HttpCall", "HttpProvider", "parse_retry_after"]
+
+USER_AGENT = "followup/0.1 (+https://github.com/followup)"
+
+
+@dataclass
+class HttpCall:
+    """One HTTP request to make. ``path`` is joined to the provider's ``base_url``."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    data: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None
+    #: False for calls that change nothing (status polls): a read timeout is then merely transient
+    sends: bool = True
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class HttpProvider(Provider):
+    """Owns the session, timeouts, User-Agent, transport-error mapping and secret masking."""
+
+    default_base_url: ClassVar[str] = ""
+
+    def __init__(self, name, settings):
+        super().__init__(name, settings)
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # enough pooled connections for the worker's send threads
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.settings.get("base_url") or self.default_base_url).rstrip("/")
+
+    # -- secrets ----------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        return [str(v) for k, v in self.settings.items() if k in SECRET_KEYS and v]
+
+    def mask(self, text: str) -> str:
+        """Replace every configured secret in ``text`` by its masked form."""
+        for secret in self.secrets():
+            text = text.replace(secret, mask_secret(secret))
+        return text
+
+    # -- the pipeline -------------------------------------------------------------
+    def send(self, message):
+        return self.parse_response(message, self.request(self.build_request(message)))
+
+    def build_request(self, message) -> HttpCall:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def parse_response(self, message, response: requests.Response):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def request(self, call: HttpCall) -> requests.Response:
+        """Make the call; map transport failures; never raise on an HTTP status."""
+        url = f"{self.base_url}/{call.path.lstrip('/')}"
+        where = self.mask(f"{call.method} {url}")
+        try:
+            return self.session.request(
+                call.method,
+                url,
+                params=call.params,
+                data=call.data,
+                json=call.json,
+                headers=dict(call.headers),
+                auth=call.auth,
+                timeout=(min(self.timeout, 5.0), self.timeout),
+            )
+        except requests.ConnectTimeout as err:
+            raise TransientError(f"connect timeout: {where}", provider=self.name) from None
+        except requests.ReadTimeout:
+            if call.sends:
+                raise AmbiguousSendError(f"no answer within {self.timeout}s after the request was sent: {where}",
+                                         provider=self.name) from None
+            raise TransientError(f"read timeout: {where}", provider=self.name) from None
+        except requests.ConnectionError as err:
+            if call.sends and _sent_before_failure(err):
+                raise AmbiguousSendError(f"connection dropped after the request was sent: {where}",
+                                         provider=self.name) from None
+            raise TransientError(f"cannot connect: {where}", provider=self.name) from None
+        except requests.RequestException as err:
+            raise TransientError(self.mask(f"request failed: {where}: {type(err).__name__}"),
+                                 provider=self.name) from None
+
+    # -- helpers for vendor modules ---------------------------------------------
+    def decode_json(self, response: requests.Response, *, sends: bool = True) -> Any:
+        """The body as JSON. A 2xx whose body is not JSON is ambiguous for a send (it may have gone)."""
+        try:
+            return response.json()
+        except ValueError:
+            snippet = self.mask(response.text[:120])
+            reason = f"HTTP {response.status_code} with a body that is not JSON: {snippet!r}"
+            if response.ok and sends:
+                raise AmbiguousSendError(reason, provider=self.name) from None
+            self.raise_for_status(response)
+            raise TransientError(reason, provider=self.name) from None
+
+    def raise_for_status(self, response: requests.Response, reason: str | None = None, code=None) -> None:
+        """Map a non-2xx HTTP status to the taxonomy; return quietly on 2xx."""
+        status = response.status_code
+        if status < 300:
+            return
+        text = self.mask(reason or f"HTTP {status}: {response.text[:200]}")
+        code = code if code is not None else status
+        if status == 429:
+            raise RateLimitedError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                                   code=code, provider=self.name)
+        if status >= 500:
+            raise TransientError(text, code=code, provider=self.name,
+                                 retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if status in (401, 403):
+            raise ProviderBlockedError(text, code=code, provider=self.name)
+        raise PermanentContentError(text, code=code, provider=self.name)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _sent_before_failure(err: requests.ConnectionError) -> bool:
+    """True when the connection failed after the request was written (reset, aborted)."""
+    text = repr(err.args[0]) if err.args else repr(err)
+    # urllib3 says "Connection aborted" (ProtocolError) when the peer dropped us mid-exchange;
+    # refused/unreachable/DNS errors name NewConnectionError or NameResolutionError instead
+    if "NewConnectionError" in text or "NameResolutionError" in text:
+        return False
+    return any(mark in text for mark in ("Connection aborted", "RemoteDisconnected", "ConnectionResetError"))
