@@ -15,6 +15,7 @@ Transport failures map here and nowhere else:
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
@@ -86,7 +87,9 @@ class HttpProvider(Provider):
 
     # -- secrets ----------------------------------------------------------------
     def secrets(self) -> list[str]:
-        return [str(v) for k, v in self.settings.items() if k in SECRET_KEYS and v]
+        plain = [str(v) for k, v in self.settings.items() if k in SECRET_KEYS and v]
+        # a key in a URL path may appear percent-encoded in errors
+        return plain + [q for q in (quote(s, safe="") for s in plain) if q not in plain]
 
     def mask(self, text: str) -> str:
         """Replace every configured secret in ``text`` by its masked form."""

@@ -1,0 +1,94 @@
+"""IPPanel Edge: ``https://edge.ippanel.com/v1``, header ``Authorization``, E.164 numbers.
+
+Envelope ``{"data": .., "meta": {"status": bool, "message", "message_code", "errors"}}``.
+Only two error codes are documented ("400-1" credentials on HTTP 401, "400-2" validation
+on HTTP 422); a full list is UNVERIFIED, so other failures map by HTTP status. Whether the
+server wants ``Authorization: <key>`` or ``Bearer <key>`` is UNVERIFIED: ``auth_scheme``.
+"""
+from __future__ import annotations
+
+from .base import DeliveryState, SendResult
+from .errors import PermanentContentError, ProviderBlockedError, ProviderConfigError
+from .http import HttpCall
+from .iran import IranianPanel, as_float, national
+
+__all__ = ["IPPanelProvider"]
+
+#: ``meta.message_code`` → outcome
+ERRORS = {"400-1": ProviderBlockedError, "400-2": PermanentContentError}
+
+P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
+#: ``message_status`` → delivery state; 4 is the telecom blacklist
+STATES = {0: P, 1: P, 2: D, 3: U, 4: U}
+AUTH_SCHEMES = ("raw", "bearer")
+
+
+class IPPanelProvider(IranianPanel):
+    type = "ippanel"
+    default_base_url = "https://edge.ippanel.com/v1"
+    optional = IranianPanel.optional + ("auth_scheme",)
+    errors = ERRORS
+    states = STATES
+    blocked_states = frozenset({4})
+
+    def validate_settings(self):
+        super().validate_settings()
+        if self.settings.get("auth_scheme", "raw") not in AUTH_SCHEMES:
+            raise ProviderConfigError("auth_scheme", f"must be one of {', '.join(AUTH_SCHEMES)}")
+
+    @property
+    def from_number(self) -> str:
+        # the docs want E.164 ("+983000505"); a bare line number is read as an Iranian one (UNVERIFIED)
+        line = self.sender
+        if line.startswith("+"):
+            return line
+        return "+" + line if line.startswith("98") else "+98" + line.lstrip("0")
+
+    def call(self, method: str, path: str, *, sends: bool = False, **kw) -> HttpCall:
+        bearer = self.settings.get("auth_scheme") == "bearer"
+        headers = {"Authorization": f"Bearer {self.api_key}" if bearer else self.api_key,
+                   "Accept": "application/json"}
+        return HttpCall(method, path, headers=headers, sends=sends, **kw)
+
+    def payload(self, response, *, sends=True):
+        body = self.decode_json(response, sends=sends)
+        meta = body.get("meta") if isinstance(body, dict) else None
+        if not isinstance(meta, dict) or "status" not in meta:
+            self.unrecognised(response, body, sends=sends)
+        if meta["status"] is not True:
+            code, text = meta.get("message_code"), f"{meta.get('message')} {meta.get('errors') or ''}".strip()
+            if code not in self.errors and not response.ok:
+                self.raise_for_status(response, reason=f"HTTP {response.status_code} [{code}]: {text}", code=code)
+            self.fail(response, code, text)
+        return body.get("data")
+
+    # -- send ------------------------------------------------------------------------
+    def build_request(self, message):
+        to = "+98" + national(message.to)[1:]  # E.164; refuses what is not an Iranian mobile
+        body = {"sending_type": "webservice", "from_number": self.from_number, "message": message.text,
+                "params": {"recipients": [to]}}
+        return self.call("POST", "api/send", sends=True, json=body)
+
+    def parse_response(self, message, response):
+        data = self.payload(response)
+        ids = data.get("message_outbox_ids") if isinstance(data, dict) else None
+        if not isinstance(ids, list) or not ids or not ids[0]:
+            self.unrecognised(response, data, sends=True)
+        return SendResult(provider_message_id=str(ids[0]))
+
+    # -- delivery, account -----------------------------------------------------------
+    def delivery_status(self, provider_message_ids):
+        # one bulk per call; per-recipient states appear once the bulk is final
+        reports = []
+        for pid in provider_message_ids:
+            rows = self.fetch(self.call("GET", "api/report/recipients",
+                                        params={"bulk_id": pid, "page": 1, "per_page": 10})) or []
+            if rows:
+                reports.append(self.report(pid, rows[0].get("message_status")))
+            else:
+                reports.append(self.report(pid, 0, reason="no recipient report yet"))
+        return reports
+
+    def credit(self):
+        data = self.fetch(self.call("GET", "api/payment/credit/mine")) or {}
+        return as_float(data.get("credit"))

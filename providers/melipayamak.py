@@ -1,0 +1,89 @@
+"""Melipayamak (ملی پیامک) console API: ``https://console.melipayamak.com/api/{op}/{token}``.
+
+The token is a path segment (masked in every text). Replies carry no machine-readable
+error code: ``{"recId": <number>, "status": "<free text>"}`` and success is a positive
+recId. A console error-code list is UNVERIFIED; where ``recId`` is a small number we read
+it with the legacy REST return values (providers.md §3B), which is also UNVERIFIED.
+"""
+from __future__ import annotations
+
+from .base import DeliveryState, SendResult
+from .errors import (
+    PermanentContentError as Content,
+    PermanentRecipientError,
+    ProviderBlockedError as Blocked,
+    RateLimitedError,
+    TransientError,
+)
+from .http import HttpCall
+from .iran import IranianPanel, as_int, chunks, national
+
+__all__ = ["MelipayamakProvider"]
+
+#: legacy ``SendSMS`` return values, applied to a small console ``recId`` (UNVERIFIED there)
+ERRORS = {
+    0: Blocked, 2: Blocked, 3: RateLimitedError, 4: RateLimitedError, 5: Blocked, 6: TransientError,
+    7: Content, 9: Blocked, 10: Blocked,
+    11: Content,  # "not sent": semantics UNVERIFIED, never retried blindly
+    12: Blocked, 14: Content, 15: Content,
+    # third-party maps only (UNVERIFIED)
+    16: PermanentRecipientError, 17: Content, 18: PermanentRecipientError, 35: PermanentRecipientError,
+}
+#: real recIds are large; anything at or below this is a code, not an id
+LARGEST_CODE = 1000
+
+P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
+#: ``resultsAsCode`` → delivery state: the common Iranian-panel scheme (Opilo), UNVERIFIED for Melipayamak
+STATES = {0: P, 1: D, 2: U, 8: P, 16: U, 27: U}
+
+
+class MelipayamakProvider(IranianPanel):
+    type = "melipayamak"
+    default_base_url = "https://console.melipayamak.com/api"
+    errors = ERRORS
+    states = STATES
+    blocked_states = frozenset({27})  # "recipient blocked" (UNVERIFIED)
+
+    def call(self, method: str, op: str, *, sends: bool = False, json=None) -> HttpCall:
+        return HttpCall(method, f"{op}/{self.api_key}", json=json, headers={"Accept": "application/json"},
+                        sends=sends)
+
+    def payload(self, response, *, sends=True):
+        body = self.decode_json(response, sends=sends)
+        if not isinstance(body, dict):
+            self.unrecognised(response, body, sends=sends)
+        if not response.ok:
+            self.raise_for_status(response, reason=f"HTTP {response.status_code}: {body.get('status')}")
+        return body
+
+    # -- send ------------------------------------------------------------------------
+    def build_request(self, message):
+        body = {"from": self.sender, "to": national(message.to), "text": message.text}
+        return self.call("POST", "send/simple", sends=True, json=body)
+
+    def parse_response(self, message, response):
+        body = self.payload(response)
+        rec_id = as_int(body.get("recId"))
+        if rec_id is not None and rec_id > LARGEST_CODE:
+            return SendResult(provider_message_id=str(rec_id))
+        if rec_id is None and not body.get("status"):
+            self.unrecognised(response, body, sends=True)
+        self.fail(response, rec_id, body.get("status"))
+
+    # -- delivery, account -----------------------------------------------------------
+    def delivery_status(self, provider_message_ids):
+        reports = []
+        for batch in chunks(list(provider_message_ids), 100):  # UNVERIFIED batch limit
+            body = self.fetch(self.call("POST", "receive/status", json={"recIds": batch}))
+            codes, texts = body.get("resultsAsCode") or [], body.get("results") or []
+            for i, pid in enumerate(batch):  # the answer is positional
+                text = texts[i] if i < len(texts) else None
+                reports.append(self.report(pid, codes[i] if i < len(codes) else None, reason=text))
+        return reports
+
+    def credit(self):
+        response = self.request(self.call("GET", "receive/credit"))
+        body = self.payload(response, sends=False)
+        if body.get("amount") is None:
+            self.fail(response, None, body.get("status"))
+        return float(body["amount"])

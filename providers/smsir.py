@@ -1,0 +1,100 @@
+"""SMS.ir REST API v1: ``https://api.sms.ir/v1``, header ``X-API-KEY``, envelope ``{status, message, data}``.
+
+``status == 1`` is success; HTTP 400 carries a logical error in ``status``; HTTP 429 is a
+rate limit whatever the body says. In a bulk reply ``messageIds[i] == 0`` means the
+recipient is blacklisted and ``null`` means an invalid number. No idempotency key exists.
+The status-code and deliveryState tables are a third-party transcription of the official
+docs (UNVERIFIED against https://sms.ir/rest-api/).
+"""
+from __future__ import annotations
+
+from .base import DeliveryState, InboundMessage, SendResult
+from .errors import (
+    PermanentContentError as Content,
+    PermanentRecipientError,
+    ProviderBlockedError as Blocked,
+    RateLimitedError,
+    TransientError,
+)
+from .http import HttpCall
+from .iran import IranianPanel, as_float, as_int, as_text, e164, from_unix, national
+
+__all__ = ["SmsIrProvider"]
+
+#: body ``status`` → outcome (providers.md §2)
+ERRORS = {
+    0: TransientError,  # "system problem": retried cautiously
+    10: Blocked, 11: Blocked, 12: Blocked, 13: Blocked, 14: Blocked,
+    20: RateLimitedError,
+    101: Blocked, 102: Blocked, 103: Content, 104: PermanentRecipientError, 105: Content, 106: Content,
+    107: Content, 108: Content, 109: Content, 110: Content, 111: Content, 112: Content, 113: Content,
+    114: Content, 115: PermanentRecipientError, 116: Content, 117: Content, 118: Content,
+    119: Blocked, 123: Blocked,
+}
+
+P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
+#: ``deliveryState`` → delivery state; 7 is the telecom blacklist
+STATES = {1: D, 2: U, 3: P, 4: U, 5: P, 6: U, 7: U}
+
+
+class SmsIrProvider(IranianPanel):
+    type = "smsir"
+    default_base_url = "https://api.sms.ir/v1"
+    errors = ERRORS
+    states = STATES
+    blocked_states = frozenset({7})
+
+    def call(self, method: str, path: str, *, sends: bool = False, **kw) -> HttpCall:
+        headers = {"X-API-KEY": self.api_key, "Accept": "application/json"}
+        return HttpCall(method, path, headers=headers, sends=sends, **kw)
+
+    def payload(self, response, *, sends=True):
+        if response.status_code == 429:
+            self.raise_for_status(response)  # rate limited, Retry-After honoured
+        body = self.decode_json(response, sends=sends)
+        status = as_int(body.get("status")) if isinstance(body, dict) else None
+        if status is None:
+            self.unrecognised(response, body, sends=sends)
+        if status != 1:
+            self.fail(response, status, body.get("message"))
+        return body.get("data")
+
+    # -- send ------------------------------------------------------------------------
+    def build_request(self, message):
+        line = int(self.sender) if self.sender.isdigit() else self.sender  # the docs show a number
+        body = {"lineNumber": line, "messageText": message.text, "mobiles": [national(message.to)],
+                "sendDateTime": None}
+        return self.call("POST", "send/bulk", sends=True, json=body)
+
+    def parse_response(self, message, response):
+        data = self.payload(response)
+        ids = data.get("messageIds") if isinstance(data, dict) else None
+        if not isinstance(ids, list) or not ids:
+            self.unrecognised(response, data, sends=True)
+        if ids[0] is None:
+            raise PermanentRecipientError("SMS.ir refused the number (messageIds[0] is null: invalid)",
+                                          code="null", provider=self.name)
+        if as_int(ids[0]) == 0:
+            raise PermanentRecipientError("SMS.ir: the recipient is blacklisted (messageIds[0] is 0)",
+                                          code="0", provider=self.name)
+        return SendResult(provider_message_id=str(ids[0]), cost=as_float(data.get("cost")))
+
+    # -- delivery, inbound, account ------------------------------------------------------
+    def delivery_status(self, provider_message_ids):
+        # the API reports one message per call (GET send/{messageId}); packs need the packId we don't keep
+        reports = []
+        for pid in provider_message_ids:
+            data = self.fetch(self.call("GET", f"send/{pid}")) or {}
+            reports.append(self.report(pid, data.get("deliveryState"), at=from_unix(data.get("deliveryDateTime"))))
+        return reports
+
+    def inbound(self):
+        # receive/latest hands out each message only once: the caller must store what it gets
+        rows = self.fetch(self.call("GET", "receive/latest", params={"count": 100})) or []
+        return [InboundMessage(sender=e164(r.get("mobile")), text=str(r.get("messageText") or ""),
+                               at=from_unix(r.get("receivedDateTime")),
+                               provider_message_id=as_text(r.get("receiveReturnId")))
+                for r in rows]
+
+    def credit(self):
+        return as_float(self.fetch(self.call("GET", "credit")))

@@ -1,0 +1,160 @@
+"""Melipayamak console adapter against a real HTTP server on 127.0.0.1 speaking its wire format."""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from providers.base import DeliveryState, OutgoingMessage
+from providers.errors import (
+    AmbiguousSendError,
+    PermanentContentError,
+    PermanentRecipientError,
+    ProviderBlockedError,
+    RateLimitedError,
+    TransientError,
+)
+from providers.melipayamak import MelipayamakProvider
+from providers.registry import create_provider
+from tests.fakes.httpserver import FakeHttpServer, Reply
+
+DATA = Path(__file__).parent / "data" / "melipayamak"
+TOKEN = "b7f3c1d2e4a54f6f9e8d7c6b5a493827"
+MSG = OutgoingMessage(message_id="msg-1", channel="sms", to="+989121234567", text="سلام\nلغو11")
+
+
+def load(name):
+    return json.loads((DATA / name).read_text("utf-8"))
+
+
+@pytest.fixture(scope="module")
+def _server():
+    # one server per module: its shutdown polls every 0.5s, too slow to pay per test
+    routes = {}
+
+    def handler(req):
+        for prefix, reply in routes.items():
+            if req.path.startswith(prefix):
+                return reply
+        return Reply(404, "no route")
+
+    with FakeHttpServer(handler) as srv:
+        srv.routes = routes
+        yield srv
+
+
+@pytest.fixture
+def server(_server):
+    _server.routes.clear()
+    _server.requests.clear()
+    return _server
+
+
+def make(url, **settings):
+    return create_provider({"name": "meli", "type": "melipayamak", "api_key": TOKEN, "sender": "50004001",
+                            "base_url": url, **settings})
+
+
+def test_send_accepted_and_the_exact_wire_request(server):
+    server.routes["/send/simple/"] = Reply(200, load("send_ok.json"))
+    provider = make(server.url)
+    assert isinstance(provider, MelipayamakProvider) and provider.supports_lookup is False
+    assert provider.send(MSG).provider_message_id == "4353453453451"
+    [req] = server.requests
+    assert (req.method, req.path) == ("POST", f"/send/simple/{TOKEN}")
+    assert req.json == {"from": "50004001", "to": "09121234567", "text": MSG.text}
+
+
+@pytest.mark.parametrize("rec_id, error", [
+    (0, ProviderBlockedError), (2, ProviderBlockedError), (3, RateLimitedError), (5, ProviderBlockedError),
+    (6, TransientError), (7, PermanentContentError), (10, ProviderBlockedError), (11, PermanentContentError),
+    (14, PermanentContentError), (15, PermanentContentError), (35, PermanentRecipientError),
+    (None, PermanentContentError),  # no recId, only a free-text status: unknown, defensive
+])
+def test_small_rec_id_or_missing_rec_id_on_http_200_is_an_error(server, rec_id, error):
+    server.routes["/send/simple/"] = Reply(200, {"recId": rec_id, "status": "خطا"})
+    with pytest.raises(error) as info:
+        make(server.url).send(MSG)
+    assert type(info.value) is error
+
+
+@pytest.mark.parametrize("reply, error", [
+    (Reply(401, {"status": "توکن نامعتبر"}), ProviderBlockedError),
+    (Reply(400, {"status": "bad request"}), PermanentContentError),
+    (Reply(429, {"status": "slow down"}, headers={"Retry-After": "7"}), RateLimitedError),
+    (Reply(503, "<html>down</html>"), TransientError),
+    (Reply(200, "<html>ok?</html>"), AmbiguousSendError),
+    (Reply(200, {}), AmbiguousSendError),
+])
+def test_http_failures_and_malformed_replies(server, reply, error):
+    server.routes["/send/simple/"] = reply
+    with pytest.raises(error):
+        make(server.url).send(MSG)
+
+
+def test_slow_reply_and_dropped_connection_are_ambiguous(server):
+    server.routes["/send/simple/"] = Reply(200, load("send_ok.json"), delay=1.0)
+    with pytest.raises(AmbiguousSendError) as info:
+        make(server.url, timeout=0.3).send(MSG)
+    assert TOKEN not in str(info.value)
+    server.routes["/send/simple/"] = Reply(drop=True)
+    with pytest.raises(AmbiguousSendError) as info:
+        make(server.url).send(MSG)
+    assert TOKEN not in str(info.value)
+
+
+def test_the_token_in_the_path_never_shows():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    provider = make(url)
+    with pytest.raises(TransientError) as info:
+        provider.send(MSG)
+    assert TOKEN not in str(info.value) and "b7********27" in str(info.value)
+    assert TOKEN not in repr(provider)
+    with pytest.raises(TransientError):
+        provider.check()  # unreachable: raises, never "ok=False"
+
+
+def test_the_token_never_shows_in_a_4xx_text(server):
+    server.routes["/send/simple/"] = Reply(403, f"<html>forbidden: /api/send/simple/{TOKEN}</html>")
+    with pytest.raises(ProviderBlockedError) as info:
+        make(server.url).send(MSG)
+    assert TOKEN not in str(info.value)
+
+
+def test_delivery_status_is_positional(server):
+    server.routes["/receive/status/"] = Reply(200, load("status.json"))
+    reports = make(server.url).delivery_status(["111111", "222222", "333333"])
+    assert [(r.provider_message_id, r.state, r.recipient_blocked) for r in reports] == [
+        ("111111", DeliveryState.DELIVERED, False),
+        ("222222", DeliveryState.UNDELIVERED, False),
+        ("333333", DeliveryState.UNDELIVERED, True),
+    ]
+    [req] = server.requests
+    assert (req.method, req.path, req.json) == ("POST", f"/receive/status/{TOKEN}",
+                                                {"recIds": ["111111", "222222", "333333"]})
+
+
+def test_delivery_status_short_answer_stays_pending(server):
+    server.routes["/receive/status/"] = Reply(200, {"results": [], "resultsAsCode": [8], "status": ""})
+    first, second = make(server.url).delivery_status(["1", "2"])
+    assert (first.state, second.state) == (DeliveryState.PENDING, DeliveryState.PENDING)
+    assert "unknown" in second.reason
+
+
+def test_check_credit(server):
+    server.routes["/receive/credit/"] = Reply(200, load("credit.json"))
+    state = make(server.url).check()
+    assert (state.ok, state.credit) == (True, 1234.5)
+    assert (server.requests[0].method, server.requests[0].path) == ("GET", f"/receive/credit/{TOKEN}")
+
+
+@pytest.mark.parametrize("reply", [Reply(401, {"status": "توکن نامعتبر"}),
+                                   Reply(200, {"amount": None, "status": f"token {TOKEN} invalid"})])
+def test_check_bad_token(server, reply):
+    server.routes["/receive/credit/"] = reply
+    state = make(server.url).check()
+    assert state.ok is False and TOKEN not in state.detail
