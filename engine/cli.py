@@ -1,0 +1,420 @@
+"""The ``followup`` command line."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .clock import now
+from .config import Config, load_config
+from .contacts import find_contact, import_csv
+from .db import check_schema, make_engine, upgrade
+from .durations import parse_duration
+from .errors import ConfigError, FollowupError, InputError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class State:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def engine(self, check: bool = True) -> sa.Engine:
+        engine = make_engine(self.config.settings.database_url)
+        if check:
+            check_schema(engine)
+        return engine
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="FOLLOWUP_CONFIG", type=click.Path(file_okay=False),
+              help="Config folder (default ./config, or $FOLLOWUP_CONFIG).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.version_option(package_name="followup")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """followup: SMS and email follow-up sequences with honest urgency.
+
+    \b
+    Typical first run:
+      followup init .                 write a starter config/ and templates/
+      followup validate               check settings, sequences and templates
+      followup db upgrade             create the database
+      followup contacts import leads.csv
+      followup enroll winter-sale --tag winter
+      followup worker                 send what is due, inside the send window
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("apscheduler", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = State(config_path)
+
+
+# -- setup ---------------------------------------------------------------------------------
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(directory: str, force: bool) -> None:
+    """Write a starter config/ and templates/ into DIRECTORY (default: here)."""
+    starter = Path(__file__).parent / "starter"
+    target = Path(directory)
+    written, kept = 0, 0
+    for src in sorted(starter.rglob("*")):
+        if src.is_dir() or "__pycache__" in src.parts:
+            continue
+        dest = target / src.relative_to(starter)
+        if dest.exists() and not force:
+            kept += 1
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        written += 1
+    out.print(f"wrote {written} files into {target.resolve()}" + (f" (kept {kept} existing; --force overwrites)" if kept else ""))
+    out.print("next: followup --config " + str(target / "config") + " validate")
+
+
+@cli.command("validate")
+@pass_state
+def validate_cmd(state: State) -> None:
+    """Check settings, sequences, templates, providers and honest urgency."""
+    from .validate import validate
+
+    config, problems = validate(state.config_path)
+    for problem in problems:
+        err.print(str(problem), markup=False)
+    if problems:
+        err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''} found[/red]")
+        sys.exit(2)
+    out.print(f"[green]ok[/green]: settings, {len(config.sequences)} sequence(s), "
+              f"{sum(len(s.touches) for s in config.sequences.values())} templates and "
+              f"{sum(len(v) for v in config.settings.providers.values())} provider(s) are valid")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Create the schema, or migrate it to this version."""
+    url = state.config.settings.database_url
+    before, after = upgrade(url)
+    shown = make_engine(url).url.render_as_string(hide_password=True)
+    out.print(f"database {shown}: " + (f"already at {after}" if before == after else f"{before or 'empty'} → {after}"))
+
+
+# -- contacts and enrollment --------------------------------------------------------------
+@cli.group()
+def contacts() -> None:
+    """Contacts: import from CSV."""
+
+
+def _import(state: State, path: Path):
+    engine = state.engine()
+    size = path.stat().st_size if path.exists() else 0
+    with Progress(TextColumn("importing {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(path.name, total=size)
+        report = import_csv(engine, path, state.config.settings.default_region,
+                            progress=lambda n: progress.advance(task, n))
+    for line, reason in report.errors:
+        err.print(f"{path}:{line}: {reason}", markup=False)
+    out.print(f"{path}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+              f"{len(report.errors)} bad row{'s' if len(report.errors) != 1 else ''} skipped")
+    return report
+
+
+@contacts.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_state
+def contacts_import(state: State, file: Path) -> None:
+    """Import contacts from a CSV (phone, email, first_name, last_name, timezone, locale, tags, external_id).
+
+    Rows are upserted by external_id, else phone, else email; other columns become attrs.
+    Bad rows are listed with their line numbers; exit status 1 if any row was bad.
+    """
+    report = _import(state, file)
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("sequence")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="Import this CSV, then enroll its contacts.")
+@click.option("--contact", "keys", multiple=True, help="A phone (any format), email or external id. Repeatable.")
+@click.option("--tag", help="Every contact with this tag.")
+@pass_state
+def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, ...], tag: str | None) -> None:
+    """Enroll contacts in SEQUENCE."""
+    from .enrollment import enroll as do_enroll
+    from .models import Contact
+
+    if sum(bool(x) for x in (csv_file, keys, tag)) != 1:
+        raise InputError("give exactly one of --csv FILE, --contact KEY (repeatable) or --tag TAG")
+    config = state.config
+    config.sequence(sequence)
+    engine = state.engine()
+    ids: list[int] = []
+    if csv_file:
+        ids = _import(state, csv_file).contact_ids
+    elif keys:
+        with engine.connect() as conn:
+            missing = []
+            for key in keys:
+                found = find_contact(conn, key, config.settings.default_region)
+                if found:
+                    ids.append(found["id"])
+                else:
+                    missing.append(key)
+        if missing:
+            raise InputError(f"no contact matches {', '.join(missing)}; import them first with `followup contacts import`")
+    else:
+        table = Contact.__table__
+        with engine.connect() as conn:
+            ids = list(conn.execute(sa.select(table.c.id).where(table.c.tags.like(f"%;{tag};%"))).scalars())
+        if not ids:
+            out.print(f"no contact has the tag {tag!r}")
+    with engine.begin() as conn:
+        report = do_enroll(conn, config, sequence, ids)
+    for cid in report.already_active:
+        out.print(f"contact {cid}: already active in {sequence}, nothing to do")
+    for cid, why in report.refused:
+        out.print(f"contact {cid}: not enrolled: {why}", markup=False)
+    out.print(f"{sequence}: {len(report.enrolled)} enrolled, {len(report.already_active)} already active, "
+              f"{len(report.refused)} not enrolled")
+
+
+@cli.command()
+@click.argument("key")
+@click.argument("kind", type=click.Choice(["converted", "replied", "unsubscribed", "resubscribed"]))
+@click.option("--sequence", help="Only this sequence (default: all the contact's sequences).")
+@click.option("--channel", type=click.Choice(["sms", "email", "all"]), default=None, help="For (un/re)subscribe.")
+@click.option("--value", type=float, help="Order value, for revenue in stats.")
+@pass_state
+def event(state: State, key: str, kind: str, sequence: str | None, channel: str | None, value: float | None) -> None:
+    """Record that contact KEY converted, replied, unsubscribed or resubscribed."""
+    from .events import record_event
+
+    engine = state.engine()
+    with engine.begin() as conn:
+        contact = find_contact(conn, key, state.config.settings.default_region)
+        if contact is None:
+            raise InputError(f"no contact matches {key!r} (a phone in any format, an email or an external id)")
+        result = record_event(conn, state.config, contact, kind, sequence=sequence, channel=channel, value=value)
+    ended = f"; ended {', '.join(result.ended)}" if result.ended else ""
+    out.print(f"contact {contact['id']}: {kind} recorded{ended}; {result.cancelled} pending touch(es) cancelled"
+              + (f" ({result.note})" if result.note else ""))
+
+
+# -- the worker --------------------------------------------------------------------------
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between ticks.")
+@click.option("--wait", "wait_for_lock", is_flag=True, help="On SQLite, wait for a running worker instead of exiting.")
+@pass_state
+def worker(state: State, once: bool, interval: float, wait_for_lock: bool) -> None:
+    """Run the background worker: send due touches; Ctrl-C or SIGTERM stops it cleanly."""
+    from .worker import run_worker
+
+    sys.exit(run_worker(state.config, interval=interval, once=once, wait_for_lock=wait_for_lock))
+
+
+# -- looking -------------------------------------------------------------------------------
+@cli.command("preview")
+@click.argument("sequence")
+@click.option("--contact", "key", help="Render for this contact instead of a sample one.")
+@pass_state
+def preview_cmd(state: State, sequence: str, key: str | None) -> None:
+    """Show every touch of SEQUENCE as it would go out: when, channel, text, SMS segments."""
+    from .preview import preview, sms_text
+    from .templates import jalali
+
+    config = state.config
+    seq = config.sequence(sequence)
+    contact = None
+    if key:
+        with state.engine().connect() as conn:
+            contact = find_contact(conn, key, config.settings.default_region)
+        if contact is None:
+            raise InputError(f"no contact matches {key!r}")
+    for row in preview(config, seq, contact):
+        when = row.when.strftime("%Y-%m-%d %H:%M %Z")
+        if (contact or {}).get("locale", config.settings.locale) == "fa":
+            when += f"  ({jalali(row.when, with_time=True)})"
+        out.rule(f"{row.touch} · {row.channel} · {when}")
+        if row.note:
+            out.print(f"[yellow]{row.note}[/yellow]")
+        if row.error:
+            out.print(f"[red]{row.error}[/red]", markup=False)
+            continue
+        if row.channel == "email":
+            out.print(f"Subject: {row.rendered.subject}", markup=False)
+            out.print(row.rendered.text, markup=False)
+            if row.rendered.html:
+                out.print(f"[dim](+ HTML part, {len(row.rendered.html)} characters)[/dim]")
+        else:
+            out.print(sms_text(config, row.rendered), markup=False)
+            cost = f", cost {row.cost:g}" if row.cost is not None else ""
+            out.print(f"[dim]{row.sms.describe()}{cost}[/dim]")
+
+
+@cli.command()
+@click.option("--sequence")
+@click.option("--contact", "key", help="A phone, email or external id.")
+@click.option("--event", "event_name", help="sent, delivered, failed, skipped, deferred, cancelled, unknown, ...")
+@click.option("--since", help="Only the last DURATION, e.g. 2h or 1d.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.option("--limit", type=int, default=200, show_default=True)
+@pass_state
+def logs(state: State, sequence, key, event_name, since, follow, as_json, limit) -> None:
+    """The delivery log: every state change of every message, with its reason."""
+    from .journal import log_line
+    from .reports import log_query
+
+    engine = state.engine()
+    contact_id = None
+    with engine.connect() as conn:
+        if key:
+            contact = find_contact(conn, key, state.config.settings.default_region)
+            if contact is None:
+                raise InputError(f"no contact matches {key!r}")
+            contact_id = contact["id"]
+    try:
+        since_at = now() - parse_duration(since) if since else None
+    except ValueError as error:
+        raise InputError(f"--since: {error}") from None
+    last_id = 0
+
+    def emit(rows):
+        nonlocal last_id
+        table = None if as_json else Table("at (UTC)", "msg", "contact", "sequence", "touch", "ch", "provider", "event",
+                                           "reason", box=None)
+        for row in rows:
+            last_id = max(last_id, row["id"])
+            if as_json:
+                print(log_line(row), flush=True)
+            else:
+                table.add_row(row["at"].strftime("%Y-%m-%d %H:%M:%S"), str(row["message_id"] or ""),
+                              str(row["contact_id"] or ""), row["sequence"] or "", row["touch"] or "",
+                              row["channel"] or "", row["provider"] or "", row["event"], row["reason"] or "")
+        if table is not None and table.row_count:
+            out.print(table)
+
+    with engine.connect() as conn:
+        rows = list(log_query(conn, sequence=sequence, contact_id=contact_id, event=event_name, since=since_at,
+                              limit=limit, newest_first=True))
+    emit(reversed(rows))
+    while follow:
+        time.sleep(1.0)
+        with engine.connect() as conn:
+            emit(list(log_query(conn, sequence=sequence, contact_id=contact_id, event=event_name, after_id=last_id,
+                                limit=None)))
+
+
+@cli.command()
+@click.argument("sequence", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def stats(state: State, sequence: str | None, as_json: bool) -> None:
+    """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
+    from .reports import funnel, provider_states
+
+    config = state.config
+    names = [config.sequence(sequence).name] if sequence else sorted(config.sequences)
+    with state.engine().connect() as conn:
+        data = [funnel(conn, n, [t.name for t in config.sequences[n].touches]) for n in names]
+        paused = {k: v for k, v in provider_states(conn).items() if v["state"] == "paused"}
+    if as_json:
+        print(json.dumps({"sequences": data, "paused_providers": {k: v["reason"] for k, v in paused.items()}},
+                         ensure_ascii=False, indent=2))
+        return
+    for item in data:
+        table = Table("touch", "sent", "delivered", "undelivered", "failed", "skipped", "cancelled", "unknown", "waiting",
+                      title=f"{item['sequence']}: {item['enrolled']} enrolled, {item['converted']} converted "
+                            f"({item['conversion_rate']:.1%}), revenue {item['revenue']:g}")
+        for touch, c in item["touches"].items():
+            table.add_row(touch, *(str(c.get(k, 0)) for k in ("sent", "delivered", "undelivered", "failed", "skipped",
+                                                              "cancelled", "unknown", "waiting")))
+        out.print(table)
+    for name, row in paused.items():
+        out.print(f"[yellow]provider {name} is paused: {row['reason']}[/yellow]", markup=False)
+
+
+@cli.group()
+def offer() -> None:
+    """Offers: redeem stock by hand."""
+
+
+@offer.command("redeem")
+@click.argument("code")
+@click.option("--sequence", help="When several sequences share the code.")
+@pass_state
+def offer_redeem(state: State, code: str, sequence: str | None) -> None:
+    """Take one item of CODE's stock (a sale made outside followup)."""
+    from .models import Offer
+
+    table = Offer.__table__
+    with state.engine().begin() as conn:
+        query = sa.select(table).where(table.c.code == code)
+        if sequence:
+            query = query.where(table.c.sequence == sequence)
+        rows = conn.execute(query).mappings().all()
+        if not rows:
+            raise InputError(f"no offer with code {code!r}; codes come from the offer: block of a sequence")
+        if len(rows) > 1:
+            raise InputError(f"{code!r} is used by {', '.join(r['sequence'] for r in rows)}; add --sequence")
+        conn.execute(sa.update(table).where(table.c.id == rows[0]["id"]).values(redeemed=table.c.redeemed + 1))
+        left = None if rows[0]["stock"] is None else rows[0]["stock"] - rows[0]["redeemed"] - 1
+    out.print(f"{code}: redeemed one" + (f"; {left} left" if left is not None else ""))
+
+
+from .cli_providers import providers  # noqa: E402  (registers the `providers` group)
+
+cli.add_command(providers)
+
+
+def main() -> None:
+    """Entry point: run the CLI; turn engine errors into clear messages and exit codes."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(str(problem), markup=False)
+        sys.exit(error.exit_code)
+    except FollowupError as error:
+        err.print(f"error: {error}", markup=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+

@@ -1,0 +1,82 @@
+"""``followup providers``: list them, check their accounts, resume a paused one."""
+from __future__ import annotations
+
+import sys
+
+import click
+import sqlalchemy as sa
+from rich.table import Table
+
+from providers.errors import ProviderError
+from providers.ratelimit import parse_rate
+
+from .clock import to_utc, now
+from .errors import InputError
+from .models import ProviderState
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def providers(ctx: click.Context) -> None:
+    """The configured providers, with type, channel, rate and state (active / paused and why)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .cli import out
+
+    state = ctx.obj
+    config = state.config
+    with state.engine().connect() as conn:
+        rows = {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}
+    table = Table("name", "type", "channel", "role", "rate", "state")
+    for channel, entries in config.settings.providers.items():
+        for i, entry in enumerate(entries):
+            row = rows.get(entry["name"])
+            until = to_utc(row["paused_until"]) if row else None
+            paused = row and row["state"] == "paused" and (until is None or until > now())
+            shown = f"paused until {until:%Y-%m-%d %H:%M} UTC: {row['reason']}" if paused else "active"
+            rate = parse_rate(entry.get("rate"))
+            table.add_row(entry["name"], entry.get("type", ""), channel, "primary" if i == 0 else f"failover {i}",
+                          f"{rate:g}/s" if rate else "unlimited", shown)
+    out.print(table)
+
+
+@providers.command("check")
+@click.pass_obj
+def providers_check(state) -> None:
+    """Ask each provider for its account state (credentials, credit) before the first send does."""
+    from .cli import out
+    from .worker import build_providers
+
+    bad = 0
+    for channel, group in build_providers(state.config).items():
+        for provider in group:
+            try:
+                result = provider.check()
+            except (ProviderError, OSError) as err:
+                out.print(f"{provider.name} ({provider.type}, {channel}): [red]unreachable[/red]: {err}", markup=False)
+                bad += 1
+                continue
+            credit = f", credit {result.credit:g}" if result.credit is not None else ""
+            mark = "ok" if result.ok else "PROBLEM"
+            out.print(f"{provider.name} ({provider.type}, {channel}): {mark}: {result.detail}{credit}", markup=False)
+            bad += 0 if result.ok else 1
+            provider.close()
+    if bad:
+        sys.exit(1)
+
+
+@providers.command("resume")
+@click.argument("name")
+@click.pass_obj
+def providers_resume(state, name: str) -> None:
+    """Lift the pause on provider NAME now."""
+    from .cli import out
+
+    names = {e["name"] for entries in state.config.settings.providers.values() for e in entries}
+    if name not in names:
+        raise InputError(f"no provider named {name!r}; configured: {', '.join(sorted(names))}")
+    table = ProviderState.__table__
+    with state.engine().begin() as conn:
+        conn.execute(sa.update(table).where(table.c.name == name).values(state="active", paused_until=None,
+                                                                          reason="resumed by hand", updated_at=now()))
+    out.print(f"{name}: active")

@@ -1,0 +1,55 @@
+"""The whole configuration: settings, sequences, templates and providers, loaded and checked together."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, Problem
+from .sequences import Sequence, load_sequences
+from .settings import Settings, load_settings
+from .templates import Renderer
+
+__all__ = ["Config", "load_config", "config_dir"]
+
+
+def config_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """``--config DIR``, else ``$FOLLOWUP_CONFIG``, else ``./config``."""
+    return Path(explicit or os.environ.get("FOLLOWUP_CONFIG") or "config").resolve()
+
+
+@dataclass
+class Config:
+    dir: Path
+    settings: Settings
+    sequences: dict[str, Sequence]
+    renderer: Renderer
+
+    def sequence(self, name: str) -> Sequence:
+        from .errors import InputError
+
+        try:
+            return self.sequences[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sequences)) or "none"
+            raise InputError(f"no sequence named {name!r} in {self.dir / 'sequences'} (known: {known})") from None
+
+
+def load_config(directory: str | os.PathLike | None = None) -> Config:
+    """Load settings and every sequence; raise :class:`ConfigError` with every problem in both."""
+    folder = config_dir(directory)
+    if not folder.is_dir():
+        raise ConfigError(Problem(str(folder), "", "config folder not found; run `followup init` or pass --config DIR"))
+    problems: list[Problem] = []
+    settings = sequences = None
+    try:
+        settings = load_settings(folder)
+    except ConfigError as err:
+        problems.extend(err.problems)
+    try:
+        sequences = load_sequences(folder, settings)
+    except ConfigError as err:
+        problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(folder, settings, sequences, Renderer(settings.templates_dir))

@@ -1,0 +1,398 @@
+"""The dispatcher: each :meth:`Dispatcher.tick` claims due messages, checks them, sends, records.
+
+The send protocol — the states a message passes and what a crash between them means::
+
+    scheduled ──claim──▶ claimed ──checks──▶ sending ──provider──▶ sent / failed / retry (scheduled)
+                            │                   │
+                            ├─▶ cancelled / skipped / deferred (scheduled later)
+                            │                   └─ crash here: fate unknown → reconcile
+                            └─ crash here: the provider was never called → scheduled again
+
+* ``claimed``: leased to one worker (``lease_owner``, ``lease_token``, ``lease_until``); claims
+  use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL. If the worker dies, the lease expires and the
+  message is scheduled again: no provider ever saw it.
+* ``sending`` is committed *before* the provider is called. If the worker dies now, the message
+  is reconciled when its lease expires: found at the provider by our own id → ``sent``; a
+  provider that can be asked and has no record → sent again; otherwise ``unknown`` for ops.
+  It is never resent blindly.
+* Results are written fenced by the lease token: a worker whose lease was taken over can no
+  longer record anything for that message.
+
+Every transition appends a delivery-log row in the same transaction (:mod:`engine.journal`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from providers.base import OutgoingMessage, Provider
+
+from .catalog import sync_catalog
+from .clock import now, to_utc
+from .config import Config
+from .db import is_sqlite, make_engine
+from .durations import format_duration
+from .journal import Change, apply
+from .models import (COUNTS_AS_SENT, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
+                     WorkerStatus)
+from .plan import SequencePlan, decide, plan_from_json
+from .render import build_message
+from .sending import Outcome, Sender
+
+__all__ = ["Dispatcher", "TickReport"]
+
+logger = logging.getLogger("followup.worker")
+messages = Message.__table__
+enrollments = Enrollment.__table__
+contacts_t = Contact.__table__
+offers_t = Offer.__table__
+versions_t = SequenceVersion.__table__
+provider_states = ProviderState.__table__
+worker_status = WorkerStatus.__table__
+
+
+@dataclass
+class TickReport:
+    """Counts of what one tick did, by event."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, event: str, n: int = 1) -> None:
+        self.counts[event] = self.counts.get(event, 0) + n
+
+    @property
+    def claimed(self) -> int:
+        return self.counts.get("claimed", 0)
+
+
+def _checkpoint(name: str) -> None:
+    """A fault-injection point for the crash tests: FOLLOWUP_PAUSE_AT=name:/path/marker stops here."""
+    spec = os.environ.get("FOLLOWUP_PAUSE_AT")
+    if not spec or not spec.startswith(name + ":"):
+        return
+    marker = spec.split(":", 1)[1]
+    with open(marker, "w") as fh:
+        fh.write(str(os.getpid()))
+    while True:  # the test kills us here with SIGKILL
+        time.sleep(0.05)
+
+
+class Dispatcher:
+    """Claims, checks, sends and records due messages. Thread-safe to stop from a signal handler."""
+
+    def __init__(self, config: Config, providers: dict[str, list[Provider]], *, engine: sa.Engine | None = None,
+                 worker_id: str | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.config = config
+        self.settings = config.settings
+        self.engine = engine or make_engine(config.settings.database_url)
+        self.providers = providers
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.sender = Sender(providers, inline_retries=self.settings.worker.inline_retries, sleep=sleep)
+        self.stopping = threading.Event()
+        self._plans: dict[str, SequencePlan] = {}
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
+        with self.engine.begin() as conn:
+            sync_catalog(conn, config)
+
+    # -- the tick ---------------------------------------------------------------------
+    def tick(self, *, max_batches: int | None = None) -> TickReport:
+        """Recover expired leases, then claim and process batches until nothing is due (or stopping)."""
+        report = TickReport()
+        self.recover(report)
+        batches = 0
+        while not self.stopping.is_set():
+            claimed, token = self._claim()
+            if not claimed:
+                break
+            report.add("claimed", len(claimed))
+            _checkpoint("after_claim")
+            self._process(claimed, token, report)
+            batches += 1
+            if max_batches and batches >= max_batches:
+                break
+        self._heartbeat(report)
+        return report
+
+    def _claim(self) -> tuple[list[dict], str]:
+        at = now()
+        token = uuid.uuid4().hex
+        size = self.settings.worker.batch_size
+        query = (sa.select(messages.c.id).where(messages.c.status == "scheduled", messages.c.next_attempt_at <= at)
+                 .order_by(messages.c.next_attempt_at).limit(size))
+        if not is_sqlite(self.engine):
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return [], token
+            conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
+                status="claimed", lease_owner=self.worker_id, lease_token=token,
+                lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds), updated_at=at))
+            rows = conn.execute(sa.select(messages).where(messages.c.id.in_(ids))
+                                .order_by(messages.c.next_attempt_at)).mappings().all()
+        return [dict(r) for r in rows], token
+
+    # -- reading what the checks need, in a few queries per batch ----------------------
+    def _plan(self, conn: sa.Connection, seq_hash: str) -> SequencePlan:
+        if seq_hash not in self._plans:
+            text = conn.execute(sa.select(versions_t.c.definition).where(versions_t.c.hash == seq_hash)).scalar_one()
+            self._plans[seq_hash] = plan_from_json(text)
+        return self._plans[seq_hash]
+
+    def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:
+        enrollment_ids = {r["enrollment_id"] for r in rows}
+        contact_ids = {r["contact_id"] for r in rows}
+        ens = {e["id"]: dict(e) for e in conn.execute(sa.select(enrollments).where(enrollments.c.id.in_(enrollment_ids))).mappings()}
+        cons = {c["id"]: dict(c) for c in conn.execute(sa.select(contacts_t).where(contacts_t.c.id.in_(contact_ids))).mappings()}
+        offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
+        since = now() - timedelta(days=2)
+        sent: dict[int, list[datetime]] = {}
+        for cid, at in conn.execute(sa.select(messages.c.contact_id, messages.c.sent_at).where(
+                messages.c.contact_id.in_(contact_ids), messages.c.sent_at >= since,
+                messages.c.status.in_(COUNTS_AS_SENT))):
+            sent.setdefault(cid, []).append(to_utc(at))
+        paused = self._paused(conn)
+        plans = {e["sequence_hash"]: self._plan(conn, e["sequence_hash"]) for e in ens.values()}
+        return dict(enrollments=ens, contacts=cons, offers=offer_rows, sent=sent, paused=paused, plans=plans)
+
+    def _paused(self, conn: sa.Connection) -> dict[str, dict]:
+        at = now()
+        out = {}
+        for row in conn.execute(sa.select(provider_states).where(provider_states.c.state == "paused")).mappings():
+            until = to_utc(row["paused_until"])
+            if until is None or until > at:
+                out[row["name"]] = dict(row)
+        return out
+
+    # -- one batch ----------------------------------------------------------------------
+    def _process(self, rows: list[dict], token: str, report: TickReport) -> None:
+        at = now()
+        with self.engine.connect() as conn:
+            ctx = self._context(conn, rows)
+        first: list[Change] = []
+        to_send: list[tuple[dict, OutgoingMessage]] = []
+        ended: list[tuple[dict, datetime]] = []
+        for row in rows:
+            enrollment = ctx["enrollments"][row["enrollment_id"]]
+            contact = ctx["contacts"][row["contact_id"]]
+            plan = ctx["plans"][enrollment["sequence_hash"]]
+            tz = ZoneInfo(contact.get("timezone") or self.settings.timezone.key)
+            offer = ctx["offers"].get((row["sequence"], enrollment.get("offer_code")))
+            decision = decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
+                              window=plan.send_window or self.settings.send_window,
+                              cap=plan.frequency_cap or self.settings.frequency_cap,
+                              sent_times=ctx["sent"].setdefault(row["contact_id"], []))
+            release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+            if decision.action == "deferred":
+                first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
+                                                      "reason": decision.reason, **release}, reason=decision.reason))
+                continue
+            if decision.action in ("cancelled", "skipped"):
+                first.append(Change(row, decision.action, {"status": decision.action, "reason": decision.reason,
+                                                           "next_attempt_at": None, **release}, reason=decision.reason))
+                if decision.action == "skipped":
+                    ended.append((row, at))
+                continue
+            touch = plan.touches[row["touch_index"]]
+            built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at)
+            if isinstance(built, str):  # a template error: this touch fails, the sequence goes on
+                first.append(Change(row, "failed", {"status": "failed", "reason": built, "next_attempt_at": None,
+                                                    **release}, reason=built))
+                ended.append((row, at))
+                continue
+            candidates = [p for p in self.providers.get(row["channel"], []) if p.name not in ctx["paused"]]
+            provider_name = candidates[0].name if candidates else None
+            first.append(Change(row, "sending", {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at,
+                                                 "provider": provider_name, "segments": built.metadata.get("segments")},
+                                provider=provider_name))
+            ctx["sent"][row["contact_id"]].append(at)
+            to_send.append((row, built))
+        with self.engine.begin() as conn:
+            applied = apply(conn, first, worker=self.worker_id, fence=token, at=at)
+            self._schedule_next(conn, [e for e in ended if any(c.message["id"] == e[0]["id"] for c in applied)], ctx)
+        for change in applied:
+            report.add(change.event)
+        live = {c.message["id"] for c in applied if c.event == "sending"}
+        to_send = [(row, msg) for row, msg in to_send if row["id"] in live]
+        if not to_send:
+            return
+        _checkpoint("before_provider")
+        paused = set(ctx["paused"])
+        outcomes = list(self._pool.map(lambda item: self.sender.send(item[1], paused), to_send))
+        _checkpoint("after_provider")
+        self._record(to_send, outcomes, token, ctx, report)
+
+    def _record(self, sent: list[tuple[dict, OutgoingMessage]], outcomes: list[Outcome], token: str,
+                ctx: dict, report: TickReport) -> None:
+        at = now()
+        worker = self.settings.worker
+        changes, ended, suppress, blocked = [], [], [], {}
+        release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+        for (row, _msg), outcome in zip(sent, outcomes):
+            row = {**row, "attempt": row["attempt"] + 1}
+            blocked.update(outcome.blocked)
+            if outcome.kind == "sent":
+                result = outcome.result
+                changes.append(Change(row, "sent", {
+                    "status": "sent", "sent_at": at, "provider": outcome.provider, "reason": outcome.reason,
+                    "provider_message_id": result.provider_message_id if result else None,
+                    "cost": result.cost if result else None, "poll_at": at + timedelta(minutes=1), **release},
+                    reason=outcome.reason, provider=outcome.provider))
+                ended.append((row, at))
+            elif outcome.kind == "failed":
+                changes.append(Change(row, "failed", {"status": "failed", "reason": outcome.reason,
+                                                      "provider": outcome.provider, "next_attempt_at": None, **release},
+                                      reason=outcome.reason, provider=outcome.provider))
+                if outcome.suppress:
+                    suppress.append((row["contact_id"], row["channel"], outcome.reason))
+                ended.append((row, at))
+            elif outcome.kind == "unknown":
+                changes.append(Change(row, "unknown", {"status": "unknown", "reason": outcome.reason,
+                                                       "provider": outcome.provider, **release},
+                                      reason=outcome.reason, provider=outcome.provider))
+                ended.append((row, at))
+            elif outcome.kind == "retry" and row["attempt"] >= worker.max_attempts:
+                reason = f"retries exhausted after {row['attempt']} attempts: {outcome.reason}"
+                changes.append(Change(row, "failed", {"status": "failed", "reason": reason, "provider": outcome.provider,
+                                                      "next_attempt_at": None, **release}, reason=reason))
+                ended.append((row, at))
+            else:  # retry, or deferred because every provider is paused: defer, don't drop
+                delay = outcome.retry_after or worker.retry_backoff_seconds * 2 ** max(0, row["attempt"] - 1)
+                attempt = row["attempt"] if outcome.kind == "retry" else row["attempt"] - 1
+                if outcome.kind == "deferred":
+                    delay = worker.retry_backoff_seconds
+                until = at + timedelta(seconds=delay)
+                reason = f"{outcome.reason}; next attempt at {until.isoformat()}"
+                changes.append(Change(row, "retry" if outcome.kind == "retry" else "deferred", {
+                    "status": "scheduled", "next_attempt_at": until, "attempt": attempt, "reason": reason,
+                    "sent_at": None, **release}, reason=reason, provider=outcome.provider))
+        with self.engine.begin() as conn:
+            applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
+            ids = {c.message["id"] for c in applied}
+            self._schedule_next(conn, [e for e in ended if e[0]["id"] in ids], ctx)
+            for contact_id, channel, reason in suppress:
+                conn.execute(sa.update(contacts_t).where(contacts_t.c.id == contact_id)
+                             .values({f"{channel}_suppressed": reason[:200]}))
+            self._pause(conn, blocked, at)
+        for change in applied:
+            report.add(change.event)
+
+    def _pause(self, conn: sa.Connection, blocked: dict[str, str], at: datetime) -> None:
+        until = at + timedelta(seconds=self.settings.worker.provider_pause_seconds)
+        for name, reason in blocked.items():
+            values = dict(state="paused", reason=reason[:500], paused_until=until, updated_at=at)
+            if conn.execute(sa.update(provider_states).where(provider_states.c.name == name).values(**values)).rowcount == 0:
+                conn.execute(sa.insert(provider_states).values(name=name, **values))
+            logger.warning(json.dumps({"at": at.isoformat(), "event": "provider_paused", "provider": name,
+                                       "reason": reason, "until": until.isoformat()}))
+
+    def _schedule_next(self, conn: sa.Connection, ended: list[tuple[dict, datetime]], ctx: dict) -> None:
+        """Touch n ended (sent, failed, skipped): touch n+1 becomes due ``after`` it; the last ends the enrollment."""
+        if not ended:
+            return
+        keys = [(row["enrollment_id"], row["touch_index"] + 1) for row, _ in ended]
+        nexts = {(r["enrollment_id"], r["touch_index"]): dict(r) for r in conn.execute(
+            sa.select(messages).where(sa.tuple_(messages.c.enrollment_id, messages.c.touch_index).in_(keys),
+                                      messages.c.status == "pending")).mappings()}
+        changes, finished = [], []
+        for row, ended_at in ended:
+            enrollment = ctx["enrollments"][row["enrollment_id"]]
+            plan = ctx["plans"][enrollment["sequence_hash"]]
+            follower = nexts.get((row["enrollment_id"], row["touch_index"] + 1))
+            if row["touch_index"] + 1 >= len(plan.touches):
+                finished.append(row["enrollment_id"])
+            elif follower is not None:
+                due = ended_at + plan.touches[follower["touch_index"]].after
+                changes.append(Change(follower, "scheduled", {"status": "scheduled", "due_at": due,
+                                                              "next_attempt_at": due},
+                                      reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, "
+                                             f"{format_duration(plan.touches[follower['touch_index']].after)} "
+                                             f"after {row['touch']}"))
+        apply(conn, changes, worker=self.worker_id)
+        if finished:
+            conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(finished), enrollments.c.status == "active")
+                         .values(status="completed", ended_reason="every touch done", ended_at=now()))
+
+    # -- leases of workers that died ------------------------------------------------------
+    def recover(self, report: TickReport | None = None, *, everything: bool = False) -> int:
+        """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker)."""
+        at = now()
+        token = uuid.uuid4().hex
+        cond = messages.c.status.in_(("claimed", "sending"))
+        if not everything:
+            cond = sa.and_(cond, messages.c.lease_until < at)
+        query = sa.select(messages.c.id).where(cond).limit(1000)
+        if not is_sqlite(self.engine):
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return 0
+            rows = [dict(r) for r in conn.execute(sa.select(messages).where(messages.c.id.in_(ids))).mappings()]
+            conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
+                lease_owner=self.worker_id, lease_token=token,
+                lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds)))
+        changes, ended = [], []
+        for row in rows:
+            dead = row["lease_owner"]
+            if row["status"] == "claimed":
+                reason = f"lease of {dead} expired before sending; the provider never saw it"
+                changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at,
+                                                        "lease_owner": None, "lease_token": None, "lease_until": None},
+                                      reason=reason))
+                continue
+            found, provider, pmid = self.sender.lookup_anywhere(row["channel"], str(row["id"]))
+            release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+            if found:
+                reason = f"{dead} died after the provider accepted it; found at {provider} by our id"
+                changes.append(Change(row, "sent", {"status": "sent", "provider": provider, "provider_message_id": pmid,
+                                                    "poll_at": at + timedelta(minutes=1), **release},
+                                      reason=reason, provider=provider))
+                ended.append((row, at))
+            elif found is False:
+                reason = f"{dead} died while sending; no provider has our id, so it is sent again"
+                changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at, "sent_at": None,
+                                                        **release}, reason=reason))
+            else:
+                reason = f"{dead} died while sending and the provider cannot be asked by our id; not resent"
+                changes.append(Change(row, "unknown", {"status": "unknown", "reason": reason, **release}, reason=reason))
+                ended.append((row, at))
+        with self.engine.begin() as conn:
+            applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
+            if ended:
+                ctx = self._context(conn, [e[0] for e in ended])
+                self._schedule_next(conn, ended, ctx)
+        if report is not None:
+            for change in applied:
+                report.add(change.event)
+        return len(applied)
+
+    def _heartbeat(self, report: TickReport) -> None:
+        at = now()
+        name = f"worker:{self.worker_id}"
+        detail = json.dumps(report.counts)
+        with self.engine.begin() as conn:
+            done = conn.execute(sa.update(worker_status).where(worker_status.c.name == name)
+                                .values(last_tick_at=at, detail=detail)).rowcount
+            if not done:
+                conn.execute(sa.insert(worker_status).values(name=name, owner=self.worker_id, last_tick_at=at,
+                                                             detail=detail))
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._pool.shutdown(wait=True)
+        for group in self.providers.values():
+            for provider in group:
+                provider.close()

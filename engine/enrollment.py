@@ -1,0 +1,89 @@
+"""Enrolling contacts in a sequence: one enrollment, and one message row per touch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from .catalog import sync_catalog
+from .clock import now
+from .config import Config
+from .journal import append_log
+from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus
+
+__all__ = ["EnrollReport", "enroll"]
+
+contacts = Contact.__table__
+enrollments = Enrollment.__table__
+messages = Message.__table__
+
+
+@dataclass
+class EnrollReport:
+    enrolled: list[int] = field(default_factory=list)
+    already_active: list[int] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _refusal(contact: dict, channels: set[str]) -> str | None:
+    """Why a contact can't be enrolled: opted out of every channel the sequence uses."""
+    blocked = {c: contact.get(f"{c}_suppressed") for c in channels}
+    missing = {c for c in channels if not contact.get("phone" if c == "sms" else "email")}
+    if all(blocked[c] or c in missing for c in channels):
+        why = [f"{c}: {blocked[c]}" if blocked[c] else f"{c}: no {'phone' if c == 'sms' else 'email'}" for c in sorted(channels)]
+        return "opted out or unreachable on every channel of this sequence (" + "; ".join(why) + ")"
+    return None
+
+
+def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids: list[int]) -> EnrollReport:
+    """Enroll contacts; already-active ones are a no-op, opted-out ones are refused with a reason."""
+    seq = config.sequence(sequence_name)
+    sync_catalog(conn, config)
+    report = EnrollReport()
+    ids = list(dict.fromkeys(contact_ids))
+    stamp = now()
+    channels = {t.channel for t in seq.touches}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = {r["id"]: dict(r) for r in conn.execute(sa.select(contacts).where(contacts.c.id.in_(chunk))).mappings()}
+        active = set(conn.execute(sa.select(enrollments.c.contact_id).where(
+            enrollments.c.contact_id.in_(chunk), enrollments.c.sequence == seq.name,
+            enrollments.c.status == EnrollmentStatus.ACTIVE.value)).scalars())
+        new = []
+        for cid in chunk:
+            if cid in active:
+                report.already_active.append(cid)
+            elif cid not in rows:
+                report.refused.append((cid, "no such contact"))
+            elif (why := _refusal(rows[cid], channels)) is not None:
+                report.refused.append((cid, why))
+            else:
+                new.append(cid)
+        if not new:
+            continue
+        deadline = seq.offer.deadline_for(stamp) if seq.offer else None
+        result = conn.execute(sa.insert(enrollments).returning(enrollments.c.id, enrollments.c.contact_id), [
+            dict(contact_id=cid, sequence=seq.name, sequence_hash=seq.hash, status=EnrollmentStatus.ACTIVE.value,
+                 enrolled_at=stamp, offer_code=seq.offer.code if seq.offer else None, offer_expires_at=deadline)
+            for cid in new])
+        created = result.all()
+        first = seq.touches[0]
+        message_rows = []
+        for enrollment_id, cid in created:
+            for touch in seq.touches:
+                due = stamp + first.after if touch.index == 0 else None
+                message_rows.append(dict(
+                    enrollment_id=enrollment_id, contact_id=cid, sequence=seq.name, touch_index=touch.index,
+                    touch=touch.name, channel=touch.channel, urgent=touch.urgent,
+                    status=MessageStatus.SCHEDULED.value if due else MessageStatus.PENDING.value,
+                    due_at=due, next_attempt_at=due, attempt=0, polls=0, updated_at=stamp))
+        inserted = conn.execute(sa.insert(messages).returning(
+            messages.c.id, messages.c.contact_id, messages.c.touch, messages.c.channel, messages.c.status,
+            messages.c.next_attempt_at), message_rows).mappings().all()
+        append_log(conn, [dict(at=stamp, message_id=m["id"], contact_id=m["contact_id"], sequence=seq.name,
+                               touch=m["touch"], channel=m["channel"], provider=None, event=m["status"],
+                               reason=(f"due {m['next_attempt_at']:%Y-%m-%dT%H:%M:%SZ}" if m["next_attempt_at"]
+                                       else "waits for the previous touch"),
+                               attempt=0, provider_message_id=None, worker=None) for m in inserted])
+        report.enrolled.extend(cid for _, cid in created)
+    return report

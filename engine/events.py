@@ -1,0 +1,109 @@
+"""What contacts do — converted, replied, unsubscribed, resubscribed — and what it ends at once.
+
+This is the one module that applies contact events to stored state, whether they come from
+the CLI, the API, a provider webhook or an inbound SMS.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from .clock import now
+from .config import Config
+from .errors import InputError
+from .journal import Change, apply
+from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
+
+__all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
+
+EVENT_TYPES = ("converted", "replied", "unsubscribed", "resubscribed")
+contacts = Contact.__table__
+enrollments = Enrollment.__table__
+messages = Message.__table__
+events = ContactEvent.__table__
+offers = Offer.__table__
+
+
+@dataclass
+class EventResult:
+    recorded: bool
+    ended: list[str] = field(default_factory=list)  # sequence names whose enrollment ended
+    cancelled: int = 0
+    note: str = ""
+
+
+def end_enrollments(conn: sa.Connection, enrollment_rows: list[dict], status: str, reason: str) -> int:
+    """End enrollments and cancel their open messages (with a log row each); return how many were cancelled."""
+    if not enrollment_rows:
+        return 0
+    stamp = now()
+    ids = [e["id"] for e in enrollment_rows]
+    conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(ids), enrollments.c.status == "active")
+                 .values(status=status, ended_reason=reason, ended_at=stamp))
+    open_rows = conn.execute(sa.select(messages).where(messages.c.enrollment_id.in_(ids),
+                                                       messages.c.status.in_(OPEN_STATUSES))).mappings().all()
+    apply(conn, [Change(dict(m), "cancelled", {"status": "cancelled", "reason": reason, "next_attempt_at": None},
+                        reason=reason) for m in open_rows], at=stamp)
+    return len(open_rows)
+
+
+def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, *, sequence: str | None = None,
+                 channel: str | None = None, value: float | None = None, idempotency_key: str | None = None,
+                 source: str = "cli") -> EventResult:
+    """Record one event and end or pause what it must, in the caller's transaction."""
+    if kind not in EVENT_TYPES:
+        raise InputError(f"unknown event {kind!r}; use one of {', '.join(EVENT_TYPES)}")
+    if channel not in (None, "all", "sms", "email"):
+        raise InputError(f"unknown channel {channel!r}; use sms, email or all")
+    if sequence is not None:
+        config.sequence(sequence)
+    if idempotency_key:
+        seen = conn.execute(sa.select(events.c.id).where(events.c.idempotency_key == idempotency_key)).first()
+        if seen:
+            return EventResult(recorded=False, note=f"already recorded (idempotency key {idempotency_key})")
+    stamp = now()
+    conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=sequence, channel=channel,
+                                          value=value, idempotency_key=idempotency_key, source=source, at=stamp))
+    channels = ["sms", "email"] if channel in (None, "all") else [channel]
+    if kind in ("unsubscribed", "resubscribed"):
+        mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
+        conn.execute(sa.update(contacts).where(contacts.c.id == contact["id"])
+                     .values({f"{c}_suppressed": mark for c in channels}, updated_at=stamp))
+        if kind == "resubscribed" or channel in ("sms", "email"):
+            # one channel only: its touches are skipped as they come due, the others go on
+            return EventResult(recorded=True, note=f"{kind} on {', '.join(channels)}")
+    query = sa.select(enrollments).where(enrollments.c.contact_id == contact["id"],
+                                         enrollments.c.status == EnrollmentStatus.ACTIVE.value)
+    if sequence:
+        query = query.where(enrollments.c.sequence == sequence)
+    active = [dict(e) for e in conn.execute(query.order_by(enrollments.c.enrolled_at.desc())).mappings()]
+    ending = [e for e in active if kind in _exit_on(conn, config, e)]
+    result = EventResult(recorded=True)
+    result.cancelled = end_enrollments(conn, ending, kind, f"contact {kind}")
+    result.ended = [e["sequence"] for e in ending]
+    if kind == "converted":
+        _redeem(conn, sequence or (active[0]["sequence"] if active else None), active)
+    return result
+
+
+def _exit_on(conn: sa.Connection, config: Config, enrollment: dict) -> tuple[str, ...]:
+    """The exit_on of the sequence version this enrollment follows."""
+    from .models import SequenceVersion
+
+    row = conn.execute(sa.select(SequenceVersion.__table__.c.definition)
+                       .where(SequenceVersion.__table__.c.hash == enrollment["sequence_hash"])).scalar()
+    if row:
+        return tuple(json.loads(row).get("exit_on", ()))
+    seq = config.sequences.get(enrollment["sequence"])
+    return seq.exit_on if seq else ("converted", "replied", "unsubscribed")
+
+
+def _redeem(conn: sa.Connection, sequence: str | None, active: list[dict]) -> None:
+    """A conversion in a sequence takes one item of its offer's stock."""
+    if not sequence:
+        return
+    code = next((e["offer_code"] for e in active if e["sequence"] == sequence and e["offer_code"]), None)
+    query = sa.update(offers).where(offers.c.sequence == sequence).values(redeemed=offers.c.redeemed + 1)
+    conn.execute(query.where(offers.c.code == code) if code else query)

@@ -1,0 +1,228 @@
+"""The store: SQLModel tables. SQLite by default, the same schema on PostgreSQL.
+
+Every datetime is stored as UTC (``DateTime(timezone=True)``; SQLite gives it back naive,
+:func:`engine.clock.to_utc` puts the zone back). Status values are ``str`` enums, stored as text.
+"""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "MessageStatus", "EnrollmentStatus", "Contact", "SequenceVersion", "Offer", "Enrollment",
+    "Message", "DeliveryLog", "ContactEvent", "ProviderState", "WorkerStatus", "metadata",
+    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT",
+]
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=sa.DateTime(timezone=True), **kw)
+
+
+class MessageStatus(str, enum.Enum):
+    """Where a message stands. See :mod:`engine.dispatch` for the protocol between them."""
+
+    PENDING = "pending"          # waits for the previous touch; no due time yet
+    SCHEDULED = "scheduled"      # due at next_attempt_at
+    CLAIMED = "claimed"          # leased by a worker; the provider has not been called
+    SENDING = "sending"          # the provider is being called; fate unknown until recorded
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"          # the provider may or may not have it; never resent blindly
+
+
+OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SCHEDULED.value)
+IN_FLIGHT = (MessageStatus.CLAIMED.value, MessageStatus.SENDING.value)
+FINAL_STATUSES = tuple(s.value for s in MessageStatus if s.value not in OPEN_STATUSES + IN_FLIGHT)
+#: statuses that count toward the frequency cap (the message left, or may have)
+COUNTS_AS_SENT = ("sending", "sent", "delivered", "undelivered", "unknown")
+
+
+class EnrollmentStatus(str, enum.Enum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CONVERTED = "converted"
+    REPLIED = "replied"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: Optional[str] = Field(default=None, sa_column_kwargs={"unique": True}, max_length=200)
+    phone: Optional[str] = Field(default=None, sa_column_kwargs={"unique": True}, max_length=20)
+    email: Optional[str] = Field(default=None, sa_column_kwargs={"unique": True}, max_length=320)
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    timezone: Optional[str] = Field(default=None, max_length=64)
+    locale: Optional[str] = Field(default=None, max_length=8)
+    #: ";a;b;" so a tag matches with LIKE '%;a;%'
+    tags: str = Field(default="", max_length=2000)
+    attrs: dict = Field(default_factory=dict, sa_type=sa.JSON)
+    sms_suppressed: Optional[str] = Field(default=None, max_length=200)
+    email_suppressed: Optional[str] = Field(default=None, max_length=200)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class SequenceVersion(SQLModel, table=True):
+    """A sequence as it was when contacts enrolled: enrollments keep following their version."""
+
+    __tablename__ = "sequence_versions"
+
+    hash: str = Field(primary_key=True, max_length=64)
+    name: str = Field(index=True, max_length=100)
+    definition: str = Field(sa_type=sa.Text)
+    file: str = Field(default="", max_length=500)
+    loaded_at: datetime = _ts()
+
+
+class Offer(SQLModel, table=True):
+    """A real offer: stock counts down on each conversion so templates always show the true number."""
+
+    __tablename__ = "offers"
+    __table_args__ = (sa.UniqueConstraint("sequence", "code"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sequence: str = Field(max_length=100)
+    code: str = Field(max_length=100, index=True)
+    title: str = Field(default="", max_length=300)
+    stock: Optional[int] = None
+    redeemed: int = 0
+    expires_at: Optional[datetime] = _ts(default=None)
+
+
+class Enrollment(SQLModel, table=True):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        # one active enrollment per contact and sequence
+        sa.Index("uq_enrollment_active", "contact_id", "sequence", unique=True,
+                 sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'")),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    sequence: str = Field(max_length=100, index=True)
+    sequence_hash: str = Field(max_length=64)
+    status: str = Field(default=EnrollmentStatus.ACTIVE.value, max_length=20)
+    ended_reason: Optional[str] = Field(default=None, max_length=300)
+    enrolled_at: datetime = _ts()
+    ended_at: Optional[datetime] = _ts(default=None)
+    offer_code: Optional[str] = Field(default=None, max_length=100)
+    #: frozen at enrollment: editing expires_after later never extends what a contact was told
+    offer_expires_at: Optional[datetime] = _ts(default=None)
+
+
+class Message(SQLModel, table=True):
+    """One touch for one enrollment. ``next_attempt_at`` is what the claim query orders by."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.Index("ix_messages_due", "status", "next_attempt_at"),
+        sa.Index("ix_messages_contact_sent", "contact_id", "sent_at"),
+        sa.Index("ix_messages_lease", "status", "lease_until"),
+        sa.Index("ix_messages_poll", "status", "poll_at"),
+        sa.UniqueConstraint("enrollment_id", "touch_index"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollments.id")
+    contact_id: int = Field(foreign_key="contacts.id")
+    sequence: str = Field(max_length=100)
+    touch_index: int
+    touch: str = Field(max_length=100)
+    channel: str = Field(max_length=10)
+    urgent: bool = False
+    status: str = Field(default=MessageStatus.PENDING.value, max_length=20)
+    due_at: Optional[datetime] = _ts(default=None)
+    next_attempt_at: Optional[datetime] = _ts(default=None)
+    attempt: int = 0
+    lease_owner: Optional[str] = Field(default=None, max_length=100)
+    lease_token: Optional[str] = Field(default=None, max_length=40)
+    lease_until: Optional[datetime] = _ts(default=None)
+    provider: Optional[str] = Field(default=None, max_length=100)
+    provider_message_id: Optional[str] = Field(default=None, max_length=200)
+    sent_at: Optional[datetime] = _ts(default=None)
+    reason: Optional[str] = Field(default=None, max_length=500)
+    cost: Optional[float] = None
+    segments: Optional[int] = None
+    poll_at: Optional[datetime] = _ts(default=None)
+    polls: int = 0
+    updated_at: datetime = _ts()
+
+
+class DeliveryLog(SQLModel, table=True):
+    """One row per state change of a message; rows are only ever appended."""
+
+    __tablename__ = "delivery_log"
+    __table_args__ = (
+        sa.Index("ix_log_contact_at", "contact_id", "at"),
+        sa.Index("ix_log_sequence_at", "sequence", "at"),
+        sa.Index("ix_log_event_at", "event", "at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    message_id: Optional[int] = Field(default=None, index=True)
+    contact_id: Optional[int] = None
+    sequence: Optional[str] = Field(default=None, max_length=100)
+    touch: Optional[str] = Field(default=None, max_length=100)
+    channel: Optional[str] = Field(default=None, max_length=10)
+    provider: Optional[str] = Field(default=None, max_length=100)
+    event: str = Field(max_length=30)
+    reason: Optional[str] = Field(default=None, max_length=500)
+    attempt: int = 0
+    provider_message_id: Optional[str] = Field(default=None, max_length=200)
+    worker: Optional[str] = Field(default=None, max_length=100)
+
+
+class ContactEvent(SQLModel, table=True):
+    """What a contact did: converted, replied, unsubscribed, resubscribed."""
+
+    __tablename__ = "contact_events"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    type: str = Field(max_length=20)
+    sequence: Optional[str] = Field(default=None, max_length=100)
+    channel: Optional[str] = Field(default=None, max_length=10)
+    value: Optional[float] = None
+    idempotency_key: Optional[str] = Field(default=None, sa_column_kwargs={"unique": True}, max_length=200)
+    source: str = Field(default="cli", max_length=30)
+    at: datetime = _ts(index=True)
+
+
+class ProviderState(SQLModel, table=True):
+    """A provider paused for the whole cluster (no credit, bad key), and until when."""
+
+    __tablename__ = "provider_states"
+
+    name: str = Field(primary_key=True, max_length=100)
+    state: str = Field(default="active", max_length=20)
+    reason: Optional[str] = Field(default=None, max_length=500)
+    paused_until: Optional[datetime] = _ts(default=None)
+    updated_at: datetime = _ts()
+
+
+class WorkerStatus(SQLModel, table=True):
+    """Each worker's heartbeat, and cluster-wide job locks (name = job, owner = worker)."""
+
+    __tablename__ = "worker_status"
+
+    name: str = Field(primary_key=True, max_length=100)
+    owner: Optional[str] = Field(default=None, max_length=100)
+    last_tick_at: Optional[datetime] = _ts(default=None)
+    until: Optional[datetime] = _ts(default=None)
+    detail: Optional[str] = Field(default=None, max_length=500)
+
+
+metadata = SQLModel.metadata

@@ -1,0 +1,105 @@
+"""The checks made at claim time, as plain functions of what was read: cancel, skip, defer or send.
+
+1. the enrollment is still active                → else ``cancelled``
+2. the contact is not suppressed on the channel  → else ``skipped``
+3. an urgent touch's offer is live               → else ``skipped`` (offer_expired / sold_out)
+4. send window and frequency cap                 → else ``deferred`` to the next allowed moment,
+   unless that passes an urgent touch's deadline → then ``skipped``
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .clock import to_utc
+from .durations import parse_duration
+from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
+
+__all__ = ["TouchPlan", "SequencePlan", "Decision", "decide", "plan_from_json"]
+
+
+@dataclass(frozen=True)
+class TouchPlan:
+    index: int
+    name: str
+    after: timedelta
+    channel: str
+    template: str
+    urgent: bool
+
+
+@dataclass(frozen=True)
+class SequencePlan:
+    """The version of a sequence an enrollment follows, as stored when it enrolled."""
+
+    name: str
+    description: str
+    touches: tuple[TouchPlan, ...]
+    send_window: SendWindow | None
+    frequency_cap: FrequencyCap | None
+    offer_title: str | None
+
+
+def plan_from_json(text: str) -> SequencePlan:
+    data = json.loads(text)
+    window = data.get("send_window")
+    cap = data.get("frequency_cap")
+    return SequencePlan(
+        name=data["name"],
+        description=data.get("description", ""),
+        touches=tuple(TouchPlan(t["index"], t["name"], parse_duration(t["after"]), t["channel"], t["template"],
+                                t["urgent"]) for t in data["touches"]),
+        send_window=SendWindow(window["start"], window["end"], frozenset(window["days"])) if window else None,
+        frequency_cap=FrequencyCap(cap["per_day"]) if cap else None,
+        offer_title=(data.get("offer") or {}).get("title"),
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``action`` is one of send, cancelled, skipped, deferred; ``until`` is set for deferred."""
+
+    action: str
+    reason: str | None = None
+    until: datetime | None = None
+
+
+def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day: int | None) -> bool:
+    if not per_day:
+        return False
+    start, end = local_day_bounds(at, tz)
+    return sum(1 for t in sent_times if start <= t < end) >= per_day
+
+
+def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, offer: dict | None,
+           tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime]) -> Decision:
+    """Decide what happens to one claimed message, now."""
+    if enrollment["status"] != "active":
+        return Decision("cancelled", f"enrollment {enrollment['status']}: {enrollment.get('ended_reason') or ''}".strip())
+    channel = message["channel"]
+    suppressed = contact.get(f"{channel}_suppressed")
+    if suppressed:
+        return Decision("skipped", f"suppressed on {channel}: {suppressed}")
+    if not contact.get("phone" if channel == "sms" else "email"):
+        return Decision("skipped", f"no {'phone number' if channel == 'sms' else 'email address'} for this contact")
+    deadline = to_utc(enrollment.get("offer_expires_at"))
+    if message["urgent"]:
+        if deadline is not None and now >= deadline:
+            return Decision("skipped", f"offer_expired: the offer ended at {deadline.isoformat()}")
+        if offer and offer.get("stock") is not None and offer["stock"] - offer["redeemed"] <= 0:
+            return Decision("skipped", "sold_out: no stock left for the offer")
+    allowed = next_allowed(now, tz, window)
+    why = f"outside the send window {window.describe()} ({tz.key})" if allowed > now else None
+    for _ in range(30):
+        if not _cap_reached(sent_times, allowed, tz, cap.per_day):
+            break
+        why = f"frequency cap: {cap.per_day} touches already sent on that local day"
+        allowed = next_allowed(allowed, tz, window, skip_today=True)
+    if allowed <= now:
+        return Decision("send")
+    if message["urgent"] and deadline is not None and allowed >= deadline:
+        return Decision("skipped", f"offer_expired: {why}, and the offer ends at {deadline.isoformat()} "
+                                   "before the next allowed moment")
+    return Decision("deferred", f"{why}; deferred to {allowed.astimezone(tz).isoformat()}", allowed)

@@ -1,0 +1,75 @@
+"""``followup preview``: every touch as it would go out — when, where, what, and what it costs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from .clock import now
+from .config import Config
+from .sequences import Sequence
+from .sms import SmsInfo, sms_info, with_footer
+from .templates import RenderError, Rendered
+from .validate import render_touch_sample, sample_contact
+from .window import local_day_bounds, next_allowed
+
+__all__ = ["PreviewRow", "preview"]
+
+
+@dataclass
+class PreviewRow:
+    touch: str
+    channel: str
+    when: datetime  # in the contact's timezone
+    note: str
+    rendered: Rendered | None
+    error: str | None = None
+    sms: SmsInfo | None = None
+    cost: float | None = None
+
+
+def preview(config: Config, seq: Sequence, contact: dict | None = None, start: datetime | None = None,
+            sent_before: list[datetime] | None = None) -> list[PreviewRow]:
+    """Plan the sequence for one contact from ``start``, applying send window and frequency cap."""
+    contact = contact or sample_contact(config)
+    tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
+    window = seq.send_window or config.settings.send_window
+    cap = seq.frequency_cap or config.settings.frequency_cap
+    at = start or now()
+    sent = list(sent_before or [])
+    price = _price(config)
+    rows = []
+    deadline = seq.offer.deadline_for(start or now()) if seq.offer else None
+    for touch in seq.touches:
+        planned = at + touch.after
+        when = next_allowed(planned, tz, window)
+        notes = []
+        if when > planned:
+            notes.append(f"deferred by the send window {window.describe()}")
+        while cap.per_day and sum(1 for t in sent if local_day_bounds(when, tz)[0] <= t < local_day_bounds(when, tz)[1]) >= cap.per_day:
+            when = next_allowed(when, tz, window, skip_today=True)
+            notes.append(f"moved by the frequency cap ({cap.per_day}/day)")
+        if touch.urgent and deadline is not None and when >= deadline:
+            notes.append("SKIPPED: the offer ends before this touch can go out")
+        try:
+            rendered, error = render_touch_sample(config, seq, touch, contact, at=when), None
+        except RenderError as err:
+            rendered, error = None, str(err)
+        info = cost = None
+        if rendered is not None and touch.channel == "sms":
+            info = sms_info(with_footer(rendered.text, config.settings.sms_opt_out_footer))
+            cost = price * info.segments if price is not None else None
+        rows.append(PreviewRow(touch.name, touch.channel, when.astimezone(tz), "; ".join(notes), rendered, error, info, cost))
+        sent.append(when)
+        at = when
+    return rows
+
+
+def _price(config: Config) -> float | None:
+    providers = config.settings.providers.get("sms") or []
+    value = providers[0].get("price_per_segment") if providers else None
+    return float(value) if value is not None else None
+
+
+def sms_text(config: Config, rendered: Rendered) -> str:
+    return with_footer(rendered.text, config.settings.sms_opt_out_footer)

@@ -1,0 +1,72 @@
+"""Turning a claimed message into what a provider sends: context, template, footer, headers."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from providers.base import OutgoingMessage
+
+from .clock import to_utc
+from .config import Config
+from .sms import sms_info, with_footer
+from .templates import ContactView, OfferView, RenderError
+from .tokens import make_token
+
+__all__ = ["template_context", "build_message", "unsubscribe_url"]
+
+
+def unsubscribe_url(config: Config, contact_id: int, channel: str) -> str | None:
+    settings = config.settings
+    if not settings.unsubscribe_url or not settings.secret_key:
+        return None
+    return settings.unsubscribe_url.replace("{token}", make_token(settings.secret_key, contact_id, channel))
+
+
+def template_context(config: Config, *, contact: dict, offer_spec_title: str | None, offer_row: dict | None,
+                     deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: dict, touch: dict) -> dict[str, Any]:
+    """What a template sees. ``offer`` numbers always come from the stored offer and the frozen deadline."""
+    offer = None
+    if offer_row is not None or offer_spec_title is not None:
+        stock = offer_row.get("stock") if offer_row else None
+        offer = OfferView(
+            code=(offer_row or {}).get("code", ""),
+            title=(offer_row or {}).get("title") or offer_spec_title or "",
+            expires_at=deadline.astimezone(tz) if deadline else None,
+            time_left=(deadline - at) if deadline else None,
+            stock_left=None if stock is None else max(0, stock - offer_row.get("redeemed", 0)),
+        )
+    view = ContactView(
+        first_name=contact.get("first_name") or "", last_name=contact.get("last_name") or "",
+        phone=contact.get("phone") or "", email=contact.get("email") or "",
+        locale=contact.get("locale") or config.settings.locale, timezone=tz.key,
+        attrs=dict(contact.get("attrs") or {}),
+        tags=tuple(t for t in (contact.get("tags") or "").split(";") if t),
+    )
+    return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch,
+            "unsubscribe_url": unsubscribe_url(config, contact["id"], touch["channel"]) if contact.get("id") else None}
+
+
+def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
+                  tz: ZoneInfo, at: datetime) -> OutgoingMessage | str:
+    """The message to send, or a string saying why the template failed."""
+    ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
+                           deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
+                           sequence={"name": plan.name, "description": plan.description},
+                           touch={"name": touch.name, "channel": touch.channel, "index": touch.index})
+    try:
+        rendered = config.renderer.render(touch.template, touch.channel, ctx)
+    except RenderError as err:
+        return f"template: {err}"
+    if touch.channel == "sms":
+        text = with_footer(rendered.text, config.settings.sms_opt_out_footer)
+        info = sms_info(text)
+        return OutgoingMessage(str(row["id"]), "sms", contact["phone"], text,
+                               metadata={"segments": info.segments, "encoding": info.encoding})
+    headers = {}
+    url = ctx["unsubscribe_url"]
+    if url:
+        headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return OutgoingMessage(str(row["id"]), "email", contact["email"], rendered.text, subject=rendered.subject,
+                           html=rendered.html, headers=headers,
+                           metadata={"unsubscribe_url": url} if url else {})

@@ -1,0 +1,72 @@
+"""Read-side queries for ops: the delivery log and the funnel."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from .clock import to_utc
+from .models import ContactEvent, DeliveryLog, Enrollment, Message, ProviderState
+
+__all__ = ["log_query", "funnel"]
+
+log_t = DeliveryLog.__table__
+messages = Message.__table__
+enrollments = Enrollment.__table__
+events_t = ContactEvent.__table__
+
+SENT_LIKE = ("sent", "delivered", "undelivered")
+
+
+def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: int | None = None,
+              event: str | None = None, since: datetime | None = None, after_id: int | None = None,
+              limit: int | None = 200, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """Delivery-log rows matching the filters (oldest first unless ``newest_first``)."""
+    query = sa.select(log_t)
+    if sequence:
+        query = query.where(log_t.c.sequence == sequence)
+    if contact_id is not None:
+        query = query.where(log_t.c.contact_id == contact_id)
+    if event:
+        query = query.where(log_t.c.event == event)
+    if since:
+        query = query.where(log_t.c.at >= since)
+    if after_id:
+        query = query.where(log_t.c.id > after_id)
+    query = query.order_by(log_t.c.id.desc() if newest_first else log_t.c.id)
+    if limit:
+        query = query.limit(limit)
+    for row in conn.execute(query).mappings():
+        out = dict(row)
+        out["at"] = to_utc(out["at"])
+        yield out
+
+
+def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, Any]:
+    """Enrolled, per touch sent/delivered/failed/skipped, converted and conversion rate."""
+    enrolled = conn.execute(sa.select(sa.func.count()).select_from(enrollments)
+                            .where(enrollments.c.sequence == sequence)).scalar_one()
+    converted = conn.execute(sa.select(sa.func.count()).select_from(enrollments)
+                             .where(enrollments.c.sequence == sequence, enrollments.c.status == "converted")).scalar_one()
+    value = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(events_t.c.value), 0))
+                         .where(events_t.c.sequence == sequence, events_t.c.type == "converted")).scalar_one()
+    per_touch = {t: {"sent": 0, "delivered": 0, "undelivered": 0, "failed": 0, "skipped": 0, "cancelled": 0,
+                     "unknown": 0, "waiting": 0} for t in touches}
+    rows = conn.execute(sa.select(messages.c.touch, messages.c.status, sa.func.count())
+                        .where(messages.c.sequence == sequence).group_by(messages.c.touch, messages.c.status))
+    for touch, status, count in rows:
+        bucket = per_touch.setdefault(touch, {})
+        if status in SENT_LIKE:
+            bucket["sent"] = bucket.get("sent", 0) + count
+        if status in ("delivered", "undelivered", "failed", "skipped", "cancelled", "unknown"):
+            bucket[status] = bucket.get(status, 0) + count
+        if status in ("pending", "scheduled", "claimed", "sending"):
+            bucket["waiting"] = bucket.get("waiting", 0) + count
+    return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
+            "conversion_rate": round(converted / enrolled, 4) if enrolled else 0.0,
+            "revenue": float(value or 0), "touches": per_touch}
+
+
+def provider_states(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+    return {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}

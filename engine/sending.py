@@ -1,0 +1,143 @@
+"""Sending one message: a few seconds of retries inside the call, failover down the provider list.
+
+Tenacity retries transient failures briefly (``Retry-After`` honoured, ``sleep`` injectable);
+anything longer becomes a stored ``next_attempt_at``. A message moves to the next provider
+only when one is blocked or its transient retries are used up — never on an ambiguous send.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from providers.base import OutgoingMessage, Provider, SendResult
+from providers.errors import (
+    AmbiguousSendError,
+    PermanentContentError,
+    PermanentError,
+    PermanentRecipientError,
+    ProviderBlockedError,
+    ProviderError,
+    TransientError,
+)
+from providers.ratelimit import RateLimiter
+
+__all__ = ["Outcome", "Sender"]
+
+logger = logging.getLogger("followup.sending")
+MAX_INLINE_WAIT = 10.0
+
+
+@dataclass
+class Outcome:
+    """What became of one send. ``kind``: sent, failed, retry, deferred or unknown."""
+
+    kind: str
+    reason: str | None = None
+    provider: str | None = None
+    result: SendResult | None = None
+    suppress: bool = False  # the recipient can never get this channel
+    retry_after: float | None = None
+    blocked: dict[str, str] = field(default_factory=dict)  # provider name → why it is paused
+
+
+class Sender:
+    """Sends through an ordered list of providers per channel, with rate limits shared by threads."""
+
+    def __init__(self, providers: dict[str, list[Provider]], *, inline_retries: int = 3,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.providers = providers
+        self.inline_retries = max(1, inline_retries)
+        self.sleep = sleep
+        self.limiters = {p.name: RateLimiter(_rate(p)) for ps in providers.values() for p in ps}
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        hint = getattr(error, "retry_after", None)
+        if hint is not None:
+            return min(float(hint), MAX_INLINE_WAIT)
+        return wait_exponential_jitter(initial=0.5, max=4.0)(state)
+
+    def _attempt(self, provider: Provider, message: OutgoingMessage) -> SendResult:
+        def call() -> SendResult:
+            self.limiters[provider.name].acquire(self.sleep)
+            return provider.send(message)
+
+        retrying = Retrying(stop=stop_after_attempt(self.inline_retries), wait=self._wait, sleep=self.sleep,
+                            retry=retry_if_exception_type(TransientError), reraise=True)
+        return retrying(call)
+
+    def send(self, message: OutgoingMessage, paused: set[str]) -> Outcome:
+        """Send through the first provider that takes it; never raises."""
+        candidates = [p for p in self.providers.get(message.channel, []) if p.name not in paused]
+        blocked: dict[str, str] = {}
+        last: TransientError | None = None
+        if not candidates:
+            return Outcome("deferred", f"every {message.channel} provider is paused", blocked=blocked)
+        for provider in candidates:
+            try:
+                result = self._attempt(provider, message)
+                return Outcome("sent", provider=provider.name, result=result, blocked=blocked)
+            except ProviderBlockedError as err:
+                blocked[provider.name] = str(err)
+                continue
+            except TransientError as err:
+                last = err
+                continue
+            except AmbiguousSendError as err:
+                return self._reconcile(provider, message, err, blocked)
+            except PermanentRecipientError as err:
+                return Outcome("failed", f"recipient: {err}", provider.name, suppress=True, blocked=blocked)
+            except (PermanentContentError, PermanentError) as err:
+                return Outcome("failed", f"content: {err}", provider.name, blocked=blocked)
+            except ProviderError as err:
+                return Outcome("failed", f"{err.outcome}: {err}", provider.name, blocked=blocked)
+            except Exception as err:  # an adapter bug: the request may have left, so never resend blindly
+                logger.exception("provider %s raised unexpectedly", provider.name)
+                return Outcome("unknown", f"provider raised {type(err).__name__}; fate unknown, not resent",
+                               provider.name, blocked=blocked)
+        if last is not None:
+            return Outcome("retry", f"{last.outcome}: {last}", last.provider or candidates[-1].name,
+                           retry_after=last.retry_after, blocked=blocked)
+        return Outcome("deferred", "every provider is blocked: " + "; ".join(f"{k}: {v}" for k, v in blocked.items()),
+                       blocked=blocked)
+
+    def _reconcile(self, provider: Provider, message: OutgoingMessage, err: AmbiguousSendError,
+                   blocked: dict[str, str]) -> Outcome:
+        if provider.supports_lookup:
+            try:
+                found = provider.lookup(message.message_id)
+            except ProviderError:
+                found = None
+            if found is not None and found.found:
+                return Outcome("sent", f"ambiguous, then found by our id: {err}", provider.name,
+                               SendResult(found.provider_message_id), blocked=blocked)
+            if found is not None:
+                return Outcome("retry", f"ambiguous, and the provider has no record of our id: {err}",
+                               provider.name, blocked=blocked)
+        return Outcome("unknown", f"ambiguous: {err}; not resent", provider.name, blocked=blocked)
+
+    def lookup_anywhere(self, channel: str, message_id: str) -> tuple[bool | None, str | None, str | None]:
+        """After a crash: (found?, provider, provider id). ``None`` when some provider can't be asked."""
+        providers = self.providers.get(channel, [])
+        for provider in providers:
+            if not provider.supports_lookup:
+                continue
+            try:
+                found = provider.lookup(message_id)
+            except (ProviderError, NotImplementedError):
+                return None, provider.name, None
+            if found.found:
+                return True, provider.name, found.provider_message_id
+        if all(p.supports_lookup for p in providers):
+            return False, None, None
+        return None, None, None
+
+
+def _rate(provider: Provider) -> float | None:
+    from providers.ratelimit import parse_rate
+
+    return parse_rate(provider.settings.get("rate"))

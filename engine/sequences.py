@@ -1,0 +1,226 @@
+"""Follow-up sequences: one YAML file each under ``config/sequences/``, checked with line numbers."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .clock import aware
+from .durations import format_duration, parse_duration
+from .errors import ConfigError, Problem
+from .settings import Settings, parse_cap, parse_window
+from .window import FrequencyCap, SendWindow
+from .yamlfile import YamlDoc, join_path, load_yaml
+
+__all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
+
+EXIT_EVENTS = ("converted", "replied", "unsubscribed")
+MIN_TOUCHES, MAX_TOUCHES = 3, 5
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap"}
+TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
+OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "stock"}
+
+
+@dataclass(frozen=True)
+class Touch:
+    """One message of a sequence, sent ``after`` the previous one (or the enrollment)."""
+
+    index: int
+    name: str
+    after: timedelta
+    channel: str
+    template: str
+    urgent: bool = False
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class OfferSpec:
+    """The real offer urgency may speak of. Its deadline is per contact (``expires_after``) or absolute."""
+
+    code: str
+    title: str
+    expires_after: timedelta | None = None
+    expires_at: datetime | None = None
+    stock: int | None = None
+
+    def deadline_for(self, enrolled_at: datetime) -> datetime | None:
+        """The deadline a contact enrolled at ``enrolled_at`` is told; frozen on the enrollment."""
+        if self.expires_at is not None:
+            return self.expires_at
+        if self.expires_after is not None:
+            return enrolled_at + self.expires_after
+        return None
+
+
+@dataclass
+class Sequence:
+    name: str
+    description: str
+    exit_on: tuple[str, ...]
+    touches: list[Touch]
+    offer: OfferSpec | None = None
+    send_window: SendWindow | None = None
+    frequency_cap: FrequencyCap | None = None
+    file: Path | None = None
+    hash: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """A stable snapshot of the definition, stored per version so enrollments keep theirs."""
+        def enc(value: Any) -> Any:
+            if isinstance(value, timedelta):
+                return format_duration(value)
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, (set, frozenset)):
+                return sorted(value)
+            if isinstance(value, Path):
+                return str(value)
+            raise TypeError(type(value))
+
+        data = asdict(self)
+        data.pop("problems", None)
+        return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
+
+
+def _offer(doc: YamlDoc, raw: Any) -> OfferSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        doc.problem("offer", "must be a mapping with code, title and expires_after or expires_at")
+        return None
+    for extra in sorted(set(raw) - OFFER_KEYS):
+        doc.problem(join_path("offer", extra), f"unknown key; an offer takes {', '.join(sorted(OFFER_KEYS))}")
+    code, title = raw.get("code"), raw.get("title")
+    if not code:
+        doc.problem("offer.code", "is required (the discount code, e.g. WINTER20)")
+    if not title:
+        doc.problem("offer.title", "is required (what the offer is, e.g. 20% off every coat)")
+    expires_after = expires_at = None
+    if "expires_after" in raw and "expires_at" in raw:
+        doc.problem("offer.expires_at", "give either expires_after (per contact) or expires_at (one deadline), not both")
+    if "expires_after" in raw:
+        try:
+            expires_after = parse_duration(raw["expires_after"])
+        except ValueError as err:
+            doc.problem("offer.expires_after", str(err))
+    if "expires_at" in raw:
+        value = raw["expires_at"]
+        try:
+            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+            expires_at = aware(parsed)
+        except ValueError as err:
+            doc.problem("offer.expires_at", f"{value!r}: {err}; write it like 2026-12-21T23:59:00+03:30")
+    stock = raw.get("stock")
+    if stock is not None and (not isinstance(stock, int) or isinstance(stock, bool) or stock < 0):
+        doc.problem("offer.stock", f"{stock!r} must be a whole number of items (or leave it out)")
+        stock = None
+    if not code or not title:
+        return None
+    return OfferSpec(str(code), str(title), expires_after, expires_at, stock)
+
+
+def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
+    if not isinstance(raw, list):
+        doc.problem("touches", f"must be a list of {MIN_TOUCHES} to {MAX_TOUCHES} touches")
+        return []
+    if not MIN_TOUCHES <= len(raw) <= MAX_TOUCHES:
+        doc.problem("touches", f"has {len(raw)} touches; a sequence needs {MIN_TOUCHES} to {MAX_TOUCHES} "
+                               "(3–5 honest follow-ups convert a lead; more is spam)")
+    touches, names = [], set()
+    for i, item in enumerate(raw):
+        key = join_path("touches", i)
+        if not isinstance(item, dict):
+            doc.problem(key, "must be a mapping with name, after, channel and template")
+            continue
+        for extra in sorted(set(item) - TOUCH_KEYS):
+            doc.problem(join_path(key, extra), f"unknown key; a touch takes {', '.join(sorted(TOUCH_KEYS))}")
+        name = str(item.get("name") or "")
+        if not _NAME.match(name):
+            doc.problem(join_path(key, "name"), f"{name!r}: use lowercase letters, digits and dashes, e.g. last-chance")
+        elif name in names:
+            doc.problem(join_path(key, "name"), f"{name!r} is used twice in this sequence; names must be unique")
+        names.add(name)
+        after = timedelta(0)
+        try:
+            after = parse_duration(item.get("after", "0s"))
+        except ValueError as err:
+            doc.problem(join_path(key, "after"), str(err))
+        channel = item.get("channel")
+        if channel not in ("sms", "email"):
+            doc.problem(join_path(key, "channel"), f"{channel!r}: use sms or email")
+        template = item.get("template")
+        if not template or not isinstance(template, str):
+            doc.problem(join_path(key, "template"), "is required: a path under templates_dir, e.g. winter-sale/hello.sms.j2")
+        urgent = item.get("urgent", False)
+        if not isinstance(urgent, bool):
+            doc.problem(join_path(key, "urgent"), f"{urgent!r} must be true or false")
+            urgent = False
+        touches.append(Touch(i, name, after, str(channel), str(template or ""), urgent, doc.line(key)))
+    return touches
+
+
+def _sequence(doc: YamlDoc) -> Sequence | None:
+    raw = doc.data
+    if not isinstance(raw, dict):
+        doc.problem("", "must be a YAML mapping with name and touches (see `followup init`)")
+        return None
+    for extra in sorted(set(raw) - SEQUENCE_KEYS):
+        doc.problem(extra, f"unknown key; a sequence takes {', '.join(sorted(SEQUENCE_KEYS))}")
+    name = str(raw.get("name") or "")
+    if not _NAME.match(name):
+        doc.problem("name", f"{name!r}: a sequence name uses lowercase letters, digits and dashes, e.g. winter-sale")
+    exit_on = raw.get("exit_on", list(EXIT_EVENTS))
+    if not isinstance(exit_on, list) or any(e not in EXIT_EVENTS for e in exit_on):
+        doc.problem("exit_on", f"must be a list drawn from {', '.join(EXIT_EVENTS)}")
+        exit_on = list(EXIT_EVENTS)
+    offer = _offer(doc, raw.get("offer"))
+    touches = _touches(doc, raw.get("touches"))
+    for touch in touches:
+        if touch.urgent and offer is None:
+            doc.problem(join_path(join_path("touches", touch.index), "urgent"),
+                        "an urgent touch needs an offer in this sequence: urgency must come from a real offer")
+    seq = Sequence(
+        name=name,
+        description=str(raw.get("description") or ""),
+        exit_on=tuple(exit_on),
+        touches=touches,
+        offer=offer,
+        send_window=parse_window(doc, "send_window", raw.get("send_window")),
+        frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap")),
+        file=doc.path,
+        hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
+    )
+    seq.problems = doc.problems
+    return seq
+
+
+def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[str, Sequence]:
+    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems."""
+    problems: list[Problem] = []
+    found: dict[str, Sequence] = {}
+    folder = config_dir / "sequences"
+    files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+    for path in files:
+        try:
+            doc = load_yaml(path)
+        except ConfigError as err:
+            problems.extend(err.problems)
+            continue
+        seq = _sequence(doc)
+        if seq is None:
+            problems.extend(doc.problems)
+            continue
+        if seq.name in found:
+            doc.problem("name", f"{seq.name!r} is also the name of {found[seq.name].file}; names must be unique")
+        problems.extend(doc.problems)
+        found[seq.name] = seq
+    if problems:
+        raise ConfigError(problems)
+    return found

@@ -1,0 +1,234 @@
+"""``config/settings.yaml``: read, checked at start-up, every problem reported with its line."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from .errors import ConfigError
+from .window import WEEKDAYS, FrequencyCap, SendWindow
+from .yamlfile import YamlDoc, join_path, load_yaml
+
+__all__ = ["Settings", "WorkerSettings", "load_settings", "parse_window", "parse_cap", "parse_timezone"]
+
+CHANNELS = ("sms", "email")
+TOP_KEYS = {
+    "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
+    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key",
+}
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How the worker paces itself. All have sane defaults; see README."""
+
+    batch_size: int = 200
+    concurrency: int = 16
+    lease_seconds: int = 300
+    max_attempts: int = 5
+    retry_backoff_seconds: int = 60
+    inline_retries: int = 3
+    provider_pause_seconds: int = 1800
+
+
+@dataclass
+class Settings:
+    """Everything in settings.yaml, checked and with paths resolved."""
+
+    path: Path
+    database_url: str
+    templates_dir: Path
+    timezone: ZoneInfo
+    default_region: str = "IR"
+    locale: str = "fa"
+    send_window: SendWindow = field(default_factory=SendWindow)
+    frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
+    sms_opt_out_footer: str = "لغو11"
+    providers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unsubscribe_url: str | None = None
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    secret_key: str | None = None
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured (to prove none leaks into logs)."""
+        from providers.base import SECRET_KEYS
+
+        found = [str(v) for entries in self.providers.values() for e in entries
+                 for k, v in e.items() if k in SECRET_KEYS and v]
+        return found + ([self.secret_key] if self.secret_key else [])
+
+
+def parse_timezone(doc: YamlDoc, key: str, value: Any) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        doc.problem(key, f"unknown timezone {value!r}; use an IANA name like Asia/Tehran or Europe/Berlin")
+        return None
+
+
+def _minutes(doc: YamlDoc, key: str, value: Any) -> int | None:
+    match = _HHMM.match(str(value)) if value is not None else None
+    if not match or int(match.group(2)) > 59 or int(match.group(1)) > 24 or (
+            int(match.group(1)) == 24 and int(match.group(2)) != 0):
+        doc.problem(key, f"{value!r} is not a time; write it as \"HH:MM\" in quotes, from \"00:00\" to \"24:00\"")
+        return None
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def parse_window(doc: YamlDoc, key: str, raw: Any, default: SendWindow | None = None) -> SendWindow | None:
+    """A ``send_window`` mapping → :class:`SendWindow` (problems recorded on ``doc``)."""
+    if raw is None:
+        return default
+    if not isinstance(raw, dict):
+        doc.problem(key, 'must be a mapping with start, end and days, e.g. {start: "09:00", end: "21:00", days: all}')
+        return None
+    unknown = set(raw) - {"start", "end", "days"}
+    for extra in sorted(unknown):
+        doc.problem(join_path(key, extra), "unknown key; send_window takes start, end and days")
+    start = _minutes(doc, join_path(key, "start"), raw.get("start", "09:00"))
+    end = _minutes(doc, join_path(key, "end"), raw.get("end", "21:00"))
+    if start is not None and end is not None and start >= end:
+        doc.problem(join_path(key, "end"), f"must be later than start ({raw.get('start')}); a window can't wrap past midnight")
+    days_raw = raw.get("days", "all")
+    days: set[int] = set()
+    if days_raw == "all":
+        days = set(range(7))
+    elif isinstance(days_raw, list) and days_raw:
+        for i, name in enumerate(days_raw):
+            if str(name).lower()[:3] in WEEKDAYS:
+                days.add(WEEKDAYS[str(name).lower()[:3]])
+            else:
+                doc.problem(join_path(join_path(key, "days"), i),
+                            f"{name!r} is not a weekday; use sat, sun, mon, tue, wed, thu, fri")
+    else:
+        doc.problem(join_path(key, "days"), "must be `all` or a list of weekdays, e.g. [sat, sun, mon, tue, wed, thu]")
+    if start is None or end is None or not days:
+        return None
+    return SendWindow(start=start, end=end, days=frozenset(days))
+
+
+def parse_cap(doc: YamlDoc, key: str, raw: Any, default: FrequencyCap | None = None) -> FrequencyCap | None:
+    if raw is None:
+        return default
+    if not isinstance(raw, dict) or set(raw) - {"per_day"}:
+        doc.problem(key, "must be a mapping with per_day, e.g. {per_day: 2}")
+        return None
+    per_day = raw.get("per_day")
+    if per_day is not None and (not isinstance(per_day, int) or isinstance(per_day, bool) or per_day < 1):
+        doc.problem(join_path(key, "per_day"), f"{per_day!r} must be a whole number of at least 1 (or leave it out for no cap)")
+        return None
+    return FrequencyCap(per_day=per_day)
+
+
+def _database_url(doc: YamlDoc, raw: Any) -> str:
+    url = os.environ.get("FOLLOWUP_DATABASE_URL") or raw or "sqlite:///../var/followup.db"
+    url = doc.expand_env(str(url), "database_url")
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+        # relative SQLite paths resolve against the folder of the settings file
+        url = "sqlite:///" + str(doc.resolve(url[len("sqlite:///"):]))
+    if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", url):
+        doc.problem("database_url", f"{url.split('://')[0]!r} is not supported; use sqlite:///path.db or postgresql+psycopg://user@host/db")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _providers(doc: YamlDoc, raw: Any) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {c: [] for c in CHANNELS}
+    if raw is None:
+        doc.problem("providers", "is missing; add providers.sms and providers.email (see `followup init`)")
+        return out
+    if not isinstance(raw, dict):
+        doc.problem("providers", "must be a mapping with sms and email lists")
+        return out
+    names: set[str] = set()
+    for channel, entries in raw.items():
+        key = join_path("providers", channel)
+        if channel not in CHANNELS:
+            doc.problem(key, "unknown channel; use sms or email")
+            continue
+        if not isinstance(entries, list) or not entries:
+            doc.problem(key, "must be a non-empty list; the first provider is primary, the rest are failover")
+            continue
+        for i, entry in enumerate(entries):
+            ekey = join_path(key, i)
+            if not isinstance(entry, dict):
+                doc.problem(ekey, "must be a mapping like {name: sandbox-sms, type: file, path: ../var/outbox.jsonl}")
+                continue
+            entry = {k: doc.expand_env(v, join_path(ekey, k)) for k, v in entry.items()}
+            if entry.get("name") in names:
+                doc.problem(join_path(ekey, "name"), f"{entry.get('name')!r} is used twice; give each provider its own name")
+            names.add(entry.get("name"))
+            if entry.get("type") == "file" and entry.get("path"):
+                entry["path"] = str(doc.resolve(str(entry["path"])))
+            entry["_line"] = doc.line(ekey)
+            out[channel].append(entry)
+    return out
+
+
+def _worker(doc: YamlDoc, raw: Any) -> WorkerSettings:
+    if raw is None:
+        return WorkerSettings()
+    defaults = WorkerSettings()
+    values = {}
+    for k, v in (raw.items() if isinstance(raw, dict) else []):
+        if not hasattr(defaults, k):
+            doc.problem(join_path("worker", k), f"unknown key; worker takes {', '.join(defaults.__dataclass_fields__)}")
+        elif not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "inline_retries" else 1):
+            doc.problem(join_path("worker", k), f"{v!r} must be a positive whole number")
+        else:
+            values[k] = v
+    return WorkerSettings(**values)
+
+
+def load_settings(config_dir: Path) -> Settings:
+    """Read and check ``settings.yaml`` in ``config_dir``; raise :class:`ConfigError` listing every problem."""
+    doc = load_yaml(config_dir / "settings.yaml")
+    raw = doc.data
+    if not isinstance(raw, dict):
+        doc.problem("", "must be a YAML mapping (see `followup init` for an example)")
+        raise ConfigError(doc.problems)
+    for key in sorted(set(raw) - TOP_KEYS):
+        doc.problem(key, f"unknown key; settings take {', '.join(sorted(TOP_KEYS))}")
+    tz = parse_timezone(doc, "timezone", raw.get("timezone", "Asia/Tehran"))
+    region = str(raw.get("default_region", "IR")).upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        doc.problem("default_region", f"{region!r} is not a region code; use a two-letter code like IR, DE or US")
+    locale = str(raw.get("locale", "fa"))
+    if locale not in ("fa", "en"):
+        doc.problem("locale", f"{locale!r} is not supported; use fa or en")
+    templates = raw.get("templates_dir", "../templates")
+    templates_dir = doc.resolve(str(templates))
+    if not templates_dir.is_dir():
+        doc.problem("templates_dir", f"folder {templates_dir} does not exist; create it or fix the path (relative to this file)")
+    footer = raw.get("sms_opt_out_footer", "لغو11")
+    if not isinstance(footer, str):
+        doc.problem("sms_opt_out_footer", 'must be text like "لغو11", or "" to disable')
+        footer = ""
+    unsubscribe_url = raw.get("unsubscribe_url")
+    if unsubscribe_url is not None and not re.match(r"^https?://", str(unsubscribe_url)):
+        doc.problem("unsubscribe_url", "must start with https:// (e.g. https://shop.example/u/{token})")
+    settings = Settings(
+        path=doc.path,
+        database_url=_database_url(doc, raw.get("database_url")),
+        templates_dir=templates_dir,
+        timezone=tz or ZoneInfo("UTC"),
+        default_region=region,
+        locale=locale,
+        send_window=parse_window(doc, "send_window", raw.get("send_window"), SendWindow()) or SendWindow(),
+        frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap"), FrequencyCap()) or FrequencyCap(),
+        sms_opt_out_footer=footer,
+        providers=_providers(doc, raw.get("providers")),
+        unsubscribe_url=unsubscribe_url,
+        worker=_worker(doc, raw.get("worker")),
+        secret_key=doc.expand_env(raw.get("secret_key"), "secret_key"),
+    )
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    return settings

@@ -1,0 +1,206 @@
+"""Rendering touches: sandboxed Jinja, strict about undefined names, autoescaped HTML.
+
+An SMS template renders the message text. An email template defines the blocks
+``subject``, ``text`` and optionally ``html``. Both see ``contact``, ``offer``,
+``sequence``, ``touch`` and ``unsubscribe_url``, and the filters ``fa_digits``,
+``jalali`` and ``duration``. A contact's own data is passed as values, never as
+template source, so ``{{ ... }}`` in a name is printed as text.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jdatetime
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
+from jinja2.sandbox import SandboxedEnvironment
+
+from .text import ascii_digits, fa_digits
+
+__all__ = [
+    "Renderer", "Rendered", "ContactView", "OfferView", "RenderError",
+    "jalali", "human_duration", "literal_urgency",
+]
+
+JALALI_MONTHS = ["فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور",
+                 "مهر", "آبان", "آذر", "دی", "بهمن", "اسفند"]
+
+
+class RenderError(Exception):
+    """A template could not be rendered; ``line`` points into the template where known."""
+
+    def __init__(self, template: str, message: str, line: int | None = None):
+        self.template, self.message, self.line = template, message, line
+        super().__init__(f"{template}{f':{line}' if line else ''}: {message}")
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """What a template may read of a contact."""
+
+    first_name: str = ""
+    last_name: str = ""
+    phone: str = ""
+    email: str = ""
+    locale: str = "fa"
+    timezone: str = "Asia/Tehran"
+    attrs: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """What a template may read of the offer: always the stored, real numbers."""
+
+    code: str
+    title: str
+    expires_at: datetime | None
+    time_left: timedelta | None
+    stock_left: int | None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    subject: str | None = None
+    html: str | None = None
+
+
+def jalali(value: Any, with_time: bool = False) -> str:
+    """A date in the Jalali calendar with Persian digits: ``۱۶ آذر ۱۴۰۵``."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        jd = jdatetime.datetime.fromgregorian(datetime=value)
+    else:
+        jd = jdatetime.date.fromgregorian(date=value)
+    out = f"{jd.day} {JALALI_MONTHS[jd.month - 1]} {jd.year}"
+    if with_time and isinstance(value, datetime):
+        out += f"، ساعت {value.hour:02d}:{value.minute:02d}"
+    return fa_digits(out)
+
+
+def human_duration(value: timedelta | None, locale: str = "fa") -> str:
+    """``timedelta(days=2, hours=3)`` → ``۲ روز و ۳ ساعت`` (fa) or ``2 days 3 hours`` (en)."""
+    if value is None:
+        return ""
+    seconds = max(0, int(value.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [(days, "روز", "day"), (hours, "ساعت", "hour"), (minutes, "دقیقه", "minute")]
+    shown = [(n, fa, en) for n, fa, en in parts if n][:2] or [(0, "دقیقه", "minute")]
+    if locale == "fa":
+        return " و ".join(fa_digits(f"{n} {fa}") for n, fa, _ in shown)
+    return " ".join(f"{n} {en}{'s' if n != 1 else ''}" for n, _, en in shown)
+
+
+@pass_context
+def _duration_filter(ctx, value: timedelta | None) -> str:
+    contact = ctx.get("contact")
+    return human_duration(value, getattr(contact, "locale", "fa") or "fa")
+
+
+# a number with a unit of time or quantity, written as text rather than taken from `offer`
+_LITERAL_URGENCY = re.compile(
+    r"\d+\s*(?:%\s*)?(?:hours?|hrs?|days?|minutes?|mins?|left|remaining|items?|pieces?|units?|seats?|spots?|"
+    r"ساعت|روز|دقیقه|عدد|تا\s|نفر|باقی|جای|مانده)"
+    r"|(?:only|just|last)\s+\d+|(?:فقط|تنها)\s*\d+",
+    re.IGNORECASE,
+)
+_JINJA_CODE = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
+
+
+def literal_urgency(source: str) -> list[tuple[int, str]]:
+    """Countdowns or quantities written literally in template text (not from ``offer``), with lines."""
+    found = []
+    for lineno, line in enumerate(source.splitlines(), start=1):
+        text = ascii_digits(_JINJA_CODE.sub(" ", line))
+        for match in _LITERAL_URGENCY.finditer(text):
+            found.append((lineno, match.group(0).strip()))
+    return found
+
+
+class Renderer:
+    """Loads and renders templates from ``templates_dir``."""
+
+    def __init__(self, templates_dir: Path):
+        self.templates_dir = templates_dir
+        self.text_env = self._env(autoescape=False)
+        self.html_env = self._env(autoescape=True)
+
+    def _env(self, autoescape: bool) -> SandboxedEnvironment:
+        env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(self.templates_dir)),
+            undefined=StrictUndefined,
+            autoescape=autoescape,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=True,
+        )
+        env.filters.update(fa_digits=fa_digits, jalali=jalali, duration=_duration_filter)
+        return env
+
+    def source(self, name: str) -> str:
+        try:
+            return self.text_env.loader.get_source(self.text_env, name)[0]
+        except TemplateError as err:
+            raise RenderError(name, f"template not found under {self.templates_dir}") from err
+
+    def variables(self, name: str) -> set[str]:
+        """Top-level names a template uses (to check an urgent template really speaks of ``offer``)."""
+        try:
+            return meta.find_undeclared_variables(self.text_env.parse(self.source(name)))
+        except TemplateSyntaxError as err:
+            raise RenderError(name, err.message or "syntax error", err.lineno) from err
+
+    def render(self, name: str, channel: str, context: dict[str, Any]) -> Rendered:
+        """Render one touch. Raises :class:`RenderError` with the template line on any failure."""
+        try:
+            if channel == "sms":
+                return Rendered(text=self.text_env.get_template(name).render(context).strip())
+            return self._render_email(name, context)
+        except RenderError:
+            raise
+        except TemplateSyntaxError as err:
+            raise RenderError(name, err.message or "syntax error", err.lineno) from err
+        except TemplateError as err:
+            raise RenderError(name, _explain(err), _template_line(err, name)) from err
+        except (ArithmeticError, TypeError, ValueError, AttributeError) as err:
+            raise RenderError(name, f"{type(err).__name__}: {err}", _template_line(err, name)) from err
+
+    def _render_email(self, name: str, context: dict[str, Any]) -> Rendered:
+        text_tpl = self.text_env.get_template(name)
+        missing = {"subject", "text"} - set(text_tpl.blocks)
+        if missing:
+            raise RenderError(name, f"an email template must define the blocks subject and text "
+                                    f"(missing: {', '.join(sorted(missing))}); add {{% block subject %}}...{{% endblock %}}")
+
+        def block(tpl, block_name: str) -> str:
+            return "".join(tpl.blocks[block_name](tpl.new_context(context))).strip()
+
+        subject = " ".join(block(text_tpl, "subject").split())
+        html = None
+        if "html" in text_tpl.blocks:
+            html = block(self.html_env.get_template(name), "html")
+        return Rendered(text=block(text_tpl, "text"), subject=subject, html=html)
+
+
+def _explain(err: TemplateError) -> str:
+    message = getattr(err, "message", None) or str(err)
+    if "is undefined" in message:
+        return f"{message}; available: contact, offer, sequence, touch, unsubscribe_url"
+    return message
+
+
+def _template_line(err: BaseException, name: str) -> int | None:
+    tb = err.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -1,0 +1,112 @@
+"""``followup validate``: settings, sequences, templates (rendered against a sample contact), providers,
+and honest urgency — every problem as ``FILE[:LINE]: KEY.PATH: what is wrong and how to fix it``."""
+from __future__ import annotations
+
+import os
+
+
+from .clock import now
+from .config import Config, load_config
+from .errors import ConfigError, Problem
+from .render import template_context
+from .sequences import Sequence
+from .sms import sms_info, with_footer
+from .templates import RenderError, literal_urgency
+from .worker import build_providers
+
+__all__ = ["validate", "sample_contact", "render_touch_sample"]
+
+
+def sample_contact(config: Config) -> dict:
+    """A made-up contact to render templates against."""
+    fa = config.settings.locale == "fa"
+    return {"id": 0, "first_name": "سارا" if fa else "Sara", "last_name": "رضایی" if fa else "Smith",
+            "phone": "+989121234567", "email": "sara@example.com", "timezone": config.settings.timezone.key,
+            "locale": config.settings.locale, "tags": ";sample;", "attrs": {}}
+
+
+def _offer_row(seq: Sequence) -> dict | None:
+    if not seq.offer:
+        return None
+    return {"code": seq.offer.code, "title": seq.offer.title, "stock": seq.offer.stock, "redeemed": 0}
+
+
+def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | None = None, at=None):
+    """Render one touch for a sample (or given) contact, as preview and validate show it."""
+    at = at or now()
+    contact = contact or sample_contact(config)
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
+    deadline = seq.offer.deadline_for(at) if seq.offer else None
+    ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
+                           offer_row=_offer_row(seq), deadline=deadline, tz=tz, at=at,
+                           sequence={"name": seq.name, "description": seq.description},
+                           touch={"name": touch.name, "channel": touch.channel, "index": touch.index})
+    return config.renderer.render(touch.template, touch.channel, ctx)
+
+
+def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
+    problems = []
+    seq_file = os.path.relpath(seq.file) if seq.file else seq.name
+    for touch in seq.touches:
+        key = f"touches[{touch.index}].template"
+        tpl_path = os.path.relpath(config.settings.templates_dir / touch.template)
+        if not (config.settings.templates_dir / touch.template).is_file():
+            problems.append(Problem(seq_file, key, f"template {touch.template!r} not found under "
+                                                   f"{os.path.relpath(config.settings.templates_dir)}; create it or fix the path",
+                                    touch.line))
+            continue
+        try:
+            rendered = render_touch_sample(config, seq, touch)
+            used = config.renderer.variables(touch.template)
+        except RenderError as err:
+            problems.append(Problem(tpl_path, "", f"{err.message} (used by {seq.name} touch {touch.name!r})", err.line))
+            continue
+        if touch.channel == "sms" and not rendered.text:
+            problems.append(Problem(tpl_path, "", "renders an empty SMS; write the message text"))
+        if touch.channel == "email" and not rendered.subject:
+            problems.append(Problem(tpl_path, "", "renders an empty subject; fill {% block subject %}"))
+        if touch.channel == "sms":
+            info = sms_info(with_footer(rendered.text, config.settings.sms_opt_out_footer))
+            if info.segments > 6:
+                problems.append(Problem(tpl_path, "", f"the SMS is {info.segments} segments ({info.describe()}); "
+                                                      "shorten it to 6 segments or fewer"))
+        if touch.urgent:
+            if "offer" not in used:
+                problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "
+                                                      "`offer`; speak of offer.expires_at, offer.time_left or "
+                                                      "offer.stock_left, or drop `urgent: true`"))
+            for line, text in literal_urgency(config.renderer.source(touch.template)):
+                problems.append(Problem(tpl_path, "", f"literal countdown or quantity {text!r} in an urgent template; "
+                                                      "take it from the offer instead, e.g. {{ offer.time_left | duration }} "
+                                                      "or {{ offer.stock_left | fa_digits }}", line))
+    return problems
+
+
+def validate(directory=None) -> tuple[Config | None, list[Problem]]:
+    """Check everything; return the config (when it loads) and every problem found."""
+    try:
+        config = load_config(directory)
+    except ConfigError as err:
+        return None, err.problems
+    problems: list[Problem] = []
+    try:
+        build_providers(config)
+    except ConfigError as err:
+        problems.extend(err.problems)
+    for seq in config.sequences.values():
+        problems.extend(_template_problems(config, seq))
+        channels = {t.channel for t in seq.touches}
+        for channel in channels:
+            if not config.settings.providers.get(channel):
+                problems.append(Problem(os.path.relpath(seq.file), "touches",
+                                        f"uses {channel} but settings.yaml has no providers.{channel}"))
+        if seq.offer and seq.offer.expires_at and seq.offer.expires_at < now():
+            problems.append(Problem(os.path.relpath(seq.file), "offer.expires_at",
+                                    f"the offer ended at {seq.offer.expires_at.isoformat()}; urgent touches will all be "
+                                    "skipped — move the deadline or remove the offer"))
+    if config.settings.unsubscribe_url and not config.settings.secret_key:
+        problems.append(Problem(os.path.relpath(config.settings.path), "secret_key",
+                                "unsubscribe_url needs a secret_key to sign links; set secret_key: ${FOLLOWUP_SECRET_KEY}"))
+    return config, problems

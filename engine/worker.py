@@ -1,0 +1,122 @@
+"""The background service: APScheduler is only the clock; the database holds what is due."""
+from __future__ import annotations
+
+import fcntl
+import logging
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from datetime import timezone
+from pathlib import Path
+from typing import Iterator
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from providers.base import Provider
+from providers.errors import ProviderConfigError
+from providers.registry import create_provider
+
+from .clock import now
+from .config import Config
+from .db import check_schema, is_sqlite, make_engine
+from .dispatch import Dispatcher
+from .errors import ConfigError, FollowupError, Problem
+
+__all__ = ["build_providers", "run_worker", "single_dispatcher_lock"]
+
+logger = logging.getLogger("followup.worker")
+
+
+def build_providers(config: Config) -> dict[str, list[Provider]]:
+    """Create every configured provider; a bad setting is a ConfigError naming file, line and key."""
+    out: dict[str, list[Provider]] = {}
+    problems = []
+    for channel, entries in config.settings.providers.items():
+        out[channel] = []
+        for i, entry in enumerate(entries):
+            settings = {k: v for k, v in entry.items() if not k.startswith("_")}
+            try:
+                provider = create_provider(settings)
+            except ProviderConfigError as err:
+                problems.append(Problem(str(config.settings.path), f"providers.{channel}[{i}].{err.key}", err.message,
+                                        entry.get("_line")))
+                continue
+            if channel not in provider.channels:
+                problems.append(Problem(str(config.settings.path), f"providers.{channel}[{i}].type",
+                                        f"a {provider.type!r} provider can't send {channel}", entry.get("_line")))
+                continue
+            out[channel].append(provider)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+@contextmanager
+def single_dispatcher_lock(database_url: str, wait: bool = False) -> Iterator[bool]:
+    """On SQLite only one dispatcher may run per database file: hold a lock file beside it.
+
+    Yields True when this process holds the lock (then anything left in flight is an orphan).
+    """
+    if not database_url.startswith("sqlite:///"):
+        yield False
+        return
+    path = Path(database_url.split("sqlite:///", 1)[1] + ".worker.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise FollowupError(
+                f"another worker already runs on {path.with_suffix('')}; SQLite allows one worker per database file. "
+                "Stop it, or use PostgreSQL (FOLLOWUP_DATABASE_URL=postgresql+psycopg://...) to run several") from None
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wait_for_lock: bool = False) -> int:
+    """Run the worker until SIGTERM/SIGINT (or one pass with ``once``); return the exit status."""
+    engine = make_engine(config.settings.database_url)
+    check_schema(engine)
+    providers = build_providers(config)
+    with single_dispatcher_lock(config.settings.database_url, wait=wait_for_lock) as sole:
+        dispatcher = Dispatcher(config, providers, engine=engine)
+        if sole and is_sqlite(engine):
+            dispatcher.recover(everything=True)
+        if once:
+            report = dispatcher.tick()
+            dispatcher.close()
+            logger.info("one pass done: %s", report.counts or "nothing due")
+            return 0
+        stop = threading.Event()
+
+        def on_signal(signum, _frame):
+            logger.info("received %s: finishing what is in flight, then stopping", signal.Signals(signum).name)
+            dispatcher.stopping.set()
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        scheduler = BackgroundScheduler(timezone=timezone.utc)
+        scheduler.add_job(_safe_tick, "interval", args=[dispatcher], seconds=interval, max_instances=1,
+                          coalesce=True, next_run_time=now(), id="tick")
+        scheduler.start()
+        logger.info("worker %s started: ticking every %ss on %s", dispatcher.worker_id, interval,
+                    engine.url.render_as_string(hide_password=True))
+        stop.wait()
+        scheduler.shutdown(wait=True)
+        dispatcher.close()
+        logger.info("worker stopped cleanly")
+    return 0
+
+
+def _safe_tick(dispatcher: Dispatcher) -> None:
+    try:
+        report = dispatcher.tick()
+        if report.counts:
+            logger.debug("tick: %s", report.counts)
+    except Exception:  # a failing tick must not kill the clock; the next one tries again
+        logger.exception("tick failed; the next tick will try again")
+        print("tick failed; see the log above", file=sys.stderr)

@@ -1,0 +1,106 @@
+"""Read a YAML file and remember the line of every key, so errors can say ``FILE:LINE: KEY.PATH``."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, Problem
+
+__all__ = ["YamlDoc", "load_yaml", "join_path"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def join_path(base: str, key: str | int) -> str:
+    """``join_path("touches", 2)`` → ``touches[2]``; ``join_path("offer", "code")`` → ``offer.code``."""
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    return f"{base}.{key}" if base else str(key)
+
+
+@dataclass
+class YamlDoc:
+    """A parsed YAML mapping with the line of each key path and a list of problems found in it."""
+
+    path: Path
+    data: Any
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def display(self) -> str:
+        try:
+            return os.path.relpath(self.path)
+        except ValueError:
+            return str(self.path)
+
+    def line(self, key: str) -> int | None:
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", key) if re.search(r"(\.[^.\[]+|\[\d+\])$", key) else ""
+        return None
+
+    def problem(self, key: str, message: str) -> None:
+        """Record a problem at ``key`` (a dotted path)."""
+        self.problems.append(Problem(self.display, key, message, self.line(key)))
+
+    def resolve(self, value: str) -> Path:
+        """A path written in this file, resolved against this file's folder."""
+        candidate = Path(os.path.expanduser(value))
+        return candidate if candidate.is_absolute() else (self.path.parent / candidate).resolve()
+
+    def expand_env(self, value: Any, key: str) -> Any:
+        """Replace ``${NAME}`` by the environment variable; a missing one is a problem."""
+        if not isinstance(value, str) or "${" not in value:
+            return value
+
+        def sub(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                self.problem(key, f"environment variable {name} is not set; export {name}=... before running followup")
+                return ""
+            return os.environ[name]
+
+        return _ENV_REF.sub(sub, value)
+
+
+def _record_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = join_path(path, str(key_node.value))
+            lines[key] = key_node.start_mark.line + 1
+            _record_lines(value_node, key, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            key = join_path(path, index)
+            lines[key] = item.start_mark.line + 1
+            _record_lines(item, key, lines)
+
+
+def load_yaml(path: Path) -> YamlDoc:
+    """Parse ``path``; a missing file or a YAML syntax error raises :class:`ConfigError` with its line."""
+    shown = os.path.relpath(path) if path.is_absolute() else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(Problem(shown, "", "file not found; run `followup init` to write a starter config")) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(Problem(shown, "", f"cannot read the file: {err}")) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        what = getattr(err, "problem", None) or str(err)
+        raise ConfigError(Problem(shown, "", f"YAML syntax error: {what}; check indentation and quoting",
+                                  mark.line + 1 if mark else None)) from None
+    lines: dict[str, int] = {}
+    if node is not None:
+        _record_lines(node, "", lines)
+    return YamlDoc(path=path, data=data, lines=lines)
