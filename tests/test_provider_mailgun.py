@@ -1,0 +1,192 @@
+"""MailgunProvider against a real HTTP server on 127.0.0.1 speaking Mailgun's wire format."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from providers import (
+    AmbiguousSendError,
+    DeliveryState,
+    OutgoingMessage,
+    PermanentContentError,
+    PermanentRecipientError,
+    ProviderBlockedError,
+    ProviderConfigError,
+    RateLimitedError,
+    TransientError,
+    create_provider,
+)
+from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.smtpserver import free_port
+
+DATA = Path(__file__).parent / "data" / "mailgun"
+KEY = "key-0123456789abcdef0123456789abcdef"
+SIGNING = "whsec-signing-key-abcdef0123456789"
+
+
+def make(url, **settings):
+    base = {"name": "mg", "type": "mailgun", "api_key": KEY, "domain": "mg.shop.example",
+            "from": "Shop <news@mg.shop.example>", "base_url": url, "timeout": 0.3}
+    return create_provider({**base, **settings})
+
+
+def mail(**kw):
+    fields = {"message_id": "m-1", "channel": "email", "to": "alice@example.org", "subject": "Winter sale",
+              "text": "Plain", "html": "<p>Rich</p>",
+              "metadata": {"unsubscribe_url": "https://shop.example/u/t"}}
+    return OutgoingMessage(**{**fields, **kw})
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeHttpServer(lambda req: Reply()) as srv:  # one server per module: stopping one takes 0.5 s
+        yield srv
+
+
+@pytest.fixture
+def serve(server):
+    """serve(reply, **settings) → (provider, server) with the server answering ``reply``."""
+    def start(reply, **settings):
+        server.handler, server.requests[:] = (lambda req: reply), []
+        return make(server.url, **settings), server
+    return start
+
+
+def test_send_wire_request_and_result(serve):
+    p, server = serve(Reply(200, json.loads((DATA / "sent.json").read_text())))
+    assert p.send(mail()).provider_message_id == "20231114221320.1.A2B3C4D5E6F7@mg.shop.example"
+    req, = server.requests
+    assert (req.method, req.path) == ("POST", "/v3/mg.shop.example/messages")
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(f"api:{KEY}".encode()).decode()
+    assert req.form == {
+        "from": "Shop <news@mg.shop.example>", "to": "alice@example.org", "subject": "Winter sale",
+        "text": "Plain", "html": "<p>Rich</p>",
+        "h:List-Unsubscribe": "<https://shop.example/u/t>",
+        "h:List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "v:followup_id": "m-1",
+    }
+
+
+def test_headers_passed_by_the_engine_are_copied(serve):
+    p, server = serve(Reply(200, {"id": "<x@mg>", "message": "Queued. Thank you."}))
+    p.send(mail(html=None, metadata={}, headers={"List-Unsubscribe": "<mailto:u@shop.example>", "X-Campaign": "w"}))
+    form = server.requests[0].form
+    assert form["h:List-Unsubscribe"] == "<mailto:u@shop.example>" and form["h:X-Campaign"] == "w"
+    assert "html" not in form and "h:List-Unsubscribe-Post" not in form
+
+
+@pytest.mark.parametrize("settings, url", [
+    ({}, "https://api.mailgun.net"),
+    ({"region": "us"}, "https://api.mailgun.net"),
+    ({"region": "eu"}, "https://api.eu.mailgun.net"),
+    ({"region": "eu", "base_url": "http://127.0.0.1:9/"}, "http://127.0.0.1:9"),
+])
+def test_region_picks_the_base_url(settings, url):
+    assert make(None, **settings).base_url == url
+
+
+@pytest.mark.parametrize("reply, error", [
+    (Reply(400, {"message": "'to' parameter is not a valid address. please check documentation"}),
+     PermanentRecipientError),
+    (Reply(400, {"message": "Need at least one of 'text' or 'html' parameters specified"}), PermanentContentError),
+    (Reply(401, "Forbidden"), ProviderBlockedError),
+    (Reply(403, {"message": "Domain mg.shop.example is not allowed to send: Free accounts are for test purposes only"}),
+     ProviderBlockedError),
+    (Reply(404, {"message": "Domain not found: mg.shop.example"}), ProviderBlockedError),
+    (Reply(413, "Request Entity Too Large"), PermanentContentError),
+    (Reply(429, {"message": "Too many requests"}), RateLimitedError),
+    (Reply(500, "{not json"), TransientError),
+    (Reply(502, {"message": "bad gateway"}), TransientError),
+])
+def test_error_mapping(serve, reply, error):
+    p, _ = serve(reply)
+    with pytest.raises(error) as info:
+        p.send(mail())
+    assert type(info.value) is error and info.value.code == str(reply.status)
+    assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("headers, retry_after", [({"Retry-After": "3"}, 3.0), ({}, None)])
+def test_429_with_and_without_retry_after(serve, headers, retry_after):
+    p, _ = serve(Reply(429, {"message": "Too many requests"}, headers))
+    with pytest.raises(RateLimitedError) as info:
+        p.send(mail())
+    assert info.value.retry_after == retry_after
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(200, "<html>Queued?</html>"),              # malformed JSON
+    Reply(200, {"message": "Queued. Thank you."}),  # no id
+    Reply(200, b"", delay=1.0),
+    Reply(200, drop=True),
+])
+def test_ambiguous_outcomes(serve, reply):
+    p, _ = serve(reply)
+    with pytest.raises(AmbiguousSendError):
+        p.send(mail())
+
+
+def test_connection_refused_is_transient():
+    with pytest.raises(TransientError) as info:
+        make(f"http://127.0.0.1:{free_port()}").send(mail())
+    assert type(info.value) is TransientError
+
+
+def test_settings():
+    for bad, key in (({"region": "asia"}, "region"), ({"from": "nobody"}, "from"), ({"domain": ""}, "domain")):
+        with pytest.raises(ProviderConfigError) as info:
+            make("http://x", **bad)
+        assert info.value.key == key
+    assert KEY not in repr(make("http://x"))
+
+
+# -- webhooks -------------------------------------------------------------------------------
+def signed(name, key=SIGNING) -> bytes:
+    body = json.loads((DATA / name).read_text())
+    sig = body["signature"]
+    sig["signature"] = hmac.new(key.encode(), (sig["timestamp"] + sig["token"]).encode(), hashlib.sha256).hexdigest()
+    return json.dumps(body).encode()
+
+
+def test_verify_webhook():
+    p = make("http://x", webhook_key=SIGNING)
+    body = signed("delivered.json")
+    assert p.verify_webhook("https://hooks.example/mg", {}, body)
+    assert not p.verify_webhook("https://hooks.example/mg", {}, body.replace(b"1700000000", b"1700000001", 1))
+    assert not p.verify_webhook("https://hooks.example/mg", {}, signed("delivered.json", key="wrong-key"))
+    assert not p.verify_webhook("https://hooks.example/mg", {}, b"not json")
+    assert not p.verify_webhook("https://hooks.example/mg", {}, b'{"event-data": {}}')
+
+
+def test_verify_webhook_falls_back_to_the_api_key():
+    assert make("http://x").verify_webhook("https://hooks.example/mg", {}, signed("delivered.json", key=KEY))
+    assert not make("http://x").verify_webhook("https://hooks.example/mg", {}, signed("delivered.json"))
+
+
+@pytest.mark.parametrize("fixture, state, reason, blocked, message_id", [
+    ("delivered.json", DeliveryState.DELIVERED, "delivered", False, "m-1"),
+    ("failed_permanent.json", DeliveryState.UNDELIVERED, "bounced", True, "m-2"),
+    ("failed_temporary.json", DeliveryState.PENDING, "deferred", False, "m-3"),
+    ("complained.json", DeliveryState.UNDELIVERED, "complained", True, "m-4"),
+    ("unsubscribed.json", DeliveryState.UNDELIVERED, "unsubscribed", True, "m-5"),
+])
+def test_parse_webhook(fixture, state, reason, blocked, message_id):
+    report, = make("http://x").parse_webhook({}, (DATA / fixture).read_bytes())
+    assert (report.state, report.reason, report.recipient_blocked, report.message_id) == (
+        state, reason, blocked, message_id)
+    assert report.provider_message_id.endswith("@mg.shop.example")
+    assert report.at.tzinfo is timezone.utc
+
+
+def test_parse_webhook_details():
+    p = make("http://x")
+    delivered, = p.parse_webhook({}, (DATA / "delivered.json").read_bytes())
+    assert delivered.provider_message_id == "20231114221320.1.A2B3C4D5E6F7@mg.shop.example"
+    assert delivered.at == datetime(2023, 11, 14, 22, 13, 20, 429000, tzinfo=timezone.utc)
+    assert p.parse_webhook({}, (DATA / "opened.json").read_bytes()) == []

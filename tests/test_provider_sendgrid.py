@@ -1,0 +1,201 @@
+"""SendGridProvider against a real HTTP server on 127.0.0.1 speaking SendGrid's v3 wire format."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from providers import (
+    AmbiguousSendError,
+    DeliveryState,
+    OutgoingMessage,
+    PermanentContentError,
+    PermanentRecipientError,
+    ProviderBlockedError,
+    ProviderConfigError,
+    RateLimitedError,
+    TransientError,
+    create_provider,
+)
+from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.smtpserver import free_port
+
+DATA = Path(__file__).parent / "data" / "sendgrid"
+KEY = "SG.test-key.0123456789abcdefghijklmnop"
+
+
+def make(url, **settings):
+    base = {"name": "sg", "type": "sendgrid", "api_key": KEY, "from": "Shop <news@shop.example>",
+            "base_url": url, "timeout": 0.3}
+    return create_provider({**base, **settings})
+
+
+def mail(**kw):
+    fields = {"message_id": "m-1", "channel": "email", "to": "alice@example.org", "subject": "Winter sale",
+              "text": "Plain", "html": "<p>Rich</p>",
+              "headers": {"List-Unsubscribe": "<https://shop.example/u/t>",
+                          "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}}
+    return OutgoingMessage(**{**fields, **kw})
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeHttpServer(lambda req: Reply()) as srv:  # one server per module: stopping one takes 0.5 s
+        yield srv
+
+
+@pytest.fixture
+def serve(server):
+    """serve(reply, **settings) → (provider, server) with the server answering ``reply``."""
+    def start(reply, **settings):
+        server.handler, server.requests[:] = (lambda req: reply), []
+        return make(server.url, **settings), server
+    return start
+
+
+def test_send_wire_request_and_result(serve):
+    p, server = serve(Reply(202, b"", {"X-Message-Id": "W8Y9Yd8lRfyO2R8Dm5PxMA"}))
+    assert p.send(mail()).provider_message_id == "W8Y9Yd8lRfyO2R8Dm5PxMA"
+    req, = server.requests
+    assert (req.method, req.path) == ("POST", "/v3/mail/send")
+    assert req.headers["Authorization"] == f"Bearer {KEY}"
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.json == {
+        "personalizations": [{"to": [{"email": "alice@example.org"}]}],
+        "from": {"email": "news@shop.example", "name": "Shop"},
+        "subject": "Winter sale",
+        "content": [{"type": "text/plain", "value": "Plain"}, {"type": "text/html", "value": "<p>Rich</p>"}],
+        "headers": {"List-Unsubscribe": "<https://shop.example/u/t>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        "custom_args": {"followup_id": "m-1"},
+    }
+
+
+def test_unsubscribe_headers_from_metadata_and_no_html(serve):
+    p, server = serve(Reply(202, b""))
+    result = p.send(mail(html=None, headers={}, metadata={"unsubscribe_url": "https://shop.example/u/x",
+                                                          "unsubscribe_mailto": "u@shop.example"}))
+    assert result.provider_message_id is None  # X-Message-Id absent: tolerated
+    body = server.requests[0].json
+    assert body["content"] == [{"type": "text/plain", "value": "Plain"}]
+    assert body["headers"] == {"List-Unsubscribe": "<https://shop.example/u/x>, <mailto:u@shop.example>",
+                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def test_202_with_a_malformed_body_is_still_accepted(serve):
+    p, _ = serve(Reply(202, "{not json", {"X-Message-Id": "abc"}))
+    assert p.send(mail()).provider_message_id == "abc"
+
+
+@pytest.mark.parametrize("reply, error", [
+    (Reply(400, json.loads((DATA / "error_400.json").read_text())), PermanentContentError),
+    (Reply(400, json.loads((DATA / "error_400_recipient.json").read_text())), PermanentRecipientError),
+    (Reply(400, "<html>bad request</html>"), PermanentContentError),
+    (Reply(401, {"errors": [{"field": None, "message": "authorization required"}]}), ProviderBlockedError),
+    (Reply(403, {"errors": [{"field": None, "message": "access forbidden"}]}), ProviderBlockedError),
+    (Reply(413, {"errors": [{"field": None, "message": "too large"}]}), PermanentContentError),
+    (Reply(500, "{not json"), TransientError),
+    (Reply(503, {"errors": [{"message": "unavailable"}]}), TransientError),
+])
+def test_error_mapping(serve, reply, error):
+    p, _ = serve(reply)
+    with pytest.raises(error) as info:
+        p.send(mail())
+    assert type(info.value) is error and info.value.code == str(reply.status)
+    assert KEY not in str(info.value)
+
+
+def test_400_reason_carries_the_error_messages(serve):
+    p, _ = serve(Reply(400, json.loads((DATA / "error_400_recipient.json").read_text())))
+    with pytest.raises(PermanentRecipientError, match="Does not contain a valid address"):
+        p.send(mail())
+
+
+@pytest.mark.parametrize("headers, low, high", [
+    ({"Retry-After": "12"}, 12, 12),
+    ({"X-RateLimit-Reset": str(int(time.time()) + 30)}, 25, 30),
+    ({}, None, None),
+])
+def test_429_retry_after(serve, headers, low, high):
+    p, _ = serve(Reply(429, {"errors": [{"message": "too many requests"}]}, headers))
+    with pytest.raises(RateLimitedError) as info:
+        p.send(mail())
+    wait = info.value.retry_after
+    assert wait is None if low is None else low <= wait <= high
+
+
+@pytest.mark.parametrize("reply", [Reply(202, delay=1.0), Reply(202, drop=True)])
+def test_ambiguous_outcomes(serve, reply):
+    p, _ = serve(reply)
+    with pytest.raises(AmbiguousSendError):
+        p.send(mail())
+
+
+def test_connection_refused_is_transient():
+    with pytest.raises(TransientError) as info:
+        make(f"http://127.0.0.1:{free_port()}").send(mail())
+    assert type(info.value) is TransientError
+
+
+def test_settings():
+    with pytest.raises(ProviderConfigError) as info:
+        make("http://x", **{"from": "nobody"})
+    assert info.value.key == "from"
+    assert KEY not in repr(make("http://x"))
+    assert make("http://x", base_url=None).base_url == "https://api.sendgrid.com"
+
+
+# -- event webhook ------------------------------------------------------------------------
+def test_parse_event_webhook_fixture():
+    reports = make("http://x").parse_webhook({}, (DATA / "events.json").read_bytes())
+    got = [(r.message_id, r.state, r.reason, r.recipient_blocked) for r in reports]
+    assert got == [
+        ("m-1", DeliveryState.PENDING, "queued", False),
+        ("m-1", DeliveryState.PENDING, "deferred", False),
+        ("m-1", DeliveryState.DELIVERED, "delivered", False),
+        ("m-2", DeliveryState.UNDELIVERED, "bounced", True),
+        ("m-3", DeliveryState.UNDELIVERED, "bounced", False),  # type "blocked": not the recipient's fault
+        ("m-4", DeliveryState.UNDELIVERED, "bounced", True),
+        ("m-1", DeliveryState.UNDELIVERED, "complained", True),
+        ("m-5", DeliveryState.UNDELIVERED, "unsubscribed", True),
+        ("m-6", DeliveryState.UNDELIVERED, "unsubscribed", True),
+    ]  # the "open" event is ignored
+    assert reports[0].provider_message_id == "14c5d75ce93"
+    assert reports[2].at == datetime(2023, 11, 14, 22, 15, 20, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    ec = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ec")
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+    def sign(timestamp: str, body: bytes, key=private) -> dict[str, str]:
+        signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                "X-Twilio-Email-Event-Webhook-Timestamp": timestamp}
+
+    return public, sign, ec.generate_private_key(ec.SECP256R1())
+
+
+def test_verify_signed_event_webhook(keys):
+    public, sign, other = keys
+    p = make("http://x", webhook_key=public)
+    body = (DATA / "events.json").read_bytes()
+    headers = sign("1700000000", body)
+    assert p.verify_webhook("https://hooks.example/sg", headers, body)
+    assert p.verify_webhook("https://hooks.example/sg", {k.lower(): v for k, v in headers.items()}, body)
+    assert not p.verify_webhook("https://hooks.example/sg", headers, body.replace(b"m-2", b"m-9"))
+    assert not p.verify_webhook("https://hooks.example/sg", {**headers, "X-Twilio-Email-Event-Webhook-Timestamp":
+                                                              "1700000001"}, body)
+    assert not p.verify_webhook("https://hooks.example/sg", sign("1700000000", body, key=other), body)
+    assert not p.verify_webhook("https://hooks.example/sg", {}, body)
+    assert not make("http://x").verify_webhook("https://hooks.example/sg", headers, body)  # no key configured
+    assert not make("http://x", webhook_key="bm90IGEga2V5").verify_webhook("https://hooks.example/sg", headers, body)
