@@ -70,7 +70,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
         conn.execute(sa.update(contacts).where(contacts.c.id == contact["id"])
-                     .values({f"{c}_suppressed": mark for c in channels}, updated_at=stamp))
+                     .values({**{f"{c}_suppressed": mark for c in channels}, "updated_at": stamp}))
         if kind == "resubscribed" or channel in ("sms", "email"):
             # one channel only: its touches are skipped as they come due, the others go on
             return EventResult(recorded=True, note=f"{kind} on {', '.join(channels)}")

@@ -59,7 +59,7 @@ class Sender:
         hint = getattr(error, "retry_after", None)
         if hint is not None:
             return min(float(hint), MAX_INLINE_WAIT)
-        return wait_exponential_jitter(initial=0.5, max=4.0)(state)
+        return wait_exponential_jitter(multiplier=0.5, max=4.0)(state)
 
     def _attempt(self, provider: Provider, message: OutgoingMessage) -> SendResult:
         def call() -> SendResult:

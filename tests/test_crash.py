@@ -1,0 +1,100 @@
+"""A real worker process killed with SIGKILL mid-batch: nothing sent twice, nothing lost."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import World, simple_sequence
+
+FOLLOWUP = str(Path(sys.executable).parent / "followup")
+PHONES = [f"0912000000{i}" for i in range(5)]
+
+
+def outbox_ids(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["message_id"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def start_worker(world: World, pause_at: str | None = None, marker: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "FOLLOWUP_CONFIG": str(world.root / "config")}
+    env.pop("FOLLOWUP_PAUSE_AT", None)
+    if pause_at:
+        env["FOLLOWUP_PAUSE_AT"] = f"{pause_at}:{marker}"
+    return subprocess.Popen([FOLLOWUP, "worker", "--once"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited early: {proc.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the worker never reached the checkpoint")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def file_world(tmp_path):
+    outbox = tmp_path / "outbox.jsonl"
+    world = World(tmp_path, f"sqlite:///{tmp_path}/followup.db", [simple_sequence("a", after="1h")], settings={
+        "send_window": {"start": "00:00", "end": "24:00", "days": "all"},
+        "providers": {"sms": [{"name": "sandbox", "type": "file", "path": str(outbox)}],
+                      "email": [{"name": "sandbox-mail", "type": "file", "path": str(outbox)}]},
+    })
+    ids = world.add_contacts(*({"phone": p, "first_name": f"n{i}"} for i, p in enumerate(PHONES)))
+    world.enroll("a", *ids)
+    world.dispatcher.close()  # this process only watches; the worker processes do the work
+    world.outbox = outbox
+    return world
+
+
+@pytest.mark.parametrize("point, status_after_kill, in_outbox", [
+    ("after_claim", "claimed", 0),         # leased, provider never called
+    ("before_provider", "sending", 0),     # committed as sending, provider not yet called
+    ("after_provider", "sending", 5),      # the provider has them, the result was never recorded
+])
+def test_kill_between_claim_and_send_sends_nothing_twice_and_loses_nothing(file_world, tmp_path, point,
+                                                                            status_after_kill, in_outbox):
+    marker = tmp_path / "paused"
+    proc = start_worker(file_world, point, marker)
+    wait_for(marker, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    first = file_world.messages(touch="t0")
+    assert {m["status"] for m in first} == {status_after_kill}
+    assert len(outbox_ids(file_world.outbox)) == in_outbox
+
+    again = start_worker(file_world)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+
+    ids = outbox_ids(file_world.outbox)
+    assert sorted(ids) == sorted(str(m["id"]) for m in first)  # each message exactly once
+    assert len(ids) == len(set(ids)) == 5
+    assert {m["status"] for m in file_world.messages(touch="t0")} == {"sent"}
+    assert {m["status"] for m in file_world.messages(touch="t1")} == {"scheduled"}  # the sequence goes on
+    recovered = [r for r in file_world.log(touch="t0") if r["event"] in ("released", "sent") and r["reason"]]
+    assert len(recovered) == 5 and all("died" in r["reason"] or "lease" in r["reason"] for r in recovered)
+
+
+def test_a_second_worker_on_the_same_sqlite_file_is_refused(file_world, tmp_path):
+    marker = tmp_path / "paused"
+    first = start_worker(file_world, "after_claim", marker)
+    wait_for(marker, first)
+    try:
+        second = start_worker(file_world)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode != 0
+        assert b"another worker already runs" in err
+    finally:
+        first.kill()
+        first.wait(timeout=10)

@@ -1,0 +1,289 @@
+"""The engine end to end, in-process: freezegun drives time, tick() does the work."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from engine.clock import to_utc
+from engine.models import Offer, ProviderState
+from providers.errors import PermanentContentError, PermanentRecipientError, ProviderBlockedError, TransientError
+
+from .conftest import simple_sequence, winter_sequence
+
+UTC = timezone.utc
+T0 = datetime(2026, 12, 5, 6, 30, tzinfo=UTC)  # Saturday 10:00 in Tehran
+SARA = {"phone": "09121234567", "email": "sara@example.com", "first_name": "سارا"}
+ALI = {"phone": "09351234567", "email": "ali@example.com", "first_name": "علی"}
+
+
+def sent_at(world, touch: str) -> datetime:
+    (row,) = [m for m in world.messages() if m["touch"] == touch]
+    return to_utc(row["sent_at"])
+
+
+def test_whole_four_touch_sequence(make_world, frozen):
+    world = make_world([winter_sequence()])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    world.run(frozen, T0 + timedelta(days=4))
+
+    assert sorted(world.sent()) == sorted([("hello", "+989121234567"), ("value", "sara@example.com"),
+                                          ("reminder", "+989121234567"), ("last-chance", "+989121234567")])
+    assert sent_at(world, "hello") == T0
+    assert sent_at(world, "value") == T0 + timedelta(days=1)
+    assert sent_at(world, "reminder") == T0 + timedelta(days=2)
+    # 12h after the reminder is 22:00 in Tehran: deferred to 09:00 Tuesday, still before the 72h deadline
+    assert sent_at(world, "last-chance") == datetime(2026, 12, 8, 5, 30, tzinfo=UTC)
+    deferred = world.log(touch="last-chance", event="deferred")
+    assert deferred and "send window" in deferred[0]["reason"]
+    last = world.sms.outbox[-1].text
+    assert "۱ ساعت" in last and "۵ عدد" in last  # the real time left and the real stock
+    assert last.endswith("\nلغو11")
+    assert world.email.outbox[0].subject == "راهنمای انتخاب پالتو، سارا"
+    assert world.enrollment(sara, "winter")["status"] == "completed"
+    assert {m["status"] for m in world.messages()} == {"sent"}
+
+
+def test_every_state_change_is_logged_in_order(make_world, frozen):
+    world = make_world([winter_sequence()])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    world.tick()
+    first = [r["event"] for r in world.log(touch="hello")]
+    assert first == ["scheduled", "sending", "sent"]
+    assert [r["event"] for r in world.log(touch="value")] == ["pending", "scheduled"]
+
+
+@pytest.mark.parametrize("kind", ["converted", "replied", "unsubscribed"])
+def test_event_between_touches_stops_the_rest(make_world, frozen, kind):
+    world = make_world([winter_sequence()])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    world.tick()
+    frozen.move_to(T0 + timedelta(hours=3))
+    result = world.event(sara, kind)
+    assert result.ended == ["winter"] and result.cancelled == 3
+    world.run(frozen, T0 + timedelta(days=4), step=timedelta(hours=1))
+    assert [t for t, _ in world.sent()] == ["hello"]
+    assert [m["status"] for m in world.messages()] == ["sent", "cancelled", "cancelled", "cancelled"]
+    cancelled = world.log(event="cancelled")
+    assert len(cancelled) == 3 and all(f"contact {kind}" in r["reason"] for r in cancelled)
+    assert world.enrollment(sara, "winter")["status"] == kind
+
+
+def test_conversion_takes_stock_and_templates_show_the_real_number(make_world, frozen):
+    world = make_world([winter_sequence()])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("winter", sara, ali)
+    world.tick()
+    world.event(ali, "converted", sequence="winter", value=1_200_000)
+    with world.engine.connect() as conn:
+        assert conn.execute(sa.select(Offer.__table__.c.redeemed)).scalar_one() == 1
+    world.run(frozen, T0 + timedelta(days=4), step=timedelta(hours=1))
+    last = [m.text for m in world.sms.outbox if "عدد" in m.text]
+    assert len(last) == 1 and "۴ عدد" in last[0]  # 5 in stock, one sold
+
+
+def test_sms_opt_out_skips_sms_but_email_goes_on(make_world, frozen):
+    world = make_world([winter_sequence()])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    world.tick()
+    world.event(sara, "unsubscribed", channel="sms")
+    world.run(frozen, T0 + timedelta(days=4), step=timedelta(hours=1))
+    assert [t for t, _ in world.sent()] == ["hello", "value"]
+    skipped = world.log(event="skipped")
+    assert [r["touch"] for r in skipped] == ["reminder", "last-chance"]
+    assert all("suppressed on sms" in r["reason"] for r in skipped)
+
+
+@pytest.mark.parametrize("expires_after, why", [
+    ("60h", "the deadline passed before the touch was due"),
+    ("66h", "deferring past the night would pass the deadline"),
+])
+def test_urgent_touch_is_never_sent_after_its_deadline(make_world, frozen, expires_after, why):
+    world = make_world([winter_sequence(expires_after=expires_after)])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    world.run(frozen, T0 + timedelta(days=4), step=timedelta(hours=1))
+    assert "last-chance" not in [t for t, _ in world.sent()], why
+    (skip,) = world.log(touch="last-chance", event="skipped")
+    assert skip["reason"].startswith("offer_expired")
+    assert world.enrollment(sara, "winter")["status"] == "completed"
+
+
+def test_urgent_touch_is_skipped_when_sold_out(make_world, frozen):
+    world = make_world([winter_sequence(stock=1)])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("winter", sara, ali)
+    world.tick()
+    world.event(ali, "converted", sequence="winter")  # the only item is gone
+    world.run(frozen, T0 + timedelta(days=4), step=timedelta(hours=1))
+    assert "last-chance" not in [t for t, _ in world.sent()]
+    (skip,) = world.log(touch="last-chance", event="skipped")
+    assert skip["reason"].startswith("sold_out")
+
+
+def test_night_in_tehran_defers_to_nine_and_later_touches_move_with_it(make_world, frozen):
+    world = make_world([winter_sequence()])
+    frozen.move_to(datetime(2026, 12, 6, 19, 30, tzinfo=UTC))  # Sunday 23:00 in Tehran
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    world.run(frozen, datetime(2026, 12, 9, 6, 0, tzinfo=UTC))
+    monday_nine = datetime(2026, 12, 7, 5, 30, tzinfo=UTC)
+    assert sent_at(world, "hello") == monday_nine
+    assert sent_at(world, "value") == monday_nine + timedelta(days=1)
+    (deferred,) = world.log(touch="hello", event="deferred")
+    assert "2026-12-07T09:00:00+03:30" in deferred["reason"]
+
+
+def test_friday_is_not_a_send_day_in_tehran(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    frozen.move_to(datetime(2026, 12, 3, 18, 30, tzinfo=UTC))  # Thursday 22:00 in Tehran
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    world.run(frozen, datetime(2026, 12, 5, 12, 0, tzinfo=UTC), step=timedelta(hours=1))
+    assert sent_at(world, "t0") == datetime(2026, 12, 5, 5, 30, tzinfo=UTC)  # Saturday 09:00
+
+
+def test_frequency_cap_holds_across_two_sequences(make_world, frozen):
+    world = make_world([simple_sequence("a"), simple_sequence("b")], settings={"frequency_cap": {"per_day": 2}})
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    world.enroll("b", sara)
+    world.run(frozen, T0 + timedelta(days=4))
+    from zoneinfo import ZoneInfo
+
+    tehran = ZoneInfo("Asia/Tehran")
+    days = [to_utc(m["sent_at"]).astimezone(tehran).date() for m in world.messages(status="sent")]
+    assert len(days) == 6
+    assert max(days.count(d) for d in set(days)) == 2
+    assert any("frequency cap" in (r["reason"] or "") for r in world.log(event="deferred"))
+
+
+def test_contact_in_another_timezone_gets_their_own_morning(make_world, frozen):
+    world = make_world([winter_sequence()])
+    (john,) = world.add_contacts({"phone": "+14155552671", "first_name": "John", "timezone": "America/Toronto"})
+    world.enroll("winter", john)  # 01:30 in Toronto
+    world.run(frozen, T0 + timedelta(hours=12))
+    assert sent_at(world, "hello") == datetime(2026, 12, 5, 14, 0, tzinfo=UTC)  # 09:00 EST
+
+
+def test_dst_change_in_the_contacts_zone(make_world, frozen):
+    world = make_world([simple_sequence("a")], settings={"send_window": {"start": "09:00", "end": "21:00", "days": "all"}})
+    frozen.move_to(datetime(2026, 3, 8, 3, 0, tzinfo=UTC))  # Saturday 22:00 EST; clocks spring forward at 02:00
+    (john,) = world.add_contacts({"phone": "+14155552671", "first_name": "John", "timezone": "America/Toronto"})
+    world.enroll("a", john)
+    world.run(frozen, datetime(2026, 3, 8, 18, 0, tzinfo=UTC))
+    assert sent_at(world, "t0") == datetime(2026, 3, 8, 13, 0, tzinfo=UTC)  # 09:00 EDT, not 09:00 EST
+
+
+def test_transient_failures_are_retried_inline_then_rescheduled(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    (sara,) = world.add_contacts(SARA)
+    world.sms.fail_next(TransientError("gateway busy"), times=2)
+    world.enroll("a", sara)
+    world.tick()
+    assert len(world.sms.attempts) == 3 and len(world.sms.outbox) == 1
+    assert len(world.sleeps) == 2  # tenacity waited twice, through the injected sleep
+    assert world.messages(touch="t0")[0]["attempt"] == 1
+
+    world.sms.fail_next(TransientError("gateway busy"), times=3)
+    frozen.move_to(T0 + timedelta(hours=1))
+    world.tick()
+    (row,) = world.messages(touch="t1")
+    assert row["status"] == "scheduled" and to_utc(row["next_attempt_at"]) == T0 + timedelta(hours=1, seconds=60)
+    (retry,) = world.log(touch="t1", event="retry")
+    assert "gateway busy" in retry["reason"]
+    frozen.move_to(T0 + timedelta(hours=1, seconds=61))
+    world.tick()
+    (row,) = world.messages(touch="t1")
+    assert row["status"] == "sent" and row["attempt"] == 2
+
+
+def test_retries_end_in_failed_with_the_reason(make_world, frozen):
+    world = make_world([simple_sequence("a")], settings={"worker": {"max_attempts": 2, "inline_retries": 1}})
+    (sara,) = world.add_contacts(SARA)
+    world.sms.fail_when(lambda m: TransientError("HTTP 503"))
+    world.enroll("a", sara)
+    world.run(frozen, T0 + timedelta(minutes=10), step=timedelta(minutes=1))
+    row = world.messages(touch="t0")[0]
+    assert row["status"] == "failed" and "retries exhausted after 2 attempts" in row["reason"]
+    assert len(world.sms.attempts) >= 2 and not world.sms.outbox
+
+
+def test_permanent_content_error_is_not_retried_and_the_sequence_goes_on(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    (sara,) = world.add_contacts(SARA)
+    world.sms.fail_next(PermanentContentError("link in text restricted", code=420))
+    world.enroll("a", sara)
+    world.tick()
+    assert len(world.sms.attempts) == 1 and world.sleeps == []
+    first = world.messages(touch="t0")[0]
+    assert first["status"] == "failed" and "link in text restricted" in first["reason"]
+    assert world.messages(touch="t1")[0]["status"] == "scheduled"
+
+
+def test_permanent_recipient_error_suppresses_the_contact_on_that_channel(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    (sara,) = world.add_contacts(SARA)
+    world.sms.fail_next(PermanentRecipientError("receptor is on the advertising blacklist", code=14))
+    world.enroll("a", sara)
+    world.run(frozen, T0 + timedelta(hours=3))
+    assert len(world.sms.attempts) == 1
+    assert [m["status"] for m in world.messages()] == ["failed", "skipped", "skipped"]
+    assert "blacklist" in world.log(event="skipped")[0]["reason"]
+
+
+def test_blocked_provider_is_paused_and_the_failover_sends(make_world, frozen):
+    world = make_world([simple_sequence("a")], settings={"providers": {
+        "sms": [{"name": "primary", "type": "memory"}, {"name": "backup", "type": "memory"}],
+        "email": [{"name": "mem-email", "type": "memory"}]}})
+    primary, backup = world.providers["sms"]
+    primary.fail_when(lambda m: ProviderBlockedError("insufficient credit", code=418))
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara)
+    world.tick()
+    world.enroll("a", ali)
+    world.tick()
+    assert len(backup.outbox) == 2 and len(primary.attempts) == 1  # paused after the first refusal
+    assert {m["provider"] for m in world.messages(status="sent")} == {"backup"}
+    with world.engine.connect() as conn:
+        state = conn.execute(sa.select(ProviderState.__table__)).mappings().one()
+    assert state["name"] == "primary" and state["state"] == "paused" and "credit" in state["reason"]
+
+
+def test_a_broken_template_fails_that_touch_only(make_world, frozen):
+    seq = simple_sequence("a")
+    seq["touches"][0]["template"] = "broken.sms.j2"
+    world = make_world([seq], templates={"broken.sms.j2": "{{ contact.nickname }}"})
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    world.run(frozen, T0 + timedelta(hours=3))
+    statuses = [m["status"] for m in world.messages()]
+    assert statuses == ["failed", "sent", "sent"]
+    assert world.messages(touch="t0")[0]["reason"].startswith("template: broken.sms.j2")
+
+
+def test_enrolling_twice_is_a_no_op_and_opted_out_contacts_are_refused(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    assert world.enroll("a", sara).enrolled == [sara]
+    world.event(ali, "unsubscribed")
+    report = world.enroll("a", sara, ali)
+    assert report.already_active == [sara] and report.enrolled == []
+    assert report.refused[0][0] == ali and "unsubscribed" in report.refused[0][1]
+    assert len(world.messages()) == 3
+
+
+def test_editing_expires_after_later_never_extends_a_told_deadline(make_world, frozen):
+    world = make_world([winter_sequence(expires_after="72h")])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    before = to_utc(world.enrollment(sara, "winter")["offer_expires_at"])
+    assert before == T0 + timedelta(hours=72)
+    world2 = make_world([winter_sequence(expires_after="240h")])  # same database, the file edited
+    world2.enroll("winter", sara)  # already active: nothing changes
+    assert to_utc(world2.enrollment(sara, "winter")["offer_expires_at"]) == before
