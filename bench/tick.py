@@ -1,0 +1,122 @@
+"""Tick cost vs backlog: claiming 500 due messages with 10,000 and with 1,000,000 future ones.
+
+Prints the ratio (must stay under 1.5) and whether the claim query's plan uses the index.
+Run: ``make bench`` or ``.venv/bin/python bench/tick.py [--postgres URL]``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.clock import now  # noqa: E402
+from engine.db import make_engine  # noqa: E402
+from engine.models import Message  # noqa: E402
+
+DUE = 500
+messages = Message.__table__
+
+
+def fill(engine: sa.Engine, future: int) -> None:
+    """Insert ``future`` messages due next year and DUE due now, straight in SQL (no ORM)."""
+    at = now()
+    later = at + timedelta(days=365)
+    total = future + DUE
+    with engine.begin() as conn:
+        for table in ("delivery_log", "messages", "enrollments", "contacts"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+        if engine.dialect.name == "postgresql":
+            series = "SELECT g AS x FROM generate_series(1, :n) g"
+        else:
+            series = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT :n) SELECT x FROM c"
+        conn.execute(sa.text("INSERT INTO contacts (id, first_name, last_name, tags, attrs, created_at, updated_at) "
+                             "VALUES (1, 'bench', '', '', '{}', :at, :at)"), {"at": at})
+        conn.execute(sa.text("INSERT INTO enrollments (id, contact_id, sequence, sequence_hash, status, enrolled_at) "
+                             f"SELECT x, 1, 'bench', 'h', 'completed', :at FROM ({series}) s"), {"n": total, "at": at})
+        conn.execute(sa.text(
+            "INSERT INTO messages (enrollment_id, contact_id, sequence, touch_index, touch, channel, urgent, status, "
+            "due_at, next_attempt_at, attempt, polls, updated_at) "
+            "SELECT x, 1, 'bench', 0, 't0', 'sms', false, 'scheduled', "
+            f"CASE WHEN x <= :due_n THEN :due ELSE :later END, CASE WHEN x <= :due_n THEN :due ELSE :later END, "
+            f"0, 0, :at FROM ({series}) s"),
+            {"n": total, "due_n": DUE, "due": at - timedelta(minutes=1), "later": later, "at": at})
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+
+
+def claim_query():
+    return (sa.select(messages.c.id).where(messages.c.status == "scheduled", messages.c.next_attempt_at <= now())
+            .order_by(messages.c.next_attempt_at).limit(DUE))
+
+
+def time_claims(engine: sa.Engine, rounds: int = 7) -> float:
+    """Median seconds to claim DUE messages (select + lease update), undone after each round."""
+    samples = []
+    for _ in range(rounds):
+        query = claim_query()
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        start = time.perf_counter()
+        with engine.begin() as conn:
+            ids = list(conn.execute(query).scalars())
+            conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(status="claimed", lease_owner="bench"))
+        samples.append(time.perf_counter() - start)
+        assert len(ids) == DUE, f"claimed {len(ids)}, expected {DUE}"
+        with engine.begin() as conn:
+            conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(status="scheduled", lease_owner=None))
+    return statistics.median(samples)
+
+
+def plan(engine: sa.Engine) -> str:
+    compiled = claim_query().compile(engine, compile_kwargs={"literal_binds": True})
+    prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(prefix + str(compiled)).all()
+    return " | ".join(str(r[-1]) for r in rows)
+
+
+def run(url: str) -> dict:
+    from engine.db import upgrade
+
+    upgrade(url)
+    engine = make_engine(url)
+    results = {}
+    for future in (10_000, 1_000_000):
+        fill(engine, future)
+        results[future] = time_claims(engine)
+    shown = plan(engine)
+    ratio = results[1_000_000] / results[10_000]
+    return {"small": results[10_000], "large": results[1_000_000], "ratio": ratio, "plan": shown,
+            "indexed": "ix_messages_due" in shown}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--postgres", help="also run on this PostgreSQL URL (it will be emptied)")
+    args = parser.parse_args()
+    targets = []
+    with tempfile.TemporaryDirectory() as tmp:
+        targets.append(("sqlite", f"sqlite:///{tmp}/bench.db"))
+        if args.postgres:
+            targets.append(("postgresql", args.postgres))
+        for name, url in targets:
+            r = run(url)
+            met = "met" if r["ratio"] < 1.5 and r["indexed"] else "NOT met"
+            print(f"tick-cost-vs-backlog[{name}]: claim {DUE} with 10k future {r['small'] * 1000:.2f} ms, "
+                  f"with 1M future {r['large'] * 1000:.2f} ms, ratio {r['ratio']:.2f} (target < 1.5, index used: "
+                  f"{r['indexed']}) {met}")
+            print(f"  plan: {r['plan']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
