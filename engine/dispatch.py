@@ -44,7 +44,7 @@ from .clock import now, to_utc
 from .config import Config
 from .db import is_sqlite, make_engine
 from .durations import format_duration
-from .journal import Change, apply
+from .journal import Change, append_log, apply
 from .models import (COUNTS_AS_SENT, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
@@ -295,8 +295,10 @@ class Dispatcher:
             values = dict(state="paused", reason=reason[:500], paused_until=until, updated_at=at)
             if conn.execute(sa.update(provider_states).where(provider_states.c.name == name).values(**values)).rowcount == 0:
                 conn.execute(sa.insert(provider_states).values(name=name, **values))
-            logger.warning(json.dumps({"at": at.isoformat(), "event": "provider_paused", "provider": name,
-                                       "reason": reason, "until": until.isoformat()}))
+            append_log(conn, [dict(at=at, message_id=None, contact_id=None, sequence=None, touch=None, channel=None,
+                                   provider=name, event="provider_paused", attempt=0, provider_message_id=None,
+                                   reason=f"{reason}; paused until {until:%Y-%m-%d %H:%M} UTC "
+                                          f"(or `followup providers resume {name}`)", worker=self.worker_id)])
 
     def _schedule_next(self, conn: sa.Connection, ended: list[tuple[dict, datetime]], ctx: dict) -> None:
         """Touch n ended (sent, failed, skipped): touch n+1 becomes due ``after`` it; the last ends the enrollment."""

@@ -131,6 +131,7 @@ class Message(SQLModel, table=True):
         sa.Index("ix_messages_contact_sent", "contact_id", "sent_at"),
         sa.Index("ix_messages_lease", "status", "lease_until"),
         sa.Index("ix_messages_poll", "status", "poll_at"),
+        sa.Index("ix_messages_provider_id", "provider_message_id"),
         sa.UniqueConstraint("enrollment_id", "touch_index"),
     )
 

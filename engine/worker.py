@@ -22,6 +22,7 @@ from .config import Config
 from .db import check_schema, is_sqlite, make_engine
 from .dispatch import Dispatcher
 from .errors import ConfigError, FollowupError, Problem
+from .poller import Poller
 
 __all__ = ["build_providers", "run_worker", "single_dispatcher_lock"]
 
@@ -102,6 +103,9 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         scheduler = BackgroundScheduler(timezone=timezone.utc)
         scheduler.add_job(_safe_tick, "interval", args=[dispatcher], seconds=interval, max_instances=1,
                           coalesce=True, next_run_time=now(), id="tick")
+        poller = Poller(config, engine, providers, dispatcher.worker_id)
+        scheduler.add_job(_safe_poll, "interval", args=[poller], seconds=60, max_instances=1, coalesce=True,
+                          next_run_time=now(), id="poll")
         scheduler.start()
         logger.info("worker %s started: ticking every %ss on %s", dispatcher.worker_id, interval,
                     engine.url.render_as_string(hide_password=True))
@@ -110,6 +114,15 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         dispatcher.close()
         logger.info("worker stopped cleanly")
     return 0
+
+
+def _safe_poll(poller: Poller) -> None:
+    try:
+        counts = poller.poll()
+        if any(counts.values()):
+            logger.info("poll: %s", counts)
+    except Exception:  # like the tick: one failed round must not stop the next
+        logger.exception("delivery poll failed; the next round will try again")
 
 
 def _safe_tick(dispatcher: Dispatcher) -> None:

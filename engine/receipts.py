@@ -1,0 +1,105 @@
+"""Applying what providers tell us after a send: delivery receipts and inbound messages.
+
+Whether they arrive by polling (the Iranian panels) or by webhook (Twilio, SendGrid, Mailgun),
+they go through here. States only move forward (sent/unknown → delivered/undelivered), so the
+same receipt twice changes nothing the second time.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from providers.base import DeliveryReport, DeliveryState, InboundMessage
+
+from .addresses import normalize_phone
+from .clock import now
+from .config import Config
+from .events import record_event
+from .journal import Change, apply
+from .models import Contact, Message
+from .text import ascii_digits
+
+__all__ = ["apply_reports", "apply_inbound", "POLL_SCHEDULE", "classify_reply", "next_poll"]
+
+messages = Message.__table__
+contacts = Contact.__table__
+#: after a send, ask for its final state after these delays (then give up: it stays `sent`)
+POLL_SCHEDULE = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+                 timedelta(hours=24))
+OPT_OUT = {"11", "لغو", "لغو11", "stop", "unsubscribe", "cancel", "end", "quit", "stopall"}
+OPT_IN = {"12", "start", "unstop", "yes"}
+#: statuses a receipt may move on from
+RECEIPT_FROM = ("sent", "unknown", "sending")
+
+
+def next_poll(polls: int):
+    """When to poll next after ``polls`` polls, or None when the schedule is used up."""
+    return now() + POLL_SCHEDULE[polls] if polls < len(POLL_SCHEDULE) else None
+
+
+def classify_reply(text: str) -> str:
+    """``unsubscribed``, ``resubscribed`` or ``replied`` for an inbound SMS text."""
+    word = ascii_digits(text or "").strip().lower().replace("\u200c", "").replace(" ", "").strip(".!")
+    if word in OPT_OUT:
+        return "unsubscribed"
+    if word in OPT_IN:
+        return "resubscribed"
+    return "replied"
+
+
+def _find(conn: sa.Connection, provider: str, reports: list[DeliveryReport]) -> dict:
+    pids = [r.provider_message_id for r in reports if r.provider_message_id]
+    ours = [int(r.message_id) for r in reports if r.message_id and str(r.message_id).isdigit()]
+    found = {}
+    if pids:
+        for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids))).mappings():
+            found[("p", row["provider_message_id"])] = dict(row)
+    if ours:
+        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(ours))).mappings():
+            found[("o", str(row["id"]))] = dict(row)
+    return found
+
+
+def apply_reports(conn: sa.Connection, config: Config, provider_name: str, reports: list[DeliveryReport]) -> int:
+    """Record delivered / undelivered receipts; return how many messages changed state."""
+    found = _find(conn, provider_name, reports)
+    changes, suppress = [], []
+    seen: set[int] = set()
+    for report in reports:
+        row = found.get(("p", report.provider_message_id)) or found.get(("o", str(report.message_id)))
+        if row is None or row["id"] in seen or row["status"] not in RECEIPT_FROM:
+            continue
+        if report.state is DeliveryState.PENDING:
+            continue
+        seen.add(row["id"])
+        event = report.state.value
+        reason = report.reason or ("delivered to the handset" if event == "delivered" else "not delivered")
+        changes.append(Change(row, event, {"status": event, "reason": reason[:500], "poll_at": None},
+                              reason=reason, provider=provider_name))
+        if report.recipient_blocked:
+            suppress.append((row["contact_id"], row["channel"], f"{provider_name}: {reason}"))
+    apply(conn, changes)
+    for contact_id, channel, reason in suppress:
+        conn.execute(sa.update(contacts).where(contacts.c.id == contact_id, getattr(contacts.c, f"{channel}_suppressed").is_(None))
+                     .values({f"{channel}_suppressed": reason[:200]}))
+    return len(changes)
+
+
+def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbound: list[InboundMessage]) -> int:
+    """Turn inbound SMS into events: 11/لغو/STOP unsubscribe, 12/START resubscribe, anything else is a reply."""
+    applied = 0
+    for message in inbound:
+        try:
+            phone = normalize_phone(message.sender, config.settings.default_region)
+        except ValueError:
+            continue
+        contact = conn.execute(sa.select(contacts).where(contacts.c.phone == phone)).mappings().first()
+        if contact is None:
+            continue
+        kind = classify_reply(message.text)
+        key = f"{provider_name}:{message.provider_message_id}" if message.provider_message_id else None
+        result = record_event(conn, config, dict(contact), kind, channel="sms" if kind != "replied" else None,
+                              idempotency_key=key, source=provider_name)
+        applied += int(result.recorded)
+    return applied
