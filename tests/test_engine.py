@@ -287,3 +287,15 @@ def test_editing_expires_after_later_never_extends_a_told_deadline(make_world, f
     world2 = make_world([winter_sequence(expires_after="240h")])  # same database, the file edited
     world2.enroll("winter", sara)  # already active: nothing changes
     assert to_utc(world2.enrollment(sara, "winter")["offer_expires_at"]) == before
+
+
+def test_a_provider_rate_is_shared_by_the_send_threads(make_world, frozen):
+    world = make_world([simple_sequence("a")], settings={"providers": {
+        "sms": [{"name": "mem-sms", "type": "memory", "rate": "10/s"}],
+        "email": [{"name": "mem-email", "type": "memory"}]}})
+    ids = world.add_contacts(*({"phone": f"0912000000{i}"} for i in range(5)))
+    world.enroll("a", *ids)
+    world.tick()
+    assert len(world.sms.outbox) == 5
+    # five sends at once: each reserved the next 100 ms slot, so they waited about 0.1, 0.2, 0.3, 0.4 s
+    assert sorted(world.sleeps) == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.03)
