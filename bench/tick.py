@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.clock import now  # noqa: E402
 from engine.db import make_engine  # noqa: E402
-from engine.models import Message  # noqa: E402
+from engine.models import Message, status_is  # noqa: E402
 
 DUE = 500
 messages = Message.__table__
@@ -54,7 +54,7 @@ def fill(engine: sa.Engine, future: int) -> None:
 
 
 def claim_query():
-    return (sa.select(messages.c.id).where(messages.c.status == "scheduled", messages.c.next_attempt_at <= now())
+    return (sa.select(messages.c.id).where(status_is(messages.c.status, "scheduled"), messages.c.next_attempt_at <= now())
             .order_by(messages.c.next_attempt_at).limit(DUE))
 
 

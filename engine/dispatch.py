@@ -45,7 +45,7 @@ from .config import Config
 from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .journal import Change, append_log, apply
-from .models import (COUNTS_AS_SENT, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
+from .models import (COUNTS_AS_SENT, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .render import build_message
@@ -129,7 +129,7 @@ class Dispatcher:
         at = now()
         token = uuid.uuid4().hex
         size = self.settings.worker.batch_size
-        query = (sa.select(messages.c.id).where(messages.c.status == "scheduled", messages.c.next_attempt_at <= at)
+        query = (sa.select(messages.c.id).where(status_is(messages.c.status, "scheduled"), messages.c.next_attempt_at <= at)
                  .order_by(messages.c.next_attempt_at).limit(size))
         if not is_sqlite(self.engine):
             query = query.with_for_update(skip_locked=True)
@@ -215,8 +215,7 @@ class Dispatcher:
             candidates = [p for p in self.providers.get(row["channel"], []) if p.name not in ctx["paused"]]
             provider_name = candidates[0].name if candidates else None
             first.append(Change(row, "sending", {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at,
-                                                 "provider": provider_name, "segments": built.metadata.get("segments")},
-                                provider=provider_name))
+                                                 "provider": provider_name}, provider=provider_name))
             ctx["sent"][row["contact_id"]].append(at)
             to_send.append((row, built))
         with self.engine.begin() as conn:
@@ -229,10 +228,28 @@ class Dispatcher:
         if not to_send:
             return
         _checkpoint("before_provider")
-        paused = set(ctx["paused"])
-        outcomes = list(self._pool.map(lambda item: self.sender.send(item[1], paused), to_send))
+        outcomes = self._send_all([msg for _, msg in to_send], set(ctx["paused"]))
         _checkpoint("after_provider")
         self._record(to_send, outcomes, token, ctx, report)
+
+    def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str]) -> list[Outcome]:
+        """Send concurrently: ``concurrency`` threads pull from one shared queue of the batch."""
+        results: list[Outcome | None] = [None] * len(outgoing)
+        cursor = iter(range(len(outgoing)))
+        lock = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                results[index] = self.sender.send(outgoing[index], paused)
+
+        workers = min(self.settings.worker.concurrency, len(outgoing))
+        for future in [self._pool.submit(drain) for _ in range(workers)]:
+            future.result()
+        return results  # type: ignore[return-value]
 
     def _record(self, sent: list[tuple[dict, OutgoingMessage]], outcomes: list[Outcome], token: str,
                 ctx: dict, report: TickReport) -> None:
@@ -248,7 +265,8 @@ class Dispatcher:
                 changes.append(Change(row, "sent", {
                     "status": "sent", "sent_at": at, "provider": outcome.provider, "reason": outcome.reason,
                     "provider_message_id": result.provider_message_id if result else None,
-                    "cost": result.cost if result else None, "poll_at": at + timedelta(minutes=1), **release},
+                    "cost": result.cost if result else None, "segments": _msg.metadata.get("segments"),
+                    "poll_at": at + timedelta(minutes=1), **release},
                     reason=outcome.reason, provider=outcome.provider))
                 ended.append((row, at))
             elif outcome.kind == "failed":
@@ -332,7 +350,7 @@ class Dispatcher:
         """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker)."""
         at = now()
         token = uuid.uuid4().hex
-        cond = messages.c.status.in_(("claimed", "sending"))
+        cond = status_is(messages.c.status, "claimed", "sending")
         if not everything:
             cond = sa.and_(cond, messages.c.lease_until < at)
         query = sa.select(messages.c.id).where(cond).limit(1000)

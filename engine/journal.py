@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from .clock import now
 from .models import DeliveryLog, Message
 from .text import mask_address
 
-__all__ = ["Change", "apply", "append_log", "LOG_FIELDS", "log_line"]
+__all__ = ["Change", "apply", "append_log", "executemany", "LOG_FIELDS", "log_line"]
 
 logger = logging.getLogger("followup.delivery")
 messages = Message.__table__
@@ -59,14 +60,57 @@ def log_line(row: dict[str, Any]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
+#: datetime columns of messages and delivery_log (converted by hand on the driver-level path)
+DATETIME_COLUMNS = frozenset({"at", "due_at", "next_attempt_at", "lease_until", "sent_at", "poll_at", "updated_at"})
+
+
+def _sqlite_text(value: datetime) -> str:
+    # the text form SQLAlchemy's SQLite DateTime writes and reads back (values are UTC by contract)
+    v = value.astimezone(timezone.utc) if value.tzinfo else value
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+
+
+def executemany(conn: sa.Connection, sql: str, params: list[dict[str, Any]]) -> None:
+    """Run ``sql`` (with ``:name`` placeholders) once per params dict, straight through the driver.
+
+    The hot path records thousands of rows a second; SQLAlchemy's per-row parameter processing
+    would cost more than the database work, so these statements go to the DB-API directly.
+    """
+    if not params:
+        return
+    if conn.dialect.name == "sqlite":
+        keys = [k for k in params[0] if k in DATETIME_COLUMNS]
+        if keys:
+            seen: dict[datetime, str] = {}
+            params = [dict(p) for p in params]
+            for p in params:
+                for k in keys:
+                    v = p[k]
+                    if v is not None:
+                        text = seen.get(v)
+                        if text is None:
+                            text = seen[v] = _sqlite_text(v)
+                        p[k] = text
+    else:
+        sql = _NAMED.sub(r"%(\1)s", sql)
+    conn.exec_driver_sql(sql, params)
+
+
+_NAMED = re.compile(r"(?<!:):(\w+)")
+
+
 def append_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Append log rows in one statement and echo each as a JSON line."""
     if not rows:
         return
-    conn.execute(sa.insert(delivery_log), rows)
+    executemany(conn, _INSERT_LOG, rows)
     if logger.isEnabledFor(logging.INFO):
         for row in rows:
             logger.info(log_line(row))
+
+
+_INSERT_LOG = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) "
+               f"VALUES ({', '.join(':' + f for f in LOG_FIELDS)})")
 
 
 def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None = None,
@@ -90,13 +134,22 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
                 query = query.with_for_update()
             held.update(conn.execute(query).scalars())
         changes = [c for c in changes if c.message["id"] in held]
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    # changes that set the very same values (a batch going to `sending`) become one UPDATE ... IN;
+    # the rest are grouped by the columns they set and sent as one executemany per group
+    same: dict[tuple, list[int]] = {}
     for change in changes:
         values = {**change.values, "updated_at": at}
-        groups.setdefault(tuple(sorted(values)), []).append({"_id": change.message["id"], **values})
+        same.setdefault(tuple(sorted(values.items())), []).append(change.message["id"])
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for items, ids in same.items():
+        values = dict(items)
+        if len(ids) > 1:
+            for start in range(0, len(ids), 900):
+                conn.execute(sa.update(messages).where(messages.c.id.in_(ids[start:start + 900])).values(**values))
+            continue
+        groups.setdefault(tuple(sorted(values)), []).append({"_id": ids[0], **values})
     for keys, params in groups.items():
-        stmt = sa.update(messages).where(messages.c.id == sa.bindparam("_id")).values(
-            {k: sa.bindparam(k) for k in keys})
-        conn.execute(stmt, params)
+        sets = ", ".join(f"{k} = :{k}" for k in keys)
+        executemany(conn, f"UPDATE messages SET {sets} WHERE id = :_id", params)
     append_log(conn, [c.log_row(at, worker) for c in changes])
     return changes

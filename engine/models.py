@@ -15,8 +15,12 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "MessageStatus", "EnrollmentStatus", "Contact", "SequenceVersion", "Offer", "Enrollment",
     "Message", "DeliveryLog", "ContactEvent", "ProviderState", "WorkerStatus", "metadata",
-    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT",
+    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT", "status_is",
 ]
+
+
+def _partial(name: str, *columns: str, where: str) -> sa.Index:
+    return sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
 
 
 def _ts(**kw: Any) -> Any:
@@ -127,12 +131,14 @@ class Message(SQLModel, table=True):
 
     __tablename__ = "messages"
     __table_args__ = (
-        sa.Index("ix_messages_due", "status", "next_attempt_at"),
-        sa.Index("ix_messages_contact_sent", "contact_id", "sent_at"),
-        sa.Index("ix_messages_lease", "status", "lease_until"),
-        sa.Index("ix_messages_poll", "status", "poll_at"),
-        sa.Index("ix_messages_provider_id", "provider_message_id"),
-        sa.UniqueConstraint("enrollment_id", "touch_index"),
+        # partial indexes: each holds only the rows its query looks for, so a status change that
+        # leaves them costs nothing there (queries must compare status with a literal to use them)
+        _partial("ix_messages_due", "next_attempt_at", where="status = 'scheduled'"),
+        _partial("ix_messages_lease", "lease_until", where="status IN ('claimed', 'sending')"),
+        _partial("ix_messages_poll", "poll_at", where="status = 'sent' AND poll_at IS NOT NULL"),
+        _partial("ix_messages_contact_sent", "contact_id", "sent_at", where="sent_at IS NOT NULL"),
+        _partial("ix_messages_provider_id", "provider_message_id", where="provider_message_id IS NOT NULL"),
+        sa.Index("ix_messages_enrollment", "enrollment_id", "touch_index", unique=True),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -166,9 +172,8 @@ class DeliveryLog(SQLModel, table=True):
 
     __tablename__ = "delivery_log"
     __table_args__ = (
-        sa.Index("ix_log_contact_at", "contact_id", "at"),
-        sa.Index("ix_log_sequence_at", "sequence", "at"),
-        sa.Index("ix_log_event_at", "event", "at"),
+        sa.Index("ix_log_contact", "contact_id", "id"),
+        sa.Index("ix_log_sequence", "sequence", "id"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -226,4 +231,25 @@ class WorkerStatus(SQLModel, table=True):
     detail: Optional[str] = Field(default=None, max_length=500)
 
 
+def status_is(column: sa.ColumnElement, *values: str) -> sa.ColumnElement:
+    """``column = 'x'`` with the value as a literal, so the partial indexes can serve the query."""
+    literals = [sa.literal_column(f"'{v}'") for v in values]
+    return column == literals[0] if len(literals) == 1 else column.in_(literals)
+
+
 metadata = SQLModel.metadata
+
+
+class ApiKey(SQLModel, table=True):
+    """A bearer key for the HTTP API and dashboard: only its SHA-256 is stored; revoked keys stay for audit."""
+
+    __tablename__ = "api_keys"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
+    key_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    created_at: datetime = _ts()
+    revoked_at: Optional[datetime] = _ts(default=None)
+
+
+__all__ += ["ApiKey"]

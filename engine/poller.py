@@ -16,7 +16,7 @@ from providers.errors import ProviderError
 from .clock import now
 from .config import Config
 from .journal import Change, apply
-from .models import Message, WorkerStatus
+from .models import Message, WorkerStatus, status_is
 from .receipts import apply_inbound, apply_reports, next_poll
 
 __all__ = ["Poller", "cluster_lease"]
@@ -63,7 +63,7 @@ class Poller:
         at = now()
         with self.engine.connect() as conn:
             due = [dict(r) for r in conn.execute(
-                sa.select(messages).where(messages.c.status == "sent", messages.c.poll_at <= at)
+                sa.select(messages).where(status_is(messages.c.status, "sent"), messages.c.poll_at <= at)
                 .order_by(messages.c.poll_at).limit(BATCH)).mappings()]
         by_provider: dict[str, list[dict]] = {}
         for row in due:

@@ -9,6 +9,7 @@ template source, so ``{{ ... }}`` in a name is printed as text.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -127,10 +128,23 @@ def literal_urgency(source: str) -> list[tuple[int, str]]:
 class Renderer:
     """Loads and renders templates from ``templates_dir``."""
 
+    #: how long a loaded template is used before its file is checked for changes again
+    RECHECK_SECONDS = 2.0
+
     def __init__(self, templates_dir: Path):
         self.templates_dir = templates_dir
         self.text_env = self._env(autoescape=False)
         self.html_env = self._env(autoescape=True)
+        self._loaded: dict[tuple[int, str], tuple[float, Any]] = {}
+
+    def _get(self, env: SandboxedEnvironment, name: str):
+        # Jinja checks a template's file on every get_template; on the hot path once in a while is enough
+        key = (id(env), name)
+        hit = self._loaded.get(key)
+        clock = time.monotonic()
+        if hit is None or clock - hit[0] > self.RECHECK_SECONDS:
+            hit = self._loaded[key] = (clock, env.get_template(name))
+        return hit[1]
 
     def _env(self, autoescape: bool) -> SandboxedEnvironment:
         env = SandboxedEnvironment(
@@ -161,7 +175,7 @@ class Renderer:
         """Render one touch. Raises :class:`RenderError` with the template line on any failure."""
         try:
             if channel == "sms":
-                return Rendered(text=self.text_env.get_template(name).render(context).strip())
+                return Rendered(text=self._get(self.text_env, name).render(context).strip())
             return self._render_email(name, context)
         except RenderError:
             raise
@@ -173,7 +187,7 @@ class Renderer:
             raise RenderError(name, f"{type(err).__name__}: {err}", _template_line(err, name)) from err
 
     def _render_email(self, name: str, context: dict[str, Any]) -> Rendered:
-        text_tpl = self.text_env.get_template(name)
+        text_tpl = self._get(self.text_env, name)
         missing = {"subject", "text"} - set(text_tpl.blocks)
         if missing:
             raise RenderError(name, f"an email template must define the blocks subject and text "
@@ -185,7 +199,7 @@ class Renderer:
         subject = " ".join(block(text_tpl, "subject").split())
         html = None
         if "html" in text_tpl.blocks:
-            html = block(self.html_env.get_template(name), "html")
+            html = block(self._get(self.html_env, name), "html")
         return Rendered(text=block(text_tpl, "text"), subject=subject, html=html)
 
 
