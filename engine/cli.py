@@ -106,9 +106,21 @@ def validate_cmd(state: State) -> None:
     if problems:
         err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''} found[/red]")
         sys.exit(2)
+    _print_sms_costs(config)
     out.print(f"[green]ok[/green]: settings, {len(config.sequences)} sequence(s), "
               f"{sum(len(s.touches) for s in config.sequences.values())} templates and "
               f"{sum(len(v) for v in config.settings.providers.values())} provider(s) are valid")
+
+
+def _print_sms_costs(config: Config) -> None:
+    """Each SMS touch's encoding, segments and, where the provider has a price_per_segment, its cost."""
+    from .preview import preview
+
+    for seq in config.sequences.values():
+        for row in preview(config, seq):
+            if row.channel == "sms" and row.sms is not None:
+                cost = f", cost {row.cost:g} per message" if row.cost is not None else ""
+                out.print(f"{seq.name}/{row.touch}: {row.sms.describe()}{cost}", markup=False)
 
 
 @cli.group()

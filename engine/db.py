@@ -5,11 +5,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-
 from .errors import SchemaError
 
 __all__ = ["make_engine", "upgrade", "check_schema", "current_revision", "head_revision", "is_sqlite"]
@@ -50,24 +45,33 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _alembic_config(url: str) -> AlembicConfig:
+def _alembic_config(url: str):
+    from alembic.config import Config as AlembicConfig  # imported here: most commands never migrate
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(url: str) -> tuple[str | None, str]:
     """Create or migrate the schema to the newest version; return (before, after) revisions."""
+    from alembic import command
+
     engine = make_engine(url)
     before = current_revision(engine)
     cfg = _alembic_config(url)
