@@ -288,7 +288,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
             if row.rendered.html:
                 out.print(f"[dim](+ HTML part, {len(row.rendered.html)} characters)[/dim]")
         else:
-            out.print(sms_text(config, row.rendered), markup=False)
+            out.print(sms_text(config, row.rendered, (contact or {}).get("locale")), markup=False)
             cost = f", cost {row.cost:g}" if row.cost is not None else ""
             out.print(f"[dim]{row.sms.describe()}{cost}[/dim]")
 

@@ -57,7 +57,7 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
             rendered, error = None, str(err)
         info = cost = None
         if rendered is not None and touch.channel == "sms":
-            info = sms_info(with_footer(rendered.text, config.settings.sms_opt_out_footer))
+            info = sms_info(with_footer(rendered.text, config.settings.footer(contact.get("locale"))))
             cost = price * info.segments if price is not None else None
         rows.append(PreviewRow(touch.name, touch.channel, when.astimezone(tz), "; ".join(notes), rendered, error, info, cost))
         sent.append(when)
@@ -71,5 +71,5 @@ def _price(config: Config) -> float | None:
     return float(value) if value is not None else None
 
 
-def sms_text(config: Config, rendered: Rendered) -> str:
-    return with_footer(rendered.text, config.settings.sms_opt_out_footer)
+def sms_text(config: Config, rendered: Rendered, locale: str | None = None) -> str:
+    return with_footer(rendered.text, config.settings.footer(locale))

@@ -59,7 +59,7 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     except RenderError as err:
         return f"template: {err}"
     if touch.channel == "sms":
-        text = with_footer(rendered.text, config.settings.sms_opt_out_footer)
+        text = with_footer(rendered.text, config.settings.footer(contact.get("locale")))
         info = sms_info(text)
         return OutgoingMessage(str(row["id"]), "sms", contact["phone"], text,
                                metadata={"segments": info.segments, "encoding": info.encoding})

@@ -49,11 +49,18 @@ class Settings:
     locale: str = "fa"
     send_window: SendWindow = field(default_factory=SendWindow)
     frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
-    sms_opt_out_footer: str = "لغو11"
+    sms_opt_out_footer: str | dict[str, str] = "لغو11"
     providers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = None
+
+    def footer(self, locale: str | None) -> str:
+        """The opt-out footer for a contact's locale (one text for all, or one per locale)."""
+        footer = self.sms_opt_out_footer
+        if isinstance(footer, str):
+            return footer
+        return footer.get(locale or self.locale, footer.get("default", footer.get(self.locale, "")))
 
     def secrets(self) -> list[str]:
         """Every secret value configured (to prove none leaks into logs)."""
@@ -208,8 +215,14 @@ def load_settings(config_dir: Path) -> Settings:
     if not templates_dir.is_dir():
         doc.problem("templates_dir", f"folder {templates_dir} does not exist; create it or fix the path (relative to this file)")
     footer = raw.get("sms_opt_out_footer", "لغو11")
-    if not isinstance(footer, str):
-        doc.problem("sms_opt_out_footer", 'must be text like "لغو11", or "" to disable')
+    if isinstance(footer, dict):
+        bad = [k for k, v in footer.items() if k not in ("fa", "en", "default") or not isinstance(v, str)]
+        if bad:
+            doc.problem("sms_opt_out_footer", "a per-locale footer takes fa, en and default, each a text, "
+                                              'e.g. {fa: "لغو11", en: "Reply STOP to opt out"}')
+            footer = ""
+    elif not isinstance(footer, str):
+        doc.problem("sms_opt_out_footer", 'must be text like "لغو11", "" to disable, or one text per locale')
         footer = ""
     unsubscribe_url = raw.get("unsubscribe_url")
     if unsubscribe_url is not None and not re.match(r"^https?://", str(unsubscribe_url)):

@@ -68,7 +68,7 @@ def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
         if touch.channel == "email" and not rendered.subject:
             problems.append(Problem(tpl_path, "", "renders an empty subject; fill {% block subject %}"))
         if touch.channel == "sms":
-            info = sms_info(with_footer(rendered.text, config.settings.sms_opt_out_footer))
+            info = sms_info(with_footer(rendered.text, config.settings.footer(None)))
             if info.segments > 6:
                 problems.append(Problem(tpl_path, "", f"the SMS is {info.segments} segments ({info.describe()}); "
                                                       "shorten it to 6 segments or fewer"))

@@ -299,3 +299,14 @@ def test_a_provider_rate_is_shared_by_the_send_threads(make_world, frozen):
     assert len(world.sms.outbox) == 5
     # five sends at once: each reserved the next 100 ms slot, so they waited about 0.1, 0.2, 0.3, 0.4 s
     assert sorted(world.sleeps) == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.03)
+
+
+def test_the_opt_out_footer_can_follow_the_contacts_locale(make_world, frozen):
+    world = make_world([simple_sequence("a")], settings={"sms_opt_out_footer": {"fa": "لغو11", "en": "Reply STOP to opt out"}})
+    sara, john = world.add_contacts(SARA, {"phone": "+14155552671", "first_name": "John", "locale": "en",
+                                           "timezone": "Asia/Tehran"})
+    world.enroll("a", sara, john)
+    world.tick()
+    texts = {m.to: m.text for m in world.sms.outbox}
+    assert texts["+989121234567"].endswith("\nلغو11")
+    assert texts["+14155552671"].endswith("\nReply STOP to opt out")
