@@ -22,8 +22,8 @@ from .db import check_schema, make_engine, upgrade
 from .durations import parse_duration
 from .errors import ConfigError, FollowupError, InputError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:
