@@ -23,14 +23,16 @@ $(DEVSTAMP): pyproject.toml $(STAMP)
 install: $(STAMP)
 dev: $(DEVSTAMP)
 
-## make run: set up, migrate the SQLite db, load the example config and contacts, run the worker
+## make run: set up, migrate the SQLite db, load the example config and contacts, run the worker and the dashboard
 run: $(STAMP)
 	$(BIN)/followup db upgrade
 	$(BIN)/followup validate
 	$(BIN)/followup contacts import config/example-contacts.csv
 	$(BIN)/followup enroll winter-sale --tag winter
 	$(BIN)/followup enroll welcome-en --tag newsletter
-	$(BIN)/followup worker --interval 5
+	@echo "dashboard: http://127.0.0.1:8080/dashboard (password: $${FOLLOWUP_DASHBOARD_PASSWORD:-followup})"
+	FOLLOWUP_DASHBOARD_PASSWORD=$${FOLLOWUP_DASHBOARD_PASSWORD:-followup} $(BIN)/followup serve --host 127.0.0.1 --port 8080 & \
+	  SERVE=$$!; trap "kill $$SERVE 2>/dev/null" EXIT INT TERM; $(BIN)/followup worker --interval 5
 
 ## make test: set up dev dependencies and run the whole suite
 test: $(DEVSTAMP)

@@ -407,6 +407,8 @@ def offer_redeem(state: State, code: str, sequence: str | None) -> None:
 from .cli_providers import providers  # noqa: E402  (registers the `providers` group)
 
 cli.add_command(providers)
+from .cli_service import apikey, serve  # noqa: E402  (registers `serve` and `apikey`)
+cli.add_command(serve); cli.add_command(apikey)  # noqa: E702
 
 
 def main() -> None:

@@ -110,6 +110,7 @@ class Dispatcher:
     def tick(self, *, max_batches: int | None = None) -> TickReport:
         """Recover expired leases, then claim and process batches until nothing is due (or stopping)."""
         report = TickReport()
+        started = time.monotonic()
         self.recover(report)
         batches = 0
         while not self.stopping.is_set():
@@ -122,7 +123,7 @@ class Dispatcher:
             batches += 1
             if max_batches and batches >= max_batches:
                 break
-        self._heartbeat(report)
+        self._heartbeat(report, time.monotonic() - started)
         return report
 
     def _claim(self) -> tuple[list[dict], str]:
@@ -399,10 +400,10 @@ class Dispatcher:
                 report.add(change.event)
         return len(applied)
 
-    def _heartbeat(self, report: TickReport) -> None:
+    def _heartbeat(self, report: TickReport, duration: float) -> None:
         at = now()
         name = f"worker:{self.worker_id}"
-        detail = json.dumps(report.counts)
+        detail = json.dumps({**report.counts, "duration_seconds": round(duration, 4)})
         with self.engine.begin() as conn:
             done = conn.execute(sa.update(worker_status).where(worker_status.c.name == name)
                                 .values(last_tick_at=at, detail=detail)).rowcount

@@ -19,8 +19,9 @@ __all__ = ["Settings", "WorkerSettings", "load_settings", "parse_window", "parse
 CHANNELS = ("sms", "email")
 TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
-    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key",
+    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
+SERVICE_KEYS = ("dashboard_password", "public_url")
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
@@ -54,6 +55,8 @@ class Settings:
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = None
+    #: the HTTP service: dashboard_password, public_url (see engine/service/options.py)
+    service: dict[str, Any] = field(default_factory=dict)
 
     def footer(self, locale: str | None) -> str:
         """The opt-out footer for a contact's locale (one text for all, or one per locale)."""
@@ -68,7 +71,8 @@ class Settings:
 
         found = [str(v) for entries in self.providers.values() for e in entries
                  for k, v in e.items() if k in SECRET_KEYS and v]
-        return found + ([self.secret_key] if self.secret_key else [])
+        extra = [self.secret_key, self.service.get("dashboard_password")]
+        return found + [str(v) for v in extra if v]
 
 
 def parse_timezone(doc: YamlDoc, key: str, value: Any) -> ZoneInfo | None:
@@ -194,6 +198,21 @@ def _worker(doc: YamlDoc, raw: Any) -> WorkerSettings:
     return WorkerSettings(**values)
 
 
+def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        doc.problem("service", "must be a mapping like {dashboard_password: ${FOLLOWUP_DASHBOARD_PASSWORD}, "
+                               "public_url: https://hooks.shop.example}")
+        return {}
+    for key in sorted(set(raw) - set(SERVICE_KEYS)):
+        doc.problem(join_path("service", key), f"unknown key; service takes {', '.join(SERVICE_KEYS)}")
+    service = {k: doc.expand_env(v, join_path("service", k)) for k, v in raw.items() if k in SERVICE_KEYS}
+    if service.get("public_url") and not re.match(r"^https?://", str(service["public_url"])):
+        doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
+    return service
+
+
 def load_settings(config_dir: Path) -> Settings:
     """Read and check ``settings.yaml`` in ``config_dir``; raise :class:`ConfigError` listing every problem."""
     doc = load_yaml(config_dir / "settings.yaml")
@@ -241,6 +260,7 @@ def load_settings(config_dir: Path) -> Settings:
         unsubscribe_url=unsubscribe_url,
         worker=_worker(doc, raw.get("worker")),
         secret_key=doc.expand_env(raw.get("secret_key"), "secret_key"),
+        service=_service(doc, raw.get("service")),
     )
     if doc.problems:
         raise ConfigError(doc.problems)

@@ -1,0 +1,64 @@
+"""``followup serve`` (the HTTP service) and ``followup apikey create|revoke NAME``."""
+from __future__ import annotations
+
+import logging
+
+import click
+
+__all__ = ["serve", "apikey"]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.pass_obj
+def serve(state, host: str, port: int) -> None:
+    """Serve the API, webhooks, unsubscribe links, dashboard and /metrics (the worker runs separately).
+
+    \b
+    The dashboard password comes from FOLLOWUP_DASHBOARD_PASSWORD (or log in with an API key);
+    FOLLOWUP_PUBLIC_URL is the URL providers call (Twilio signs it), else X-Forwarded-Proto/Host are used.
+    """
+    import uvicorn
+
+    from .cli import out
+    from .service import create_app
+
+    state.engine()  # refuses a missing or old schema, naming the fix
+    app = create_app(state.config)
+    out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /api/v1, health /healthz)")
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    # uvicorn's access log would print unsubscribe tokens; the app logs requests itself, tokens cut
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)
+
+
+@click.group()
+def apikey() -> None:
+    """API keys for the HTTP API and dashboard."""
+
+
+@apikey.command("create")
+@click.argument("name")
+@click.pass_obj
+def apikey_create(state, name: str) -> None:
+    """Create the key NAME and print it once (only its hash is stored)."""
+    from .apikeys import create_key
+    from .cli import err
+
+    with state.engine().begin() as conn:
+        key = create_key(conn, name)
+    err.print(f"API key {name!r} created; it is shown once, store it now:", markup=False)
+    click.echo(key)
+
+
+@apikey.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def apikey_revoke(state, name: str) -> None:
+    """Revoke the key NAME at once."""
+    from .apikeys import revoke_key
+    from .cli import out
+
+    with state.engine().begin() as conn:
+        revoke_key(conn, name)
+    out.print(f"API key {name!r} revoked")

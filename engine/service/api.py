@@ -1,0 +1,156 @@
+"""The JSON API under ``/api/v1``. Every route needs a bearer API key.
+
+A list body is all-or-nothing: every item is checked first, and one bad item rejects the whole
+request with a 4xx naming it (``[3].phone``); nothing is written.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+
+from ..contacts import KNOWN_COLUMNS, ImportReport, find_contact, parse_row, upsert_contacts
+from ..enrollment import enroll
+from ..events import record_event
+from .auth import require_api_key
+from .context import ServiceContext, get_context
+from .errors import ApiError
+from .queries import contact_timeline, sequence_stats
+from .schemas import Batch, ContactIn, EnrollmentIn, EventIn
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], tags=["api"])
+
+
+def _items(body: Any) -> tuple[list[Any], bool]:
+    return (body, True) if isinstance(body, list) else ([body], False)
+
+
+def _where(many: bool, i: int, field: str) -> str:
+    return f"[{i}].{field}" if many else field
+
+
+def _reasons(text: str) -> list[tuple[str, str]]:
+    """parse_row's ``"phone: ...; email: ..."`` → ``[("phone", "..."), ("email", "...")]``."""
+    out = []
+    for part in re.split(r"; (?=(?:" + "|".join(KNOWN_COLUMNS) + r"): |needs )", text):
+        field, sep, message = part.partition(": ")
+        out.append((field, message) if sep and field in KNOWN_COLUMNS else ("phone", part))
+    return out
+
+
+@router.post("/contacts", summary="Create or update contacts (one or a list, all-or-nothing)")
+def post_contacts(body: Batch(ContactIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Upsert by external_id, else phone, else email, exactly as the CSV import does."""
+    items, many = _items(body)
+    region = ctx.config.settings.default_region
+    rows, errors = [], []
+    for i, item in enumerate(items):
+        raw = item.model_dump(exclude={"attrs", "tags"})
+        raw["tags"] = ";".join(item.tags)
+        try:
+            row = parse_row(raw, region, line=i)
+        except ValueError as err:
+            errors.extend((_where(many, i, f), m) for f, m in _reasons(str(err)))
+            continue
+        row.attrs = {k: v for k, v in item.attrs.items() if k not in KNOWN_COLUMNS}
+        rows.append(row)
+    if errors:
+        raise ApiError(422, "invalid contact" + ("s; nothing was written" if many else ""), errors)
+    report = ImportReport()
+    with ctx.engine.begin() as conn:
+        upsert_contacts(conn, rows, report)
+        if report.errors:  # raising inside the transaction rolls the whole batch back
+            raise ApiError(409, "conflicting contact" + ("s; nothing was written" if many else ""),
+                           [(_where(many, line or 0, "contact"), why) for line, why in report.errors])
+    return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
+            "contact_ids": report.contact_ids}
+
+
+def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: bool) -> list[dict]:
+    """Each item's contact (and sequence, where named); every unknown one is an error."""
+    errors, found = [], []
+    for i, item in enumerate(items):
+        if getattr(item, "sequence", None) and item.sequence not in ctx.config.sequences:
+            known = ", ".join(sorted(ctx.config.sequences)) or "none"
+            errors.append((_where(many, i, "sequence"), f"no sequence named {item.sequence!r} (known: {known})"))
+        contact = find_contact(conn, item.contact, ctx.config.settings.default_region)
+        if contact is None:
+            errors.append((_where(many, i, "contact"), "no contact matches this key (a phone, an email or an "
+                                                       "external id); create it with POST /api/v1/contacts"))
+        found.append(contact)
+    if errors:
+        raise ApiError(422, "unknown contact or sequence" + ("; nothing was written" if many else ""), errors)
+    return found
+
+
+@router.post("/enrollments", summary="Enroll contacts in sequences (one or a list, all-or-nothing)")
+def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Already-active contacts are a no-op; opted-out ones are refused with the reason."""
+    items, many = _items(body)
+    results: list[dict[str, Any]] = []
+    with ctx.engine.begin() as conn:
+        contacts = _resolve(ctx, conn, items, many)
+        by_sequence: dict[str, list[int]] = {}
+        for item, contact in zip(items, contacts):
+            by_sequence.setdefault(item.sequence, []).append(contact["id"])
+        outcome: dict[tuple[str, int], tuple[str, str | None]] = {}
+        for sequence, ids in by_sequence.items():
+            report = enroll(conn, ctx.config, sequence, ids)
+            outcome.update({(sequence, c): ("enrolled", None) for c in report.enrolled})
+            outcome.update({(sequence, c): ("already_active", None) for c in report.already_active})
+            outcome.update({(sequence, c): ("refused", why) for c, why in report.refused})
+        for item, contact in zip(items, contacts):
+            status, reason = outcome[(item.sequence, contact["id"])]
+            results.append({"sequence": item.sequence, "contact": item.contact, "contact_id": contact["id"],
+                            "status": status, "reason": reason})
+    return {"enrolled": sum(r["status"] == "enrolled" for r in results), "results": results}
+
+
+def _record(ctx: ServiceContext, items: list[EventIn], many: bool) -> list[dict[str, Any]]:
+    with ctx.engine.begin() as conn:
+        contacts = _resolve(ctx, conn, items, many)
+        out = []
+        for item, contact in zip(items, contacts):
+            result = record_event(conn, ctx.config, contact, item.type, sequence=item.sequence, channel=item.channel,
+                                  value=item.value, idempotency_key=item.idempotency_key, source="api")
+            out.append({"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
+                        "cancelled": result.cancelled, "note": result.note})
+        return out
+
+
+@router.post("/events", summary="Record what contacts did (one or a list, all-or-nothing)")
+def post_events(body: Batch(EventIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """``converted``, ``replied``, ``unsubscribed`` or ``resubscribed``; ends what it must at once.
+
+    The same ``idempotency_key`` twice is recorded once (the second answer says ``recorded: false``).
+    """
+    items, many = _items(body)
+    try:
+        results = _record(ctx, items, many)
+    except sa.exc.IntegrityError:
+        # a concurrent request recorded the same idempotency key first: run again, it is now a no-op
+        results = _record(ctx, items, many)
+    return {"results": results} if many else results[0]
+
+
+@router.get("/contacts/{key}/timeline", summary="Every message and event of one contact")
+def get_timeline(key: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Messages with their current status and reason, and every logged step and event, oldest first."""
+    with ctx.engine.connect() as conn:
+        contact = find_contact(conn, key, ctx.config.settings.default_region)
+        if contact is None:
+            raise ApiError(404, "no contact matches this key", [("key", "not a known phone, email or external id")])
+        return contact_timeline(conn, contact)
+
+
+@router.get("/sequences/{name}/stats", summary="The funnel of one sequence")
+def get_stats(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Enrolled, per touch sent/delivered/failed/skipped, converted, conversion rate, revenue and the offer."""
+    if name not in ctx.config.sequences:
+        raise ApiError(404, f"no sequence named {name!r}", [("name", "unknown sequence")])
+    with ctx.engine.connect() as conn:
+        return sequence_stats(conn, ctx.config, name)

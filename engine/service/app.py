@@ -1,0 +1,65 @@
+"""The FastAPI app factory: ``create_app(config)`` wires the routers, handlers and shared context."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..config import Config
+from ..db import make_engine
+from . import api, dashboard, metrics, unsubscribe, webhooks
+from .auth import require_api_key
+from .context import ServiceContext
+from .errors import _safe_path, install_handlers
+from .options import ServiceOptions, service_options
+from .pages import install_filters
+
+__all__ = ["create_app", "ROUTERS"]
+
+#: every router of the app (the auth test walks them all)
+ROUTERS = (api.router, webhooks.router, unsubscribe.router, metrics.router, dashboard.login_router, dashboard.router)
+
+logger = logging.getLogger("followup.service")
+
+DESCRIPTION = """The followup API. Send `Authorization: Bearer KEY` (a key from `followup apikey create NAME`).
+
+A list body is **all-or-nothing**: every item is checked first; one bad item gets a 4xx naming it
+(e.g. `[3].phone`) and nothing is written. Errors are `{"error": ..., "errors": [{"field", "message"}]}`.
+"""
+
+
+def create_app(config: Config, *, engine: sa.Engine | None = None, options: ServiceOptions | None = None) -> FastAPI:
+    """The whole service for ``config``: API, webhooks, unsubscribe, dashboard, /metrics and /healthz."""
+    ctx = ServiceContext(config, engine or make_engine(config.settings.database_url), options or service_options(config))
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        ctx.close()
+
+    app = FastAPI(title="followup", version="1", description=DESCRIPTION, openapi_url=None, docs_url=None,
+                  redoc_url=None, lifespan=lifespan)
+    app.state.ctx = ctx
+    install_filters(config.settings.timezone, config.settings.locale)
+    install_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False, dependencies=[Depends(require_api_key)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        logger.info("%s %s %s %.0fms", request.method, _safe_path(request.url.path), response.status_code,
+                    (time.perf_counter() - started) * 1000)
+        return response
+
+    return app

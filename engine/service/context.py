@@ -1,0 +1,44 @@
+"""What every route needs: the config, the database engine, the service options and the providers."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from fastapi import Request
+
+from providers.base import Provider
+
+from ..config import Config
+from .options import ServiceOptions
+
+__all__ = ["ServiceContext", "get_context"]
+
+
+@dataclass
+class ServiceContext:
+    """Shared, read-mostly state of one app. Providers are built on the first webhook that needs them."""
+
+    config: Config
+    engine: sa.Engine
+    options: ServiceOptions
+    _providers: dict[str, Provider] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def provider(self, name: str) -> Provider | None:
+        """The configured provider called ``name`` (any channel), or None."""
+        with self._lock:
+            if self._providers is None:
+                from ..worker import build_providers
+
+                self._providers = {p.name: p for group in build_providers(self.config).values() for p in group}
+        return self._providers.get(name)
+
+    def close(self) -> None:
+        for provider in (self._providers or {}).values():
+            provider.close()
+
+
+def get_context(request: Request) -> ServiceContext:
+    """FastAPI dependency: the app's :class:`ServiceContext`."""
+    return request.app.state.ctx

@@ -1,0 +1,160 @@
+"""The read-only dashboard: overview, delivery log, sequences and one contact's timeline.
+
+Server-rendered Jinja pages with inlined CSS (nothing is loaded from outside). Login takes the
+dashboard password (FOLLOWUP_DASHBOARD_PASSWORD) or an API key and sets a signed session cookie.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from ..contacts import find_contact
+from ..models import MessageStatus
+from ..preview import preview, sms_text
+from .auth import SESSION_COOKIE, check_login, make_session, require_viewer
+from .context import ServiceContext, get_context
+from .pages import templates
+from .queries import (contact_timeline, log_page, provider_overview, queue_state, recent_counts,
+                      sequence_stats, since, worker_ticks)
+
+__all__ = ["router", "login_router"]
+
+router = APIRouter(dependencies=[Depends(require_viewer)], include_in_schema=False)
+login_router = APIRouter(include_in_schema=False)
+LOG_EVENTS = sorted({s.value for s in MessageStatus} | {"deferred", "retry", "claimed", "recovered"})
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _safe_next(value: str | None) -> str:
+    return value if value and value.startswith("/") and not value.startswith("//") and "\\" not in value \
+        else "/dashboard"
+
+
+@login_router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/dashboard") -> HTMLResponse:  # noqa: A002 - the usual name
+    """The login form: dashboard password or API key."""
+    return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next), "error": None},
+                                      headers=NO_STORE)
+
+
+@login_router.post("/login", response_class=HTMLResponse)
+def login(request: Request, secret: str = Form("", max_length=500), next: str = Form("/dashboard", max_length=500),  # noqa: A002
+          ctx: ServiceContext = Depends(get_context)):
+    """Check the secret; on success set the session cookie and go on to ``next``."""
+    who = check_login(ctx, secret) if secret else None
+    if who is None:
+        return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next),
+                                                                  "error": "Wrong password or key."},
+                                          status_code=401, headers=NO_STORE)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    response.set_cookie(SESSION_COOKIE, make_session(ctx.options.session_secret, who), httponly=True,
+                        samesite="strict", secure=https, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    """Forget the session cookie."""
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def overview(request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
+    """Sent / delivered / failed / skipped in the last hour and day, the queue, and each provider's state."""
+    with ctx.engine.connect() as conn:
+        data = {"hour": recent_counts(conn, since(1)), "day": recent_counts(conn, since(24)),
+                "queue": queue_state(conn), "providers": provider_overview(conn, ctx.config, since(1)),
+                "ticks": worker_ticks(conn)}
+    return templates.TemplateResponse(request, "overview.html", data, headers=NO_STORE)
+
+
+@router.get("/dashboard/log", response_class=HTMLResponse)
+def delivery_log(request: Request, ctx: ServiceContext = Depends(get_context),
+                 sequence: str = Query("", max_length=100), touch: str = Query("", max_length=100),
+                 channel: str = Query("", max_length=10), provider: str = Query("", max_length=100),
+                 event: str = Query("", max_length=30), contact: str = Query("", max_length=320),
+                 before: int = Query(0, ge=0, le=2**62)) -> HTMLResponse:
+    """The delivery log, newest first, filtered, 50 rows a page (keyset by id: ``before``)."""
+    filters = {"sequence": sequence, "touch": touch, "channel": channel, "provider": provider, "event": event}
+    error, rows, next_before = None, [], None
+    with ctx.engine.connect() as conn:
+        contact_id = None
+        if contact:
+            found = find_contact(conn, contact, ctx.config.settings.default_region)
+            if found is None:
+                error = "No contact matches that key."
+            contact_id = found["id"] if found else None
+        if error is None:
+            rows, next_before = log_page(conn, filters=filters, contact_id=contact_id, before_id=before or None)
+    query = {k: v for k, v in filters.items() if v} | ({"contact": contact} if contact else {})
+    data: dict[str, Any] = {"rows": rows, "filters": filters, "contact_key": contact, "error": error,
+                            "sequences": sorted(ctx.config.sequences), "events": LOG_EVENTS,
+                            "next_before": next_before,
+                            "older_url": "/dashboard/log?" + urlencode({**query, "before": next_before or 0})}
+    return templates.TemplateResponse(request, "log.html", data, headers=NO_STORE)
+
+
+def _previews(ctx: ServiceContext, seq) -> list[dict[str, Any]]:
+    out = []
+    try:
+        rows = preview(ctx.config, seq)
+    except Exception as err:  # noqa: BLE001 - a broken template must not take the page down
+        return [{"touch": "(all)", "channel": "", "note": "", "error": f"preview failed: {type(err).__name__}"}]
+    for row in rows:
+        text = subject = None
+        if row.rendered is not None:
+            text = sms_text(ctx.config, row.rendered) if row.channel == "sms" else row.rendered.text
+            subject = row.rendered.subject if row.channel == "email" else None
+        out.append({"touch": row.touch, "channel": row.channel, "note": row.note, "error": row.error,
+                    "text": text, "subject": subject})
+    return out
+
+
+@router.get("/dashboard/sequences", response_class=HTMLResponse)
+def sequences(request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
+    """Each sequence's funnel, its offer's deadline and stock, and every touch rendered for a sample contact."""
+    with ctx.engine.connect() as conn:
+        items = [{"stats": sequence_stats(conn, ctx.config, name)} for name in sorted(ctx.config.sequences)]
+    for item in items:
+        item["previews"] = _previews(ctx, ctx.config.sequences[item["stats"]["sequence"]])
+    return templates.TemplateResponse(request, "sequences.html", {"sequences": items}, headers=NO_STORE)
+
+
+@router.get("/dashboard/contact")
+def contact_search(key: str = Query("", max_length=320)) -> RedirectResponse:
+    """The header's search box: go to the contact page for KEY."""
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/dashboard/contacts/{quote(key.strip(), safe='')}" if key.strip() else "/dashboard",
+                            status_code=303)
+
+
+@router.get("/dashboard/contacts/{key}", response_class=HTMLResponse)
+def contact_page(key: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
+    """One contact: enrollments, messages with reasons, and the whole timeline."""
+    with ctx.engine.connect() as conn:
+        found = find_contact(conn, key, ctx.config.settings.default_region)
+        if found is None and key.isdigit():
+            from ..models import Contact
+
+            table = Contact.__table__
+            row = conn.execute(table.select().where(table.c.id == int(key))).mappings().first()
+            found = dict(row) if row else None
+        if found is None:
+            return templates.TemplateResponse(request, "log.html", {
+                "rows": [], "filters": {}, "contact_key": key, "error": "No contact matches that key.",
+                "sequences": sorted(ctx.config.sequences), "events": LOG_EVENTS, "next_before": None},
+                status_code=404, headers=NO_STORE)
+        timeline = contact_timeline(conn, found)
+    return templates.TemplateResponse(request, "contact.html", {"t": timeline}, headers=NO_STORE)

@@ -1,0 +1,91 @@
+"""One error shape for the API: ``{"error": "...", "errors": [{"field": "[0].phone", "message": "..."}]}``.
+
+Bad input is a 4xx naming the field; an unexpected failure is a bare 500 that leaks nothing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InputError
+from ..text import mask_address
+from .auth import LoginRequired
+
+__all__ = ["ApiError", "install_handlers", "field_path"]
+
+logger = logging.getLogger("followup.service")
+
+
+class ApiError(Exception):
+    """A 4xx with one or more ``(field, message)`` pairs."""
+
+    def __init__(self, status: int, error: str, errors: list[tuple[str, str]] | None = None):
+        super().__init__(error)
+        self.status, self.error, self.errors = status, error, errors or []
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """Pydantic's ``("body", 0, "phone")`` → ``[0].phone``; ``("query", "x")`` → ``x``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    # a union of "one or a list" adds the branch name; drop it, the index says enough
+    parts = [p for p in parts if not (isinstance(p, str) and (p.startswith("list[") or p in ("ContactIn", "EnrollmentIn", "EventIn")))]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _body(error: str, errors: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"error": error, "errors": [{"field": f, "message": m} for f, m in errors]}
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every failure its shape."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        seen, errors = set(), []
+        for err in exc.errors():
+            item = (field_path(err.get("loc", ())), str(err.get("msg", "invalid")))
+            if item not in seen:
+                seen.add(item)
+                errors.append(item)
+        return JSONResponse(_body("invalid input", errors), status_code=422)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_body(exc.error, exc.errors), status_code=exc.status)
+
+    @app.exception_handler(InputError)
+    async def _input_error(_request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse(_body(str(exc), []), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail), "errors": []}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(LoginRequired)
+    async def _login(_request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unexpected error on %s %s: %s", request.method, _safe_path(request.url.path),
+                     type(exc).__name__, exc_info=exc)
+        return JSONResponse({"error": "internal error", "errors": []}, status_code=500)
+
+
+def _safe_path(path: str) -> str:
+    """A path fit for logs: unsubscribe tokens cut, phones and emails (contact keys) masked."""
+    from urllib.parse import unquote
+
+    return "/u/…" if path.startswith("/u/") else mask_address(unquote(path))

@@ -1,0 +1,149 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Log in, open the delivery log, filter by a sequence, see the reason of a skipped urgent touch, open the
+contact's timeline. A screenshot of each page goes to test-output/. Chromium comes from
+tests/setup_chromium.sh; without it these tests are skipped, saying why.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from freezegun import freeze_time
+
+from engine.apikeys import create_key
+from engine.tokens import make_token
+from tests.conftest import simple_sequence, winter_sequence
+from tests.service_support import PASSWORD, SECRET, SERVICE_SETTINGS, followup, free_port, stop, wait_for_server
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "test-output"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                                 reason=f"{CHROMIUM} is missing: run tests/setup_chromium.sh (apt-get install chromium)")]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path}/followup.db"
+
+
+@pytest.fixture
+def served(make_world, tmp_path):
+    """A world where the urgent last touch of `winter` was skipped (offer ended), served by a real uvicorn."""
+    world = make_world([winter_sequence(expires_after="48h"), simple_sequence("drip")], settings=SERVICE_SETTINGS)
+    with freeze_time("2026-12-05 06:30:00", tz_offset=0) as frozen:
+        ids = world.add_contacts({"phone": "09121111111", "first_name": "سارا", "email": "sara@example.com"},
+                                 {"phone": "09122222222", "first_name": "Reza"})
+        world.enroll("winter", ids[0])
+        world.enroll("drip", ids[1])
+        world.run(frozen, datetime(2026, 12, 9, 12, 0, tzinfo=timezone.utc), step=timedelta(hours=1))
+    with world.engine.begin() as conn:
+        key = create_key(conn, "dashboard-test")
+    port = free_port()
+    server = followup("serve", "--port", str(port), config=world.config.dir)
+    try:
+        wait_for_server(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{port}", key, ids
+    finally:
+        stop(server)
+
+
+@pytest.fixture
+def page(tmp_path):
+    SHOTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(str(tmp_path / "chromium-profile"), executable_path=CHROMIUM,
+                                                        headless=True, args=FLAGS)
+        outside: list[str] = []
+
+        def only_local(route):
+            host = urlparse(route.request.url).hostname
+            if host == "127.0.0.1":
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_local)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        yield page
+        context.close()
+        assert outside == [], f"the dashboard tried to load from outside: {outside}"
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def no_secrets(page, key: str) -> None:
+    html = page.content()
+    for secret in (PASSWORD, SECRET, key):
+        assert secret not in html
+
+
+def test_log_in_filter_the_log_see_a_skip_reason_open_the_timeline_and_unsubscribe(served, page):
+    base, key, (sara, _reza) = served
+    page.goto(base + "/dashboard/log")
+    assert "/login" in page.url
+    shot(page, "1-login")
+    page.fill("input[name=secret]", "wrong password")
+    page.click("button[type=submit]")
+    assert page.locator(".error").inner_text() == "Wrong password or key."
+    page.fill("input[name=secret]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/dashboard/log")
+
+    page.click("text=Overview")
+    page.wait_for_url(base + "/dashboard")
+    assert page.locator("text=mem-sms").count() >= 1
+    shot(page, "2-overview")
+    no_secrets(page, key)
+
+    page.click("text=Delivery log")
+    page.wait_for_url(base + "/dashboard/log")
+    assert "drip" in page.locator("#log").inner_text()
+    shot(page, "3-log")
+    page.select_option("select[name=sequence]", "winter")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/dashboard/log?sequence=winter**")
+    rows = page.locator("#log tr").all_inner_texts()[1:]
+    assert rows and all("winter" in r for r in rows) and not any("drip" in r for r in rows)
+    skipped = page.locator("#log tr", has_text="last-chance").filter(has_text="skipped")
+    assert skipped.count() == 1
+    reason = skipped.locator("td").nth(8).inner_text()
+    assert "offer" in reason, reason
+    shot(page, "4-log-winter")
+
+    skipped.locator("td a").first.click()
+    page.wait_for_url(f"{base}/dashboard/contacts/{sara}")
+    timeline = page.locator("#timeline").inner_text()
+    assert "skipped" in timeline and "last-chance" in timeline and "سارا" in page.content()
+    assert page.locator("#timeline td.bidi").first.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
+    shot(page, "5-contact")
+    no_secrets(page, key)
+
+    page.click("text=Sequences")
+    page.wait_for_url(base + "/dashboard/sequences")
+    preview = page.locator("#seq-winter pre.preview").first
+    assert preview.get_attribute("dir") == "auto" and "عزیز" in preview.inner_text()
+    assert preview.evaluate("e => getComputedStyle(e).direction") == "rtl"
+    assert "WINTER20" in page.locator("#seq-winter").inner_text()
+    shot(page, "6-sequences")
+
+    # the one-click unsubscribe page: Persian right-to-left, English left-to-right
+    page.goto(f"{base}/u/{make_token(SECRET, sara, 'sms')}")
+    assert page.locator("section[lang=fa]").evaluate("e => getComputedStyle(e).direction") == "rtl"
+    assert page.locator("section[lang=en]").evaluate("e => getComputedStyle(e).direction") == "ltr"
+    shot(page, "7-unsubscribe")
+    page.click("#unsubscribe")
+    page.wait_for_selector("#done")
+    shot(page, "8-unsubscribed")
