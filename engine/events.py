@@ -64,7 +64,13 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         if seen:
             return EventResult(recorded=False, note=f"already recorded (idempotency key {idempotency_key})")
     stamp = now()
-    conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=sequence, channel=channel,
+    attributed = sequence
+    if kind == "converted" and sequence is None:
+        # a sale without a named sequence is credited (revenue, stock) to the latest one the contact is in
+        attributed = conn.execute(sa.select(enrollments.c.sequence).where(
+            enrollments.c.contact_id == contact["id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value)
+            .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc()).limit(1)).scalar()
+    conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=attributed, channel=channel,
                                           value=value, idempotency_key=idempotency_key, source=source, at=stamp))
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
@@ -84,7 +90,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     result.cancelled = end_enrollments(conn, ending, kind, f"contact {kind}")
     result.ended = [e["sequence"] for e in ending]
     if kind == "converted":
-        _redeem(conn, sequence or (active[0]["sequence"] if active else None), active)
+        _redeem(conn, attributed, active)
     return result
 
 

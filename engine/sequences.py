@@ -162,7 +162,8 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
         if not isinstance(urgent, bool):
             doc.problem(join_path(key, "urgent"), f"{urgent!r} must be true or false")
             urgent = False
-        touches.append(Touch(i, name, after, str(channel), str(template or ""), urgent, doc.line(key)))
+        touches.append(Touch(i, name, after, str(channel), str(template or ""), urgent,
+                             doc.line(join_path(key, "template"))))
     return touches
 
 

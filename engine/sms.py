@@ -1,7 +1,6 @@
 """SMS text facts: GSM-7 or UCS-2, length in units, segments, and the opt-out footer."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from .text import ascii_digits
@@ -26,18 +25,28 @@ class SmsInfo:
 
 
 def sms_info(text: str) -> SmsInfo:
-    """How the network will carry ``text``: one non-GSM character makes the whole message UCS-2."""
+    """How the network will carry ``text``: one non-GSM character makes the whole message UCS-2.
+
+    A 2-unit character (a GSM escape like ``{``, or an emoji's surrogate pair) is never split
+    across two segments, so a long message may need one more segment than units / 153.
+    """
     if all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in text):
-        units = sum(2 if c in _GSM_EXTENSION else 1 for c in text)
-        single, per = 160, 153
-        encoding = "GSM-7"
+        costs = [2 if c in _GSM_EXTENSION else 1 for c in text]
+        single, per, encoding = 160, 153, "GSM-7"
     else:
-        # UTF-16 code units: astral characters (most emoji) take two
-        units = len(text.encode("utf-16-le")) // 2
-        single, per = 70, 67
-        encoding = "UCS-2"
-    segments = 1 if units <= single else math.ceil(units / per)
-    return SmsInfo(encoding, units, max(segments, 1) if units else 0)
+        costs = [2 if ord(c) > 0xFFFF else 1 for c in text]  # UTF-16 code units
+        single, per, encoding = 70, 67, "UCS-2"
+    units = sum(costs)
+    if units == 0:
+        return SmsInfo(encoding, 0, 0)
+    if units <= single:
+        return SmsInfo(encoding, units, 1)
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > per:
+            segments, used = segments + 1, 0
+        used += cost
+    return SmsInfo(encoding, units, segments)
 
 
 def with_footer(text: str, footer: str) -> str:

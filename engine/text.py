@@ -25,7 +25,7 @@ def mask_phone(phone: str | None) -> str:
         return ""
     if len(phone) <= 8:
         return phone[:2] + "***"
-    return f"{phone[:6]}***{phone[-4:]}"
+    return f"{phone[:-7]}***{phone[-4:]}"
 
 
 def mask_email(email: str | None) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,11 +41,11 @@ def build_providers(config: Config) -> dict[str, list[Provider]]:
             try:
                 provider = create_provider(settings)
             except ProviderConfigError as err:
-                problems.append(Problem(str(config.settings.path), f"providers.{channel}[{i}].{err.key}", err.message,
+                problems.append(Problem(os.path.relpath(config.settings.path), f"providers.{channel}[{i}].{err.key}", err.message,
                                         entry.get("_line")))
                 continue
             if channel not in provider.channels:
-                problems.append(Problem(str(config.settings.path), f"providers.{channel}[{i}].type",
+                problems.append(Problem(os.path.relpath(config.settings.path), f"providers.{channel}[{i}].type",
                                         f"a {provider.type!r} provider can't send {channel}", entry.get("_line")))
                 continue
             out[channel].append(provider)

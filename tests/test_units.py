@@ -1,0 +1,561 @@
+"""Unit tests of the engine's and the providers' pure functions (no database, no network, no sleeping)."""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from jinja2.sandbox import SecurityError
+
+from engine.addresses import normalize_email, normalize_phone
+from engine.durations import format_duration, parse_duration
+from engine.journal import LOG_FIELDS, log_line
+from engine.sms import sms_info, with_footer
+from engine.templates import ContactView, OfferView, RenderError, Renderer, human_duration, jalali, literal_urgency
+from engine.text import mask_address, mask_phone
+from engine.tokens import make_token, read_token
+from engine.window import SendWindow, local_day_bounds, next_allowed
+from providers.errors import ProviderConfigError
+from providers.file import FileProvider
+from providers.memory import MemoryProvider
+from providers.ratelimit import RateLimiter, parse_rate
+from providers.registry import create_provider, known_types
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+TORONTO = ZoneInfo("America/Toronto")
+UTC = timezone.utc
+FOOTER = "لغو11"
+
+
+# -- durations ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("30s", timedelta(seconds=30)),
+    ("15m", timedelta(minutes=15)),
+    ("2h", timedelta(hours=2)),
+    ("1d12h", timedelta(days=1, hours=12)),
+    ("۲h", timedelta(hours=2)),
+    ("۱d۱۲h", timedelta(days=1, hours=12)),
+    (" 2H ", timedelta(hours=2)),
+    ("0s", timedelta(0)),
+])
+def test_parse_duration_reads_what_marketers_write(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("5", "like 30m"),
+    (5, "5s, 5m, 5h or 5d"),
+    ("1x", "like 30m"),
+    ("1d1d", "write each unit once"),
+    ("-1h", "whole numbers"),
+    ("", "like 30m"),
+    ("1.5h", "whole numbers"),
+    (None, "like 30m"),
+])
+def test_parse_duration_rejects_with_a_fix_hint(text, hint):
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    assert hint in str(caught.value)
+    assert repr(text) in str(caught.value)  # the message quotes what was written
+
+
+@pytest.mark.parametrize("delta, text", [
+    (timedelta(seconds=30), "30s"),
+    (timedelta(hours=36), "1d12h"),
+    (timedelta(days=2, hours=3, minutes=4, seconds=5), "2d3h4m5s"),
+    (timedelta(0), "0s"),
+])
+def test_format_duration_is_the_inverse_of_parse(delta, text):
+    assert format_duration(delta) == text
+    assert parse_duration(format_duration(delta)) == delta
+
+
+# -- phones and emails -------------------------------------------------------------------------
+@pytest.mark.parametrize("raw", [
+    "09121234567", "9121234567", "989121234567", "+989121234567", "00989121234567",
+    "۰۹۱۲۱۲۳۴۵۶۷", "٠٩١٢١٢٣٤٥٦٧", "۰۹۱۲ ۱۲۳ ۴۵۶۷",
+    "0912 123 4567", "0912-123-4567", "(0912) 123-4567", "+98 (912) 123 45 67",
+])
+def test_normalize_phone_reads_every_iranian_way_of_writing_a_mobile(raw):
+    assert normalize_phone(raw) == "+989121234567"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("+14155552671", "+14155552671"),
+    ("+4915112345678", "+4915112345678"),
+    ("0014155552671", "+14155552671"),
+])
+def test_normalize_phone_keeps_foreign_numbers_with_their_country_code(raw, expected):
+    assert normalize_phone(raw, "IR") == expected
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("", "phone is empty"),
+    (None, "phone is empty"),
+    ("abc", "is not a phone number"),
+    ("0912123456a", "only digits"),
+    ("12345", "not a valid phone number for region IR"),
+    ("+98912123456", "not a valid phone number"),
+    ("091212345678", "country code"),
+])
+def test_normalize_phone_says_why_a_number_is_unreadable(raw, reason):
+    with pytest.raises(ValueError) as caught:
+        normalize_phone(raw)
+    assert reason in str(caught.value)
+
+
+def test_normalize_email_lowercases_the_domain_and_trims():
+    assert normalize_email("  Sara@Example.COM ") == "Sara@example.com"
+
+
+@pytest.mark.parametrize("raw", ["bad@", "no-at-sign", "a@b", "a b@example.com", ""])
+def test_normalize_email_rejects_invalid_addresses_with_the_address(raw):
+    with pytest.raises(ValueError) as caught:
+        normalize_email(raw)
+    assert "is not a valid email address" in str(caught.value)
+
+
+# -- SMS facts ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, encoding, units, segments", [
+    ("", "GSM-7", 0, 0),
+    ("a" * 160, "GSM-7", 160, 1),
+    ("a" * 161, "GSM-7", 161, 2),
+    ("a" * 306, "GSM-7", 306, 2),
+    ("a" * 307, "GSM-7", 307, 3),
+    ("{" * 80, "GSM-7", 160, 1),  # extension characters count 2
+    ("€" + "a" * 159, "GSM-7", 161, 2),
+    ("[]~|^\\", "GSM-7", 12, 1),
+    ("س" * 70, "UCS-2", 70, 1),
+    ("س" * 71, "UCS-2", 71, 2),
+    ("س" * 134, "UCS-2", 134, 2),
+    ("س" * 135, "UCS-2", 135, 3),
+    ("سلام، خوش آمدید", "UCS-2", 15, 1),
+    ("a" * 159 + "ç", "UCS-2", 160, 3),  # one non-GSM character makes the whole text UCS-2
+    ("😀", "UCS-2", 2, 1),  # an emoji is two UTF-16 units
+    ("😀" * 35, "UCS-2", 70, 1),
+    ("😀" * 36, "UCS-2", 72, 2),
+])
+def test_sms_info_counts_encoding_units_and_segments(text, encoding, units, segments):
+    info = sms_info(text)
+    assert (info.encoding, info.units, info.segments) == (encoding, units, segments)
+
+
+def test_sms_info_describe_is_readable():
+    assert sms_info("a" * 161).describe() == "GSM-7, 161 units, 2 segments"
+    assert sms_info("سلام").describe() == "UCS-2, 4 units, 1 segment"
+
+
+def test_sms_segments_never_split_an_extension_character():
+    # 152 letters fill segment 1 but for one septet: the escape + '{' must move to segment 2,
+    # which then holds '{' + 151 letters, and the last letter needs a third segment.
+    assert sms_info("a" * 152 + "{" + "a" * 152).segments == 3
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("سلام", "سلام\n" + FOOTER),
+    ("سلام  \n", "سلام\n" + FOOTER),
+    ("سلام\n" + FOOTER, "سلام\n" + FOOTER),
+    ("سلام\nلغو۱۱", "سلام\nلغو۱۱"),  # already ends with it, in Persian digits
+    ("سلام لغو 11", "سلام لغو 11"),
+])
+def test_with_footer_appends_the_opt_out_once(text, expected):
+    assert with_footer(text, FOOTER) == expected
+
+
+def test_with_footer_is_idempotent_and_empty_disables():
+    once = with_footer("hi", FOOTER)
+    assert with_footer(once, FOOTER) == once
+    assert once.count(FOOTER) == 1
+    assert with_footer("hi  ", "") == "hi"
+
+
+# -- the send window ---------------------------------------------------------------------------
+WORKDAYS_IR = SendWindow(start=9 * 60, end=21 * 60, days=frozenset({5, 6, 0, 1, 2, 3}))  # sat..thu
+
+
+def local(tz, *args):
+    return datetime(*args, tzinfo=tz)
+
+
+@pytest.mark.parametrize("at, expected", [
+    (local(TEHRAN, 2026, 12, 7, 10, 0), local(TEHRAN, 2026, 12, 7, 10, 0)),  # inside: same moment
+    (local(TEHRAN, 2026, 12, 7, 9, 0), local(TEHRAN, 2026, 12, 7, 9, 0)),  # start is inclusive
+    (local(TEHRAN, 2026, 12, 7, 7, 15), local(TEHRAN, 2026, 12, 7, 9, 0)),  # before start: today's start
+    (local(TEHRAN, 2026, 12, 7, 21, 0), local(TEHRAN, 2026, 12, 8, 9, 0)),  # end is exclusive
+    (local(TEHRAN, 2026, 12, 7, 23, 30), local(TEHRAN, 2026, 12, 8, 9, 0)),  # after end: next day
+    (local(TEHRAN, 2026, 12, 10, 22, 0), local(TEHRAN, 2026, 12, 12, 9, 0)),  # Thursday night → Saturday
+    (local(TEHRAN, 2026, 12, 11, 12, 0), local(TEHRAN, 2026, 12, 12, 9, 0)),  # Friday noon → Saturday
+])
+def test_next_allowed_in_tehran_without_friday(at, expected):
+    result = next_allowed(at, TEHRAN, WORKDAYS_IR)
+    assert result == expected
+    assert result.tzinfo == UTC
+
+
+def test_next_allowed_accepts_a_utc_moment_and_returns_utc():
+    # 2026-12-10 18:30 UTC is Thursday 22:00 in Tehran
+    result = next_allowed(datetime(2026, 12, 10, 18, 30, tzinfo=UTC), TEHRAN, WORKDAYS_IR)
+    assert result == datetime(2026, 12, 12, 5, 30, tzinfo=UTC)
+    assert result.utcoffset() == timedelta(0)
+
+
+def test_next_allowed_with_a_window_ending_at_midnight():
+    window = SendWindow(start=9 * 60, end=24 * 60)
+    late = local(TEHRAN, 2026, 12, 7, 23, 59)
+    assert next_allowed(late, TEHRAN, window) == late
+    assert next_allowed(local(TEHRAN, 2026, 12, 7, 8, 0), TEHRAN, window) == local(TEHRAN, 2026, 12, 7, 9, 0)
+
+
+def test_next_allowed_skip_today_goes_to_the_next_allowed_day():
+    at = local(TEHRAN, 2026, 12, 10, 10, 0)  # Thursday, inside the window
+    assert next_allowed(at, TEHRAN, WORKDAYS_IR, skip_today=True) == local(TEHRAN, 2026, 12, 12, 9, 0)
+
+
+@pytest.mark.parametrize("at, expected_utc, expected_offset", [
+    # spring forward 2026-03-08 02:00 EST → 03:00 EDT: 09:00 that day is EDT (UTC-4)
+    (datetime(2026, 3, 8, 6, 0, tzinfo=UTC), datetime(2026, 3, 8, 13, 0, tzinfo=UTC), timedelta(hours=-4)),
+    (datetime(2026, 3, 8, 3, 0, tzinfo=UTC), datetime(2026, 3, 8, 13, 0, tzinfo=UTC), timedelta(hours=-4)),
+    # fall back 2026-11-01 02:00 EDT → 01:00 EST: 09:00 that day is EST (UTC-5)
+    (datetime(2026, 11, 1, 4, 30, tzinfo=UTC), datetime(2026, 11, 1, 14, 0, tzinfo=UTC), timedelta(hours=-5)),
+    (datetime(2026, 11, 1, 2, 0, tzinfo=UTC), datetime(2026, 11, 1, 14, 0, tzinfo=UTC), timedelta(hours=-5)),
+])
+def test_next_allowed_across_dst_in_toronto(at, expected_utc, expected_offset):
+    result = next_allowed(at, TORONTO, SendWindow())
+    assert result == expected_utc
+    shown = result.astimezone(TORONTO)
+    assert (shown.date(), shown.hour, shown.minute) == (expected_utc.date(), 9, 0)
+    assert shown.utcoffset() == expected_offset
+
+
+@pytest.mark.parametrize("at, start, end", [
+    (datetime(2026, 12, 7, 22, 0, tzinfo=UTC), TEHRAN,
+     (datetime(2026, 12, 7, 20, 30, tzinfo=UTC), datetime(2026, 12, 8, 20, 30, tzinfo=UTC))),
+    (datetime(2026, 3, 8, 12, 0, tzinfo=UTC), TORONTO,  # a 23-hour day
+     (datetime(2026, 3, 8, 5, 0, tzinfo=UTC), datetime(2026, 3, 9, 4, 0, tzinfo=UTC))),
+    (datetime(2026, 11, 1, 12, 0, tzinfo=UTC), TORONTO,  # a 25-hour day
+     (datetime(2026, 11, 1, 4, 0, tzinfo=UTC), datetime(2026, 11, 2, 5, 0, tzinfo=UTC))),
+])
+def test_local_day_bounds(at, start, end):
+    assert local_day_bounds(at, start) == end
+
+
+# -- templates ---------------------------------------------------------------------------------
+EMAIL_TEMPLATE = (
+    "{% block subject %}Hello {{ contact.first_name }}{% endblock %}\n"
+    "{% block text %}Hi {{ contact.first_name }}, code {{ offer.code }}{% endblock %}\n"
+    "{% block html %}<p>Hi {{ contact.first_name }}</p>{% endblock %}\n"
+)
+
+
+@pytest.fixture
+def templates(tmp_path):
+    """A templates dir and a renderer; ``templates.write(name, source)`` adds a template."""
+    renderer = Renderer(tmp_path)
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source, encoding="utf-8")
+        return name
+
+    renderer.write = write
+    return renderer
+
+
+def context(first_name="Sara", locale="en", time_left=None):
+    offer = OfferView(code="WINTER20", title="20% off", expires_at=None, time_left=time_left, stock_left=3)
+    return {"contact": ContactView(first_name=first_name, locale=locale), "offer": offer,
+            "sequence": {"name": "s"}, "touch": {"name": "t"}, "unsubscribe_url": None}
+
+
+def test_render_sms(templates):
+    templates.write("a.sms.j2", "Hi {{ contact.first_name }}, code {{ offer.code }}\n\n")
+    assert templates.render("a.sms.j2", "sms", context()).text == "Hi Sara, code WINTER20"
+
+
+def test_render_email_blocks_with_html_autoescaped_only(templates):
+    templates.write("e.email.j2", EMAIL_TEMPLATE)
+    out = templates.render("e.email.j2", "email", context(first_name="<b>x</b>"))
+    assert out.subject == "Hello <b>x</b>"
+    assert out.text == "Hi <b>x</b>, code WINTER20"
+    assert out.html == "<p>Hi &lt;b&gt;x&lt;/b&gt;</p>"
+
+
+def test_email_without_html_block_has_no_html(templates):
+    templates.write("e.email.j2", "{% block subject %}S{% endblock %}{% block text %}T{% endblock %}")
+    out = templates.render("e.email.j2", "email", context())
+    assert (out.subject, out.text, out.html) == ("S", "T", None)
+
+
+def test_email_missing_block_is_a_render_error(templates):
+    templates.write("e.email.j2", "{% block text %}T{% endblock %}")
+    with pytest.raises(RenderError) as caught:
+        templates.render("e.email.j2", "email", context())
+    assert "missing: subject" in str(caught.value)
+    assert caught.value.template == "e.email.j2"
+
+
+@pytest.mark.parametrize("source, named", [
+    ("line one\nline two {{ nope }}\n", "'nope' is undefined"),
+    ("line one\nline two {{ contact.nope }}\n", "nope"),
+])
+def test_undefined_names_are_render_errors_naming_the_line(templates, source, named):
+    templates.write("u.sms.j2", source)
+    with pytest.raises(RenderError) as caught:
+        templates.render("u.sms.j2", "sms", context())
+    assert caught.value.line == 2
+    assert named in caught.value.message
+    assert str(caught.value).startswith("u.sms.j2:2: ")
+
+
+def test_strict_undefined_a_default_elsewhere_does_not_hide_an_undefined_name(templates):
+    templates.write("u.sms.j2", "{{ missing_var | default('x') }} {{ other }}")
+    with pytest.raises(RenderError, match="'other' is undefined"):
+        templates.render("u.sms.j2", "sms", context())
+
+
+def test_template_syntax_error_names_the_line(templates):
+    templates.write("s.sms.j2", "ok\n{% if %}\n")
+    with pytest.raises(RenderError) as caught:
+        templates.render("s.sms.j2", "sms", context())
+    assert caught.value.line == 2
+
+
+def test_missing_template_is_a_render_error(templates):
+    with pytest.raises(RenderError, match="nowhere.sms.j2"):
+        templates.render("nowhere.sms.j2", "sms", context())
+
+
+@pytest.mark.parametrize("source", [
+    "{{ contact.__class__.__mro__ }}",
+    "{{ ''.__class__.__base__.__subclasses__() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ lipsum.__globals__ }}",
+    "{{ contact.__init__.__globals__ }}",
+    "{{ (contact | attr('__class__')).__mro__ }}",
+    "{{ '{0.__class__.__mro__}'.format(contact) }}",
+    "{{ self._TemplateReference__context }}",
+])
+def test_the_sandbox_refuses_to_reach_internals(templates, source):
+    templates.write("evil.sms.j2", source)
+    with pytest.raises((SecurityError, RenderError)) as caught:
+        templates.render("evil.sms.j2", "sms", context())
+    shown = str(caught.value)
+    for leak in ("<class ", "object at 0x", "__builtins__", "<function ", "subprocess", "os.path"):
+        assert leak not in shown
+
+
+@pytest.mark.parametrize("name", ["{{ 7*7 }}", "{% raw %}{{ 7*7 }}{% endraw %}", "{# x #}{{ contact }}"])
+def test_contact_data_is_printed_literally(templates, name):
+    templates.write("a.sms.j2", "Hi {{ contact.first_name }}!")
+    assert templates.render("a.sms.j2", "sms", context(first_name=name)).text == f"Hi {name}!"
+
+
+def test_variables_lists_top_level_names(templates):
+    templates.write("v.sms.j2", "{{ contact.first_name }} {% if offer %}{{ offer.code }}{% endif %}")
+    assert templates.variables("v.sms.j2") == {"contact", "offer"}
+
+
+def test_filters_fa_digits_jalali_duration_in_templates(templates):
+    templates.write("f.sms.j2", "{{ 2026 | fa_digits }}|{{ day | jalali }}|{{ offer.time_left | duration }}")
+    ctx = {**context(time_left=timedelta(days=2, hours=3), locale="fa"), "day": date(2026, 12, 7)}
+    assert templates.render("f.sms.j2", "sms", ctx).text == "۲۰۲۶|۱۶ آذر ۱۴۰۵|۲ روز و ۳ ساعت"
+    ctx["contact"] = ContactView(locale="en")
+    assert templates.render("f.sms.j2", "sms", ctx).text.endswith("|2 days 3 hours")
+
+
+def test_jalali():
+    assert jalali(date(2026, 12, 7)) == "۱۶ آذر ۱۴۰۵"
+    assert jalali(datetime(2026, 12, 7, 10, 5)) == "۱۶ آذر ۱۴۰۵"
+    assert jalali(datetime(2026, 12, 7, 10, 5), with_time=True) == "۱۶ آذر ۱۴۰۵، ساعت ۱۰:۰۵"
+    assert jalali(date(2026, 3, 21)) == "۱ فروردین ۱۴۰۵"
+    assert jalali(None) == ""
+
+
+@pytest.mark.parametrize("delta, fa, en", [
+    (timedelta(days=2, hours=3), "۲ روز و ۳ ساعت", "2 days 3 hours"),
+    (timedelta(hours=1), "۱ ساعت", "1 hour"),
+    (timedelta(days=1, hours=2, minutes=30), "۱ روز و ۲ ساعت", "1 day 2 hours"),
+    (timedelta(minutes=45), "۴۵ دقیقه", "45 minutes"),
+    (timedelta(seconds=-5), "۰ دقیقه", "0 minutes"),
+])
+def test_human_duration_in_fa_and_en(delta, fa, en):
+    assert human_duration(delta, "fa") == fa
+    assert human_duration(delta, "en") == en
+
+
+@pytest.mark.parametrize("source, found", [
+    ("Hurry, only 3 left!", [(1, "only 3")]),
+    ("24 hours left, hurry", [(1, "24 hours")]),
+    ("سلام\nفقط ۳ عدد مانده", [(2, "فقط 3")]),
+    ("تا ۲۴ ساعت دیگر", [(1, "24 ساعت")]),
+])
+def test_literal_urgency_finds_written_countdowns(source, found):
+    assert literal_urgency(source) == found
+
+
+@pytest.mark.parametrize("source", [
+    "only {{ offer.stock_left }} left",
+    "{{ offer.time_left | duration }} left",
+    "{{ 24 }} hours {% if offer.stock_left < 10 %}!{% endif %}",
+    "A good coat lasts for years.",
+])
+def test_literal_urgency_ignores_what_comes_from_jinja(source):
+    assert literal_urgency(source) == []
+
+
+# -- unsubscribe tokens ------------------------------------------------------------------------
+def test_token_roundtrip():
+    for cid, channel in ((1, "sms"), (123456789, "email")):
+        assert read_token("s3cret", make_token("s3cret", cid, channel)) == (cid, channel)
+
+
+def test_token_is_url_safe_and_hides_the_contact_id():
+    token = make_token("s3cret", 123456789, "sms")
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert "123456789" not in token
+    raw = _unb64(token)
+    assert b"123456789" not in raw and b"sms" not in raw
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def test_tampered_or_foreign_tokens_are_refused():
+    token = make_token("s3cret", 42, "sms")
+    raw = _unb64(token)
+    for index in (0, len(raw) // 2, len(raw) - 1):  # the payload, the middle, the signature
+        tampered = bytearray(raw)
+        tampered[index] ^= 0x01
+        assert read_token("s3cret", _b64(bytes(tampered))) is None, index
+    assert read_token("s3cret", _b64(raw[:-1])) is None
+    assert read_token("other-secret", token) is None
+    for garbage in ("", "!!!", "abc", "A" * 40):
+        assert read_token("s3cret", garbage) is None
+
+
+def test_tokens_differ_per_channel():
+    assert make_token("s3cret", 42, "sms") != make_token("s3cret", 42, "email")
+    assert read_token("s3cret", make_token("s3cret", 42, "email")) == (42, "email")
+
+
+def test_one_token_does_not_reveal_other_contacts_ids():
+    mine = _unb64(make_token("s3cret", 1000, "sms"))  # an attacker's own link; they know their id
+    mask = bytes(a ^ b for a, b in zip(mine, b"1000:sms"))
+    theirs = _unb64(make_token("s3cret", 4321, "sms"))
+    recovered = bytes(a ^ b for a, b in zip(theirs, mask))
+    assert not recovered.startswith(b"4321")
+
+
+# -- masking in the delivery log ---------------------------------------------------------------
+def test_mask_phone():
+    assert mask_phone("+989121234567") == "+98912***4567"
+    assert mask_phone("") == ""
+    assert mask_phone(None) == ""
+
+
+def test_log_line_masks_phones_and_emails_in_reasons():
+    row = {k: None for k in LOG_FIELDS}
+    row.update(at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), message_id=7, contact_id=3, event="failed",
+               reason="rejected +989121234567 and sara@example.com", worker="w-1")
+    data = json.loads(log_line(row))
+    assert data["reason"] == "rejected +98912***4567 and s***@example.com"
+    assert data["at"] == "2026-01-02T03:04:05Z"
+    assert "worker" not in data
+    assert set(data) == set(LOG_FIELDS) - {"worker"}
+
+
+def test_mask_address_hides_the_middle_of_national_numbers_too():
+    assert mask_address("receptor 09121234567 is blocked") == "receptor 0912***4567 is blocked"
+
+
+# -- rate limiter ------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, per_second", [
+    ("20/s", 20.0), ("600/m", 10.0), ("1/2s", 0.5), ("5000/h", 5000 / 3600), (" 10 / s ", 10.0),
+    ("1.5/s", 1.5), (None, None), ("", None), (0, None), (5, 5.0),
+])
+def test_parse_rate(text, per_second):
+    if per_second is None:
+        assert parse_rate(text) is None
+    else:
+        assert parse_rate(text) == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize("text", ["fast", "0/s", "10/d", "-1/s", "10"])
+def test_parse_rate_rejects_with_an_example(text):
+    with pytest.raises(ProviderConfigError) as caught:
+        parse_rate(text)
+    assert caught.value.key == "rate"
+    assert "20/s" in caught.value.message
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_spaces_reservations_without_sleeping():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    assert [round(limiter.reserve(), 6) for _ in range(4)] == [0.0, 0.1, 0.2, 0.3]
+    clock.now += 0.25  # time passes: the queue drains
+    assert limiter.reserve() == pytest.approx(0.15)
+    clock.now += 10
+    assert limiter.reserve() == 0.0
+
+
+def test_rate_limiter_unlimited_and_acquire_uses_the_given_sleep():
+    assert RateLimiter(None).reserve() == 0.0
+    slept = []
+    limiter = RateLimiter(4, clock=FakeClock())
+    for _ in range(3):
+        limiter.acquire(sleep=slept.append)
+    assert slept == [0.25, 0.5]
+
+
+# -- provider registry -------------------------------------------------------------------------
+def test_unknown_provider_type_lists_the_known_ones():
+    with pytest.raises(ProviderConfigError) as caught:
+        create_provider({"name": "x", "type": "pigeon"})
+    assert caught.value.key == "type"
+    assert "'pigeon'" in caught.value.message
+    for known in ("file", "memory", "kavenegar", "smtp"):
+        assert known in caught.value.message
+    assert known_types() == sorted(known_types()) and "file" in known_types()
+
+
+def test_create_file_and_memory_providers(tmp_path):
+    file_provider = create_provider({"name": "out", "type": "file", "path": str(tmp_path / "o.jsonl")})
+    memory = create_provider({"name": "mem", "type": "memory"})
+    assert isinstance(file_provider, FileProvider) and file_provider.name == "out"
+    assert isinstance(memory, MemoryProvider) and memory.channels == {"sms", "email"}
+
+
+@pytest.mark.parametrize("settings, key, words", [
+    ({"name": "f", "type": "file"}, "path", "is required"),
+    ({"name": "k", "type": "kavenegar", "sender": "1000"}, "api_key", "is required"),
+    ({"type": "file", "path": "x"}, "name", "needs a name"),
+    ({"name": "f", "type": "file", "path": "x", "colour": "red"}, "colour", "is not a setting"),
+])
+def test_provider_setting_errors_name_the_key(settings, key, words):
+    with pytest.raises(ProviderConfigError) as caught:
+        create_provider(settings)
+    assert caught.value.key == key
+    assert words in caught.value.message
+    assert str(caught.value).startswith(f"{key}: ")
+
+
+def test_provider_repr_masks_secrets():
+    provider = create_provider({"name": "k", "type": "kavenegar", "sender": "1000", "api_key": "ABCDEF-secret-123456"})
+    shown = repr(provider)
+    assert "ABCDEF-secret-123456" not in shown and "secret" not in shown
+    assert "AB********56" in shown and "'1000'" in shown
