@@ -206,7 +206,8 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
     else:
         table = Contact.__table__
         with engine.connect() as conn:
-            ids = list(conn.execute(sa.select(table.c.id).where(table.c.tags.like(f"%;{tag};%"))).scalars())
+            pattern = "%;" + tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ";%"
+            ids = list(conn.execute(sa.select(table.c.id).where(table.c.tags.like(pattern, escape="\\"))).scalars())
         if not ids:
             out.print(f"no contact has the tag {tag!r}")
     with engine.begin() as conn:

@@ -138,12 +138,13 @@ class Dispatcher:
             ids = list(conn.execute(query).scalars())
             if not ids:
                 return [], token
-            conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
+            rows = conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
                 status="claimed", lease_owner=self.worker_id, lease_token=token,
-                lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds), updated_at=at))
-            rows = conn.execute(sa.select(messages).where(messages.c.id.in_(ids))
-                                .order_by(messages.c.next_attempt_at)).mappings().all()
-        return [dict(r) for r in rows], token
+                lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds), updated_at=at)
+                .returning(*messages.c)).mappings().all()
+        claimed = [dict(r) for r in rows]
+        claimed.sort(key=lambda r: (r["next_attempt_at"], r["id"]))  # oldest first, as selected
+        return claimed, token
 
     # -- reading what the checks need, in a few queries per batch ----------------------
     def _plan(self, conn: sa.Connection, seq_hash: str) -> SequencePlan:
