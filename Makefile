@@ -39,7 +39,7 @@ test: $(DEVSTAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(DEVSTAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -1,0 +1,69 @@
+"""Scale-out (bench 8): two ``followup worker`` processes on PostgreSQL vs one, 50 ms fake, concurrency 20.
+
+Throughput = accepted sends / seconds from the first to the last at the fake. Then the double-claim
+checks: every message has exactly one ``sending`` delivery-log row per attempt, and the fake
+accepted every localid once.
+
+    python bench/scaleout.py [--quick] [--postgres URL]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (PG_URL, FakeSms, count_status, info, kavenegar, result, setup_world, start_worker,  # noqa: E402
+                    terminate, wait_for)
+
+
+def run(fake: FakeSms, url: str, root: Path, workers: int, n: int) -> dict:
+    config, engine = setup_world(root, url, sms=[kavenegar(fake)], contacts=n, concurrency=20)
+    engine.dispose()
+    fake.reset()
+    procs = [start_worker(root / "config", root / f"worker{i}.log", interval=1) for i in range(workers)]
+    done = wait_for(lambda: fake.stats()["unique"] >= n, timeout=120, step=0.25)
+    rss = [terminate(p)[1] for p in procs]
+    stats = fake.stats(times=True)
+    sent, span = fake.span(stats)
+    with engine.connect() as conn:
+        bad = conn.exec_driver_sql(
+            "SELECT m.id, m.attempt, count(l.id) FROM messages m LEFT JOIN delivery_log l "
+            "ON l.message_id = m.id AND l.event = 'sending' WHERE m.touch_index = 0 "
+            "GROUP BY m.id, m.attempt HAVING count(l.id) <> m.attempt").all()
+        by_worker = dict(conn.exec_driver_sql(
+            "SELECT worker, count(*) FROM delivery_log WHERE event = 'sending' GROUP BY worker").all())
+    statuses = count_status(engine)
+    engine.dispose()
+    return {"done": done, "rate": (sent - 1) / span, "sent": sent, "span": span, "dup": stats["duplicates"],
+            "bad_log": len(bad), "by_worker": sorted(by_worker.values()), "statuses": statuses, "rss": rss}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--postgres", default=PG_URL)
+    p.add_argument("-n", type=int, default=None)
+    args = p.parse_args()
+    if not args.postgres:
+        print("scale-out: skipped (set FOLLOWUP_BENCH_POSTGRES_URL)")
+        return 0
+    n = args.n or (1200 if args.quick else 3000)
+    with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05) as fake:
+        one = run(fake, args.postgres, Path(tmp) / "one", 1, n)
+        two = run(fake, args.postgres, Path(tmp) / "two", 2, n)
+    ratio = two["rate"] / one["rate"]
+    for label, r in (("1 worker", one), ("2 workers", two)):
+        info(f"{label}: {r['sent']} accepted in {r['span']:.1f}s = {r['rate']:.0f} msg/s; sending rows per worker "
+             f"{r['by_worker']}; all sent: {r['done']}; peak RSS {', '.join(f'{x:.0f}' for x in r['rss'])} MB")
+    result("scale-out[postgresql,2x C=20] throughput", f"{ratio:.2f}x one worker ({two['rate']:.0f} vs "
+           f"{one['rate']:.0f} msg/s; ceiling 2x{20 / 0.05:.0f})", ">= 1.7x", ratio >= 1.7)
+    claimed_twice = two["dup"] + two["bad_log"] + one["dup"] + one["bad_log"]
+    result("scale-out[postgresql] claimed twice", f"{claimed_twice} (localids accepted twice: {two['dup']}; "
+           f"messages whose 'sending' rows != attempts: {two['bad_log']})", "0", claimed_twice == 0 and two["done"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

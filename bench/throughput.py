@@ -1,0 +1,142 @@
+"""Send throughput vs the client's ceiling (bench 1) and under injected faults (bench 7).
+
+Ceiling: C threads, each with its own ``requests.Session``, posting Kavenegar sends to the fake
+(50 ms per answer) — no database, no templates. Engine: ``Dispatcher.tick`` with worker
+concurrency C (claim, checks, render, send, record) on SQLite and on PostgreSQL, same fake.
+
+    python bench/throughput.py [--quick] [--postgres URL] [--faults] [--profile DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (PG_URL, FakeSms, count_status, drain, info, kavenegar, make_dispatcher, median, result,  # noqa: E402
+                    setup_world)
+
+
+def ceiling(fake: FakeSms, concurrency: int, n: int) -> float:
+    """Messages per second of a bare loop of requests sessions at this concurrency."""
+    counter = itertools.count()
+    errors = []
+
+    def run():
+        s = requests.Session()
+        while True:
+            i = next(counter)
+            if i >= n:
+                break
+            try:
+                r = s.post(fake.send_url, data={"receptor": "09120000000", "message": "سلام", "sender": "10004346",
+                                                "localid": f"ceil-{i}"}, timeout=10)
+                r.json()
+            except Exception as err:  # noqa: BLE001
+                errors.append(err)
+        s.close()
+
+    threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        info(f"ceiling: {len(errors)} request errors, e.g. {errors[0]!r}")
+    return (n - len(errors)) / elapsed
+
+
+def engine_run(fake: FakeSms, db_url: str, concurrency: int, n: int, root: Path, *, profile: Path | None = None,
+               single_tick: bool = False) -> dict:
+    """Dispatcher.tick throughput through the fake. Returns sent, seconds, rate, requests per sent."""
+    config, engine = setup_world(root, db_url, sms=[kavenegar(fake)], contacts=n, concurrency=concurrency)
+    dispatcher = make_dispatcher(config, engine)
+    fake.reset()
+    profiler = None
+    if profile is not None:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    if single_tick:
+        start = time.perf_counter()
+        report = dispatcher.tick()
+        elapsed = time.perf_counter() - start
+        sent = count_status(engine).get("sent", 0)
+        counts = report.counts
+    else:
+        sent, elapsed = drain(dispatcher, engine, n)
+        counts = {}
+    if profiler is not None:
+        profiler.stop()
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        profile.write_text(profiler.output_text(unicode=False, color=False, show_all=False), encoding="utf-8")
+    stats = fake.stats()
+    dispatcher.close()
+    statuses = count_status(engine)
+    engine.dispose()
+    return {"sent": sent, "seconds": elapsed, "rate": sent / elapsed, "requests": stats["send_requests"],
+            "per_sent": stats["send_requests"] / max(1, sent), "f5xx": stats["f5xx"], "f429": stats["f429"],
+            "duplicates": stats["duplicates"], "statuses": statuses, "counts": counts}
+
+
+def bench_throughput(args, tmp: Path) -> None:
+    dbs = [("sqlite", f"sqlite:///{tmp}/tp.db")] + ([("postgresql", args.postgres)] if args.postgres else [])
+    with FakeSms(delay=0.05) as fake:
+        ceiling(fake, 20, 200)  # warm up
+        for c, target in ((50, 0.90), (200, 0.80)):
+            n = (1500 if args.quick else 3000) * (2 if c == 200 else 1)
+            ceil = median([ceiling(fake, c, n) for _ in range(1 if args.quick else 3)])
+            info(f"ceiling C={c}: {ceil:.0f} msg/s (bare requests sessions, {n} msgs; 50 ms server = "
+                 f"{c / 0.05:.0f} msg/s theoretical)")
+            for name, url in dbs:
+                prof = Path(args.profile) / f"throughput-{name}-c{c}.txt" if args.profile else None
+                r = engine_run(fake, url, c, n, tmp / f"w-{name}-{c}", profile=prof)
+                ratio = r["rate"] / ceil
+                result(f"throughput[{name},C={c}]",
+                       f"{r['rate']:.0f} msg/s = {ratio:.0%} of the ceiling {ceil:.0f} msg/s "
+                       f"({r['sent']} sent in {r['seconds']:.1f}s, batch_size 200)", f">= {target:.0%}",
+                       ratio >= target)
+
+
+def bench_faults(args, tmp: Path) -> None:
+    c = 50
+    n = 1500 if args.quick else 3000
+    url = f"sqlite:///{tmp}/faults.db"
+    with FakeSms(delay=0.05) as fake:
+        clean = engine_run(fake, url, c, n, tmp / "clean", single_tick=True)
+        fake.reset(fail5xx=0.05, fail429=0.05)
+        prof = Path(args.profile) / "faults-sqlite-c50.txt" if args.profile else None
+        faulty = engine_run(fake, url, c, n, tmp / "faulty", single_tick=True, profile=prof)
+    ratio = faulty["rate"] / clean["rate"]
+    info(f"fault-free {clean['rate']:.0f} msg/s; with 5% 503 + 5% 429 (Retry-After: 1) {faulty['rate']:.0f} msg/s; "
+         f"{faulty['f5xx']} 503s, {faulty['f429']} 429s injected; one tick: {faulty['counts']}")
+    result("faults[sqlite,C=50] throughput", f"{ratio:.0%} of fault-free ({faulty['sent']}/{n} sent in the tick, "
+           f"the rest rescheduled)", ">= 75%", ratio >= 0.75)
+    result("faults[sqlite,C=50] requests per sent", f"{faulty['per_sent']:.3f} ({faulty['requests']} requests, "
+           f"{faulty['sent']} sent, {faulty['duplicates']} localids accepted twice)", "<= 1.15",
+           faulty["per_sent"] <= 1.15)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--postgres", default=PG_URL)
+    p.add_argument("--faults", action="store_true", help="run bench 7 (faults) instead of bench 1")
+    p.add_argument("--profile", help="write pyinstrument profiles of the engine runs into this folder")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        (bench_faults if args.faults else bench_throughput)(args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
