@@ -12,6 +12,7 @@ _GSM_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENSION = set("^{}\\[~]|€\f")
+_GSM_ALL = _GSM_BASIC | _GSM_EXTENSION
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,15 @@ def sms_info(text: str) -> SmsInfo:
     A 2-unit character (a GSM escape like ``{``, or an emoji's surrogate pair) is never split
     across two segments, so a long message may need one more segment than units / 153.
     """
-    if all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in text):
+    if not _GSM_EXTENSION.intersection(text) and _GSM_BASIC.issuperset(text):
+        units = len(text)  # the common case, without a per-character loop
+        return SmsInfo("GSM-7", units, 0 if not units else 1 if units <= 160 else -(-units // 153))
+    if _GSM_ALL.issuperset(text):
         costs = [2 if c in _GSM_EXTENSION else 1 for c in text]
         single, per, encoding = 160, 153, "GSM-7"
+    elif text.isascii() or max(text) <= "\uffff":
+        units = len(text)  # UCS-2 with no surrogate pairs: one unit per character
+        return SmsInfo("UCS-2", units, 0 if not units else 1 if units <= 70 else -(-units // 67))
     else:
         costs = [2 if ord(c) > 0xFFFF else 1 for c in text]  # UTF-16 code units
         single, per, encoding = 70, 67, "UCS-2"

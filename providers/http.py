@@ -76,8 +76,12 @@ class HttpProvider(Provider):
         super().__init__(name, settings)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        # proxies from the environment are read once: the base URL never changes, and requests would
+        # otherwise scan os.environ on every send (a fifth of a send's CPU)
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url or "https://localhost"))
+        self.session.trust_env = False
         # enough pooled connections for the worker's send threads
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
