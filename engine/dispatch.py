@@ -350,56 +350,9 @@ class Dispatcher:
     # -- leases of workers that died ------------------------------------------------------
     def recover(self, report: TickReport | None = None, *, everything: bool = False) -> int:
         """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker)."""
-        at = now()
-        token = uuid.uuid4().hex
-        cond = status_is(messages.c.status, "claimed", "sending")
-        if not everything:
-            cond = sa.and_(cond, messages.c.lease_until < at)
-        query = sa.select(messages.c.id).where(cond).limit(1000)
-        if not is_sqlite(self.engine):
-            query = query.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
-            ids = list(conn.execute(query).scalars())
-            if not ids:
-                return 0
-            rows = [dict(r) for r in conn.execute(sa.select(messages).where(messages.c.id.in_(ids))).mappings()]
-            conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
-                lease_owner=self.worker_id, lease_token=token,
-                lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds)))
-        changes, ended = [], []
-        for row in rows:
-            dead = row["lease_owner"]
-            if row["status"] == "claimed":
-                reason = f"lease of {dead} expired before sending; the provider never saw it"
-                changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at,
-                                                        "lease_owner": None, "lease_token": None, "lease_until": None},
-                                      reason=reason))
-                continue
-            found, provider, pmid = self.sender.lookup_anywhere(row["channel"], str(row["id"]))
-            release = {"lease_owner": None, "lease_token": None, "lease_until": None}
-            if found:
-                reason = f"{dead} died after the provider accepted it; found at {provider} by our id"
-                changes.append(Change(row, "sent", {"status": "sent", "provider": provider, "provider_message_id": pmid,
-                                                    "poll_at": at + timedelta(minutes=1), **release},
-                                      reason=reason, provider=provider))
-                ended.append((row, at))
-            elif found is False:
-                reason = f"{dead} died while sending; no provider has our id, so it is sent again"
-                changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at, "sent_at": None,
-                                                        **release}, reason=reason))
-            else:
-                reason = f"{dead} died while sending and the provider cannot be asked by our id; not resent"
-                changes.append(Change(row, "unknown", {"status": "unknown", "reason": reason, **release}, reason=reason))
-                ended.append((row, at))
-        with self.engine.begin() as conn:
-            applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
-            if ended:
-                ctx = self._context(conn, [e[0] for e in ended])
-                self._schedule_next(conn, ended, ctx)
-        if report is not None:
-            for change in applied:
-                report.add(change.event)
-        return len(applied)
+        from .recovery import recover
+
+        return recover(self, report, everything=everything)
 
     def _heartbeat(self, report: TickReport, duration: float) -> None:
         at = now()

@@ -126,7 +126,7 @@ class HttpProvider(Provider):
                 auth=call.auth,
                 timeout=(min(self.timeout, 5.0), self.timeout),
             )
-        except requests.ConnectTimeout as err:
+        except requests.ConnectTimeout:
             raise TransientError(f"connect timeout: {where}", provider=self.name) from None
         except requests.ReadTimeout:
             if call.sends:

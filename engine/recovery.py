@@ -1,0 +1,81 @@
+"""Taking over messages whose worker died: the recovery half of the send protocol.
+
+* ``claimed``: the provider was never called → scheduled again (``released``).
+* ``sending``: the fate is unknown → asked at every provider of the channel by our own id:
+  found → ``sent``; not found anywhere and every provider can be asked → scheduled again;
+  otherwise → ``unknown`` for ops, never resent blindly.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from .clock import now
+from .db import is_sqlite
+from .journal import Change, apply
+from .models import Message, status_is
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatcher, TickReport
+
+__all__ = ["recover"]
+
+messages = Message.__table__
+
+
+def recover(dispatcher: "Dispatcher", report: "TickReport | None" = None, *, everything: bool = False) -> int:
+    """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker)."""
+    at = now()
+    token = uuid.uuid4().hex
+    cond = status_is(messages.c.status, "claimed", "sending")
+    if not everything:
+        cond = sa.and_(cond, messages.c.lease_until < at)
+    query = sa.select(messages.c.id).where(cond).limit(1000)
+    if not is_sqlite(dispatcher.engine):
+        query = query.with_for_update(skip_locked=True)
+    with dispatcher.engine.begin() as conn:
+        ids = list(conn.execute(query).scalars())
+        if not ids:
+            return 0
+        rows = [dict(r) for r in conn.execute(sa.select(messages).where(messages.c.id.in_(ids))).mappings()]
+        conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
+            lease_owner=dispatcher.worker_id, lease_token=token,
+            lease_until=at + timedelta(seconds=dispatcher.settings.worker.lease_seconds)))
+    changes, ended = [], []
+    for row in rows:
+        dead = row["lease_owner"]
+        if row["status"] == "claimed":
+            reason = f"lease of {dead} expired before sending; the provider never saw it"
+            changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at,
+                                                    "lease_owner": None, "lease_token": None, "lease_until": None},
+                                  reason=reason))
+            continue
+        found, provider, pmid = dispatcher.sender.lookup_anywhere(row["channel"], str(row["id"]))
+        release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+        if found:
+            reason = f"{dead} died after the provider accepted it; found at {provider} by our id"
+            changes.append(Change(row, "sent", {"status": "sent", "provider": provider, "provider_message_id": pmid,
+                                                "poll_at": at + timedelta(minutes=1), **release},
+                                  reason=reason, provider=provider))
+            ended.append((row, at))
+        elif found is False:
+            reason = f"{dead} died while sending; no provider has our id, so it is sent again"
+            changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at, "sent_at": None,
+                                                    **release}, reason=reason))
+        else:
+            reason = f"{dead} died while sending and the provider cannot be asked by our id; not resent"
+            changes.append(Change(row, "unknown", {"status": "unknown", "reason": reason, **release}, reason=reason))
+            ended.append((row, at))
+    with dispatcher.engine.begin() as conn:
+        applied = apply(conn, changes, worker=dispatcher.worker_id, fence=token, at=at)
+        if ended:
+            ctx = dispatcher._context(conn, [e[0] for e in ended])
+            dispatcher._schedule_next(conn, ended, ctx)
+    if report is not None:
+        for change in applied:
+            report.add(change.event)
+    return len(applied)
+
