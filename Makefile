@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 export FOLLOWUP_CONFIG ?= $(CURDIR)/config
 
-.PHONY: run test bench install dev clean db
+.PHONY: run test bench chaos install dev clean db
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(DEVSTAMP)
 
 bench: $(DEVSTAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## make chaos: random kills over 3 workers on PostgreSQL (FOLLOWUP_BENCH_POSTGRES_URL or FOLLOWUP_TEST_POSTGRES_URL)
+chaos: $(DEVSTAMP)
+	$(BIN)/python bench/chaos.py $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) var

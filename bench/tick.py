@@ -55,7 +55,7 @@ def fill(engine: sa.Engine, future: int) -> None:
 
 def claim_query():
     return (sa.select(messages.c.id).where(status_is(messages.c.status, "scheduled"), messages.c.next_attempt_at <= now())
-            .order_by(messages.c.next_attempt_at).limit(DUE))
+            .order_by(messages.c.next_attempt_at, messages.c.due_at).limit(DUE))
 
 
 def time_claims(engine: sa.Engine, rounds: int = 7) -> float:

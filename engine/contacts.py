@@ -192,20 +192,28 @@ def _rows(path: Path, progress: Callable[[int], None] | None) -> Iterator[tuple[
             yield reader.line_num, raw
 
 
-def _check_utf8(path: Path) -> None:
+def _check_readable(path: Path) -> None:
+    """Read the whole file once before writing anything: a broken byte or row late in the file
+    must not leave the batches before it imported."""
     with path.open("rb") as fh:
         for number, raw_line in enumerate(fh, start=1):
             try:
                 raw_line.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise InputError(f"{path}:{number}: not UTF-8 text ({err.reason}); save the file as UTF-8 CSV") from None
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            for _ in csv.reader(fh):
+                pass
+    except csv.Error as err:
+        raise InputError(f"{path}: not a readable CSV file: {err}") from None
 
 
 def import_csv(engine: sa.Engine, path: Path, region: str, progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import a contacts CSV. Bad rows are reported with their line, good rows imported, in batches."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    _check_utf8(path)  # before anything is written: a bad byte in row 5,000 must not leave 4,000 imported
+    _check_readable(path)
     report = ImportReport()
     batch: list[ContactRow] = []
 

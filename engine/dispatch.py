@@ -131,7 +131,7 @@ class Dispatcher:
         token = uuid.uuid4().hex
         size = self.settings.worker.batch_size
         query = (sa.select(messages.c.id).where(status_is(messages.c.status, "scheduled"), messages.c.next_attempt_at <= at)
-                 .order_by(messages.c.next_attempt_at).limit(size))
+                 .order_by(messages.c.next_attempt_at, messages.c.due_at).limit(size))
         if not is_sqlite(self.engine):
             query = query.with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
@@ -143,7 +143,8 @@ class Dispatcher:
                 lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds), updated_at=at)
                 .returning(*messages.c)).mappings().all()
         claimed = [dict(r) for r in rows]
-        claimed.sort(key=lambda r: (r["next_attempt_at"], r["id"]))  # oldest first, as selected
+        # oldest first, as selected: after a night every deferred message shares 09:00, so due_at decides
+        claimed.sort(key=lambda r: (r["next_attempt_at"], r["due_at"] or r["next_attempt_at"], r["id"]))
         return claimed, token
 
     # -- reading what the checks need, in a few queries per batch ----------------------
@@ -230,15 +231,37 @@ class Dispatcher:
         if not to_send:
             return
         _checkpoint("before_provider")
-        outcomes = self._send_all([msg for _, msg in to_send], set(ctx["paused"]))
+        lease_until = min(to_utc(row["lease_until"]) for row, _ in to_send)
+        outcomes = self._send_all([msg for _, msg in to_send], set(ctx["paused"]), token, lease_until)
         _checkpoint("after_provider")
         self._record(to_send, outcomes, token, ctx, report)
 
-    def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str]) -> list[Outcome]:
-        """Send concurrently: ``concurrency`` threads pull from one shared queue of the batch."""
+    def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str], token: str,
+                  lease_until: datetime) -> list[Outcome]:
+        """Send concurrently: ``concurrency`` threads pull from one shared queue of the batch.
+
+        The batch's leases are renewed while it is at the provider, and a message whose lease ran
+        out is not sent: a peer may have taken it over, and two sends would be a duplicate.
+        """
         results: list[Outcome | None] = [None] * len(outgoing)
         cursor = iter(range(len(outgoing)))
         lock = threading.Lock()
+        held = [lease_until]
+        done = threading.Event()
+        lease = timedelta(seconds=self.settings.worker.lease_seconds)
+        ids = [int(m.message_id) for m in outgoing]
+
+        def renew() -> None:
+            while not done.wait(lease.total_seconds() / 3):
+                until = now() + lease
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.update(messages).where(messages.c.id.in_(ids), messages.c.lease_token == token,
+                                                               status_is(messages.c.status, "sending"))
+                                     .values(lease_until=until))
+                    held[0] = until
+                except Exception:  # the database is away: sends not yet made wait for the next try
+                    logger.exception("could not renew the leases of a batch at the provider")
 
         def drain() -> None:
             while True:
@@ -246,11 +269,20 @@ class Dispatcher:
                     index = next(cursor, None)
                 if index is None:
                     return
-                results[index] = self.sender.send(outgoing[index], paused)
+                if now() >= held[0]:
+                    results[index] = Outcome("retry", "the lease ran out before the provider was called; not sent")
+                else:
+                    results[index] = self.sender.send(outgoing[index], paused)
 
-        workers = min(self.settings.worker.concurrency, len(outgoing))
-        for future in [self._pool.submit(drain) for _ in range(workers)]:
-            future.result()
+        keeper = threading.Thread(target=renew, daemon=True, name="lease-keeper")
+        keeper.start()
+        try:
+            workers = min(self.settings.worker.concurrency, len(outgoing))
+            for future in [self._pool.submit(drain) for _ in range(workers)]:
+                future.result()
+        finally:
+            done.set()
+            keeper.join()
         return results  # type: ignore[return-value]
 
     def _record(self, sent: list[tuple[dict, OutgoingMessage]], outcomes: list[Outcome], token: str,

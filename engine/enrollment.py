@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .catalog import sync_catalog
 from .clock import now
@@ -62,11 +63,19 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
         if not new:
             continue
         deadline = seq.offer.deadline_for(stamp) if seq.offer else None
-        result = conn.execute(sa.insert(enrollments).returning(enrollments.c.id, enrollments.c.contact_id), [
+        # a concurrent enroll may have inserted since we looked: skip it, never fail on uq_enrollment_active
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(enrollments).on_conflict_do_nothing(
+            index_elements=["contact_id", "sequence"], index_where=sa.text("status = 'active'"))
+        result = conn.execute(insert.returning(enrollments.c.id, enrollments.c.contact_id), [
             dict(contact_id=cid, sequence=seq.name, sequence_hash=seq.hash, status=EnrollmentStatus.ACTIVE.value,
                  enrolled_at=stamp, offer_code=seq.offer.code if seq.offer else None, offer_expires_at=deadline)
             for cid in new])
         created = result.all()
+        inserted = {cid for _, cid in created}
+        report.already_active.extend(cid for cid in new if cid not in inserted)
+        if not created:
+            continue
         first = seq.touches[0]
         message_rows = []
         for enrollment_id, cid in created:

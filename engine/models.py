@@ -133,7 +133,7 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         # partial indexes: each holds only the rows its query looks for, so a status change that
         # leaves them costs nothing there (queries must compare status with a literal to use them)
-        _partial("ix_messages_due", "next_attempt_at", where="status = 'scheduled'"),
+        _partial("ix_messages_due", "next_attempt_at", "due_at", where="status = 'scheduled'"),
         _partial("ix_messages_lease", "lease_until", where="status IN ('claimed', 'sending')"),
         _partial("ix_messages_poll", "poll_at", where="status = 'sent' AND poll_at IS NOT NULL"),
         _partial("ix_messages_contact_sent", "contact_id", "sent_at", where="sent_at IS NOT NULL"),

@@ -51,12 +51,12 @@ class Settings:
     send_window: SendWindow = field(default_factory=SendWindow)
     frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
     sms_opt_out_footer: str | dict[str, str] = "لغو11"
-    providers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    providers: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # holds secrets
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     #: the HTTP service: dashboard_password, public_url (see engine/service/options.py)
-    service: dict[str, Any] = field(default_factory=dict)
+    service: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def footer(self, locale: str | None) -> str:
         """The opt-out footer for a contact's locale (one text for all, or one per locale)."""

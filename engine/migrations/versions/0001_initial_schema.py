@@ -170,7 +170,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_contact_sent', ['contact_id', 'sent_at'], unique=False, **_where("sent_at IS NOT NULL"))
-        batch_op.create_index('ix_messages_due', ['next_attempt_at'], unique=False, **_where("status = 'scheduled'"))
+        batch_op.create_index('ix_messages_due', ['next_attempt_at', 'due_at'], unique=False, **_where("status = 'scheduled'"))
         batch_op.create_index('ix_messages_lease', ['lease_until'], unique=False, **_where("status IN ('claimed', 'sending')"))
         batch_op.create_index('ix_messages_poll', ['poll_at'], unique=False, **_where("status = 'sent' AND poll_at IS NOT NULL"))
         batch_op.create_index('ix_messages_provider_id', ['provider_message_id'], unique=False, **_where("provider_message_id IS NOT NULL"))

@@ -1,0 +1,368 @@
+"""Security: sandboxed templates, secrets that never leave, masked addresses in the JSON log, and
+fuzzed input parsers that answer with their own errors and never crash or half-write."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from engine.addresses import normalize_phone
+from engine.config import load_config
+from engine.contacts import import_csv
+from engine.db import make_engine, upgrade
+from engine.durations import parse_duration
+from engine.errors import ConfigError, InputError
+from engine.templates import Renderer, RenderError
+from engine.render import template_context
+from tests.fakes.httpserver import FakeHttpServer, Reply
+
+from .conftest import World, simple_sequence
+from .faults import ANYTIME, KAVE_KEY, FakeKavenegar, kavenegar_entry
+
+CANARY = "CANARY-env-value-7f3e9b"
+
+ESCAPES = [
+    "{{ self.__init__.__globals__ }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ cycler.__init__.__globals__.os.environ }}",
+    "{{ joiner.__init__.__globals__.os.popen('id').read() }}",
+    "{{ lipsum.__globals__ }}",
+    "{{ lipsum.__globals__['os'].environ }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ contact.__class__.__init__.__globals__ }}",
+    "{{ contact.attrs.__class__.__base__.__subclasses__() }}",
+    "{{ touch.__class__ }}",
+    "{{ config }}",
+    "{{ request }}",
+    "{% include '/etc/passwd' %}",
+    "{% include '../../../../etc/passwd' %}",
+    "{% import '/etc/hostname' as h %}",
+    "{% extends '/etc/passwd' %}",
+    "{{ range.__self__ }}",
+    "{{ (contact|attr('__class__')) }}",
+    "{{ contact.first_name.format.__globals__ }}",
+    "{{ '{0.__class__}'.format(contact) }}",
+    "{{ offer.expires_at.__class__.__module__ }}",
+]
+
+
+@pytest.fixture
+def renderer(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOLLOWUP_TEST_CANARY", CANARY)
+    (tmp_path / "t").mkdir()
+    return Renderer(tmp_path / "t")
+
+
+def context(**contact):
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from engine.config import Config  # noqa: F401  (only for the type)
+
+    class _Settings:
+        locale = "fa"
+        unsubscribe_url = None
+        secret_key = None
+
+    class _Cfg:
+        settings = _Settings()
+
+    return template_context(_Cfg(), contact={"id": 1, "first_name": "x", **contact}, offer_spec_title=None,
+                            offer_row=None, deadline=None, tz=ZoneInfo("Asia/Tehran"),
+                            at=datetime(2026, 12, 5, tzinfo=timezone.utc), sequence={"name": "s"},
+                            touch={"name": "t", "channel": "sms", "index": 0})
+
+
+@pytest.mark.parametrize("payload", ESCAPES)
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_templates_cannot_reach_python_files_or_the_environment(renderer, payload, channel):
+    name = f"evil.{channel}.j2"
+    source = payload if channel == "sms" else (
+        "{% block subject %}s{% endblock %}{% block text %}" + payload + "{% endblock %}"
+        "{% block html %}" + payload + "{% endblock %}")
+    (renderer.templates_dir / name).write_text(source, encoding="utf-8")
+    try:
+        out = renderer.render(name, channel, context())
+    except RenderError:
+        return  # refused: the sandbox or the loader said no
+    shown = f"{out.text} {out.subject} {out.html}"
+    for leak in ("root:", CANARY, "<module", "__builtins__", "<class", "os.environ", "uid=", "_TemplateReference"):
+        assert leak not in shown, (payload, shown[:300])
+
+
+def test_contact_data_with_template_syntax_prints_as_text(renderer):
+    (renderer.templates_dir / "hi.sms.j2").write_text("سلام {{ contact.first_name }} {{ contact.attrs.city }}")
+    evil = "{{ 7*7 }}{% for x in range(3) %}X{% endfor %}{{ cycler.__init__.__globals__.os.environ }}"
+    out = renderer.render("hi.sms.j2", "sms", context(first_name=evil, attrs={"city": "{% include '/etc/passwd' %}"}))
+    assert evil in out.text and "{% include '/etc/passwd' %}" in out.text
+    assert "49" not in out.text and "XXX" not in out.text and CANARY not in out.text
+
+
+# -- secrets never leave -----------------------------------------------------------------------------
+SENDGRID_KEY = "SG.faults-secret-sendgrid-key.0123456789abcdef"
+SMTP_PASSWORD = "smtp-Faults-Passw0rd-!x9"
+
+
+def test_a_full_run_leaks_no_secret_and_masks_addresses(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("KAVENEGAR_API_KEY", KAVE_KEY)
+    monkeypatch.setenv("SENDGRID_API_KEY", SENDGRID_KEY)
+    monkeypatch.setenv("SMTP_PASSWORD", SMTP_PASSWORD)
+    kave = FakeKavenegar()
+    # a burst of every kind of failure, each of which builds an error text around the request URL
+    kave.then(Reply(503, "upstream down"), times=2).then(Reply(200, "not json"), record=False) \
+        .then(Reply(200, {"return": {"status": 411, "message": "گیرنده 09128000003 نامعتبر است"}}))
+    kave.then(Reply(200, {"return": {"status": 200}, "entries": []}, delay=1.2), record=False)
+    sent_mail = []
+
+    def sendgrid(req):
+        sent_mail.append(req)
+        if len(sent_mail) == 1:
+            return Reply(401, {"errors": [{"message": f"bad key {req.headers.get('Authorization')}"}]})
+        return Reply(202, "", headers={"X-Message-Id": f"sg-{len(sent_mail)}"})
+
+    seq = simple_sequence("a", after="1h")
+    seq["touches"][1]["channel"] = "email"
+    seq["touches"][1]["template"] = "mail.email.j2"
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    keep = Keep(level=logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(keep)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)  # as `followup -v worker`: everything, but urllib3 stays at WARNING as the CLI
+    urllib3_log = logging.getLogger("urllib3")  # sets it (its DEBUG lines print Kavenegar's key-bearing URL path)
+    old_urllib3 = urllib3_log.level
+    urllib3_log.setLevel(logging.WARNING)
+    errors = []
+    try:
+        with FakeHttpServer(kave) as k_server, FakeHttpServer(sendgrid) as s_server:
+            world = World(tmp_path, f"sqlite:///{tmp_path}/followup.db", [seq], templates={
+                "mail.email.j2": "{% block subject %}hi {{ contact.first_name }}{% endblock %}"
+                                 "{% block text %}text{% endblock %}"}, settings={
+                "send_window": ANYTIME,
+                "providers": {
+                    "sms": [kavenegar_entry(k_server.url, timeout=0.5)],
+                    "email": [{"name": "sendgrid", "type": "sendgrid", "api_key": "${SENDGRID_API_KEY}",
+                               "from": "Shop <news@shop.example>", "base_url": s_server.url + "/v3"},
+                              {"name": "smtp", "type": "smtp", "host": "127.0.0.1", "port": 1,
+                               "username": "news@shop.example", "password": "${SMTP_PASSWORD}",
+                               "from": "Shop <news@shop.example>"}]},
+                "worker": {"provider_pause_seconds": 60}})
+            phones = [f"0912800{i:04d}" for i in range(6)]
+            ids = world.add_contacts(*({"phone": p, "email": f"lead{i}@mail.example", "first_name": f"n{i}"}
+                                       for i, p in enumerate(phones)))
+            world.enroll("a", *ids)
+            from freezegun import freeze_time
+
+            with freeze_time("2026-12-05 06:30:00") as clock:
+                for _ in range(12):
+                    world.dispatcher.tick()
+                    clock.tick(timedelta(minutes=40))
+            for group in world.providers.values():
+                for provider in group:
+                    errors.append(repr(provider))
+                    try:
+                        provider.check()
+                    except Exception as err:  # noqa: BLE001 - we scan its text
+                        errors.append(f"{err!s} {err!r}")
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(old_level)
+        urllib3_log.setLevel(old_urllib3)
+
+    texts = [r.getMessage() for r in records] + [
+        logging.Formatter().formatException(r.exc_info) for r in records if r.exc_info]
+    logged = " ".join(str(v) for row in world.log() for v in row.values())
+    stored = " ".join(str(v) for row in world.messages() for v in row.values())
+    everything = "\n".join(texts + errors + [logged, stored])
+    for secret in (KAVE_KEY, SENDGRID_KEY, SMTP_PASSWORD):
+        for form in {secret, quote(secret, safe="")}:
+            at = everything.find(form)
+            assert at < 0, f"{secret[:6]}… leaked: {everything[max(0, at - 300):at + 100]!r}"
+    assert len(world.sms.settings["api_key"]) and "KAVE" not in repr(world.sms)  # masked in repr too
+
+    json_lines = [r.getMessage() for r in records if r.name == "followup.delivery"]
+    assert json_lines
+    assert {e for row in world.log() for e in [row["event"]]} >= {"sending", "sent", "retry"}
+    for line in json_lines:
+        for i, phone in enumerate(phones):
+            assert phone not in line and "+98" + phone[1:] not in line, line
+            assert f"lead{i}@mail.example" not in line, line
+    assert any("***" in line for line in json_lines)  # the 411 reason named a phone: masked
+
+
+def test_the_settings_repr_hides_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAVENEGAR_API_KEY", KAVE_KEY)
+    monkeypatch.setenv("SMTP_PASSWORD", SMTP_PASSWORD)
+    world = World(tmp_path, f"sqlite:///{tmp_path}/followup.db", [simple_sequence("a")], settings={
+        "secret_key": "${SMTP_PASSWORD}",
+        "providers": {"sms": [kavenegar_entry("http://127.0.0.1:9")],
+                      "email": [{"name": "smtp", "type": "smtp", "host": "127.0.0.1", "port": 1,
+                                 "username": "u", "password": "${SMTP_PASSWORD}", "from": "a@b.example"}]}})
+    shown = repr(world.config.settings) + repr(world.config)
+    world.close()
+    assert KAVE_KEY not in shown and SMTP_PASSWORD not in shown
+
+
+# -- fuzzing ---------------------------------------------------------------------------------------
+KEYS = ["name", "touches", "after", "channel", "template", "urgent", "offer", "code", "title", "expires_after",
+        "expires_at", "stock", "send_window", "start", "end", "days", "frequency_cap", "per_day", "exit_on",
+        "database_url", "templates_dir", "timezone", "default_region", "providers", "sms", "email", "type",
+        "path", "worker", "lease_seconds", "rate", "locale", "sms_opt_out_footer", "unsubscribe_url"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False),
+                    st.text(max_size=20), st.sampled_from(["0s", "1h", "sms", "email", "09:00", "24:00", "all",
+                                                           "file", "memory", "${NOPE}", "Asia/Tehran", "x.j2"]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=5)),
+    max_leaves=20)
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _write_config(root: Path, settings_doc, sequence_doc) -> Path:
+    cfg = root / "config"
+    (cfg / "sequences").mkdir(parents=True, exist_ok=True)
+    (root / "templates").mkdir(exist_ok=True)
+    (root / "templates" / "x.j2").write_text("hi")
+    for path, doc in ((cfg / "settings.yaml", settings_doc), (cfg / "sequences" / "s.yaml", sequence_doc)):
+        path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+BASE_SETTINGS = {"database_url": "sqlite:///x.db", "templates_dir": "../templates",
+                 "providers": {"sms": [{"name": "m", "type": "memory"}], "email": [{"name": "e", "type": "memory"}]}}
+
+
+@FUZZ
+@given(settings_doc=st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=6).map(
+    lambda d: {**BASE_SETTINGS, **d}), st.text(max_size=200)),
+       sequence_doc=st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=6), st.text(max_size=200)))
+def test_fuzzed_config_gives_config_error_and_nothing_else(settings_doc, sequence_doc):
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _write_config(Path(tmp), settings_doc, sequence_doc)
+        try:
+            load_config(cfg)
+        except ConfigError as err:
+            assert str(err).strip()
+
+
+@FUZZ
+@given(touches=st.lists(st.dictionaries(st.sampled_from(["name", "after", "channel", "template", "urgent"]),
+                                        values, max_size=5), max_size=6),
+       extra=st.dictionaries(st.sampled_from(["offer", "send_window", "frequency_cap", "exit_on"]), values, max_size=3))
+def test_fuzzed_sequences_with_a_good_settings_file(touches, extra):
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _write_config(Path(tmp), BASE_SETTINGS, {"name": "s", "touches": touches, **extra})
+        try:
+            load_config(cfg)
+        except ConfigError as err:
+            assert str(err).strip()
+
+
+@pytest.fixture(scope="module")
+def csv_engine(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('csv')}/c.db"
+    upgrade(url)
+    return make_engine(url)
+
+
+def _contacts(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM contacts")).scalar()
+
+
+@FUZZ
+@given(data=st.binary(max_size=400))
+def test_fuzzed_csv_bytes_give_a_report_or_input_error(csv_engine, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.csv"
+        path.write_bytes(b"phone,email,first_name\n" + data)
+        before = _contacts(csv_engine)
+        try:
+            report = import_csv(csv_engine, path, "IR")
+        except InputError as err:
+            assert str(err) and _contacts(csv_engine) == before  # refused whole: nothing written
+            return
+        assert report.good + len(report.errors) >= 0
+        assert all(isinstance(line, (int, type(None))) and reason for line, reason in report.errors)
+
+
+cells = st.one_of(st.text(max_size=15), st.sampled_from(["09121234567", "+989121234568", "۰۹۱۲۱۲۳۴۵۶۹", "a@b.co",
+                                                          "Asia/Tehran", "Mars/Base", "fa", "xx", ";", '"', ""]))
+
+
+@FUZZ
+@given(rows=st.lists(st.fixed_dictionaries({k: cells for k in
+                                            ("phone", "email", "first_name", "timezone", "locale", "tags")}),
+                     max_size=12))
+def test_fuzzed_csv_rows_report_every_bad_row(csv_engine, rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["phone"])
+    writer.writeheader()
+    writer.writerows(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.csv"
+        path.write_text(buf.getvalue(), encoding="utf-8")
+        report = import_csv(csv_engine, path, "IR")
+    assert report.good + len(report.errors) == len(rows)
+
+
+def _file_breaking_after_the_first_batch(tmp_path, tail: bytes):
+    url = f"sqlite:///{tmp_path}/c.db"
+    upgrade(url)
+    good = "".join(f"0912{i:07d},n{i}\n" for i in range(1500)).encode()
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"phone,first_name\n" + good + tail)
+    return make_engine(url), path
+
+
+def test_a_csv_that_is_not_utf8_after_the_first_batch_writes_nothing(tmp_path):
+    engine, path = _file_breaking_after_the_first_batch(tmp_path, b"09129999999,\xff\xfe broken\n")
+    with pytest.raises(InputError, match="not UTF-8"):
+        import_csv(engine, path, "IR")
+    assert _contacts(engine) == 0
+
+
+def test_a_csv_that_breaks_after_the_first_batch_writes_nothing(tmp_path):
+    engine, path = _file_breaking_after_the_first_batch(tmp_path, b'09129999999,"' + b"x" * 200_000 + b'"\n')
+    with pytest.raises(InputError, match="not a readable CSV"):
+        import_csv(engine, path, "IR")
+    assert _contacts(engine) == 0
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none(), st.floats(),
+                      st.from_regex(r"\A(\d{1,4}[dhms]){1,5}\Z")))
+def test_fuzzed_durations(text):
+    try:
+        value = parse_duration(text)
+    except ValueError as err:
+        assert str(err)
+        return
+    assert value >= timedelta(0)
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=25), st.from_regex(r"\A[+0۰]?[0-9۰-۹ ()\-]{4,18}\Z")),
+       region=st.sampled_from(["IR", "DE", "US", "GB"]))
+def test_fuzzed_phones(text, region):
+    try:
+        phone = normalize_phone(text, region)
+    except ValueError as err:
+        assert str(err)
+        return
+    assert phone.startswith("+") and phone[1:].isdigit()
+    assert normalize_phone(phone, region) == phone
