@@ -61,6 +61,14 @@ offers_t = Offer.__table__
 versions_t = SequenceVersion.__table__
 provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
+# only what the checks, the rendering and the log need: each datetime column read costs a parse on SQLite
+WORK_COLUMNS = [messages.c[k] for k in ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch",
+                                        "channel", "urgent", "status", "attempt", "due_at", "next_attempt_at",
+                                        "lease_until", "provider")]
+ENROLLMENT_COLUMNS = [enrollments.c[k] for k in ("id", "contact_id", "sequence", "sequence_hash", "status",
+                                                 "ended_reason", "offer_code", "offer_expires_at")]
+CONTACT_COLUMNS = [contacts_t.c[k] for k in ("id", "phone", "email", "first_name", "last_name", "timezone", "locale",
+                                             "tags", "attrs", "sms_suppressed", "email_suppressed")]
 
 
 @dataclass
@@ -141,7 +149,7 @@ class Dispatcher:
             rows = conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
                 status="claimed", lease_owner=self.worker_id, lease_token=token,
                 lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds), updated_at=at)
-                .returning(*messages.c)).mappings().all()
+                .returning(*WORK_COLUMNS)).mappings().all()
         claimed = [dict(r) for r in rows]
         # oldest first, as selected: after a night every deferred message shares 09:00, so due_at decides
         claimed.sort(key=lambda r: (r["next_attempt_at"], r["due_at"] or r["next_attempt_at"], r["id"]))
@@ -157,8 +165,10 @@ class Dispatcher:
     def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:
         enrollment_ids = {r["enrollment_id"] for r in rows}
         contact_ids = {r["contact_id"] for r in rows}
-        ens = {e["id"]: dict(e) for e in conn.execute(sa.select(enrollments).where(enrollments.c.id.in_(enrollment_ids))).mappings()}
-        cons = {c["id"]: dict(c) for c in conn.execute(sa.select(contacts_t).where(contacts_t.c.id.in_(contact_ids))).mappings()}
+        ens = {e["id"]: dict(e) for e in conn.execute(sa.select(*ENROLLMENT_COLUMNS).where(
+            enrollments.c.id.in_(enrollment_ids))).mappings()}
+        cons = {c["id"]: dict(c) for c in conn.execute(sa.select(*CONTACT_COLUMNS).where(
+            contacts_t.c.id.in_(contact_ids))).mappings()}
         offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
         since = now() - timedelta(days=2)
         sent: dict[int, list[datetime]] = {}
@@ -358,7 +368,7 @@ class Dispatcher:
             return
         keys = [(row["enrollment_id"], row["touch_index"] + 1) for row, _ in ended]
         nexts = {(r["enrollment_id"], r["touch_index"]): dict(r) for r in conn.execute(
-            sa.select(messages).where(sa.tuple_(messages.c.enrollment_id, messages.c.touch_index).in_(keys),
+            sa.select(*WORK_COLUMNS).where(sa.tuple_(messages.c.enrollment_id, messages.c.touch_index).in_(keys),
                                       messages.c.status == "pending")).mappings()}
         changes, finished = [], []
         for row, ended_at in ended:
