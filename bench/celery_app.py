@@ -42,6 +42,7 @@ def session() -> requests.Session:
     s = getattr(_local, "session", None)
     if s is None:
         s = _local.session = requests.Session()
+        s.trust_env = False  # the same client settings as our providers
     return s
 
 
