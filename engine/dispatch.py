@@ -19,6 +19,11 @@ The send protocol — the states a message passes and what a crash between them 
   longer record anything for that message.
 
 Every transition appends a delivery-log row in the same transaction (:mod:`engine.journal`).
+
+Batches are pipelined: while up to ``MAX_INFLIGHT_BATCHES`` batches are at the provider, the next one is
+claimed, checked and committed as ``sending``. On SIGTERM nothing new is claimed; sends already under
+way finish and are recorded, and messages of a batch that have not reached the provider yet are
+``released`` back to ``scheduled``.
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -54,6 +60,9 @@ from .sending import Outcome, Sender
 __all__ = ["Dispatcher", "TickReport"]
 
 logger = logging.getLogger("followup.worker")
+#: batches at the provider at once: enough to overlap bookkeeping with sending and to keep one slow
+#: inline retry from holding up the next batches, few enough that leases and memory stay small
+MAX_INFLIGHT_BATCHES = 6
 messages = Message.__table__
 enrollments = Enrollment.__table__
 contacts_t = Contact.__table__
@@ -76,9 +85,11 @@ class TickReport:
     """Counts of what one tick did, by event."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, event: str, n: int = 1) -> None:
-        self.counts[event] = self.counts.get(event, 0) + n
+        with self._lock:  # batches finish on their own threads
+            self.counts[event] = self.counts.get(event, 0) + n
 
     @property
     def claimed(self) -> int:
@@ -111,6 +122,7 @@ class Dispatcher:
         self.stopping = threading.Event()
         self._plans: dict[str, SequencePlan] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
+        self._batches = ThreadPoolExecutor(max_workers=MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
         with self.engine.begin() as conn:
             sync_catalog(conn, config)
 
@@ -121,16 +133,27 @@ class Dispatcher:
         started = time.monotonic()
         self.recover(report)
         batches = 0
-        while not self.stopping.is_set():
-            claimed, token = self._claim()
-            if not claimed:
-                break
-            report.add("claimed", len(claimed))
-            _checkpoint("after_claim")
-            self._process(claimed, token, report)
-            batches += 1
-            if max_batches and batches >= max_batches:
-                break
+        # batches are pipelined: while one is at the provider, the next is claimed, checked and committed
+        # as `sending` (so the frequency cap of the next sees it); each is recorded when its sends end
+        inflight: deque[Future] = deque()
+        try:
+            while not self.stopping.is_set():
+                while len(inflight) >= MAX_INFLIGHT_BATCHES:
+                    inflight.popleft().result()
+                claimed, token = self._claim()
+                if not claimed:
+                    break
+                report.add("claimed", len(claimed))
+                _checkpoint("after_claim")
+                prepared = self._prepare(claimed, token, report)
+                if prepared is not None:
+                    inflight.append(self._batches.submit(self._finish, *prepared, report))
+                batches += 1
+                if max_batches and batches >= max_batches:
+                    break
+        finally:
+            while inflight:
+                inflight.popleft().result()
         self._heartbeat(report, time.monotonic() - started)
         return report
 
@@ -190,7 +213,11 @@ class Dispatcher:
         return out
 
     # -- one batch ----------------------------------------------------------------------
-    def _process(self, rows: list[dict], token: str, report: TickReport) -> None:
+    def _prepare(self, rows: list[dict], token: str, report: TickReport) -> tuple | None:
+        """Check a claimed batch, record what is not sent, commit the rest as `sending`.
+
+        Returns what :meth:`_finish` needs to send and record, or None when nothing goes out.
+        """
         at = now()
         with self.engine.connect() as conn:
             ctx = self._context(conn, rows)
@@ -239,7 +266,11 @@ class Dispatcher:
         live = {c.message["id"] for c in applied if c.event == "sending"}
         to_send = [(row, msg) for row, msg in to_send if row["id"] in live]
         if not to_send:
-            return
+            return None
+        return to_send, token, ctx
+
+    def _finish(self, to_send: list[tuple[dict, OutgoingMessage]], token: str, ctx: dict, report: TickReport) -> None:
+        """Send a prepared batch and record every outcome (on a batch thread)."""
         _checkpoint("before_provider")
         lease_until = min(to_utc(row["lease_until"]) for row, _ in to_send)
         outcomes = self._send_all([msg for _, msg in to_send], set(ctx["paused"]), token, lease_until)
@@ -279,7 +310,9 @@ class Dispatcher:
                     index = next(cursor, None)
                 if index is None:
                     return
-                if now() >= held[0]:
+                if self.stopping.is_set():  # draining: what has not started yet goes back to the queue
+                    results[index] = Outcome("released", "the worker is stopping; not sent, scheduled again")
+                elif now() >= held[0]:
                     results[index] = Outcome("retry", "the lease ran out before the provider was called; not sent")
                 else:
                     results[index] = self.sender.send(outgoing[index], paused)
@@ -320,6 +353,10 @@ class Dispatcher:
                 if outcome.suppress:
                     suppress.append((row["contact_id"], row["channel"], outcome.reason))
                 ended.append((row, at))
+            elif outcome.kind == "released":
+                changes.append(Change(row, "released", {
+                    "status": "scheduled", "next_attempt_at": at, "attempt": row["attempt"] - 1, "sent_at": None,
+                    "reason": outcome.reason, **release}, reason=outcome.reason))
             elif outcome.kind == "unknown":
                 changes.append(Change(row, "unknown", {"status": "unknown", "reason": outcome.reason,
                                                        "provider": outcome.provider, **release},
@@ -409,6 +446,7 @@ class Dispatcher:
 
     def close(self) -> None:
         self.stopping.set()
+        self._batches.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         for group in self.providers.values():
             for provider in group:

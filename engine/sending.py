@@ -33,7 +33,7 @@ MAX_INLINE_WAIT = 10.0
 
 @dataclass
 class Outcome:
-    """What became of one send. ``kind``: sent, failed, retry, deferred or unknown."""
+    """What became of one send. ``kind``: sent, failed, retry, deferred, released or unknown."""
 
     kind: str
     reason: str | None = None
