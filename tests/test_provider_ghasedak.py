@@ -1,9 +1,7 @@
 """Ghasedak gateway adapter against a real HTTP server on 127.0.0.1 speaking its wire format."""
 from __future__ import annotations
 
-import json
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -17,39 +15,22 @@ from providers.errors import (
 )
 from providers.ghasedak import GhasedakProvider
 from providers.registry import create_provider
-from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.httpserver import Reply
+from tests.provider_support import load_payload, routed_server_fixtures
 
-DATA = Path(__file__).parent / "data" / "ghasedak"
 KEY = "gh-2f8a9c1b7e6d4a30b5c9"
 MSG = OutgoingMessage(message_id="msg-1", channel="sms", to="+989121234567", text="سلام\nلغو11")
 
 
 def load(name):
-    return json.loads((DATA / name).read_text("utf-8"))
+    return load_payload("ghasedak", name)
 
 
 def error_body(code, text="error"):
     return {"isSuccess": False, "statusCode": code, "message": text, "data": None}
 
 
-@pytest.fixture(scope="module")
-def _server():
-    # one server per module: its shutdown polls every 0.5s, too slow to pay per test
-    routes = {}
-
-    def handler(req):
-        return routes.get(req.path, Reply(404, "no route"))
-
-    with FakeHttpServer(handler) as srv:
-        srv.routes = routes
-        yield srv
-
-
-@pytest.fixture
-def server(_server):
-    _server.routes.clear()
-    _server.requests.clear()
-    return _server
+_server, server = routed_server_fixtures("exact")
 
 
 def make(url, **settings):

@@ -1,9 +1,7 @@
 """IPPanel Edge adapter against a real HTTP server on 127.0.0.1 speaking its wire format."""
 from __future__ import annotations
 
-import json
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -19,35 +17,18 @@ from providers.errors import (
 )
 from providers.ippanel import IPPanelProvider
 from providers.registry import create_provider
-from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.httpserver import Reply
+from tests.provider_support import load_payload, routed_server_fixtures
 
-DATA = Path(__file__).parent / "data" / "ippanel"
 KEY = "OWZkNmJhZTQtN2U4Ni00MGQ0LWE2"
 MSG = OutgoingMessage(message_id="msg-1", channel="sms", to="+989121234567", text="سلام\nلغو11")
 
 
 def load(name):
-    return json.loads((DATA / name).read_text("utf-8"))
+    return load_payload("ippanel", name)
 
 
-@pytest.fixture(scope="module")
-def _server():
-    # one server per module: its shutdown polls every 0.5s, too slow to pay per test
-    routes = {}
-
-    def handler(req):
-        return routes.get(req.path, Reply(404, "no route"))
-
-    with FakeHttpServer(handler) as srv:
-        srv.routes = routes
-        yield srv
-
-
-@pytest.fixture
-def server(_server):
-    _server.routes.clear()
-    _server.requests.clear()
-    return _server
+_server, server = routed_server_fixtures("exact")
 
 
 def make(url, **settings):

@@ -1,10 +1,7 @@
 """Kavenegar adapter against a real HTTP server on 127.0.0.1 speaking its wire format."""
 from __future__ import annotations
 
-import json
-import socket
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -19,53 +16,28 @@ from providers.errors import (
 )
 from providers.kavenegar import KavenegarProvider
 from providers.registry import create_provider
-from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.httpserver import Reply
+from tests.provider_support import closed_port_url, load_payload, routed_server_fixtures
 
-DATA = Path(__file__).parent / "data" / "kavenegar"
 KEY = "4A6B7A5A3171523444654B6C6F4F"
 MSG = OutgoingMessage(message_id="msg-1", channel="sms", to="+989121234567", text="سلام\nلغو11")
 
 
 def load(name):
-    return json.loads((DATA / name).read_text("utf-8"))
+    return load_payload("kavenegar", name)
 
 
 def error_body(code, text="خطا"):
     return {"return": {"status": code, "message": text}, "entries": None}
 
 
-@pytest.fixture(scope="module")
-def _server():
-    # one server per module: its shutdown polls every 0.5s, too slow to pay per test
-    routes = {}
-
-    def handler(req):
-        for suffix, reply in routes.items():
-            if req.path.endswith(suffix):
-                return reply
-        return Reply(404, "no route")
-
-    with FakeHttpServer(handler) as srv:
-        srv.routes = routes
-        yield srv
-
-
-@pytest.fixture
-def server(_server):
-    _server.routes.clear()
-    _server.requests.clear()
-    return _server
+_server, server = routed_server_fixtures("suffix")
 
 
 def make(url, **settings):
     return create_provider({"name": "kav", "type": "kavenegar", "api_key": KEY, "sender": "10004346",
                             "base_url": url, **settings})
 
-
-def closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def test_registry_builds_it():

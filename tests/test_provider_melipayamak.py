@@ -1,9 +1,7 @@
 """Melipayamak console adapter against a real HTTP server on 127.0.0.1 speaking its wire format."""
 from __future__ import annotations
 
-import json
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -18,38 +16,18 @@ from providers.errors import (
 )
 from providers.melipayamak import MelipayamakProvider
 from providers.registry import create_provider
-from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.httpserver import Reply
+from tests.provider_support import load_payload, routed_server_fixtures
 
-DATA = Path(__file__).parent / "data" / "melipayamak"
 TOKEN = "b7f3c1d2e4a54f6f9e8d7c6b5a493827"
 MSG = OutgoingMessage(message_id="msg-1", channel="sms", to="+989121234567", text="سلام\nلغو11")
 
 
 def load(name):
-    return json.loads((DATA / name).read_text("utf-8"))
+    return load_payload("melipayamak", name)
 
 
-@pytest.fixture(scope="module")
-def _server():
-    # one server per module: its shutdown polls every 0.5s, too slow to pay per test
-    routes = {}
-
-    def handler(req):
-        for prefix, reply in routes.items():
-            if req.path.startswith(prefix):
-                return reply
-        return Reply(404, "no route")
-
-    with FakeHttpServer(handler) as srv:
-        srv.routes = routes
-        yield srv
-
-
-@pytest.fixture
-def server(_server):
-    _server.routes.clear()
-    _server.requests.clear()
-    return _server
+_server, server = routed_server_fixtures("prefix")
 
 
 def make(url, **settings):
