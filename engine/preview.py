@@ -35,11 +35,11 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
     tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
     window = seq.send_window or config.settings.send_window
     cap = seq.frequency_cap or config.settings.frequency_cap
-    at = start or now()
+    begun = at = start or now()
     sent = list(sent_before or [])
     price = _price(config)
     rows = []
-    deadline = seq.offer.deadline_for(start or now()) if seq.offer else None
+    deadline = seq.offer.deadline_for(begun) if seq.offer else None
     for touch in seq.touches:
         planned = at + touch.after
         when = next_allowed(planned, tz, window)
@@ -52,7 +52,8 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
         if touch.urgent and deadline is not None and when >= deadline:
             notes.append("SKIPPED: the offer ends before this touch can go out")
         try:
-            rendered, error = render_touch_sample(config, seq, touch, contact, at=when), None
+            rendered, error = render_touch_sample(config, seq, touch, contact, at=when,
+                                                  enrolled_at=begun), None
         except RenderError as err:
             rendered, error = None, str(err)
         info = cost = None

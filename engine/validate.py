@@ -31,14 +31,18 @@ def _offer_row(seq: Sequence) -> dict | None:
     return {"code": seq.offer.code, "title": seq.offer.title, "stock": seq.offer.stock, "redeemed": 0}
 
 
-def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | None = None, at=None):
-    """Render one touch for a sample (or given) contact, as preview and validate show it."""
+def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | None = None, at=None,
+                        enrolled_at=None):
+    """Render one touch for a sample (or given) contact, as preview and validate show it.
+
+    ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``).
+    """
     at = at or now()
     contact = contact or sample_contact(config)
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
-    deadline = seq.offer.deadline_for(at) if seq.offer else None
+    deadline = seq.offer.deadline_for(enrolled_at or at) if seq.offer else None
     ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
                            offer_row=_offer_row(seq), deadline=deadline, tz=tz, at=at,
                            sequence={"name": seq.name, "description": seq.description},

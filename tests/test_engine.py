@@ -310,3 +310,14 @@ def test_the_opt_out_footer_can_follow_the_contacts_locale(make_world, frozen):
     texts = {m.to: m.text for m in world.sms.outbox}
     assert texts["+989121234567"].endswith("\nلغو11")
     assert texts["+14155552671"].endswith("\nReply STOP to opt out")
+
+
+def test_preview_counts_the_offer_deadline_from_enrollment(make_world, frozen):
+    from engine.preview import preview
+
+    world = make_world([winter_sequence(expires_after="72h")])
+    rows = preview(world.config, world.config.sequences["winter"], start=T0)
+    last = rows[-1]
+    assert last.touch == "last-chance" and last.when == datetime(2026, 12, 8, 9, 0, tzinfo=last.when.tzinfo)
+    # sent Tuesday 09:00 Tehran, 71 of the 72 hours after enrollment: one hour is left, not three days
+    assert "۱ ساعت" in last.rendered.text
