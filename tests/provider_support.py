@@ -58,3 +58,22 @@ def routed_server_fixtures(match: str = "suffix"):
         return _server
 
     return _server, server
+
+
+def answering_server_fixtures(make: Callable):
+    """Two fixtures: ``server`` (one fake API per module) and ``serve(reply or handler, **settings)``,
+    which points the server at that answer and returns ``(make(server.url, **settings), server)``."""
+
+    @pytest.fixture(scope="module", name="server")
+    def server():
+        with FakeHttpServer(lambda req: Reply()) as srv:  # stopping a server takes 0.5 s: one per module
+            yield srv
+
+    @pytest.fixture(name="serve")
+    def serve(server):
+        def start(reply, **settings):
+            server.handler, server.requests[:] = reply if callable(reply) else (lambda req: reply), []
+            return make(server.url, **settings), server
+        return start
+
+    return server, serve

@@ -21,7 +21,8 @@ from providers import (
     TransientError,
     create_provider,
 )
-from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.httpserver import Reply
+from tests.provider_support import answering_server_fixtures
 from tests.fakes.smtpserver import free_port
 
 DATA = Path(__file__).parent / "data" / "sendgrid"
@@ -42,19 +43,7 @@ def mail(**kw):
     return OutgoingMessage(**{**fields, **kw})
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeHttpServer(lambda req: Reply()) as srv:  # one server per module: stopping one takes 0.5 s
-        yield srv
-
-
-@pytest.fixture
-def serve(server):
-    """serve(reply, **settings) → (provider, server) with the server answering ``reply``."""
-    def start(reply, **settings):
-        server.handler, server.requests[:] = (lambda req: reply), []
-        return make(server.url, **settings), server
-    return start
+server, serve = answering_server_fixtures(make)
 
 
 def test_send_wire_request_and_result(serve):

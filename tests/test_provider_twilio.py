@@ -24,7 +24,8 @@ from providers import (
     TransientError,
     create_provider,
 )
-from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.fakes.httpserver import Reply
+from tests.provider_support import answering_server_fixtures
 from tests.fakes.smtpserver import free_port
 
 DATA = Path(__file__).parent / "data" / "twilio"
@@ -49,19 +50,7 @@ def sms(to="+989121234567", text="Winter sale ends Friday"):
     return OutgoingMessage(message_id="m-1", channel="sms", to=to, text=text)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeHttpServer(lambda req: Reply()) as srv:  # one server per module: stopping one takes 0.5 s
-        yield srv
-
-
-@pytest.fixture
-def serve(server):
-    """serve(reply or handler, **settings) → (provider, server) with the server answering so."""
-    def start(reply, **settings):
-        server.handler, server.requests[:] = reply if callable(reply) else (lambda req: reply), []
-        return make(server.url, **settings), server
-    return start
+server, serve = answering_server_fixtures(make)
 
 
 def test_send_wire_request_and_result(serve):
