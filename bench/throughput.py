@@ -109,19 +109,26 @@ def bench_throughput(args, tmp: Path) -> None:
 
 
 def bench_faults(args, tmp: Path) -> None:
+    # one tick each of the same N: the faulty tick ends only when its last retry is done, so its figure
+    # includes the retry tail (~2 s with Retry-After: 1 and a 5xx backoff); N is large enough that the
+    # tail does not decide the figure alone, and the steady rate before the tail is printed too
     c = 50
-    n = 1500 if args.quick else 3000
+    n = 3000 if args.quick else 10000
     url = f"sqlite:///{tmp}/faults.db"
     with FakeSms(delay=0.05) as fake:
         clean = engine_run(fake, url, c, n, tmp / "clean", single_tick=True)
         fake.reset(fail5xx=0.05, fail429=0.05)
         prof = Path(args.profile) / "faults-sqlite-c50.txt" if args.profile else None
         faulty = engine_run(fake, url, c, n, tmp / "faulty", single_tick=True, profile=prof)
+        times = sorted(t for v in fake.stats(times=True)["times"].values() for t in v)
     ratio = faulty["rate"] / clean["rate"]
-    info(f"fault-free {clean['rate']:.0f} msg/s; with 5% 503 + 5% 429 (Retry-After: 1) {faulty['rate']:.0f} msg/s; "
+    k = int(len(times) * 0.9)
+    steady = k / (times[k] - times[0]) if k > 1 else float("nan")
+    info(f"fault-free {clean['rate']:.0f} msg/s; with 5% 503 + 5% 429 (Retry-After: 1) {faulty['rate']:.0f} msg/s "
+         f"over the whole tick, {steady:.0f} msg/s for the first 90% of accepts ({steady / clean['rate']:.0%}); "
          f"{faulty['f5xx']} 503s, {faulty['f429']} 429s injected; one tick: {faulty['counts']}")
-    result("faults[sqlite,C=50] throughput", f"{ratio:.0%} of fault-free ({faulty['sent']}/{n} sent in the tick, "
-           f"the rest rescheduled)", ">= 75%", ratio >= 0.75)
+    result("faults[sqlite,C=50] throughput", f"{ratio:.0%} of fault-free ({faulty['sent']}/{n} sent in one tick "
+           f"with every inline retry; the rest, out of tries, rescheduled)", ">= 75%", ratio >= 0.75)
     result("faults[sqlite,C=50] requests per sent", f"{faulty['per_sent']:.3f} ({faulty['requests']} requests, "
            f"{faulty['sent']} sent, {faulty['duplicates']} localids accepted twice)", "<= 1.15",
            faulty["per_sent"] <= 1.15)

@@ -38,7 +38,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -55,7 +55,8 @@ from .models import (COUNTS_AS_SENT, status_is, Contact, Enrollment, Message, Of
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .render import build_message
-from .sending import Outcome, Sender
+from .sending import Outcome, Sender, Steps, Wait
+from .timer import Timer
 
 __all__ = ["Dispatcher", "TickReport"]
 
@@ -120,9 +121,13 @@ class Dispatcher:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.sender = Sender(providers, inline_retries=self.settings.worker.inline_retries, sleep=sleep)
         self.stopping = threading.Event()
+        self._sleep = None if sleep is time.sleep else sleep  # tests inject a sleep that records the waits
         self._plans: dict[str, SequencePlan] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
-        self._batches = ThreadPoolExecutor(max_workers=MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
+        self._slots = threading.BoundedSemaphore(MAX_INFLIGHT_BATCHES)
+        # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
+        self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
+        self._timer = Timer("retry-timer")  # sends waiting between tries wait here, not on a send thread
         with self.engine.begin() as conn:
             sync_catalog(conn, config)
 
@@ -133,20 +138,29 @@ class Dispatcher:
         started = time.monotonic()
         self.recover(report)
         batches = 0
-        # batches are pipelined: while one is at the provider, the next is claimed, checked and committed
-        # as `sending` (so the frequency cap of the next sees it); each is recorded when its sends end
+        # batches are pipelined: while some are at the provider, the next is claimed, checked and committed
+        # as `sending` (so the frequency cap of the next sees it); a slot is free again once a batch's sends
+        # are done or only waiting between tries, so a slow retry does not hold the pipeline
         inflight: deque[Future] = deque()
         try:
             while not self.stopping.is_set():
-                while len(inflight) >= MAX_INFLIGHT_BATCHES:
+                self._slots.acquire()
+                while inflight and inflight[0].done():
                     inflight.popleft().result()
                 claimed, token = self._claim()
                 if not claimed:
+                    self._slots.release()
                     break
                 report.add("claimed", len(claimed))
                 _checkpoint("after_claim")
-                prepared = self._prepare(claimed, token, report)
-                if prepared is not None:
+                try:
+                    prepared = self._prepare(claimed, token, report)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if prepared is None:
+                    self._slots.release()
+                else:
                     inflight.append(self._batches.submit(self._finish, *prepared, report))
                 batches += 1
                 if max_batches and batches >= max_batches:
@@ -270,23 +284,42 @@ class Dispatcher:
         return to_send, token, ctx
 
     def _finish(self, to_send: list[tuple[dict, OutgoingMessage]], token: str, ctx: dict, report: TickReport) -> None:
-        """Send a prepared batch and record every outcome (on a batch thread)."""
-        _checkpoint("before_provider")
-        lease_until = min(to_utc(row["lease_until"]) for row, _ in to_send)
-        outcomes = self._send_all([msg for _, msg in to_send], set(ctx["paused"]), token, lease_until)
-        _checkpoint("after_provider")
-        self._record(to_send, outcomes, token, ctx, report)
+        """Send a prepared batch and record every outcome (on a batch thread); frees its slot when it can.
+
+        What has settled when the send threads are done with the batch is recorded at once; sends
+        still waiting between tries are recorded when they settle.
+        """
+        released = False
+        try:
+            _checkpoint("before_provider")
+            lease_until = min(to_utc(row["lease_until"]) for row, _ in to_send)
+            for settled in self._send_all([msg for _, msg in to_send], set(ctx["paused"]), token, lease_until):
+                if not released:
+                    _checkpoint("after_provider")
+                if settled:
+                    self._record([to_send[i] for i in settled], list(settled.values()), token, ctx, report)
+                if not released:
+                    released = True
+                    self._slots.release()
+        finally:
+            if not released:
+                self._slots.release()
 
     def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str], token: str,
-                  lease_until: datetime) -> list[Outcome]:
+                  lease_until: datetime) -> Iterator[dict[int, Outcome]]:
         """Send concurrently: ``concurrency`` threads pull from one shared queue of the batch.
 
-        The batch's leases are renewed while it is at the provider, and a message whose lease ran
-        out is not sent: a peer may have taken it over, and two sends would be a duplicate.
+        Yields the outcomes by index: first those settled when the queue is drained, then, if some
+        sends were waiting between tries, the rest. A send that must wait (``Retry-After``, a backoff)
+        gives its thread back and resumes on a send thread when the wait is over. The batch's leases
+        are renewed while it is at the provider, and a message whose lease ran out is not sent: a
+        peer may have taken it over, and two sends would be a duplicate.
         """
         results: list[Outcome | None] = [None] * len(outgoing)
         cursor = iter(range(len(outgoing)))
         lock = threading.Lock()
+        left = [len(outgoing)]
+        all_settled = threading.Event()
         held = [lease_until]
         done = threading.Event()
         lease = timedelta(seconds=self.settings.worker.lease_seconds)
@@ -304,6 +337,36 @@ class Dispatcher:
                 except Exception:  # the database is away: sends not yet made wait for the next try
                     logger.exception("could not renew the leases of a batch at the provider")
 
+        def settle(index: int, outcome: Outcome) -> None:
+            with lock:
+                results[index] = outcome
+                left[0] -= 1
+                if not left[0]:
+                    all_settled.set()
+
+        def advance(index: int, steps: Steps) -> None:
+            try:
+                wait = next(steps)
+            except StopIteration as end:
+                settle(index, end.value)
+            except Exception as err:  # a bug past the sender's own guard: the request may have left
+                logger.exception("sending message %s failed unexpectedly", outgoing[index].message_id)
+                settle(index, Outcome("unknown", f"{type(err).__name__} while sending; fate unknown, not resent"))
+            else:
+                if self._sleep is not None:
+                    self._sleep(wait.seconds)
+                    resume(index, steps, wait)
+                else:
+                    self._timer.later(wait.seconds, lambda: self._pool.submit(resume, index, steps, wait))
+
+        def resume(index: int, steps: Steps, wait: Wait) -> None:
+            if self.stopping.is_set() or now() >= held[0]:
+                steps.close()
+                settle(index, wait.abandoned("the worker is stopping" if self.stopping.is_set()
+                                             else "the lease ran out before the next try; not sent again here"))
+            else:
+                advance(index, steps)
+
         def drain() -> None:
             while True:
                 with lock:
@@ -311,11 +374,11 @@ class Dispatcher:
                 if index is None:
                     return
                 if self.stopping.is_set():  # draining: what has not started yet goes back to the queue
-                    results[index] = Outcome("released", "the worker is stopping; not sent, scheduled again")
+                    settle(index, Outcome("released", "the worker is stopping; not sent, scheduled again"))
                 elif now() >= held[0]:
-                    results[index] = Outcome("retry", "the lease ran out before the provider was called; not sent")
+                    settle(index, Outcome("retry", "the lease ran out before the provider was called; not sent"))
                 else:
-                    results[index] = self.sender.send(outgoing[index], paused)
+                    advance(index, self.sender.steps(outgoing[index], paused))
 
         keeper = threading.Thread(target=renew, daemon=True, name="lease-keeper")
         keeper.start()
@@ -323,10 +386,15 @@ class Dispatcher:
             workers = min(self.settings.worker.concurrency, len(outgoing))
             for future in [self._pool.submit(drain) for _ in range(workers)]:
                 future.result()
+            with lock:
+                first = {i: r for i, r in enumerate(results) if r is not None}
+            yield first
+            if len(first) < len(results):
+                all_settled.wait()
+                yield {i: r for i, r in enumerate(results) if i not in first}  # type: ignore[misc]
         finally:
             done.set()
             keeper.join()
-        return results  # type: ignore[return-value]
 
     def _record(self, sent: list[tuple[dict, OutgoingMessage]], outcomes: list[Outcome], token: str,
                 ctx: dict, report: TickReport) -> None:
@@ -444,9 +512,16 @@ class Dispatcher:
                 conn.execute(sa.insert(worker_status).values(name=name, owner=self.worker_id, last_tick_at=at,
                                                              detail=detail))
 
+    def stop(self) -> None:
+        """Claim nothing more; sends waiting between tries give up now and are scheduled again."""
+        self.stopping.set()
+        self._timer.wake_all()
+
     def close(self) -> None:
         self.stopping.set()
+        self._timer.wake_all()  # waiting sends give up now and are scheduled again
         self._batches.shutdown(wait=True)
+        self._timer.close()
         self._pool.shutdown(wait=True)
         for group in self.providers.values():
             for provider in group:

@@ -3,15 +3,21 @@
 Tenacity retries transient failures briefly (``Retry-After`` honoured, ``sleep`` injectable);
 anything longer becomes a stored ``next_attempt_at``. A message moves to the next provider
 only when one is blocked or its transient retries are used up — never on an ambiguous send.
+
+:meth:`Sender.steps` is the same send as a generator that yields a :class:`Wait` where it would
+sleep, so the dispatcher can serve the wait off its send threads: a 429 with ``Retry-After: 1``
+then costs its message a second, not a send thread's second.
 """
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
+                      wait_exponential_jitter)
 
 from providers.base import OutgoingMessage, Provider, SendResult
 from providers.errors import (
@@ -25,7 +31,7 @@ from providers.errors import (
 )
 from providers.ratelimit import RateLimiter
 
-__all__ = ["Outcome", "Sender"]
+__all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
 logger = logging.getLogger("followup.sending")
 MAX_INLINE_WAIT = 10.0
@@ -44,6 +50,31 @@ class Outcome:
     blocked: dict[str, str] = field(default_factory=dict)  # provider name → why it is paused
 
 
+@dataclass(frozen=True)
+class Wait:
+    """A pause a send asks for before its next try: a ``Retry-After`` or a backoff after ``error``."""
+
+    seconds: float
+    error: TransientError
+
+    def abandoned(self, why: str) -> "Outcome":
+        """The outcome when the next try will not happen here (the worker stops, the lease ran out)."""
+        return Outcome("retry", f"{self.error.outcome}: {self.error}; {why}", self.error.provider,
+                       retry_after=self.seconds)
+
+
+Steps = Generator[Wait, None, "Outcome"]
+
+
+def run_steps(steps: Steps, sleep: Callable[[float], None]) -> "Outcome":
+    """Drive a send to its outcome, sleeping through each wait on this thread."""
+    try:
+        while True:
+            sleep(next(steps).seconds)
+    except StopIteration as done:
+        return done.value
+
+
 class Sender:
     """Sends through an ordered list of providers per channel, with rate limits shared by threads."""
 
@@ -53,25 +84,52 @@ class Sender:
         self.inline_retries = max(1, inline_retries)
         self.sleep = sleep
         self.limiters = {p.name: RateLimiter(_rate(p)) for ps in providers.values() for p in ps}
+        # the policy only; each send keeps its own RetryCallState, so one Retrying serves every thread
+        self._retrying = Retrying(stop=stop_after_attempt(self.inline_retries), wait=self._wait,
+                                  retry=retry_if_exception_type(TransientError), reraise=True)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         hint = getattr(error, "retry_after", None)
         if hint is not None:
             return min(float(hint), MAX_INLINE_WAIT)
-        return wait_exponential_jitter(multiplier=0.5, max=4.0)(state)
+        return wait_exponential_jitter(multiplier=0.5, jitter=0.5, max=4.0)(state)  # 0.5–1 s, then 1–1.5 s
 
-    def _attempt(self, provider: Provider, message: OutgoingMessage) -> SendResult:
-        def call() -> SendResult:
-            self.limiters[provider.name].acquire(self.sleep)
-            return provider.send(message)
+    def _attempt(self, provider: Provider, message: OutgoingMessage) -> Generator[Wait, None, SendResult]:
+        """One provider's tries: the first without tenacity's bookkeeping, then tenacity's policy."""
+        try:
+            return self._call(provider, message)
+        except TransientError:
+            if self.inline_retries <= 1:
+                raise
+            state = RetryCallState(self._retrying, fn=None, args=(), kwargs={})
+            state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+        while True:
+            if "idle_for" not in self._retrying.statistics:  # tenacity's statistics are per thread, and a
+                self._retrying.begin()                         # waiting send resumes on any send thread
+            do = self._retrying.iter(state)  # raises the last error once the tries are used up
+            if isinstance(do, DoAttempt):
+                try:
+                    state.set_result(self._call(provider, message))
+                except BaseException:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            elif isinstance(do, DoSleep):
+                error = state.outcome.exception()  # type: ignore[union-attr]
+                state.prepare_for_next_attempt()
+                yield Wait(float(do), error)  # type: ignore[arg-type]
+            else:
+                return do
 
-        retrying = Retrying(stop=stop_after_attempt(self.inline_retries), wait=self._wait, sleep=self.sleep,
-                            retry=retry_if_exception_type(TransientError), reraise=True)
-        return retrying(call)
+    def _call(self, provider: Provider, message: OutgoingMessage) -> SendResult:
+        self.limiters[provider.name].acquire(self.sleep)
+        return provider.send(message)
 
     def send(self, message: OutgoingMessage, paused: set[str]) -> Outcome:
-        """Send through the first provider that takes it; never raises."""
+        """Send through the first provider that takes it, sleeping between tries; never raises."""
+        return run_steps(self.steps(message, paused), self.sleep)
+
+    def steps(self, message: OutgoingMessage, paused: set[str]) -> Steps:
+        """:meth:`send` as a generator: it yields a :class:`Wait` where :meth:`send` would sleep."""
         candidates = [p for p in self.providers.get(message.channel, []) if p.name not in paused]
         blocked: dict[str, str] = {}
         last: TransientError | None = None
@@ -79,7 +137,7 @@ class Sender:
             return Outcome("deferred", f"every {message.channel} provider is paused", blocked=blocked)
         for provider in candidates:
             try:
-                result = self._attempt(provider, message)
+                result = yield from self._attempt(provider, message)
                 return Outcome("sent", provider=provider.name, result=result, blocked=blocked)
             except ProviderBlockedError as err:
                 blocked[provider.name] = str(err)

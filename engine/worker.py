@@ -10,9 +10,7 @@ import threading
 from contextlib import contextmanager
 from datetime import timezone
 from pathlib import Path
-from typing import Iterator
-
-from apscheduler.schedulers.background import BackgroundScheduler
+from typing import TYPE_CHECKING, Iterator
 
 from providers.base import Provider
 from providers.errors import ProviderConfigError
@@ -23,7 +21,9 @@ from .config import Config
 from .db import check_schema, is_sqlite, make_engine
 from .dispatch import Dispatcher
 from .errors import ConfigError, FollowupError, Problem
-from .poller import Poller
+
+if TYPE_CHECKING:
+    from .poller import Poller
 
 __all__ = ["build_providers", "run_worker", "single_dispatcher_lock"]
 
@@ -92,11 +92,16 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
             dispatcher.close()
             logger.info("one pass done: %s", report.counts or "nothing due")
             return 0
+        # imported only here: `worker --once` needs neither the clock nor the delivery poll
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from .poller import Poller
+
         stop = threading.Event()
 
         def on_signal(signum, _frame):
             logger.info("received %s: finishing what is in flight, then stopping", signal.Signals(signum).name)
-            dispatcher.stopping.set()
+            dispatcher.stop()  # safe here: only send threads ever hold the retry timer's lock
             stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
