@@ -11,19 +11,15 @@ from pathlib import Path
 
 import click
 import sqlalchemy as sa
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+# Only what every command needs is imported here; the rest (rich, contact import, the HTTP service) is
+# imported inside the commands that use it: the worker's memory is mostly the modules it has loaded.
 from .clock import now
 from .config import Config, load_config
-from .contacts import find_contact, import_csv
+from .console import err, out
 from .db import check_schema, make_engine, upgrade
 from .durations import parse_duration
 from .errors import ConfigError, FollowupError, InputError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:
@@ -145,10 +141,14 @@ def contacts() -> None:
 
 
 def _import(state: State, path: Path):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .contacts import import_csv
+
     engine = state.engine()
     size = path.stat().st_size if path.exists() else 0
     with Progress(TextColumn("importing {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as progress:
+                  console=err.console, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(path.name, total=size)
         report = import_csv(engine, path, state.config.settings.default_region,
                             progress=lambda n: progress.advance(task, n))
@@ -181,6 +181,7 @@ def contacts_import(state: State, file: Path) -> None:
 @pass_state
 def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, ...], tag: str | None) -> None:
     """Enroll contacts in SEQUENCE."""
+    from .contacts import find_contact
     from .enrollment import enroll as do_enroll
     from .models import Contact
 
@@ -229,6 +230,7 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
 @pass_state
 def event(state: State, key: str, kind: str, sequence: str | None, channel: str | None, value: float | None) -> None:
     """Record that contact KEY converted, replied, unsubscribed or resubscribed."""
+    from .contacts import find_contact
     from .events import record_event
 
     engine = state.engine()
@@ -262,6 +264,7 @@ def worker(state: State, once: bool, interval: float, wait_for_lock: bool) -> No
 @pass_state
 def preview_cmd(state: State, sequence: str, key: str | None) -> None:
     """Show every touch of SEQUENCE as it would go out: when, channel, text, SMS segments."""
+    from .contacts import find_contact
     from .preview import preview, sms_text
     from .templates import jalali
 
@@ -305,6 +308,9 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
 @pass_state
 def logs(state: State, sequence, key, event_name, since, follow, as_json, limit) -> None:
     """The delivery log: every state change of every message, with its reason."""
+    from rich.table import Table
+
+    from .contacts import find_contact
     from .journal import log_line
     from .reports import log_query
 
@@ -354,6 +360,8 @@ def logs(state: State, sequence, key, event_name, since, follow, as_json, limit)
 @pass_state
 def stats(state: State, sequence: str | None, as_json: bool) -> None:
     """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
+    from rich.table import Table
+
     from .reports import funnel, provider_states
 
     config = state.config

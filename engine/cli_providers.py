@@ -5,7 +5,6 @@ import sys
 
 import click
 import sqlalchemy as sa
-from rich.table import Table
 
 from providers.errors import ProviderError
 from providers.ratelimit import parse_rate
@@ -21,7 +20,9 @@ def providers(ctx: click.Context) -> None:
     """The configured providers, with type, channel, rate and state (active / paused and why)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .cli import out
+    from rich.table import Table
+
+    from .console import out
 
     state = ctx.obj
     config = state.config
@@ -44,7 +45,7 @@ def providers(ctx: click.Context) -> None:
 @click.pass_obj
 def providers_check(state) -> None:
     """Ask each provider for its account state (credentials, credit) before the first send does."""
-    from .cli import out
+    from .console import out
     from .worker import build_providers
 
     bad = 0
@@ -70,7 +71,7 @@ def providers_check(state) -> None:
 @click.pass_obj
 def providers_resume(state, name: str) -> None:
     """Lift the pause on provider NAME now."""
-    from .cli import out
+    from .console import out
 
     names = {e["name"] for entries in state.config.settings.providers.values() for e in entries}
     if name not in names:

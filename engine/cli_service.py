@@ -21,7 +21,7 @@ def serve(state, host: str, port: int) -> None:
     """
     import uvicorn
 
-    from .cli import out
+    from .console import out
     from .service import create_app
 
     state.engine()  # refuses a missing or old schema, naming the fix
@@ -43,7 +43,7 @@ def apikey() -> None:
 def apikey_create(state, name: str) -> None:
     """Create the key NAME and print it once (only its hash is stored)."""
     from .apikeys import create_key
-    from .cli import err
+    from .console import err
 
     with state.engine().begin() as conn:
         key = create_key(conn, name)
@@ -57,7 +57,7 @@ def apikey_create(state, name: str) -> None:
 def apikey_revoke(state, name: str) -> None:
     """Revoke the key NAME at once."""
     from .apikeys import revoke_key
-    from .cli import out
+    from .console import out
 
     with state.engine().begin() as conn:
         revoke_key(conn, name)

@@ -389,6 +389,43 @@ def test_worker_on_a_fresh_database_names_db_upgrade(project):
     assert "Traceback" not in result.err
 
 
+def test_the_schema_check_reads_the_revisions_alembic_reads(migrated, tmp_path):
+    """check_schema reads alembic_version and the migration files itself; Alembic agrees with it."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from engine.db import _alembic_config, current_revision, head_revision, make_engine
+
+    assert head_revision() == ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    for db in (tmp_path / "empty.db", migrated.db):  # no schema yet, and at head
+        engine = make_engine(f"sqlite:///{db}")
+        with engine.connect() as conn:
+            expected = MigrationContext.configure(conn).get_current_revision()
+        assert current_revision(engine) == expected
+        engine.dispose()
+    assert expected == head_revision()
+
+
+# Peak RSS of the worker is mostly the modules it imports; these only serve other commands.
+NOT_FOR_THE_WORKER = ("alembic", "mako", "pygments", "rich", "fastapi", "uvicorn", "engine.service", "engine.contacts",
+                      "email_validator", "jdatetime", "apscheduler")
+
+
+def test_worker_once_leaves_the_other_commands_modules_unimported(populated):
+    populated.all_day()
+    assert populated.run("enroll", "winter-sale", "--tag", "winter").rc == 0
+    listing = populated.path("modules.txt")
+    code = ("import atexit, sys; "
+            f"atexit.register(lambda: open({str(listing)!r}, 'w').write('\\n'.join(sys.modules))); "
+            "from engine.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, "--config", str(populated.root / "config"), "worker", "--once"],
+                          cwd=populated.root, env=populated.env, capture_output=True, text=True, encoding="utf-8",
+                          timeout=60)
+    assert proc.returncode == 0 and "'sent': 2" in proc.stderr, proc.stderr
+    loaded = listing.read_text(encoding="utf-8").split()
+    assert [m for m in loaded if m.split(".")[0] in NOT_FOR_THE_WORKER or m.startswith(NOT_FOR_THE_WORKER)] == []
+
+
 # -- contacts import ----------------------------------------------------------------------------
 MIXED_CSV = """\
 phone,email,first_name,timezone,tags
