@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.clock import now  # noqa: E402
 from engine.db import make_engine  # noqa: E402
+from engine.dispatch import DUE_SQL  # noqa: E402
+from engine.journal import execute  # noqa: E402
 from engine.models import Message, status_is  # noqa: E402
 
 DUE = 500
@@ -53,21 +55,18 @@ def fill(engine: sa.Engine, future: int) -> None:
         conn.commit()
 
 
-def claim_query():
-    return (sa.select(messages.c.id).where(status_is(messages.c.status, "scheduled"), messages.c.next_attempt_at <= now())
-            .order_by(messages.c.next_attempt_at, messages.c.due_at).limit(DUE))
+def claim_sql(engine: sa.Engine) -> str:
+    """The engine's own claim query (engine.dispatch.DUE_SQL), locking as the dispatcher does."""
+    return DUE_SQL + ("" if engine.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED")
 
 
 def time_claims(engine: sa.Engine, rounds: int = 7) -> float:
     """Median seconds to claim DUE messages (select + lease update), undone after each round."""
     samples = []
     for _ in range(rounds):
-        query = claim_query()
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
         start = time.perf_counter()
         with engine.begin() as conn:
-            ids = list(conn.execute(query).scalars())
+            ids = [r[0] for r in execute(conn, claim_sql(engine), {"at": now(), "limit": DUE})]
             conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(status="claimed", lease_owner="bench"))
         samples.append(time.perf_counter() - start)
         assert len(ids) == DUE, f"claimed {len(ids)}, expected {DUE}"
@@ -77,10 +76,9 @@ def time_claims(engine: sa.Engine, rounds: int = 7) -> float:
 
 
 def plan(engine: sa.Engine) -> str:
-    compiled = claim_query().compile(engine, compile_kwargs={"literal_binds": True})
     prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql(prefix + str(compiled)).all()
+    with engine.begin() as conn:
+        rows = execute(conn, prefix + claim_sql(engine), {"at": now(), "limit": DUE})
     return " | ".join(str(r[-1]) for r in rows)
 
 

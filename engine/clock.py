@@ -18,10 +18,15 @@ def aware(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def to_utc(value: datetime | None) -> datetime | None:
-    """Read a stored datetime back as aware UTC (SQLite returns naive values, which are UTC by contract)."""
+def to_utc(value: datetime | str | None) -> datetime | None:
+    """Read a stored datetime back as aware UTC (SQLite returns naive values, which are UTC by contract).
+
+    A string is SQLite's own text form, as a driver-level query returns it.
+    """
     if value is None:
         return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)

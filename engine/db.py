@@ -1,19 +1,33 @@
-"""Opening the database: WAL and busy timeout on SQLite, the schema check, migrations with Alembic."""
+"""Opening the database: WAL and busy timeout on SQLite, the schema check, migrations with Alembic.
+
+Only ``upgrade`` imports Alembic (about 9 MB of modules, Mako and Pygments among them): the schema
+check reads the ``alembic_version`` table and the migration files directly, so the worker never loads it.
+"""
 from __future__ import annotations
 
+import ast
 from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
 from .errors import SchemaError
 
-__all__ = ["make_engine", "upgrade", "check_schema", "current_revision", "head_revision", "is_sqlite"]
+__all__ = ["make_engine", "upgrade", "check_schema", "current_revision", "head_revision", "is_sqlite", "reading"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
+
+
+READ_ONLY = "followup_read_only"
 
 
 def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only: on SQLite it does not take the write lock (use it in a ``with``)."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 @lru_cache(maxsize=16)
@@ -38,8 +52,9 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn):
-            # take the write lock up front: two writers never deadlock upgrading a read lock
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # take the write lock up front: two writers never deadlock upgrading a read lock; a
+            # connection opened with `reading()` only reads its snapshot and takes no lock (WAL)
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -56,16 +71,52 @@ def _alembic_config(url: str):
 
 @lru_cache(maxsize=1)
 def head_revision() -> str:
+    """The newest migration's revision id, read from the files in migrations/versions."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        for path in (MIGRATIONS / "versions").glob("*.py"):
+            revision, down = _revision_ids(path)
+            revisions.add(revision)
+            parents.update([down] if isinstance(down, str) else down or ())
+    except ValueError:
+        revisions = set()
+    heads = revisions - parents
+    if len(heads) == 1:
+        return heads.pop()
+    # branches, or a file that is not plain literals: let Alembic decide (and explain)
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
 
 
-def current_revision(engine: sa.Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+def _revision_ids(path: Path) -> tuple[str, str | tuple[str, ...] | None]:
+    """A migration file's module-level ``revision`` and ``down_revision``; ValueError if they are not literals."""
+    found = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            found[target.id] = ast.literal_eval(value)
+    if not isinstance(found.get("revision"), str):
+        raise ValueError(f"{path}: no revision")
+    return found["revision"], found.get("down_revision")
 
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision in the database's ``alembic_version`` table; None when there is no schema yet."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
+        heads = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(heads) > 1:
+        raise SchemaError(f"the table {VERSION_TABLE} names several revisions ({', '.join(sorted(heads))}); "
+                          "this followup has one line of migrations")
+    return heads[0] if heads else None
 
 
 def upgrade(url: str) -> tuple[str | None, str]:

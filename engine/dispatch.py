@@ -36,6 +36,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
@@ -48,9 +49,9 @@ from providers.base import OutgoingMessage, Provider
 from .catalog import sync_catalog
 from .clock import now, to_utc
 from .config import Config
-from .db import is_sqlite, make_engine
+from .db import is_sqlite, make_engine, reading
 from .durations import format_duration
-from .journal import Change, append_log, apply
+from .journal import Change, append_log, apply, apply_to_touch, execute, in_list
 from .models import (COUNTS_AS_SENT, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
@@ -58,7 +59,7 @@ from .render import build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
 
-__all__ = ["Dispatcher", "TickReport"]
+__all__ = ["Dispatcher", "TickReport", "DUE_SQL"]
 
 logger = logging.getLogger("followup.worker")
 #: batches at the provider at once: enough to overlap bookkeeping with sending and to keep one slow
@@ -71,14 +72,19 @@ offers_t = Offer.__table__
 versions_t = SequenceVersion.__table__
 provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
-# only what the checks, the rendering and the log need: each datetime column read costs a parse on SQLite
-WORK_COLUMNS = [messages.c[k] for k in ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch",
-                                        "channel", "urgent", "status", "attempt", "due_at", "next_attempt_at",
-                                        "lease_until", "provider")]
-ENROLLMENT_COLUMNS = [enrollments.c[k] for k in ("id", "contact_id", "sequence", "sequence_hash", "status",
-                                                 "ended_reason", "offer_code", "offer_expires_at")]
-CONTACT_COLUMNS = [contacts_t.c[k] for k in ("id", "phone", "email", "first_name", "last_name", "timezone", "locale",
-                                             "tags", "attrs", "sms_suppressed", "email_suppressed")]
+#: the claim's choice: due messages, oldest first (`status` is compared with a literal, so the partial
+#: index ix_messages_due, which holds only scheduled rows, serves it)
+DUE_SQL = ("SELECT id FROM messages WHERE status = 'scheduled' AND next_attempt_at <= :at "
+           "ORDER BY next_attempt_at, due_at LIMIT :limit")
+#: what the checks, the rendering and the log need of a claimed message (no datetimes: each costs a parse
+#: on SQLite, and the lease's end is known without reading it back)
+WORK_FIELDS = ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch", "channel", "urgent", "status",
+               "attempt", "provider")
+ENROLLMENT_FIELDS = ("id", "contact_id", "sequence", "sequence_hash", "status", "ended_reason", "offer_code",
+                     "offer_expires_at")
+CONTACT_FIELDS = ("id", "phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "attrs",
+                  "sms_suppressed", "email_suppressed")
+SENT_STATUSES = "(" + ", ".join(f"'{s}'" for s in COUNTS_AS_SENT) + ")"
 
 
 @dataclass
@@ -127,8 +133,11 @@ class Dispatcher:
         self._slots = threading.BoundedSemaphore(MAX_INFLIGHT_BATCHES)
         # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
         self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
+        # on SQLite this process's own writers queue here for the database's single write lock: SQLite's
+        # busy handler would have them poll for it with sleeps of a millisecond and more
+        self._write_lock: Any = threading.RLock() if is_sqlite(self.engine) else nullcontext()
         self._timer = Timer("retry-timer")  # sends waiting between tries wait here, not on a send thread
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             sync_catalog(conn, config)
 
     # -- the tick ---------------------------------------------------------------------
@@ -174,22 +183,21 @@ class Dispatcher:
     def _claim(self) -> tuple[list[dict], str]:
         at = now()
         token = uuid.uuid4().hex
-        size = self.settings.worker.batch_size
-        query = (sa.select(messages.c.id).where(status_is(messages.c.status, "scheduled"), messages.c.next_attempt_at <= at)
-                 .order_by(messages.c.next_attempt_at, messages.c.due_at).limit(size))
-        if not is_sqlite(self.engine):
-            query = query.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
-            ids = list(conn.execute(query).scalars())
+        lease_until = at + timedelta(seconds=self.settings.worker.lease_seconds)
+        with self._write() as conn:
+            ids = [r[0] for r in execute(conn, DUE_SQL + ("" if is_sqlite(self.engine) else " FOR UPDATE SKIP LOCKED"),
+                                         {"at": at, "limit": self.settings.worker.batch_size})]
             if not ids:
                 return [], token
-            rows = conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
-                status="claimed", lease_owner=self.worker_id, lease_token=token,
-                lease_until=at + timedelta(seconds=self.settings.worker.lease_seconds), updated_at=at)
-                .returning(*WORK_COLUMNS)).mappings().all()
-        claimed = [dict(r) for r in rows]
+            ids_sql, params = in_list("i", ids)
+            rows = execute(conn, f"UPDATE messages SET status = 'claimed', lease_owner = :owner, lease_token = :token, "
+                                 f"lease_until = :until, updated_at = :at WHERE id IN {ids_sql} "
+                                 f"RETURNING {', '.join(WORK_FIELDS)}",
+                           {**params, "owner": self.worker_id, "token": token, "until": lease_until, "at": at})
         # oldest first, as selected: after a night every deferred message shares 09:00, so due_at decides
-        claimed.sort(key=lambda r: (r["next_attempt_at"], r["due_at"] or r["next_attempt_at"], r["id"]))
+        order = {id_: i for i, id_ in enumerate(ids)}
+        claimed = sorted((dict(zip(WORK_FIELDS, r), lease_until=lease_until) for r in rows),
+                         key=lambda r: order[r["id"]])
         return claimed, token
 
     # -- reading what the checks need, in a few queries per batch ----------------------
@@ -200,18 +208,25 @@ class Dispatcher:
         return self._plans[seq_hash]
 
     def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:
-        enrollment_ids = {r["enrollment_id"] for r in rows}
-        contact_ids = {r["contact_id"] for r in rows}
-        ens = {e["id"]: dict(e) for e in conn.execute(sa.select(*ENROLLMENT_COLUMNS).where(
-            enrollments.c.id.in_(enrollment_ids))).mappings()}
-        cons = {c["id"]: dict(c) for c in conn.execute(sa.select(*CONTACT_COLUMNS).where(
-            contacts_t.c.id.in_(contact_ids))).mappings()}
+        e_sql, params = in_list("e", {r["enrollment_id"] for r in rows})
+        ens = {}
+        for values in execute(conn, f"SELECT {', '.join(ENROLLMENT_FIELDS)} FROM enrollments WHERE id IN {e_sql}",
+                              params):
+            e = dict(zip(ENROLLMENT_FIELDS, values))
+            e["offer_expires_at"] = to_utc(e["offer_expires_at"])
+            ens[e["id"]] = e
+        c_sql, params = in_list("c", {r["contact_id"] for r in rows})
+        cons = {}
+        for values in execute(conn, f"SELECT {', '.join(CONTACT_FIELDS)} FROM contacts WHERE id IN {c_sql}", params):
+            c = dict(zip(CONTACT_FIELDS, values))
+            if isinstance(c["attrs"], str):  # SQLite hands JSON back as its text
+                c["attrs"] = json.loads(c["attrs"])
+            cons[c["id"]] = c
         offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
-        since = now() - timedelta(days=2)
         sent: dict[int, list[datetime]] = {}
-        for cid, at in conn.execute(sa.select(messages.c.contact_id, messages.c.sent_at).where(
-                messages.c.contact_id.in_(contact_ids), messages.c.sent_at >= since,
-                messages.c.status.in_(COUNTS_AS_SENT))):
+        for cid, at in execute(conn, f"SELECT contact_id, sent_at FROM messages WHERE contact_id IN {c_sql} "
+                                     f"AND sent_at >= :since AND status IN {SENT_STATUSES}",
+                               {**params, "since": now() - timedelta(days=2)}):
             sent.setdefault(cid, []).append(to_utc(at))
         paused = self._paused(conn)
         plans = {e["sequence_hash"]: self._plan(conn, e["sequence_hash"]) for e in ens.values()}
@@ -233,7 +248,7 @@ class Dispatcher:
         Returns what :meth:`_finish` needs to send and record, or None when nothing goes out.
         """
         at = now()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             ctx = self._context(conn, rows)
         first: list[Change] = []
         to_send: list[tuple[dict, OutgoingMessage]] = []
@@ -272,7 +287,7 @@ class Dispatcher:
                                                  "provider": provider_name}, provider=provider_name))
             ctx["sent"][row["contact_id"]].append(at)
             to_send.append((row, built))
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             applied = apply(conn, first, worker=self.worker_id, fence=token, at=at)
             self._schedule_next(conn, [e for e in ended if any(c.message["id"] == e[0]["id"] for c in applied)], ctx)
         for change in applied:
@@ -329,7 +344,7 @@ class Dispatcher:
             while not done.wait(lease.total_seconds() / 3):
                 until = now() + lease
                 try:
-                    with self.engine.begin() as conn:
+                    with self._write() as conn:
                         conn.execute(sa.update(messages).where(messages.c.id.in_(ids), messages.c.lease_token == token,
                                                                status_is(messages.c.status, "sending"))
                                      .values(lease_until=until))
@@ -445,7 +460,7 @@ class Dispatcher:
                 changes.append(Change(row, "retry" if outcome.kind == "retry" else "deferred", {
                     "status": "scheduled", "next_attempt_at": until, "attempt": attempt, "reason": reason,
                     "sent_at": None, **release}, reason=reason, provider=outcome.provider))
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
             ids = {c.message["id"] for c in applied}
             self._schedule_next(conn, [e for e in ended if e[0]["id"] in ids], ctx)
@@ -468,28 +483,27 @@ class Dispatcher:
                                           f"(or `followup providers resume {name}`)", worker=self.worker_id)])
 
     def _schedule_next(self, conn: sa.Connection, ended: list[tuple[dict, datetime]], ctx: dict) -> None:
-        """Touch n ended (sent, failed, skipped): touch n+1 becomes due ``after`` it; the last ends the enrollment."""
-        if not ended:
-            return
-        keys = [(row["enrollment_id"], row["touch_index"] + 1) for row, _ in ended]
-        nexts = {(r["enrollment_id"], r["touch_index"]): dict(r) for r in conn.execute(
-            sa.select(*WORK_COLUMNS).where(sa.tuple_(messages.c.enrollment_id, messages.c.touch_index).in_(keys),
-                                      messages.c.status == "pending")).mappings()}
-        changes, finished = [], []
+        """Touch n ended (sent, failed, skipped): touch n+1 becomes due ``after`` it; the last ends the enrollment.
+
+        Set-based: the touches that ended together in the same sequence version share their next due
+        time, so each such group is one statement.
+        """
+        groups: dict[tuple[str, int, datetime], list[int]] = {}
+        finished = []
         for row, ended_at in ended:
-            enrollment = ctx["enrollments"][row["enrollment_id"]]
-            plan = ctx["plans"][enrollment["sequence_hash"]]
-            follower = nexts.get((row["enrollment_id"], row["touch_index"] + 1))
-            if row["touch_index"] + 1 >= len(plan.touches):
+            seq_hash = ctx["enrollments"][row["enrollment_id"]]["sequence_hash"]
+            if row["touch_index"] + 1 >= len(ctx["plans"][seq_hash].touches):
                 finished.append(row["enrollment_id"])
-            elif follower is not None:
-                due = ended_at + plan.touches[follower["touch_index"]].after
-                changes.append(Change(follower, "scheduled", {"status": "scheduled", "due_at": due,
-                                                              "next_attempt_at": due},
-                                      reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, "
-                                             f"{format_duration(plan.touches[follower['touch_index']].after)} "
-                                             f"after {row['touch']}"))
-        apply(conn, changes, worker=self.worker_id)
+            else:
+                groups.setdefault((seq_hash, row["touch_index"] + 1, ended_at), []).append(row["enrollment_id"])
+        for (seq_hash, index, ended_at), enrollment_ids in groups.items():
+            plan = ctx["plans"][seq_hash]
+            after = plan.touches[index].after
+            due = ended_at + after
+            apply_to_touch(conn, enrollment_ids, index, event="scheduled", worker=self.worker_id,
+                           values={"status": "scheduled", "due_at": due, "next_attempt_at": due},
+                           reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, {format_duration(after)} "
+                                  f"after {plan.touches[index - 1].name}")
         if finished:
             conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(finished), enrollments.c.status == "active")
                          .values(status="completed", ended_reason="every touch done", ended_at=now()))
@@ -505,12 +519,18 @@ class Dispatcher:
         at = now()
         name = f"worker:{self.worker_id}"
         detail = json.dumps({**report.counts, "duration_seconds": round(duration, 4)})
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             done = conn.execute(sa.update(worker_status).where(worker_status.c.name == name)
                                 .values(last_tick_at=at, detail=detail)).rowcount
             if not done:
                 conn.execute(sa.insert(worker_status).values(name=name, owner=self.worker_id, last_tick_at=at,
                                                              detail=detail))
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A write transaction (queued behind this worker's other writers on SQLite)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def stop(self) -> None:
         """Claim nothing more; sends waiting between tries give up now and are scheduled again."""

@@ -36,7 +36,7 @@ def recover(dispatcher: "Dispatcher", report: "TickReport | None" = None, *, eve
     query = sa.select(messages.c.id).where(cond).limit(1000)
     if not is_sqlite(dispatcher.engine):
         query = query.with_for_update(skip_locked=True)
-    with dispatcher.engine.begin() as conn:
+    with dispatcher._write() as conn:
         ids = list(conn.execute(query).scalars())
         if not ids:
             return 0
@@ -69,7 +69,7 @@ def recover(dispatcher: "Dispatcher", report: "TickReport | None" = None, *, eve
             reason = f"{dead} died while sending and the provider cannot be asked by our id; not resent"
             changes.append(Change(row, "unknown", {"status": "unknown", "reason": reason, **release}, reason=reason))
             ended.append((row, at))
-    with dispatcher.engine.begin() as conn:
+    with dispatcher._write() as conn:
         applied = apply(conn, changes, worker=dispatcher.worker_id, fence=token, at=at)
         if ended:
             ctx = dispatcher._context(conn, [e[0] for e in ended])

@@ -78,7 +78,7 @@ class Settings:
 def parse_timezone(doc: YamlDoc, key: str, value: Any) -> ZoneInfo | None:
     try:
         return ZoneInfo(str(value))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a "name" too long for a file name
         doc.problem(key, f"unknown timezone {value!r}; use an IANA name like Asia/Tehran or Europe/Berlin")
         return None
 
@@ -231,7 +231,11 @@ def load_settings(config_dir: Path) -> Settings:
         doc.problem("locale", f"{locale!r} is not supported; use fa or en")
     templates = raw.get("templates_dir", "../templates")
     templates_dir = doc.resolve(str(templates))
-    if not templates_dir.is_dir():
+    try:
+        found = templates_dir.is_dir()
+    except OSError:  # e.g. a path too long for the file system
+        found = False
+    if not found:
         doc.problem("templates_dir", f"folder {templates_dir} does not exist; create it or fix the path (relative to this file)")
     footer = raw.get("sms_opt_out_footer", "لغو11")
     if isinstance(footer, dict):

@@ -56,12 +56,16 @@ def sms_info(text: str) -> SmsInfo:
     return SmsInfo(encoding, units, segments)
 
 
+#: digits to ASCII, spaces and zero-width non-joiners dropped: how the footer is recognised in a text
+_FOOTER_FORM = str.maketrans({**{chr(c): ascii_digits(chr(c)) for c in range(0x6F0, 0x6FA)},
+                              **{chr(c): ascii_digits(chr(c)) for c in range(0x660, 0x66A)}, " ": None, "\u200c": None})
+
+
 def with_footer(text: str, footer: str) -> str:
     """Append the opt-out footer on its own line unless the text already ends with it."""
     text = text.rstrip()
     if not footer:
         return text
-    normalized = lambda s: ascii_digits(s).replace(" ", "").replace("\u200c", "")  # noqa: E731
-    if normalized(text).endswith(normalized(footer)):
+    if text.translate(_FOOTER_FORM).endswith(footer.translate(_FOOTER_FORM)):
         return text
     return f"{text}\n{footer}"

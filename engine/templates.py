@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jdatetime
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -74,6 +73,8 @@ def jalali(value: Any, with_time: bool = False) -> str:
     """A date in the Jalali calendar with Persian digits: ``۱۶ آذر ۱۴۰۵``."""
     if value is None:
         return ""
+    import jdatetime  # here, not at the top: only templates that show Jalali dates need it
+
     if isinstance(value, datetime):
         jd = jdatetime.datetime.fromgregorian(datetime=value)
     else:
@@ -135,16 +136,31 @@ class Renderer:
         self.templates_dir = templates_dir
         self.text_env = self._env(autoescape=False)
         self.html_env = self._env(autoescape=True)
-        self._loaded: dict[tuple[int, str], tuple[float, Any]] = {}
+        self._loaded: dict[tuple[int, str], tuple[float, Any, dict[str, Any]]] = {}
 
-    def _get(self, env: SandboxedEnvironment, name: str):
+    def _load(self, env: SandboxedEnvironment, name: str) -> tuple[float, Any, dict[str, Any]]:
         # Jinja checks a template's file on every get_template; on the hot path once in a while is enough
         key = (id(env), name)
         hit = self._loaded.get(key)
         clock = time.monotonic()
         if hit is None or clock - hit[0] > self.RECHECK_SECONDS:
-            hit = self._loaded[key] = (clock, env.get_template(name))
-        return hit[1]
+            template = env.get_template(name)
+            hit = self._loaded[key] = (clock, template, dict(template.globals))
+        return hit
+
+    def _get(self, env: SandboxedEnvironment, name: str):
+        return self._load(env, name)[1]
+
+    def _render_text(self, name: str, context: dict[str, Any]) -> str:
+        # Template.render, less its merge of the globals (a ChainMap walk) on every call: they are
+        # merged from a plain dict kept with the loaded template
+        _, template, globals_ = self._load(self.text_env, name)
+        ctx = template.new_context({**globals_, **context}, shared=True)
+        try:
+            return template.environment.concat(template.root_render_func(ctx))
+        except Exception:
+            template.environment.handle_exception()  # re-raises with the template's lines in the traceback
+            raise
 
     def _env(self, autoescape: bool) -> SandboxedEnvironment:
         env = SandboxedEnvironment(
@@ -175,7 +191,7 @@ class Renderer:
         """Render one touch. Raises :class:`RenderError` with the template line on any failure."""
         try:
             if channel == "sms":
-                return Rendered(text=self._get(self.text_env, name).render(context).strip())
+                return Rendered(text=self._render_text(name, context).strip())
             return self._render_email(name, context)
         except RenderError:
             raise

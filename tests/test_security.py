@@ -366,3 +366,12 @@ def test_fuzzed_phones(text, region):
         return
     assert phone.startswith("+") and phone[1:].isdigit()
     assert normalize_phone(phone, region) == phone
+
+
+@pytest.mark.parametrize("key", ["timezone", "templates_dir"])
+def test_a_value_too_long_for_a_file_name_is_a_config_error(tmp_path, key):
+    # found by the fuzzer above: ZoneInfo and Path.is_dir raise OSError (ENAMETOOLONG) on such names
+    cfg = _write_config(tmp_path, {**BASE_SETTINGS, key: "x" * 300}, {"name": "s"})
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert "settings.yaml" in str(err.value) and key in str(err.value)
