@@ -30,12 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -88,6 +89,25 @@ SENT_STATUSES = "(" + ", ".join(f"'{s}'" for s in COUNTS_AS_SENT) + ")"
 
 
 @dataclass
+class _Batch:
+    """A batch between its `sending` commit and its last record."""
+
+    to_send: list[tuple[dict, OutgoingMessage]]
+    token: str
+    ctx: dict
+    freed: bool = False  # its sends are done or only waiting between tries: its pipeline slot is free
+
+
+@dataclass
+class _Pipeline:
+    """The batches of one tick that are not recorded yet, and their outcomes as the send threads hand them back."""
+
+    results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    busy: int = 0  # batches whose sends are under way
+    open: int = 0  # batches not yet recorded to the end
+
+
+@dataclass
 class TickReport:
     """Counts of what one tick did, by event."""
 
@@ -130,7 +150,6 @@ class Dispatcher:
         self._sleep = None if sleep is time.sleep else sleep  # tests inject a sleep that records the waits
         self._plans: dict[str, SequencePlan] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
-        self._slots = threading.BoundedSemaphore(MAX_INFLIGHT_BATCHES)
         # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
         self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
         # on SQLite this process's own writers queue here for the database's single write lock: SQLite's
@@ -142,41 +161,48 @@ class Dispatcher:
 
     # -- the tick ---------------------------------------------------------------------
     def tick(self, *, max_batches: int | None = None) -> TickReport:
-        """Recover expired leases, then claim and process batches until nothing is due (or stopping)."""
+        """Recover expired leases, then claim and process batches until nothing is due (or stopping).
+
+        Batches are pipelined: while some are at the provider, this thread claims, checks and commits
+        the next as `sending` (so the frequency cap of the next sees it) and records what the send
+        threads have finished. All database work of the tick stays on this one thread and connection:
+        on SQLite, writers on several threads only queue for the one write lock and lose their caches.
+        """
         report = TickReport()
         started = time.monotonic()
         self.recover(report)
         batches = 0
-        # batches are pipelined: while some are at the provider, the next is claimed, checked and committed
-        # as `sending` (so the frequency cap of the next sees it); a slot is free again once a batch's sends
-        # are done or only waiting between tries, so a slow retry does not hold the pipeline
-        inflight: deque[Future] = deque()
+        pipe = _Pipeline()
         try:
             while not self.stopping.is_set():
-                self._slots.acquire()
-                while inflight and inflight[0].done():
-                    inflight.popleft().result()
+                # a batch holds a slot until its sends are done or only waiting between tries
+                while pipe.busy >= MAX_INFLIGHT_BATCHES:
+                    self._absorb(pipe, pipe.results.get(), report)
+                while not pipe.results.empty():
+                    self._absorb(pipe, pipe.results.get(), report)
                 claimed, token = self._claim()
                 if not claimed:
-                    self._slots.release()
                     break
                 report.add("claimed", len(claimed))
                 _checkpoint("after_claim")
-                try:
-                    prepared = self._prepare(claimed, token, report)
-                except BaseException:
-                    self._slots.release()
-                    raise
-                if prepared is None:
-                    self._slots.release()
-                else:
-                    inflight.append(self._batches.submit(self._finish, *prepared, report))
+                prepared = self._prepare(claimed, token, report)
+                if prepared is not None:
+                    batch = _Batch(*prepared)
+                    pipe.busy += 1
+                    pipe.open += 1
+                    self._batches.submit(self._send_batch, batch, pipe.results)
                 batches += 1
                 if max_batches and batches >= max_batches:
                     break
         finally:
-            while inflight:
-                inflight.popleft().result()
+            failure = None
+            while pipe.open:
+                try:
+                    self._absorb(pipe, pipe.results.get(), report)
+                except Exception as err:  # keep recording the other batches; raise the first failure after
+                    failure = failure or err
+            if failure is not None and sys.exc_info()[1] is None:
+                raise failure
         self._heartbeat(report, time.monotonic() - started)
         return report
 
@@ -220,7 +246,7 @@ class Dispatcher:
         for values in execute(conn, f"SELECT {', '.join(CONTACT_FIELDS)} FROM contacts WHERE id IN {c_sql}", params):
             c = dict(zip(CONTACT_FIELDS, values))
             if isinstance(c["attrs"], str):  # SQLite hands JSON back as its text
-                c["attrs"] = json.loads(c["attrs"])
+                c["attrs"] = {} if c["attrs"] == "{}" else json.loads(c["attrs"])
             cons[c["id"]] = c
         offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
         sent: dict[int, list[datetime]] = {}
@@ -245,7 +271,7 @@ class Dispatcher:
     def _prepare(self, rows: list[dict], token: str, report: TickReport) -> tuple | None:
         """Check a claimed batch, record what is not sent, commit the rest as `sending`.
 
-        Returns what :meth:`_finish` needs to send and record, or None when nothing goes out.
+        Returns what :meth:`_send_batch` needs to send (and the tick to record), or None when nothing goes out.
         """
         at = now()
         with reading(self.engine) as conn:
@@ -298,27 +324,38 @@ class Dispatcher:
             return None
         return to_send, token, ctx
 
-    def _finish(self, to_send: list[tuple[dict, OutgoingMessage]], token: str, ctx: dict, report: TickReport) -> None:
-        """Send a prepared batch and record every outcome (on a batch thread); frees its slot when it can.
-
-        What has settled when the send threads are done with the batch is recorded at once; sends
-        still waiting between tries are recorded when they settle.
-        """
-        released = False
+    def _send_batch(self, batch: "_Batch", results: "queue.SimpleQueue") -> None:
+        """Send a prepared batch (on a batch thread); hand each group of outcomes back to the tick."""
+        error = None
         try:
             _checkpoint("before_provider")
-            lease_until = min(to_utc(row["lease_until"]) for row, _ in to_send)
-            for settled in self._send_all([msg for _, msg in to_send], set(ctx["paused"]), token, lease_until):
-                if not released:
-                    _checkpoint("after_provider")
-                if settled:
-                    self._record([to_send[i] for i in settled], list(settled.values()), token, ctx, report)
-                if not released:
-                    released = True
-                    self._slots.release()
+            lease_until = min(to_utc(row["lease_until"]) for row, _ in batch.to_send)
+            for settled in self._send_all([msg for _, msg in batch.to_send], set(batch.ctx["paused"]), batch.token,
+                                          lease_until):
+                results.put(("settled", batch, settled))
+        except BaseException as err:  # noqa: BLE001 - handed to the tick's thread, which raises it
+            error = err
         finally:
-            if not released:
-                self._slots.release()
+            results.put(("end", batch, error))
+
+    def _absorb(self, pipe: "_Pipeline", item: tuple, report: TickReport) -> None:
+        """Record one group of outcomes handed back by a batch thread (on the tick's thread)."""
+        kind, batch, payload = item
+        if kind == "settled":
+            if not batch.freed:
+                _checkpoint("after_provider")
+                batch.freed = True
+                pipe.busy -= 1
+            if payload:
+                self._record([batch.to_send[i] for i in payload], list(payload.values()), batch.token, batch.ctx,
+                             report)
+            return
+        pipe.open -= 1
+        if not batch.freed:
+            batch.freed = True
+            pipe.busy -= 1
+        if payload is not None:
+            raise payload
 
     def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str], token: str,
                   lease_until: datetime) -> Iterator[dict[int, Outcome]]:

@@ -1,7 +1,10 @@
 """The delivery log: every state change of every message, appended in batches and echoed as JSON lines.
 
-All state changes of a message go through :func:`apply`, which updates the row and appends
-the log row in the same transaction, so the log can never disagree with the table.
+All state changes of a message go through :func:`apply` (or :func:`apply_to_touch` for a set
+that shares its values), which updates the rows and appends the log rows in the same transaction,
+so the log can never disagree with the table. These statements go to the DB-API directly, with
+positional rows and one statement per group: the hot path records thousands of rows a second, and
+SQLAlchemy's per-row parameter processing would cost more than the database work.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from .clock import now
 from .models import DeliveryLog, Message
 from .text import mask_address
 
-__all__ = ["Change", "apply", "apply_to_touch", "append_log", "execute", "executemany", "in_list", "LOG_FIELDS",
+__all__ = ["Change", "apply", "apply_to_touch", "append_log", "execute", "in_list", "LOG_FIELDS",
            "log_line"]
 
 logger = logging.getLogger("followup.delivery")
@@ -39,17 +42,14 @@ class Change:
     provider: str | None = None
     provider_message_id: str | None = None
 
-    def log_row(self, at: datetime, worker: str | None) -> dict[str, Any]:
+    def log_row(self, at: datetime, worker: str | None) -> tuple:
+        """The log row that records this change, in ``LOG_FIELDS`` order."""
         m = self.message
-        return {
-            "at": at, "message_id": m["id"], "contact_id": m["contact_id"], "sequence": m["sequence"],
-            "touch": m["touch"], "channel": m["channel"],
-            "provider": self.provider or self.values.get("provider") or m.get("provider"),
-            "event": self.event, "reason": self.reason,
-            "attempt": self.values.get("attempt", m.get("attempt", 0)),
-            "provider_message_id": self.provider_message_id or self.values.get("provider_message_id"),
-            "worker": worker,
-        }
+        values = self.values
+        return (at, m["id"], m["contact_id"], m["sequence"], m["touch"], m["channel"],
+                self.provider or values.get("provider") or m.get("provider"), self.event, self.reason,
+                values.get("attempt", m.get("attempt", 0)),
+                self.provider_message_id or values.get("provider_message_id"), worker)
 
 
 def log_line(row: dict[str, Any]) -> str:
@@ -71,35 +71,6 @@ def _sqlite_text(value: datetime) -> str:
     return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
 
 
-def _driver_params(conn: sa.Connection, sql: str, params: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """``sql`` and ``params`` as the DB-API driver takes them: SQLite gets datetimes as its text form."""
-    if conn.dialect.name != "sqlite":
-        return _NAMED.sub(r"%(\1)s", sql), params
-    keys = [k for k in params[0] if k in DATETIME_COLUMNS]
-    if keys:
-        seen: dict[datetime, str] = {}
-        params = [dict(p) for p in params]
-        for p in params:
-            for k in keys:
-                v = p[k]
-                if v is not None:
-                    text = seen.get(v)
-                    if text is None:
-                        text = seen[v] = _sqlite_text(v)
-                    p[k] = text
-    return sql, params
-
-
-def executemany(conn: sa.Connection, sql: str, params: list[dict[str, Any]]) -> None:
-    """Run ``sql`` (with ``:name`` placeholders) once per params dict, straight through the driver.
-
-    The hot path records thousands of rows a second; SQLAlchemy's per-row parameter processing
-    would cost more than the database work, so these statements go to the DB-API directly.
-    """
-    if params:
-        conn.exec_driver_sql(*_driver_params(conn, sql, params))
-
-
 def execute(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[tuple]:
     """Run one ``sql`` (``:name`` placeholders) straight through the driver; the rows it returns, as tuples."""
     if conn.dialect.name == "sqlite":
@@ -108,6 +79,19 @@ def execute(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[tuple
         sql = _NAMED.sub(r"%(\1)s", sql)
     result = conn.exec_driver_sql(sql, params)
     return [tuple(r) for r in result] if result.returns_rows else []
+
+
+def _update_rows(conn: sa.Connection, columns: list[str], rows: list[tuple]) -> None:
+    """``UPDATE messages SET columns… WHERE id = …`` for each positional row (its values, then the id)."""
+    if not rows:
+        return
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    if mark == "?":
+        dates = [i for i, k in enumerate(columns) if k in DATETIME_COLUMNS]
+        if dates:
+            rows = [tuple(_sqlite_text(v) if i in dates and v is not None else v for i, v in enumerate(row))
+                    for row in rows]
+    conn.exec_driver_sql(f"UPDATE messages SET {', '.join(f'{k} = {mark}' for k in columns)} WHERE id = {mark}", rows)
 
 
 def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
@@ -121,16 +105,31 @@ _NAMED = re.compile(r"(?<!:):(\w+)")
 
 def append_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Append log rows in one statement and echo each as a JSON line."""
+    _insert_log(conn, [tuple(row[k] for k in LOG_FIELDS) for row in rows])
+
+
+def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
+    # positional rows in LOG_FIELDS order ("at" first): the driver binds them faster than names
     if not rows:
         return
-    executemany(conn, _INSERT_LOG, rows)
+    if conn.dialect.name == "sqlite":
+        seen: dict[datetime, str] = {}
+        converted = []
+        for row in rows:
+            text = seen.get(row[0])
+            if text is None:
+                text = seen[row[0]] = _sqlite_text(row[0])
+            converted.append((text, *row[1:]))
+        conn.exec_driver_sql(_INSERT_LOG_QMARK, converted)
+    else:
+        conn.exec_driver_sql(_INSERT_LOG_FORMAT, rows)
     if logger.isEnabledFor(logging.INFO):
         for row in rows:
-            logger.info(log_line(row))
+            logger.info(log_line(dict(zip(LOG_FIELDS, row))))
 
 
-_INSERT_LOG = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) "
-               f"VALUES ({', '.join(':' + f for f in LOG_FIELDS)})")
+_INSERT_LOG_QMARK = f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) VALUES ({', '.join('?' * len(LOG_FIELDS))})"
+_INSERT_LOG_FORMAT = _INSERT_LOG_QMARK.replace("?", "%s")
 
 
 def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None = None,
@@ -168,11 +167,10 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
                     conn, f"UPDATE messages SET {sets} WHERE id IN {ids_sql} AND lease_token = :fence RETURNING id",
                     {**params, **values, "fence": fence}))
         if varying:
-            executemany(conn, f"UPDATE messages SET {', '.join(f'{k} = :{k}' for k in varying)} WHERE id = :_id",
-                        [{"_id": c.message["id"], **{k: c.values[k] for k in varying}} for c in group
-                         if c.message["id"] in held])
+            _update_rows(conn, varying, [(*(c.values[k] for k in varying), c.message["id"]) for c in group
+                                         if c.message["id"] in held])
     changes = [c for c in changes if c.message["id"] in held]
-    append_log(conn, [c.log_row(at, worker) for c in changes])
+    _insert_log(conn, [c.log_row(at, worker) for c in changes])
     return changes
 
 
@@ -192,8 +190,6 @@ def apply_to_touch(conn: sa.Connection, enrollment_ids: list[int], touch_index: 
                              f"AND status = 'pending' AND enrollment_id IN {ids_sql} "
                              f"RETURNING id, contact_id, sequence, touch, channel, provider, attempt",
                        {**params, **{f"v_{k}": v for k, v in values.items()}, "v_updated_at": at, "ti": touch_index})
-        append_log(conn, [{"at": at, "message_id": r[0], "contact_id": r[1], "sequence": r[2], "touch": r[3],
-                           "channel": r[4], "provider": r[5], "event": event, "reason": reason, "attempt": r[6],
-                           "provider_message_id": None, "worker": worker} for r in rows])
+        _insert_log(conn, [(at, r[0], r[1], r[2], r[3], r[4], r[5], event, reason, r[6], None, worker) for r in rows])
         changed += len(rows)
     return changed

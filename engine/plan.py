@@ -67,7 +67,7 @@ class Decision:
 
 
 def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day: int | None) -> bool:
-    if not per_day:
+    if not per_day or len(sent_times) < per_day:
         return False
     start, end = local_day_bounds(at, tz)
     return sum(1 for t in sent_times if start <= t < end) >= per_day

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .text import ascii_digits
 
@@ -31,7 +32,7 @@ def sms_info(text: str) -> SmsInfo:
     A 2-unit character (a GSM escape like ``{``, or an emoji's surrogate pair) is never split
     across two segments, so a long message may need one more segment than units / 153.
     """
-    if not _GSM_EXTENSION.intersection(text) and _GSM_BASIC.issuperset(text):
+    if _GSM_BASIC.issuperset(text):
         units = len(text)  # the common case, without a per-character loop
         return SmsInfo("GSM-7", units, 0 if not units else 1 if units <= 160 else -(-units // 153))
     if _GSM_ALL.issuperset(text):
@@ -56,16 +57,35 @@ def sms_info(text: str) -> SmsInfo:
     return SmsInfo(encoding, units, segments)
 
 
-#: digits to ASCII, spaces and zero-width non-joiners dropped: how the footer is recognised in a text
-_FOOTER_FORM = str.maketrans({**{chr(c): ascii_digits(chr(c)) for c in range(0x6F0, 0x6FA)},
-                              **{chr(c): ascii_digits(chr(c)) for c in range(0x660, 0x66A)}, " ": None, "\u200c": None})
+_SKIPPED = " \u200c"  # spaces and zero-width non-joiners do not count when the footer is recognised
 
 
 def with_footer(text: str, footer: str) -> str:
-    """Append the opt-out footer on its own line unless the text already ends with it."""
+    """Append the opt-out footer on its own line unless the text already ends with it.
+
+    "Already ends with it" ignores spaces and zero-width non-joiners and reads Persian digits as
+    ASCII ones, so «لغو ۱۱» at the end counts as the footer «لغو11».
+    """
     text = text.rstrip()
     if not footer:
         return text
-    if text.translate(_FOOTER_FORM).endswith(footer.translate(_FOOTER_FORM)):
+    if _ends_with(text, _footer_form(footer)):
         return text
     return f"{text}\n{footer}"
+
+
+@lru_cache(maxsize=32)
+def _footer_form(footer: str) -> str:
+    return "".join(c for c in ascii_digits(footer) if c not in _SKIPPED)
+
+
+def _ends_with(text: str, form: str) -> bool:
+    # walks back from the end over as many characters as the footer has: no copy of the whole text
+    i = len(text)
+    for want in reversed(form):
+        while i and text[i - 1] in _SKIPPED:
+            i -= 1
+        if not i or ascii_digits(text[i - 1]) != want:
+            return False
+        i -= 1
+    return True

@@ -17,6 +17,7 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.runtime import new_context
 
 from .text import ascii_digits, fa_digits
 
@@ -152,10 +153,10 @@ class Renderer:
         return self._load(env, name)[1]
 
     def _render_text(self, name: str, context: dict[str, Any]) -> str:
-        # Template.render, less its merge of the globals (a ChainMap walk) on every call: they are
+        # Template.render, less its walks of the globals' ChainMap on every call: the globals are
         # merged from a plain dict kept with the loaded template
         _, template, globals_ = self._load(self.text_env, name)
-        ctx = template.new_context({**globals_, **context}, shared=True)
+        ctx = new_context(template.environment, template.name, template.blocks, {**globals_, **context}, True, globals_)
         try:
             return template.environment.concat(template.root_render_func(ctx))
         except Exception:

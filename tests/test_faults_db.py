@@ -66,7 +66,7 @@ def _backend_pid(conn) -> int:
 
 @needs_pg
 @pytest.mark.parametrize("where, statement", [
-    ("claim", "UPDATE messages SET status=%(status)s::VARCHAR, lease_owner"),
+    ("claim", "UPDATE messages SET status = 'claimed', lease_owner"),
     ("sending", "INSERT INTO delivery_log"),           # the first log insert of a tick: `sending` rows
     ("record", "INSERT INTO delivery_log#2"),          # the second: the provider's results
 ])
