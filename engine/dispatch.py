@@ -211,20 +211,19 @@ class Dispatcher:
         token = uuid.uuid4().hex
         lease_until = at + timedelta(seconds=self.settings.worker.lease_seconds)
         with self._write() as conn:
-            ids = [r[0] for r in execute(conn, DUE_SQL + ("" if is_sqlite(self.engine) else " FOR UPDATE SKIP LOCKED"),
-                                         {"at": at, "limit": self.settings.worker.batch_size})]
-            if not ids:
-                return [], token
-            ids_sql, params = in_list("i", ids)
+            # one statement: choose and lease (on PostgreSQL the rows chosen are locked, skipping those a
+            # peer is claiming at this moment)
             rows = execute(conn, f"UPDATE messages SET status = 'claimed', lease_owner = :owner, lease_token = :token, "
-                                 f"lease_until = :until, updated_at = :at WHERE id IN {ids_sql} "
-                                 f"RETURNING {', '.join(WORK_FIELDS)}",
-                           {**params, "owner": self.worker_id, "token": token, "until": lease_until, "at": at})
-        # oldest first, as selected: after a night every deferred message shares 09:00, so due_at decides
-        order = {id_: i for i, id_ in enumerate(ids)}
-        claimed = sorted((dict(zip(WORK_FIELDS, r), lease_until=lease_until) for r in rows),
-                         key=lambda r: order[r["id"]])
-        return claimed, token
+                                 f"lease_until = :until, updated_at = :at WHERE id IN "
+                                 f"({DUE_SQL}{'' if is_sqlite(self.engine) else ' FOR UPDATE SKIP LOCKED'}) "
+                                 f"RETURNING {', '.join(WORK_FIELDS)}, next_attempt_at, due_at",
+                           {"owner": self.worker_id, "token": token, "until": lease_until, "at": at,
+                            "limit": self.settings.worker.batch_size})
+        # oldest first: after a night every deferred message shares 09:00, so due_at decides (SQLite's
+        # text form of a time sorts as the time does)
+        rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
+        width = len(WORK_FIELDS)
+        return [dict(zip(WORK_FIELDS, r[:width]), lease_until=lease_until) for r in rows], token
 
     # -- reading what the checks need, in a few queries per batch ----------------------
     def _plan(self, conn: sa.Connection, seq_hash: str) -> SequencePlan:
@@ -234,20 +233,22 @@ class Dispatcher:
         return self._plans[seq_hash]
 
     def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:
+        # each enrollment with its contact, in one query (a round trip less on PostgreSQL)
         e_sql, params = in_list("e", {r["enrollment_id"] for r in rows})
-        ens = {}
-        for values in execute(conn, f"SELECT {', '.join(ENROLLMENT_FIELDS)} FROM enrollments WHERE id IN {e_sql}",
-                              params):
-            e = dict(zip(ENROLLMENT_FIELDS, values))
+        width = len(ENROLLMENT_FIELDS)
+        ens, cons = {}, {}
+        for values in execute(conn, f"SELECT {', '.join('e.' + f for f in ENROLLMENT_FIELDS)}, "
+                                    f"{', '.join('c.' + f for f in CONTACT_FIELDS)} FROM enrollments e "
+                                    f"JOIN contacts c ON c.id = e.contact_id WHERE e.id IN {e_sql}", params):
+            e = dict(zip(ENROLLMENT_FIELDS, values[:width]))
             e["offer_expires_at"] = to_utc(e["offer_expires_at"])
             ens[e["id"]] = e
-        c_sql, params = in_list("c", {r["contact_id"] for r in rows})
-        cons = {}
-        for values in execute(conn, f"SELECT {', '.join(CONTACT_FIELDS)} FROM contacts WHERE id IN {c_sql}", params):
-            c = dict(zip(CONTACT_FIELDS, values))
-            if isinstance(c["attrs"], str):  # SQLite hands JSON back as its text
-                c["attrs"] = {} if c["attrs"] == "{}" else json.loads(c["attrs"])
-            cons[c["id"]] = c
+            if e["contact_id"] not in cons:
+                c = dict(zip(CONTACT_FIELDS, values[width:]))
+                if isinstance(c["attrs"], str):  # SQLite hands JSON back as its text
+                    c["attrs"] = {} if c["attrs"] == "{}" else json.loads(c["attrs"])
+                cons[c["id"]] = c
+        c_sql, params = in_list("c", cons)
         offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
         sent: dict[int, list[datetime]] = {}
         for cid, at in execute(conn, f"SELECT contact_id, sent_at FROM messages WHERE contact_id IN {c_sql} "

@@ -109,10 +109,12 @@ def append_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
-    # positional rows in LOG_FIELDS order ("at" first): the driver binds them faster than names
+    # positional rows in LOG_FIELDS order ("at" first), many rows per INSERT: one statement is one
+    # step for the driver, which gives up Python's GIL for each step (and waits to get it back)
     if not rows:
         return
-    if conn.dialect.name == "sqlite":
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
         seen: dict[datetime, str] = {}
         converted = []
         for row in rows:
@@ -120,16 +122,20 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
             if text is None:
                 text = seen[row[0]] = _sqlite_text(row[0])
             converted.append((text, *row[1:]))
-        conn.exec_driver_sql(_INSERT_LOG_QMARK, converted)
     else:
-        conn.exec_driver_sql(_INSERT_LOG_FORMAT, rows)
+        converted = rows
+    one = "(" + ", ".join(("?" if sqlite else "%s") for _ in LOG_FIELDS) + ")"
+    for start in range(0, len(converted), LOG_ROWS_PER_INSERT):
+        chunk = converted[start:start + LOG_ROWS_PER_INSERT]
+        conn.exec_driver_sql(_INSERT_LOG + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row))
     if logger.isEnabledFor(logging.INFO):
         for row in rows:
             logger.info(log_line(dict(zip(LOG_FIELDS, row))))
 
 
-_INSERT_LOG_QMARK = f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) VALUES ({', '.join('?' * len(LOG_FIELDS))})"
-_INSERT_LOG_FORMAT = _INSERT_LOG_QMARK.replace("?", "%s")
+_INSERT_LOG = f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) VALUES "
+#: 250 rows × 12 columns stay well under SQLite's limit of 32,766 parameters per statement
+LOG_ROWS_PER_INSERT = 250
 
 
 def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None = None,

@@ -114,7 +114,6 @@ class HttpProvider(Provider):
     def request(self, call: HttpCall) -> requests.Response:
         """Make the call; map transport failures; never raise on an HTTP status."""
         url = f"{self.base_url}/{call.path.lstrip('/')}"
-        where = self.mask(f"{call.method} {url}")
         try:
             return self.session.request(
                 call.method,
@@ -126,21 +125,24 @@ class HttpProvider(Provider):
                 auth=call.auth,
                 timeout=(min(self.timeout, 5.0), self.timeout),
             )
-        except requests.ConnectTimeout:
-            raise TransientError(f"connect timeout: {where}", provider=self.name) from None
-        except requests.ReadTimeout:
-            if call.sends:
-                raise AmbiguousSendError(f"no answer within {self.timeout}s after the request was sent: {where}",
-                                         provider=self.name) from None
-            raise TransientError(f"read timeout: {where}", provider=self.name) from None
-        except requests.ConnectionError as err:
-            if call.sends and _sent_before_failure(err):
-                raise AmbiguousSendError(f"connection dropped after the request was sent: {where}",
-                                         provider=self.name) from None
-            raise TransientError(f"cannot connect: {where}", provider=self.name) from None
         except requests.RequestException as err:
-            raise TransientError(self.mask(f"request failed: {where}: {type(err).__name__}"),
-                                 provider=self.name) from None
+            raise self._transport_error(call, err, self.mask(f"{call.method} {url}")) from None  # masked only here
+
+    def _transport_error(self, call: HttpCall, err: requests.RequestException, where: str) -> Exception:
+        """A ``requests`` failure in our taxonomy: after the request left, a send's fate is ambiguous."""
+        if isinstance(err, requests.ConnectTimeout):
+            return TransientError(f"connect timeout: {where}", provider=self.name)
+        if isinstance(err, requests.ReadTimeout):
+            if call.sends:
+                return AmbiguousSendError(f"no answer within {self.timeout}s after the request was sent: {where}",
+                                          provider=self.name)
+            return TransientError(f"read timeout: {where}", provider=self.name)
+        if isinstance(err, requests.ConnectionError):
+            if call.sends and _sent_before_failure(err):
+                return AmbiguousSendError(f"connection dropped after the request was sent: {where}",
+                                          provider=self.name)
+            return TransientError(f"cannot connect: {where}", provider=self.name)
+        return TransientError(self.mask(f"request failed: {where}: {type(err).__name__}"), provider=self.name)
 
     # -- helpers for vendor modules ---------------------------------------------
     def decode_json(self, response: requests.Response, *, sends: bool = True) -> Any:

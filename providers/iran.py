@@ -7,6 +7,7 @@ error class), ``states`` (vendor delivery state → :class:`DeliveryState`) and
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Iterator, Mapping, NoReturn
 
@@ -32,13 +33,21 @@ _NATIONAL_MOBILE = re.compile(r"^9\d{9}$")
 
 def national(number: str) -> str:
     """``+989121234567`` → ``09121234567``; anything but an Iranian mobile is a recipient error."""
+    found = _national(number)
+    if found is None:
+        raise PermanentRecipientError(f"{number!r} is not an Iranian mobile number (+989XXXXXXXXX)")
+    return found
+
+
+@lru_cache(maxsize=4096)  # parsing a number costs more than the rest of building the request
+def _national(number: str) -> str | None:
     try:
         parsed = phonenumbers.parse(number, "IR")
     except phonenumbers.NumberParseException:
         parsed = None
     nsn = phonenumbers.national_significant_number(parsed) if parsed else ""
     if parsed is None or parsed.country_code != 98 or not _NATIONAL_MOBILE.match(nsn):
-        raise PermanentRecipientError(f"{number!r} is not an Iranian mobile number (+989XXXXXXXXX)")
+        return None
     return "0" + nsn
 
 
