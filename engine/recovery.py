@@ -27,13 +27,30 @@ messages = Message.__table__
 
 
 def recover(dispatcher: "Dispatcher", report: "TickReport | None" = None, *, everything: bool = False) -> int:
-    """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker)."""
+    """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker).
+
+    Works in chunks of ``CHUNK``. With ``everything`` it goes on until nothing is left in flight: a
+    worker keeps several batches at the provider, and what a first chunk leaves would otherwise wait
+    for its lease to run out.
+    """
+    total = 0
+    while True:
+        done = _recover_chunk(dispatcher, report, everything=everything)
+        total += done
+        if not everything or done < CHUNK:
+            return total
+
+
+CHUNK = 1000
+
+
+def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, everything: bool) -> int:
     at = now()
     token = uuid.uuid4().hex
     cond = status_is(messages.c.status, "claimed", "sending")
     if not everything:
         cond = sa.and_(cond, messages.c.lease_until < at)
-    query = sa.select(messages.c.id).where(cond).limit(1000)
+    query = sa.select(messages.c.id).where(cond).order_by(messages.c.id).limit(CHUNK)
     if not is_sqlite(dispatcher.engine):
         query = query.with_for_update(skip_locked=True)
     with dispatcher._write() as conn:

@@ -98,3 +98,27 @@ def test_a_second_worker_on_the_same_sqlite_file_is_refused(file_world, tmp_path
     finally:
         first.kill()
         first.wait(timeout=10)
+
+
+def test_a_restarted_sqlite_worker_takes_over_everything_in_flight_not_only_a_first_chunk(tmp_path, frozen):
+    """A worker keeps several batches at the provider (more than one recovery chunk): all come back at once."""
+    import sqlalchemy as sa
+
+    from engine.models import Message
+    from engine.recovery import CHUNK
+
+    world = World(tmp_path, f"sqlite:///{tmp_path}/followup.db", [simple_sequence("a", after="1h")],
+                  settings={"send_window": {"start": "00:00", "end": "24:00", "days": "all"}})
+    n = CHUNK + 300
+    world.enroll("a", *world.add_contacts(*({"phone": f"0912{i:07d}", "first_name": f"n{i}"} for i in range(n))))
+    messages = Message.__table__
+    with world.engine.begin() as conn:  # a dead worker's leases: some claimed, some at the provider
+        ids = [r[0] for r in conn.execute(sa.select(messages.c.id).where(messages.c.touch_index == 0)
+                                          .order_by(messages.c.id))]
+        lease = dict(lease_owner="dead", lease_token="t", lease_until=sa.func.datetime("now", "+1 hour"))
+        conn.execute(sa.update(messages).where(messages.c.id.in_(ids[:700])).values(status="claimed", **lease))
+        conn.execute(sa.update(messages).where(messages.c.id.in_(ids[700:])).values(status="sending", attempt=1, **lease))
+    assert world.dispatcher.recover(everything=True) == n
+    assert {m["status"] for m in world.messages(touch="t0")} == {"scheduled"}
+    assert len(world.log(event="released")) == n
+    world.close()
