@@ -44,16 +44,34 @@ def peak_rss_mb() -> float:
 
 
 def wait_rss(proc: subprocess.Popen, timeout: float | None = None) -> tuple[int, float]:
-    """Wait for a child; return (exit status, its peak RSS in MB) from wait4."""
+    """Wait for a child; return (exit status, its peak RSS in MB).
+
+    The peak is the child's own ``VmHWM`` (read while it runs; exec starts it afresh), not wait4's
+    ``ru_maxrss``: that one also counts the moments between fork and exec, when the child is a copy of
+    this (large) bench process, so every child would seem at least as big as the bench itself.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
+    peak = 0.0
     while True:
+        peak = max(peak, _hwm_mb(proc.pid))
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss / 1024
+            return proc.returncode, peak or usage.ru_maxrss / 1024
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"pid {proc.pid} still running")
-        time.sleep(0.05)
+        time.sleep(0.02)
+
+
+def _hwm_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0  # gone, or a zombie (no memory left to report)
 
 
 def pct(values: list[float], q: float) -> float:
