@@ -52,7 +52,7 @@ from .clock import now, to_utc
 from .config import Config
 from .db import is_sqlite, make_engine, reading
 from .durations import format_duration
-from .journal import Change, append_log, apply, apply_to_touch, execute, in_list
+from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
 from .models import (COUNTS_AS_SENT, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
@@ -234,12 +234,12 @@ class Dispatcher:
 
     def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:
         # each enrollment with its contact, in one query (a round trip less on PostgreSQL)
-        e_sql, params = in_list("e", {r["enrollment_id"] for r in rows})
+        e_sql, params = is_in(conn, "e.id", "e", {r["enrollment_id"] for r in rows})
         width = len(ENROLLMENT_FIELDS)
         ens, cons = {}, {}
         for values in execute(conn, f"SELECT {', '.join('e.' + f for f in ENROLLMENT_FIELDS)}, "
                                     f"{', '.join('c.' + f for f in CONTACT_FIELDS)} FROM enrollments e "
-                                    f"JOIN contacts c ON c.id = e.contact_id WHERE e.id IN {e_sql}", params):
+                                    f"JOIN contacts c ON c.id = e.contact_id WHERE {e_sql}", params):
             e = dict(zip(ENROLLMENT_FIELDS, values[:width]))
             e["offer_expires_at"] = to_utc(e["offer_expires_at"])
             ens[e["id"]] = e
@@ -248,10 +248,10 @@ class Dispatcher:
                 if isinstance(c["attrs"], str):  # SQLite hands JSON back as its text
                     c["attrs"] = {} if c["attrs"] == "{}" else json.loads(c["attrs"])
                 cons[c["id"]] = c
-        c_sql, params = in_list("c", cons)
+        c_sql, params = is_in(conn, "contact_id", "c", cons)
         offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
         sent: dict[int, list[datetime]] = {}
-        for cid, at in execute(conn, f"SELECT contact_id, sent_at FROM messages WHERE contact_id IN {c_sql} "
+        for cid, at in execute(conn, f"SELECT contact_id, sent_at FROM messages WHERE {c_sql} "
                                      f"AND sent_at >= :since AND status IN {SENT_STATUSES}",
                                {**params, "since": now() - timedelta(days=2)}):
             sent.setdefault(cid, []).append(to_utc(at))

@@ -21,7 +21,7 @@ from .clock import now
 from .models import DeliveryLog, Message
 from .text import mask_address
 
-__all__ = ["Change", "apply", "apply_to_touch", "append_log", "execute", "in_list", "LOG_FIELDS",
+__all__ = ["Change", "apply", "apply_to_touch", "append_log", "execute", "is_in", "LOG_FIELDS",
            "log_line"]
 
 logger = logging.getLogger("followup.delivery")
@@ -94,10 +94,16 @@ def _update_rows(conn: sa.Connection, columns: list[str], rows: list[tuple]) -> 
     conn.exec_driver_sql(f"UPDATE messages SET {', '.join(f'{k} = {mark}' for k in columns)} WHERE id = {mark}", rows)
 
 
-def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
-    """``(:p0, :p1, …)`` and its parameters, for an ``IN`` on the driver-level path."""
-    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
-    return "(" + ", ".join(":" + k for k in params) + ")", params
+def is_in(conn: sa.Connection, column: str, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``column IN (…)`` and its parameters, on the driver-level path.
+
+    PostgreSQL gets ``column = ANY(:name)`` with one array: the query text stays the same whatever the
+    number of values, so psycopg parses it once instead of scanning hundreds of placeholders each time.
+    """
+    if conn.dialect.name != "sqlite":
+        return f"{column} = ANY(:{name})", {name: list(values)}
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return f"{column} IN (" + ", ".join(":" + k for k in params) + ")", params
 
 
 _NAMED = re.compile(r"(?<!:):(\w+)")
@@ -109,12 +115,11 @@ def append_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
-    # positional rows in LOG_FIELDS order ("at" first), many rows per INSERT: one statement is one
+    # positional rows in LOG_FIELDS order ("at" first), many rows per statement: one statement is one
     # step for the driver, which gives up Python's GIL for each step (and waits to get it back)
     if not rows:
         return
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite:
+    if conn.dialect.name == "sqlite":
         seen: dict[datetime, str] = {}
         converted = []
         for row in rows:
@@ -122,18 +127,22 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
             if text is None:
                 text = seen[row[0]] = _sqlite_text(row[0])
             converted.append((text, *row[1:]))
-    else:
-        converted = rows
-    one = "(" + ", ".join(("?" if sqlite else "%s") for _ in LOG_FIELDS) + ")"
-    for start in range(0, len(converted), LOG_ROWS_PER_INSERT):
-        chunk = converted[start:start + LOG_ROWS_PER_INSERT]
-        conn.exec_driver_sql(_INSERT_LOG + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row))
+        one = "(" + ", ".join("?" for _ in LOG_FIELDS) + ")"
+        for start in range(0, len(converted), LOG_ROWS_PER_INSERT):
+            chunk = converted[start:start + LOG_ROWS_PER_INSERT]
+            conn.exec_driver_sql(_INSERT_LOG + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row))
+    else:  # one array per column: a short query that psycopg parses once, however many rows
+        conn.exec_driver_sql(_INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
     if logger.isEnabledFor(logging.INFO):
         for row in rows:
             logger.info(log_line(dict(zip(LOG_FIELDS, row))))
 
 
 _INSERT_LOG = f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) VALUES "
+_LOG_TYPES = ("timestamptz", "integer", "integer", "text", "text", "text", "text", "text", "text", "integer", "text",
+              "text")
+_INSERT_LOG_UNNEST = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT * FROM unnest("
+                      + ", ".join(f"%s::{t}[]" for t in _LOG_TYPES) + ")")
 #: 250 rows × 12 columns stay well under SQLite's limit of 32,766 parameters per statement
 LOG_ROWS_PER_INSERT = 250
 
@@ -164,13 +173,13 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
         values = {**{f"v_{k}": v for k, v in common.items()}, "v_updated_at": at}
         ids = [c.message["id"] for c in group]
         for start in range(0, len(ids), 900):
-            ids_sql, params = in_list("i", ids[start:start + 900])
+            ids_sql, params = is_in(conn, "id", "i", ids[start:start + 900])
             if fence is None:
-                execute(conn, f"UPDATE messages SET {sets} WHERE id IN {ids_sql}", {**params, **values})
+                execute(conn, f"UPDATE messages SET {sets} WHERE {ids_sql}", {**params, **values})
                 held.update(ids[start:start + 900])
             else:
                 held.update(r[0] for r in execute(
-                    conn, f"UPDATE messages SET {sets} WHERE id IN {ids_sql} AND lease_token = :fence RETURNING id",
+                    conn, f"UPDATE messages SET {sets} WHERE {ids_sql} AND lease_token = :fence RETURNING id",
                     {**params, **values, "fence": fence}))
         if varying:
             _update_rows(conn, varying, [(*(c.values[k] for k in varying), c.message["id"]) for c in group
@@ -190,10 +199,10 @@ def apply_to_touch(conn: sa.Connection, enrollment_ids: list[int], touch_index: 
     at = at or now()
     changed = 0
     for start in range(0, len(enrollment_ids), 900):
-        ids_sql, params = in_list("e", enrollment_ids[start:start + 900])
+        ids_sql, params = is_in(conn, "enrollment_id", "e", enrollment_ids[start:start + 900])
         sets = ", ".join(f"{k} = :v_{k}" for k in values)
         rows = execute(conn, f"UPDATE messages SET {sets}, updated_at = :v_updated_at WHERE touch_index = :ti "
-                             f"AND status = 'pending' AND enrollment_id IN {ids_sql} "
+                             f"AND status = 'pending' AND {ids_sql} "
                              f"RETURNING id, contact_id, sequence, touch, channel, provider, attempt",
                        {**params, **{f"v_{k}": v for k, v in values.items()}, "v_updated_at": at, "ti": touch_index})
         _insert_log(conn, [(at, r[0], r[1], r[2], r[3], r[4], r[5], event, reason, r[6], None, worker) for r in rows])
