@@ -20,10 +20,12 @@ The send protocol — the states a message passes and what a crash between them 
 
 Every transition appends a delivery-log row in the same transaction (:mod:`engine.journal`).
 
-Batches are pipelined: while up to ``MAX_INFLIGHT_BATCHES`` batches are at the provider, the next one is
-claimed, checked and committed as ``sending``. On SIGTERM nothing new is claimed; sends already under
-way finish and are recorded, and messages of a batch that have not reached the provider yet are
-``released`` back to ``scheduled``.
+Batches are pipelined: while up to ``MAX_INFLIGHT_BATCHES`` batches are at the provider, the tick's
+thread claims, checks and commits the next as ``sending`` and records the outcomes the send threads
+hand back; all database work of a tick is on that one thread. A send that waits between tries
+(``Retry-After``, a backoff) waits on a timer, not on a send thread. On SIGTERM nothing new is claimed;
+sends already under way finish and are recorded, sends waiting between tries and messages of a batch
+that have not reached the provider yet are scheduled again.
 """
 from __future__ import annotations
 
