@@ -34,7 +34,6 @@ import logging
 import os
 import queue
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -114,11 +113,9 @@ class TickReport:
     """Counts of what one tick did, by event."""
 
     counts: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, event: str, n: int = 1) -> None:
-        with self._lock:  # batches finish on their own threads
-            self.counts[event] = self.counts.get(event, 0) + n
+    def add(self, event: str, n: int = 1) -> None:  # only the tick's thread counts
+        self.counts[event] = self.counts.get(event, 0) + n
 
     @property
     def claimed(self) -> int:
@@ -196,15 +193,12 @@ class Dispatcher:
                 batches += 1
                 if max_batches and batches >= max_batches:
                     break
-        finally:
-            failure = None
-            while pipe.open:
-                try:
-                    self._absorb(pipe, pipe.results.get(), report)
-                except Exception as err:  # keep recording the other batches; raise the first failure after
-                    failure = failure or err
-            if failure is not None and sys.exc_info()[1] is None:
-                raise failure
+        except BaseException:
+            self._absorb_all(pipe, report)  # what is at the provider is still recorded; the first error wins
+            raise
+        failure = self._absorb_all(pipe, report)
+        if failure is not None:
+            raise failure
         self._heartbeat(report, time.monotonic() - started)
         return report
 
@@ -318,11 +312,11 @@ class Dispatcher:
             to_send.append((row, built))
         with self._write() as conn:
             applied = apply(conn, first, worker=self.worker_id, fence=token, at=at)
-            self._schedule_next(conn, [e for e in ended if any(c.message["id"] == e[0]["id"] for c in applied)], ctx)
+            held = {c.message["id"] for c in applied}  # still ours: the lease was not taken over meanwhile
+            self._schedule_next(conn, [e for e in ended if e[0]["id"] in held], ctx)
         for change in applied:
             report.add(change.event)
-        live = {c.message["id"] for c in applied if c.event == "sending"}
-        to_send = [(row, msg) for row, msg in to_send if row["id"] in live]
+        to_send = [(row, msg) for row, msg in to_send if row["id"] in held]
         if not to_send:
             return None
         return to_send, token, ctx
@@ -359,6 +353,16 @@ class Dispatcher:
             pipe.busy -= 1
         if payload is not None:
             raise payload
+
+    def _absorb_all(self, pipe: "_Pipeline", report: TickReport) -> Exception | None:
+        """Record every batch still open; return the first failure instead of stopping at it."""
+        failure = None
+        while pipe.open:
+            try:
+                self._absorb(pipe, pipe.results.get(), report)
+            except Exception as err:
+                failure = failure or err
+        return failure
 
     def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str], token: str,
                   lease_until: datetime) -> Iterator[dict[int, Outcome]]:

@@ -61,10 +61,6 @@ def log_line(row: dict[str, Any]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
-#: datetime columns of messages and delivery_log (converted by hand on the driver-level path)
-DATETIME_COLUMNS = frozenset({"at", "due_at", "next_attempt_at", "lease_until", "sent_at", "poll_at", "updated_at"})
-
-
 def _sqlite_text(value: datetime) -> str:
     # the text form SQLAlchemy's SQLite DateTime writes and reads back (values are UTC by contract)
     v = value.astimezone(timezone.utc) if value.tzinfo else value
@@ -87,10 +83,7 @@ def _update_rows(conn: sa.Connection, columns: list[str], rows: list[tuple]) -> 
         return
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     if mark == "?":
-        dates = [i for i, k in enumerate(columns) if k in DATETIME_COLUMNS]
-        if dates:
-            rows = [tuple(_sqlite_text(v) if i in dates and v is not None else v for i, v in enumerate(row))
-                    for row in rows]
+        rows = [tuple(_sqlite_text(v) if isinstance(v, datetime) else v for v in row) for row in rows]
     conn.exec_driver_sql(f"UPDATE messages SET {', '.join(f'{k} = {mark}' for k in columns)} WHERE id = {mark}", rows)
 
 

@@ -19,7 +19,7 @@ from engine.service import create_app
 from engine.service.options import ServiceOptions
 from tests.fakes.httpserver import FakeHttpServer, Reply
 from tests.service_support import PASSWORD, SECRET, SERVICE_SETTINGS, api_client, auth
-from tests.test_service_webhooks import MAILGUN_KEY, PROVIDERS, TWILIO_TOKEN
+from tests.test_service_webhooks import MAILGUN_KEY, TWILIO_TOKEN, webhook_world
 
 from .conftest import simple_sequence
 
@@ -31,11 +31,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
 
 @pytest.fixture
 def hooks_world(make_world):
-    world = make_world([simple_sequence("drip"), simple_sequence("news", channel="email")],
-                       settings={**SERVICE_SETTINGS, "providers": PROVIDERS})
-    (cid,) = world.add_contacts({"phone": "09121234567", "email": "sara@example.com"})
-    world.enroll("drip", cid)
-    return world
+    return webhook_world(make_world)[0]
 
 
 def log_rows(world) -> int:

@@ -36,12 +36,18 @@ PROVIDERS = {
 }
 
 
-@pytest.fixture
-def world(make_world):
+def webhook_world(make_world):
+    """Twilio, SendGrid and Mailgun configured, Sara enrolled in the SMS drip; returns (world, her id)."""
     world = make_world([simple_sequence("drip"), simple_sequence("news", channel="email")],
                        settings={**SERVICE_SETTINGS, "providers": PROVIDERS})
     (cid,) = world.add_contacts({"phone": "09121234567", "email": "sara@example.com"})
     world.enroll("drip", cid)
+    return world, cid
+
+
+@pytest.fixture
+def world(make_world):
+    world, cid = webhook_world(make_world)
     world.enroll("news", cid)
     world.contact_id = cid
     return world
