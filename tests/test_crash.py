@@ -105,11 +105,10 @@ def test_a_restarted_sqlite_worker_takes_over_everything_in_flight_not_only_a_fi
     import sqlalchemy as sa
 
     from engine.models import Message
-    from engine.recovery import CHUNK
 
     world = World(tmp_path, f"sqlite:///{tmp_path}/followup.db", [simple_sequence("a", after="1h")],
                   settings={"send_window": {"start": "00:00", "end": "24:00", "days": "all"}})
-    n = CHUNK + 300
+    n = 1300  # more than one recovery chunk (1,000)
     world.enroll("a", *world.add_contacts(*({"phone": f"0912{i:07d}", "first_name": f"n{i}"} for i in range(n))))
     messages = Message.__table__
     with world.engine.begin() as conn:  # a dead worker's leases: some claimed, some at the provider

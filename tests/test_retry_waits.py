@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 from engine.dispatch import Dispatcher
+from engine.sending import MAX_INLINE_WAIT
 from engine.timer import Timer
 from providers.errors import RateLimitedError
 
@@ -66,11 +67,15 @@ def test_stopping_ends_a_long_wait_and_schedules_the_message_again(make_world):
 
     def busy(message):
         asked.set()
-        return RateLimitedError("slow down", retry_after=9.0)
+        return RateLimitedError("slow down", retry_after=3600.0)  # waited inline for at most MAX_INLINE_WAIT
 
     world.sms.fail_when(busy)
-    threading.Thread(target=lambda: asked.wait(10) and dispatcher.stop()).start()
-    dispatcher.tick()  # returns when stopped, not after the 9 s wait
+    ticking = threading.Thread(target=dispatcher.tick)
+    ticking.start()
+    assert asked.wait(30)
+    dispatcher.stop()
+    ticking.join(MAX_INLINE_WAIT / 2)  # a liveness bound: without stop() ending it, the wait runs its full 10 s
+    assert not ticking.is_alive()
     (row,) = world.messages(touch="t0")
     assert row["status"] == "scheduled" and row["attempt"] == 1 and len(world.sms.attempts) == 1
     assert "slow down" in row["reason"] and "the worker is stopping" in row["reason"]
