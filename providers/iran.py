@@ -29,10 +29,13 @@ from .http import HttpCall, HttpProvider, parse_retry_after
 __all__ = ["IranianPanel", "national", "e164", "from_unix", "as_int", "as_float", "as_text", "chunks"]
 
 _NATIONAL_MOBILE = re.compile(r"^9\d{9}$")
+_E164_MOBILE = re.compile(r"\+989\d{9}")  # the form contacts are stored in
 
 
 def national(number: str) -> str:
     """``+989121234567`` → ``09121234567``; anything but an Iranian mobile is a recipient error."""
+    if _E164_MOBILE.fullmatch(number):  # stored contacts: no need to parse
+        return "0" + number[3:]
     found = _national(number)
     if found is None:
         raise PermanentRecipientError(f"{number!r} is not an Iranian mobile number (+989XXXXXXXXX)")
