@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -73,8 +74,23 @@ def execute(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[tuple
         params = {k: _sqlite_text(v) if isinstance(v, datetime) else v for k, v in params.items()}
     else:
         sql = _NAMED.sub(r"%(\1)s", sql)
-    result = conn.exec_driver_sql(sql, params)
-    return [tuple(r) for r in result] if result.returns_rows else []
+    return _run(conn, sql, params)
+
+
+def _run(conn: sa.Connection, sql: str, params: Any, many: bool = False) -> list[tuple]:
+    # the driver's own cursor, in the connection's transaction: SQLAlchemy's execution context and
+    # its row objects cost more per statement and per row than the database work on this path
+    if not conn.in_transaction():
+        conn.begin()  # what SQLAlchemy's first statement would do (on SQLite: the BEGIN of engine.db)
+    cursor = conn.connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+    finally:
+        cursor.close()
 
 
 def _update_rows(conn: sa.Connection, columns: list[str], rows: list[tuple]) -> None:
@@ -84,7 +100,7 @@ def _update_rows(conn: sa.Connection, columns: list[str], rows: list[tuple]) -> 
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     if mark == "?":
         rows = [tuple(_sqlite_text(v) if isinstance(v, datetime) else v for v in row) for row in rows]
-    conn.exec_driver_sql(f"UPDATE messages SET {', '.join(f'{k} = {mark}' for k in columns)} WHERE id = {mark}", rows)
+    _run(conn, f"UPDATE messages SET {', '.join(f'{k} = {mark}' for k in columns)} WHERE id = {mark}", rows, many=True)
 
 
 def is_in(conn: sa.Connection, column: str, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
@@ -123,9 +139,9 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
         one = "(" + ", ".join("?" for _ in LOG_FIELDS) + ")"
         for start in range(0, len(converted), LOG_ROWS_PER_INSERT):
             chunk = converted[start:start + LOG_ROWS_PER_INSERT]
-            conn.exec_driver_sql(_INSERT_LOG + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row))
+            _run(conn, _INSERT_LOG + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(chunk)))
     else:  # one array per column: a short query that psycopg parses once, however many rows
-        conn.exec_driver_sql(_INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
+        _run(conn, _INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
     if logger.isEnabledFor(logging.INFO):
         for row in rows:
             logger.info(log_line(dict(zip(LOG_FIELDS, row))))
