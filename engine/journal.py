@@ -77,30 +77,61 @@ def execute(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[tuple
     return _run(conn, sql, params)
 
 
-def _run(conn: sa.Connection, sql: str, params: Any, many: bool = False) -> list[tuple]:
+def _run(conn: sa.Connection, sql: str, params: Any) -> list[tuple]:
     # the driver's own cursor, in the connection's transaction: SQLAlchemy's execution context and
     # its row objects cost more per statement and per row than the database work on this path
     if not conn.in_transaction():
         conn.begin()  # what SQLAlchemy's first statement would do (on SQLite: the BEGIN of engine.db)
     cursor = conn.connection.cursor()
     try:
-        if many:
-            cursor.executemany(sql, params)
-            return []
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+    except conn.dialect.loaded_dbapi.Error as err:
+        # the exception SQLAlchemy itself would raise, without the parameters (they hold phone numbers)
+        raise sa.exc.DBAPIError.instance(sql, None, err, conn.dialect.loaded_dbapi.Error,
+                                         hide_parameters=True) from err
     finally:
         cursor.close()
 
 
-def _update_rows(conn: sa.Connection, columns: list[str], rows: list[tuple]) -> None:
-    """``UPDATE messages SET columns… WHERE id = …`` for each positional row (its values, then the id)."""
-    if not rows:
-        return
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    if mark == "?":
-        rows = [tuple(_sqlite_text(v) if isinstance(v, datetime) else v for v in row) for row in rows]
-    _run(conn, f"UPDATE messages SET {', '.join(f'{k} = {mark}' for k in columns)} WHERE id = {mark}", rows, many=True)
+def _update_group(conn: sa.Connection, common: dict[str, Any], varying: list[str], rows: list[tuple], *,
+                  fence: str | None, at: datetime) -> list[int]:
+    """One ``UPDATE`` for a group of rows: the ``common`` values for all, each row's ``varying`` values
+    (``rows``: the id, then those values), fenced by the lease token; the ids it changed."""
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        return _update_group_pg(conn, common, varying, rows, fence=fence, at=at)
+    sets = [f"{k} = ?" for k in common] + [f"{k} = v.column{j + 2}" for j, k in enumerate(varying)]
+    one = "(" + ", ".join("?" * (1 + len(varying))) + ")"
+    sql = (f"UPDATE messages SET {', '.join(sets + ['updated_at = ?'])} FROM (VALUES {', '.join([one] * len(rows))}) "
+           f"AS v WHERE messages.id = v.column1{' AND messages.lease_token = ?' if fence else ''} RETURNING messages.id")
+    params = [*common.values(), at, *chain.from_iterable(rows), *([fence] if fence else [])]
+    return [r[0] for r in _run(conn, sql, [_sqlite_text(v) if isinstance(v, datetime) else v for v in params])]
+
+
+def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[str], rows: list[tuple], *,
+                     fence: str | None, at: datetime) -> list[int]:
+    # the rows as one array per column (binary): the statement's text stays short and the same
+    columns = list(zip(*rows))
+    names = ["id", *varying]
+    arrays = ", ".join(f"%(a_{n})b::{_pg_type(conn, n)}[]" for n in names)
+    sets = [f"{k} = %(c_{k})s" for k in common] + [f"{k} = v.{k}" for k in varying]
+    sql = (f"UPDATE messages AS m SET {', '.join(sets + ['updated_at = %(at)s'])} FROM unnest({arrays}) "
+           f"AS v({', '.join(names)}) WHERE m.id = v.id{' AND m.lease_token = %(fence)s' if fence else ''} "
+           f"RETURNING m.id")
+    params = {**{f"c_{k}": v for k, v in common.items()}, **{f"a_{n}": list(c) for n, c in zip(names, columns)},
+              "at": at, "fence": fence}
+    return [r[0] for r in _run(conn, sql, params)]
+
+
+def _pg_type(conn: sa.Connection, column: str) -> str:
+    key = (id(conn.dialect), column)
+    if key not in _PG_TYPES:
+        _PG_TYPES[key] = messages.c[column].type.compile(dialect=conn.dialect)
+    return _PG_TYPES[key]
+
+
+_PG_TYPES: dict[tuple[int, str], str] = {}
 
 
 def is_in(conn: sa.Connection, column: str, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
@@ -167,9 +198,9 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
     if not changes:
         return []
     at = at or now()
-    # changes that set the same columns form a group; what the whole group sets alike is one
-    # `UPDATE … WHERE id IN (…) [AND lease_token = fence] RETURNING id` (the fence and the row lock
-    # in the same statement), and only the columns that differ go row by row
+    # changes that set the same columns form a group, one `UPDATE … [AND lease_token = fence] RETURNING id`
+    # each (the fence and the row lock in the same statement): what the group sets alike is written
+    # once, the columns that differ come with each row's id (VALUES on SQLite, arrays on PostgreSQL)
     groups: dict[frozenset[str], list[Change]] = {}
     for change in changes:
         groups.setdefault(frozenset(change.values), []).append(change)
@@ -182,6 +213,11 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
         values = {**{f"v_{k}": v for k, v in common.items()}, "v_updated_at": at}
         ids = [c.message["id"] for c in group]
         for start in range(0, len(ids), 900):
+            if varying:
+                held.update(_update_group(conn, common, varying, [(c.message["id"], *(c.values[k] for k in varying))
+                                                                  for c in group[start:start + 900]],
+                                          fence=fence, at=at))
+                continue
             ids_sql, params = is_in(conn, "id", "i", ids[start:start + 900])
             if fence is None:
                 execute(conn, f"UPDATE messages SET {sets} WHERE {ids_sql}", {**params, **values})
@@ -190,9 +226,6 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
                 held.update(r[0] for r in execute(
                     conn, f"UPDATE messages SET {sets} WHERE {ids_sql} AND lease_token = :fence RETURNING id",
                     {**params, **values, "fence": fence}))
-        if varying:
-            _update_rows(conn, varying, [(*(c.values[k] for k in varying), c.message["id"]) for c in group
-                                         if c.message["id"] in held])
     changes = [c for c in changes if c.message["id"] in held]
     _insert_log(conn, [c.log_row(at, worker) for c in changes])
     return changes

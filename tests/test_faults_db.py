@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from engine import journal
+
 
 from .conftest import PG_URL, World, simple_sequence
 from .faults import (ANYTIME, Fleet, add_and_enroll, audit_history, kill_world, reset_postgres, statuses,
@@ -70,7 +72,7 @@ def _backend_pid(conn) -> int:
     ("sending", "INSERT INTO delivery_log"),           # the first log insert of a tick: `sending` rows
     ("record", "INSERT INTO delivery_log#2"),          # the second: the provider's results
 ])
-def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, where, statement):
+def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, monkeypatch, where, statement):
     """The transaction dies with its connection; nothing half-written, and the next ticks finish the job."""
     url = reset_postgres(PG_URL)
     world = World(tmp_path, url, [simple_sequence("a", after="1h")], settings={
@@ -80,8 +82,7 @@ def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, where, state
     text, _, nth = statement.partition("#")
     seen, fired = [0], []
 
-    @sa.event.listens_for(world.engine, "before_cursor_execute")
-    def kill_mid_transaction(conn, cursor, sql, params, context, executemany):
+    def kill_mid_transaction(conn, sql):
         if fired or not sql.startswith(text):
             return
         seen[0] += 1
@@ -92,11 +93,21 @@ def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, where, state
                 other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": _backend_pid(conn)})
             admin.dispose()
 
+    def through_sqlalchemy(conn, cursor, sql, *args):
+        kill_mid_transaction(conn, sql)
+
+    def through_the_driver(conn, sql, params):  # the hot path's statements skip SQLAlchemy's events
+        kill_mid_transaction(conn, sql)
+        return run(conn, sql, params)
+
+    run = journal._run
+    monkeypatch.setattr(journal, "_run", through_the_driver)
+    sa.event.listen(world.engine, "before_cursor_execute", through_sqlalchemy)
     try:
         with pytest.raises(sa.exc.DBAPIError):
             world.dispatcher.tick()
     finally:
-        sa.event.remove(world.engine, "before_cursor_execute", kill_mid_transaction)
+        sa.event.remove(world.engine, "before_cursor_execute", through_sqlalchemy)
     assert fired
     t0 = world.messages(touch="t0")
     expected = {"claim": {"scheduled"}, "sending": {"claimed"}, "record": {"sending"}}[where]
