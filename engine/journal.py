@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from itertools import chain
+from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -167,10 +168,13 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
             if text is None:
                 text = seen[row[0]] = _sqlite_text(row[0])
             converted.append((text, *row[1:]))
-        one = "(" + ", ".join("?" for _ in LOG_FIELDS) + ")"
         for start in range(0, len(converted), LOG_ROWS_PER_INSERT):
             chunk = converted[start:start + LOG_ROWS_PER_INSERT]
-            _run(conn, _INSERT_LOG + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(chunk)))
+            # a column that is empty in every row of the chunk is written as NULL, not bound row by row
+            bound = [k for k, column in enumerate(zip(*chunk)) if column.count(None) < len(chunk)]
+            one = "(" + ", ".join("?" if k in bound else "NULL" for k in range(len(LOG_FIELDS))) + ")"
+            pick = itemgetter(*bound)  # of two or more columns (at and event are never NULL): a tuple
+            _run(conn, _INSERT_LOG + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(map(pick, chunk))))
     else:  # one array per column: a short query that psycopg parses once, however many rows
         _run(conn, _INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
     if logger.isEnabledFor(logging.INFO):

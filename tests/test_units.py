@@ -600,3 +600,43 @@ def test_national_reads_stored_numbers_without_parsing_and_agrees_with_the_parse
             national(raw)
     else:
         assert national(raw) == expected
+
+
+# -- the delivery log's batched insert --------------------------------------------------------------
+@pytest.mark.parametrize("url", ["sqlite", "postgresql"])
+def test_append_log_writes_every_value_and_null_back_as_given(tmp_path, url):
+    """Columns empty in a whole chunk are written as NULL literals, the rest bound: the rows read back the same."""
+    import os
+
+    import sqlalchemy as sa
+
+    from engine.db import make_engine, upgrade
+    from engine.journal import LOG_ROWS_PER_INSERT, append_log
+
+    if url == "postgresql":
+        if not os.environ.get("FOLLOWUP_TEST_POSTGRES_URL"):
+            pytest.skip("FOLLOWUP_TEST_POSTGRES_URL is not set")
+        from .faults import reset_postgres
+
+        url = reset_postgres(os.environ["FOLLOWUP_TEST_POSTGRES_URL"])
+    else:
+        url = f"sqlite:///{tmp_path}/log.db"
+    upgrade(url)
+    at = datetime(2026, 11, 26, 9, 30, 0, 123456, tzinfo=UTC)
+    rows = [dict(at=at, message_id=i, contact_id=i % 7 or None, sequence="welcome-fa", touch="first", channel="sms",
+                 provider=None, event="sent", reason="ضرب‌الاجل: ۳ روز" if i == 3 else None, attempt=1,
+                 provider_message_id=None, worker="w1") for i in range(LOG_ROWS_PER_INSERT + 5)]
+    rows.append(dict(at=at, message_id=None, contact_id=None, sequence=None, touch=None, channel=None,
+                     provider="kavenegar", event="provider_paused", reason="HTTP 403", attempt=0,
+                     provider_message_id=None, worker=None))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        append_log(conn, rows)
+    with engine.connect() as conn:
+        got = [dict(r) for r in conn.execute(sa.text(f"SELECT {', '.join(LOG_FIELDS)} FROM delivery_log "
+                                                     "ORDER BY id")).mappings()]
+    for row in got:
+        row["at"] = row["at"] if isinstance(row["at"], datetime) else datetime.fromisoformat(row["at"])
+        row["at"] = row["at"].replace(tzinfo=UTC) if row["at"].tzinfo is None else row["at"]
+    assert got == rows
+    engine.dispose()
