@@ -118,7 +118,7 @@ def _revision_ids(path: Path) -> tuple[str, str | tuple[str, ...] | None]:
 
 def current_revision(engine: sa.Engine) -> str | None:
     """The revision in the database's ``alembic_version`` table; None when there is no schema yet."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:  # no write lock: a worker may hold it, checking a batch
         if not sa.inspect(conn).has_table(VERSION_TABLE):
             return None
         heads = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()

@@ -2,15 +2,18 @@
 
 The send protocol — the states a message passes and what a crash between them means::
 
-    scheduled ──claim──▶ claimed ──checks──▶ sending ──provider──▶ sent / failed / retry (scheduled)
-                            │                   │
-                            ├─▶ cancelled / skipped / deferred (scheduled later)
-                            │                   └─ crash here: fate unknown → reconcile
-                            └─ crash here: the provider was never called → scheduled again
+    scheduled ──claim + checks──▶ sending ──provider──▶ sent / failed / retry (scheduled)
+                  │                 │
+                  │                 └─ crash here: fate unknown → reconcile
+                  ├─▶ cancelled / skipped / deferred (scheduled later)
+                  └─ crash here: nothing was committed → still scheduled
 
-* ``claimed``: leased to one worker (``lease_owner``, ``lease_token``, ``lease_until``); claims
-  use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL. If the worker dies, the lease expires and the
-  message is scheduled again: no provider ever saw it.
+* The claim and the checks are one transaction: the due messages are chosen and locked (``FOR
+  UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on SQLite), checked, rendered and committed as
+  ``sending`` — leased to this worker (``lease_owner``, ``lease_token``, ``lease_until``) — or as
+  their other fate. If the worker dies before the commit, nothing changed and no provider saw them.
+  (``claimed``, a lease taken before the checks, is what earlier versions committed; recovery
+  still takes such messages over.)
 * ``sending`` is committed *before* the provider is called. If the worker dies now, the message
   is reconciled when its lease expires: found at the provider by our own id → ``sent``; a
   provider that can be asked and has no record → sent again; otherwise ``unknown`` for ops.
@@ -21,7 +24,7 @@ The send protocol — the states a message passes and what a crash between them 
 Every transition appends a delivery-log row in the same transaction (:mod:`engine.journal`).
 
 Batches are pipelined: while up to ``MAX_INFLIGHT_BATCHES`` batches are at the provider, the tick's
-thread claims, checks and commits the next as ``sending`` and records the outcomes the send threads
+thread claims and checks the next and commits it as ``sending``, and records the outcomes the send threads
 hand back; all database work of a tick is on that one thread. A send that waits between tries
 (``Retry-After``, a backoff) waits on a timer, not on a send thread. On SIGTERM nothing new is claimed;
 sends already under way finish and are recorded, sends waiting between tries and messages of a batch
@@ -51,7 +54,7 @@ from providers.base import OutgoingMessage, Provider
 from .catalog import sync_catalog
 from .clock import now, to_utc
 from .config import Config
-from .db import is_sqlite, make_engine, reading
+from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
 from .models import (COUNTS_AS_SENT, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
@@ -76,8 +79,8 @@ provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
 #: the claim's choice: due messages, oldest first (`status` is compared with a literal, so the partial
 #: index ix_messages_due, which holds only scheduled rows, serves it)
-DUE_SQL = ("SELECT id FROM messages WHERE status = 'scheduled' AND next_attempt_at <= :at "
-           "ORDER BY next_attempt_at, due_at LIMIT :limit")
+DUE_WHERE = "status = 'scheduled' AND next_attempt_at <= :at ORDER BY next_attempt_at, due_at LIMIT :limit"
+DUE_SQL = f"SELECT id FROM messages WHERE {DUE_WHERE}"
 #: what the checks, the rendering and the log need of a claimed message (no datetimes: each costs a parse
 #: on SQLite, and the lease's end is known without reading it back)
 WORK_FIELDS = ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch", "channel", "urgent", "status",
@@ -179,12 +182,9 @@ class Dispatcher:
                     self._absorb(pipe, pipe.results.get(), report)
                 while not pipe.results.empty():
                     self._absorb(pipe, pipe.results.get(), report)
-                claimed, token = self._claim()
+                claimed, prepared = self._claim(report)
                 if not claimed:
                     break
-                report.add("claimed", len(claimed))
-                _checkpoint("after_claim")
-                prepared = self._prepare(claimed, token, report)
                 if prepared is not None:
                     batch = _Batch(*prepared)
                     pipe.busy += 1
@@ -202,24 +202,32 @@ class Dispatcher:
         self._heartbeat(report, time.monotonic() - started)
         return report
 
-    def _claim(self) -> tuple[list[dict], str]:
+    def _claim(self, report: TickReport) -> tuple[int, tuple | None]:
+        """Choose due messages, check them and commit each as `sending` or as its other fate: one transaction.
+
+        Returns how many were chosen, and what :meth:`_send_batch` needs (None when nothing goes out).
+        """
         at = now()
         token = uuid.uuid4().hex
         lease_until = at + timedelta(seconds=self.settings.worker.lease_seconds)
         with self._write() as conn:
-            # one statement: choose and lease (on PostgreSQL the rows chosen are locked, skipping those a
-            # peer is claiming at this moment)
-            rows = execute(conn, f"UPDATE messages SET status = 'claimed', lease_owner = :owner, lease_token = :token, "
-                                 f"lease_until = :until, updated_at = :at WHERE id IN "
-                                 f"({DUE_SQL}{'' if is_sqlite(self.engine) else ' FOR UPDATE SKIP LOCKED'}) "
-                                 f"RETURNING {', '.join(WORK_FIELDS)}, next_attempt_at, due_at",
-                           {"owner": self.worker_id, "token": token, "until": lease_until, "at": at,
-                            "limit": self.settings.worker.batch_size})
-        # oldest first: after a night every deferred message shares 09:00, so due_at decides (SQLite's
-        # text form of a time sorts as the time does)
-        rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
-        width = len(WORK_FIELDS)
-        return [dict(zip(WORK_FIELDS, r[:width]), lease_until=lease_until) for r in rows], token
+            # on PostgreSQL the rows chosen stay locked until the commit; a peer claiming now skips them
+            rows = execute(conn, f"SELECT {', '.join(WORK_FIELDS)}, next_attempt_at, due_at FROM messages "
+                                 f"WHERE {DUE_WHERE}{'' if is_sqlite(self.engine) else ' FOR UPDATE SKIP LOCKED'}",
+                           {"at": at, "limit": self.settings.worker.batch_size})
+            if not rows:
+                return 0, None
+            # oldest first: after a night every deferred message shares 09:00, so due_at decides (SQLite's
+            # text form of a time sorts as the time does)
+            rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
+            width = len(WORK_FIELDS)
+            claimed = [dict(zip(WORK_FIELDS, r[:width]), lease_until=lease_until) for r in rows]
+            _checkpoint("after_claim")
+            applied, prepared = self._prepare(conn, claimed, token, at)
+        report.add("claimed", len(claimed))
+        for change in applied:
+            report.add(change.event)
+        return len(claimed), prepared
 
     # -- reading what the checks need, in a few queries per batch ----------------------
     def _plan(self, conn: sa.Connection, seq_hash: str) -> SequencePlan:
@@ -265,14 +273,15 @@ class Dispatcher:
         return out
 
     # -- one batch ----------------------------------------------------------------------
-    def _prepare(self, rows: list[dict], token: str, report: TickReport) -> tuple | None:
-        """Check a claimed batch, record what is not sent, commit the rest as `sending`.
+    def _prepare(self, conn: sa.Connection, rows: list[dict], token: str,
+                 at: datetime) -> tuple[list[Change], tuple | None]:
+        """Check chosen messages in the claim's transaction: write what is not sent, the rest as `sending`.
 
-        Returns what :meth:`_send_batch` needs to send (and the tick to record), or None when nothing goes out.
+        Returns the changes written, and what :meth:`_send_batch` needs to send (None when nothing goes out).
         """
-        at = now()
-        with reading(self.engine) as conn:
-            ctx = self._context(conn, rows)
+        ctx = self._context(conn, rows)
+        lease = {"lease_owner": self.worker_id, "lease_token": token, "lease_until": rows[0]["lease_until"]}
+        release = {"lease_owner": None, "lease_token": None, "lease_until": None}
         first: list[Change] = []
         to_send: list[tuple[dict, OutgoingMessage]] = []
         ended: list[tuple[dict, datetime]] = []
@@ -286,7 +295,6 @@ class Dispatcher:
                               window=plan.send_window or self.settings.send_window,
                               cap=plan.frequency_cap or self.settings.frequency_cap,
                               sent_times=ctx["sent"].setdefault(row["contact_id"], []))
-            release = {"lease_owner": None, "lease_token": None, "lease_until": None}
             if decision.action == "deferred":
                 first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
                                                       "reason": decision.reason, **release}, reason=decision.reason))
@@ -307,19 +315,13 @@ class Dispatcher:
             candidates = [p for p in self.providers.get(row["channel"], []) if p.name not in ctx["paused"]]
             provider_name = candidates[0].name if candidates else None
             first.append(Change(row, "sending", {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at,
-                                                 "provider": provider_name}, provider=provider_name))
+                                                 "provider": provider_name, **lease}, provider=provider_name))
             ctx["sent"][row["contact_id"]].append(at)
             to_send.append((row, built))
-        with self._write() as conn:
-            applied = apply(conn, first, worker=self.worker_id, fence=token, at=at)
-            held = {c.message["id"] for c in applied}  # still ours: the lease was not taken over meanwhile
-            self._schedule_next(conn, [e for e in ended if e[0]["id"] in held], ctx)
-        for change in applied:
-            report.add(change.event)
-        to_send = [(row, msg) for row, msg in to_send if row["id"] in held]
-        if not to_send:
-            return None
-        return to_send, token, ctx
+        # no fence: the rows are this transaction's own (locked on PostgreSQL, the write lock on SQLite)
+        applied = apply(conn, first, worker=self.worker_id, at=at)
+        self._schedule_next(conn, ended, ctx)
+        return applied, ((to_send, token, ctx) if to_send else None)
 
     def _send_batch(self, batch: "_Batch", results: "queue.SimpleQueue") -> None:
         """Send a prepared batch (on a batch thread); hand each group of outcomes back to the tick."""

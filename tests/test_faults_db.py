@@ -68,8 +68,9 @@ def _backend_pid(conn) -> int:
 
 @needs_pg
 @pytest.mark.parametrize("where, statement", [
-    ("claim", "UPDATE messages SET status = 'claimed', lease_owner"),
-    ("sending", "INSERT INTO delivery_log"),           # the first log insert of a tick: `sending` rows
+    ("claim", "SELECT id, enrollment_id, contact_id"),  # the claim's choice of due messages
+    ("sending", "INSERT INTO delivery_log"),           # the first log insert of a tick: `sending` rows, in the
+                                                       # claim's transaction
     ("record", "INSERT INTO delivery_log#2"),          # the second: the provider's results
 ])
 def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, monkeypatch, where, statement):
@@ -110,7 +111,7 @@ def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, monkeypatch,
         sa.event.remove(world.engine, "before_cursor_execute", through_sqlalchemy)
     assert fired
     t0 = world.messages(touch="t0")
-    expected = {"claim": {"scheduled"}, "sending": {"claimed"}, "record": {"sending"}}[where]
+    expected = {"claim": {"scheduled"}, "sending": {"scheduled"}, "record": {"sending"}}[where]
     assert {m["status"] for m in t0} == expected  # the dead transaction changed nothing
     assert len(world.sms.outbox) == (5 if where == "record" else 0)
     for _ in range(3):  # the leases (2 s) expire; the next ticks recover and finish
