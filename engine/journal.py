@@ -211,7 +211,7 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
     held: set[int] = set()
     for keys, group in groups.items():
         first = group[0].values
-        common = {k: v for k, v in first.items() if all(c.values[k] == v for c in group)}
+        common = {k: v for k, v in first.items() if [c.values[k] for c in group].count(v) == len(group)}
         varying = [k for k in keys if k not in common]
         sets = ", ".join([f"{k} = :v_{k}" for k in common] + ["updated_at = :v_updated_at"])
         values = {**{f"v_{k}": v for k, v in common.items()}, "v_updated_at": at}

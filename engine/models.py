@@ -32,7 +32,7 @@ class MessageStatus(str, enum.Enum):
 
     PENDING = "pending"          # waits for the previous touch; no due time yet
     SCHEDULED = "scheduled"      # due at next_attempt_at
-    CLAIMED = "claimed"          # leased by a worker; the provider has not been called
+    CLAIMED = "claimed"          # leased before its checks (earlier versions; recovery takes these over)
     SENDING = "sending"          # the provider is being called; fate unknown until recorded
     SENT = "sent"
     DELIVERED = "delivered"

@@ -10,7 +10,7 @@ from providers.base import OutgoingMessage
 from .clock import to_utc
 from .config import Config
 from .sms import sms_info, with_footer
-from .templates import ContactView, OfferView, RenderError
+from .templates import ContactView, OfferView, RenderError, SequenceView, TouchView
 from .tokens import make_token
 
 __all__ = ["template_context", "build_message", "unsubscribe_url"]
@@ -43,7 +43,7 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         attrs=dict(contact.get("attrs") or {}),
         tags=tuple(t for t in (contact.get("tags") or "").split(";") if t),
     )
-    return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch,
+    return {"contact": view, "offer": offer, "sequence": SequenceView(**sequence), "touch": TouchView(**touch),
             "unsubscribe_url": unsubscribe_url(config, contact["id"], touch["channel"]) if contact.get("id") else None}
 
 

@@ -64,6 +64,36 @@ class OfferView:
 
 
 @dataclass(frozen=True)
+class SequenceView:
+    """The sequence a message belongs to (``sequence.name``; ``sequence["name"]`` reads the same)."""
+
+    name: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class TouchView:
+    """The touch being rendered (``touch.name``, ``touch.channel``, ``touch.index``)."""
+
+    name: str
+    channel: str
+    index: int
+
+
+#: the template's own views: every public field is data, nothing reaches Python internals through them
+_VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView})
+
+
+class _Sandbox(SandboxedEnvironment):
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # the sandbox's generic test (a dozen type checks) runs for every attribute a template reads;
+        # our views need only the rule that no underscore name is reachable
+        if type(obj) in _VIEWS:
+            return not attr.startswith("_")
+        return super().is_safe_attribute(obj, attr, value)
+
+
+@dataclass(frozen=True)
 class Rendered:
     text: str
     subject: str | None = None
@@ -164,7 +194,7 @@ class Renderer:
             raise
 
     def _env(self, autoescape: bool) -> SandboxedEnvironment:
-        env = SandboxedEnvironment(
+        env = _Sandbox(
             loader=FileSystemLoader(str(self.templates_dir)),
             undefined=StrictUndefined,
             autoescape=autoescape,

@@ -13,7 +13,8 @@ from engine.addresses import normalize_email, normalize_phone
 from engine.durations import format_duration, parse_duration
 from engine.journal import LOG_FIELDS, log_line
 from engine.sms import sms_info, with_footer
-from engine.templates import ContactView, OfferView, RenderError, Renderer, human_duration, jalali, literal_urgency
+from engine.templates import (ContactView, OfferView, RenderError, Renderer, SequenceView, TouchView, human_duration,
+                              jalali, literal_urgency)
 from engine.text import mask_address, mask_phone
 from engine.tokens import make_token, read_token
 from engine.window import SendWindow, local_day_bounds, next_allowed
@@ -266,7 +267,8 @@ def templates(tmp_path):
 def context(first_name="Sara", locale="en", time_left=None):
     offer = OfferView(code="WINTER20", title="20% off", expires_at=None, time_left=time_left, stock_left=3)
     return {"contact": ContactView(first_name=first_name, locale=locale), "offer": offer,
-            "sequence": {"name": "s"}, "touch": {"name": "t"}, "unsubscribe_url": None}
+            "sequence": SequenceView(name="s"), "touch": TouchView(name="t", channel="sms", index=0),
+            "unsubscribe_url": None}
 
 
 def test_render_sms(templates):
@@ -336,6 +338,11 @@ def test_missing_template_is_a_render_error(templates):
     "{{ (contact | attr('__class__')).__mro__ }}",
     "{{ '{0.__class__.__mro__}'.format(contact) }}",
     "{{ self._TemplateReference__context }}",
+    "{{ touch.__class__.__mro__ }}",
+    "{{ touch['__class__'] }}",
+    "{{ offer.__dataclass_fields__ }}",
+    "{{ sequence.__init__.__globals__ }}",
+    "{{ (touch | attr('__reduce_ex__'))(2) }}",
 ])
 def test_the_sandbox_refuses_to_reach_internals(templates, source):
     templates.write("evil.sms.j2", source)
@@ -344,6 +351,11 @@ def test_the_sandbox_refuses_to_reach_internals(templates, source):
     shown = str(caught.value)
     for leak in ("<class ", "object at 0x", "__builtins__", "<function ", "subprocess", "os.path"):
         assert leak not in shown
+
+
+def test_touch_and_sequence_read_as_attributes_or_keys(templates):
+    templates.write("k.sms.j2", "{{ touch.name }}/{{ touch['name'] }}/{{ touch.index }} {{ sequence['name'] }}")
+    assert templates.render("k.sms.j2", "sms", context()).text == "t/t/0 s"
 
 
 @pytest.mark.parametrize("name", ["{{ 7*7 }}", "{% raw %}{{ 7*7 }}{% endraw %}", "{# x #}{{ contact }}"])
