@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MEMORY, PG_URL, count_status, info, make_dispatcher, result, setup_world  # noqa: E402
+from common import (MEMORY, PG_URL, count_status, info, make_dispatcher, python_speed, result,  # noqa: E402
+                    setup_world)
 
 
 def run(url: str, n: int, root: Path, profile: Path | None) -> dict:
@@ -54,7 +55,8 @@ def main() -> int:
             r = run(url, n, Path(tmp) / name, prof)
             rate = r["sent"] / r["wall"]
             cpu_ms = r["cpu"] / max(1, r["sent"]) * 1000
-            info(f"{name}: one tick of {n} due messages: {r['counts']}")
+            info(f"{name}: one tick of {n} due messages: {r['counts']} (machine speed just after: "
+                 f"{python_speed():.0f}M Python loop steps/s)")
             target_rate = name != "sqlite" or rate >= 10_000
             result(f"bookkeeping[{name}] rate", f"{rate:.0f} msg/s recorded ({r['sent']} in {r['wall']:.2f}s)",
                    ">= 10000 msg/s on SQLite" if name == "sqlite" else "informational; 10000 msg/s is for SQLite",

@@ -86,6 +86,22 @@ def pct(values: list[float], q: float) -> float:
 median = statistics.median
 
 
+def python_speed() -> float:
+    """Millions of steps a second of a plain Python loop (best of 3): how fast this machine runs Python now.
+
+    Absolute figures (messages per second) follow it; on the shared machines these benches run on it
+    has been seen to vary by 2x from one hour to the next.
+    """
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return 1 / best
+
+
 # -- the fake SMS API ------------------------------------------------------------------------
 class FakeSms:
     """The fake Kavenegar in its own process (bench/fakesms.py)."""

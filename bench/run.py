@@ -42,6 +42,10 @@ def machine() -> str:
         versions.append(f"load avg {load}")
     except OSError:
         pass
+    sys.path.insert(0, str(HERE))
+    from common import python_speed
+
+    versions.append(f"speed {python_speed():.0f}M loop steps/s")
     return f"machine: {cores} cores{mem}, {platform.machine()}, Python {platform.python_version()}, " + ", ".join(versions)
 
 
