@@ -51,15 +51,19 @@ def main() -> int:
         return 0
     n = args.n or (1200 if args.quick else 3000)
     with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05) as fake:
+        # one worker before and after the two: the machine's speed drifts, and the pair brackets it
         one = run(fake, args.postgres, Path(tmp) / "one", 1, n)
         two = run(fake, args.postgres, Path(tmp) / "two", 2, n)
-    ratio = two["rate"] / one["rate"]
-    for label, r in (("1 worker", one), ("2 workers", two)):
+        again = run(fake, args.postgres, Path(tmp) / "again", 1, n)
+    single = (one["rate"] + again["rate"]) / 2
+    ratio = two["rate"] / single
+    for label, r in (("1 worker", one), ("2 workers", two), ("1 worker again", again)):
         info(f"{label}: {r['sent']} accepted in {r['span']:.1f}s = {r['rate']:.0f} msg/s; sending rows per worker "
              f"{r['by_worker']}; all sent: {r['done']}; peak RSS {', '.join(f'{x:.0f}' for x in r['rss'])} MB")
     result("scale-out[postgresql,2x C=20] throughput", f"{ratio:.2f}x one worker ({two['rate']:.0f} vs "
-           f"{one['rate']:.0f} msg/s; ceiling 2x{20 / 0.05:.0f})", ">= 1.7x", ratio >= 1.7)
-    claimed_twice = two["dup"] + two["bad_log"] + one["dup"] + one["bad_log"]
+           f"{single:.0f} msg/s, the mean of the runs before and after; ceiling 2x{20 / 0.05:.0f})", ">= 1.7x",
+           ratio >= 1.7)
+    claimed_twice = sum(r["dup"] + r["bad_log"] for r in (one, two, again))
     result("scale-out[postgresql] claimed twice", f"{claimed_twice} (localids accepted twice: {two['dup']}; "
            f"messages whose 'sending' rows != attempts: {two['bad_log']})", "0", claimed_twice == 0 and two["done"])
     return 0
