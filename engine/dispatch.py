@@ -285,11 +285,15 @@ class Dispatcher:
         first: list[Change] = []
         to_send: list[tuple[dict, OutgoingMessage]] = []
         ended: list[tuple[dict, datetime]] = []
+        zones: dict[str, ZoneInfo] = {}
+        providers = {channel: next((p.name for p in group if p.name not in ctx["paused"]), None)
+                     for channel, group in self.providers.items()}
         for row in rows:
             enrollment = ctx["enrollments"][row["enrollment_id"]]
             contact = ctx["contacts"][row["contact_id"]]
             plan = ctx["plans"][enrollment["sequence_hash"]]
-            tz = ZoneInfo(contact.get("timezone") or self.settings.timezone.key)
+            zone = contact.get("timezone") or self.settings.timezone.key
+            tz = zones.get(zone) or zones.setdefault(zone, ZoneInfo(zone))
             offer = ctx["offers"].get((row["sequence"], enrollment.get("offer_code")))
             decision = decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
                               window=plan.send_window or self.settings.send_window,
@@ -312,8 +316,7 @@ class Dispatcher:
                                                     **release}, reason=built))
                 ended.append((row, at))
                 continue
-            candidates = [p for p in self.providers.get(row["channel"], []) if p.name not in ctx["paused"]]
-            provider_name = candidates[0].name if candidates else None
+            provider_name = providers.get(row["channel"])
             first.append(Change(row, "sending", {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at,
                                                  "provider": provider_name, **lease}, provider=provider_name))
             ctx["sent"][row["contact_id"]].append(at)
@@ -463,6 +466,7 @@ class Dispatcher:
         worker = self.settings.worker
         changes, ended, suppress, blocked = [], [], [], {}
         release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+        poll_at = at + timedelta(minutes=1)
         for (row, _msg), outcome in zip(sent, outcomes):
             row = {**row, "attempt": row["attempt"] + 1}
             blocked.update(outcome.blocked)
@@ -472,7 +476,7 @@ class Dispatcher:
                     "status": "sent", "sent_at": at, "provider": outcome.provider, "reason": outcome.reason,
                     "provider_message_id": result.provider_message_id if result else None,
                     "cost": result.cost if result else None, "segments": _msg.metadata.get("segments"),
-                    "poll_at": at + timedelta(minutes=1), **release},
+                    "poll_at": poll_at, **release},
                     reason=outcome.reason, provider=outcome.provider))
                 ended.append((row, at))
             elif outcome.kind == "failed":

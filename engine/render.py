@@ -41,7 +41,7 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         phone=contact.get("phone") or "", email=contact.get("email") or "",
         locale=contact.get("locale") or config.settings.locale, timezone=tz.key,
         attrs=dict(contact.get("attrs") or {}),
-        tags=tuple(t for t in (contact.get("tags") or "").split(";") if t),
+        tags=tuple(filter(None, (contact.get("tags") or "").split(";"))),
     )
     return {"contact": view, "offer": offer, "sequence": SequenceView(**sequence), "touch": TouchView(**touch),
             "unsubscribe_url": unsubscribe_url(config, contact["id"], touch["channel"]) if contact.get("id") else None}
