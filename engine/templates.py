@@ -85,9 +85,18 @@ _VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView})
 
 
 class _Sandbox(SandboxedEnvironment):
+    # the sandbox's generic checks (a dozen type tests, a str.format wrapper) run for every attribute a
+    # template reads; our views hold only data fields and need only the rule that no underscore name
+    # is reachable
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) in _VIEWS and not attribute.startswith("_"):
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        # the sandbox's generic test (a dozen type checks) runs for every attribute a template reads;
-        # our views need only the rule that no underscore name is reachable
         if type(obj) in _VIEWS:
             return not attr.startswith("_")
         return super().is_safe_attribute(obj, attr, value)
