@@ -57,7 +57,7 @@ from .config import Config
 from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
-from .models import (COUNTS_AS_SENT, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
+from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .render import build_message
@@ -99,6 +99,7 @@ class _Batch:
     to_send: list[tuple[dict, OutgoingMessage]]
     token: str
     ctx: dict
+    lease_until: datetime
     freed: bool = False  # its sends are done or only waiting between tries: its pipeline slot is free
 
 
@@ -221,9 +222,9 @@ class Dispatcher:
             # text form of a time sorts as the time does)
             rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
             width = len(WORK_FIELDS)
-            claimed = [dict(zip(WORK_FIELDS, r[:width]), lease_until=lease_until) for r in rows]
+            claimed = [dict(zip(WORK_FIELDS, r[:width])) for r in rows]
             _checkpoint("after_claim")
-            applied, prepared = self._prepare(conn, claimed, token, at)
+            applied, prepared = self._prepare(conn, claimed, token, at, lease_until)
         report.add("claimed", len(claimed))
         for change in applied:
             report.add(change.event)
@@ -273,15 +274,15 @@ class Dispatcher:
         return out
 
     # -- one batch ----------------------------------------------------------------------
-    def _prepare(self, conn: sa.Connection, rows: list[dict], token: str,
-                 at: datetime) -> tuple[list[Change], tuple | None]:
+    def _prepare(self, conn: sa.Connection, rows: list[dict], token: str, at: datetime,
+                 lease_until: datetime) -> tuple[list[Change], tuple | None]:
         """Check chosen messages in the claim's transaction: write what is not sent, the rest as `sending`.
 
         Returns the changes written, and what :meth:`_send_batch` needs to send (None when nothing goes out).
         """
         ctx = self._context(conn, rows)
-        lease = {"lease_owner": self.worker_id, "lease_token": token, "lease_until": rows[0]["lease_until"]}
-        release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+        lease = {"lease_owner": self.worker_id, "lease_token": token, "lease_until": lease_until}
+        release = LEASE_RELEASED
         first: list[Change] = []
         to_send: list[tuple[dict, OutgoingMessage]] = []
         ended: list[tuple[dict, datetime]] = []
@@ -324,16 +325,15 @@ class Dispatcher:
         # no fence: the rows are this transaction's own (locked on PostgreSQL, the write lock on SQLite)
         applied = apply(conn, first, worker=self.worker_id, at=at)
         self._schedule_next(conn, ended, ctx)
-        return applied, ((to_send, token, ctx) if to_send else None)
+        return applied, ((to_send, token, ctx, lease_until) if to_send else None)
 
     def _send_batch(self, batch: "_Batch", results: "queue.SimpleQueue") -> None:
         """Send a prepared batch (on a batch thread); hand each group of outcomes back to the tick."""
         error = None
         try:
             _checkpoint("before_provider")
-            lease_until = min(to_utc(row["lease_until"]) for row, _ in batch.to_send)
             for settled in self._send_all([msg for _, msg in batch.to_send], set(batch.ctx["paused"]), batch.token,
-                                          lease_until):
+                                          batch.lease_until):
                 results.put(("settled", batch, settled))
         except BaseException as err:  # noqa: BLE001 - handed to the tick's thread, which raises it
             error = err
@@ -465,7 +465,7 @@ class Dispatcher:
         at = now()
         worker = self.settings.worker
         changes, ended, suppress, blocked = [], [], [], {}
-        release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+        release = LEASE_RELEASED
         poll_at = at + timedelta(minutes=1)
         for (row, _msg), outcome in zip(sent, outcomes):
             row = {**row, "attempt": row["attempt"] + 1}

@@ -15,6 +15,7 @@ from itertools import chain
 from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -99,8 +100,7 @@ def _update_group(conn: sa.Connection, common: dict[str, Any], varying: list[str
                   fence: str | None, at: datetime) -> list[int]:
     """One ``UPDATE`` for a group of rows: the ``common`` values for all, each row's ``varying`` values
     (``rows``: the id, then those values), fenced by the lease token; the ids it changed."""
-    sqlite = conn.dialect.name == "sqlite"
-    if not sqlite:
+    if conn.dialect.name != "sqlite":
         return _update_group_pg(conn, common, varying, rows, fence=fence, at=at)
     sets = [f"{k} = ?" for k in common] + [f"{k} = v.column{j + 2}" for j, k in enumerate(varying)]
     one = "(" + ", ".join("?" * (1 + len(varying))) + ")"
@@ -115,7 +115,7 @@ def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[
     # the rows as one array per column (binary): the statement's text stays short and the same
     columns = list(zip(*rows))
     names = ["id", *varying]
-    arrays = ", ".join(f"%(a_{n})b::{_pg_type(conn, n)}[]" for n in names)
+    arrays = ", ".join(f"%(a_{n})b::{_pg_type(messages.c[n], conn.dialect)}[]" for n in names)
     sets = [f"{k} = %(c_{k})s" for k in common] + [f"{k} = v.{k}" for k in varying]
     sql = (f"UPDATE messages AS m SET {', '.join(sets + ['updated_at = %(at)s'])} FROM unnest({arrays}) "
            f"AS v({', '.join(names)}) WHERE m.id = v.id{' AND m.lease_token = %(fence)s' if fence else ''} "
@@ -125,14 +125,10 @@ def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[
     return [r[0] for r in _run(conn, sql, params)]
 
 
-def _pg_type(conn: sa.Connection, column: str) -> str:
-    key = (id(conn.dialect), column)
-    if key not in _PG_TYPES:
-        _PG_TYPES[key] = messages.c[column].type.compile(dialect=conn.dialect)
-    return _PG_TYPES[key]
-
-
-_PG_TYPES: dict[tuple[int, str], str] = {}
+@lru_cache(maxsize=None)
+def _pg_type(column: sa.Column, dialect: sa.Dialect) -> str:
+    """A column's type as the array casts of the batched statements name it."""
+    return column.type.compile(dialect=dialect)
 
 
 def is_in(conn: sa.Connection, column: str, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
@@ -213,23 +209,9 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
         first = group[0].values
         common = {k: v for k, v in first.items() if [c.values[k] for c in group].count(v) == len(group)}
         varying = [k for k in keys if k not in common]
-        sets = ", ".join([f"{k} = :v_{k}" for k in common] + ["updated_at = :v_updated_at"])
-        values = {**{f"v_{k}": v for k, v in common.items()}, "v_updated_at": at}
-        ids = [c.message["id"] for c in group]
-        for start in range(0, len(ids), 900):
-            if varying:
-                held.update(_update_group(conn, common, varying, [(c.message["id"], *(c.values[k] for k in varying))
-                                                                  for c in group[start:start + 900]],
-                                          fence=fence, at=at))
-                continue
-            ids_sql, params = is_in(conn, "id", "i", ids[start:start + 900])
-            if fence is None:
-                execute(conn, f"UPDATE messages SET {sets} WHERE {ids_sql}", {**params, **values})
-                held.update(ids[start:start + 900])
-            else:
-                held.update(r[0] for r in execute(
-                    conn, f"UPDATE messages SET {sets} WHERE {ids_sql} AND lease_token = :fence RETURNING id",
-                    {**params, **values, "fence": fence}))
+        for start in range(0, len(group), 900):
+            rows = [(c.message["id"], *(c.values[k] for k in varying)) for c in group[start:start + 900]]
+            held.update(_update_group(conn, common, varying, rows, fence=fence, at=at))
     changes = [c for c in changes if c.message["id"] in held]
     _insert_log(conn, [c.log_row(at, worker) for c in changes])
     return changes

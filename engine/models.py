@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Optional
 
 import sqlalchemy as sa
@@ -45,6 +46,8 @@ class MessageStatus(str, enum.Enum):
 
 OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SCHEDULED.value)
 IN_FLIGHT = (MessageStatus.CLAIMED.value, MessageStatus.SENDING.value)
+#: the lease columns of a message no worker holds any more
+LEASE_RELEASED = MappingProxyType({"lease_owner": None, "lease_token": None, "lease_until": None})
 FINAL_STATUSES = tuple(s.value for s in MessageStatus if s.value not in OPEN_STATUSES + IN_FLIGHT)
 #: statuses that count toward the frequency cap (the message left, or may have)
 COUNTS_AS_SENT = ("sending", "sent", "delivered", "undelivered", "unknown")

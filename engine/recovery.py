@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from .clock import now
 from .db import is_sqlite
 from .journal import Change, apply
-from .models import Message, status_is
+from .models import LEASE_RELEASED, Message, status_is
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher, TickReport
@@ -66,12 +66,11 @@ def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, eve
         dead = row["lease_owner"]
         if row["status"] == "claimed":
             reason = f"lease of {dead} expired before sending; the provider never saw it"
-            changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at,
-                                                    "lease_owner": None, "lease_token": None, "lease_until": None},
+            changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at, **LEASE_RELEASED},
                                   reason=reason))
             continue
         found, provider, pmid = dispatcher.sender.lookup_anywhere(row["channel"], str(row["id"]))
-        release = {"lease_owner": None, "lease_token": None, "lease_until": None}
+        release = LEASE_RELEASED
         if found:
             reason = f"{dead} died after the provider accepted it; found at {provider} by our id"
             changes.append(Change(row, "sent", {"status": "sent", "provider": provider, "provider_message_id": pmid,

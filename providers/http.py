@@ -138,7 +138,10 @@ class HttpProvider(Provider):
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         prepared = requests.PreparedRequest()
         prepared.prepare_method(call.method)
-        prepared.url = _prepared_url(url) if not call.params else _prepared_url.__wrapped__(url, call.params)
+        if call.params:
+            prepared.prepare_url(url, call.params)
+        else:
+            prepared.url = _prepared_url(url)
         prepared.prepare_headers(headers)
         prepared.prepare_cookies(requests.cookies.RequestsCookieJar())
         prepared.prepare_body(body, None, call.json)
@@ -196,9 +199,9 @@ class HttpProvider(Provider):
 
 
 @lru_cache(maxsize=256)  # a send's URL is the same for every message: parse and quote it once
-def _prepared_url(url: str, params: Mapping[str, Any] | None = None) -> str:
+def _prepared_url(url: str) -> str:
     prepared = requests.PreparedRequest()
-    prepared.prepare_url(url, params)
+    prepared.prepare_url(url, None)
     return prepared.url
 
 
