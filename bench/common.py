@@ -250,10 +250,14 @@ def setup_world(root: Path, db_url: str, *, sms: list[dict], contacts: int, conc
 
 
 def make_dispatcher(config, engine):
+    """A Dispatcher as `followup worker` makes one: its providers built, the heap settled after start."""
+    from engine import heap
     from engine.dispatch import Dispatcher
     from engine.worker import build_providers
 
-    return Dispatcher(config, build_providers(config), engine=engine)
+    dispatcher = Dispatcher(config, build_providers(config), engine=engine)
+    heap.settle()
+    return dispatcher
 
 
 def drain(dispatcher, engine, expected: int, timeout: float = 300) -> tuple[int, float]:

@@ -57,12 +57,14 @@ from .config import Config
 from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
-from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollment, Message, Offer, ProviderState, SequenceVersion,
+from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollment, Message, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .render import build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
+from .window import SendWindow, next_allowed
+from .walcheckpoint import Checkpointer
 
 __all__ = ["Dispatcher", "TickReport", "DUE_SQL"]
 
@@ -73,7 +75,6 @@ MAX_INFLIGHT_BATCHES = 6
 messages = Message.__table__
 enrollments = Enrollment.__table__
 contacts_t = Contact.__table__
-offers_t = Offer.__table__
 versions_t = SequenceVersion.__table__
 provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
@@ -89,6 +90,8 @@ ENROLLMENT_FIELDS = ("id", "contact_id", "sequence", "sequence_hash", "status", 
                      "offer_expires_at")
 CONTACT_FIELDS = ("id", "phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "attrs",
                   "sms_suppressed", "email_suppressed")
+OFFER_FIELDS = ("id", "sequence", "code", "title", "stock", "redeemed")
+OFFERS_SQL = f"SELECT {', '.join(OFFER_FIELDS)} FROM offers"
 SENT_STATUSES = "(" + ", ".join(f"'{s}'" for s in COUNTS_AS_SENT) + ")"
 
 
@@ -159,8 +162,11 @@ class Dispatcher:
         # busy handler would have them poll for it with sleeps of a millisecond and more
         self._write_lock: Any = threading.RLock() if is_sqlite(self.engine) else nullcontext()
         self._timer = Timer("retry-timer")  # sends waiting between tries wait here, not on a send thread
+        path = self.engine.url.database if is_sqlite(self.engine) else None
+        self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
         with self._write() as conn:
             sync_catalog(conn, config)
+        config.renderer.preload({t.template for seq in config.sequences.values() for t in seq.touches})
 
     # -- the tick ---------------------------------------------------------------------
     def tick(self, *, max_batches: int | None = None) -> TickReport:
@@ -254,7 +260,7 @@ class Dispatcher:
                     c["attrs"] = {} if c["attrs"] == "{}" else json.loads(c["attrs"])
                 cons[c["id"]] = c
         c_sql, params = is_in(conn, "contact_id", "c", cons)
-        offer_rows = {(o["sequence"], o["code"]): dict(o) for o in conn.execute(sa.select(offers_t)).mappings()}
+        offer_rows = {(o[1], o[2]): dict(zip(OFFER_FIELDS, o)) for o in execute(conn, OFFERS_SQL, {})}
         sent: dict[int, list[datetime]] = {}
         for cid, at in execute(conn, f"SELECT contact_id, sent_at FROM messages WHERE {c_sql} "
                                      f"AND sent_at >= :since AND status IN {SENT_STATUSES}",
@@ -264,13 +270,14 @@ class Dispatcher:
         plans = {e["sequence_hash"]: self._plan(conn, e["sequence_hash"]) for e in ens.values()}
         return dict(enrollments=ens, contacts=cons, offers=offer_rows, sent=sent, paused=paused, plans=plans)
 
-    def _paused(self, conn: sa.Connection) -> dict[str, dict]:
+    def _paused(self, conn: sa.Connection) -> dict[str, datetime | None]:
+        """Providers paused for the whole cluster now, and until when (None: until resumed)."""
         at = now()
         out = {}
-        for row in conn.execute(sa.select(provider_states).where(provider_states.c.state == "paused")).mappings():
-            until = to_utc(row["paused_until"])
+        for name, until in execute(conn, "SELECT name, paused_until FROM provider_states WHERE state = 'paused'", {}):
+            until = to_utc(until)
             if until is None or until > at:
-                out[row["name"]] = dict(row)
+                out[name] = until
         return out
 
     # -- one batch ----------------------------------------------------------------------
@@ -287,6 +294,7 @@ class Dispatcher:
         to_send: list[tuple[dict, OutgoingMessage]] = []
         ended: list[tuple[dict, datetime]] = []
         zones: dict[str, ZoneInfo] = {}
+        windows: dict[tuple[str, SendWindow], datetime] = {}  # when each zone's window next opens
         providers = {channel: next((p.name for p in group if p.name not in ctx["paused"]), None)
                      for channel, group in self.providers.items()}
         for row in rows:
@@ -295,11 +303,14 @@ class Dispatcher:
             plan = ctx["plans"][enrollment["sequence_hash"]]
             zone = contact.get("timezone") or self.settings.timezone.key
             tz = zones.get(zone) or zones.setdefault(zone, ZoneInfo(zone))
+            window = plan.send_window or self.settings.send_window
+            opens = windows.get((zone, window))
+            if opens is None:
+                opens = windows[(zone, window)] = next_allowed(at, tz, window)
             offer = ctx["offers"].get((row["sequence"], enrollment.get("offer_code")))
             decision = decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
-                              window=plan.send_window or self.settings.send_window,
-                              cap=plan.frequency_cap or self.settings.frequency_cap,
-                              sent_times=ctx["sent"].setdefault(row["contact_id"], []))
+                              window=window, cap=plan.frequency_cap or self.settings.frequency_cap,
+                              sent_times=ctx["sent"].setdefault(row["contact_id"], []), opens=opens)
             if decision.action == "deferred":
                 first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
                                                       "reason": decision.reason, **release}, reason=decision.reason))
@@ -581,6 +592,8 @@ class Dispatcher:
         """A write transaction (queued behind this worker's other writers on SQLite)."""
         with self._write_lock, self.engine.begin() as conn:
             yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
 
     def stop(self) -> None:
         """Claim nothing more; sends waiting between tries give up now and are scheduled again."""
@@ -593,6 +606,8 @@ class Dispatcher:
         self._batches.shutdown(wait=True)
         self._timer.close()
         self._pool.shutdown(wait=True)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         for group in self.providers.values():
             for provider in group:
                 provider.close()

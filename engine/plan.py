@@ -74,8 +74,13 @@ def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day
 
 
 def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, offer: dict | None,
-           tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime]) -> Decision:
-    """Decide what happens to one claimed message, now."""
+           tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime],
+           opens: datetime | None = None) -> Decision:
+    """Decide what happens to one claimed message, now.
+
+    ``opens`` is ``next_allowed(now, tz, window)`` when the caller has it already: it is the same for
+    every message of a batch in one time zone and window.
+    """
     if enrollment["status"] != "active":
         return Decision("cancelled", f"enrollment {enrollment['status']}: {enrollment.get('ended_reason') or ''}".strip())
     channel = message["channel"]
@@ -90,7 +95,7 @@ def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, off
             return Decision("skipped", f"offer_expired: the offer ended at {deadline.isoformat()}")
         if offer and offer.get("stock") is not None and offer["stock"] - offer["redeemed"] <= 0:
             return Decision("skipped", "sold_out: no stock left for the offer")
-    allowed = next_allowed(now, tz, window)
+    allowed = next_allowed(now, tz, window) if opens is None else opens
     why = f"outside the send window {window.describe()} ({tz.key})" if allowed > now else None
     for _ in range(30):
         if not _cap_reached(sent_times, allowed, tz, cap.per_day):

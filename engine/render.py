@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,8 @@ def unsubscribe_url(config: Config, contact_id: int, channel: str) -> str | None
 
 
 def template_context(config: Config, *, contact: dict, offer_spec_title: str | None, offer_row: dict | None,
-                     deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: dict, touch: dict) -> dict[str, Any]:
+                     deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: dict | SequenceView,
+                     touch: dict | TouchView) -> dict[str, Any]:
     """What a template sees. ``offer`` numbers always come from the stored offer and the frozen deadline."""
     offer = None
     if offer_row is not None or offer_spec_title is not None:
@@ -43,8 +45,18 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         attrs=dict(contact.get("attrs") or {}),
         tags=tuple(filter(None, (contact.get("tags") or "").split(";"))),
     )
-    return {"contact": view, "offer": offer, "sequence": SequenceView(**sequence), "touch": TouchView(**touch),
-            "unsubscribe_url": unsubscribe_url(config, contact["id"], touch["channel"]) if contact.get("id") else None}
+    if isinstance(sequence, dict):
+        sequence = SequenceView(**sequence)
+    if isinstance(touch, dict):
+        touch = TouchView(**touch)
+    return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch,
+            "unsubscribe_url": unsubscribe_url(config, contact["id"], touch.channel) if contact.get("id") else None}
+
+
+@lru_cache(maxsize=256)
+def _views(sequence: str, description: str | None, touch: str, channel: str, index: int) -> dict[str, Any]:
+    # the same for every message of a touch; nothing in a template can change them
+    return {"sequence": SequenceView(sequence, description), "touch": TouchView(touch, channel, index)}
 
 
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
@@ -52,8 +64,7 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     """The message to send, or a string saying why the template failed."""
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
-                           sequence={"name": plan.name, "description": plan.description},
-                           touch={"name": touch.name, "channel": touch.channel, "index": touch.index})
+                           **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
     except RenderError as err:

@@ -1,6 +1,7 @@
 """SMS text facts: GSM-7 or UCS-2, length in units, segments, and the opt-out footer."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +15,7 @@ _GSM_BASIC = set(
 )
 _GSM_EXTENSION = set("^{}\\[~]|€\f")
 _GSM_ALL = _GSM_BASIC | _GSM_EXTENSION
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")  # a character UTF-16 writes as a surrogate pair (emoji)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def sms_info(text: str) -> SmsInfo:
     if _GSM_ALL.issuperset(text):
         costs = [2 if c in _GSM_EXTENSION else 1 for c in text]
         single, per, encoding = 160, 153, "GSM-7"
-    elif text.isascii() or max(text) <= "\uffff":
+    elif _ASTRAL.search(text) is None:
         units = len(text)  # UCS-2 with no surrogate pairs: one unit per character
         return SmsInfo("UCS-2", units, 0 if not units else 1 if units <= 70 else -(-units // 67))
     else:

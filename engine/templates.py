@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
 from jinja2.sandbox import SandboxedEnvironment
@@ -38,7 +38,7 @@ class RenderError(Exception):
         super().__init__(f"{template}{f':{line}' if line else ''}: {message}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ContactView:
     """What a template may read of a contact."""
 
@@ -52,7 +52,7 @@ class ContactView:
     tags: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OfferView:
     """What a template may read of the offer: always the stored, real numbers."""
 
@@ -63,7 +63,7 @@ class OfferView:
     stock_left: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SequenceView:
     """The sequence a message belongs to (``sequence.name``; ``sequence["name"]`` reads the same)."""
 
@@ -71,7 +71,7 @@ class SequenceView:
     description: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TouchView:
     """The touch being rendered (``touch.name``, ``touch.channel``, ``touch.index``)."""
 
@@ -80,7 +80,9 @@ class TouchView:
     index: int
 
 
-#: the template's own views: every public field is data, nothing reaches Python internals through them
+#: the template's own views: every public field is data, nothing reaches Python internals through them.
+#: They are not frozen dataclasses, which cost three times as much to build (once per message): a template
+#: cannot assign an attribute anyway (Jinja allows that only on its own namespace objects)
 _VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView})
 
 
@@ -190,6 +192,15 @@ class Renderer:
 
     def _get(self, env: SandboxedEnvironment, name: str):
         return self._load(env, name)[1]
+
+    def preload(self, names: Iterable[str]) -> None:
+        """Compile templates now (a worker's start), not on the first message due; a broken one is left
+        for :meth:`render` to report against the touch that uses it."""
+        for name in names:
+            try:
+                self._load(self.text_env, name)
+            except TemplateError:
+                pass
 
     def _render_text(self, name: str, context: dict[str, Any]) -> str:
         # Template.render, less its walks of the globals' ChainMap on every call: the globals are

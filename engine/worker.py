@@ -16,6 +16,7 @@ from providers.base import Provider
 from providers.errors import ProviderConfigError
 from providers.registry import create_provider
 
+from . import heap
 from .clock import now
 from .config import Config
 from .db import check_schema, is_sqlite, make_engine
@@ -85,6 +86,7 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
     providers = build_providers(config)
     with single_dispatcher_lock(config.settings.database_url, wait=wait_for_lock) as sole:
         dispatcher = Dispatcher(config, providers, engine=engine)
+        heap.settle()  # everything long-lived is loaded: keep it out of the collector's walks
         if sole and is_sqlite(engine):
             dispatcher.recover(everything=True)
         if once:

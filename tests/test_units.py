@@ -652,3 +652,68 @@ def test_append_log_writes_every_value_and_null_back_as_given(tmp_path, url):
         row["at"] = row["at"].replace(tzinfo=UTC) if row["at"].tzinfo is None else row["at"]
     assert got == rows
     engine.dispose()
+
+
+# -- the worker's background WAL checkpoint and heap policy --------------------------------------
+def test_checkpointer_copies_the_log_back_into_the_database_file(tmp_path):
+    import os
+    import sqlite3
+    import threading
+
+    from engine.walcheckpoint import Checkpointer
+
+    path = str(tmp_path / "wal.db")
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies pages back here
+    writer.execute("CREATE TABLE t (x TEXT)")
+    writer.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 2000)
+    assert os.path.getsize(path) < 100_000 < os.path.getsize(path + "-wal")  # the rows are only in the log
+    done = threading.Event()
+    checkpointer = Checkpointer(path, interval=0)
+    run = checkpointer._checkpoint
+    checkpointer._checkpoint = lambda conn: (run(conn), done.set())  # type: ignore[method-assign]
+    checkpointer.poke()
+    assert done.wait(30), "the checkpoint thread never ran"
+    checkpointer.close()
+    assert os.path.getsize(path) > 1_000_000  # now they are in the database file
+    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 2000
+    writer.close()
+
+
+def test_checkpointer_never_started_closes_and_a_failing_checkpoint_is_only_logged(tmp_path, caplog):
+    import sqlite3
+
+    from engine.walcheckpoint import Checkpointer
+
+    Checkpointer(str(tmp_path / "never.db")).close()  # no commit, no thread
+    bad = Checkpointer(str(tmp_path / "x.db"))
+    conn = sqlite3.connect(":memory:")
+    conn.close()
+    bad._checkpoint(conn)  # a closed connection: sqlite3.ProgrammingError is not a crash of the thread
+    assert "background checkpoint" in caplog.text
+
+
+def test_heap_settle_freezes_what_is_loaded_and_collects_the_young_less_often():
+    import gc
+
+    from engine import heap
+
+    before = gc.get_threshold()
+    try:
+        heap.settle()
+        assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_renderer_preload_compiles_now_and_leaves_broken_templates_to_render(tmp_path):
+    (tmp_path / "ok.sms.j2").write_text("سلام {{ contact.first_name }}", encoding="utf-8")
+    (tmp_path / "broken.sms.j2").write_text("{% if %}", encoding="utf-8")
+    renderer = Renderer(tmp_path)
+    renderer.preload(["ok.sms.j2", "broken.sms.j2", "missing.sms.j2"])
+    assert [name for _, name in renderer._loaded] == ["ok.sms.j2"]
+    with pytest.raises(RenderError, match="broken.sms.j2"):
+        renderer.render("broken.sms.j2", "sms", {})
