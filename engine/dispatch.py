@@ -63,8 +63,8 @@ from .plan import SequencePlan, decide, plan_from_json
 from .render import build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
-from .window import SendWindow, next_allowed
 from .walcheckpoint import Checkpointer
+from .window import SendWindow, next_allowed
 
 __all__ = ["Dispatcher", "TickReport", "DUE_SQL"]
 

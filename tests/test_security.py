@@ -100,6 +100,26 @@ def test_templates_cannot_reach_python_files_or_the_environment(renderer, payloa
         assert leak not in shown, (payload, shown[:300])
 
 
+@pytest.mark.parametrize("source", [
+    "{% set touch.name = 'changed' %}{{ touch.name }}",
+    "{% set contact.first_name = 'changed' %}{{ contact.first_name }}",
+    "{{ touch.__setattr__('name', 'changed') }}",
+    "{{ sequence.__setattr__('name', 'changed') }}",
+])
+def test_templates_cannot_change_the_views_they_read(renderer, source):
+    # the views are not frozen dataclasses, and a touch's and a sequence's views are shared by every message
+    # of that touch: what keeps them unchanged is that a template cannot assign to them (they hold only
+    # strings and numbers; a contact's attrs dict can be changed by dict methods, but it is a copy per message)
+    ctx = context()
+    (renderer.templates_dir / "set.sms.j2").write_text(source, encoding="utf-8")
+    try:
+        out = renderer.render("set.sms.j2", "sms", ctx).text
+    except RenderError:
+        out = ""
+    assert "changed" not in out
+    assert ctx["touch"].name == "t" and ctx["sequence"].name == "s" and ctx["contact"].first_name == "x"
+
+
 def test_contact_data_with_template_syntax_prints_as_text(renderer):
     (renderer.templates_dir / "hi.sms.j2").write_text("سلام {{ contact.first_name }} {{ contact.attrs.city }}")
     evil = "{{ 7*7 }}{% for x in range(3) %}X{% endfor %}{{ cycler.__init__.__globals__.os.environ }}"
