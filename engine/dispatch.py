@@ -270,15 +270,12 @@ class Dispatcher:
         plans = {e["sequence_hash"]: self._plan(conn, e["sequence_hash"]) for e in ens.values()}
         return dict(enrollments=ens, contacts=cons, offers=offer_rows, sent=sent, paused=paused, plans=plans)
 
-    def _paused(self, conn: sa.Connection) -> dict[str, datetime | None]:
-        """Providers paused for the whole cluster now, and until when (None: until resumed)."""
+    def _paused(self, conn: sa.Connection) -> frozenset[str]:
+        """The providers paused for the whole cluster now."""
         at = now()
-        out = {}
-        for name, until in execute(conn, "SELECT name, paused_until FROM provider_states WHERE state = 'paused'", {}):
-            until = to_utc(until)
-            if until is None or until > at:
-                out[name] = until
-        return out
+        return frozenset(name for name, until in execute(
+            conn, "SELECT name, paused_until FROM provider_states WHERE state = 'paused'", {})
+            if until is None or to_utc(until) > at)
 
     # -- one batch ----------------------------------------------------------------------
     def _prepare(self, conn: sa.Connection, rows: list[dict], token: str, at: datetime,
@@ -343,7 +340,7 @@ class Dispatcher:
         error = None
         try:
             _checkpoint("before_provider")
-            for settled in self._send_all([msg for _, msg in batch.to_send], set(batch.ctx["paused"]), batch.token,
+            for settled in self._send_all([msg for _, msg in batch.to_send], batch.ctx["paused"], batch.token,
                                           batch.lease_until):
                 results.put(("settled", batch, settled))
         except BaseException as err:  # noqa: BLE001 - handed to the tick's thread, which raises it
@@ -380,7 +377,7 @@ class Dispatcher:
                 failure = failure or err
         return failure
 
-    def _send_all(self, outgoing: list[OutgoingMessage], paused: set[str], token: str,
+    def _send_all(self, outgoing: list[OutgoingMessage], paused: frozenset[str], token: str,
                   lease_until: datetime) -> Iterator[dict[int, Outcome]]:
         """Send concurrently: ``concurrency`` threads pull from one shared queue of the batch.
 

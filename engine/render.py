@@ -25,8 +25,8 @@ def unsubscribe_url(config: Config, contact_id: int, channel: str) -> str | None
 
 
 def template_context(config: Config, *, contact: dict, offer_spec_title: str | None, offer_row: dict | None,
-                     deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: dict | SequenceView,
-                     touch: dict | TouchView) -> dict[str, Any]:
+                     deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: SequenceView,
+                     touch: TouchView) -> dict[str, Any]:
     """What a template sees. ``offer`` numbers always come from the stored offer and the frozen deadline."""
     offer = None
     if offer_row is not None or offer_spec_title is not None:
@@ -45,10 +45,6 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         attrs=dict(contact.get("attrs") or {}),
         tags=tuple(filter(None, (contact.get("tags") or "").split(";"))),
     )
-    if isinstance(sequence, dict):
-        sequence = SequenceView(**sequence)
-    if isinstance(touch, dict):
-        touch = TouchView(**touch)
     return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch,
             "unsubscribe_url": unsubscribe_url(config, contact["id"], touch.channel) if contact.get("id") else None}
 

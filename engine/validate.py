@@ -11,7 +11,7 @@ from .errors import ConfigError, Problem
 from .render import template_context
 from .sequences import Sequence
 from .sms import sms_info, with_footer
-from .templates import RenderError, literal_urgency
+from .templates import RenderError, SequenceView, TouchView, literal_urgency
 from .worker import build_providers
 
 __all__ = ["validate", "sample_contact", "render_touch_sample"]
@@ -45,8 +45,8 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     deadline = seq.offer.deadline_for(enrolled_at or at) if seq.offer else None
     ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
                            offer_row=_offer_row(seq), deadline=deadline, tz=tz, at=at,
-                           sequence={"name": seq.name, "description": seq.description},
-                           touch={"name": touch.name, "channel": touch.channel, "index": touch.index})
+                           sequence=SequenceView(seq.name, seq.description),
+                           touch=TouchView(touch.name, touch.channel, touch.index))
     return config.renderer.render(touch.template, touch.channel, ctx)
 
 

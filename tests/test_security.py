@@ -21,7 +21,7 @@ from engine.contacts import import_csv
 from engine.db import make_engine, upgrade
 from engine.durations import parse_duration
 from engine.errors import ConfigError, InputError
-from engine.templates import Renderer, RenderError
+from engine.templates import Renderer, RenderError, SequenceView, TouchView
 from engine.render import template_context
 from tests.fakes.httpserver import FakeHttpServer, Reply
 
@@ -79,8 +79,8 @@ def context(**contact):
 
     return template_context(_Cfg(), contact={"id": 1, "first_name": "x", **contact}, offer_spec_title=None,
                             offer_row=None, deadline=None, tz=ZoneInfo("Asia/Tehran"),
-                            at=datetime(2026, 12, 5, tzinfo=timezone.utc), sequence={"name": "s"},
-                            touch={"name": "t", "channel": "sms", "index": 0})
+                            at=datetime(2026, 12, 5, tzinfo=timezone.utc), sequence=SequenceView("s"),
+                            touch=TouchView("t", "sms", 0))
 
 
 @pytest.mark.parametrize("payload", ESCAPES)
