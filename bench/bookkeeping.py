@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MEMORY, PG_URL, count_status, info, make_dispatcher, python_speed, result,  # noqa: E402
-                    setup_world)
+from common import (MEMORY, PG_URL, count_status, info, make_dispatcher, median, python_speed,  # noqa: E402
+                    result, setup_world)
 
 
 def run(url: str, n: int, root: Path, profile: Path | None) -> dict:
@@ -51,17 +51,29 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dbs = [("sqlite", f"sqlite:///{tmp}/bk.db")] + ([("postgresql", args.postgres)] if args.postgres else [])
         for name, url in dbs:
-            prof = Path(args.profile) / f"bookkeeping-{name}.txt" if args.profile else None
-            r = run(url, n, Path(tmp) / name, prof)
-            rate = r["sent"] / r["wall"]
-            cpu_ms = r["cpu"] / max(1, r["sent"]) * 1000
-            info(f"{name}: one tick of {n} due messages: {r['counts']} (machine speed just after: "
-                 f"{python_speed():.0f}M Python loop steps/s)")
-            target_rate = name != "sqlite" or rate >= 10_000
-            result(f"bookkeeping[{name}] rate", f"{rate:.0f} msg/s recorded ({r['sent']} in {r['wall']:.2f}s)",
+            # the median of 3 runs (1 with --quick), each on a fresh database: one tick is about a second, and
+            # this machine's speed moves by 2x within minutes
+            runs = []
+            for k in range(1 if args.quick else 3):
+                prof = Path(args.profile) / f"bookkeeping-{name}.txt" if args.profile and not k else None
+                if k:
+                    url = url.replace("/bk.db", f"/bk{k}.db")
+                r = run(url, n, Path(tmp) / f"{name}{k}", prof)
+                r["rate"] = r["sent"] / r["wall"]
+                runs.append(r)
+                info(f"{name} run {k + 1}: one tick of {n} due messages in {r['wall']:.2f}s, {r['rate']:.0f} msg/s, "
+                     f"{r['cpu'] / max(1, r['sent']) * 1000:.3f} ms CPU per message: {r['counts']}")
+            info(f"machine speed just after: {python_speed():.0f}M Python loop steps/s")
+            r = sorted(runs, key=lambda x: x["rate"])[len(runs) // 2]
+            rate = r["rate"]
+            cpu_ms = median([x["cpu"] / max(1, x["sent"]) * 1000 for x in runs])
+            of = f"the median of {len(runs)} runs" if len(runs) > 1 else "one run"
+            target_rate = rate >= 10_000
+            result(f"bookkeeping[{name}] rate", f"{rate:.0f} msg/s recorded ({of}: "
+                   f"{', '.join(str(round(x['rate'])) for x in runs)})",
                    ">= 10000 msg/s on SQLite" if name == "sqlite" else "informational; 10000 msg/s is for SQLite",
                    target_rate if name == "sqlite" else None)
-            result(f"bookkeeping[{name}] CPU", f"{cpu_ms:.3f} ms CPU per message", "< 0.2 ms", cpu_ms < 0.2)
+            result(f"bookkeeping[{name}] CPU", f"{cpu_ms:.3f} ms CPU per message ({of})", "< 0.2 ms", cpu_ms < 0.2)
     return 0
 
 
