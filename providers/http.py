@@ -14,6 +14,7 @@ Transport failures map here and nowhere else:
 """
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import quote, urlencode
 from dataclasses import dataclass, field
@@ -38,6 +39,31 @@ from .errors import (
 __all__ = ["HttpCall", "HttpProvider", "parse_retry_after"]
 
 USER_AGENT = "followup/0.1 (+https://github.com/followup)"
+
+
+class _SecretsInTransportLogs(logging.Filter):
+    """Masks provider secrets in urllib3's own log lines.
+
+    urllib3 logs each request's path at DEBUG and a retried URL at WARNING; Kavenegar's key is part of
+    its URL path. The filter runs only for records urllib3 actually emits, so sends pay nothing for it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = text
+        for secret in self.secrets:
+            masked = masked.replace(secret, mask_secret(secret))
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_TRANSPORT_LOG_FILTER = _SecretsInTransportLogs()
+logging.getLogger("urllib3.connectionpool").addFilter(_TRANSPORT_LOG_FILTER)
 
 
 @dataclass
@@ -86,6 +112,7 @@ class HttpProvider(Provider):
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        _TRANSPORT_LOG_FILTER.secrets.update(self.secrets())
 
     @property
     def base_url(self) -> str:

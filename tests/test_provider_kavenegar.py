@@ -1,11 +1,12 @@
 """Kavenegar adapter against a real HTTP server on 127.0.0.1 speaking its wire format."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 import pytest
 
-from providers.base import DeliveryState, OutgoingMessage
+from providers.base import DeliveryState, OutgoingMessage, mask_secret
 from providers.errors import (
     AmbiguousSendError,
     PermanentContentError,
@@ -128,6 +129,17 @@ def test_the_key_never_shows_refused_connection():
     assert "cannot connect" in str(info.value)
     assert KEY not in str(info.value) and KEY[:2] + "********" + KEY[-2:] in str(info.value)
     assert KEY not in repr(provider)
+
+
+def test_the_key_never_shows_in_urllib3s_own_log_lines(server, caplog):
+    """urllib3 logs each request's path at DEBUG, and Kavenegar's key is in the path: masked there too."""
+    server.routes["sms/send.json"] = Reply(200, load("send_ok.json"))
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        make(server.url).send(MSG)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("/sms/send.json" in line for line in lines)  # the line that would carry the key is there
+    assert not any(KEY in line for line in lines), lines
+    assert any(mask_secret(KEY) in line for line in lines)
 
 
 def test_the_key_never_shows_in_4xx_texts(server):

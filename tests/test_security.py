@@ -163,10 +163,10 @@ def test_a_full_run_leaks_no_secret_and_masks_addresses(tmp_path, monkeypatch, c
     root = logging.getLogger()
     root.addHandler(keep)
     old_level = root.level
-    root.setLevel(logging.DEBUG)  # as `followup -v worker`: everything, but urllib3 stays at WARNING as the CLI
-    urllib3_log = logging.getLogger("urllib3")  # sets it (its DEBUG lines print Kavenegar's key-bearing URL path)
+    root.setLevel(logging.DEBUG)  # everything, more than `followup -v worker` (it keeps urllib3 at WARNING):
+    urllib3_log = logging.getLogger("urllib3")  # urllib3's DEBUG lines print Kavenegar's key-bearing URL path
     old_urllib3 = urllib3_log.level
-    urllib3_log.setLevel(logging.WARNING)
+    urllib3_log.setLevel(logging.DEBUG)
     errors = []
     try:
         with FakeHttpServer(kave) as k_server, FakeHttpServer(sendgrid) as s_server:
