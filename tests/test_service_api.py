@@ -45,10 +45,19 @@ def test_contacts_are_upserted_like_the_csv_import(world, api):
     assert first.status_code == 200, first.text
     assert first.json()["created"] == 1
     again = api.post("/api/v1/contacts", json={**body, "phone": "+989121234567"})
-    assert again.json() == {"created": 0, "updated": 0, "unchanged": 1, "contact_ids": first.json()["contact_ids"]}
+    assert again.json() == {"created": 0, "updated": 0, "unchanged": 1, "contact_ids": first.json()["contact_ids"],
+                            "warnings": []}
     with world.engine.connect() as conn:
         row = conn.execute(sa.select(Contact.__table__)).mappings().one()
     assert (row["phone"], row["tags"], row["attrs"]) == ("+989121234567", ";winter;", {"city": "Tehran"})
+
+
+def test_a_landline_is_written_with_a_warning_that_names_the_field(world, api):
+    response = api.post("/api/v1/contacts", json=[{"phone": "09121234567"}, {"phone": "02188776655"}])
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 2
+    [warning] = response.json()["warnings"]
+    assert warning["field"] == "[1].phone" and "landline" in warning["message"]
 
 
 def test_a_list_with_one_bad_contact_writes_nothing_and_names_the_field(world, api):
@@ -211,7 +220,7 @@ def test_healthz_says_the_database_answers_and_when_the_worker_ticked(world):
     assert body["database"] == "ok" and body["last_tick_at"].endswith("Z")
 
 
-def test_metrics_expose_counters_and_gauges(world, api):
+def test_metrics_expose_counters_and_gauges(world, api, frozen):  # frozen: inside the send window
     (cid,) = world.add_contacts({"phone": "09121111111"})
     world.enroll("drip", cid)
     world.tick()
