@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 
 from .text import ascii_digits
 
-__all__ = ["normalize_phone", "normalize_email", "looks_like_email"]
+__all__ = ["normalize_phone", "normalize_email", "looks_like_email", "landline"]
 
 _SEPARATORS = re.compile(r"[\s\-().\u200c\u200e\u200f]")
 
@@ -40,6 +40,9 @@ def normalize_phone(raw: str, region: str = "IR") -> str:
 
 def normalize_email(raw: str) -> str:
     """A syntactically valid email address, normalized (domain lowercased). Raises ValueError."""
+    # imported here: the worker reads addresses (is a phone a landline?) but never parses an email
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(str(raw).strip(), check_deliverability=False).normalized
     except EmailNotValidError as err:
@@ -48,3 +51,26 @@ def normalize_email(raw: str) -> str:
 
 def looks_like_email(text: str) -> bool:
     return "@" in text
+
+
+_IRAN_MOBILE = re.compile(r"\+989\d{9}")
+#: kinds of number no SMS reaches (a fixed line, a toll-free or premium line); a number that may be
+#: either a fixed line or a mobile (as in the US and Canada) is taken as a mobile
+_NOT_SMS = frozenset({phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.TOLL_FREE,
+                      phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST,
+                      phonenumbers.PhoneNumberType.UAN, phonenumbers.PhoneNumberType.VOICEMAIL})
+
+
+def landline(phone: str | None) -> bool:
+    """Whether ``phone`` (E.164, as contacts are stored) is a number no SMS can reach, like ``+982188776655``."""
+    if not phone or _IRAN_MOBILE.fullmatch(phone):  # the common case, without parsing
+        return False
+    return _landline(phone)
+
+
+@lru_cache(maxsize=4096)
+def _landline(phone: str) -> bool:
+    try:
+        return phonenumbers.number_type(phonenumbers.parse(phone)) in _NOT_SMS
+    except phonenumbers.NumberParseException:
+        return False

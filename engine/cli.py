@@ -154,7 +154,10 @@ def _import(state: State, path: Path):
                             progress=lambda n: progress.advance(task, n))
     for line, reason in report.errors:
         err.print(f"{path}:{line}: {reason}", markup=False)
-    out.print(f"{path}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+    for line, warning in report.warnings:
+        err.print(f"{path}:{line}: warning: {warning}", markup=False)
+    warned = f", {len(report.warnings)} with a warning" if report.warnings else ""
+    out.print(f"{path}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged{warned}, "
               f"{len(report.errors)} bad row{'s' if len(report.errors) != 1 else ''} skipped")
     return report
 

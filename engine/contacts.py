@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
-from .addresses import looks_like_email, normalize_email, normalize_phone
+from .addresses import landline, looks_like_email, normalize_email, normalize_phone
 from .clock import now
 from .errors import InputError
 from .models import Contact
@@ -21,6 +21,10 @@ __all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "upsert_cont
 KNOWN_COLUMNS = ("phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "external_id")
 BATCH = 1000
 contacts = Contact.__table__
+
+
+LANDLINE_WARNING = ("phone: {phone} is a landline (or another number no SMS reaches); imported, but its SMS touches "
+                    "will be skipped; add the contact's mobile number to reach it by SMS")
 
 
 @dataclass
@@ -45,6 +49,8 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[tuple[int | None, str]] = field(default_factory=list)
+    #: rows imported, with something the user should know (a landline: its SMS touches will be skipped)
+    warnings: list[tuple[int | None, str]] = field(default_factory=list)
     contact_ids: list[int] = field(default_factory=list)
 
     @property
@@ -116,6 +122,7 @@ def _merge(existing: dict[str, Any], row: ContactRow) -> dict[str, Any]:
 
 def upsert_contacts(conn: sa.Connection, rows: list[ContactRow], report: ImportReport) -> None:
     """Insert or update one batch, matching by external_id, else phone, else email."""
+    report.warnings.extend((r.line, LANDLINE_WARNING.format(phone=r.phone)) for r in rows if landline(r.phone))
     keys = {k: {getattr(r, k) for r in rows if getattr(r, k)} for k in ("external_id", "phone", "email")}
     conds = [contacts.c[k].in_(v) for k, v in keys.items() if v]
     existing: dict[int, dict[str, Any]] = {}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .addresses import landline
 from .catalog import sync_catalog
 from .clock import now
 from .config import Config
@@ -29,9 +30,12 @@ class EnrollReport:
 def _refusal(contact: dict, channels: set[str]) -> str | None:
     """Why a contact can't be enrolled: opted out of every channel the sequence uses."""
     blocked = {c: contact.get(f"{c}_suppressed") for c in channels}
-    missing = {c for c in channels if not contact.get("phone" if c == "sms" else "email")}
+    missing = {c: "no phone" if c == "sms" else "no email" for c in channels
+               if not contact.get("phone" if c == "sms" else "email")}
+    if "sms" in channels and "sms" not in missing and landline(contact.get("phone")):
+        missing["sms"] = "a landline, no SMS reaches it"
     if all(blocked[c] or c in missing for c in channels):
-        why = [f"{c}: {blocked[c]}" if blocked[c] else f"{c}: no {'phone' if c == 'sms' else 'email'}" for c in sorted(channels)]
+        why = [f"{c}: {blocked[c] or missing[c]}" for c in sorted(channels)]
         return "opted out or unreachable on every channel of this sequence (" + "; ".join(why) + ")"
     return None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from .addresses import landline
 from .clock import to_utc
 from .durations import parse_duration
 from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
@@ -89,6 +90,8 @@ def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, off
         return Decision("skipped", f"suppressed on {channel}: {suppressed}")
     if not contact.get("phone" if channel == "sms" else "email"):
         return Decision("skipped", f"no {'phone number' if channel == 'sms' else 'email address'} for this contact")
+    if channel == "sms" and landline(contact["phone"]):
+        return Decision("skipped", "the contact's phone is a landline (or another number no SMS reaches)")
     deadline = to_utc(enrollment.get("offer_expires_at"))
     if message["urgent"]:
         if deadline is not None and now >= deadline:

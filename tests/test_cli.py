@@ -460,6 +460,16 @@ def test_contacts_import_lists_bad_rows_and_imports_good_ones(migrated):
     assert migrated.count("select count(*) from contacts") == 3
 
 
+def test_contacts_import_warns_of_a_landline_and_imports_it(migrated):
+    migrated.write("leads.csv", "phone,email,first_name\n09121234567,,سارا\n021 8877 6655,office@example.com,دفتر\n")
+    result = migrated.run("contacts", "import", "leads.csv")
+    assert result.rc == 0, result
+    assert result.err.strip().startswith("leads.csv:3: warning: phone: +982188776655 is a landline"), result
+    assert "SMS touches will be skipped" in result.err
+    assert result.out.strip() == "leads.csv: 2 created, 0 updated, 0 unchanged, 1 with a warning, 0 bad rows skipped"
+    assert migrated.count("select count(*) from contacts") == 2
+
+
 @pytest.mark.parametrize("content, says", [
     ("name,city\nAli,Tehran\n".encode(), "leads.csv:1: the header has neither a phone nor an email column "
                                          "(found: name, city)"),

@@ -278,6 +278,28 @@ def test_enrolling_twice_is_a_no_op_and_opted_out_contacts_are_refused(make_worl
     assert len(world.messages()) == 3
 
 
+def test_a_landline_gets_no_sms_but_its_email_touches_go_and_the_sequence_goes_on(make_world, frozen):
+    world = make_world([winter_sequence()])
+    office = {"phone": "021-8877 6655", "email": "office@example.com", "first_name": "دفتر"}  # a Tehran landline
+    (contact,) = world.add_contacts(office)
+    assert world.enroll("winter", contact).enrolled == [contact]  # reachable by email
+    world.run(frozen, T0 + timedelta(days=4), step=timedelta(hours=1))
+    assert [t for t, _ in world.sent()] == ["value"]  # the email touch only; no panel was asked
+    skipped = {r["touch"]: r["reason"] for r in world.log(event="skipped")}
+    assert set(skipped) == {"hello", "reminder", "last-chance"}
+    assert all("landline" in why for why in skipped.values())
+    assert world.enrollment(contact, "winter")["status"] == "completed"
+
+
+def test_a_landline_is_refused_by_a_sequence_of_sms_only(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    (office,) = world.add_contacts({"phone": "02188776655", "first_name": "دفتر"})
+    report = world.enroll("a", office)
+    assert report.enrolled == [] and report.refused[0][0] == office
+    assert "sms: a landline, no SMS reaches it" in report.refused[0][1]
+    assert world.messages() == []
+
+
 def test_editing_expires_after_later_never_extends_a_told_deadline(make_world, frozen):
     world = make_world([winter_sequence(expires_after="72h")])
     (sara,) = world.add_contacts(SARA)

@@ -735,3 +735,17 @@ def test_recoverys_search_reads_the_partial_index_not_the_whole_table(tmp_path, 
         plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
     engine.dispose()
     assert "USING INDEX ix_messages_lease" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.parametrize("phone, fixed", [
+    ("+989121234567", False),   # an Iranian mobile (the fast path)
+    ("+982188776655", True),    # a Tehran landline
+    ("+983132221100", True),    # an Isfahan landline
+    ("+14155552671", False),    # US numbers may be either: taken as a mobile
+    ("+442079460000", True),    # a London landline
+    ("", False), (None, False),
+])
+def test_landline(phone, fixed):
+    from engine.addresses import landline
+
+    assert landline(phone) is fixed

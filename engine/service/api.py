@@ -67,7 +67,8 @@ def post_contacts(body: Batch(ContactIn), ctx: ServiceContext = Depends(get_cont
             raise ApiError(409, "conflicting contact" + ("s; nothing was written" if many else ""),
                            [(_where(many, line or 0, "contact"), why) for line, why in report.errors])
     return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
-            "contact_ids": report.contact_ids}
+            "contact_ids": report.contact_ids,
+            "warnings": [{"field": _where(many, line or 0, "phone"), "message": why} for line, why in report.warnings]}
 
 
 def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: bool) -> list[dict]:
