@@ -8,6 +8,7 @@ import sys
 import time
 
 from pathlib import Path
+from typing import IO
 
 import click
 import sqlalchemy as sa
@@ -61,10 +62,16 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       followup enroll winter-sale --tag winter
       followup worker                 send what is due, inside the send window
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    configure_logging(verbose)
+    ctx.obj = State(config_path)
+
+
+def configure_logging(verbose: bool = False, stream: IO[str] | None = None) -> None:
+    """What every command logs, to stderr: the worker's delivery log as JSON lines, its notes as text."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        stream=stream or sys.stderr)
     for noisy in ("apscheduler", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    ctx.obj = State(config_path)
 
 
 # -- setup ---------------------------------------------------------------------------------

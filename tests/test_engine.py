@@ -1,12 +1,15 @@
 """The engine end to end, in-process: freezegun drives time, tick() does the work."""
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from engine.clock import to_utc
+from engine.journal import LOG_FIELDS
 from engine.models import Offer, ProviderState
 from providers.errors import PermanentContentError, PermanentRecipientError, ProviderBlockedError, TransientError
 
@@ -298,6 +301,23 @@ def test_a_landline_is_refused_by_a_sequence_of_sms_only(make_world, frozen):
     assert report.enrolled == [] and report.refused[0][0] == office
     assert "sms: a landline, no SMS reaches it" in report.refused[0][1]
     assert world.messages() == []
+
+
+def test_the_worker_echoes_every_log_row_as_one_json_line(make_world, frozen, caplog):
+    """One record per statement, a JSON line per row: the lines are the delivery log, in its order."""
+    world = make_world([winter_sequence()])
+    ids = world.add_contacts(SARA, ALI, {"phone": "09121112233", "first_name": "مریم"})
+    world.enroll("winter", *ids)
+    before = max(r["id"] for r in world.log())  # what enrolling logged
+    with caplog.at_level(logging.INFO, logger="followup.delivery"):
+        world.tick()
+    records = [r for r in caplog.records if r.name == "followup.delivery"]
+    lines = [json.loads(line) for r in records for line in r.getMessage().split("\n")]
+    rows = [r for r in world.log() if r["id"] > before]
+    assert len(records) < len(lines) == len(rows) >= 9  # sending, sent, next scheduled: three contacts
+    for line, row in zip(lines, rows):
+        assert line == {**{k: row[k] for k in LOG_FIELDS if k not in ("worker", "at")},
+                        "at": to_utc(row["at"]).isoformat().replace("+00:00", "Z")}
 
 
 def test_editing_expires_after_later_never_extends_a_told_deadline(make_world, frozen):

@@ -483,6 +483,23 @@ def test_log_line_masks_phones_and_emails_in_reasons():
     assert set(data) == set(LOG_FIELDS) - {"worker"}
 
 
+def test_log_lines_are_json_whatever_the_reason_holds():
+    from engine.journal import _log_lines
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+    reasons = ['پنل گفت: "شماره 09121234567 مسدود است"\nخط دوم \\ \t', None, "", "rejected", "rejected"]
+    rows = [(at, i, i + 100, "زمستان", "t0", "sms", "kave", "failed", reason, 1, f'id "{i}" \\' if i else None, "w-1")
+            for i, reason in enumerate(reasons)]
+    lines = _log_lines(rows).split("\n")
+    assert len(lines) == len(rows)
+    parsed = [json.loads(line) for line in lines]
+    assert parsed[0]["reason"] == 'پنل گفت: "شماره 0912***4567 مسدود است"\nخط دوم \\ \t'
+    assert [p["reason"] for p in parsed[1:]] == [None, "", "rejected", "rejected"]
+    assert [p["message_id"] for p in parsed] == [0, 1, 2, 3, 4] and parsed[0]["at"] == "2026-01-02T03:04:05.600000Z"
+    assert [p["provider_message_id"] for p in parsed] == [None, *(f'id "{i}" \\' for i in range(1, 5))]
+    assert parsed[0]["sequence"] == "زمستان" and "\\u" not in lines[0]  # Persian as itself, not \u escapes
+
+
 def test_mask_address_hides_the_middle_of_national_numbers_too():
     assert mask_address("receptor 09121234567 is blocked") == "receptor 0912***4567 is blocked"
 
