@@ -249,12 +249,21 @@ def setup_world(root: Path, db_url: str, *, sms: list[dict], contacts: int, conc
     return config, engine
 
 
+_DEVNULL = None
+
+
 def make_dispatcher(config, engine):
-    """A Dispatcher as `followup worker` makes one: its providers built, the heap settled after start."""
+    """A Dispatcher as `followup worker` makes one: its providers built, the heap settled after start, and
+    its logging as the CLI sets it up (the delivery log's JSON lines, one per row, here to /dev/null)."""
     from engine import heap
+    from engine.cli import configure_logging
     from engine.dispatch import Dispatcher
     from engine.worker import build_providers
 
+    global _DEVNULL
+    if _DEVNULL is None:
+        _DEVNULL = open(os.devnull, "w", encoding="utf-8")
+        configure_logging(stream=_DEVNULL)
     dispatcher = Dispatcher(config, build_providers(config), engine=engine)
     heap.settle()
     return dispatcher
