@@ -61,40 +61,44 @@ def log_line(row: dict[str, Any]) -> str:
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps with an option builds a new encoder on every call
-_LINE_FIELDS = LOG_FIELDS[:-1]  # the worker's name is the line's source, not part of it
-_REASON = LOG_FIELDS.index("reason")
-#: a line as json.dumps writes it, each field's JSON text in its place
-_LINE = "{" + ", ".join(f'"{k}": %s' for k in _LINE_FIELDS) + "}"
+#: a line as json.dumps writes it, each field's JSON text in its place (the worker's name is the line's
+#: source, not part of it)
+_LINE = "{" + ", ".join(f'"{k}": %s' for k in LOG_FIELDS[:-1]) + "}"
 
 
 def _log_lines(rows: list[tuple]) -> str:
     """The JSON lines of log rows (in ``LOG_FIELDS`` order), one per row.
 
     A batch's rows share most of their values (the time, the sequence, the event, often the reason), so
-    each distinct value is encoded once (a reason masked once) and each line is filled in from them.
+    each distinct value is encoded once (a reason masked once) and each line is filled in from them; the
+    ids, which differ row by row, are written as the numbers they are.
     """
-    texts: dict[Any, str] = {}
-    reasons: dict[Any, str] = {}
+    texts: dict[Any, str] = {None: "null"}
+    reasons: dict[Any, str] = {None: "null"}
 
     def text(value: Any) -> str:
-        if isinstance(value, datetime):
-            out = texts[value] = f'"{value.isoformat().replace("+00:00", "Z")}"'
-        else:
-            out = texts[value] = _JSON.encode(value)
+        out = texts[value] = (f'"{value.isoformat().replace("+00:00", "Z")}"' if isinstance(value, datetime)
+                              else _JSON.encode(value))
         return out
 
-    def reason_text(value: Any) -> str:
-        out = reasons[value] = _JSON.encode(mask_address(value) if value else value)
+    def reason_text(value: str) -> str:
+        out = reasons[value] = _JSON.encode(mask_address(value))
         return out
 
-    lines = []
-    for row in rows:
-        values = [texts[v] if v in texts else text(v) for v in row[:_REASON]]
-        reason = row[_REASON]
-        values.append(reasons[reason] if reason in reasons else reason_text(reason))
-        values.extend(texts[v] if v in texts else text(v) for v in row[_REASON + 1:-1])
-        lines.append(_LINE % tuple(values))
-    return "\n".join(lines)
+    return "\n".join([_LINE % (
+        texts[at] if at in texts else text(at),
+        "null" if message_id is None else message_id,
+        "null" if contact_id is None else contact_id,
+        texts[sequence] if sequence in texts else text(sequence),
+        texts[touch] if touch in texts else text(touch),
+        texts[channel] if channel in texts else text(channel),
+        texts[provider] if provider in texts else text(provider),
+        texts[event] if event in texts else text(event),
+        reasons[reason] if reason in reasons else reason_text(reason),
+        "null" if attempt is None else attempt,
+        texts[provider_message_id] if provider_message_id in texts else text(provider_message_id),
+    ) for at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt,
+        provider_message_id, _worker in rows])
 
 
 def _sqlite_text(value: datetime) -> str:
