@@ -181,7 +181,7 @@ class DeliveryLog(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     at: datetime = _ts(index=True)
-    message_id: Optional[int] = Field(default=None, index=True)
+    message_id: Optional[int] = None  # not indexed: nothing reads the log by message (migration 0003)
     contact_id: Optional[int] = None
     sequence: Optional[str] = Field(default=None, max_length=100)
     touch: Optional[str] = Field(default=None, max_length=100)

@@ -363,3 +363,23 @@ def test_preview_counts_the_offer_deadline_from_enrollment(make_world, frozen):
     assert last.touch == "last-chance" and last.when == datetime(2026, 12, 8, 9, 0, tzinfo=last.when.tzinfo)
     # sent Tuesday 09:00 Tehran, 71 of the 72 hours after enrollment: one hour is left, not three days
     assert "۱ ساعت" in last.rendered.text
+
+
+def test_the_migrations_build_the_schema_the_models_describe(db_url):
+    """What `followup db upgrade` creates is what the code expects: no table, column or index differs.
+
+    The models are what the worker's statements are written against; a migration that forgets an index
+    (or drops one the models still declare) would pass every other test and only show as a slow query.
+    """
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from engine.db import make_engine, upgrade
+    from engine.models import metadata
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("delivery_log")}
+    assert "ix_delivery_log_message_id" not in indexes and "ix_log_contact" in indexes
