@@ -227,8 +227,7 @@ class Dispatcher:
             # oldest first: after a night every deferred message shares 09:00, so due_at decides (SQLite's
             # text form of a time sorts as the time does)
             rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
-            width = len(WORK_FIELDS)
-            claimed = [dict(zip(WORK_FIELDS, r[:width])) for r in rows]
+            claimed = [dict(zip(WORK_FIELDS, r)) for r in rows]  # zip stops at the last work field
             _checkpoint("after_claim")
             applied, prepared = self._prepare(conn, claimed, token, at, lease_until)
         report.add("claimed", len(claimed))
@@ -251,7 +250,7 @@ class Dispatcher:
         for values in execute(conn, f"SELECT {', '.join('e.' + f for f in ENROLLMENT_FIELDS)}, "
                                     f"{', '.join('c.' + f for f in CONTACT_FIELDS)} FROM enrollments e "
                                     f"JOIN contacts c ON c.id = e.contact_id WHERE {e_sql}", params):
-            e = dict(zip(ENROLLMENT_FIELDS, values[:width]))
+            e = dict(zip(ENROLLMENT_FIELDS, values))  # zip stops at the enrollment's last field
             e["offer_expires_at"] = to_utc(e["offer_expires_at"])
             ens[e["id"]] = e
             if e["contact_id"] not in cons:

@@ -34,7 +34,7 @@ LOG_FIELDS = ("at", "message_id", "contact_id", "sequence", "touch", "channel", 
               "attempt", "provider_message_id", "worker")
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One state change: ``values`` to set on the message row, and the log row that records it."""
 
@@ -194,20 +194,18 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
     if not rows:
         return
     if conn.dialect.name == "sqlite":
-        seen: dict[datetime, str] = {}
-        converted = []
-        for row in rows:
-            text = seen.get(row[0])
-            if text is None:
-                text = seen[row[0]] = _sqlite_text(row[0])
-            converted.append((text, *row[1:]))
-        for start in range(0, len(converted), LOG_ROWS_PER_INSERT):
-            chunk = converted[start:start + LOG_ROWS_PER_INSERT]
+        ats = {row[0] for row in rows}  # a batch's rows mostly share one time
+        texts = {at: _sqlite_text(at) for at in ats}
+        for start in range(0, len(rows), LOG_ROWS_PER_INSERT):
+            chunk = rows[start:start + LOG_ROWS_PER_INSERT]
             # a column that is empty in every row of the chunk is written as NULL, not bound row by row
-            bound = [k for k, column in enumerate(zip(*chunk)) if column.count(None) < len(chunk)]
+            bound = [k for k in range(len(LOG_FIELDS)) if any(row[k] is not None for row in chunk)]
             one = "(" + ", ".join("?" if k in bound else "NULL" for k in range(len(LOG_FIELDS))) + ")"
-            pick = itemgetter(*bound)  # of two or more columns (at and event are never NULL): a tuple
-            _run(conn, _INSERT_LOG + ", ".join([one] * len(chunk)), tuple(chain.from_iterable(map(pick, chunk))))
+            params = list(chain.from_iterable(map(itemgetter(*bound), chunk)))  # at and event: 2 columns or more
+            # "at" is each row's first value bound: as the text SQLite stores
+            params[0::len(bound)] = ([texts[row[0]] for row in chunk] if len(ats) > 1
+                                     else [texts[rows[0][0]]] * len(chunk))
+            _run(conn, _INSERT_LOG + ", ".join([one] * len(chunk)), params)
     else:  # one array per column: a short query that psycopg parses once, however many rows
         _run(conn, _INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
     if logger.isEnabledFor(logging.INFO):

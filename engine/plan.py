@@ -67,6 +67,9 @@ class Decision:
     until: datetime | None = None
 
 
+SEND = Decision("send")  # the common answer, made once
+
+
 def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day: int | None) -> bool:
     if not per_day or len(sent_times) < per_day:
         return False
@@ -106,7 +109,7 @@ def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, off
         why = f"frequency cap: {cap.per_day} touches already sent on that local day"
         allowed = next_allowed(allowed, tz, window, skip_today=True)
     if allowed <= now:
-        return Decision("send")
+        return SEND
     if message["urgent"] and deadline is not None and allowed >= deadline:
         return Decision("skipped", f"offer_expired: {why}, and the offer ends at {deadline.isoformat()} "
                                    "before the next allowed moment")
