@@ -61,44 +61,37 @@ def log_line(row: dict[str, Any]) -> str:
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps with an option builds a new encoder on every call
-#: a line as json.dumps writes it, each field's JSON text in its place (the worker's name is the line's
-#: source, not part of it)
-_LINE = "{" + ", ".join(f'"{k}": %s' for k in LOG_FIELDS[:-1]) + "}"
+#: a line as json.dumps writes it: the values a batch's rows share filled in once per distinct set of them
+#: (``%%s`` left for the ids, the attempt and the provider's id, which differ row by row); the worker's name
+#: is the line's source, not part of it
+_FORM = "{" + ", ".join(f'"{k}": ' + ("%%s" if k in ("message_id", "contact_id", "attempt", "provider_message_id")
+                                     else "%s") for k in LOG_FIELDS[:-1]) + "}"
 
 
 def _log_lines(rows: list[tuple]) -> str:
     """The JSON lines of log rows (in ``LOG_FIELDS`` order), one per row.
 
-    A batch's rows share most of their values (the time, the sequence, the event, often the reason), so
-    each distinct value is encoded once (a reason masked once) and each line is filled in from them; the
-    ids, which differ row by row, are written as the numbers they are.
+    A batch's rows share most of their values (the time, the sequence, the event, often the reason): each
+    set of those is encoded once (a reason masked once) into a line with blanks for the ids, the attempt and
+    the provider's id, which differ row by row and are written as the numbers (or string) they are.
     """
-    texts: dict[Any, str] = {None: "null"}
-    reasons: dict[Any, str] = {None: "null"}
+    forms: dict[tuple, str] = {}
 
-    def text(value: Any) -> str:
-        out = texts[value] = (f'"{value.isoformat().replace("+00:00", "Z")}"' if isinstance(value, datetime)
-                              else _JSON.encode(value))
+    def form(key: tuple) -> str:
+        at, sequence, touch, channel, provider, event, reason = key
+        texts = [f'"{at.isoformat().replace("+00:00", "Z")}"' if isinstance(at, datetime) else _JSON.encode(at),
+                 *(_JSON.encode(v) for v in (sequence, touch, channel, provider, event)),
+                 _JSON.encode(None if reason is None else mask_address(reason))]
+        out = forms[key] = _FORM % tuple(t.replace("%", "%%") for t in texts)
         return out
 
-    def reason_text(value: str) -> str:
-        out = reasons[value] = _JSON.encode(mask_address(value))
-        return out
-
-    return "\n".join([_LINE % (
-        texts[at] if at in texts else text(at),
-        "null" if message_id is None else message_id,
-        "null" if contact_id is None else contact_id,
-        texts[sequence] if sequence in texts else text(sequence),
-        texts[touch] if touch in texts else text(touch),
-        texts[channel] if channel in texts else text(channel),
-        texts[provider] if provider in texts else text(provider),
-        texts[event] if event in texts else text(event),
-        reasons[reason] if reason in reasons else reason_text(reason),
-        "null" if attempt is None else attempt,
-        texts[provider_message_id] if provider_message_id in texts else text(provider_message_id),
-    ) for at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt,
-        provider_message_id, _worker in rows])
+    lines = []
+    for at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt, pmid, _ in rows:
+        key = (at, sequence, touch, channel, provider, event, reason)
+        lines.append((forms.get(key) or form(key)) % (
+            "null" if message_id is None else message_id, "null" if contact_id is None else contact_id,
+            "null" if attempt is None else attempt, "null" if pmid is None else _JSON.encode(pmid)))
+    return "\n".join(lines)
 
 
 def _sqlite_text(value: datetime) -> str:

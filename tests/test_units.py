@@ -487,16 +487,19 @@ def test_log_lines_are_json_whatever_the_reason_holds():
     from engine.journal import _log_lines
 
     at = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
-    reasons = ['پنل گفت: "شماره 09121234567 مسدود است"\nخط دوم \\ \t', None, "", "rejected", "rejected"]
+    reasons = ['پنل گفت: "شماره 09121234567 مسدود است"\nخط دوم \\ \t', None, "", "rejected", "rejected",
+               "50% off ended: %s %(x)s %%"]
     rows = [(at, i, i + 100, "زمستان", "t0", "sms", "kave", "failed", reason, 1, f'id "{i}" \\' if i else None, "w-1")
             for i, reason in enumerate(reasons)]
+    rows.append((at, 6, 106, "٪۵۰ %s", "t0", "sms", "kave", "sent", None, 1, "id %d %s", "w-1"))
     lines = _log_lines(rows).split("\n")
     assert len(lines) == len(rows)
     parsed = [json.loads(line) for line in lines]
     assert parsed[0]["reason"] == 'پنل گفت: "شماره 0912***4567 مسدود است"\nخط دوم \\ \t'
-    assert [p["reason"] for p in parsed[1:]] == [None, "", "rejected", "rejected"]
-    assert [p["message_id"] for p in parsed] == [0, 1, 2, 3, 4] and parsed[0]["at"] == "2026-01-02T03:04:05.600000Z"
-    assert [p["provider_message_id"] for p in parsed] == [None, *(f'id "{i}" \\' for i in range(1, 5))]
+    assert [p["reason"] for p in parsed[1:]] == [None, "", "rejected", "rejected", "50% off ended: %s %(x)s %%", None]
+    assert [p["message_id"] for p in parsed] == [0, 1, 2, 3, 4, 5, 6] and parsed[0]["at"] == "2026-01-02T03:04:05.600000Z"
+    assert [p["provider_message_id"] for p in parsed] == [None, *(f'id "{i}" \\' for i in range(1, 6)), "id %d %s"]
+    assert parsed[6]["sequence"] == "٪۵۰ %s" and parsed[6]["event"] == "sent"
     assert parsed[0]["sequence"] == "زمستان" and "\\u" not in lines[0]  # Persian as itself, not \u escapes
 
 
