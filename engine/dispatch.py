@@ -479,8 +479,10 @@ class Dispatcher:
             blocked.update(outcome.blocked)
             if outcome.kind == "sent":
                 result = outcome.result
+                # sent_at stays the moment the attempt went to the provider, as recovery keeps it too: the
+                # provider's answer has its own time in the log row, and the frequency cap's index is left alone
                 changes.append(Change(row, "sent", {
-                    "status": "sent", "sent_at": at, "provider": outcome.provider, "reason": outcome.reason,
+                    "status": "sent", "provider": outcome.provider, "reason": outcome.reason,
                     "provider_message_id": result.provider_message_id if result else None,
                     "cost": result.cost if result else None, "segments": _msg.metadata.get("segments"),
                     "poll_at": poll_at, **release},

@@ -161,7 +161,7 @@ class Message(SQLModel, table=True):
     lease_until: Optional[datetime] = _ts(default=None)
     provider: Optional[str] = Field(default=None, max_length=100)
     provider_message_id: Optional[str] = Field(default=None, max_length=200)
-    sent_at: Optional[datetime] = _ts(default=None)
+    sent_at: Optional[datetime] = _ts(default=None)  # when the attempt went to the provider (set as it is claimed)
     reason: Optional[str] = Field(default=None, max_length=500)
     cost: Optional[float] = None
     segments: Optional[int] = None

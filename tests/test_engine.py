@@ -129,6 +129,20 @@ def test_urgent_touch_is_skipped_when_sold_out(make_world, frozen):
     assert skip["reason"].startswith("sold_out")
 
 
+def test_sent_at_is_when_the_attempt_went_out_and_the_log_has_the_answers_time(make_world, frozen):
+    """The message's sent_at is the moment it was handed to the provider (what the window and the cap
+    judged); the provider's answer, 3 s later here, is the time of the `sent` row in the delivery log."""
+    world = make_world([simple_sequence("s")])
+    world.enroll("s", *world.add_contacts(SARA))
+    world.sms.fail_when(lambda message: frozen.tick(timedelta(seconds=3)) and None)  # a slow provider
+    world.tick()
+    (message,) = world.messages(status="sent")
+    assert to_utc(message["sent_at"]) == T0
+    events = {r["event"]: to_utc(r["at"]) for r in world.log(message_id=message["id"])}
+    assert events["sending"] == T0 and events["sent"] == T0 + timedelta(seconds=3)
+    assert to_utc(world.messages(touch="t1")[0]["due_at"]) == T0 + timedelta(seconds=3) + timedelta(hours=1)
+
+
 def test_night_in_tehran_defers_to_nine_and_later_touches_move_with_it(make_world, frozen):
     world = make_world([winter_sequence()])
     frozen.move_to(datetime(2026, 12, 6, 19, 30, tzinfo=UTC))  # Sunday 23:00 in Tehran
