@@ -157,28 +157,39 @@ def bench_faults(args, tmp: Path) -> None:
     c = 50
     n = 3000 if args.quick else 10000
     url = f"sqlite:///{tmp}/faults.db"
+    runs = 1 if args.quick else 3
     with FakeSms(delay=0.05) as fake:
-        # fault-free before and after the faulty run: the machine's speed drifts, and the pair brackets it
-        before = engine_run(fake, url, c, n, tmp / "clean", single_tick=True)
-        fake.reset(fail5xx=0.05, fail429=0.05)
-        prof = Path(args.profile) / "faults-sqlite-c50.txt" if args.profile else None
-        faulty = engine_run(fake, url, c, n, tmp / "faulty", single_tick=True, profile=prof)
-        times = sorted(t for v in fake.stats(times=True)["times"].values() for t in v)
-        fake.reset(fail5xx=0.0, fail429=0.0)
-        after = engine_run(fake, url, c, n, tmp / "clean-again", single_tick=True)
-    clean = {"rate": (before["rate"] + after["rate"]) / 2}
-    info(f"fault-free before and after: {before['rate']:.0f} and {after['rate']:.0f} msg/s")
-    ratio = faulty["rate"] / clean["rate"]
-    k = int(len(times) * 0.9)
-    steady = k / (times[k] - times[0]) if k > 1 else float("nan")
-    info(f"fault-free {clean['rate']:.0f} msg/s; with 5% 503 + 5% 429 (Retry-After: 1) {faulty['rate']:.0f} msg/s "
-         f"over the whole tick, {steady:.0f} msg/s for the first 90% of accepts ({steady / clean['rate']:.0%}); "
-         f"{faulty['f5xx']} 503s, {faulty['f429']} 429s injected; one tick: {faulty['counts']}")
-    result("faults[sqlite,C=50] throughput", f"{ratio:.0%} of fault-free ({faulty['sent']}/{n} sent in one tick "
+        # fault-free runs between the faulty ones: each faulty run is compared with the mean of the fault-free
+        # runs just before and just after it (the machine's speed drifts), and the figure is the median of
+        # the faulty runs (one tick of 15 s ends with its last retry, and when that lands varies)
+        cleans = [engine_run(fake, url, c, n, tmp / "clean0", single_tick=True)]
+        faulty_runs = []
+        for k in range(runs):
+            fake.reset(fail5xx=0.05, fail429=0.05)
+            prof = Path(args.profile) / "faults-sqlite-c50.txt" if args.profile and not k else None
+            faulty = engine_run(fake, url, c, n, tmp / f"faulty{k}", single_tick=True, profile=prof)
+            times = sorted(t for v in fake.stats(times=True)["times"].values() for t in v)
+            fake.reset(fail5xx=0.0, fail429=0.0)
+            cleans.append(engine_run(fake, url, c, n, tmp / f"clean{k + 1}", single_tick=True))
+            clean = (cleans[-2]["rate"] + cleans[-1]["rate"]) / 2
+            faulty["ratio"] = faulty["rate"] / clean
+            k90 = int(len(times) * 0.9)
+            steady = k90 / (times[k90] - times[0]) if k90 > 1 else float("nan")
+            info(f"run {k + 1}: fault-free {cleans[-2]['rate']:.0f} before and {cleans[-1]['rate']:.0f} msg/s after; "
+                 f"with 5% 503 + 5% 429 (Retry-After: 1) {faulty['rate']:.0f} msg/s over the whole tick = "
+                 f"{faulty['ratio']:.0%}, {steady:.0f} msg/s for the first 90% of accepts ({steady / clean:.0%}); "
+                 f"{faulty['f5xx']} 503s, {faulty['f429']} 429s injected; one tick: {faulty['counts']}")
+            faulty_runs.append(faulty)
+    faulty = sorted(faulty_runs, key=lambda r: r["ratio"])[len(faulty_runs) // 2]
+    ratio = faulty["ratio"]
+    ratios = ", ".join(f"{r['ratio']:.0%}" for r in faulty_runs)
+    of = f"the median of {runs} runs: {ratios}; " if runs > 1 else ""
+    result("faults[sqlite,C=50] throughput", f"{ratio:.0%} of fault-free ({of}{faulty['sent']}/{n} sent in one tick "
            f"with every inline retry; the rest, out of tries, rescheduled)", ">= 75%", ratio >= 0.75)
-    result("faults[sqlite,C=50] requests per sent", f"{faulty['per_sent']:.3f} ({faulty['requests']} requests, "
-           f"{faulty['sent']} sent, {faulty['duplicates']} localids accepted twice)", "<= 1.15",
-           faulty["per_sent"] <= 1.15)
+    worst = max(faulty_runs, key=lambda r: r["per_sent"])
+    result("faults[sqlite,C=50] requests per sent", f"{worst['per_sent']:.3f} ({'the most of the runs; ' if runs > 1 else ''}"
+           f"{worst['requests']} requests, {worst['sent']} sent, {worst['duplicates']} localids accepted twice)",
+           "<= 1.15", worst["per_sent"] <= 1.15)
 
 
 def main() -> int:
