@@ -143,9 +143,10 @@ def bench_throughput(args, tmp: Path) -> None:
                     runs.append((r["rate"] / ceil, r, ceil))
                     before = after
                 ratio, r, ceil = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
+                of = (f"the median of {len(runs)} runs: {', '.join(f'{x[0]:.0%}' for x in runs)}" if len(runs) > 1
+                      else "one run")
                 result(f"throughput[{name},C={c}]",
-                       f"{r['rate']:.0f} msg/s = {ratio:.0%} of the ceiling {ceil:.0f} msg/s (the median of "
-                       f"{len(runs)} runs: {', '.join(f'{x[0]:.0%}' for x in runs)}; {r['sent']} sent in "
+                       f"{r['rate']:.0f} msg/s = {ratio:.0%} of the ceiling {ceil:.0f} msg/s ({of}; {r['sent']} sent in "
                        f"{r['seconds']:.1f}s, batch_size 200; {r['rate'] / own:.0%} of its own send path)",
                        f">= {target:.0%}", ratio >= target)
 
