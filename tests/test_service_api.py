@@ -212,6 +212,46 @@ def test_a_revoked_key_gets_401_and_writes_nothing(world):
     assert count(world, Contact) == 1
 
 
+def test_metrics_count_the_log_without_reading_it_all_again(world, frozen):
+    """The log's counts are kept across scrapes: rows settled for five minutes are read once, newer rows at every
+    scrape (on PostgreSQL a lower id can commit after a higher one), and the sum always matches the log."""
+    from datetime import timedelta
+
+    from engine.models import DeliveryLog
+    from engine.service.tally import LogTally
+
+    log = DeliveryLog.__table__
+    tally = LogTally()
+
+    def whole_log() -> dict:
+        with world.engine.connect() as conn:
+            return {(e, p): n for e, p, n in conn.execute(
+                sa.select(log.c.event, log.c.provider, sa.func.count()).group_by(log.c.event, log.c.provider))}
+
+    def counts() -> dict:
+        with world.engine.connect() as conn:
+            return tally.counts(conn)
+
+    def add(row_id: int, event: str) -> None:
+        with world.engine.begin() as conn:
+            conn.execute(sa.insert(log).values(id=row_id, at=datetime.now(timezone.utc), event=event, provider="p"))
+
+    (cid,) = world.add_contacts({"phone": "09121111111"})
+    world.enroll("drip", cid)
+    world.tick()
+    assert counts() == whole_log() and counts()[("sent", "mem-sms")] == 1
+    add(1000, "late")
+    assert counts() == whole_log()
+    add(990, "late")  # a lower id that commits after a higher one was counted: still counted
+    assert counts() == whole_log() and counts()[("late", "p")] == 2
+    frozen.tick(timedelta(minutes=6))
+    assert counts() == whole_log()  # everything has settled now, and is counted once
+    with world.engine.begin() as conn:  # what settled is not read again (the log is never edited but here)
+        conn.execute(sa.delete(log).where(log.c.id == 990))
+    add(1001, "late")
+    assert counts()[("late", "p")] == 3 and counts()[("sent", "mem-sms")] == 1
+
+
 def test_healthz_says_the_database_answers_and_when_the_worker_ticked(world):
     client, _ = api_client(world)
     assert client.get("/healthz").json()["last_tick_at"] is None

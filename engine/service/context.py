@@ -11,6 +11,7 @@ from providers.base import Provider
 
 from ..config import Config
 from .options import ServiceOptions
+from .tally import LogTally
 
 __all__ = ["ServiceContext", "get_context"]
 
@@ -22,6 +23,7 @@ class ServiceContext:
     config: Config
     engine: sa.Engine
     options: ServiceOptions
+    log_tally: LogTally = field(default_factory=LogTally)  # the log's counts for /metrics, kept across scrapes
     _providers: dict[str, Provider] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

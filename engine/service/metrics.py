@@ -1,7 +1,8 @@
 """``/metrics`` (Prometheus, read from the database at each scrape) and ``/healthz``.
 
-The worker is another process, so nothing is counted in memory here: counters come from the
-append-only delivery log, gauges from the message queue, provider states and worker heartbeats.
+The worker is another process, so nothing is counted here as it happens: counters come from the
+append-only delivery log (read incrementally, :mod:`.tally`), gauges from the message queue, provider states
+and worker heartbeats.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..clock import now
-from ..models import DeliveryLog
 from .auth import require_api_key
 from .context import ServiceContext, get_context
 from .queries import provider_overview, queue_state, since, worker_ticks
@@ -21,7 +21,6 @@ from .queries import provider_overview, queue_state, since, worker_ticks
 __all__ = ["router", "FollowupCollector"]
 
 router = APIRouter(include_in_schema=False)
-log_t = DeliveryLog.__table__
 
 
 class FollowupCollector(Collector):
@@ -34,8 +33,8 @@ class FollowupCollector(Collector):
         with self.ctx.engine.connect() as conn:
             by_event = CounterMetricFamily("followup_messages", "Message state changes by event and provider",
                                            labels=["event", "provider"])
-            for event, provider, count in conn.execute(
-                    sa.select(log_t.c.event, log_t.c.provider, sa.func.count()).group_by(log_t.c.event, log_t.c.provider)):
+            for (event, provider), count in sorted(self.ctx.log_tally.counts(conn).items(),
+                                                   key=lambda kv: (kv[0][0], kv[0][1] or "")):
                 by_event.add_metric([event, provider or ""], count)
             yield by_event
             queue = queue_state(conn)
