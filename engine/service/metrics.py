@@ -33,8 +33,7 @@ class FollowupCollector(Collector):
         with self.ctx.engine.connect() as conn:
             by_event = CounterMetricFamily("followup_messages", "Message state changes by event and provider",
                                            labels=["event", "provider"])
-            for (event, provider), count in sorted(self.ctx.log_tally.counts(conn).items(),
-                                                   key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            for (event, provider), count in self.ctx.log_tally.counts(conn).items():
                 by_event.add_metric([event, provider or ""], count)
             yield by_event
             queue = queue_state(conn)

@@ -33,18 +33,15 @@ class LogTally:
 
     def counts(self, conn: sa.Connection) -> dict[tuple[str, str | None], int]:
         """Every row of the log counted by (event, provider): the settled rows from memory, the rest read now."""
-        def grouped(where) -> list[tuple[str, str | None, int]]:
-            return conn.execute(sa.select(log_t.c.event, log_t.c.provider, sa.func.count()).where(where)
-                                .group_by(log_t.c.event, log_t.c.provider)).all()
+        def grouped(where) -> Counter[tuple[str, str | None]]:
+            return Counter({(event, provider): n for event, provider, n in conn.execute(
+                sa.select(log_t.c.event, log_t.c.provider, sa.func.count()).where(where)
+                .group_by(log_t.c.event, log_t.c.provider))})
 
         with self._lock:
             upto = conn.execute(sa.select(sa.func.max(log_t.c.id))
                                 .where(log_t.c.id > self._upto, log_t.c.at < now() - SETTLED)).scalar()
             if upto is not None:
-                for event, provider, n in grouped(log_t.c.id.between(self._upto + 1, upto)):
-                    self._settled[(event, provider)] += n
+                self._settled.update(grouped(log_t.c.id.between(self._upto + 1, upto)))
                 self._upto = upto
-            out = dict(self._settled)
-            for event, provider, n in grouped(log_t.c.id > self._upto):
-                out[(event, provider)] = out.get((event, provider), 0) + n
-        return out
+            return dict(self._settled + grouped(log_t.c.id > self._upto))
