@@ -14,6 +14,8 @@ from .errors import ConfigError, Problem
 __all__ = ["YamlDoc", "load_yaml", "join_path"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: a whole value written ``$NAME`` as a shell would: followup reads only ``${NAME}``, so it would be taken literally
+_SHELL_REF = re.compile(r"\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
 def join_path(base: str, key: str | int) -> str:
@@ -56,8 +58,13 @@ class YamlDoc:
         return candidate if candidate.is_absolute() else (self.path.parent / candidate).resolve()
 
     def expand_env(self, value: Any, key: str) -> Any:
-        """Replace ``${NAME}`` by the environment variable; a missing one is a problem."""
-        if not isinstance(value, str) or "${" not in value:
+        """Replace ``${NAME}`` by the environment variable; a missing one, or a shell-style ``$NAME``, is a problem."""
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        shell = _SHELL_REF.fullmatch(value)
+        if shell:
+            self.problem(key, f"${shell.group(1)} is not read from the environment (followup reads only the ${{NAME}} "
+                              f"form); write \"${{{shell.group(1)}}}\"")
             return value
 
         def sub(match: re.Match) -> str:

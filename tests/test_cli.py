@@ -206,6 +206,8 @@ def _settings_and_sequences(p: Project) -> None:
     p.edit(SETTINGS, 'start: "09:00"', "start: 9am")
     p.edit(SETTINGS, "{name: sandbox-sms, type: file, path: ../var/outbox.jsonl}",
            '{name: kv, type: kavenegar, api_key: "${KAVENEGAR_API_KEY}", sender: "${MISSING_ENV}"}')
+    p.edit(SETTINGS, "{name: sandbox-email, type: file, path: ../var/outbox.jsonl}",
+           '{name: mail, type: smtp, host: 127.0.0.1, from: "Shop <a@example.com>", username: a, password: $SMTP_PASSWORD}')
     text = p.path(WELCOME).read_text(encoding="utf-8")
     p.write(WELCOME, text[:text.index("  - name: check-in")])  # 2 touches
     p.edit(WELCOME, "after: 0s", "after: 1x")
@@ -259,6 +261,8 @@ EXPECTED = {
     "bad-window-time": Expect("settings-and-sequences", SETTINGS, "start:", "send_window.start", "'9am' is not a time"),
     "missing-env": Expect("settings-and-sequences", SETTINGS, "- {name: kv", "providers.sms[0].sender",
                           "environment variable MISSING_ENV is not set"),
+    "shell-style-env": Expect("settings-and-sequences", SETTINGS, "- {name: mail", "providers.email[0].password",
+                              'followup reads only the ${NAME} form); write "${SMTP_PASSWORD}"'),
     "two-touches": Expect("settings-and-sequences", WELCOME, "touches:", "touches",
                           "has 2 touches; a sequence needs 3 to 5"),
     "six-touches": Expect("settings-and-sequences", WINTER, "touches:", "touches", "has 6 touches; a sequence needs 3 to 5"),
