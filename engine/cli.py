@@ -21,6 +21,7 @@ from .console import err, out
 from .db import check_schema, make_engine, upgrade
 from .durations import parse_duration
 from .errors import ConfigError, FollowupError, InputError
+from .text import grouped
 
 
 class State:
@@ -122,7 +123,7 @@ def _print_sms_costs(config: Config) -> None:
     for seq in config.sequences.values():
         for row in preview(config, seq):
             if row.channel == "sms" and row.sms is not None:
-                cost = f", cost {row.cost:g} per message" if row.cost is not None else ""
+                cost = f", cost {grouped(row.cost)} per message" if row.cost is not None else ""
                 out.print(f"{seq.name}/{row.touch}: {row.sms.describe()}{cost}", markup=False)
 
 
@@ -237,8 +238,10 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
 @click.option("--sequence", help="Only this sequence (default: all the contact's sequences).")
 @click.option("--channel", type=click.Choice(["sms", "email", "all"]), default=None, help="For (un/re)subscribe.")
 @click.option("--value", type=float, help="Order value, for revenue in stats.")
+@click.option("--idempotency-key", help="The order or message id: the same key twice is recorded once.")
 @pass_state
-def event(state: State, key: str, kind: str, sequence: str | None, channel: str | None, value: float | None) -> None:
+def event(state: State, key: str, kind: str, sequence: str | None, channel: str | None, value: float | None,
+          idempotency_key: str | None) -> None:
     """Record that contact KEY converted, replied, unsubscribed or resubscribed."""
     from .contacts import find_contact
     from .events import record_event
@@ -248,7 +251,13 @@ def event(state: State, key: str, kind: str, sequence: str | None, channel: str 
         contact = find_contact(conn, key, state.config.settings.default_region)
         if contact is None:
             raise InputError(f"no contact matches {key!r} (a phone in any format, an email or an external id)")
-        result = record_event(conn, state.config, contact, kind, sequence=sequence, channel=channel, value=value)
+        result = record_event(conn, state.config, contact, kind, sequence=sequence, channel=channel, value=value,
+                              idempotency_key=idempotency_key)
+    if result.warning:
+        err.print(f"warning: {result.warning}", markup=False)
+    if not result.recorded:
+        out.print(f"contact {contact['id']}: {kind} not recorded: {result.note}", markup=False)
+        return
     ended = f"; ended {', '.join(result.ended)}" if result.ended else ""
     out.print(f"contact {contact['id']}: {kind} recorded{ended}; {result.cancelled} pending touch(es) cancelled"
               + (f" ({result.note})" if result.note else ""))
@@ -303,7 +312,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
                 out.print(f"[dim](+ HTML part, {len(row.rendered.html)} characters)[/dim]")
         else:
             out.print(sms_text(config, row.rendered, (contact or {}).get("locale")), markup=False)
-            cost = f", cost {row.cost:g}" if row.cost is not None else ""
+            cost = f", cost {grouped(row.cost)}" if row.cost is not None else ""
             out.print(f"[dim]{row.sms.describe()}{cost}[/dim]")
 
 
@@ -386,7 +395,7 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     for item in data:
         table = Table("touch", "sent", "delivered", "undelivered", "failed", "skipped", "cancelled", "unknown", "waiting",
                       title=f"{item['sequence']}: {item['enrolled']} enrolled, {item['converted']} converted "
-                            f"({item['conversion_rate']:.1%}), revenue {item['revenue']:g}")
+                            f"({item['conversion_rate']:.1%}), revenue {grouped(item['revenue'])}")
         for touch, c in item["touches"].items():
             table.add_row(touch, *(str(c.get(k, 0)) for k in ("sent", "delivered", "undelivered", "failed", "skipped",
                                                               "cancelled", "unknown", "waiting")))

@@ -57,7 +57,7 @@ def providers_check(state) -> None:
                 out.print(f"{provider.name} ({provider.type}, {channel}): [red]unreachable[/red]: {err}", markup=False)
                 bad += 1
                 continue
-            credit = f", credit {result.credit:g}" if result.credit is not None else ""
+            credit = f", credit {grouped(result.credit)}" if result.credit is not None else ""
             mark = "ok" if result.ok else "PROBLEM"
             out.print(f"{provider.name} ({provider.type}, {channel}): {mark}: {result.detail}{credit}", markup=False)
             bad += 0 if result.ok else 1

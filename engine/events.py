@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 
-from .clock import now
+from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
 from .journal import Change, apply
@@ -32,6 +33,11 @@ class EventResult:
     ended: list[str] = field(default_factory=list)  # sequence names whose enrollment ended
     cancelled: int = 0
     note: str = ""
+    warning: str = ""  # recorded, but worth a look (e.g. the same sale twice within a minute)
+
+
+#: a conversion identical to one recorded this recently (same contact and value, no shared key) is warned about
+DUPLICATE_CONVERSION_WINDOW = timedelta(minutes=1)
 
 
 def end_enrollments(conn: sa.Connection, enrollment_rows: list[dict], status: str, reason: str) -> int:
@@ -70,6 +76,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         attributed = conn.execute(sa.select(enrollments.c.sequence).where(
             enrollments.c.contact_id == contact["id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value)
             .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc()).limit(1)).scalar()
+    warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else ""
     conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=attributed, channel=channel,
                                           value=value, idempotency_key=idempotency_key, source=source, at=stamp))
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
@@ -86,12 +93,25 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         query = query.where(enrollments.c.sequence == sequence)
     active = [dict(e) for e in conn.execute(query.order_by(enrollments.c.enrolled_at.desc())).mappings()]
     ending = [e for e in active if kind in _exit_on(conn, config, e)]
-    result = EventResult(recorded=True)
+    result = EventResult(recorded=True, warning=warning)
     result.cancelled = end_enrollments(conn, ending, kind, f"contact {kind}")
     result.ended = [e["sequence"] for e in ending]
     if kind == "converted":
         _redeem(conn, attributed, active)
     return result
+
+
+def _duplicate_conversion(conn: sa.Connection, contact_id: int, value: float | None, stamp) -> str:
+    """A warning when the same contact converted with the same value within the last minute."""
+    query = sa.select(events.c.at).where(events.c.contact_id == contact_id, events.c.type == "converted",
+                                         events.c.at >= stamp - DUPLICATE_CONVERSION_WINDOW)
+    query = query.where(events.c.value.is_(None) if value is None else events.c.value == value)
+    earlier = conn.execute(query.order_by(events.c.at.desc()).limit(1)).scalar()
+    if earlier is None:
+        return ""
+    return (f"an identical conversion of this contact was recorded {int((stamp - to_utc(earlier)).total_seconds())} s "
+            "ago; if it is the same purchase, give each order one idempotency key (--idempotency-key ORDER-ID) "
+            "so it is counted once")
 
 
 def _exit_on(conn: sa.Connection, config: Config, enrollment: dict) -> tuple[str, ...]:

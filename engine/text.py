@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ascii_digits", "fa_digits", "mask_phone", "mask_email", "mask_address"]
+__all__ = ["ascii_digits", "fa_digits", "mask_phone", "mask_email", "mask_address", "grouped"]
 
 _TO_ASCII = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 _TO_FA = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
@@ -17,6 +17,13 @@ def ascii_digits(text: str) -> str:
 def fa_digits(value: object) -> str:
     """ASCII digits to Persian digits (the ``fa_digits`` template filter)."""
     return str(value).translate(_TO_FA)
+
+
+def grouped(value: float | int | None) -> str:
+    """A money or count figure as people read it: ``1200000`` → ``1,200,000``; ``0.5`` → ``0.50``; never ``1.2e+06``."""
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def mask_phone(phone: str | None) -> str:

@@ -661,3 +661,18 @@ def test_help_explains_each_command(background, command):
     assert result.out.startswith(f"Usage: followup {command}".rstrip()), result
     for words in HELP[command]:
         assert words in result.out, (words, result)
+
+
+def test_event_idempotency_key_and_a_repeated_sale_are_told(populated):
+    assert populated.run("enroll", "winter-sale", "--tag", "winter").rc == 0
+    sale = ("event", "09121234567", "converted", "--value", "1200000")
+    first = populated.run(*sale, "--idempotency-key", "order-981")
+    again = populated.run(*sale, "--idempotency-key", "order-981")
+    twin = populated.run(*sale)
+    assert first.rc == again.rc == twin.rc == 0, (first, again, twin)
+    assert "warning" not in first.err
+    assert again.out.strip() == f"contact {ALI}: converted not recorded: already recorded (idempotency key order-981)"
+    assert "warning: an identical conversion of this contact was recorded" in twin.err
+    assert "--idempotency-key" in twin.err and "converted recorded" in twin.out
+    stats = populated.run("stats", "winter-sale")
+    assert "revenue 1,200,000" in stats.out, stats

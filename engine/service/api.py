@@ -119,7 +119,8 @@ def _record(ctx: ServiceContext, items: list[EventIn], many: bool) -> list[dict[
             result = record_event(conn, ctx.config, contact, item.type, sequence=item.sequence, channel=item.channel,
                                   value=item.value, idempotency_key=item.idempotency_key, source="api")
             out.append({"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
-                        "cancelled": result.cancelled, "note": result.note})
+                        "cancelled": result.cancelled, "note": result.note,
+                        **({"warning": result.warning} if result.warning else {})})
         return out
 
 
