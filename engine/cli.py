@@ -323,7 +323,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
 @click.option("--since", help="Only the last DURATION, e.g. 2h or 1d.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-@click.option("--limit", type=int, default=200, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="The newest N rows (default: 200 for the table, all with --json).")
 @pass_state
 def logs(state: State, sequence, key, event_name, since, follow, as_json, limit) -> None:
     """The delivery log: every state change of every message, with its reason."""
@@ -331,11 +331,18 @@ def logs(state: State, sequence, key, event_name, since, follow, as_json, limit)
 
     from .contacts import find_contact
     from .journal import log_line
-    from .reports import log_query
+    from .reports import log_filter_values, log_query
 
     engine = state.engine()
     contact_id = None
+    if limit is None and not as_json:
+        limit = 200
     with engine.connect() as conn:
+        if sequence or event_name:
+            known = log_filter_values(conn, list(state.config.sequences))
+            for option, value in (("sequence", sequence), ("event", event_name)):
+                if value and value not in known[option]:
+                    raise InputError(f"--{option} {value!r} matches nothing; known: {', '.join(sorted(known[option]))}")
         if key:
             contact = find_contact(conn, key, state.config.settings.default_region)
             if contact is None:

@@ -43,6 +43,20 @@ def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: i
         yield out
 
 
+#: events the delivery log records besides a message's statuses
+LOG_ONLY_EVENTS = ("deferred", "retry", "released", "scheduled", "provider_paused", "receipt_timeout")
+
+
+def log_filter_values(conn: sa.Connection, sequences: list[str]) -> dict[str, set[str]]:
+    """What ``--event`` and ``--sequence`` of ``followup logs`` can match: declared names and those in the log."""
+    from .models import MessageStatus
+
+    events = {s.value for s in MessageStatus} | set(LOG_ONLY_EVENTS)
+    events |= set(conn.execute(sa.select(log_t.c.event).distinct()).scalars())
+    logged = conn.execute(sa.select(log_t.c.sequence).distinct().where(log_t.c.sequence.is_not(None))).scalars()
+    return {"event": events, "sequence": set(sequences) | set(logged)}
+
+
 def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, Any]:
     """Enrolled, per touch sent/delivered/failed/skipped, converted and conversion rate."""
     enrolled = conn.execute(sa.select(sa.func.count()).select_from(enrollments)

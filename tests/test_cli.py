@@ -557,6 +557,7 @@ def converted(starter, populated_db, tmp_path_factory) -> dict:
     outbox = project.path("var/outbox.jsonl")
     steps["outbox"] = [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines()]
     steps["log_rows"] = [json.loads(line) for line in steps["logs"].out.splitlines()]
+    steps["project"] = project
     return steps
 
 
@@ -592,6 +593,19 @@ def test_stats_counts_the_revenue_of_a_conversion_without_sequence(converted):
 
 LOG_KEYS = {"at", "message_id", "contact_id", "sequence", "touch", "channel", "provider", "event", "reason",
             "attempt", "provider_message_id"}
+
+
+def test_logs_filters_name_the_known_values_and_json_has_no_row_limit(converted):
+    project = converted["project"]
+    typo = project.run("logs", "--event", "delivred")
+    assert typo.rc == 2 and "--event 'delivred' matches nothing; known: " in typo.err and "delivered" in typo.err
+    assert "sent" in typo.err and "deferred" in typo.err, typo
+    unknown_sequence = project.run("logs", "--sequence", "winter-sal")
+    assert unknown_sequence.rc == 2 and "winter-sale" in unknown_sequence.err, unknown_sequence
+    assert project.run("logs", "--event", "cancelled").rc == 0
+    every = project.run("logs", "--json")
+    assert every.out == converted["logs"].out
+    assert len(project.run("logs", "--json", "--limit", "2").out.splitlines()) == 2
 
 
 def test_logs_json_lines_have_every_field_and_utc_times(converted):
