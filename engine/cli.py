@@ -78,23 +78,24 @@ def configure_logging(verbose: bool = False, stream: IO[str] | None = None) -> N
 # -- setup ---------------------------------------------------------------------------------
 @cli.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+@click.option("--force", is_flag=True, help="Write into a folder that already has a config/ or templates/, "
+                                            "overwriting the starter files.")
 def init(directory: str, force: bool) -> None:
     """Write a starter config/ and templates/ into DIRECTORY (default: here)."""
     starter = Path(__file__).parent / "starter"
     target = Path(directory)
-    written, kept = 0, 0
-    for src in sorted(starter.rglob("*")):
-        if src.is_dir() or "__pycache__" in src.parts:
-            continue
+    files = [src for src in sorted(starter.rglob("*")) if src.is_file() and "__pycache__" not in src.parts]
+    existing = [name for name in ("config", "templates") if (target / name).is_dir() and any((target / name).iterdir())]
+    if existing and not force:
+        would = "\n".join(f"  {src.relative_to(starter)}" for src in files)
+        raise InputError(f"{target.resolve()} already has {' and '.join(f'{n}/' for n in existing)}; init writes the "
+                         f"starter files below (demo sequences included) and would put back any you deleted.\n{would}\n"
+                         "Pass --force to write them anyway, or choose an empty folder.")
+    for src in files:
         dest = target / src.relative_to(starter)
-        if dest.exists() and not force:
-            kept += 1
-            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-        written += 1
-    out.print(f"wrote {written} files into {target.resolve()}" + (f" (kept {kept} existing; --force overwrites)" if kept else ""))
+    out.print(f"wrote {len(files)} files into {target.resolve()}")
     out.print("next: followup --config " + str(target / "config") + " validate")
 
 

@@ -40,6 +40,9 @@ def load_config(directory: str | os.PathLike | None = None) -> Config:
     folder = config_dir(directory)
     if not folder.is_dir():
         raise ConfigError(Problem(str(folder), "", "config folder not found; run `followup init` or pass --config DIR"))
+    if not (folder / "settings.yaml").exists() and (folder / "config" / "settings.yaml").is_file():
+        raise ConfigError(Problem(str(folder), "", "this is a project folder, not its config folder; "
+                                                   f"pass --config {folder / 'config'}"))
     problems: list[Problem] = []
     settings = sequences = None
     try:

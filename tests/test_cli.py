@@ -190,13 +190,25 @@ def test_init_writes_config_and_templates(starter):
     assert (root / SETTINGS).is_file() and (root / WINTER).is_file() and (root / HELLO).is_file()
 
 
-def test_init_keeps_existing_files_without_force(project):
+def test_init_refuses_a_project_that_has_a_config_and_says_what_it_would_write(project):
     project.write(HELLO, "mine")
+    project.path(WINTER).unlink()
     proc = subprocess.run([FOLLOWUP, "init", str(project.root)], capture_output=True, text=True, encoding="utf-8",
                           env=project.env, timeout=60)
-    assert proc.returncode == 0
-    assert "kept 10 existing" in proc.stdout and "--force" in proc.stdout
-    assert project.path(HELLO).read_text(encoding="utf-8") == "mine"
+    assert proc.returncode == 2, proc
+    assert "already has config/ and templates/" in proc.stderr and "--force" in proc.stderr
+    assert "config/sequences/winter-sale.yaml" in proc.stderr
+    assert project.path(HELLO).read_text(encoding="utf-8") == "mine" and not project.path(WINTER).exists()
+    forced = subprocess.run([FOLLOWUP, "init", "--force", str(project.root)], capture_output=True, text=True,
+                            encoding="utf-8", env=project.env, timeout=60)
+    assert forced.returncode == 0 and "wrote 10 files" in forced.stdout
+    assert project.path(WINTER).exists() and project.path(HELLO).read_text(encoding="utf-8") != "mine"
+
+
+def test_a_project_folder_given_as_config_gets_a_hint(project):
+    result = subprocess.run([FOLLOWUP, "--config", str(project.root), "validate"], capture_output=True, text=True,
+                            encoding="utf-8", env=project.env, timeout=60)
+    assert result.returncode == 2 and f"pass --config {project.root / 'config'}" in result.stderr, result
 
 
 def _settings_and_sequences(p: Project) -> None:
