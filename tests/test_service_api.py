@@ -52,6 +52,22 @@ def test_contacts_are_upserted_like_the_csv_import(world, api):
     assert (row["phone"], row["tags"], row["attrs"]) == ("+989121234567", ";winter;", {"city": "Tehran"})
 
 
+@pytest.mark.parametrize("tags", ["winter; vip", "winter,vip", ["winter", "vip"]])
+def test_tags_are_a_list_or_one_string_split_as_the_csv_does(world, api, tags):
+    response = api.post("/api/v1/contacts", json={"phone": "09121234567", "tags": tags})
+    assert response.status_code == 200, response.text
+    with world.engine.connect() as conn:
+        assert conn.execute(sa.select(Contact.__table__.c.tags)).scalar_one() == ";vip;winter;"
+
+
+def test_a_bad_item_gets_one_error_per_problem_not_one_per_union_branch(world, api):
+    one = api.post("/api/v1/contacts", json={"phone": "09121234567", "tags": 7})
+    assert one.status_code == 422
+    assert [e["field"] for e in one.json()["errors"]] == ["tags"], one.json()
+    many = api.post("/api/v1/contacts", json=[{"phone": "09121234567", "tags": 7}])
+    assert [e["field"] for e in many.json()["errors"]] == ["[0].tags"], many.json()
+
+
 def test_a_landline_is_written_with_a_warning_that_names_the_field(world, api):
     response = api.post("/api/v1/contacts", json=[{"phone": "09121234567"}, {"phone": "02188776655"}])
     assert response.status_code == 200, response.text

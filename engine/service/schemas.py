@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+import re
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = ["ContactIn", "EnrollmentIn", "EventIn", "MAX_BATCH", "Batch"]
 
@@ -20,6 +22,13 @@ def Text(max_length: int, min_length: int = 0):  # noqa: N802 - a type factory
     return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_no_nul)]
 
 
+def _split_tags(value: object) -> object:
+    """Tags as a list, or as one string split on ``;`` or ``,`` the way the CSV import reads them."""
+    if isinstance(value, str):
+        return [tag.strip() for tag in re.split(r"[;,]", value) if tag.strip()]
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,7 +42,7 @@ class ContactIn(_Strict):
     last_name: Text(200) = ""
     timezone: Optional[Text(64)] = None
     locale: Optional[Text(8)] = None
-    tags: list[Text(100)] = Field(default_factory=list, max_length=50)
+    tags: Annotated[list[Text(100)], BeforeValidator(_split_tags)] = Field(default_factory=list, max_length=50)
     external_id: Optional[Text(200)] = None
     attrs: dict[Text(100, 1), Text(1000)] = Field(default_factory=dict, max_length=50)
 
