@@ -53,7 +53,7 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         seen, errors = set(), []
-        for err in exc.errors():
+        for err in _one_branch(exc.errors(), exc.body):
             item = (field_path(err.get("loc", ())), str(err.get("msg", "invalid")))
             if item not in seen:
                 seen.add(item)
@@ -82,6 +82,17 @@ def install_handlers(app: FastAPI) -> None:
         logger.error("unexpected error on %s %s: %s", request.method, _safe_path(request.url.path),
                      type(exc).__name__, exc_info=exc)
         return JSONResponse({"error": "internal error", "errors": []}, status_code=500)
+
+
+def _one_branch(errors: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+    """For a body that is "one item or a list", the errors of the branch the body took, not of both."""
+    def in_list_branch(err: dict[str, Any]) -> bool:
+        return any(isinstance(p, str) and p.startswith("list[") for p in err.get("loc", ()))
+
+    if not any(in_list_branch(e) for e in errors):
+        return errors
+    chosen = [e for e in errors if in_list_branch(e) == isinstance(body, list)]
+    return chosen or errors
 
 
 def _safe_path(path: str) -> str:
