@@ -6,15 +6,19 @@ can tell after a crash whether a message got out, so nothing is resent or lost.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .base import LookupResult, OutgoingMessage, Provider, SendResult
-from .errors import TransientError
+from .errors import ProviderBlockedError, ProviderConfigError, TransientError
 
 __all__ = ["FileProvider"]
+
+#: an outbox that fails with these will fail every send until someone fixes the path or its permissions
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 
 
 class FileProvider(Provider):
@@ -26,6 +30,13 @@ class FileProvider(Provider):
     @property
     def path(self) -> Path:
         return Path(self.settings["path"])
+
+    def validate_settings(self) -> None:
+        """Also check, at start-up, that the outbox file can be created or appended to."""
+        super().validate_settings()
+        problem = _unwritable(self.path)
+        if problem:
+            raise ProviderConfigError("path", f"{problem}; choose a writable path (e.g. ../var/outbox.jsonl)")
 
     def send(self, message: OutgoingMessage) -> SendResult:
         record = {"channel": message.channel, "to": message.to}
@@ -44,7 +55,10 @@ class FileProvider(Provider):
             finally:
                 os.close(fd)
         except OSError as err:
-            raise TransientError(f"cannot append to the outbox file {self.path}: {err.strerror}") from err
+            reason = f"cannot append to the outbox file {self.path}: {err.strerror}"
+            if err.errno in _NOT_WRITABLE:
+                raise ProviderBlockedError(reason, code=errno.errorcode.get(err.errno)) from err
+            raise TransientError(reason) from err
         return SendResult(provider_message_id=f"file-{message.message_id}")
 
     def lookup(self, message_id: str) -> LookupResult:
@@ -56,3 +70,19 @@ class FileProvider(Provider):
                 if needle in line:
                     return LookupResult(found=True, provider_message_id=f"file-{message_id}")
         return LookupResult(found=False)
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be appended to (created with its missing folders), or None."""
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so {path} cannot be created under it"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable, so {path} cannot be created"
+    return None

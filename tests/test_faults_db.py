@@ -155,7 +155,8 @@ def test_sqlite_locked_by_another_process_the_worker_waits_and_loses_nothing(tmp
 def test_outbox_file_unwritable_is_retried_not_lost(tmp_path, frozen, broken):
     """/dev/full answers every write with ENOSPC; a path under a regular file can't be created.
 
-    (The tests run as root, where a read-only directory is still writable, so these stand in for it.)
+    (The tests run as root, where a read-only directory is still writable, so these stand in for it.) Both
+    break after start-up: a path that is unwritable at start is refused by the provider's settings check.
     """
     good = tmp_path / "outbox.jsonl"
     blocker = tmp_path / "a-file"
@@ -163,9 +164,10 @@ def test_outbox_file_unwritable_is_retried_not_lost(tmp_path, frozen, broken):
     bad = "/dev/full" if broken == "disk-full" else str(blocker / "outbox.jsonl")
     world = World(tmp_path, f"sqlite:///{tmp_path}/followup.db", [simple_sequence("a", after="1h")], settings={
         "send_window": ANYTIME,
-        "providers": {"sms": [{"name": "sandbox", "type": "file", "path": bad}],
+        "providers": {"sms": [{"name": "sandbox", "type": "file", "path": str(good)}],
                       "email": [{"name": "sandbox-mail", "type": "file", "path": str(good)}]},
     })
+    world.sms.settings["path"] = bad
     ids = world.add_contacts(*({"phone": f"0912500{i:04d}", "first_name": f"n{i}"} for i in range(3)))
     world.enroll("a", *ids)
     world.dispatcher.tick()
