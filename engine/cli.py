@@ -105,9 +105,10 @@ def validate_cmd(state: State) -> None:
     """Check settings, sequences, templates, providers and honest urgency."""
     from .validate import validate
 
-    config, problems = validate(state.config_path)
-    for problem in problems:
+    config, found = validate(state.config_path)
+    for problem in found:
         err.print(str(problem), markup=False)
+    problems = [p for p in found if not p.warning]
     if problems:
         err.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''} found[/red]")
         sys.exit(2)

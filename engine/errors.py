@@ -30,10 +30,13 @@ class Problem:
     key: str
     message: str
     line: int | None = None
+    #: worth a look but not wrong: ``validate`` prints it and still passes
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}"
 
 
 class ConfigError(FollowupError):

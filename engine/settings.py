@@ -22,6 +22,8 @@ TOP_KEYS = {
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
 SERVICE_KEYS = ("dashboard_password", "public_url")
+#: the opt-out line by locale: «لغو11» (reply 11) in Persian; an English one that keeps an SMS in GSM-7
+DEFAULT_FOOTER = {"fa": "لغو11", "en": "Reply STOP to opt out"}
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
@@ -50,7 +52,7 @@ class Settings:
     locale: str = "fa"
     send_window: SendWindow = field(default_factory=SendWindow)
     frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
-    sms_opt_out_footer: str | dict[str, str] = "لغو11"
+    sms_opt_out_footer: str | dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FOOTER))
     providers: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # holds secrets
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -237,7 +239,7 @@ def load_settings(config_dir: Path) -> Settings:
         found = False
     if not found:
         doc.problem("templates_dir", f"folder {templates_dir} does not exist; create it or fix the path (relative to this file)")
-    footer = raw.get("sms_opt_out_footer", "لغو11")
+    footer = raw.get("sms_opt_out_footer", dict(DEFAULT_FOOTER))
     if isinstance(footer, dict):
         bad = [k for k, v in footer.items() if k not in ("fa", "en", "default") or not isinstance(v, str)]
         if bad:

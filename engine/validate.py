@@ -71,6 +71,10 @@ def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
             problems.append(Problem(tpl_path, "", "renders an empty SMS; write the message text"))
         if touch.channel == "email" and not rendered.subject:
             problems.append(Problem(tpl_path, "", "renders an empty subject; fill {% block subject %}"))
+        if touch.channel == "email" and "unsubscribe_url" not in used:
+            problems.append(Problem(tpl_path, "", f"touch {touch.name!r} sends an email without an unsubscribe "
+                                                  "link; add {% if unsubscribe_url %}<a href=\"{{ unsubscribe_url }}\">"
+                                                  "Unsubscribe</a>{% endif %}", warning=True))
         if touch.channel == "sms":
             info = sms_info(with_footer(rendered.text, config.settings.footer(None)))
             if info.segments > 6:

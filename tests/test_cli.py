@@ -282,6 +282,8 @@ EXPECTED = {
     "fax-channel": Expect("settings-and-sequences", WELCOME, "channel: fax", "touches[1].channel", "'fax': use sms or email"),
     "urgent-without-offer": Expect("settings-and-sequences", WELCOME, "urgent:", "touches[1].urgent",
                                    "an urgent touch needs an offer in this sequence"),
+    "email-without-unsubscribe-link": Expect("templates-and-providers", VALUE, None, None,
+                                             "warning: touch 'value' sends an email without an unsubscribe link"),
     "urgent-template-without-offer": Expect("templates-and-providers", VALUE, None, None,
                                             "touch 'value' is urgent but the template never uses `offer`"),
     "literal-only-3-left": Expect("templates-and-providers", LAST_CHANCE, 2, None,
@@ -361,7 +363,8 @@ def test_validate_reports_every_problem_once_one_a_line(background, run):
     project, result = background(run)
     expected = [e for e in EXPECTED.values() if e.run == run]
     assert len(result.problems) == len(expected), result
-    assert result.err.rstrip().splitlines()[-1] == f"{len(expected)} problem{'s' if len(expected) > 1 else ''} found"
+    wrong = [e for e in expected if "warning: " not in e.says]
+    assert result.err.rstrip().splitlines()[-1] == f"{len(wrong)} problem{'s' if len(wrong) > 1 else ''} found"
     for problem in result.problems:
         assert PROBLEM_LINE.match(problem) or problem.startswith(f"{project.root}/{SETTINGS}:"), problem
 
@@ -649,9 +652,18 @@ def test_preview_shows_every_touch_with_sms_facts(project):
     assert "Subject: سارا، راهنمای انتخاب پالتوی زمستانه" in result.out
 
 
+def test_an_email_template_without_an_unsubscribe_link_is_a_warning_not_a_failure(project):
+    project.write("templates/welcome-en/tips.email.j2",
+                  "{% block subject %}Tips{% endblock %}{% block text %}Hello {{ contact.first_name }}{% endblock %}\n")
+    result = project.run("validate")
+    assert result.rc == 0, result
+    assert result.err.strip() == ("templates/welcome-en/tips.email.j2: warning: touch 'tips' sends an email without an "
+                                  "unsubscribe link; add {% if unsubscribe_url %}<a href=\"{{ unsubscribe_url }}\">"
+                                  "Unsubscribe</a>{% endif %}")
+
+
 def test_preview_of_an_english_sms_says_gsm7(project):
     project.edit(SETTINGS, "locale: fa", "locale: en")
-    project.edit(SETTINGS, 'sms_opt_out_footer: "لغو11"', 'sms_opt_out_footer: "Reply STOP to opt out"')
     result = project.run("preview", "welcome-en")
     assert result.rc == 0, result
     text = "Hi Sara, any questions about your first order? Just reply to this message.\nReply STOP to opt out"
