@@ -326,14 +326,17 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 @click.option("--limit", type=click.IntRange(min=1), help="The newest N rows (default: 200 for the table, all with --json).")
+@click.option("--utc", is_flag=True, help="Times in UTC instead of the settings' timezone (--json is always UTC).")
 @pass_state
-def logs(state: State, sequence, key, event_name, since, follow, as_json, limit) -> None:
+def logs(state: State, sequence, key, event_name, since, follow, as_json, limit, utc) -> None:
     """The delivery log: every state change of every message, with its reason."""
+    from zoneinfo import ZoneInfo
+
     from rich.table import Table
 
     from .contacts import find_contact
     from .journal import log_line
-    from .reports import log_filter_values, log_query
+    from .reports import contact_labels, log_filter_values, log_query
 
     engine = state.engine()
     contact_id = None
@@ -356,17 +359,23 @@ def logs(state: State, sequence, key, event_name, since, follow, as_json, limit)
         raise InputError(f"--since: {error}") from None
     last_id = 0
 
+    zone = ZoneInfo("UTC") if utc else state.config.settings.timezone
+
     def emit(rows):
         nonlocal last_id
-        table = None if as_json else Table("at (UTC)", "msg", "contact", "sequence", "touch", "ch", "provider", "event",
-                                           "reason", box=None)
+        rows = list(rows)
+        table = None if as_json else Table(f"at ({zone.key})", "msg", "contact", "sequence", "touch", "ch", "provider",
+                                           "event", "reason", box=None)
+        if table is not None:
+            with engine.connect() as conn:
+                labels = contact_labels(conn, {r["contact_id"] for r in rows if r["contact_id"]})
         for row in rows:
             last_id = max(last_id, row["id"])
             if as_json:
                 print(log_line(row), flush=True)
             else:
-                table.add_row(row["at"].strftime("%Y-%m-%d %H:%M:%S"), str(row["message_id"] or ""),
-                              str(row["contact_id"] or ""), row["sequence"] or "", row["touch"] or "",
+                table.add_row(row["at"].astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), str(row["message_id"] or ""),
+                              labels.get(row["contact_id"], ""), row["sequence"] or "", row["touch"] or "",
                               row["channel"] or "", row["provider"] or "", row["event"], row["reason"] or "")
         if table is not None and table.row_count:
             out.print(table)

@@ -43,6 +43,21 @@ def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: i
         yield out
 
 
+def contact_labels(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
+    """How a person reads each contact in a table: name and masked phone (or email), never a bare id."""
+    from .models import Contact
+    from .text import mask_email, mask_phone
+
+    table = Contact.__table__
+    labels = {}
+    for row in conn.execute(sa.select(table.c.id, table.c.first_name, table.c.last_name, table.c.phone, table.c.email)
+                            .where(table.c.id.in_(sorted(ids)))).mappings():
+        name = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
+        address = mask_phone(row["phone"]) if row["phone"] else mask_email(row["email"])
+        labels[row["id"]] = " ".join(p for p in (name, address) if p) or f"#{row['id']}"
+    return labels
+
+
 #: events the delivery log records besides a message's statuses
 LOG_ONLY_EVENTS = ("deferred", "retry", "released", "scheduled", "provider_paused", "receipt_timeout")
 

@@ -623,6 +623,18 @@ def test_logs_filters_name_the_known_values_and_json_has_no_row_limit(converted)
     assert len(project.run("logs", "--json", "--limit", "2").out.splitlines()) == 2
 
 
+def test_logs_table_shows_local_times_and_people_not_ids(converted):
+    project = converted["project"]
+    table = project.run("logs", "--event", "sent")
+    assert table.rc == 0, table
+    assert "at (Asia/Tehran)" in table.out and "+98912***4567" in table.out and "Ali" in table.out
+    first_sent = min(r["at"] for r in converted["log_rows"] if r["event"] == "sent")
+    local = datetime.fromisoformat(first_sent.replace("Z", "+00:00")) + timedelta(hours=3, minutes=30)
+    assert local.strftime("%Y-%m-%d %H:%M") in table.out
+    utc = project.run("logs", "--event", "sent", "--utc")
+    assert "at (UTC)" in utc.out and datetime.fromisoformat(first_sent.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M") in utc.out
+
+
 def test_logs_json_lines_have_every_field_and_utc_times(converted):
     rows = converted["log_rows"]
     assert len(rows) == len(converted["logs"].out.splitlines()) >= 8 + 4 + 3
