@@ -8,7 +8,7 @@ import phonenumbers
 
 from .text import ascii_digits
 
-__all__ = ["normalize_phone", "normalize_email", "looks_like_email", "landline"]
+__all__ = ["normalize_phone", "normalize_email", "looks_like_email", "read_address", "landline"]
 
 _SEPARATORS = re.compile(r"[\s\-().\u200c\u200e\u200f]")
 
@@ -39,18 +39,32 @@ def normalize_phone(raw: str, region: str = "IR") -> str:
 
 
 def normalize_email(raw: str) -> str:
-    """A syntactically valid email address, normalized (domain lowercased). Raises ValueError."""
+    """A syntactically valid email address, normalized and lower-cased, local part too. Raises ValueError.
+
+    Mail servers treat the local part as case-sensitive in theory and never in practice, and people type
+    ``Mina@Yahoo.com`` for ``mina@yahoo.com``: one address is stored, and looked up, one way.
+    """
     # imported here: the worker reads addresses (is a phone a landline?) but never parses an email
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return validate_email(str(raw).strip(), check_deliverability=False).normalized
+        return validate_email(str(raw).strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as err:
         raise ValueError(f"{raw!r} is not a valid email address: {err}") from None
 
 
 def looks_like_email(text: str) -> bool:
     return "@" in text
+
+
+def read_address(text: str, region: str) -> tuple[str, str] | None:
+    """``("email", address)`` or ``("phone", E.164)`` when ``text`` reads as one (normalized), else None."""
+    try:
+        if looks_like_email(text):
+            return "email", normalize_email(text)
+        return "phone", normalize_phone(text, region)
+    except ValueError:
+        return None
 
 
 _IRAN_MOBILE = re.compile(r"\+989\d{9}")

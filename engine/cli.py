@@ -6,6 +6,7 @@ import logging
 import shutil
 import sys
 import time
+import traceback
 
 from pathlib import Path
 from typing import IO
@@ -19,15 +20,24 @@ from .clock import now
 from .config import Config, load_config
 from .console import err, out
 from .db import check_schema, make_engine, upgrade
+from .dberrors import database_error
 from .durations import parse_duration
 from .errors import ConfigError, FollowupError, InputError
 from .text import grouped
 
 
 class State:
-    def __init__(self, config_path: str | None):
+    """What every command shares: the config folder, loaded at first use, and the global flags."""
+
+    def __init__(self, config_path: str | None = None, verbose: bool = False):
         self.config_path = config_path
+        self.verbose = verbose
         self._config: Config | None = None
+
+    @property
+    def database_url(self) -> str | None:
+        """The database URL of the loaded config; None before a command has loaded it."""
+        return self._config.settings.database_url if self._config is not None else None
 
     @property
     def config(self) -> Config:
@@ -48,7 +58,7 @@ pass_state = click.make_pass_decorator(State)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="FOLLOWUP_CONFIG", type=click.Path(file_okay=False),
               help="Config folder (default ./config, or $FOLLOWUP_CONFIG).")
-@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.option("-v", "--verbose", is_flag=True, help="Log more, and show the traceback of an error.")
 @click.version_option(package_name="followup")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
@@ -64,7 +74,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       followup worker                 send what is due, inside the send window
     """
     configure_logging(verbose)
-    ctx.obj = State(config_path)
+    state = ctx.ensure_object(State)
+    state.config_path, state.verbose = config_path, verbose
 
 
 def configure_logging(verbose: bool = False, stream: IO[str] | None = None) -> None:
@@ -458,9 +469,10 @@ cli.add_command(serve); cli.add_command(apikey)  # noqa: E702
 
 
 def main() -> None:
-    """Entry point: run the CLI; turn engine errors into clear messages and exit codes."""
+    """Entry point: run the CLI; turn engine errors into clear messages and exit codes (``-v``: and a traceback)."""
+    state = State()
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, obj=state)
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
@@ -472,9 +484,19 @@ def main() -> None:
             err.print(str(problem), markup=False)
         sys.exit(error.exit_code)
     except FollowupError as error:
-        err.print(f"error: {error}", markup=False)
-        sys.exit(error.exit_code)
+        _fail(error, state.verbose)
+    except sa.exc.SQLAlchemyError as error:
+        failure = database_error(error, state.database_url)
+        if failure is None:
+            raise
+        _fail(failure, state.verbose, cause=error)
     except KeyboardInterrupt:
         sys.exit(130)
 
 
+def _fail(error: FollowupError, verbose: bool, cause: BaseException | None = None) -> None:
+    """Print ``error`` on one line (after its traceback with ``-v``) and exit with its status."""
+    if verbose:
+        traceback.print_exception(cause or error)
+    err.print(f"error: {error}", markup=False)
+    sys.exit(error.exit_code)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
-from .addresses import landline, looks_like_email, normalize_email, normalize_phone
+from .addresses import landline, normalize_email, normalize_phone, read_address
 from .clock import now
 from .errors import InputError
 from .models import Contact
@@ -84,6 +84,12 @@ def parse_row(raw: dict[str, Any], region: str, line: int | None = None) -> Cont
             reasons.append(f"email: {err}")
     if not get("phone") and not get("email"):
         reasons.append("needs a phone or an email")
+    external = read_address(get("external_id"), region) if get("external_id") else None
+    if external is not None:
+        # a contact KEY that reads as a phone or email is looked up as one: such an id would find another contact
+        reasons.append(f"external_id: {get('external_id')!r} reads as {'an email' if external[0] == 'email' else 'a phone'}"
+                       f"; put it in the {external[0]} column, and use an id that is not a phone or an email "
+                       f"(e.g. with a prefix: crm-{get('external_id')})")
     tz = get("timezone") or None
     if tz and not _valid_tz(tz):
         reasons.append(f"timezone: unknown timezone {tz!r}; use an IANA name like Asia/Tehran")
@@ -250,21 +256,14 @@ def import_csv(engine: sa.Engine, path: Path, region: str, progress: Callable[[i
 
 
 def find_contact(conn: sa.Connection, key: str, region: str) -> dict[str, Any] | None:
-    """A contact by external id, phone (any format) or email."""
+    """The contact a user-given KEY names: a phone (any format) or an email matches that field first, then
+    anything else (or a phone or email no contact has) matches an external id."""
     key = str(key).strip()
+    address = read_address(key, region)
+    if address is not None:
+        field_name, value = address
+        rec = conn.execute(sa.select(contacts).where(contacts.c[field_name] == value)).mappings().first()
+        if rec:
+            return dict(rec)
     rec = conn.execute(sa.select(contacts).where(contacts.c.external_id == key)).mappings().first()
-    if rec:
-        return dict(rec)
-    if looks_like_email(key):
-        try:
-            email = normalize_email(key)
-        except ValueError:
-            return None
-        rec = conn.execute(sa.select(contacts).where(contacts.c.email == email)).mappings().first()
-        return dict(rec) if rec else None
-    try:
-        phone = normalize_phone(key, region)
-    except ValueError:
-        return None
-    rec = conn.execute(sa.select(contacts).where(contacts.c.phone == phone)).mappings().first()
     return dict(rec) if rec else None

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
+from .dberrors import database_error
 from .errors import SchemaError
 
 __all__ = ["make_engine", "upgrade", "check_schema", "current_revision", "head_revision", "is_sqlite", "reading"]
@@ -37,7 +38,10 @@ def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise database_error(err, url) from err
         # Python's sqlite3 treats only int, float, str and bytearray as plain: for every other value it binds,
         # None included, it searches for an adapter (two attribute lookups when none is registered). The
         # worker binds thousands of NULLs a second; registered, None is one dictionary hit.
@@ -143,10 +147,7 @@ def upgrade(url: str) -> tuple[str | None, str]:
 
 def check_schema(engine: sa.Engine) -> None:
     """Refuse to run on a missing or old schema, naming the command that fixes it."""
-    try:
-        current = current_revision(engine)
-    except sa.exc.OperationalError as err:
-        raise SchemaError(f"cannot open the database: {err.orig}") from None
+    current = current_revision(engine)
     head = head_revision()
     if current is None:
         raise SchemaError("the database has no schema yet; run `followup db upgrade` first")

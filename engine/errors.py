@@ -5,7 +5,8 @@
     FollowupError            anything the engine reports to a user
     ├── ConfigError          a setting, sequence or template is wrong (carries every problem found)
     ├── InputError           a command's input is wrong (unknown contact, bad flag value)
-    └── SchemaError          the database schema is missing or old: run ``followup db upgrade``
+    ├── SchemaError          the database schema is missing or old: run ``followup db upgrade``
+    └── DatabaseError        the database cannot be opened or written (names the URL, password masked)
 
 Each is shown as-is to the user and turns into a non-zero exit status; none is retried.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FollowupError", "ConfigError", "Problem", "InputError", "SchemaError"]
+__all__ = ["FollowupError", "ConfigError", "Problem", "InputError", "SchemaError", "DatabaseError"]
 
 
 class FollowupError(Exception):
@@ -57,5 +58,11 @@ class InputError(FollowupError):
 
 class SchemaError(FollowupError):
     """The database schema is missing or older than this version of followup."""
+
+    exit_code = 3
+
+
+class DatabaseError(FollowupError):
+    """The database cannot be opened or written: its URL (password masked), what failed and what to do."""
 
     exit_code = 3

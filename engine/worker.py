@@ -20,6 +20,7 @@ from . import heap
 from .clock import now
 from .config import Config
 from .db import check_schema, is_sqlite, make_engine
+from .dberrors import database_error
 from .dispatch import Dispatcher
 from .errors import ConfigError, FollowupError, Problem
 
@@ -65,8 +66,12 @@ def single_dispatcher_lock(database_url: str, wait: bool = False) -> Iterator[bo
         yield False
         return
     path = Path(database_url.split("sqlite:///", 1)[1] + ".worker.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("a+")
+    except OSError as err:
+        raise database_error(err, database_url) from err
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

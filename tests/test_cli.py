@@ -554,6 +554,42 @@ def test_enroll_input_errors_exit_2(populated, args, says):
     assert populated.count("select count(*) from enrollments") == 0
 
 
+def test_enroll_finds_an_email_in_any_case(populated):
+    result = populated.run("enroll", "welcome-en", "--contact", "John@Example.COM")
+    assert result.rc == 0 and result.out.strip().endswith("1 enrolled, 0 already active, 0 not enrolled"), result
+    assert populated.count(f"select count(*) from enrollments where contact_id = {JOHN}") == 1
+
+
+def test_contacts_import_stores_emails_lower_cased(migrated):
+    migrated.write("leads.csv", "email,first_name\nMina@Yahoo.com,Mina\n")
+    result = migrated.run("contacts", "import", "leads.csv")
+    assert result.rc == 0, result
+    with sqlite3.connect(migrated.db) as conn:
+        assert conn.execute("select email from contacts").fetchall() == [("mina@yahoo.com",)]
+
+
+def test_contacts_import_refuses_an_external_id_that_reads_as_a_phone_or_email(migrated):
+    migrated.write("leads.csv", "phone,email,external_id\n09121111111,,0912 222 2222\n"
+                                ",a@example.com,B@example.com\n09123333333,,crm-3\n")
+    result = migrated.run("contacts", "import", "leads.csv")
+    assert result.rc == 1, result
+    bad = result.err.splitlines()
+    assert bad[0].startswith("leads.csv:2: external_id: '0912 222 2222' reads as a phone; put it in the phone column")
+    assert bad[1].startswith("leads.csv:3: external_id: 'B@example.com' reads as an email; put it in the email column")
+    assert len(bad) == 2 and "1 created" in result.out, result
+
+
+def test_event_by_phone_reaches_its_owner_not_a_contact_whose_external_id_is_that_phone(populated):
+    with sqlite3.connect(populated.db) as conn:  # stored before such external ids were refused
+        intruder = conn.execute("insert into contacts (external_id, phone, first_name, last_name, tags, attrs, "
+                                "created_at, updated_at) values ('09121234567', '+989120000009', 'X', '', '', '{}', "
+                                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')").lastrowid
+    result = populated.run("event", "09121234567", "unsubscribed", "--channel", "sms")
+    assert result.rc == 0 and result.out.startswith(f"contact {ALI}: unsubscribed recorded"), result
+    assert populated.count(f"select count(*) from contacts where id = {ALI} and sms_suppressed is not null") == 1
+    assert populated.count(f"select count(*) from contacts where id = {intruder} and sms_suppressed is null") == 1
+
+
 # -- a whole run: enroll, send, convert, look --------------------------------------------------
 @pytest.fixture(scope="module")
 def converted(starter, populated_db, tmp_path_factory) -> dict:

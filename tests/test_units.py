@@ -107,8 +107,8 @@ def test_normalize_phone_says_why_a_number_is_unreadable(raw, reason):
     assert reason in str(caught.value)
 
 
-def test_normalize_email_lowercases_the_domain_and_trims():
-    assert normalize_email("  Sara@Example.COM ") == "Sara@example.com"
+def test_normalize_email_lowercases_the_whole_address_and_trims():
+    assert normalize_email("  Sara@Example.COM ") == "sara@example.com"
 
 
 @pytest.mark.parametrize("raw", ["bad@", "no-at-sign", "a@b", "a b@example.com", ""])
