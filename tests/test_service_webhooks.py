@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -137,9 +138,9 @@ def test_twilio_inbound_sms_becomes_an_event_once(world, text, kind):
     assert bool(contact["sms_suppressed"]) is (kind == "unsubscribed")
 
 
-def sendgrid_post(client, events, sign=True, body: bytes | None = None):
+def sendgrid_post(client, events, sign=True, body: bytes | None = None, timestamp: int | None = None):
     body = body if body is not None else json.dumps(events).encode()
-    timestamp = "1700000000"
+    timestamp = str(timestamp if timestamp is not None else int(time.time()))
     signature = SENDGRID_PRIVATE.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     headers = {"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
                "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode() if sign else "MEUCIQ=="}
