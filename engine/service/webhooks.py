@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 
 from providers.base import DeliveryReport, InboundMessage
 
-from ..webhook_tokens import TokenReused
+from ..webhook_tokens import TokenReused, claim_token
 from .context import ServiceContext, get_context
 from .options import ServiceOptions
 
@@ -100,7 +100,6 @@ async def webhook(provider_name: str, request: Request, ctx: ServiceContext = De
 def _apply(ctx: ServiceContext, provider_name: str, token: str | None, items: list) -> int:
     """Claim the webhook's token (if it has one) and apply its items, in one transaction."""
     from ..receipts import apply_inbound, apply_reports
-    from ..webhook_tokens import claim_token
 
     reports = [i for i in items if isinstance(i, DeliveryReport)]
     inbound = [i for i in items if isinstance(i, InboundMessage)]
