@@ -17,7 +17,8 @@ def serve(state, host: str, port: int) -> None:
 
     \b
     The dashboard password comes from FOLLOWUP_DASHBOARD_PASSWORD (or log in with an API key);
-    FOLLOWUP_PUBLIC_URL is the URL providers call (Twilio signs it), else X-Forwarded-Proto/Host are used.
+    FOLLOWUP_PUBLIC_URL is the URL providers call (Twilio signs it); X-Forwarded-Proto/Host are
+    believed only from the addresses in service.trusted_proxies.
     """
     import uvicorn
 
@@ -28,8 +29,10 @@ def serve(state, host: str, port: int) -> None:
     app = create_app(state.config)
     out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /api/v1, health /healthz)")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    # uvicorn's access log would print unsubscribe tokens; the app logs requests itself, tokens cut
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False)
+    # uvicorn's access log would print unsubscribe tokens; the app logs requests itself, tokens cut.
+    # proxy_headers off: which proxies' X-Forwarded-* to believe is service.trusted_proxies' decision
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False,
+                proxy_headers=False)
 
 
 @click.group()

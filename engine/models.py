@@ -255,4 +255,14 @@ class ApiKey(SQLModel, table=True):
     revoked_at: Optional[datetime] = _ts(default=None)
 
 
-__all__ += ["ApiKey"]
+class WebhookToken(SQLModel, table=True):
+    """A single-use token from a signed webhook (Mailgun's), kept until its replay window has passed."""
+
+    __tablename__ = "webhook_tokens"
+
+    provider: str = Field(primary_key=True, max_length=100)
+    token: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of the provider's token
+    expires_at: datetime = _ts(index=True)
+
+
+__all__ += ["ApiKey", "WebhookToken"]

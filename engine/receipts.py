@@ -20,7 +20,7 @@ from .journal import Change, apply
 from .models import Contact, Message
 from .text import ascii_digits
 
-__all__ = ["apply_reports", "apply_inbound", "POLL_SCHEDULE", "classify_reply", "next_poll"]
+__all__ = ["apply_reports", "apply_inbound", "configured_channel", "POLL_SCHEDULE", "classify_reply", "next_poll"]
 
 messages = Message.__table__
 contacts = Contact.__table__
@@ -48,22 +48,39 @@ def classify_reply(text: str) -> str:
     return "replied"
 
 
-def _find(conn: sa.Connection, provider: str, reports: list[DeliveryReport]) -> dict:
+def configured_channel(config: Config, provider_name: str) -> str | None:
+    """The channel ``provider_name`` is configured under (names are unique across channels), or None."""
+    for channel, entries in config.settings.providers.items():
+        if any(entry.get("name") == provider_name for entry in entries):
+            return channel
+    return None
+
+
+def _find(conn: sa.Connection, provider: str, channel: str, reports: list[DeliveryReport]) -> dict:
+    """The messages the reports name, by the provider's id or ours, among those ``provider`` sent on ``channel``."""
     pids = [r.provider_message_id for r in reports if r.provider_message_id]
     ours = [int(r.message_id) for r in reports if r.message_id and str(r.message_id).isdigit()]
+    sent_by = sa.and_(messages.c.provider == provider, messages.c.channel == channel)
     found = {}
     if pids:
-        for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids))).mappings():
+        for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids), sent_by)).mappings():
             found[("p", row["provider_message_id"])] = dict(row)
     if ours:
-        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(ours))).mappings():
+        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(ours), sent_by)).mappings():
             found[("o", str(row["id"]))] = dict(row)
     return found
 
 
 def apply_reports(conn: sa.Connection, config: Config, provider_name: str, reports: list[DeliveryReport]) -> int:
-    """Record delivered / undelivered receipts; return how many messages changed state."""
-    found = _find(conn, provider_name, reports)
+    """Record delivered / undelivered receipts; return how many messages changed state.
+
+    A receipt applies only to a message ``provider_name`` sent on the channel it is configured for:
+    one provider's receipts (or a forged one's) never touch another provider's messages.
+    """
+    channel = configured_channel(config, provider_name)
+    if channel is None:
+        return 0
+    found = _find(conn, provider_name, channel, reports)
     changes, suppress = [], []
     seen: set[int] = set()
     for report in reports:
@@ -87,7 +104,12 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
 
 
 def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbound: list[InboundMessage]) -> int:
-    """Turn inbound SMS into events: 11/لغو/STOP unsubscribe, 12/START resubscribe, anything else is a reply."""
+    """Turn inbound SMS into events: 11/لغو/STOP unsubscribe, 12/START resubscribe, anything else is a reply.
+
+    Only a provider configured for SMS brings inbound SMS.
+    """
+    if configured_channel(config, provider_name) != "sms":
+        return 0
     applied = 0
     for message in inbound:
         try:

@@ -1,6 +1,7 @@
 """``config/settings.yaml``: read, checked at start-up, every problem reported with its line."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
-SERVICE_KEYS = ("dashboard_password", "public_url")
+SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies")
 #: the opt-out line by locale: «لغو11» (reply 11) in Persian; an English one that keeps an SMS in GSM-7
 DEFAULT_FOOTER = {"fa": "لغو11", "en": "Reply STOP to opt out"}
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -57,7 +58,7 @@ class Settings:
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = field(default=None, repr=False)
-    #: the HTTP service: dashboard_password, public_url (see engine/service/options.py)
+    #: the HTTP service: dashboard_password, public_url, trusted_proxies (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def footer(self, locale: str | None) -> str:
@@ -212,7 +213,27 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     service = {k: doc.expand_env(v, join_path("service", k)) for k, v in raw.items() if k in SERVICE_KEYS}
     if service.get("public_url") and not re.match(r"^https?://", str(service["public_url"])):
         doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
+    if "trusted_proxies" in service:
+        service["trusted_proxies"] = _trusted_proxies(doc, service["trusted_proxies"])
     return service
+
+
+def _trusted_proxies(doc: YamlDoc, raw: Any) -> list[str]:
+    """``service.trusted_proxies``: IP addresses or CIDR networks, each checked."""
+    if not isinstance(raw, list):
+        doc.problem("service.trusted_proxies", "must be a list of proxy addresses or networks, e.g. [127.0.0.1, 10.0.0.0/8]")
+        return []
+    good = []
+    for i, item in enumerate(raw):
+        key = join_path("service.trusted_proxies", i)
+        value = str(doc.expand_env(item, key)).strip()
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            doc.problem(key, f"{item!r} is not an IP address or network; write e.g. 127.0.0.1 or 10.0.0.0/8")
+            continue
+        good.append(value)
+    return good
 
 
 def load_settings(config_dir: Path) -> Settings:

@@ -92,6 +92,20 @@ def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
     return problems
 
 
+def _webhook_key_problems(config: Config) -> list[Problem]:
+    """A Mailgun provider without its webhook signing key refuses every event Mailgun sends."""
+    problems = []
+    for channel, entries in config.settings.providers.items():
+        for i, entry in enumerate(entries):
+            if entry.get("type") == "mailgun" and not (entry.get("webhook_signing_key") or entry.get("webhook_key")):
+                problems.append(Problem(
+                    os.path.relpath(config.settings.path), f"providers.{channel}[{i}].webhook_signing_key",
+                    "is missing, so every Mailgun webhook (bounces, complaints, unsubscribes) is refused; set it to "
+                    "the HTTP webhook signing key from Mailgun's dashboard (not the API key), e.g. "
+                    "webhook_signing_key: ${MAILGUN_WEBHOOK_SIGNING_KEY}", entry.get("_line")))
+    return problems
+
+
 def validate(directory=None) -> tuple[Config | None, list[Problem]]:
     """Check everything; return the config (when it loads) and every problem found."""
     try:
@@ -103,6 +117,7 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
         build_providers(config)
     except ConfigError as err:
         problems.extend(err.problems)
+    problems.extend(_webhook_key_problems(config))
     for seq in config.sequences.values():
         problems.extend(_template_problems(config, seq))
         channels = {t.channel for t in seq.touches}

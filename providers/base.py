@@ -27,7 +27,8 @@ __all__ = [
     "mask_secret",
 ]
 
-SECRET_KEYS = frozenset({"api_key", "password", "auth_token", "token", "secret", "signing_key", "webhook_key"})
+SECRET_KEYS = frozenset({"api_key", "password", "auth_token", "token", "secret", "signing_key", "webhook_key",
+                         "webhook_signing_key"})
 
 
 class Channel(str, enum.Enum):
@@ -182,6 +183,14 @@ class Provider:
     def verify_webhook(self, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         """True when a pushed webhook really comes from this provider (signature checked)."""
         return False
+
+    def webhook_token(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The single-use token a verified webhook's signature covers, or None where the provider signs none.
+
+        The engine remembers each token for twice :data:`providers.freshness.REPLAY_WINDOW` and refuses
+        a webhook whose token it has already seen.
+        """
+        return None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport | InboundMessage]:
         """Turn a verified webhook body into delivery reports and inbound messages."""

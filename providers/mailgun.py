@@ -10,9 +10,18 @@ with ``severity: temporary`` → PENDING (deferred: Mailgun retries itself);
 Provider message ids are kept without angle brackets: the send reply says
 ``<id@domain>``, events say ``id@domain``.
 
+Webhooks follow Mailgun's "Securing Webhooks" page: the body's ``signature`` block holds
+``timestamp``, ``token`` and ``signature``, the hex HMAC-SHA256 of ``timestamp + token`` with the
+account's *webhook signing key* (``webhook_signing_key``; not the API key). Events of a subaccount's
+domain also carry ``parent-signature``, the same HMAC with the primary account's key, so either
+account's key verifies them. The signature does not cover the event: a webhook is accepted only within
+:data:`~providers.freshness.REPLAY_WINDOW` of its timestamp, and the engine refuses a token seen before.
+
 UNVERIFIED, coded around: the success text ("Queued. Thank you.") is not read, only
 ``id``; a 400 saying "not a valid address" is taken as a bad recipient; 404 is taken as
-an unknown sending domain (a setup fault, so the provider is blocked).
+an unknown sending domain (a setup fault, so the provider is blocked); Mailgun's retries of a
+webhook are taken to carry a fresh timestamp and token (a retry signed over 5 minutes earlier
+is refused).
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import json
 from .base import SendResult
 from .email import EmailEvent, email_report, list_headers, sender_address, utc_from_timestamp
 from .errors import AmbiguousSendError, PermanentRecipientError, ProviderBlockedError, ProviderConfigError
+from .freshness import fresh
 from .http import HttpCall, HttpProvider
 
 __all__ = ["MailgunProvider"]
@@ -44,10 +54,13 @@ class MailgunProvider(HttpProvider):
     type = "mailgun"
     channels = frozenset({"email"})
     required = ("api_key", "domain", "from")
-    optional = ("region", "base_url", "webhook_key")
+    optional = ("region", "base_url", "webhook_signing_key", "webhook_key")
 
     def validate_settings(self) -> None:
         super().validate_settings()
+        if self.settings.get("webhook_signing_key") and self.settings.get("webhook_key"):
+            raise ProviderConfigError("webhook_key", "is another name for webhook_signing_key; set only "
+                                                     "webhook_signing_key")
         sender_address(self.settings["from"])
         if (self.settings.get("region") or "us") not in REGIONS:
             raise ProviderConfigError("region", f"must be one of {', '.join(REGIONS)}, "
@@ -86,16 +99,30 @@ class MailgunProvider(HttpProvider):
         self.raise_for_status(response, reason)
 
     # -- webhooks -------------------------------------------------------------------
+    @property
+    def signing_key(self) -> str | None:
+        """The webhook signing key (``webhook_signing_key``, or its alias ``webhook_key``); never the API key."""
+        key = self.settings.get("webhook_signing_key") or self.settings.get("webhook_key")
+        return str(key) if key else None
+
     def verify_webhook(self, url, headers, body) -> bool:
-        """Hex HMAC-SHA256 of ``timestamp + token`` (in the body) with ``webhook_key``, else ``api_key``."""
-        key = str(self.settings.get("webhook_key") or self.settings["api_key"])
+        """Hex HMAC-SHA256 of ``timestamp + token`` with the signing key, as ``signature`` or
+        ``parent-signature``, and a timestamp within :data:`~providers.freshness.REPLAY_WINDOW`."""
+        key = self.signing_key
         try:
             sig = json.loads(body)["signature"]
             signed = f"{sig['timestamp']}{sig['token']}".encode()
-            given = str(sig["signature"])
+            given = [str(sig[field]) for field in ("signature", "parent-signature") if sig.get(field)]
         except (ValueError, KeyError, TypeError):
             return False
-        return hmac.compare_digest(hmac.new(key.encode(), signed, hashlib.sha256).hexdigest(), given)
+        if not key or not fresh(sig["timestamp"]):
+            return False
+        expected = hmac.new(key.encode(), signed, hashlib.sha256).hexdigest()
+        return any(hmac.compare_digest(expected, candidate) for candidate in given)
+
+    def webhook_token(self, headers, body) -> str | None:
+        """The signature's ``token``: Mailgun makes a new one for every webhook."""
+        return str(json.loads(body)["signature"]["token"])
 
     def parse_webhook(self, headers, body):
         """One webhook carries one event; see the module docstring for the mapping."""

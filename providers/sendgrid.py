@@ -16,16 +16,19 @@ UNVERIFIED, coded around:
 * ``sg_message_id`` in events starts with that id followed by ``.filter…``; we keep the part before
   the first dot (reports also carry our id from ``custom_args.followup_id``, which is reliable);
 * ``X-RateLimit-Reset`` (a Unix time) on a 429 without ``Retry-After``;
-* a 400 whose error ``field`` is ``personalizations.N.to…`` means a bad recipient address;
-* the Signed Event Webhook: headers ``X-Twilio-Email-Event-Webhook-Signature`` (base64 DER ECDSA)
-  and ``…-Timestamp``, signed over ``timestamp + body`` with SHA-256 on P-256; ``webhook_key`` is the
-  base64 DER public key from the SendGrid console (a PEM block works too). Read from third-party
-  clients only, not from SendGrid's own page.
+* a 400 whose error ``field`` is ``personalizations.N.to…`` means a bad recipient address.
+
+The Signed Event Webhook follows SendGrid's own helper (sendgrid-python
+``sendgrid/helpers/eventwebhook/__init__.py``): headers ``X-Twilio-Email-Event-Webhook-Signature``
+(base64 DER ECDSA) and ``…-Timestamp``, signed over ``timestamp + body`` with SHA-256 on P-256;
+``webhook_key`` is the base64 DER public key from the SendGrid console (a PEM block works too).
+Beyond the helper, a timestamp outside :data:`~providers.freshness.REPLAY_WINDOW` is refused.
 """
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 
@@ -34,9 +37,12 @@ from requests.structures import CaseInsensitiveDict
 from .base import SendResult
 from .email import EmailEvent, email_report, list_headers, sender_address, utc_from_timestamp
 from .errors import PermanentRecipientError, RateLimitedError
+from .freshness import fresh
 from .http import HttpCall, HttpProvider
 
 __all__ = ["SendGridProvider"]
+
+logger = logging.getLogger("followup.providers")
 
 EVENTS = {
     "processed": EmailEvent.QUEUED,
@@ -102,18 +108,25 @@ class SendGridProvider(HttpProvider):
 
     # -- event webhook --------------------------------------------------------------
     def verify_webhook(self, url, headers, body) -> bool:
-        """Check the ECDSA signature of the Signed Event Webhook; False without ``cryptography`` or a key."""
+        """Check the ECDSA signature of the Signed Event Webhook and that its timestamp is fresh.
+
+        False without a key, with a stale timestamp (:mod:`providers.freshness`), or without the
+        ``cryptography`` package (a runtime dependency; its absence is logged as an error).
+        """
         key = self.settings.get("webhook_key")
         headers = CaseInsensitiveDict(headers)
         signature = headers.get("X-Twilio-Email-Event-Webhook-Signature")
         timestamp = headers.get("X-Twilio-Email-Event-Webhook-Timestamp")
-        if not (key and signature and timestamp):
+        if not (key and signature and timestamp) or not fresh(timestamp):
             return False
         try:
             from cryptography.exceptions import InvalidSignature
             from cryptography.hazmat.primitives import hashes, serialization
             from cryptography.hazmat.primitives.asymmetric import ec
         except ImportError:
+            logger.error("provider %s: SendGrid event signatures need the 'cryptography' package, which is "
+                         "not installed; every SendGrid event is refused until it is (pip install cryptography)",
+                         self.name)
             return False
         try:
             if "BEGIN PUBLIC KEY" in key:

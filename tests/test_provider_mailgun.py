@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 
 from providers import (
     AmbiguousSendError,
@@ -136,15 +137,25 @@ def test_settings():
 
 
 # -- webhooks -------------------------------------------------------------------------------
-def signed(name, key=SIGNING) -> bytes:
+# Signature blocks as on Mailgun's "Securing Webhooks" page (documentation.mailgun.com/docs/mailgun/
+# user-manual/webhooks/securing-webhooks): delivered_subaccount.json carries its `parent-signature`.
+PARENT = "whsec-parent-account-key-9876543210"
+SIGNED_AT = "2023-11-14 22:13:20"  # the fixtures' signature timestamp, 1700000000
+
+
+def signed(name, key=SIGNING, parent_key=None) -> bytes:
     body = json.loads((DATA / name).read_text())
     sig = body["signature"]
     sig["signature"] = hmac.new(key.encode(), (sig["timestamp"] + sig["token"]).encode(), hashlib.sha256).hexdigest()
+    if "parent-signature" in sig:
+        sig["parent-signature"] = hmac.new((parent_key or PARENT).encode(), (sig["timestamp"] + sig["token"]).encode(),
+                                           hashlib.sha256).hexdigest()
     return json.dumps(body).encode()
 
 
+@freeze_time(SIGNED_AT)
 def test_verify_webhook():
-    p = make("http://x", webhook_key=SIGNING)
+    p = make("http://x", webhook_signing_key=SIGNING)
     body = signed("delivered.json")
     assert p.verify_webhook("https://hooks.example/mg", {}, body)
     assert not p.verify_webhook("https://hooks.example/mg", {}, body.replace(b"1700000000", b"1700000001", 1))
@@ -153,9 +164,42 @@ def test_verify_webhook():
     assert not p.verify_webhook("https://hooks.example/mg", {}, b'{"event-data": {}}')
 
 
-def test_verify_webhook_falls_back_to_the_api_key():
-    assert make("http://x").verify_webhook("https://hooks.example/mg", {}, signed("delivered.json", key=KEY))
-    assert not make("http://x").verify_webhook("https://hooks.example/mg", {}, signed("delivered.json"))
+@freeze_time(SIGNED_AT)
+def test_webhook_key_is_an_alias_and_the_api_key_never_signs():
+    assert make("http://x", webhook_key=SIGNING).verify_webhook("https://hooks.example/mg", {}, signed("delivered.json"))
+    assert not make("http://x").verify_webhook("https://hooks.example/mg", {}, signed("delivered.json", key=KEY))
+    assert not make("http://x", webhook_signing_key=SIGNING).verify_webhook("https://hooks.example/mg", {},
+                                                                           signed("delivered.json", key=KEY))
+    with pytest.raises(ProviderConfigError) as info:
+        make("http://x", webhook_signing_key=SIGNING, webhook_key="other")
+    assert info.value.key == "webhook_key"
+    assert SIGNING not in repr(make("http://x", webhook_signing_key=SIGNING))
+
+
+@freeze_time(SIGNED_AT)
+@pytest.mark.parametrize("configured, accepted", [(SIGNING, True), (PARENT, True), ("a-third-key-0123456789", False)])
+def test_a_subaccount_event_is_verified_by_its_own_key_or_the_parent_accounts(configured, accepted):
+    body = signed("delivered_subaccount.json")
+    assert make("http://x", webhook_signing_key=configured).verify_webhook("https://hooks.example/mg", {}, body) \
+        is accepted
+
+
+@pytest.mark.parametrize("now, accepted", [
+    ("2023-11-14 22:18:20", True),    # 5 minutes after signing
+    ("2023-11-14 22:18:21", False),   # a second later: a replay
+    ("2026-11-14 22:13:20", False),   # three years later
+    ("2023-11-14 22:08:20", True),    # Mailgun's clock 5 minutes ahead of ours
+    ("2023-11-14 22:08:19", False),
+])
+def test_a_signature_is_accepted_only_within_five_minutes_of_its_timestamp(now, accepted):
+    with freeze_time(now):
+        assert make("http://x", webhook_signing_key=SIGNING).verify_webhook(
+            "https://hooks.example/mg", {}, signed("delivered.json")) is accepted
+
+
+def test_webhook_token_is_the_signatures_token():
+    token = make("http://x").webhook_token({}, signed("delivered.json"))
+    assert token == json.loads((DATA / "delivered.json").read_text())["signature"]["token"]
 
 
 @pytest.mark.parametrize("fixture, state, reason, blocked, message_id", [

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
+import logging
+import subprocess
+import sys
 import time
+import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 
 from providers import (
     AmbiguousSendError,
@@ -175,17 +181,109 @@ def keys():
     return public, sign, ec.generate_private_key(ec.SECP256R1())
 
 
+SIGNED_AT = "1700000000"  # 2023-11-14 22:13:20 UTC
+
+
 def test_verify_signed_event_webhook(keys):
     public, sign, other = keys
     p = make("http://x", webhook_key=public)
     body = (DATA / "events.json").read_bytes()
-    headers = sign("1700000000", body)
-    assert p.verify_webhook("https://hooks.example/sg", headers, body)
-    assert p.verify_webhook("https://hooks.example/sg", {k.lower(): v for k, v in headers.items()}, body)
-    assert not p.verify_webhook("https://hooks.example/sg", headers, body.replace(b"m-2", b"m-9"))
-    assert not p.verify_webhook("https://hooks.example/sg", {**headers, "X-Twilio-Email-Event-Webhook-Timestamp":
-                                                              "1700000001"}, body)
-    assert not p.verify_webhook("https://hooks.example/sg", sign("1700000000", body, key=other), body)
-    assert not p.verify_webhook("https://hooks.example/sg", {}, body)
-    assert not make("http://x").verify_webhook("https://hooks.example/sg", headers, body)  # no key configured
-    assert not make("http://x", webhook_key="bm90IGEga2V5").verify_webhook("https://hooks.example/sg", headers, body)
+    headers = sign(SIGNED_AT, body)
+    with freeze_time("2023-11-14 22:13:20"):
+        assert p.verify_webhook("https://hooks.example/sg", headers, body)
+        assert p.verify_webhook("https://hooks.example/sg", {k.lower(): v for k, v in headers.items()}, body)
+        assert not p.verify_webhook("https://hooks.example/sg", headers, body.replace(b"m-2", b"m-9"))
+        assert not p.verify_webhook("https://hooks.example/sg", {**headers, "X-Twilio-Email-Event-Webhook-Timestamp":
+                                                                  "1700000001"}, body)
+        assert not p.verify_webhook("https://hooks.example/sg", sign(SIGNED_AT, body, key=other), body)
+        assert not p.verify_webhook("https://hooks.example/sg", {}, body)
+        assert not make("http://x").verify_webhook("https://hooks.example/sg", headers, body)  # no key configured
+        assert not make("http://x", webhook_key="bm90IGEga2V5").verify_webhook("https://hooks.example/sg", headers,
+                                                                               body)
+
+
+@pytest.mark.parametrize("now, accepted", [
+    ("2023-11-14 22:18:20", True),    # 5 minutes after signing: the edge of the window
+    ("2023-11-14 22:18:21", False),   # a second later: a replay
+    ("2026-11-14 22:13:20", False),   # three years later
+    ("2023-11-14 22:08:20", True),    # the sender's clock 5 minutes ahead of ours
+    ("2023-11-14 22:08:19", False),   # further ahead than the window
+])
+def test_a_signed_event_is_accepted_only_within_five_minutes_of_its_timestamp(keys, now, accepted):
+    public, sign, _ = keys
+    body = (DATA / "events.json").read_bytes()
+    with freeze_time(now):
+        assert make("http://x", webhook_key=public).verify_webhook(
+            "https://hooks.example/sg", sign(SIGNED_AT, body), body) is accepted
+
+
+def test_without_cryptography_verify_logs_an_error_naming_the_fix(keys, monkeypatch, caplog):
+    public, sign, _ = keys
+    body = (DATA / "events.json").read_bytes()
+    monkeypatch.setitem(sys.modules, "cryptography.exceptions", None)  # import now raises ImportError
+    with freeze_time("2023-11-14 22:13:20"), caplog.at_level(logging.ERROR, logger="followup.providers"):
+        assert not make("http://x", webhook_key=public).verify_webhook("https://hooks.example/sg",
+                                                                       sign(SIGNED_AT, body), body)
+    error, = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "'cryptography'" in error.getMessage() and "pip install cryptography" in error.getMessage()
+    assert public not in error.getMessage()
+
+
+# -- packaging: what verification imports is installed by a plain `pip install .` ---------------
+ROOT = Path(__file__).resolve().parent.parent
+VERIFY_IN_A_FRESH_INTERPRETER = """
+import json, sys
+before = set(sys.modules)
+import pkgutil, importlib, providers
+for module in pkgutil.iter_modules(providers.__path__):
+    importlib.import_module("providers." + module.name)
+from providers import create_provider
+provider = create_provider({"name": "sg", "type": "sendgrid", "api_key": "SG.k", "from": "a@shop.example",
+                            "webhook_key": sys.argv[1]})
+import time
+from unittest import mock
+with mock.patch.object(time, "time", return_value=1700000000.0):
+    ok = provider.verify_webhook("https://hooks.example/sg", json.loads(sys.argv[2]), sys.argv[3].encode())
+print(json.dumps({"ok": ok, "modules": sorted({m.split(".")[0] for m in set(sys.modules) - before})}))
+"""
+
+
+def runtime_distributions() -> set[str]:
+    """The distributions a plain ``pip install .`` brings: pyproject's ``dependencies`` and theirs, recursively."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pending = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    found: set[str] = set()
+    while pending:
+        req = pending.pop()
+        name = canonicalize_name(req.name)
+        if name in found:
+            continue
+        found.add(name)
+        for line in importlib.metadata.requires(req.name) or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": extra}) for extra in req.extras or {""}):
+                pending.append(sub)
+    return found
+
+
+def test_what_signature_checks_import_is_a_runtime_dependency(keys):
+    """Run in a fresh interpreter: every third-party module providers/ import (at import time and while
+    verifying a signed SendGrid event) must come from a runtime dependency, not a dev-only one."""
+    from packaging.utils import canonicalize_name
+
+    public, sign, _ = keys
+    body = (DATA / "events.json").read_bytes()
+    done = subprocess.run([sys.executable, "-c", VERIFY_IN_A_FRESH_INTERPRETER, public,
+                           json.dumps(sign(SIGNED_AT, body)), body.decode()],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    result = json.loads(done.stdout)
+    assert result["ok"] is True
+    owners = importlib.metadata.packages_distributions()
+    runtime = runtime_distributions()
+    third_party = {m: owners[m] for m in result["modules"] if m not in sys.stdlib_module_names and m in owners
+                   and owners[m] != ["followup"]}
+    assert "cryptography" in third_party  # the check below looks at what it should
+    missing = {m: dists for m, dists in third_party.items() if not {canonicalize_name(d) for d in dists} & runtime}
+    assert missing == {}, f"imported by providers/ but not in pyproject [project] dependencies: {missing}"

@@ -221,6 +221,40 @@ def test_signature_matches_twilios_published_example():
                                 body)
 
 
+VECTORS = json.loads((DATA / "request_validator_vectors.json").read_text())
+
+
+def vector_provider():
+    return make("http://127.0.0.1:1", auth_token=VECTORS["token"])
+
+
+def test_signature_matches_the_sdks_own_test_vectors():
+    p, uri, body = vector_provider(), VECTORS["uri"], VECTORS["params"].encode()
+    assert p.verify_webhook(uri, {"X-Twilio-Signature": VECTORS["expected"]}, body)
+    assert p.verify_webhook(uri, {"X-Twilio-Signature": VECTORS["duplicate_expected"]},
+                            VECTORS["duplicate_params"].encode())
+    assert not p.verify_webhook(uri, {"X-Twilio-Signature": VECTORS["expected"]}, body.replace(b"1234", b"1235"))
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("https://mycompany.com:1234/myapp.php?foo=1&bar=2", "expected"),                # port removed (https)
+    ("http://mycompany.com:1234/myapp.php?foo=1&bar=2", "expected_http_port_1234"),  # as given
+    ("https://mycompany.com/myapp.php?foo=1&bar=2", "expected_https_port_443"),      # :443 added
+    ("http://mycompany.com/myapp.php?foo=1&bar=2", "expected_http_port_80"),         # :80 added
+])
+def test_the_url_is_tried_with_and_without_its_port(uri, expected):
+    assert vector_provider().verify_webhook(uri, {"X-Twilio-Signature": VECTORS[expected]},
+                                            VECTORS["params"].encode())
+
+
+def test_a_json_body_is_checked_by_its_bodysha256():
+    p, body = vector_provider(), VECTORS["body"].encode()
+    uri = VECTORS["uri"] + "&bodySHA256=" + VECTORS["body_hash"]
+    assert p.verify_webhook(uri, {"X-Twilio-Signature": VECTORS["body_expected"]}, body)
+    assert not p.verify_webhook(uri, {"X-Twilio-Signature": VECTORS["body_expected"]}, body.replace(b"true", b"false"))
+    assert not p.verify_webhook(uri.replace("0a1f", "0a1e"), {"X-Twilio-Signature": VECTORS["body_expected"]}, body)
+
+
 def test_verify_webhook_valid_tampered_wrong_key():
     p = make("http://127.0.0.1:1")
     url, body = "https://hooks.example/twilio/status?p=tw", load("status_delivered.form")

@@ -1,15 +1,19 @@
 """Provider webhooks: verify → parse → hand to :mod:`engine.receipts`. No API key: each is signed its own way.
 
-A bad signature is a 400 and changes nothing; a body that can't be parsed or applied is a 500, so the
-provider retries; the same event twice changes nothing the second time (receipts only move forward,
-inbound messages carry an idempotency key).
+A bad signature, a stale signed timestamp or a reused single-use token is a 400 and changes nothing; a
+body that can't be parsed or applied is a 500, so the provider retries; the same event twice changes
+nothing the second time (receipts only move forward, inbound messages carry an idempotency key), and a
+receipt only touches a message this provider sent on its channel.
 
-Twilio signs the public URL it called. Behind a proxy, set ``service.public_url`` (or
-``FOLLOWUP_PUBLIC_URL``), or let the proxy send ``X-Forwarded-Proto`` and ``X-Forwarded-Host``;
-trusting those headers is safe here because a forged URL still needs the account's auth token to sign.
+Twilio signs the URL it called. That URL is ``service.public_url`` (or ``FOLLOWUP_PUBLIC_URL``) + the
+request's path and query; set it in production. Without it the request's own scheme and Host are used,
+and ``X-Forwarded-Proto``/``X-Forwarded-Host`` only when the request comes from an address listed in
+``service.trusted_proxies``: from anyone else those headers would let a caller choose the URL a captured
+signature is checked against.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +21,9 @@ from fastapi.responses import JSONResponse, Response
 
 from providers.base import DeliveryReport, InboundMessage
 
+from ..webhook_tokens import TokenReused, claim_token
 from .context import ServiceContext, get_context
+from .options import ServiceOptions
 
 __all__ = ["router", "public_url"]
 
@@ -27,14 +33,26 @@ MAX_BODY = 2 * 1024 * 1024
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-def public_url(request: Request, configured: str | None) -> str:
-    """The URL the provider called: the configured public URL, else X-Forwarded-Proto/Host, else the request's."""
+def _from_trusted_proxy(request: Request, options: ServiceOptions) -> bool:
+    if not (options.trusted_proxies and request.client):
+        return False
+    try:
+        client = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(client in network for network in options.trusted_proxies)
+
+
+def public_url(request: Request, options: ServiceOptions) -> str:
+    """The URL the provider called: ``public_url`` + path, else the forwarded one (trusted proxies only),
+    else the request's own."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if configured:
-        return configured + path
-    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip() or request.url.scheme
-    host = request.headers.get("x-forwarded-host", "").split(",")[0].strip() or request.headers.get("host") \
-        or request.url.netloc
+    if options.public_url:
+        return options.public_url + path
+    proto, host = request.url.scheme, request.headers.get("host") or request.url.netloc
+    if _from_trusted_proxy(request, options):
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip() or proto
+        host = request.headers.get("x-forwarded-host", "").split(",")[0].strip() or host
     return f"{proto}://{host}{path}"
 
 
@@ -54,11 +72,13 @@ async def webhook(provider_name: str, request: Request, ctx: ServiceContext = De
     if len(body) > MAX_BODY:
         return JSONResponse({"error": "body too large"}, status_code=413)
     headers = dict(request.headers)
-    if not provider.verify_webhook(public_url(request, ctx.options.public_url), headers, body):
-        logger.warning("webhook for %s: bad or missing signature; ignored", provider_name)
+    if not provider.verify_webhook(public_url(request, ctx.options), headers, body):
+        logger.warning("webhook for %s: bad or missing signature, or a signed timestamp over 5 minutes "
+                       "from now; ignored", provider_name)
         return JSONResponse({"error": "bad signature"}, status_code=400)
     try:
         items = provider.parse_webhook(headers, body)
+        token = provider.webhook_token(headers, body)
     except Exception as err:  # noqa: BLE001 - any parse failure: let the provider retry
         logger.error("webhook for %s: could not parse the body (%s); answered 500 so it is sent again",
                      provider_name, type(err).__name__)
@@ -66,7 +86,10 @@ async def webhook(provider_name: str, request: Request, ctx: ServiceContext = De
     from starlette.concurrency import run_in_threadpool
 
     try:
-        applied = await run_in_threadpool(_apply, ctx, provider_name, items)
+        applied = await run_in_threadpool(_apply, ctx, provider_name, token, items)
+    except TokenReused:
+        logger.warning("webhook for %s: its signed token was already used (a replay); ignored", provider_name)
+        return JSONResponse({"error": "replayed: this webhook's token was already used"}, status_code=400)
     except Exception as err:  # noqa: BLE001 - the database failed: let the provider retry
         logger.error("webhook for %s: could not apply (%s); answered 500 so it is sent again",
                      provider_name, type(err).__name__)
@@ -74,12 +97,15 @@ async def webhook(provider_name: str, request: Request, ctx: ServiceContext = De
     return _answer(provider.type, 200, f"{applied} applied")
 
 
-def _apply(ctx: ServiceContext, provider_name: str, items: list) -> int:
+def _apply(ctx: ServiceContext, provider_name: str, token: str | None, items: list) -> int:
+    """Claim the webhook's token (if it has one) and apply its items, in one transaction."""
     from ..receipts import apply_inbound, apply_reports
 
     reports = [i for i in items if isinstance(i, DeliveryReport)]
     inbound = [i for i in items if isinstance(i, InboundMessage)]
     with ctx.engine.begin() as conn:
+        if token is not None:
+            claim_token(conn, provider_name, token)
         applied = apply_reports(conn, ctx.config, provider_name, reports) if reports else 0
         applied += apply_inbound(conn, ctx.config, provider_name, inbound) if inbound else 0
     return applied
