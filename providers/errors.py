@@ -99,9 +99,17 @@ class ProviderSetupError(ProviderBlockedError):
 
 class AmbiguousSendError(ProviderError):
     """The request was sent but its fate is unknown: a read timeout or reset after POST, or a server error
-    from a provider that has no idempotency key (a resend could deliver twice)."""
+    from a provider that has no idempotency key (a resend could deliver twice).
+
+    ``looked_up``: the adapter already asked the provider for this message by our id and the answer
+    settled nothing (a "duplicate" it cannot find), so looking it up again tells nothing new.
+    """
 
     outcome = "ambiguous"
+
+    def __init__(self, reason: str, *, looked_up: bool = False, **kw):
+        super().__init__(reason, **kw)
+        self.looked_up = looked_up
 
 
 class ProviderConfigError(ValueError):

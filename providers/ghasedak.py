@@ -109,10 +109,11 @@ class GhasedakProvider(IranianPanel):
             found = self.lookup(message_id)
         except ProviderError as err:
             raise AmbiguousSendError(f"{duplicate.reason}, and looking it up by our id failed ({err}): "
-                                     "fate unknown", code=DUPLICATE, provider=self.name) from err
+                                     "fate unknown", code=DUPLICATE, provider=self.name, looked_up=True) from err
         if not found.found:
             raise AmbiguousSendError(f"{duplicate.reason}, but no message has our clientReferenceId "
-                                     f"{message_id!r}: fate unknown", code=DUPLICATE, provider=self.name)
+                                     f"{message_id!r}: fate unknown", code=DUPLICATE, provider=self.name,
+                                     looked_up=True)
         return SendResult(provider_message_id=found.provider_message_id)
 
     # -- reconciliation and delivery ---------------------------------------------------

@@ -77,6 +77,18 @@ def test_a_server_error_without_an_idempotency_key_is_unknown_and_never_resent(s
     assert len(server.requests) == 1 and fallback.outbox == []
 
 
+def test_a_ghasedak_duplicate_that_cannot_be_found_is_unknown_not_sent_nor_retried(serve):
+    def panel(req):
+        if req.path == "/SendSingleSMS":
+            return Reply(200, {"isSuccess": False, "statusCode": 451, "message": "DuplicateRequest", "data": None})
+        return Reply(200, load_payload("ghasedak", "check_status_empty.json"))
+
+    provider, server = serve(panel, type="ghasedak")
+    outcome, fallback = send_with_fallback(provider)
+    assert (outcome.kind, outcome.provider) == ("unknown", "ghasedak") and "clientReferenceId" in outcome.reason
+    assert [r.path for r in server.requests] == ["/SendSingleSMS", "/CheckSmsStatus"] and fallback.outbox == []
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirected_send_is_not_followed_and_names_the_location(serve, status):
     moved = "https://api.example.test/v2/"
