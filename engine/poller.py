@@ -77,11 +77,16 @@ class Poller:
             ids = [r["provider_message_id"] for r in rows if r["provider_message_id"]]
             try:
                 reports = provider.delivery_status(ids)
-            except ProviderError as err:
+            except ProviderError as err:  # the whole batch failed: it waits its next step like any other
                 logger.warning("delivery poll of %s failed: %s", name, err)
-                continue
+                reports = []
+            for report in reports:
+                if report.error is not None:  # that id alone waits its next step; the others are applied
+                    logger.warning("delivery poll of %s id %s failed: %s", name, report.provider_message_id,
+                                   report.error)
             with self.engine.begin() as conn:
-                counts["receipts"] += apply_reports(conn, self.config, name, reports)
+                counts["receipts"] += apply_reports(conn, self.config, name,
+                                                    [r for r in reports if r.error is None])
                 self._reschedule(conn, rows)
             counts["polled"] += len(rows)
         for provider in self.by_name.values():
@@ -98,9 +103,13 @@ class Poller:
         return counts
 
     def _reschedule(self, conn: sa.Connection, rows: list[dict]) -> None:
-        """Messages still without a final state: poll again later, or stop after the last step."""
+        """Messages still without a final state: poll again later, or stop after the last step.
+
+        A message whose polling already ended (its provider no longer reports on it) is left alone.
+        """
         still = conn.execute(sa.select(messages.c.id, messages.c.polls).where(
-            messages.c.id.in_([r["id"] for r in rows]), messages.c.status == "sent")).all()
+            messages.c.id.in_([r["id"] for r in rows]), messages.c.status == "sent",
+            messages.c.poll_at.is_not(None))).all()
         gave_up = []
         for message_id, polls in still:
             when = next_poll(polls + 1)

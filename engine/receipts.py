@@ -75,13 +75,14 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
     """Record delivered / undelivered receipts; return how many messages changed state.
 
     A receipt applies only to a message ``provider_name`` sent on the channel it is configured for:
-    one provider's receipts (or a forged one's) never touch another provider's messages.
+    one provider's receipts (or a forged one's) never touch another provider's messages. An ``UNTRACKED``
+    report ends the polling of a sent message and leaves its state as it is.
     """
     channel = configured_channel(config, provider_name)
     if channel is None:
         return 0
     found = _find(conn, provider_name, channel, reports)
-    changes, suppress = [], []
+    changes, suppress, untracked = [], [], []
     seen: set[int] = set()
     for report in reports:
         row = found.get(("p", report.provider_message_id)) or found.get(("o", str(report.message_id)))
@@ -90,13 +91,19 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
         if report.state is DeliveryState.PENDING:
             continue
         seen.add(row["id"])
+        if report.state is DeliveryState.UNTRACKED:  # nothing to learn any more: stop asking, keep the state
+            if row["status"] == "sent":
+                untracked.append(Change(row, "receipt_timeout", {"poll_at": None}, provider=provider_name,
+                                        reason=f"{report.reason or 'the provider no longer reports on it'}; "
+                                               "it stays sent"))
+            continue
         event = report.state.value
         reason = report.reason or ("delivered to the handset" if event == "delivered" else "not delivered")
         changes.append(Change(row, event, {"status": event, "reason": reason[:500], "poll_at": None},
                               reason=reason, provider=provider_name))
         if report.recipient_blocked:
             suppress.append((row["contact_id"], row["channel"], f"{provider_name}: {reason}"))
-    apply(conn, changes)
+    apply(conn, changes + untracked)
     for contact_id, channel, reason in suppress:
         conn.execute(sa.update(contacts).where(contacts.c.id == contact_id, getattr(contacts.c, f"{channel}_suppressed").is_(None))
                      .values({f"{channel}_suppressed": reason[:200]}))

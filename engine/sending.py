@@ -165,7 +165,7 @@ class Sender:
 
     def _reconcile(self, provider: Provider, message: OutgoingMessage, err: AmbiguousSendError,
                    blocked: dict[str, str]) -> Outcome:
-        if provider.supports_lookup:
+        if provider.supports_lookup and not err.looked_up:
             try:
                 found = provider.lookup(message.message_id)
             except ProviderError:

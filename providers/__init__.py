@@ -24,6 +24,7 @@ from .errors import (
     ProviderBlockedError,
     ProviderConfigError,
     ProviderError,
+    ProviderSetupError,
     RateLimitedError,
     TransientError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ProviderBlockedError",
     "ProviderConfigError",
     "ProviderError",
+    "ProviderSetupError",
     "RateLimitedError",
     "SendResult",
     "TransientError",

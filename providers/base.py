@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
-from .errors import ProviderConfigError
+from .errors import ProviderConfigError, ProviderError
 
 __all__ = [
     "Channel",
@@ -60,9 +60,16 @@ class SendResult:
 
 
 class DeliveryState(str, enum.Enum):
+    """Where a sent message stands at the provider.
+
+    ``UNTRACKED``: the provider no longer reports on this id (too old, or an id it does not know).
+    It says nothing about the handset: stop polling and keep the state already recorded.
+    """
+
     PENDING = "pending"
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
+    UNTRACKED = "untracked"
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class DeliveryReport:
     message_id: str | None = None
     #: the provider says this recipient can never receive (blacklisted, invalid)
     recipient_blocked: bool = False
+    #: asking about this one id failed (the others in the batch were answered); ``state`` is PENDING
+    error: ProviderError | None = None
 
 
 @dataclass(frozen=True)

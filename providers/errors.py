@@ -10,7 +10,9 @@ Each reply from a provider maps to exactly one outcome: an accepted send returns
     │   ├── PermanentRecipientError    the recipient can't get it: suppress them on this channel
     │   └── PermanentContentError      the text is refused: fix the template; the sequence goes on
     ├── ProviderBlockedError           the account can't send (credit, key, line, IP): pause the provider
-    └── AmbiguousSendError             the request left and no answer came: never resend blindly
+    │   └── ProviderSetupError         our settings don't fit the provider (sender/route refused, endpoint
+    │                                  moved): pause it and fail over until someone fixes the settings
+    └── AmbiguousSendError             the request left and its fate is unknown: never resend blindly
 
 :class:`ProviderConfigError` stands outside the tree on purpose: a bad setting is found
 at start-up and is never retried or swallowed as a send failure.
@@ -25,6 +27,7 @@ __all__ = [
     "PermanentRecipientError",
     "PermanentContentError",
     "ProviderBlockedError",
+    "ProviderSetupError",
     "AmbiguousSendError",
     "ProviderConfigError",
 ]
@@ -87,10 +90,26 @@ class ProviderBlockedError(ProviderError):
     outcome = "provider_blocked"
 
 
+class ProviderSetupError(ProviderBlockedError):
+    """The provider refuses the way we send, not this message or recipient: a sender or route it won't
+    use for this destination, or an endpoint that redirects elsewhere. Another provider may still send."""
+
+    outcome = "provider_setup"
+
+
 class AmbiguousSendError(ProviderError):
-    """The request was sent but its fate is unknown (e.g. a read timeout after POST)."""
+    """The request was sent but its fate is unknown: a read timeout or reset after POST, or a server error
+    from a provider that has no idempotency key (a resend could deliver twice).
+
+    ``looked_up``: the adapter already asked the provider for this message by our id and the answer
+    settled nothing (a "duplicate" it cannot find), so looking it up again tells nothing new.
+    """
 
     outcome = "ambiguous"
+
+    def __init__(self, reason: str, *, looked_up: bool = False, **kw):
+        super().__init__(reason, **kw)
+        self.looked_up = looked_up
 
 
 class ProviderConfigError(ValueError):

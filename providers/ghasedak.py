@@ -2,9 +2,17 @@
 
 Header ``ApiKey``; envelope ``{"isSuccess", "statusCode", "message", "data"}``. We send
 ``clientReferenceId`` = our message id, so :meth:`lookup` finds a message by it
-(``CheckSmsStatus`` Type=2), and a 451 "duplicate request" means the message is already
-there. The ``statusCode`` table comes from a third-party map (the official list is
-UNVERIFIED); we read the envelope on any HTTP status (UNVERIFIED which status errors use).
+(``CheckSmsStatus`` Type=2).
+
+Idempotency: ``clientReferenceId``. A 451 ("DuplicateRequest" in a third-party map; Kavenegar
+uses the same code for a rate limit) is a send Ghasedak already has only when the lookup by our
+id finds it; otherwise its fate is unknown (:class:`AmbiguousSendError`), never "sent".
+
+Delivery states follow Ghasedak's own Python SDK, the ``SendStatus`` enum in
+``ghasedak_sms/enums/send_status.py`` (PyPI ``ghasedak-sms`` 1.0.3, github ghasedakapi/ghasedak_sms_python),
+not the third-party docs' 0-8 table. The ``statusCode`` table comes from a third-party map (the
+official list is UNVERIFIED); we read the envelope on any HTTP status (UNVERIFIED which status
+errors use).
 """
 from __future__ import annotations
 
@@ -27,16 +35,31 @@ ERRORS = {
     400: Content, 401: Blocked, 402: TransientError, 406: Blocked, 412: Blocked, 413: Content,
     416: Blocked, 418: Blocked, 419: Blocked, 420: Content, 422: Content, 426: Blocked, 428: Content,
     429: Content,
-    DUPLICATE: AmbiguousSendError,  # send() turns it into "accepted" through a lookup
+    DUPLICATE: AmbiguousSendError,  # "accepted" only when the lookup by our id finds it
     500: TransientError,
 }
 
 P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
-#: CheckSmsStatus ``status``. Two enums conflict (UNVERIFIED which one the endpoint returns):
-#: 0-8 from the third-party docs spec, 9-17 only in the official SDK's SendStatus enum.
+#: CheckSmsStatus ``status`` → delivery state, by the SDK's ``SendStatus`` enum (names in the comments)
 STATES = {
-    0: P, 1: U, 2: U, 3: P, 4: U, 5: D, 6: U, 7: U, 8: P,  # 7 debug mode: never reaches a handset
-    9: P, 10: P, 11: P, 12: U, 13: U, 14: D, 15: U, 16: U, 17: P,
+    0: P,   # TO_BE_CONFIRMED
+    1: U,   # REJECTED
+    2: P,   # TO_BE_SENT
+    3: P,   # SENDING
+    4: P,   # SENT: handed on, no receipt yet
+    5: U,   # DEBUG_MODE: never reaches a handset
+    6: U,   # INTERNAL_FAILED
+    7: U,   # CANCELED
+    8: U,   # INTERNAL_BLACKLISTED: on Ghasedak's own blacklist
+    9: P,   # PAUSED
+    10: P,  # SENT_TO_PROVIDER
+    11: P,  # DELIVERED_TO_PROVIDER
+    12: U,  # BLACKLISTED: the telecom blacklist
+    13: U,  # NOT_DELIVERED
+    14: D,  # DELIVERED
+    15: U,  # BLOCKED
+    16: U,  # FAILED
+    17: P,  # PROCESSING
 }
 BY_MESSAGE_ID, BY_CLIENT_REFERENCE = 1, 2
 
@@ -47,7 +70,7 @@ class GhasedakProvider(IranianPanel):
     supports_lookup = True
     errors = ERRORS
     states = STATES
-    blocked_states = frozenset({2, 12})
+    blocked_states = frozenset({8, 12})
 
     def call(self, method: str, path: str, *, sends: bool = False, **kw) -> HttpCall:
         return HttpCall(method, path, headers={"ApiKey": self.api_key, "Accept": "application/json"},
@@ -75,17 +98,22 @@ class GhasedakProvider(IranianPanel):
         except AmbiguousSendError as err:
             if err.code != str(DUPLICATE):
                 raise
-            return self._already_sent(message.message_id)
+            return self._already_sent(message.message_id, err)
         if not isinstance(data, dict) or data.get("messageId") in (None, ""):
             self.unrecognised(response, data, sends=True)
         return SendResult(provider_message_id=str(data["messageId"]), cost=as_float(data.get("cost")))
 
-    def _already_sent(self, message_id: str) -> SendResult:
-        """451: Ghasedak already has this clientReferenceId. Accepted; find its id if we can."""
+    def _already_sent(self, message_id: str, duplicate: AmbiguousSendError) -> SendResult:
+        """451: accepted when Ghasedak has a message with our clientReferenceId; else its fate is unknown."""
         try:
             found = self.lookup(message_id)
-        except ProviderError:
-            found = LookupResult(found=False)
+        except ProviderError as err:
+            raise AmbiguousSendError(f"{duplicate.reason}, and looking it up by our id failed ({err}): "
+                                     "fate unknown", code=DUPLICATE, provider=self.name, looked_up=True) from err
+        if not found.found:
+            raise AmbiguousSendError(f"{duplicate.reason}, but no message has our clientReferenceId "
+                                     f"{message_id!r}: fate unknown", code=DUPLICATE, provider=self.name,
+                                     looked_up=True)
         return SendResult(provider_message_id=found.provider_message_id)
 
     # -- reconciliation and delivery ---------------------------------------------------

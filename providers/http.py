@@ -11,6 +11,12 @@ Transport failures map here and nowhere else:
   for a send (the provider may have it), :class:`TransientError` for a read-only call
 * :meth:`raise_for_status` maps HTTP codes: 429 → rate limited (``Retry-After`` honoured),
   5xx → transient, 401/403 → provider blocked, other 4xx → permanent content.
+* redirects are never followed (``requests`` turns a redirected POST into a GET without its body):
+  a 3xx is :class:`ProviderSetupError` naming the ``Location``, so the provider pauses and the
+  message fails over until someone points ``base_url`` at the new address.
+* a provider without an idempotency key (``server_error_is_ambiguous``) may have taken a send that
+  it answered with a server error (5xx, or a vendor "system error" code): that send is
+  :class:`AmbiguousSendError`, never resent blindly. A rate limit still means "not taken".
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from .errors import (
     AmbiguousSendError,
     PermanentContentError,
     ProviderBlockedError,
+    ProviderSetupError,
     RateLimitedError,
     TransientError,
 )
@@ -99,6 +106,8 @@ class HttpProvider(Provider):
     """Owns the session, timeouts, User-Agent, transport-error mapping and secret masking."""
 
     default_base_url: ClassVar[str] = ""
+    #: True where the provider has no idempotency key: a send answered with a server error may have gone
+    server_error_is_ambiguous: ClassVar[bool] = False
 
     def __init__(self, name, settings):
         super().__init__(name, settings)
@@ -132,7 +141,16 @@ class HttpProvider(Provider):
 
     # -- the pipeline -------------------------------------------------------------
     def send(self, message):
-        return self.parse_response(message, self.request(self.build_request(message)))
+        response = self.request(self.build_request(message))
+        try:
+            return self.parse_response(message, response)
+        except RateLimitedError:
+            raise
+        except TransientError as err:
+            if not self.server_error_is_ambiguous:
+                raise
+            raise AmbiguousSendError(f"{err.reason}; {self.type} has no idempotency key, so the message may "
+                                     "have been taken: not resent", code=err.code, provider=self.name) from err
 
     def build_request(self, message) -> HttpCall:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -141,13 +159,20 @@ class HttpProvider(Provider):
         raise NotImplementedError
 
     def request(self, call: HttpCall) -> requests.Response:
-        """Make the call; map transport failures; never raise on an HTTP status."""
+        """Make the call; map transport failures and redirects; raise on no other HTTP status."""
         url = f"{self.base_url}/{call.path.lstrip('/')}"
         try:
-            return self.session.send(self._prepare(call, url), timeout=(min(self.timeout, 5.0), self.timeout),
-                                     proxies=self.session.proxies, allow_redirects=True)
+            response = self.session.send(self._prepare(call, url), timeout=(min(self.timeout, 5.0), self.timeout),
+                                         proxies=self.session.proxies, allow_redirects=False)
         except requests.RequestException as err:
             raise self._transport_error(call, err, self.mask(f"{call.method} {url}")) from None  # masked only here
+        if 300 <= response.status_code < 400:
+            where = response.headers.get("Location") or "(no Location header)"
+            raise ProviderSetupError(self.mask(f"{call.method} {url} answered HTTP {response.status_code}, "
+                                               f"redirecting to {where}; redirects are not followed: "
+                                               f"check the provider's base_url"),
+                                     code=response.status_code, provider=self.name)
+        return response
 
     def _prepare(self, call: HttpCall, url: str) -> requests.PreparedRequest:
         """The request as ``Session.request`` would prepare it, minus the per-call merging we never need.

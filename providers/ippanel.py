@@ -1,9 +1,21 @@
 """IPPanel Edge: ``https://edge.ippanel.com/v1``, header ``Authorization``, E.164 numbers.
 
 Envelope ``{"data": .., "meta": {"status": bool, "message", "message_code", "errors"}}``.
-Only two error codes are documented ("400-1" credentials on HTTP 401, "400-2" validation
-on HTTP 422); a full list is UNVERIFIED, so other failures map by HTTP status. Whether the
-server wants ``Authorization: <key>`` or ``Bearer <key>`` is UNVERIFIED: ``auth_scheme``.
+The Edge docs (github ippanelcom/Edge-Document, ``docs/send/webservice.md``) document two error
+codes: "400-1" credentials on HTTP 401, "400-2" validation on HTTP 422. Whether the server wants
+``Authorization: <key>`` or ``Bearer <key>`` is UNVERIFIED: ``auth_scheme``.
+
+No credit: the Edge docs name no send error for it; their outbox report
+(``docs/report/outbox-report.md``) lists bulk ``state_id`` 8 "Insufficient credit for sending",
+and IPPanel's own SDKs name the refusal ``ErrCreditNotEnough`` = "10006" (github
+ippanel/php-rest-sdk ``src/IPPanel/Errors/ResponseCodes.php``). A send refused with that code, or
+with an HTTP 402, pauses the provider (:class:`ProviderBlockedError`) so the message fails over;
+it is never dropped as a content error. Other unknown refusals map by HTTP status.
+
+Idempotency: none. IPPanel takes no key of ours, and its outbox report lists bulks by text and
+time but not by recipient, so it cannot tell our message from another with the same text. A
+send answered with a server error or cut off after the request went out is recorded ``unknown``,
+never resent.
 """
 from __future__ import annotations
 
@@ -14,8 +26,10 @@ from .iran import IranianPanel, as_float, national
 
 __all__ = ["IPPanelProvider"]
 
+CREDIT_NOT_ENOUGH = "10006"
 #: ``meta.message_code`` → outcome
-ERRORS = {"400-1": ProviderBlockedError, "400-2": PermanentContentError}
+ERRORS = {"400-1": ProviderBlockedError, "400-2": PermanentContentError,
+          CREDIT_NOT_ENOUGH: ProviderBlockedError}
 
 P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
 #: ``message_status`` → delivery state; 4 is the telecom blacklist
@@ -26,6 +40,7 @@ AUTH_SCHEMES = ("raw", "bearer")
 class IPPanelProvider(IranianPanel):
     type = "ippanel"
     default_base_url = "https://edge.ippanel.com/v1"
+    server_error_is_ambiguous = True
     optional = IranianPanel.optional + ("auth_scheme",)
     errors = ERRORS
     states = STATES
@@ -57,6 +72,9 @@ class IPPanelProvider(IranianPanel):
             self.unrecognised(response, body, sends=sends)
         if meta["status"] is not True:
             code, text = meta.get("message_code"), f"{meta.get('message')} {meta.get('errors') or ''}".strip()
+            if response.status_code == 402:  # Payment Required: the account, not the message
+                raise ProviderBlockedError(self.mask(f"ippanel: HTTP 402 [{code}]: {text}"), code=code or 402,
+                                           provider=self.name)
             if code not in self.errors and not response.ok:
                 self.raise_for_status(response, reason=f"HTTP {response.status_code} [{code}]: {text}", code=code)
             self.fail(response, code, text)
@@ -79,15 +97,14 @@ class IPPanelProvider(IranianPanel):
     # -- delivery, account -----------------------------------------------------------
     def delivery_status(self, provider_message_ids):
         # one bulk per call; per-recipient states appear once the bulk is final
-        reports = []
-        for pid in provider_message_ids:
-            rows = self.fetch(self.call("GET", "api/report/recipients",
-                                        params={"bulk_id": pid, "page": 1, "per_page": 10})) or []
-            if rows:
-                reports.append(self.report(pid, rows[0].get("message_status")))
-            else:
-                reports.append(self.report(pid, 0, reason="no recipient report yet"))
-        return reports
+        return self.each_id(list(provider_message_ids), self._delivery)
+
+    def _delivery(self, pid: str):
+        rows = self.fetch(self.call("GET", "api/report/recipients",
+                                    params={"bulk_id": pid, "page": 1, "per_page": 10})) or []
+        if rows:
+            return self.report(pid, rows[0].get("message_status"))
+        return self.report(pid, 0, reason="no recipient report yet")
 
     def credit(self):
         data = self.fetch(self.call("GET", "api/payment/credit/mine")) or {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Iterator, Mapping, NoReturn
+from typing import Any, Callable, ClassVar, Iterator, Mapping, NoReturn
 
 import phonenumbers
 import requests
@@ -164,6 +164,8 @@ class IranianPanel(HttpProvider):
         if ours is None:
             # an unknown state is not final: keep polling, and say what came
             ours, reason = DeliveryState.PENDING, f"unknown {self.type} state {state!r}"
+        elif ours is DeliveryState.UNTRACKED:
+            reason = f"{self.type} no longer reports on this id (state {code}{': ' + reason if reason else ''})"
         return DeliveryReport(
             provider_message_id=as_text(provider_message_id),
             state=ours,
@@ -172,6 +174,28 @@ class IranianPanel(HttpProvider):
             message_id=message_id,
             recipient_blocked=code in self.blocked_states,
         )
+
+    def each_id(self, provider_message_ids: list[str], ask: Callable[[str], DeliveryReport], *,
+                gone_code: Any = None) -> list[DeliveryReport]:
+        """``ask(id)`` for panels that report one id per call; one id's failure does not sink the others.
+
+        A refused key or account fails the whole poll (every id would fail alike). Any other error becomes
+        that id's own report: no longer tracked for the vendor's ``gone_code`` (an id it does not know),
+        else carrying the error, so the poller asks about it again at its next step.
+        """
+        reports = []
+        for pid in provider_message_ids:
+            try:
+                reports.append(ask(pid))
+            except ProviderBlockedError:
+                raise
+            except ProviderError as err:
+                if gone_code is not None and err.code == str(gone_code):
+                    reports.append(DeliveryReport(pid, DeliveryState.UNTRACKED,
+                                                  reason=f"{self.type} no longer reports on this id ({err})"))
+                else:
+                    reports.append(DeliveryReport(pid, DeliveryState.PENDING, reason=str(err), error=err))
+        return reports
 
     # -- account -------------------------------------------------------------------
     def credit(self) -> float | None:

@@ -33,9 +33,12 @@ ERRORS = {
 }
 
 P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
-#: ``entries[].status`` → delivery state; 14 is "filtered" (telecom blacklist)
-STATES = {1: P, 2: P, 4: P, 5: P, 6: U, 10: D, 11: U, 13: U, 14: U, 100: U}
 INVALID_ID = 100
+#: ``entries[].status`` → delivery state; 14 is "filtered" (telecom blacklist). 100 is what Kavenegar
+#: answers for any message older than 48 hours and for an id it does not know (REST docs, "Status"
+#: notes and Table 2, copied in FardaDev/kavenegar-for-laravel ``docs/api-endpoints.md``): it says
+#: nothing about the handset, so polling stops and the recorded state stays.
+STATES = {1: P, 2: P, 4: P, 5: P, 6: U, 10: D, 11: U, 13: U, 14: U, INVALID_ID: DeliveryState.UNTRACKED}
 
 
 class KavenegarProvider(IranianPanel):

@@ -4,6 +4,10 @@ The token is a path segment (masked in every text). Replies carry no machine-rea
 error code: ``{"recId": <number>, "status": "<free text>"}`` and success is a positive
 recId. A console error-code list is UNVERIFIED; where ``recId`` is a small number we read
 it with the legacy REST return values (providers.md §3B), which is also UNVERIFIED.
+
+Idempotency: none. The console API takes no key of ours and has no list of recent sends to
+reconcile against, so a send answered with a server error (HTTP 5xx, or the legacy "system
+error" code) or cut off after the request went out is recorded ``unknown``, never resent.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ STATES = {0: P, 1: D, 2: U, 8: P, 16: U, 27: U}
 class MelipayamakProvider(IranianPanel):
     type = "melipayamak"
     default_base_url = "https://console.melipayamak.com/api"
+    server_error_is_ambiguous = True
     errors = ERRORS
     states = STATES
     blocked_states = frozenset({27})  # "recipient blocked" (UNVERIFIED)

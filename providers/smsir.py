@@ -2,7 +2,17 @@
 
 ``status == 1`` is success; HTTP 400 carries a logical error in ``status``; HTTP 429 is a
 rate limit whatever the body says. In a bulk reply ``messageIds[i] == 0`` means the
-recipient is blacklisted and ``null`` means an invalid number. No idempotency key exists.
+recipient is blacklisted; ``null`` means "an invalid number or an invalid/overlong text"
+(sms.ir/rest-api, as transcribed in fstarlike/smsir-agent-skill ``references/sending.md``).
+Our numbers are validated before they leave, so a null is read as a fault of this message's
+text: the message fails, the contact is not suppressed.
+
+Idempotency: none. SMS.ir takes no key of ours and its reports are by its own ids, so a send
+answered with a server error (HTTP 5xx, body status 0) or cut off after the request went out
+is recorded ``unknown`` with the reason, never resent.
+
+Delivery is one call per id; an id SMS.ir does not know (status 111) is no longer tracked, and
+any other failure for one id waits its next poll without holding up the others.
 The status-code and deliveryState tables are a third-party transcription of the official
 docs (UNVERIFIED against https://sms.ir/rest-api/).
 """
@@ -23,7 +33,7 @@ __all__ = ["SmsIrProvider"]
 
 #: body ``status`` → outcome (providers.md §2)
 ERRORS = {
-    0: TransientError,  # "system problem": retried cautiously
+    0: TransientError,  # "system problem": a poll asks again; a send may have gone (unknown, never resent)
     10: Blocked, 11: Blocked, 12: Blocked, 13: Blocked, 14: Blocked,
     20: RateLimitedError,
     101: Blocked, 102: Blocked, 103: Content, 104: PermanentRecipientError, 105: Content, 106: Content,
@@ -37,9 +47,13 @@ P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVE
 STATES = {1: D, 2: U, 3: P, 4: U, 5: P, 6: U, 7: U}
 
 
+NOT_FOUND = 111  # "send id not found", on GET send/{id}
+
+
 class SmsIrProvider(IranianPanel):
     type = "smsir"
     default_base_url = "https://api.sms.ir/v1"
+    server_error_is_ambiguous = True
     errors = ERRORS
     states = STATES
     blocked_states = frozenset({7})
@@ -72,8 +86,8 @@ class SmsIrProvider(IranianPanel):
         if not isinstance(ids, list) or not ids:
             self.unrecognised(response, data, sends=True)
         if ids[0] is None:
-            raise PermanentRecipientError("SMS.ir refused the number (messageIds[0] is null: invalid)",
-                                          code="null", provider=self.name)
+            raise Content("SMS.ir refused this message (messageIds[0] is null: an invalid or overlong text, "
+                          "or a number it won't take)", code="null", provider=self.name)
         if as_int(ids[0]) == 0:
             raise PermanentRecipientError("SMS.ir: the recipient is blacklisted (messageIds[0] is 0)",
                                           code="0", provider=self.name)
@@ -82,11 +96,11 @@ class SmsIrProvider(IranianPanel):
     # -- delivery, inbound, account ------------------------------------------------------
     def delivery_status(self, provider_message_ids):
         # the API reports one message per call (GET send/{messageId}); packs need the packId we don't keep
-        reports = []
-        for pid in provider_message_ids:
-            data = self.fetch(self.call("GET", f"send/{pid}")) or {}
-            reports.append(self.report(pid, data.get("deliveryState"), at=from_unix(data.get("deliveryDateTime"))))
-        return reports
+        return self.each_id(list(provider_message_ids), self._delivery, gone_code=NOT_FOUND)
+
+    def _delivery(self, pid: str):
+        data = self.fetch(self.call("GET", f"send/{pid}")) or {}
+        return self.report(pid, data.get("deliveryState"), at=from_unix(data.get("deliveryDateTime")))
 
     def inbound(self):
         # receive/latest hands out each message only once: the caller must store what it gets

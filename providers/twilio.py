@@ -31,6 +31,7 @@ from .errors import (
     ProviderBlockedError,
     ProviderConfigError,
     ProviderError,
+    ProviderSetupError,
     RateLimitedError,
     TransientError,
 )
@@ -47,7 +48,9 @@ ERRORS: dict[int, type[ProviderError]] = {
     30002: ProviderBlockedError,
     21211: PermanentRecipientError,
     21610: PermanentRecipientError,
-    21612: PermanentRecipientError,
+    # "cannot be sent with the current combination of 'To' and/or 'From'" (twilio.com/docs/api/errors/21612):
+    # the sender or route, not the recipient
+    21612: ProviderSetupError,
     21614: PermanentRecipientError,
     21635: PermanentRecipientError,
     30005: PermanentRecipientError,

@@ -75,10 +75,15 @@ def test_duplicate_request_is_accepted_and_found_by_our_id(server):
     assert lookup.method == "GET" and lookup.query == {"Ids": ["msg-1"], "Type": ["2"]}
 
 
-def test_duplicate_request_is_accepted_even_when_the_lookup_fails(server):
+@pytest.mark.parametrize("lookup", [Reply(200, load("check_status_empty.json")), Reply(503, "<html>busy</html>")],
+                         ids=["not-found", "lookup-fails"])
+def test_duplicate_request_that_cannot_be_found_is_unknown_not_sent(server, lookup):
     server.routes["/SendSingleSMS"] = Reply(200, error_body(451, "DuplicateRequest"))
-    server.routes["/CheckSmsStatus"] = Reply(503, "<html>busy</html>")
-    assert make(server.url).send(MSG).provider_message_id is None
+    server.routes["/CheckSmsStatus"] = lookup
+    with pytest.raises(AmbiguousSendError) as info:
+        make(server.url).send(MSG)
+    assert info.value.code == "451" and "fate unknown" in str(info.value)
+    assert [r.path for r in server.requests] == ["/SendSingleSMS", "/CheckSmsStatus"]
 
 
 @pytest.mark.parametrize("reply, error", [
@@ -132,9 +137,24 @@ def test_delivery_status(server):
     assert server.requests[0].query == {"Ids": ["4248,4249,4250"], "Type": ["1"]}
 
 
+P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
+
+
+# the SendStatus enum of Ghasedak's Python SDK (ghasedak_sms/enums/send_status.py, ghasedak-sms 1.0.3)
 @pytest.mark.parametrize("status, state, blocked", [
-    (12, DeliveryState.UNDELIVERED, True), (14, DeliveryState.DELIVERED, False),
-    (13, DeliveryState.UNDELIVERED, False), (17, DeliveryState.PENDING, False), (99, DeliveryState.PENDING, False),
+    (0, P, False),  # TO_BE_CONFIRMED
+    (1, U, False),  # REJECTED
+    (2, P, False),  # TO_BE_SENT
+    (3, P, False),  # SENDING
+    (4, P, False),  # SENT
+    (5, U, False),  # DEBUG_MODE: never reaches a handset
+    (6, U, False),  # INTERNAL_FAILED
+    (7, U, False),  # CANCELED
+    (8, U, True),   # INTERNAL_BLACKLISTED
+    (9, P, False), (10, P, False), (11, P, False),  # PAUSED, SENT_TO_PROVIDER, DELIVERED_TO_PROVIDER
+    (12, U, True),  # BLACKLISTED
+    (13, U, False), (14, D, False), (15, U, False), (16, U, False), (17, P, False),
+    (99, P, False),  # unknown: keep polling
 ])
 def test_delivery_states_of_the_sdk_enum(server, status, state, blocked):
     server.routes["/CheckSmsStatus"] = Reply(200, {"isSuccess": True, "statusCode": 200,

@@ -17,7 +17,7 @@ from providers.errors import (
 )
 from providers.ippanel import IPPanelProvider
 from providers.registry import create_provider
-from tests.fakes.httpserver import Reply
+from tests.fakes.httpserver import FakeHttpServer, Reply
 from tests.provider_support import load_payload, routed_server_fixtures
 
 KEY = "OWZkNmJhZTQtN2U4Ni00MGQ0LWE2"
@@ -65,11 +65,12 @@ def test_from_number_is_e164(sender, expected):
     (Reply(422, load("error_422.json")), PermanentContentError),
     (Reply(429, {"data": None, "meta": {"status": False, "message": "slow", "message_code": "429-1"}}),
      RateLimitedError),
+    # a server error on a send without an idempotency key: it may have gone, so it is never resent
     (Reply(500, {"data": None, "meta": {"status": False, "message": "oops", "message_code": "500-1"}}),
-     TransientError),
+     AmbiguousSendError),
     (Reply(200, {"data": None, "meta": {"status": False, "message": "?", "message_code": "400-99"}}),
      PermanentContentError),  # unknown code: defensive
-    (Reply(502, "<html>Bad Gateway</html>"), TransientError),
+    (Reply(502, "<html>Bad Gateway</html>"), AmbiguousSendError),
     (Reply(200, "<html>ok?</html>"), AmbiguousSendError),
     (Reply(200, {"data": {"message_outbox_ids": []}, "meta": {"status": True}}), AmbiguousSendError),
 ])
@@ -78,6 +79,14 @@ def test_error_and_malformed_replies(server, reply, error):
     with pytest.raises(error) as info:
         make(server.url).send(MSG)
     assert type(info.value) is error
+
+
+@pytest.mark.parametrize("http_status", [200, 400, 402, 422])
+def test_no_credit_pauses_the_provider_and_never_drops_the_message(server, http_status):
+    server.routes["/api/send"] = Reply(http_status, load("error_credit.json"))
+    with pytest.raises(ProviderBlockedError) as info:
+        make(server.url).send(MSG)
+    assert type(info.value) is ProviderBlockedError and info.value.code == "10006"
 
 
 def test_slow_reply_and_dropped_connection_are_ambiguous(server):
@@ -124,6 +133,18 @@ def test_delivery_status_before_the_bulk_is_final(server):
     server.routes["/api/report/recipients"] = Reply(200, {"data": [], "meta": {"status": True}})
     [report] = make(server.url).delivery_status(["9"])
     assert report.state == DeliveryState.PENDING
+
+
+def test_one_bulk_that_fails_does_not_sink_the_others():
+    def panel(req):
+        if req.query["bulk_id"] == ["500"]:
+            return Reply(500, "<html>Internal Server Error</html>")
+        return Reply(200, load("recipients.json"))
+
+    with FakeHttpServer(panel) as srv:
+        busy, fine = make(srv.url).delivery_status(["500", "1123544244"])
+    assert busy.state == DeliveryState.PENDING and isinstance(busy.error, TransientError)
+    assert fine.error is None and fine.provider_message_id == "1123544244"
 
 
 def test_check(server):

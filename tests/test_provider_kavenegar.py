@@ -173,6 +173,14 @@ def test_delivery_status_polls_in_one_batch_and_maps_states(server):
     assert req.form == {"messageid": "85463238,85463239,85463240,85463241"}
 
 
+def test_status_100_means_no_longer_tracked_not_undelivered(server):
+    # Kavenegar answers 100 for any message older than 48 hours and for an unknown id
+    server.routes["sms/status.json"] = Reply(200, load("status_unknown.json"))
+    [report] = make(server.url).delivery_status(["85463238"])
+    assert (report.state, report.recipient_blocked) == (DeliveryState.UNTRACKED, False)
+    assert "no longer reports" in report.reason
+
+
 def test_delivery_status_splits_large_batches(server):
     server.routes["sms/status.json"] = Reply(200, {"return": {"status": 200, "message": ""}, "entries": []})
     make(server.url).delivery_status([str(i) for i in range(150)])

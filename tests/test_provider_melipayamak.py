@@ -47,7 +47,8 @@ def test_send_accepted_and_the_exact_wire_request(server):
 
 @pytest.mark.parametrize("rec_id, error", [
     (0, ProviderBlockedError), (2, ProviderBlockedError), (3, RateLimitedError), (5, ProviderBlockedError),
-    (6, TransientError), (7, PermanentContentError), (10, ProviderBlockedError), (11, PermanentContentError),
+    (6, AmbiguousSendError),  # "system error" on a send without an idempotency key: it may have gone
+    (7, PermanentContentError), (10, ProviderBlockedError), (11, PermanentContentError),
     (14, PermanentContentError), (15, PermanentContentError), (35, PermanentRecipientError),
     (None, PermanentContentError),  # no recId, only a free-text status: unknown, defensive
 ])
@@ -62,14 +63,15 @@ def test_small_rec_id_or_missing_rec_id_on_http_200_is_an_error(server, rec_id, 
     (Reply(401, {"status": "توکن نامعتبر"}), ProviderBlockedError),
     (Reply(400, {"status": "bad request"}), PermanentContentError),
     (Reply(429, {"status": "slow down"}, headers={"Retry-After": "7"}), RateLimitedError),
-    (Reply(503, "<html>down</html>"), TransientError),
+    (Reply(503, "<html>down</html>"), AmbiguousSendError),  # may have gone: never resent
     (Reply(200, "<html>ok?</html>"), AmbiguousSendError),
     (Reply(200, {}), AmbiguousSendError),
 ])
 def test_http_failures_and_malformed_replies(server, reply, error):
     server.routes["/send/simple/"] = reply
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         make(server.url).send(MSG)
+    assert type(info.value) is error
 
 
 def test_slow_reply_and_dropped_connection_are_ambiguous(server):

@@ -53,16 +53,24 @@ def test_send_accepted_and_the_exact_wire_request(server):
                         "sendDateTime": None}
 
 
-@pytest.mark.parametrize("name, code", [("send_blacklisted.json", "0"), ("send_invalid.json", "null")])
-def test_per_recipient_refusals_in_an_accepted_reply(server, name, code):
-    server.routes["/send/bulk"] = Reply(200, load(name))
+def test_a_blacklisted_recipient_in_an_accepted_reply(server):
+    server.routes["/send/bulk"] = Reply(200, load("send_blacklisted.json"))
     with pytest.raises(PermanentRecipientError) as info:
         make(server.url).send(MSG)
-    assert info.value.code == code
+    assert info.value.code == "0"
+
+
+def test_a_null_message_id_fails_this_message_and_says_nothing_of_the_contact(server):
+    # SMS.ir: null is "an invalid number or an invalid/overlong text"; our numbers are validated before
+    server.routes["/send/bulk"] = Reply(200, load("send_invalid.json"))
+    with pytest.raises(PermanentContentError) as info:
+        make(server.url).send(MSG)
+    assert type(info.value) is PermanentContentError and info.value.code == "null"
 
 
 @pytest.mark.parametrize("code, error", [
-    (0, TransientError), (10, ProviderBlockedError), (11, ProviderBlockedError), (12, ProviderBlockedError),
+    (0, AmbiguousSendError),  # "system problem" on a send without an idempotency key: it may have gone
+    (10, ProviderBlockedError), (11, ProviderBlockedError), (12, ProviderBlockedError),
     (13, ProviderBlockedError), (14, ProviderBlockedError), (20, RateLimitedError),
     (101, ProviderBlockedError), (102, ProviderBlockedError), (103, PermanentContentError),
     (104, PermanentRecipientError), (105, PermanentContentError), (107, PermanentContentError),
@@ -96,13 +104,22 @@ def test_http_429_without_a_body(server):
 
 @pytest.mark.parametrize("reply, error", [
     (Reply(401, ""), ProviderBlockedError),
-    (Reply(500, "<html>Internal Server Error</html>"), TransientError),
+    (Reply(500, "<html>Internal Server Error</html>"), AmbiguousSendError),
+    (Reply(503, error_body(0, "خطای سیستمی")), AmbiguousSendError),
     (Reply(200, "<html>ok?</html>"), AmbiguousSendError),
     (Reply(200, {"status": 1, "message": "موفق", "data": {"messageIds": []}}), AmbiguousSendError),
 ])
 def test_http_failures_and_malformed_replies(server, reply, error):
     server.routes["/send/bulk"] = reply
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
+        make(server.url).send(MSG)
+    assert type(info.value) is error
+    assert len(server.requests) == 1  # never resent inside the adapter
+
+
+def test_a_server_error_on_a_send_is_unknown_and_says_why(server):
+    server.routes["/send/bulk"] = Reply(500, "<html>Internal Server Error</html>")
+    with pytest.raises(AmbiguousSendError, match="no idempotency key"):
         make(server.url).send(MSG)
 
 
@@ -140,6 +157,24 @@ def test_delivery_status_one_call_per_message(server):
     assert first.at == datetime.fromtimestamp(1700000060, tz=timezone.utc)
     assert (second.state, second.recipient_blocked, second.at) == (DeliveryState.UNDELIVERED, True, None)
     assert [(r.method, r.path) for r in server.requests] == [("GET", "/send/89545112"), ("GET", "/send/7")]
+
+
+def test_one_id_that_fails_does_not_sink_the_others(server):
+    server.routes["/send/89545112"] = Reply(200, load("report.json"))
+    server.routes["/send/404"] = Reply(400, load("report_not_found.json"))
+    server.routes["/send/500"] = Reply(500, "<html>Internal Server Error</html>")
+    gone, busy, delivered = make(server.url).delivery_status(["404", "500", "89545112"])
+    assert (gone.state, gone.error) == (DeliveryState.UNTRACKED, None)
+    assert "111" in gone.reason
+    assert busy.state == DeliveryState.PENDING and isinstance(busy.error, TransientError)
+    assert delivered.state == DeliveryState.DELIVERED
+
+
+def test_a_refused_key_while_polling_fails_the_whole_poll(server):
+    server.routes["/send/1"] = Reply(401, error_body(10, "کلید نامعتبر"))
+    with pytest.raises(ProviderBlockedError):
+        make(server.url).delivery_status(["1", "2"])
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("state, expected", [(2, DeliveryState.UNDELIVERED), (3, DeliveryState.PENDING),

@@ -20,6 +20,7 @@ from providers import (
     PermanentRecipientError,
     ProviderBlockedError,
     ProviderConfigError,
+    ProviderSetupError,
     RateLimitedError,
     TransientError,
     create_provider,
@@ -92,7 +93,7 @@ def _error(code, status):
     (401, 20003, ProviderBlockedError),
     (400, 21211, PermanentRecipientError),
     (400, 21610, PermanentRecipientError),
-    (400, 21612, PermanentRecipientError),
+    (400, 21612, ProviderSetupError),  # sender/route: pause and fail over, never suppress
     (400, 21614, PermanentRecipientError),
     (400, 21635, PermanentRecipientError),
     (400, 21606, ProviderBlockedError),
