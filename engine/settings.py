@@ -21,7 +21,7 @@ TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
-SERVICE_KEYS = ("dashboard_password", "public_url")
+SERVICE_KEYS = ("dashboard_password", "public_url", "max_body_bytes")
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
@@ -55,7 +55,7 @@ class Settings:
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = field(default=None, repr=False)
-    #: the HTTP service: dashboard_password, public_url (see engine/service/options.py)
+    #: the HTTP service: dashboard_password, public_url, max_body_bytes (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def footer(self, locale: str | None) -> str:
@@ -210,6 +210,11 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     service = {k: doc.expand_env(v, join_path("service", k)) for k, v in raw.items() if k in SERVICE_KEYS}
     if service.get("public_url") and not re.match(r"^https?://", str(service["public_url"])):
         doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
+    size = service.get("max_body_bytes")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1024):
+        doc.problem("service.max_body_bytes", f"{size!r} must be a whole number of bytes, at least 1024 "
+                                              "(the largest API request body; default 1048576)")
+        service.pop("max_body_bytes")
     return service
 
 

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..config import Config
+from .limits import API_MAX_BYTES
 
 __all__ = ["ServiceOptions", "service_options"]
 
@@ -16,14 +17,16 @@ class ServiceOptions:
 
     ``public_url``: the URL providers call us at (e.g. ``https://hooks.shop.example``); Twilio signs
     the full public URL, so behind a proxy either set it or let the proxy send X-Forwarded-Proto/Host.
+    ``max_body_bytes``: the largest request body the API takes (webhooks and forms have fixed limits).
     """
 
     dashboard_password: str | None
     public_url: str | None
     session_secret: str
+    max_body_bytes: int = API_MAX_BYTES
 
     def __repr__(self) -> str:  # never print secrets
-        return f"ServiceOptions(public_url={self.public_url!r}, dashboard_password={'set' if self.dashboard_password else 'unset'})"
+        return f"ServiceOptions(public_url={self.public_url!r}, max_body_bytes={self.max_body_bytes}, dashboard_password={'set' if self.dashboard_password else 'unset'})"
 
 
 def service_options(config: Config) -> ServiceOptions:
@@ -33,4 +36,5 @@ def service_options(config: Config) -> ServiceOptions:
     public_url = os.environ.get("FOLLOWUP_PUBLIC_URL") or raw.get("public_url") or None
     # sessions signed with the settings' secret survive restarts; without one they last one process
     secret = config.settings.secret_key or secrets.token_hex(32)
-    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, "session:" + secret)
+    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, "session:" + secret,
+                          raw.get("max_body_bytes") or API_MAX_BYTES)
