@@ -13,6 +13,7 @@ import itertools
 import json
 import select
 import socket
+from urllib.parse import quote
 from pathlib import Path
 
 import httpx
@@ -303,3 +304,37 @@ def test_paths_cannot_forge_access_log_lines_or_send_terminal_escapes(api_world)
     assert any(r"/dashboard/b%0AFORGED two" in line for line in lines), output
     assert any(r"/dashboard/c\x1b[2J\rFORGED three" in line for line in lines), output
     assert any(r"/api/v1/x\u202eFORGED four 401" in line for line in lines), output
+
+
+def test_service_max_body_bytes_sets_the_api_limit_and_a_bad_value_is_named(make_world, tmp_path):
+    from engine.errors import ConfigError
+    from engine.service.options import service_options
+
+    world = make_world([simple_sequence("drip")], settings={**SERVICE_SETTINGS, "service": {"max_body_bytes": 4096}})
+    options = service_options(world.config)
+    assert options.max_body_bytes == 4096
+    app = create_app(world.config, engine=world.engine, options=options)
+    with world.engine.begin() as conn:
+        key = create_key(conn, "small")
+    headers = {**auth(key), "content-type": "application/json"}
+    assert asgi_call(app, "POST", "/api/v1/events", {**headers, "content-length": "4097"}, endless())[::2] == (413, 0)
+    status, _, pulled = asgi_call(app, "POST", "/api/v1/events", headers, endless())
+    assert status == 413 and pulled <= 4096 + CHUNK
+    with pytest.raises(ConfigError) as caught:
+        make_world([simple_sequence("drip")], settings={**SERVICE_SETTINGS, "service": {"max_body_bytes": "lots"}})
+    assert "service.max_body_bytes" in str(caught.value) and "at least 1024" in str(caught.value)
+
+
+def test_fuzzed_contact_keys_in_paths_are_never_a_500(api_world):
+    client, key = api_client(api_world)
+    assert client.post("/login", data={"secret": PASSWORD}, follow_redirects=False).status_code == 303
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(text=st.text(min_size=1, max_size=40) | st.from_regex(r"\A[0-9]{15,40}\Z") | st.characters(categories=["Nd", "No"]))
+    def paths(text):
+        quoted = quote(text, safe="")
+        for path in (f"/dashboard/contacts/{quoted}", f"/api/v1/contacts/{quoted}/timeline"):
+            response = client.get(path, headers=auth(key))
+            assert response.status_code < 500, (path, response.text)
+
+    paths()
