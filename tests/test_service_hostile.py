@@ -260,9 +260,12 @@ def _send_chunked_until_answered(port: int, head: bytes, total: int) -> tuple[by
             while sent < total and not select.select([sock], [], [], 0)[0]:
                 sock.sendall(chunk)
                 sent += CHUNK
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the server answered and closed while a chunk was on its way: the answer is still queued
+        try:
             while data := sock.recv(65536):
                 answer += data
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (ConnectionResetError, TimeoutError):
             pass
     return answer, sent
 
