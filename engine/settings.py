@@ -211,7 +211,7 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     if service.get("public_url") and not re.match(r"^https?://", str(service["public_url"])):
         doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
     size = service.get("max_body_bytes")
-    if isinstance(size, str) and size.strip().isascii() and size.strip().isdigit():  # from ${ENV}
+    if isinstance(size, str) and size.strip().isascii() and size.strip().isdigit() and len(size) < 19:  # ${ENV}
         size = service["max_body_bytes"] = int(size)
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1024):
         doc.problem("service.max_body_bytes", f"{size!r} must be a whole number of bytes, at least 1024 "

@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..apikeys import verify_key
 from .context import ServiceContext, get_context
 
-__all__ = ["require_api_key", "ApiKeyGate", "require_viewer", "LoginRequired", "make_session", "read_session", "check_login",
-           "SESSION_COOKIE"]
+__all__ = ["require_api_key", "ApiKeyGate", "require_viewer", "LoginRequired", "make_session", "read_session",
+           "check_login", "SESSION_COOKIE"]
 
 SESSION_COOKIE = "followup_session"
 SESSION_SECONDS = 12 * 3600

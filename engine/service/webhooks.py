@@ -1,9 +1,9 @@
 """Provider webhooks: verify → parse → hand to :mod:`engine.receipts`. No API key: each is signed its own way.
 
 A bad signature (or a body the check itself cannot read, such as JSON nested too deep) is a 400 and
-changes nothing; a signed body that can't be parsed or applied is a 500, so the provider retries;
-the body limit (2 MB) is enforced before the route runs (:mod:`.limits`); the same event twice changes nothing the second time (receipts only move forward,
-inbound messages carry an idempotency key).
+changes nothing; a signed body that can't be parsed or applied is a 500, so the provider retries; the
+same event twice changes nothing the second time (receipts only move forward, inbound messages carry an
+idempotency key). Bodies over 2 MiB are refused before the route runs (:mod:`.limits`).
 
 Twilio signs the public URL it called. Behind a proxy, set ``service.public_url`` (or
 ``FOLLOWUP_PUBLIC_URL``), or let the proxy send ``X-Forwarded-Proto`` and ``X-Forwarded-Host``;
