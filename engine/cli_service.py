@@ -29,7 +29,8 @@ def serve(state, host: str, port: int) -> None:
     app = create_app(state.config)
     out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /api/v1, health /healthz)")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    # uvicorn's access log would print unsubscribe tokens; the app logs requests itself, tokens cut.
+    # uvicorn's access log is off: it would print unsubscribe tokens and contact keys; the app logs each
+    # request itself (engine.service.errors.log_path: tokens cut, keys masked, control characters escaped).
     # proxy_headers off: which proxies' X-Forwarded-* to believe is service.trusted_proxies' decision
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False,
                 proxy_headers=False)

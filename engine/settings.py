@@ -22,7 +22,7 @@ TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
-SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies")
+SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes")
 #: the opt-out line by locale: «لغو11» (reply 11) in Persian; an English one that keeps an SMS in GSM-7
 DEFAULT_FOOTER = {"fa": "لغو11", "en": "Reply STOP to opt out"}
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -58,7 +58,7 @@ class Settings:
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = field(default=None, repr=False)
-    #: the HTTP service: dashboard_password, public_url, trusted_proxies (see engine/service/options.py)
+    #: the HTTP service: dashboard_password, public_url, trusted_proxies, max_body_bytes (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def footer(self, locale: str | None) -> str:
@@ -215,6 +215,13 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
         doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
     if "trusted_proxies" in service:
         service["trusted_proxies"] = _trusted_proxies(doc, service["trusted_proxies"])
+    size = service.get("max_body_bytes")
+    if isinstance(size, str) and size.strip().isascii() and size.strip().isdigit() and len(size) < 19:  # ${ENV}
+        size = service["max_body_bytes"] = int(size)
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1024):
+        doc.problem("service.max_body_bytes", f"{size!r} must be a whole number of bytes, at least 1024 "
+                                              "(the largest API request body; default 1048576)")
+        service.pop("max_body_bytes")
     return service
 
 

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from ..config import Config
 from ..db import make_engine
 from . import api, dashboard, metrics, unsubscribe, webhooks
-from .auth import require_api_key
+from .auth import ApiKeyGate, require_api_key
 from .context import ServiceContext
-from .errors import _safe_path, install_handlers
+from .errors import install_handlers, log_path
+from .limits import BodyLimit
 from .options import ServiceOptions, service_options
 from .pages import install_filters
 
@@ -52,13 +53,17 @@ def create_app(config: Config, *, engine: sa.Engine | None = None, options: Serv
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
+    # added last runs first: the access log, then the body limit, then the key check, then routing
+    app.add_middleware(ApiKeyGate, ctx=ctx)
+    app.add_middleware(BodyLimit, api_max_bytes=ctx.options.max_body_bytes)
+
     @app.middleware("http")
     async def access_log(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        logger.info("%s %s %s %.0fms", request.method, _safe_path(request.url.path), response.status_code,
+        logger.info("%s %s %s %.0fms", request.method, log_path(request.scope["path"]), response.status_code,
                     (time.perf_counter() - started) * 1000)
         return response
 

@@ -10,13 +10,16 @@ import secrets
 import time
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..apikeys import verify_key
 from .context import ServiceContext, get_context
 
-__all__ = ["require_api_key", "require_viewer", "LoginRequired", "make_session", "read_session", "check_login",
-           "SESSION_COOKIE"]
+__all__ = ["require_api_key", "ApiKeyGate", "require_viewer", "LoginRequired", "make_session", "read_session",
+           "check_login", "SESSION_COOKIE"]
 
 SESSION_COOKIE = "followup_session"
 SESSION_SECONDS = 12 * 3600
@@ -44,15 +47,35 @@ def _key_name(ctx: ServiceContext, key: str | None) -> str | None:
 _bearer_scheme = HTTPBearer(auto_error=False, description="an API key from `followup apikey create NAME`")
 
 
+NO_KEY = ("a valid API key is required: send `Authorization: Bearer KEY` "
+          "(create one with `followup apikey create NAME`)")
+
+
 def require_api_key(request: Request, ctx: ServiceContext = Depends(get_context),
                     _creds: HTTPAuthorizationCredentials | None = Depends(_bearer_scheme)) -> str:
-    """Dependency: the name of the caller's valid API key, else 401 (before anything is read or written)."""
+    """Dependency: the name of the caller's valid API key, else 401 (before anything is written)."""
     name = _key_name(ctx, _bearer(request))
     if name is None:
-        raise HTTPException(401, "a valid API key is required: send `Authorization: Bearer KEY` "
-                                 "(create one with `followup apikey create NAME`)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, NO_KEY, headers={"WWW-Authenticate": "Bearer"})
     return name
+
+
+class ApiKeyGate:
+    """Pure ASGI middleware: a request under ``/api/v1/`` without a valid key is answered 401 before its body
+    is read or parsed (FastAPI parses a route's body before it runs the route's dependencies)."""
+
+    def __init__(self, app: ASGIApp, ctx: ServiceContext) -> None:
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/v1/"):
+            key = _bearer(Request(scope))
+            if await run_in_threadpool(_key_name, self.ctx, key) is None:
+                answer = JSONResponse({"error": NO_KEY, "errors": []}, status_code=401,
+                                      headers={"WWW-Authenticate": "Bearer"})
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def make_session(secret: str, who: str, now: float | None = None) -> str:

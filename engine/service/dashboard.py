@@ -140,12 +140,18 @@ def contact_search(key: str = Query("", max_length=320)) -> RedirectResponse:
                             status_code=303)
 
 
+def _is_row_id(key: str) -> bool:
+    """Whether ``key`` can be a contact's id: ASCII digits only (``str.isdigit`` also takes ``²`` and ``٣``)
+    that fit the database's 64-bit integer."""
+    return key.isascii() and key.isdigit() and len(key) <= 19 and int(key) < 2**63
+
+
 @router.get("/dashboard/contacts/{key}", response_class=HTMLResponse)
 def contact_page(key: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
     """One contact: enrollments, messages with reasons, and the whole timeline."""
     with ctx.engine.connect() as conn:
         found = find_contact(conn, key, ctx.config.settings.default_region)
-        if found is None and key.isdigit():
+        if found is None and _is_row_id(key):
             from ..models import Contact
 
             table = Contact.__table__

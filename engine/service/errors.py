@@ -12,12 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from ..errors import InputError
 from ..text import mask_address
 from .auth import LoginRequired
+from .limits import too_large
 
-__all__ = ["ApiError", "install_handlers", "field_path"]
+__all__ = ["ApiError", "install_handlers", "field_path", "log_path"]
 
 logger = logging.getLogger("followup.service")
 
@@ -69,7 +71,9 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse(_body(str(exc), []), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # a body counted past its limit as it arrived (see .limits)
+            return too_large(request.scope.get(MAX_BODY_SIZE_SCOPE_KEY, 0))
         return JSONResponse({"error": str(exc.detail), "errors": []}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
@@ -79,7 +83,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unexpected error on %s %s: %s", request.method, _safe_path(request.url.path),
+        logger.error("unexpected error on %s %s: %s", request.method, log_path(request.scope["path"]),
                      type(exc).__name__, exc_info=exc)
         return JSONResponse({"error": "internal error", "errors": []}, status_code=500)
 
@@ -95,8 +99,13 @@ def _one_branch(errors: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]
     return chosen or errors
 
 
-def _safe_path(path: str) -> str:
-    """A path fit for logs: unsubscribe tokens cut, phones and emails (contact keys) masked."""
-    from urllib.parse import unquote
+def log_path(path: str) -> str:
+    """A request path (already percent-decoded once, by the server) fit for one log line.
 
-    return "/u/…" if path.startswith("/u/") else mask_address(unquote(path))
+    Unsubscribe tokens are cut and phones and emails (contact keys) masked; then every backslash and every
+    character that is not printable (newlines, terminal escapes, bidi controls) is written as its Python
+    escape (``\\n``, ``\\x1b``, ``\\u202e``), so a path can neither forge a log line nor drive a terminal.
+    """
+    if path.startswith("/u/"):
+        return "/u/…"
+    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in mask_address(path))

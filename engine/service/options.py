@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..config import Config
+from .limits import API_MAX_BYTES
 
 __all__ = ["ServiceOptions", "service_options"]
 
@@ -18,15 +19,17 @@ class ServiceOptions:
     ``public_url``: the URL providers call us at (e.g. ``https://hooks.shop.example``); Twilio signs
     the full public URL. ``trusted_proxies``: the networks whose X-Forwarded-Proto/Host are believed
     when ``public_url`` is unset (see :mod:`engine.service.webhooks`).
+    ``max_body_bytes``: the largest request body the API takes (webhooks and forms have fixed limits).
     """
 
     dashboard_password: str | None
     public_url: str | None
     session_secret: str
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_body_bytes: int = API_MAX_BYTES
 
     def __repr__(self) -> str:  # never print secrets
-        return f"ServiceOptions(public_url={self.public_url!r}, dashboard_password={'set' if self.dashboard_password else 'unset'})"
+        return f"ServiceOptions(public_url={self.public_url!r}, max_body_bytes={self.max_body_bytes}, dashboard_password={'set' if self.dashboard_password else 'unset'})"
 
 
 def service_options(config: Config) -> ServiceOptions:
@@ -40,4 +43,5 @@ def service_options(config: Config) -> ServiceOptions:
     # sessions signed with the settings' secret survive restarts; without one they last one process
     secret = config.settings.secret_key or secrets.token_hex(32)
     proxies = tuple(ipaddress.ip_network(str(p), strict=False) for p in raw.get("trusted_proxies") or ())
-    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, "session:" + secret, proxies)
+    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, "session:" + secret,
+                          trusted_proxies=proxies, max_body_bytes=raw.get("max_body_bytes") or API_MAX_BYTES)
