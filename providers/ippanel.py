@@ -4,13 +4,19 @@ Envelope ``{"data": .., "meta": {"status": bool, "message", "message_code", "err
 Only two error codes are documented ("400-1" credentials on HTTP 401, "400-2" validation
 on HTTP 422); a full list is UNVERIFIED, so other failures map by HTTP status. Whether the
 server wants ``Authorization: <key>`` or ``Bearer <key>`` is UNVERIFIED: ``auth_scheme``.
+
+Inbound SMS: ``POST /api/report/messages-inbox`` with ``{"page", "per_page", "filters": {"from_id"}}``
+→ ``data[]`` of ``{messages_inbox_id, from, number, message, type, time, seen}``, newest first,
+``meta.last_page`` for paging (``ippanelcom/Edge-Document`` ``docs/report/inbox-report.md``).
+``from_id`` asks for the messages after that id; the adapter keeps the highest id it has seen,
+and starts (and restarts) with the newest page: the id makes a message read twice count once.
 """
 from __future__ import annotations
 
-from .base import DeliveryState, SendResult
+from .base import DeliveryState, InboundMessage, SendResult
 from .errors import PermanentContentError, ProviderBlockedError, ProviderConfigError
 from .http import HttpCall
-from .iran import IranianPanel, as_float, national
+from .iran import IranianPanel, as_float, as_int, as_text, e164, from_unix, national
 
 __all__ = ["IPPanelProvider"]
 
@@ -21,6 +27,7 @@ P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVE
 #: ``message_status`` → delivery state; 4 is the telecom blacklist
 STATES = {0: P, 1: P, 2: D, 3: U, 4: U}
 AUTH_SCHEMES = ("raw", "bearer")
+INBOX_PAGE, INBOX_PAGES = 100, 10
 
 
 class IPPanelProvider(IranianPanel):
@@ -30,6 +37,8 @@ class IPPanelProvider(IranianPanel):
     errors = ERRORS
     states = STATES
     blocked_states = frozenset({4})
+    #: the highest inbox id read so far (``from_id`` of the next inbox call)
+    _inbox_last_id: int | None = None
 
     def validate_settings(self):
         super().validate_settings()
@@ -88,6 +97,24 @@ class IPPanelProvider(IranianPanel):
             else:
                 reports.append(self.report(pid, 0, reason="no recipient report yet"))
         return reports
+
+    def inbound(self):
+        """Messages to any line of the account since the last one seen (the newest page on the first call)."""
+        found: list[InboundMessage] = []
+        last = self._inbox_last_id
+        for page in range(1, INBOX_PAGES + 1):
+            body = {"page": page, "per_page": INBOX_PAGE, **({"filters": {"from_id": last}} if last else {})}
+            response = self.request(self.call("POST", "api/report/messages-inbox", json=body))
+            rows = self.payload(response, sends=False) or []
+            found += [InboundMessage(sender=e164(r.get("from")), text=str(r.get("message") or ""),
+                                     at=from_unix(r.get("time")), provider_message_id=as_text(r.get("messages_inbox_id")))
+                      for r in rows if isinstance(r, dict)]
+            meta = response.json().get("meta") or {}
+            if last is None or not rows or page >= (as_int(meta.get("last_page")) or page):
+                break
+        ids = [as_int(m.provider_message_id) for m in found]
+        self._inbox_last_id = max([i for i in ids if i is not None] + [last or 0]) or None
+        return found
 
     def credit(self):
         data = self.fetch(self.call("GET", "api/payment/credit/mine")) or {}
