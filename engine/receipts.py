@@ -16,6 +16,7 @@ from .addresses import normalize_phone
 from .clock import now
 from .config import Config
 from .events import record_event
+from .installation import message_id_of, reference_prefix
 from .journal import Change, apply
 from .models import Contact, Message
 from .text import ascii_digits
@@ -49,15 +50,19 @@ def classify_reply(text: str) -> str:
 
 
 def _find(conn: sa.Connection, provider: str, reports: list[DeliveryReport]) -> dict:
+    """The messages reports speak of: ``("p", provider id)`` and ``("o", our client reference)`` → row."""
     pids = [r.provider_message_id for r in reports if r.provider_message_id]
-    ours = [int(r.message_id) for r in reports if r.message_id and str(r.message_id).isdigit()]
+    refs = [r.message_id for r in reports if r.message_id]
     found = {}
     if pids:
         for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids))).mappings():
             found[("p", row["provider_message_id"])] = dict(row)
-    if ours:
-        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(ours))).mappings():
-            found[("o", str(row["id"]))] = dict(row)
+    if refs:
+        prefix = reference_prefix(conn)
+        ours = {ref: i for ref in refs if (i := message_id_of(prefix, ref)) is not None}
+        rows = {r["id"]: dict(r) for r in
+                conn.execute(sa.select(messages).where(messages.c.id.in_(set(ours.values())))).mappings()}
+        found.update({("o", ref): rows[i] for ref, i in ours.items() if i in rows})
     return found
 
 
