@@ -21,7 +21,7 @@ from .journal import Change, apply
 from .models import Contact, Message
 from .text import ascii_digits
 
-__all__ = ["apply_reports", "apply_inbound", "POLL_SCHEDULE", "classify_reply", "next_poll"]
+__all__ = ["apply_reports", "apply_inbound", "apply_pushed", "POLL_SCHEDULE", "classify_reply", "next_poll"]
 
 messages = Message.__table__
 contacts = Contact.__table__
@@ -108,3 +108,12 @@ def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbou
                               idempotency_key=key, source=provider_name)
         applied += int(result.recorded)
     return applied
+
+
+def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
+                 items: list[DeliveryReport | InboundMessage]) -> int:
+    """Apply what a provider pushed (reports and inbound messages, mixed); return how many changed something."""
+    reports = [i for i in items if isinstance(i, DeliveryReport)]
+    inbound = [i for i in items if isinstance(i, InboundMessage)]
+    return ((apply_reports(conn, config, provider_name, reports) if reports else 0)
+            + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0))

@@ -85,7 +85,12 @@ def install_handlers(app: FastAPI) -> None:
 
 
 def _safe_path(path: str) -> str:
-    """A path fit for logs: unsubscribe tokens cut, phones and emails (contact keys) masked."""
+    """A path fit for logs: unsubscribe tokens and callback secrets cut, phones and emails (contact keys) masked."""
     from urllib.parse import unquote
 
-    return "/u/…" if path.startswith("/u/") else mask_address(unquote(path))
+    if path.startswith("/u/"):
+        return "/u/…"
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "webhooks":  # /webhooks/{provider}/{secret}
+        path = "/".join(parts[:3]) + "/…"
+    return mask_address(unquote(path))
