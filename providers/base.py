@@ -130,8 +130,8 @@ class Provider:
     optional: ClassVar[tuple[str, ...]] = ()
     #: True where :meth:`lookup` can find a message by our own id (safe reconciliation)
     supports_lookup: ClassVar[bool] = False
-    #: what the provider can push to an unsigned callback URL guarded by ``callback_secret``:
-    #: "receipts" and/or "inbound" (see :meth:`parse_callback`)
+    #: what the provider can push to us: "receipts" and/or "inbound". A provider with ``callback_secret``
+    #: among its settings pushes unsigned (:meth:`parse_callback`), any other signs (:meth:`verify_webhook`)
     pushes: ClassVar[frozenset[str]] = frozenset()
 
     COMMON: ClassVar[tuple[str, ...]] = ("name", "type", "rate", "timeout", "price_per_segment")
