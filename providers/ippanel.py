@@ -8,8 +8,10 @@ server wants ``Authorization: <key>`` or ``Bearer <key>`` is UNVERIFIED: ``auth_
 Inbound SMS: ``POST /api/report/messages-inbox`` with ``{"page", "per_page", "filters": {"from_id"}}``
 → ``data[]`` of ``{messages_inbox_id, from, number, message, type, time, seen}``, newest first,
 ``meta.last_page`` for paging (``ippanelcom/Edge-Document`` ``docs/report/inbox-report.md``).
-``from_id`` asks for the messages after that id; the adapter keeps the highest id it has seen,
-and starts (and restarts) with the newest page: the id makes a message read twice count once.
+The report covers every line of the account: only messages to our ``sender`` line (``number``) are kept,
+as the other panels' inbox calls filter by line. ``from_id`` asks for the messages after that id; the
+adapter keeps the highest id it has seen, and starts (and restarts) with the newest page: the id makes a
+message read twice count once.
 """
 from __future__ import annotations
 
@@ -99,21 +101,24 @@ class IPPanelProvider(IranianPanel):
         return reports
 
     def inbound(self):
-        """Messages to any line of the account since the last one seen (the newest page on the first call)."""
+        """Messages to our line since the last one seen (the newest page on the first call)."""
         found: list[InboundMessage] = []
         last = self._inbox_last_id
+        newest = last or 0
         for page in range(1, INBOX_PAGES + 1):
             body = {"page": page, "per_page": INBOX_PAGE, **({"filters": {"from_id": last}} if last else {})}
             response = self.request(self.call("POST", "api/report/messages-inbox", json=body))
             rows = self.payload(response, sends=False) or []
+            rows = [r for r in rows if isinstance(r, dict)]
+            seen = [as_int(r.get("messages_inbox_id")) for r in rows]
+            newest = max([i for i in seen if i is not None] + [newest])
             found += [InboundMessage(sender=e164(r.get("from")), text=str(r.get("message") or ""),
                                      at=from_unix(r.get("time")), provider_message_id=as_text(r.get("messages_inbox_id")))
-                      for r in rows if isinstance(r, dict)]
+                      for r in rows if r.get("number") == self.from_number]
             meta = response.json().get("meta") or {}
             if last is None or not rows or page >= (as_int(meta.get("last_page")) or page):
                 break
-        ids = [as_int(m.provider_message_id) for m in found]
-        self._inbox_last_id = max([i for i in ids if i is not None] + [last or 0]) or None
+        self._inbox_last_id = newest or None
         return found
 
     def credit(self):

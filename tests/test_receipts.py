@@ -113,25 +113,26 @@ def test_only_one_worker_polls_per_cluster(make_world, frozen):
     assert cluster_lease(world.engine, "poller", "w2", 120)
 
 
-#: panel → (its inbox route, the fixture served there): each fixture's first message is an opt-out from SARA
+#: panel → (its inbox route, the fixture served there, our line): each fixture's first message is an opt-out
+#: from SARA to that line
 PANEL_INBOXES = {
-    "ghasedak": ("/GetReceivedSmses", "received_smses.json"),
-    "ippanel": ("/api/report/messages-inbox", "messages_inbox.json"),
-    "melipayamak": ("/receive/messages/", "receive_messages.json"),
-    "kavenegar": ("/sms/receive.json", "receive.json"),
-    "smsir": ("/receive/latest", "receive_latest.json"),
+    "ghasedak": ("/GetReceivedSmses", "received_smses.json", "210002100"),
+    "ippanel": ("/api/report/messages-inbox", "messages_inbox.json", "+983000505"),
+    "melipayamak": ("/receive/messages/", "receive_messages.json", "50004001"),
+    "kavenegar": ("/sms/receive.json", "receive.json", "30002225"),
+    "smsir": ("/receive/latest", "receive_latest.json", "30007732000000"),
 }
 
 
 @pytest.mark.parametrize("panel", sorted(PANEL_INBOXES))
 def test_an_opt_out_to_any_panels_line_unsubscribes(make_world, frozen, panel):
-    route, fixture = PANEL_INBOXES[panel]
+    route, fixture, line = PANEL_INBOXES[panel]
     body = load_payload(panel, fixture)
     world = make_world([winter_sequence()])
     (sara,) = world.add_contacts(SARA)
     with FakeHttpServer(lambda req: Reply(200, body) if route in req.path else Reply(404, "no route")) as server:
         provider = create_provider({"name": f"{panel}-line", "type": panel, "api_key": "k" * 32,
-                                    "sender": "30005006", "base_url": server.url})
+                                    "sender": line, "base_url": server.url})
         panel_poller = Poller(world.config, world.engine, {"sms": [provider]}, "w1")
         assert panel_poller.poll()["inbound"] >= 1
         panel_poller.poll()  # read again: changes nothing
