@@ -6,6 +6,7 @@ import sys
 import click
 import sqlalchemy as sa
 
+from providers.base import Provider, mask_secret
 from providers.errors import ProviderError
 from providers.ratelimit import parse_rate
 
@@ -41,13 +42,41 @@ def providers(ctx: click.Context) -> None:
     out.print(table)
 
 
+def _mode(provider: Provider, what: str, polls: bool, push_ready: bool) -> str:
+    """``poll``, ``push``, ``poll + push`` or ``none`` for ``what`` (receipts / inbound)."""
+    pushes = what in provider.pushes and push_ready
+    mode = " + ".join(m for m, on in (("poll", polls), ("push", pushes)) if on) or "none"
+    if what in provider.pushes and not push_ready:
+        mode += " (push: set callback_secret)"
+    return mode
+
+
+def delivery_setup(provider: Provider, public_url: str | None) -> str:
+    """How receipts and inbound SMS reach us from ``provider``, and the URL to give its panel (secret masked)."""
+    kind = type(provider)
+    unsigned = "callback_secret" in provider.optional
+    secret = str(provider.settings.get("callback_secret") or "")
+    ready = bool(secret) or not unsigned
+    parts = [f"receipts: {_mode(provider, 'receipts', kind.delivery_status is not Provider.delivery_status, ready)}"]
+    if "sms" in provider.channels:
+        parts.append(f"inbound: {_mode(provider, 'inbound', kind.inbound is not Provider.inbound, ready)}")
+    if provider.pushes and ready:
+        base = public_url or "<public URL: set FOLLOWUP_PUBLIC_URL>"
+        path = f"/webhooks/{provider.name}" + (f"/{mask_secret(secret)}" if unsigned else "")
+        parts.append(f"callback URL: {base}{path}")
+    return "; ".join(parts)
+
+
 @providers.command("check")
 @click.pass_obj
 def providers_check(state) -> None:
-    """Ask each provider for its account state (credentials, credit) before the first send does."""
+    """Ask each provider for its account state (credentials, credit) before the first send does, and say
+    how its receipts and inbound SMS arrive (polled, pushed to which URL)."""
     from .console import out
+    from .service.options import service_options
     from .worker import build_providers
 
+    public_url = service_options(state.config).public_url
     bad = 0
     for channel, group in build_providers(state.config).items():
         for provider in group:
@@ -55,11 +84,13 @@ def providers_check(state) -> None:
                 result = provider.check()
             except (ProviderError, OSError) as err:
                 out.print(f"{provider.name} ({provider.type}, {channel}): [red]unreachable[/red]: {err}", markup=False)
+                out.print(f"  {delivery_setup(provider, public_url)}", markup=False)
                 bad += 1
                 continue
             credit = f", credit {grouped(result.credit)}" if result.credit is not None else ""
             mark = "ok" if result.ok else "PROBLEM"
             out.print(f"{provider.name} ({provider.type}, {channel}): {mark}: {result.detail}{credit}", markup=False)
+            out.print(f"  {delivery_setup(provider, public_url)}", markup=False)
             bad += 0 if result.ok else 1
             provider.close()
     if bad:

@@ -60,6 +60,7 @@ from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
 from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollment, Message, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
+from .installation import message_id_of, reference_prefix
 from .render import build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
@@ -166,6 +167,8 @@ class Dispatcher:
         self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
         with self._write() as conn:
             sync_catalog(conn, config)
+            #: what makes the client references of this database's messages its own
+            self.reference_prefix = reference_prefix(conn)
         config.renderer.preload({t.template for seq in config.sequences.values() for t in seq.touches})
 
     # -- the tick ---------------------------------------------------------------------
@@ -318,7 +321,8 @@ class Dispatcher:
                     ended.append((row, at))
                 continue
             touch = plan.touches[row["touch_index"]]
-            built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at)
+            built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
+                                  self.reference_prefix)
             if isinstance(built, str):  # a template error: this touch fails, the sequence goes on
                 first.append(Change(row, "failed", {"status": "failed", "reason": built, "next_attempt_at": None,
                                                     **release}, reason=built))
@@ -394,7 +398,7 @@ class Dispatcher:
         held = [lease_until]
         done = threading.Event()
         lease = timedelta(seconds=self.settings.worker.lease_seconds)
-        ids = [int(m.message_id) for m in outgoing]
+        ids = [message_id_of(self.reference_prefix, m.message_id) for m in outgoing]
 
         def renew() -> None:
             while not done.wait(lease.total_seconds() / 3):

@@ -266,3 +266,16 @@ class WebhookToken(SQLModel, table=True):
 
 
 __all__ += ["ApiKey", "WebhookToken"]
+
+
+class Installation(SQLModel, table=True):
+    """One row: what makes this database's client references its own (see :mod:`engine.installation`)."""
+
+    __tablename__ = "installation"
+
+    id: int = Field(primary_key=True)  # always 1
+    reference_prefix: int
+    created_at: datetime = _ts()
+
+
+__all__ += ["Installation"]

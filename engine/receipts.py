@@ -16,11 +16,13 @@ from .addresses import normalize_phone
 from .clock import now
 from .config import Config
 from .events import record_event
+from .installation import message_id_of, reference_prefix
 from .journal import Change, apply
 from .models import Contact, Message
 from .text import ascii_digits
 
-__all__ = ["apply_reports", "apply_inbound", "configured_channel", "POLL_SCHEDULE", "classify_reply", "next_poll"]
+__all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel", "POLL_SCHEDULE", "classify_reply",
+           "next_poll"]
 
 messages = Message.__table__
 contacts = Contact.__table__
@@ -57,17 +59,21 @@ def configured_channel(config: Config, provider_name: str) -> str | None:
 
 
 def _find(conn: sa.Connection, provider: str, channel: str, reports: list[DeliveryReport]) -> dict:
-    """The messages the reports name, by the provider's id or ours, among those ``provider`` sent on ``channel``."""
+    """The messages the reports name, among those ``provider`` sent on ``channel``:
+    ``("p", provider id)`` and ``("o", our client reference)`` → row."""
     pids = [r.provider_message_id for r in reports if r.provider_message_id]
-    ours = [int(r.message_id) for r in reports if r.message_id and str(r.message_id).isdigit()]
+    refs = [r.message_id for r in reports if r.message_id]
     sent_by = sa.and_(messages.c.provider == provider, messages.c.channel == channel)
     found = {}
     if pids:
         for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids), sent_by)).mappings():
             found[("p", row["provider_message_id"])] = dict(row)
-    if ours:
-        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(ours), sent_by)).mappings():
-            found[("o", str(row["id"]))] = dict(row)
+    if refs:
+        prefix = reference_prefix(conn)
+        ours = {ref: i for ref in refs if (i := message_id_of(prefix, ref)) is not None}
+        rows = {r["id"]: dict(r) for r in
+                conn.execute(sa.select(messages).where(messages.c.id.in_(set(ours.values())), sent_by)).mappings()}
+        found.update({("o", ref): rows[i] for ref, i in ours.items() if i in rows})
     return found
 
 
@@ -132,3 +138,12 @@ def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbou
                               idempotency_key=key, source=provider_name)
         applied += int(result.recorded)
     return applied
+
+
+def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
+                 items: list[DeliveryReport | InboundMessage]) -> int:
+    """Apply what a provider pushed (reports and inbound messages, mixed); return how many changed something."""
+    reports = [i for i in items if isinstance(i, DeliveryReport)]
+    inbound = [i for i in items if isinstance(i, InboundMessage)]
+    return ((apply_reports(conn, config, provider_name, reports) if reports else 0)
+            + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0))

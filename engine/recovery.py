@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from .clock import now
 from .db import is_sqlite
+from .installation import client_reference
 from .journal import Change, apply
 from .models import LEASE_RELEASED, Message, status_is
 
@@ -76,7 +77,8 @@ def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, eve
             changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at, **LEASE_RELEASED},
                                   reason=reason))
             continue
-        found, provider, pmid = dispatcher.sender.lookup_anywhere(row["channel"], str(row["id"]))
+        found, provider, pmid = dispatcher.sender.lookup_anywhere(row["channel"],
+                                                                 client_reference(dispatcher.reference_prefix, row["id"]))
         release = LEASE_RELEASED
         if found:
             reason = f"{dead} died after the provider accepted it; found at {provider} by our id"

@@ -10,6 +10,7 @@ from providers.base import OutgoingMessage
 
 from .clock import to_utc
 from .config import Config
+from .installation import client_reference
 from .sms import sms_info, with_footer
 from .templates import ContactView, OfferView, RenderError, SequenceView, TouchView
 from .tokens import make_token
@@ -56,8 +57,10 @@ def _views(sequence: str, description: str | None, touch: str, channel: str, ind
 
 
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
-                  tz: ZoneInfo, at: datetime) -> OutgoingMessage | str:
-    """The message to send, or a string saying why the template failed."""
+                  tz: ZoneInfo, at: datetime, reference_prefix: int) -> OutgoingMessage | str:
+    """The message to send, or a string saying why the template failed.
+
+    Its ``message_id`` is the client reference of the row (:mod:`engine.installation`)."""
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
                            **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
@@ -68,12 +71,12 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     if touch.channel == "sms":
         text = with_footer(rendered.text, config.settings.footer(contact.get("locale")))
         info = sms_info(text)
-        return OutgoingMessage(str(row["id"]), "sms", contact["phone"], text,
+        return OutgoingMessage(client_reference(reference_prefix, row["id"]), "sms", contact["phone"], text,
                                metadata={"segments": info.segments, "encoding": info.encoding})
     headers = {}
     url = ctx["unsubscribe_url"]
     if url:
         headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-    return OutgoingMessage(str(row["id"]), "email", contact["email"], rendered.text, subject=rendered.subject,
+    return OutgoingMessage(client_reference(reference_prefix, row["id"]), "email", contact["email"], rendered.text, subject=rendered.subject,
                            html=rendered.html, headers=headers,
                            metadata={"unsubscribe_url": url} if url else {})

@@ -28,7 +28,9 @@ __all__ = [
 ]
 
 SECRET_KEYS = frozenset({"api_key", "password", "auth_token", "token", "secret", "signing_key", "webhook_key",
-                         "webhook_signing_key"})
+                         "webhook_signing_key", "callback_secret"})
+#: the shortest ``callback_secret`` accepted: it is the only thing guarding an unsigned callback URL
+MIN_CALLBACK_SECRET = 16
 
 
 class Channel(str, enum.Enum):
@@ -137,6 +139,9 @@ class Provider:
     optional: ClassVar[tuple[str, ...]] = ()
     #: True where :meth:`lookup` can find a message by our own id (safe reconciliation)
     supports_lookup: ClassVar[bool] = False
+    #: what the provider can push to us: "receipts" and/or "inbound". A provider with ``callback_secret``
+    #: among its settings pushes unsigned (:meth:`parse_callback`), any other signs (:meth:`verify_webhook`)
+    pushes: ClassVar[frozenset[str]] = frozenset()
 
     COMMON: ClassVar[tuple[str, ...]] = ("name", "type", "rate", "timeout", "price_per_segment")
 
@@ -158,6 +163,10 @@ class Provider:
                 raise ProviderConfigError(
                     key, f"is not a setting of a {self.type!r} provider (known: {', '.join(sorted(allowed))})"
                 )
+        secret = self.settings.get("callback_secret")
+        if secret is not None and len(str(secret)) < MIN_CALLBACK_SECRET:
+            raise ProviderConfigError("callback_secret", f"must be at least {MIN_CALLBACK_SECRET} characters; make one "
+                                      "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
     @property
     def timeout(self) -> float:
@@ -204,6 +213,11 @@ class Provider:
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport | InboundMessage]:
         """Turn a verified webhook body into delivery reports and inbound messages."""
         raise NotImplementedError(f"{self.type} does not push webhooks")
+
+    def parse_callback(self, fields: Mapping[str, str]) -> list[DeliveryReport | InboundMessage]:
+        """Turn the fields of a pushed callback (query string and form, merged) into reports and inbound
+        messages. The panels sign nothing: the caller has already checked the URL's ``callback_secret``."""
+        raise NotImplementedError(f"{self.type} pushes no callbacks")
 
     def close(self) -> None:
         """Release connections. Called once when the worker stops."""

@@ -13,10 +13,15 @@ Delivery states follow Ghasedak's own Python SDK, the ``SendStatus`` enum in
 not the third-party docs' 0-8 table. The ``statusCode`` table comes from a third-party map (the
 official list is UNVERIFIED); we read the envelope on any HTTP status (UNVERIFIED which status
 errors use).
+
+Inbound SMS: ``GET GetReceivedSmses?lineNumber=&isRead=false`` → ``data.items[]`` of
+``{id, message, sender, lineNumber, receiveDate}`` (official ``ghasedakapi/ghasedaksms-php``
+``src/Constants.php`` and ``ReceivedSmsItemDTO.php``; parameter spelling and the example reply
+from the gateway docs' spec, ``negar8223/ghasedak-doc`` ``src/data/latest100ApiSpec.ts``).
 """
 from __future__ import annotations
 
-from .base import DeliveryState, LookupResult, SendResult
+from .base import DeliveryState, InboundMessage, LookupResult, SendResult
 from .errors import (
     AmbiguousSendError,
     PermanentContentError as Content,
@@ -25,7 +30,7 @@ from .errors import (
     TransientError,
 )
 from .http import HttpCall
-from .iran import IranianPanel, as_float, as_int, as_text, chunks, national
+from .iran import IranianPanel, as_float, as_int, as_text, chunks, e164, from_iso, national
 
 __all__ = ["GhasedakProvider"]
 
@@ -134,6 +139,15 @@ class GhasedakProvider(IranianPanel):
                 reports.append(self.report(row.get("messageId"), row.get("status"),
                                            message_id=as_text(row.get("clientReferenceId"))))
         return reports
+
+    def inbound(self):
+        # unread messages of our line; the id makes a message read twice count once
+        data = self.fetch(self.call("GET", "GetReceivedSmses",
+                                    params={"lineNumber": self.sender, "isRead": "false"})) or {}
+        items = data.get("items") if isinstance(data, dict) else None
+        return [InboundMessage(sender=e164(i.get("sender")), text=str(i.get("message") or ""),
+                               at=from_iso(i.get("receiveDate")), provider_message_id=as_text(i.get("id")))
+                for i in items or [] if isinstance(i, dict)]
 
     def credit(self):
         # GetAccountInformation: the official SDK calls it; the field name ``credit`` is UNVERIFIED

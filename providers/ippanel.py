@@ -16,13 +16,21 @@ Idempotency: none. IPPanel takes no key of ours, and its outbox report lists bul
 time but not by recipient, so it cannot tell our message from another with the same text. A
 send answered with a server error or cut off after the request went out is recorded ``unknown``,
 never resent.
+
+Inbound SMS: ``POST /api/report/messages-inbox`` with ``{"page", "per_page", "filters": {"from_id"}}``
+→ ``data[]`` of ``{messages_inbox_id, from, number, message, type, time, seen}``, newest first,
+``meta.last_page`` for paging (``ippanelcom/Edge-Document`` ``docs/report/inbox-report.md``).
+The report covers every line of the account: only messages to our ``sender`` line (``number``) are kept,
+as the other panels' inbox calls filter by line. ``from_id`` asks for the messages after that id; the
+adapter keeps the highest id it has seen, and starts (and restarts) with the newest page: the id makes a
+message read twice count once.
 """
 from __future__ import annotations
 
-from .base import DeliveryState, SendResult
+from .base import DeliveryState, InboundMessage, SendResult
 from .errors import PermanentContentError, ProviderBlockedError, ProviderConfigError
 from .http import HttpCall
-from .iran import IranianPanel, as_float, national
+from .iran import IranianPanel, as_float, as_int, as_text, e164, from_unix, national
 
 __all__ = ["IPPanelProvider"]
 
@@ -35,6 +43,7 @@ P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVE
 #: ``message_status`` → delivery state; 4 is the telecom blacklist
 STATES = {0: P, 1: P, 2: D, 3: U, 4: U}
 AUTH_SCHEMES = ("raw", "bearer")
+INBOX_PAGE, INBOX_PAGES = 100, 10
 
 
 class IPPanelProvider(IranianPanel):
@@ -45,6 +54,8 @@ class IPPanelProvider(IranianPanel):
     errors = ERRORS
     states = STATES
     blocked_states = frozenset({4})
+    #: the highest inbox id read so far (``from_id`` of the next inbox call)
+    _inbox_last_id: int | None = None
 
     def validate_settings(self):
         super().validate_settings()
@@ -105,6 +116,27 @@ class IPPanelProvider(IranianPanel):
         if rows:
             return self.report(pid, rows[0].get("message_status"))
         return self.report(pid, 0, reason="no recipient report yet")
+
+    def inbound(self):
+        """Messages to our line since the last one seen (the newest page on the first call)."""
+        found: list[InboundMessage] = []
+        last = self._inbox_last_id
+        newest = last or 0
+        for page in range(1, INBOX_PAGES + 1):
+            body = {"page": page, "per_page": INBOX_PAGE, **({"filters": {"from_id": last}} if last else {})}
+            response = self.request(self.call("POST", "api/report/messages-inbox", json=body))
+            rows = self.payload(response, sends=False) or []
+            rows = [r for r in rows if isinstance(r, dict)]
+            seen = [as_int(r.get("messages_inbox_id")) for r in rows]
+            newest = max([i for i in seen if i is not None] + [newest])
+            found += [InboundMessage(sender=e164(r.get("from")), text=str(r.get("message") or ""),
+                                     at=from_unix(r.get("time")), provider_message_id=as_text(r.get("messages_inbox_id")))
+                      for r in rows if r.get("number") == self.from_number]
+            meta = response.json().get("meta") or {}
+            if last is None or not rows or page >= (as_int(meta.get("last_page")) or page):
+                break
+        self._inbox_last_id = newest or None
+        return found
 
     def credit(self):
         data = self.fetch(self.call("GET", "api/payment/credit/mine")) or {}

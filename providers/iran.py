@@ -10,6 +10,7 @@ import re
 from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Iterator, Mapping, NoReturn
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 import requests
@@ -26,7 +27,7 @@ from .errors import (
 )
 from .http import HttpCall, HttpProvider, parse_retry_after
 
-__all__ = ["IranianPanel", "national", "e164", "from_unix", "as_int", "as_float", "as_text", "chunks"]
+__all__ = ["IranianPanel", "national", "e164", "from_unix", "from_iso", "as_int", "as_float", "as_text", "chunks"]
 
 _NATIONAL_MOBILE = re.compile(r"^9\d{9}$")
 _E164_MOBILE = re.compile(r"\+989\d{9}")  # the form contacts are stored in
@@ -76,6 +77,18 @@ def from_unix(value: Any) -> datetime | None:
         return datetime.fromtimestamp(float(value), tz=timezone.utc) if value not in (None, "", 0) else None
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+
+
+def from_iso(value: Any) -> datetime | None:
+    """An ISO 8601 time as an aware datetime; one without an offset is Tehran time (the panels' clock)."""
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=TEHRAN)
 
 
 def as_int(value: Any) -> int | None:

@@ -2,8 +2,15 @@
 
 The key is a path segment, so every text that carries a URL goes through ``self.mask``.
 The JSON body is the authority on any HTTP status (``return.status``); its 429 is an IP
-restriction, not a rate limit, and 451 is the rate limit. We send ``localid`` = our message
-id, so :meth:`lookup` can find a message after an ambiguous send.
+restriction, not a rate limit, and 451 is the rate limit. We send ``localid`` = our client
+reference (a number, unique to the database), so :meth:`lookup` can find a message after an ambiguous send.
+
+Push callbacks (set both URLs in the panel to ``/webhooks/{name}/{callback_secret}``; polling stays as the
+fallback). The "Status Callback URL" gets ``messageid`` and ``status`` (the ``entries[].status`` codes
+below) for each state change; "Receive via Callback URL" gets ``messageid``, ``from``, ``to`` and
+``message`` for each SMS to the line (Kavenegar REST docs, the notes under Status and Receive, as the
+provider audit read them). Whether they arrive as a form body or a query string is UNVERIFIED: both are
+read. An inbound message pushed and then polled (``sms/receive``) has the same ``messageid``, so it counts once.
 """
 from __future__ import annotations
 
@@ -45,6 +52,8 @@ class KavenegarProvider(IranianPanel):
     type = "kavenegar"
     default_base_url = "https://api.kavenegar.com/v1"
     supports_lookup = True
+    pushes = frozenset({"receipts", "inbound"})
+    optional = IranianPanel.optional + ("callback_secret",)
     errors = ERRORS
     states = STATES
     blocked_states = frozenset({14})
@@ -96,6 +105,14 @@ class KavenegarProvider(IranianPanel):
         return [InboundMessage(sender=e164(e.get("sender")), text=str(e.get("message") or ""),
                                at=from_unix(e.get("date")), provider_message_id=as_text(e.get("messageid")))
                 for e in entries]
+
+    def parse_callback(self, fields):
+        if fields.get("message") is not None and fields.get("from"):
+            return [InboundMessage(sender=e164(fields["from"]), text=str(fields["message"]),
+                                   provider_message_id=as_text(fields.get("messageid")))]
+        if fields.get("messageid") and as_int(fields.get("status")) is not None:
+            return [self.report(fields["messageid"], fields["status"])]
+        raise ValueError("neither a status (messageid, status) nor a received SMS (from, message)")
 
     def credit(self):
         entries = self.fetch(self.call("account/info"))

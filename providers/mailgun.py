@@ -53,6 +53,7 @@ class MailgunProvider(HttpProvider):
 
     type = "mailgun"
     channels = frozenset({"email"})
+    pushes = frozenset({"receipts"})  # signed webhooks
     required = ("api_key", "domain", "from")
     optional = ("region", "base_url", "webhook_signing_key", "webhook_key")
 

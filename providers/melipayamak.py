@@ -8,10 +8,19 @@ it with the legacy REST return values (providers.md §3B), which is also UNVERIF
 Idempotency: none. The console API takes no key of ours and has no list of recent sends to
 reconcile against, so a send answered with a server error (HTTP 5xx, or the legacy "system
 error" code) or cut off after the request went out is recorded ``unknown``, never resent.
+
+Inbound SMS: ``POST receive/messages/{token}`` with ``{"type": "in", "number": <line>, "index": 0,
+"count": 100}`` → ``{"messages": [..], "status"}`` (the console's own page for the method, and the
+third-party SDK ``HRashidi/melipayamak`` ``src/config.ts``/``src/types.ts``). The docs leave the message
+fields out; ``sender``, ``body`` and ``sendDate`` are what third-party clients read, and the id field
+(``msgID``, as in the legacy ``GetMessages``) is UNVERIFIED: without one, the sender, time and text
+make the id, so a message read again on the next poll counts once.
 """
 from __future__ import annotations
 
-from .base import DeliveryState, SendResult
+import hashlib
+
+from .base import DeliveryState, InboundMessage, SendResult
 from .errors import (
     PermanentContentError as Content,
     PermanentRecipientError,
@@ -20,7 +29,7 @@ from .errors import (
     TransientError,
 )
 from .http import HttpCall
-from .iran import IranianPanel, as_int, chunks, national
+from .iran import IranianPanel, as_int, as_text, chunks, e164, from_iso, national
 
 __all__ = ["MelipayamakProvider"]
 
@@ -86,9 +95,28 @@ class MelipayamakProvider(IranianPanel):
                 reports.append(self.report(pid, codes[i] if i < len(codes) else None, reason=text))
         return reports
 
+    def inbound(self):
+        body = self.fetch(self.call("POST", "receive/messages",
+                                    json={"type": "in", "number": self.sender, "index": 0, "count": 100}))
+        rows = body.get("messages")
+        if not isinstance(rows, list) and body.get("status"):  # ``status`` carries the error text
+            raise TransientError(self.mask(f"melipayamak inbox: {body['status']}"), provider=self.name)
+        return [InboundMessage(sender=e164(r.get("sender")), text=str(r.get("body") or ""),
+                               at=from_iso(r.get("sendDate")), provider_message_id=_inbound_id(r))
+                for r in rows or [] if isinstance(r, dict)]
+
     def credit(self):
         response = self.request(self.call("GET", "receive/credit"))
         body = self.payload(response, sends=False)
         if body.get("amount") is None:
             self.fail(response, None, body.get("status"))
         return float(body["amount"])
+
+
+def _inbound_id(row: dict) -> str:
+    """The panel's id of an inbound message, else a digest of who sent what when."""
+    given = as_text(row.get("msgID"))
+    if given:
+        return given
+    seen = "\x1f".join(str(row.get(k) or "") for k in ("sender", "sendDate", "body"))
+    return "h" + hashlib.sha256(seen.encode("utf-8")).hexdigest()[:24]

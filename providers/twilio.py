@@ -94,6 +94,7 @@ class TwilioProvider(HttpProvider):
 
     type = "twilio"
     channels = frozenset({"sms"})
+    pushes = frozenset({"receipts", "inbound"})  # signed webhooks: status callbacks and inbound SMS
     required = ("account_sid", "auth_token")
     optional = ("sender", "messaging_service_sid", "status_callback", "base_url", "default_region")
     default_base_url = "https://api.twilio.com"

@@ -15,6 +15,7 @@ from freezegun import freeze_time
 from engine.config import load_config
 from engine.contacts import ImportReport, parse_row, upsert_contacts
 from engine.db import make_engine, upgrade
+from engine.installation import client_reference
 from engine.dispatch import Dispatcher
 from engine.enrollment import enroll
 from engine.events import record_event
@@ -124,10 +125,14 @@ class World:
     def email(self):
         return self.providers["email"][0]
 
+    def reference(self, message_id: int) -> str:
+        """The client reference providers get for message ``message_id`` of this world's database."""
+        return client_reference(self.dispatcher.reference_prefix, message_id)
+
     def sent(self) -> list[tuple[str, str]]:
         """(touch, channel) of every message the providers accepted, in order."""
         with self.engine.connect() as conn:
-            touch_of = {str(r.id): r.touch for r in conn.execute(sa.select(Message.__table__.c.id, Message.__table__.c.touch))}
+            touch_of = {self.reference(r.id): r.touch for r in conn.execute(sa.select(Message.__table__.c.id, Message.__table__.c.touch))}
         out = [m for group in self.providers.values() for p in group for m in p.outbox]
         return [(touch_of[m.message_id], m.to) for m in out]
 

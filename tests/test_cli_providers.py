@@ -71,3 +71,28 @@ def test_list_shows_a_pause_and_resume_lifts_it(tmp_path, monkeypatch):
     assert "paused" not in next(l for l in after.stdout.splitlines() if " kavenegar " in l)
     unknown = run(world, "providers", "resume", "nope", key=GOOD)
     assert unknown.returncode == 2 and "no provider named 'nope'" in unknown.stderr
+
+
+def test_check_says_how_receipts_and_inbound_arrive_and_where_to_point_the_panel(tmp_path, monkeypatch):
+    secret = "cb-7Qd2mV9xK4pL8sT1wZ6yB3nR"
+    monkeypatch.setenv("KAVENEGAR_API_KEY", GOOD)
+    monkeypatch.setenv("KAVE_CALLBACK_SECRET", secret)
+    with FakeHttpServer(kavenegar) as server:
+        world = World(tmp_path, f"sqlite:///{tmp_path}/f.db", [simple_sequence("a")], settings={"providers": {
+            "sms": [{"name": "kave", "type": "kavenegar", "api_key": "${KAVENEGAR_API_KEY}", "sender": "10004346",
+                     "base_url": server.url + "/v1", "callback_secret": "${KAVE_CALLBACK_SECRET}"},
+                    {"name": "kave2", "type": "kavenegar", "api_key": "${KAVENEGAR_API_KEY}", "sender": "10004347",
+                     "base_url": server.url + "/v1"},
+                    {"name": "tw", "type": "twilio", "account_sid": "AC00000000000000000000000000000001",
+                     "auth_token": "twilio-token-123", "sender": "+14155552671", "base_url": "http://127.0.0.1:9"}],
+            "email": [{"name": "mail", "type": "console"}]}})
+        monkeypatch.setenv("FOLLOWUP_PUBLIC_URL", "https://hooks.shop.example")
+        result = run(world, "providers", "check", key=GOOD)
+    lines = result.stdout.splitlines()
+    setup = {lines[i].split(" ")[0]: lines[i + 1].strip() for i in range(len(lines) - 1) if lines[i + 1].startswith("  ")}
+    assert setup["kave"] == ("receipts: poll + push; inbound: poll + push; "
+                             "callback URL: https://hooks.shop.example/webhooks/kave/cb********nR")
+    assert setup["kave2"] == "receipts: poll (push: set callback_secret); inbound: poll (push: set callback_secret)"
+    assert setup["tw"] == "receipts: poll + push; inbound: push; callback URL: https://hooks.shop.example/webhooks/tw"
+    assert setup["mail"] == "receipts: none; inbound: none"  # the console provider
+    assert secret not in result.stdout + result.stderr

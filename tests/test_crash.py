@@ -1,7 +1,6 @@
 """A real worker process killed with SIGKILL mid-batch: nothing sent twice, nothing lost."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,15 +11,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import World, simple_sequence
+from .faults import outbox_ids
 
 FOLLOWUP = str(Path(sys.executable).parent / "followup")
 PHONES = [f"0912000000{i}" for i in range(5)]
-
-
-def outbox_ids(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["message_id"] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def start_worker(world: World, pause_at: str | None = None, marker: Path | None = None) -> subprocess.Popen:

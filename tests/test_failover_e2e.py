@@ -76,7 +76,7 @@ def test_credit_runs_out_mid_run_and_the_failover_sends_the_rest_once(tmp_path, 
     by_kave = {m["id"] for m in first if m["provider"] == "kavenegar"}
     by_smsir = {m["id"] for m in first if m["provider"] == "smsir"}
     assert len(by_kave) == 4 and len(by_smsir) == 8 and not by_kave & by_smsir
-    assert sorted(kave.accepted) == sorted(str(i) for i in by_kave)  # our id travelled as localid
+    assert sorted(kave.accepted) == sorted(world.reference(i) for i in by_kave)  # our reference travelled as localid
     assert len(smsir.received) == 8 and len({p for p, _ in smsir.received}) == 8  # nobody twice
     paused = world.log(event="provider_paused")
     assert paused and paused[0]["provider"] == "kavenegar"

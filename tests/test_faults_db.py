@@ -118,7 +118,7 @@ def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, monkeypatch,
         frozen.tick(timedelta(seconds=3))
         world.dispatcher.tick()
     assert {m["status"] for m in world.messages(touch="t0")} == {"sent"}
-    assert sorted(m.message_id for m in world.sms.outbox) == sorted(str(m["id"]) for m in t0)  # once each
+    assert sorted(m.message_id for m in world.sms.outbox) == sorted(world.reference(m["id"]) for m in t0)  # once each
 
 
 def test_sqlite_locked_by_another_process_the_worker_waits_and_loses_nothing(tmp_path):

@@ -46,10 +46,10 @@ def test_sigterm_mid_batch_finishes_in_flight_sends_and_exits_0(slow_panel_world
     left = statuses(world.engine)
     assert not left["claimed"] and not left["sending"], left
     t0 = world.messages(touch="t0")
-    sent = {str(m["id"]) for m in t0 if m["status"] == "sent"}
+    sent = {world.reference(m["id"]) for m in t0 if m["status"] == "sent"}
     assert sent and set(fake.accepted) == sent  # everything the panel took is recorded, nothing more
     assert len(sent) < 24, "the drain should stop before the whole backlog"
-    assert {m["status"] for m in t0 if str(m["id"]) not in sent} == {"scheduled"}
+    assert {m["status"] for m in t0 if world.reference(m["id"]) not in sent} == {"scheduled"}
 
     again = start_worker(world, once=True, log=tmp_path / "worker2.log")
     assert again.wait(timeout=120) == 0, Path(again.log_path).read_text()

@@ -44,7 +44,7 @@ def test_a_conversion_during_the_send_stops_every_later_touch(tmp_path, frozen, 
         world.dispatcher.tick()
         frozen.tick(timedelta(hours=1))
     assert converted and converted[0].ended == ["a"] and converted[0].cancelled == 2
-    assert [m.message_id for m in provider.outbox] == [str(world.messages(touch="t0")[0]["id"])]  # only the one in flight
+    assert [m.message_id for m in provider.outbox] == [world.reference(world.messages(touch="t0")[0]["id"])]  # only the one in flight
     assert [m["status"] for m in world.messages()] == ["sent", "cancelled", "cancelled"]
     assert world.enrollment(cid, "a")["status"] == "converted"
 
@@ -76,8 +76,8 @@ def test_a_sequence_edited_while_the_worker_runs(tmp_path, frozen, fault_db_url)
     assert all(timedelta(hours=1) <= g < timedelta(hours=2) for g in gaps_old), gaps_old
     assert all(g >= timedelta(hours=2) for g in gaps_new), gaps_new
     texts = {m.message_id: m.text for m in world.sms.outbox}
-    assert all("نسخه دو" in texts[str(m["id"])] for m in new)
-    assert not any("نسخه دو" in texts[str(m["id"])] for m in old)
+    assert all("نسخه دو" in texts[world.reference(m["id"])] for m in new)
+    assert not any("نسخه دو" in texts[world.reference(m["id"])] for m in old)
 
 
 def _enroll_twice_at_once(world: World, cid: int) -> tuple[list, list]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timezone
 
 import pytest
 
@@ -179,3 +180,23 @@ def test_check(server):
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(TransientError):
         make(url).check()
+
+
+def test_inbound_reads_unread_messages_of_our_line(server):
+    server.routes["/GetReceivedSmses"] = Reply(200, load("received_smses.json"))
+    first, second = make(server.url).inbound()
+    assert (first.sender, first.text, first.provider_message_id) == ("+989121234567", "۱۱", "12345")
+    assert first.at == datetime(2024, 7, 2, 14, 0, 34, 975000, tzinfo=timezone.utc)
+    assert second.provider_message_id == "12346"
+    (request,) = server.requests
+    assert request.method == "GET" and request.headers["ApiKey"] == KEY
+    assert request.query == {"lineNumber": ["30005006"], "isRead": ["false"]}
+
+
+def test_inbound_empty_and_failing(server):
+    server.routes["/GetReceivedSmses"] = Reply(200, {"isSuccess": True, "statusCode": 200, "message": "",
+                                                     "data": {"items": []}})
+    assert make(server.url).inbound() == []
+    server.routes["/GetReceivedSmses"] = Reply(401, error_body(401, "invalid api key"))
+    with pytest.raises(ProviderBlockedError):
+        make(server.url).inbound()

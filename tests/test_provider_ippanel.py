@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timezone
 
 import pytest
 
@@ -158,3 +159,33 @@ def test_check(server):
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(TransientError):
         make(url).check()
+
+
+def test_inbound_reads_the_newest_page_then_only_what_came_after(server):
+    server.routes["/api/report/messages-inbox"] = Reply(200, load("messages_inbox.json"))
+    provider = make(server.url)
+    first, second = provider.inbound()
+    assert (first.sender, first.text, first.provider_message_id) == ("+989121234567", "لغو", "123")
+    assert first.at == datetime.fromtimestamp(1747808125, tz=timezone.utc)
+    assert second.provider_message_id == "122"
+    assert server.requests[0].method == "POST" and server.requests[0].headers["Authorization"] == KEY
+    assert server.requests[0].json == {"page": 1, "per_page": 100}
+    provider.inbound()
+    assert server.requests[1].json == {"page": 1, "per_page": 100, "filters": {"from_id": 123}}
+
+
+def test_inbound_after_a_cursor_reads_every_page(server):
+    provider = make(server.url)
+    server.routes["/api/report/messages-inbox"] = Reply(200, load("messages_inbox.json"))
+    provider.inbound()
+    page = load("messages_inbox.json")
+    page["meta"]["last_page"] = 2
+    server.routes["/api/report/messages-inbox"] = Reply(200, page)
+    provider.inbound()
+    assert [r.json["page"] for r in server.requests[1:]] == [1, 2]
+
+
+def test_inbound_with_a_bad_key(server):
+    server.routes["/api/report/messages-inbox"] = Reply(401, load("error_401.json"))
+    with pytest.raises(ProviderBlockedError):
+        make(server.url).inbound()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timezone
 
 import pytest
 
@@ -138,3 +139,31 @@ def test_check_bad_token(server, reply):
     server.routes["/receive/credit/"] = reply
     state = make(server.url).check()
     assert state.ok is False and TOKEN not in state.detail
+
+
+def test_inbound_reads_the_messages_of_our_line(server):
+    server.routes["/receive/messages/"] = Reply(200, load("receive_messages.json"))
+    first, second = make(server.url).inbound()
+    assert (first.sender, first.text) == ("+989121234567", "STOP")
+    assert first.at == datetime(2024, 7, 2, 14, 0, 34, 975000, tzinfo=timezone.utc)  # Tehran is UTC+3:30
+    (request,) = server.requests
+    assert request.method == "POST" and request.path == f"/receive/messages/{TOKEN}"
+    assert request.json == {"type": "in", "number": "50004001", "index": 0, "count": 100}
+    # no id in the reply: the same message read again keeps the same id, a different one gets another
+    again, _ = make(server.url).inbound()
+    assert again.provider_message_id == first.provider_message_id != second.provider_message_id
+
+
+def test_inbound_uses_the_panels_id_where_given(server):
+    body = load("receive_messages.json")
+    body["messages"][0]["msgID"] = 98765
+    server.routes["/receive/messages/"] = Reply(200, body)
+    assert make(server.url).inbound()[0].provider_message_id == "98765"
+
+
+def test_inbound_error_text(server):
+    server.routes["/receive/messages/"] = Reply(200, {"messages": None, "status": "کاربر نامعتبر"})
+    with pytest.raises(TransientError, match="کاربر نامعتبر"):
+        make(server.url).inbound()
+    server.routes["/receive/messages/"] = Reply(200, {"messages": None, "status": ""})
+    assert make(server.url).inbound() == []

@@ -4,11 +4,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from engine.poller import Poller, cluster_lease
 from engine.receipts import classify_reply
 from engine.reports import funnel
 from providers.base import DeliveryReport, DeliveryState, InboundMessage
+from providers.registry import create_provider
+from tests.fakes.httpserver import FakeHttpServer, Reply
+from tests.provider_support import load_payload
 
 from .conftest import simple_sequence, winter_sequence
 from .test_engine import SARA, T0
@@ -107,3 +111,32 @@ def test_only_one_worker_polls_per_cluster(make_world, frozen):
     assert cluster_lease(world.engine, "poller", "w1", 120)  # renewing is fine
     frozen.move_to(T0 + timedelta(minutes=3))  # the lease of w1 expired
     assert cluster_lease(world.engine, "poller", "w2", 120)
+
+
+#: panel → (its inbox route, the fixture served there, our line): each fixture's first message is an opt-out
+#: from SARA to that line
+PANEL_INBOXES = {
+    "ghasedak": ("/GetReceivedSmses", "received_smses.json", "210002100"),
+    "ippanel": ("/api/report/messages-inbox", "messages_inbox.json", "+983000505"),
+    "melipayamak": ("/receive/messages/", "receive_messages.json", "50004001"),
+    "kavenegar": ("/sms/receive.json", "receive.json", "30002225"),
+    "smsir": ("/receive/latest", "receive_latest.json", "30007732000000"),
+}
+
+
+@pytest.mark.parametrize("panel", sorted(PANEL_INBOXES))
+def test_an_opt_out_to_any_panels_line_unsubscribes(make_world, frozen, panel):
+    route, fixture, line = PANEL_INBOXES[panel]
+    body = load_payload(panel, fixture)
+    world = make_world([winter_sequence()])
+    (sara,) = world.add_contacts(SARA)
+    with FakeHttpServer(lambda req: Reply(200, body) if route in req.path else Reply(404, "no route")) as server:
+        provider = create_provider({"name": f"{panel}-line", "type": panel, "api_key": "k" * 32,
+                                    "sender": line, "base_url": server.url})
+        panel_poller = Poller(world.config, world.engine, {"sms": [provider]}, "w1")
+        assert panel_poller.poll()["inbound"] >= 1
+        panel_poller.poll()  # read again: changes nothing
+    with world.engine.connect() as conn:
+        suppressed = conn.execute(sa.text("SELECT sms_suppressed FROM contacts WHERE id = :id"), {"id": sara}).scalar_one()
+        events = conn.exec_driver_sql("SELECT type, source FROM contact_events").all()
+    assert suppressed and events == [("unsubscribed", f"{panel}-line")]

@@ -16,8 +16,9 @@ from tests.conftest import simple_sequence, winter_sequence
 from tests.service_support import SERVICE_SETTINGS, api_client, auth
 
 UTC = timezone.utc
-PUBLIC = {"/webhooks/{provider_name}", "/u/{token}", "/healthz", "/login"}
+PUBLIC = {"/webhooks/{provider_name}", "/webhooks/{provider_name}/{secret}", "/u/{token}", "/healthz", "/login"}
 PUBLIC_ANSWERS = {("POST", "/webhooks/{provider_name}"): 400,  # unsigned
+                  ("POST", "/webhooks/{provider_name}/{secret}"): 404,  # no such secret
                   ("GET", "/u/{token}"): 404, ("POST", "/u/{token}"): 404,  # forged token
                   ("GET", "/healthz"): 200, ("GET", "/login"): 200, ("POST", "/login"): 401}
 
@@ -185,7 +186,7 @@ def test_openapi_is_served_under_api_v1_and_lists_the_api(api):
 
 
 def _sample_path(path: str) -> str:
-    return path.replace("{provider_name}", "mem-sms").replace("{token}", "x").replace("{key}", "1").replace("{name}", "winter")
+    return path.replace("{provider_name}", "mem-sms").replace("{token}", "x").replace("{secret}", "x" * 32).replace("{key}", "1").replace("{name}", "winter")
 
 
 def test_every_route_needs_auth_except_webhooks_unsubscribe_healthz_and_login(world):

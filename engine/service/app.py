@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ..config import Config
 from ..db import make_engine
-from . import api, dashboard, metrics, unsubscribe, webhooks
+from . import api, callbacks, dashboard, metrics, unsubscribe, webhooks
 from .auth import ApiKeyGate, require_api_key
 from .context import ServiceContext
 from .errors import install_handlers, log_path
@@ -22,7 +22,7 @@ from .pages import install_filters
 __all__ = ["create_app", "ROUTERS"]
 
 #: every router of the app (the auth test walks them all)
-ROUTERS = (api.router, webhooks.router, unsubscribe.router, metrics.router, dashboard.login_router, dashboard.router)
+ROUTERS = (api.router, webhooks.router, callbacks.router, unsubscribe.router, metrics.router, dashboard.login_router, dashboard.router)
 
 logger = logging.getLogger("followup.service")
 

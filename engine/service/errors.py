@@ -102,10 +102,13 @@ def _one_branch(errors: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]
 def log_path(path: str) -> str:
     """A request path (already percent-decoded once, by the server) fit for one log line.
 
-    Unsubscribe tokens are cut and phones and emails (contact keys) masked; then every backslash and every
+    Unsubscribe tokens and callback secrets are cut and phones and emails (contact keys) masked; then every backslash and every
     character that is not printable (newlines, terminal escapes, bidi controls) is written as its Python
     escape (``\\n``, ``\\x1b``, ``\\u202e``), so a path can neither forge a log line nor drive a terminal.
     """
     if path.startswith("/u/"):
         return "/u/…"
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "webhooks":  # /webhooks/{provider}/{secret}
+        path = "/".join(parts[:3]) + "/…"
     return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in mask_address(path))
