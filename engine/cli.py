@@ -296,6 +296,8 @@ def worker(state: State, once: bool, interval: float, wait_for_lock: bool) -> No
 @pass_state
 def preview_cmd(state: State, sequence: str, key: str | None) -> None:
     """Show every touch of SEQUENCE as it would go out: when, channel, text, SMS segments."""
+    from rich.text import Text
+
     from .contacts import find_contact
     from .preview import preview, sms_text
     from .templates import jalali
@@ -316,7 +318,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
         if row.note:
             out.print(f"[yellow]{row.note}[/yellow]")
         if row.error:
-            out.print(f"[red]{row.error}[/red]", markup=False)
+            out.print(Text(row.error, style="red"))
             continue
         if row.channel == "email":
             out.print(f"Subject: {row.rendered.subject}", markup=False)

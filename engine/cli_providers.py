@@ -13,6 +13,7 @@ from providers.ratelimit import parse_rate
 from .clock import to_utc, now
 from .errors import InputError
 from .models import ProviderState
+from .text import grouped
 
 
 @click.group(invoke_without_command=True)
@@ -72,6 +73,8 @@ def delivery_setup(provider: Provider, public_url: str | None) -> str:
 def providers_check(state) -> None:
     """Ask each provider for its account state (credentials, credit) before the first send does, and say
     how its receipts and inbound SMS arrive (polled, pushed to which URL)."""
+    from rich.text import Text
+
     from .console import out
     from .service.options import service_options
     from .worker import build_providers
@@ -83,7 +86,7 @@ def providers_check(state) -> None:
             try:
                 result = provider.check()
             except (ProviderError, OSError) as err:
-                out.print(f"{provider.name} ({provider.type}, {channel}): [red]unreachable[/red]: {err}", markup=False)
+                out.print(Text.assemble(f"{provider.name} ({provider.type}, {channel}): ", ("unreachable", "red"), f": {err}"))
                 out.print(f"  {delivery_setup(provider, public_url)}", markup=False)
                 bad += 1
                 continue

@@ -46,10 +46,18 @@ def test_check_tells_good_and_bad_credentials_apart(tmp_path, monkeypatch):
         good = run(world, "providers", "check", key=GOOD)
         bad = run(world, "providers", "check", key=BAD)
     assert good.returncode == 0, good.stderr
-    assert "kave (kavenegar, sms): ok" in good.stdout and "15000" in good.stdout
+    assert "kave (kavenegar, sms): ok" in good.stdout and "credit 15,000" in good.stdout
     assert bad.returncode == 1
     assert "kave (kavenegar, sms): PROBLEM" in bad.stdout
     assert BAD not in bad.stdout + bad.stderr  # the key travels in the URL path: it is masked
+
+
+def test_check_says_unreachable_in_words_not_markup(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAVENEGAR_API_KEY", GOOD)
+    world = world_with(tmp_path, "http://127.0.0.1:9")
+    result = run(world, "providers", "check", key=GOOD)
+    assert result.returncode == 1
+    assert "kave (kavenegar, sms): unreachable: " in result.stdout and "[red]" not in result.stdout, result.stdout
 
 
 def test_list_shows_a_pause_and_resume_lifts_it(tmp_path, monkeypatch):
