@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .window import WEEKDAYS, FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
@@ -21,7 +22,8 @@ TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
-SERVICE_KEYS = ("dashboard_password", "public_url")
+SERVICE_KEYS = ("dashboard_password", "public_url", "session_idle", "session_max")
+SESSION_DEFAULTS = {"session_idle": "8h", "session_max": "7d"}
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
@@ -55,7 +57,8 @@ class Settings:
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = field(default=None, repr=False)
-    #: the HTTP service: dashboard_password, public_url (see engine/service/options.py)
+    #: the HTTP service: dashboard_password, public_url, session_idle and session_max (timedeltas)
+    #: (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def footer(self, locale: str | None) -> str:
@@ -200,7 +203,7 @@ def _worker(doc: YamlDoc, raw: Any) -> WorkerSettings:
 
 def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     if raw is None:
-        return {}
+        raw = {}
     if not isinstance(raw, dict):
         doc.problem("service", "must be a mapping like {dashboard_password: ${FOLLOWUP_DASHBOARD_PASSWORD}, "
                                "public_url: https://hooks.shop.example}")
@@ -210,6 +213,17 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     service = {k: doc.expand_env(v, join_path("service", k)) for k, v in raw.items() if k in SERVICE_KEYS}
     if service.get("public_url") and not re.match(r"^https?://", str(service["public_url"])):
         doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
+    for key, default in SESSION_DEFAULTS.items():
+        try:
+            service[key] = parse_duration(service.get(key, default))
+        except ValueError as err:
+            doc.problem(join_path("service", key), f"{err} (default {default})")
+            service[key] = parse_duration(default)
+        if not service[key]:
+            doc.problem(join_path("service", key), f"must be longer than 0s (default {default})")
+    if service["session_idle"] > service["session_max"]:
+        doc.problem("service.session_idle", f"is longer than service.session_max ({format_duration(service['session_max'])}); "
+                                            "a session ends at session_max whatever its idle time")
     return service
 
 

@@ -1,13 +1,15 @@
-"""The service's own options, from settings (``service:`` once settings.py accepts it) or the environment."""
+"""The service's own options, from settings (``service:``) or the environment."""
 from __future__ import annotations
 
 import os
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Config
+from ..sessions import SessionPolicy
 
-__all__ = ["ServiceOptions", "service_options"]
+__all__ = ["ServiceOptions", "service_options", "PASSWORD_ENV"]
+
+PASSWORD_ENV = "FOLLOWUP_DASHBOARD_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -16,21 +18,29 @@ class ServiceOptions:
 
     ``public_url``: the URL providers call us at (e.g. ``https://hooks.shop.example``); Twilio signs
     the full public URL, so behind a proxy either set it or let the proxy send X-Forwarded-Proto/Host.
+    ``password_source`` says where ``dashboard_password`` came from: the environment variable, the
+    settings, or None when there is none (the dashboard then takes only API keys).
     """
 
     dashboard_password: str | None
     public_url: str | None
-    session_secret: str
+    password_source: str | None = None
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)
 
     def __repr__(self) -> str:  # never print secrets
         return f"ServiceOptions(public_url={self.public_url!r}, dashboard_password={'set' if self.dashboard_password else 'unset'})"
 
 
 def service_options(config: Config) -> ServiceOptions:
-    """``settings.service`` (if the settings have it), overridden by FOLLOWUP_DASHBOARD_PASSWORD / FOLLOWUP_PUBLIC_URL."""
+    """``settings.service``, with FOLLOWUP_DASHBOARD_PASSWORD / FOLLOWUP_PUBLIC_URL taking precedence."""
     raw = getattr(config.settings, "service", None) or {}
-    password = os.environ.get("FOLLOWUP_DASHBOARD_PASSWORD") or raw.get("dashboard_password") or None
+    if os.environ.get(PASSWORD_ENV):
+        password, source = os.environ[PASSWORD_ENV], f"the environment variable {PASSWORD_ENV}"
+    elif raw.get("dashboard_password"):
+        password, source = str(raw["dashboard_password"]), f"service.dashboard_password in {config.settings.path}"
+    else:
+        password, source = None, None
     public_url = os.environ.get("FOLLOWUP_PUBLIC_URL") or raw.get("public_url") or None
-    # sessions signed with the settings' secret survive restarts; without one they last one process
-    secret = config.settings.secret_key or secrets.token_hex(32)
-    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, "session:" + secret)
+    default = SessionPolicy()
+    policy = SessionPolicy(idle=raw.get("session_idle") or default.idle, max=raw.get("session_max") or default.max)
+    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, source, policy)
