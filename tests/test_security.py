@@ -588,3 +588,56 @@ def test_a_login_or_logout_posted_from_another_site_is_refused(service_world, he
     assert client.post("/login", data={"secret": "dashboard-pass-42"}, headers=same,
                        follow_redirects=False).status_code == 303
 
+
+# -- `followup serve`: the password for the address, the password's source, a busy port ------------------
+def _serve(world, *args: str, password: str | None) -> tuple[int | None, str]:
+    from tests.service_support import followup
+
+    env = {"FOLLOWUP_DASHBOARD_PASSWORD": password or ""}
+    proc = followup("serve", *args, config=world.config.dir, env=env)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except Exception:
+        proc.kill()
+        out, _ = proc.communicate()
+        return None, out.decode(errors="replace")
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("password", ["followup", "eleven-char"])
+def test_serve_refuses_a_public_address_with_the_default_or_a_short_password(service_world, password):
+    code, out = _serve(service_world, "--host", "0.0.0.0", "--port", "1", password=password)
+    assert code == 2, out
+    assert "FOLLOWUP_DASHBOARD_PASSWORD" in out and "service:" in out and "serving on" not in out
+    assert password not in out.replace("'followup'", "")
+
+
+def test_serve_says_where_the_password_comes_from_and_never_shows_it(service_world):
+    from tests.service_support import followup, free_port, stop, wait_for_server
+
+    for password, said in (("kept-Secret-99", "from the environment variable FOLLOWUP_DASHBOARD_PASSWORD"),
+                           (None, "dashboard login only with an API key")):
+        port = free_port()
+        proc = followup("serve", "--port", str(port), config=service_world.config.dir,
+                        env={"FOLLOWUP_DASHBOARD_PASSWORD": password or ""})
+        try:
+            wait_for_server(f"http://127.0.0.1:{port}", proc)
+        finally:
+            out = stop(proc)
+        assert said in out and "serving on" in out, out
+        assert out.index(said) < out.index("serving on")
+        assert "kept-Secret-99" not in out
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_before_serving(service_world):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out = _serve(service_world, "--port", str(port), password="dashboard-pass-42")
+    assert code == 1, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert "serving on" not in out and f"port {port}" in lines[-1] and "--port" in lines[-1], out
+    assert "Traceback" not in out and "Errno" not in out
