@@ -13,11 +13,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from .clock import now, to_utc
+from .db import reading
 from .models import DashboardSession
 
 __all__ = ["SessionPolicy", "open_session", "check_session", "end_session", "end_key_sessions", "TOUCH_EVERY"]
@@ -59,8 +60,6 @@ def open_session(conn: sa.Connection, who: str, policy: SessionPolicy, *, passwo
 def check_session(engine: sa.Engine, token: str | None, policy: SessionPolicy, password: str | None) -> str | None:
     """Who the session ``token`` belongs to, or None if it is unknown, ended, expired or its key or password
     changed. ``password`` is the dashboard password in force now. Reads only, unless last_seen is due."""
-    from .db import reading
-
     if not token or len(token) > 100:
         return None
     query = sa.select(sessions).where(sessions.c.id == _hash(token))
@@ -76,7 +75,7 @@ def check_session(engine: sa.Engine, token: str | None, policy: SessionPolicy, p
 
 
 def _alive(row: sa.RowMapping, token: str, policy: SessionPolicy, password: str | None) -> bool:
-    at: datetime = now()
+    at = now()
     if to_utc(row["expires_at"]) <= at or to_utc(row["last_seen_at"]) + policy.idle <= at:
         return False
     if row["password_check"] is not None:
