@@ -2,7 +2,7 @@
 
 Per address, :data:`FREE_FAILURES` failures in :data:`WINDOW` pass; after that each attempt waits 2, 4, 8, …
 seconds after the last failure (at most :data:`MAX_WAIT`). In all, :data:`GLOBAL_FAILURES` failures in
-:data:`WINDOW` close the password door for everyone until the oldest of them leaves the window, which bounds
+:data:`WINDOW` close the login form for everyone until the oldest of them leaves the window, which bounds
 guessing from many addresses; sessions already open and bearer keys are not affected. A success forgets its
 address's failures. Counts live in the process (a restart forgets them) and follow :func:`engine.clock.now`.
 """
