@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from .clock import now
 from .errors import InputError
 from .models import ApiKey
+from .sessions import end_key_sessions
 
-__all__ = ["create_key", "revoke_key", "verify_key", "hash_key", "PREFIX"]
+__all__ = ["create_key", "revoke_key", "verify_key", "find_key", "hash_key", "PREFIX"]
 
 PREFIX = "fu_"
 api_keys = ApiKey.__table__
@@ -46,17 +47,26 @@ def create_key(conn: sa.Connection, name: str) -> str:
 
 
 def revoke_key(conn: sa.Connection, name: str) -> None:
-    """Revoke the key NAME at once; requests with it get 401 from then on."""
+    """Revoke the key NAME at once: requests with it get 401 from then on, and the dashboard sessions opened
+    with it end."""
     row = conn.execute(sa.select(api_keys).where(api_keys.c.name == name)).mappings().first()
     if row is None:
         raise InputError(f"no API key named {name!r}")
     if row["revoked_at"] is None:
         conn.execute(sa.update(api_keys).where(api_keys.c.id == row["id"]).values(revoked_at=now()))
+    end_key_sessions(conn, row["id"])
+
+
+def find_key(conn: sa.Connection, key: str | None) -> tuple[int, str] | None:
+    """The id and name of the active key ``key``, or None."""
+    if not key or not key.startswith(PREFIX) or len(key) > 200:
+        return None
+    row = conn.execute(sa.select(api_keys.c.id, api_keys.c.name).where(api_keys.c.key_hash == hash_key(key),
+                                                                        api_keys.c.revoked_at.is_(None))).first()
+    return (row.id, row.name) if row else None
 
 
 def verify_key(conn: sa.Connection, key: str | None) -> str | None:
     """The name of the active key ``key``, or None."""
-    if not key or not key.startswith(PREFIX) or len(key) > 200:
-        return None
-    return conn.execute(sa.select(api_keys.c.name).where(api_keys.c.key_hash == hash_key(key),
-                                                         api_keys.c.revoked_at.is_(None))).scalar()
+    found = find_key(conn, key)
+    return found[1] if found else None

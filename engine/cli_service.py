@@ -16,7 +16,8 @@ def serve(state, host: str, port: int) -> None:
     """Serve the API, webhooks, unsubscribe links, dashboard and /metrics (the worker runs separately).
 
     \b
-    The dashboard password comes from FOLLOWUP_DASHBOARD_PASSWORD (or log in with an API key);
+    The dashboard password comes from FOLLOWUP_DASHBOARD_PASSWORD or service.dashboard_password (or log in
+    with an API key); on an address other than loopback it must be 12 characters or more.
     FOLLOWUP_PUBLIC_URL is the URL providers call (Twilio signs it); X-Forwarded-Proto/Host are
     believed only from the addresses in service.trusted_proxies.
     """
@@ -24,16 +25,21 @@ def serve(state, host: str, port: int) -> None:
 
     from .console import out
     from .service import create_app
+    from .service.listen import check_password, listen, password_line
 
     state.engine()  # refuses a missing or old schema, naming the fix
     app = create_app(state.config)
-    out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /api/v1, health /healthz)")
+    options = app.state.ctx.options
+    check_password(host, options)
+    sock = listen(host, port)
+    out.print(password_line(options), markup=False)
+    out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /api/v1, health /healthz)", markup=False)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     # uvicorn's access log is off: it would print unsubscribe tokens and contact keys; the app logs each
     # request itself (engine.service.errors.log_path: tokens cut, keys masked, control characters escaped).
     # proxy_headers off: which proxies' X-Forwarded-* to believe is service.trusted_proxies' decision
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, server_header=False,
-                proxy_headers=False)
+    config = uvicorn.Config(app, access_log=False, log_config=None, server_header=False, proxy_headers=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @click.group()
@@ -59,7 +65,7 @@ def apikey_create(state, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def apikey_revoke(state, name: str) -> None:
-    """Revoke the key NAME at once."""
+    """Revoke the key NAME at once; the dashboard sessions opened with it end too."""
     from .apikeys import revoke_key
     from .console import out
 

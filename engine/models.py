@@ -279,3 +279,20 @@ class Installation(SQLModel, table=True):
 
 
 __all__ += ["Installation"]
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard login (see :mod:`engine.sessions`): the cookie's token is stored only as its SHA-256."""
+
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True, max_length=64)
+    who: str = Field(max_length=120)
+    api_key_id: Optional[int] = Field(default=None, foreign_key="api_keys.id", index=True)
+    password_check: Optional[str] = Field(default=None, max_length=64)
+    created_at: datetime = _ts()
+    last_seen_at: datetime = _ts()
+    expires_at: datetime = _ts()
+
+
+__all__ += ["DashboardSession"]

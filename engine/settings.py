@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .window import WEEKDAYS, FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
@@ -22,9 +23,11 @@ TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
 }
-SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes")
+SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes", "session_idle",
+                "session_max")
 #: the opt-out line by locale: «لغو11» (reply 11) in Persian; an English one that keeps an SMS in GSM-7
 DEFAULT_FOOTER = {"fa": "لغو11", "en": "Reply STOP to opt out"}
+SESSION_DEFAULTS = {"session_idle": "8h", "session_max": "7d"}
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
@@ -58,7 +61,8 @@ class Settings:
     unsubscribe_url: str | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = field(default=None, repr=False)
-    #: the HTTP service: dashboard_password, public_url, trusted_proxies, max_body_bytes (see engine/service/options.py)
+    #: the HTTP service: dashboard_password, public_url, trusted_proxies, max_body_bytes, session_idle and
+    #: session_max (timedeltas) (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def footer(self, locale: str | None) -> str:
@@ -203,7 +207,7 @@ def _worker(doc: YamlDoc, raw: Any) -> WorkerSettings:
 
 def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     if raw is None:
-        return {}
+        raw = {}
     if not isinstance(raw, dict):
         doc.problem("service", "must be a mapping like {dashboard_password: ${FOLLOWUP_DASHBOARD_PASSWORD}, "
                                "public_url: https://hooks.shop.example}")
@@ -222,6 +226,17 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
         doc.problem("service.max_body_bytes", f"{size!r} must be a whole number of bytes, at least 1024 "
                                               "(the largest API request body; default 1048576)")
         service.pop("max_body_bytes")
+    for key, default in SESSION_DEFAULTS.items():
+        try:
+            service[key] = parse_duration(service.get(key, default))
+        except ValueError as err:
+            doc.problem(join_path("service", key), f"{err} (default {default})")
+            service[key] = parse_duration(default)
+        if not service[key]:
+            doc.problem(join_path("service", key), f"must be longer than 0s (default {default})")
+    if service["session_idle"] > service["session_max"]:
+        doc.problem("service.session_idle", f"is longer than service.session_max ({format_duration(service['session_max'])}); "
+                                            "a session ends at session_max whatever its idle time")
     return service
 
 

@@ -24,7 +24,7 @@ def api_client(world, *, public_url: str | None = None) -> tuple[TestClient, str
     """A TestClient on the world's app (no auth header) and a fresh valid API key."""
     with world.engine.begin() as conn:
         key = create_key(conn, f"test-{os.urandom(3).hex()}")
-    options = ServiceOptions(dashboard_password=PASSWORD, public_url=public_url, session_secret="session:test")
+    options = ServiceOptions(dashboard_password=PASSWORD, public_url=public_url)
     client = TestClient(create_app(world.config, engine=world.engine, options=options), raise_server_exceptions=False)
     return client, key
 

@@ -395,3 +395,249 @@ def test_a_value_too_long_for_a_file_name_is_a_config_error(tmp_path, key):
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
     assert "settings.yaml" in str(err.value) and key in str(err.value)
+
+
+# -- dashboard sessions: ended by logout, key revocation and a new password; idle and absolute lifetimes -------
+def _service_client(world, password: str | None = "dashboard-pass-42", address: str = "198.51.100.7"):
+    from fastapi.testclient import TestClient
+
+    from engine.service import create_app
+    from engine.service.options import ServiceOptions, service_options
+
+    options = service_options(world.config)
+    options = ServiceOptions(password, None, "the test" if password else None, options.sessions)
+    return TestClient(create_app(world.config, engine=world.engine, options=options), client=(address, 40000),
+                      raise_server_exceptions=False)
+
+
+def _log_in(client, secret: str) -> str:
+    response = client.post("/login", data={"secret": secret, "next": "/dashboard"}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return response.cookies["followup_session"]
+
+
+def _dashboard(client, cookie: str) -> int:
+    client.cookies.clear()
+    client.cookies.set("followup_session", cookie)
+    return client.get("/dashboard", follow_redirects=False).status_code
+
+
+def _session_rows(world) -> list[dict]:
+    from engine.models import DashboardSession
+
+    with world.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(DashboardSession.__table__)).mappings()]
+
+
+@pytest.fixture
+def service_world(make_world):
+    from tests.service_support import SERVICE_SETTINGS
+
+    return make_world([simple_sequence("drip")], settings=SERVICE_SETTINGS)
+
+
+def test_revoking_a_key_ends_the_dashboard_sessions_opened_with_it(service_world):
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    runner = CliRunner()
+    created = runner.invoke(cli, ["--config", str(service_world.config.dir), "apikey", "create", "ops"])
+    key = created.stdout.strip().splitlines()[-1]
+    client = _service_client(service_world)
+    cookie = _log_in(client, key)
+    assert _dashboard(client, cookie) == 200
+    stored = _session_rows(service_world)
+    assert len(stored) == 1 and cookie not in str(stored) and stored[0]["who"] == "key:ops"
+    revoked = runner.invoke(cli, ["--config", str(service_world.config.dir), "apikey", "revoke", "ops"])
+    assert revoked.exit_code == 0, revoked.output
+    assert _dashboard(client, cookie) == 303
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert _session_rows(service_world) == []
+
+
+def test_logout_ends_the_session_for_every_copy_of_the_cookie(service_world):
+    client = _service_client(service_world)
+    cookie = _log_in(client, "dashboard-pass-42")
+    assert _dashboard(client, cookie) == 200
+    out = client.post("/logout", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert _dashboard(client, cookie) == 303  # a copy kept from before the logout is worth nothing
+    assert _session_rows(service_world) == []
+
+
+def test_a_new_password_ends_password_sessions_even_across_a_restart(service_world):
+    cookie = _log_in(_service_client(service_world, "first-password-123"), "first-password-123")
+    assert _dashboard(_service_client(service_world, "first-password-123"), cookie) == 200  # restarted, same password
+    assert _dashboard(_service_client(service_world, "second-password-456"), cookie) == 303
+    assert _dashboard(_service_client(service_world, None), cookie) == 303  # no password: only keys log in
+    assert "first-password-123" not in str(_session_rows(service_world))
+
+
+def test_a_session_ends_after_its_idle_time_and_at_its_maximum_age(service_world):
+    from freezegun import freeze_time
+
+    client = _service_client(service_world)
+    with freeze_time("2026-12-05 06:00:00", tz_offset=0) as frozen:
+        idle = _log_in(client, "dashboard-pass-42")
+        kept = _log_in(client, "dashboard-pass-42")
+        for _ in range(27):  # used every 6 hours: never idle for 8 hours
+            frozen.tick(timedelta(hours=6))
+            assert _dashboard(client, kept) == 200
+        assert _dashboard(client, idle) == 303
+        frozen.tick(timedelta(hours=6) - timedelta(seconds=1))
+        assert _dashboard(client, kept) == 200
+        frozen.tick(timedelta(seconds=1))  # seven days after login
+        assert _dashboard(client, kept) == 303
+
+
+def test_last_seen_is_written_at_most_once_a_minute(service_world):
+    from freezegun import freeze_time
+
+    client = _service_client(service_world)
+    with freeze_time("2026-12-05 06:00:00", tz_offset=0) as frozen:
+        cookie = _log_in(client, "dashboard-pass-42")
+        opened = _session_rows(service_world)[0]["last_seen_at"]
+        for _ in range(5):
+            frozen.tick(timedelta(seconds=10))
+            assert _dashboard(client, cookie) == 200
+        assert _session_rows(service_world)[0]["last_seen_at"] == opened
+        frozen.tick(timedelta(seconds=10))  # a minute since login
+        assert _dashboard(client, cookie) == 200
+        assert _session_rows(service_world)[0]["last_seen_at"] != opened
+
+
+def test_session_lifetimes_come_from_settings_and_bad_ones_are_named(make_world, tmp_path):
+    from freezegun import freeze_time
+
+    from tests.service_support import SERVICE_SETTINGS
+
+    world = make_world([simple_sequence("drip")], settings={**SERVICE_SETTINGS, "service": {"session_idle": "30m"}})
+    client = _service_client(world)
+    with freeze_time("2026-12-05 06:00:00", tz_offset=0) as frozen:
+        cookie = _log_in(client, "dashboard-pass-42")
+        frozen.tick(timedelta(minutes=31))
+        assert _dashboard(client, cookie) == 303
+    settings_file = world.config.dir / "settings.yaml"
+    doc = yaml.safe_load(settings_file.read_text(encoding="utf-8"))
+    doc["service"] = {"session_idle": "eight hours", "session_max": "1h"}
+    settings_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(world.config.dir)
+    problems = [str(p) for p in caught.value.problems]
+    assert any("service.session_idle" in p and "30m" in p and ":" in p.split("service.")[0] for p in problems), problems
+
+
+# -- login throttling ---------------------------------------------------------------------------------
+def test_300_wrong_passwords_from_one_address_get_5_answers_and_then_429_with_backoff(service_world, caplog):
+    from freezegun import freeze_time
+
+    client = _service_client(service_world)
+    caplog.set_level(logging.WARNING, logger="followup.service")
+    with freeze_time("2026-12-05 06:00:00", tz_offset=0) as frozen:
+        codes = [client.post("/login", data={"secret": f"guess-{i}"}).status_code for i in range(300)]
+        assert codes.count(401) == 5 and codes.count(429) == 295 and codes[:5] == [401] * 5
+        refused = client.post("/login", data={"secret": "dashboard-pass-42"}, follow_redirects=False)
+        assert refused.status_code == 429  # the right password waits too: a guess is not checked at all
+        waits = [int(refused.headers["Retry-After"])]
+        for _ in range(3):
+            frozen.tick(timedelta(seconds=waits[-1]))
+            assert client.post("/login", data={"secret": "wrong again"}).status_code == 401
+            retry = client.post("/login", data={"secret": "wrong again"})
+            assert retry.status_code == 429
+            waits.append(int(retry.headers["Retry-After"]))
+        assert waits == [2, 4, 8, 16]
+        frozen.tick(timedelta(seconds=waits[-1]))
+        _log_in(client, "dashboard-pass-42")
+        assert client.post("/login", data={"secret": "a typo"}).status_code == 401  # success forgot the failures
+    text = caplog.text
+    assert "login failed from 198.51.100.7" in text and "refused" in text
+    assert "guess-" not in text and "dashboard-pass-42" not in text and "wrong again" not in text
+
+
+def test_failures_from_many_addresses_close_the_password_door_for_a_while(service_world):
+    from freezegun import freeze_time
+
+    from engine.service.throttle import GLOBAL_FAILURES, WINDOW
+
+    first = _service_client(service_world, address="203.0.113.1")
+    app = first.app
+    with freeze_time("2026-12-05 06:00:00", tz_offset=0) as frozen:
+        for n in range(GLOBAL_FAILURES // 2):
+            other = type(first)(app, client=(f"203.0.113.{n + 1}", 40000))
+            assert [other.post("/login", data={"secret": "x"}).status_code for _ in range(2)] == [401, 401]
+        newcomer = type(first)(app, client=("192.0.2.200", 40000))
+        refused = newcomer.post("/login", data={"secret": "dashboard-pass-42"})
+        assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= WINDOW.total_seconds()
+        frozen.tick(WINDOW)
+        _log_in(newcomer, "dashboard-pass-42")
+
+
+# -- CSRF on the login and logout forms -----------------------------------------------------------------
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "https://evil.example"}])
+def test_a_login_or_logout_posted_from_another_site_is_refused(service_world, headers):
+    client = _service_client(service_world)
+    forged = client.post("/login", data={"secret": "dashboard-pass-42"}, headers=headers, follow_redirects=False)
+    assert forged.status_code == 403 and "followup_session" not in forged.cookies
+    assert _session_rows(service_world) == []
+    cookie = _log_in(client, "dashboard-pass-42")
+    out = client.post("/logout", headers=headers, follow_redirects=False)
+    assert out.status_code == 403 and _dashboard(client, cookie) == 200
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}
+    assert client.post("/login", data={"secret": "dashboard-pass-42"}, headers=same,
+                       follow_redirects=False).status_code == 303
+
+
+# -- `followup serve`: the password for the address, the password's source, a busy port ------------------
+def _serve(world, *args: str, password: str | None) -> tuple[int | None, str]:
+    from tests.service_support import followup
+
+    env = {"FOLLOWUP_DASHBOARD_PASSWORD": password or ""}
+    proc = followup("serve", *args, config=world.config.dir, env=env)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except Exception:
+        proc.kill()
+        out, _ = proc.communicate()
+        return None, out.decode(errors="replace")
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("password", ["followup", "eleven-char"])
+def test_serve_refuses_a_public_address_with_the_default_or_a_short_password(service_world, password):
+    code, out = _serve(service_world, "--host", "0.0.0.0", "--port", "1", password=password)
+    assert code == 2, out
+    assert "FOLLOWUP_DASHBOARD_PASSWORD" in out and "service:" in out and "serving on" not in out
+    assert password not in out.replace("'followup'", "")
+
+
+def test_serve_says_where_the_password_comes_from_and_never_shows_it(service_world):
+    from tests.service_support import followup, free_port, stop, wait_for_server
+
+    for password, said in (("kept-Secret-99", "from the environment variable FOLLOWUP_DASHBOARD_PASSWORD"),
+                           (None, "dashboard login only with an API key")):
+        port = free_port()
+        proc = followup("serve", "--port", str(port), config=service_world.config.dir,
+                        env={"FOLLOWUP_DASHBOARD_PASSWORD": password or ""})
+        try:
+            wait_for_server(f"http://127.0.0.1:{port}", proc)
+        finally:
+            out = stop(proc)
+        assert said in out and "serving on" in out, out
+        assert out.index(said) < out.index("serving on")
+        assert "kept-Secret-99" not in out
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_before_serving(service_world):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out = _serve(service_world, "--port", str(port), password="dashboard-pass-42")
+    assert code == 1, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert "serving on" not in out and f"port {port}" in lines[-1] and "--port" in lines[-1], out
+    assert "Traceback" not in out and "Errno" not in out

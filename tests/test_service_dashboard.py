@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
 Log in, open the delivery log, filter by a sequence, see the reason of a skipped urgent touch, open the
-contact's timeline. A screenshot of each page goes to test-output/. Chromium comes from
+contact's timeline, log out (and find the old cookie refused). A screenshot of each page goes to test-output/. Chromium comes from
 tests/setup_chromium.sh; without it these tests are skipped, saying why.
 """
 from __future__ import annotations
@@ -138,6 +138,14 @@ def test_log_in_filter_the_log_see_a_skip_reason_open_the_timeline_and_unsubscri
     assert preview.evaluate("e => getComputedStyle(e).direction") == "rtl"
     assert "WINTER20" in page.locator("#seq-winter").inner_text()
     shot(page, "6-sequences")
+
+    # logging out ends the session on the server: the cookie copied before is refused afterwards
+    copied = [c for c in page.context.cookies() if c["name"] == "followup_session"]
+    page.click("text=Log out")
+    page.wait_for_url(base + "/login")
+    page.context.add_cookies(copied)
+    page.goto(base + "/dashboard")
+    assert "/login" in page.url
 
     # the one-click unsubscribe page: Persian right-to-left, English left-to-right
     page.goto(f"{base}/u/{make_token(SECRET, sara, 'sms')}")

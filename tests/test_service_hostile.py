@@ -55,7 +55,7 @@ def strict_client(world):
     """A client that re-raises any exception the app did not turn into a response itself."""
     from fastapi.testclient import TestClient
 
-    options = ServiceOptions(dashboard_password=PASSWORD, public_url=None, session_secret="session:test")
+    options = ServiceOptions(dashboard_password=PASSWORD, public_url=None)
     return TestClient(create_app(world.config, engine=world.engine, options=options), raise_server_exceptions=True)
 
 

@@ -123,7 +123,7 @@ PROXIED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.shop.example
 
 def proxied_client(world, client_host: str, trusted: tuple[str, ...], public_url: str | None = None) -> TestClient:
     """A TestClient whose requests come from ``client_host``, with ``trusted`` as service.trusted_proxies."""
-    options = ServiceOptions(dashboard_password=PASSWORD, public_url=public_url, session_secret="session:test",
+    options = ServiceOptions(dashboard_password=PASSWORD, public_url=public_url,
                              trusted_proxies=tuple(ipaddress.ip_network(t) for t in trusted))
     return TestClient(create_app(world.config, engine=world.engine, options=options),
                       raise_server_exceptions=False, client=(client_host, 40000))

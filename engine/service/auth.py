@@ -1,13 +1,14 @@
-"""Who may call: bearer API keys for the API, a signed session cookie (or a key) for the dashboard.
+"""Who may call: bearer API keys for the API, a session cookie (or a key) for the dashboard.
+
+A session cookie holds the token of a row in ``sessions`` (see :mod:`engine.sessions`), checked on every request.
 
 Webhooks, ``/u/{token}``, ``/healthz`` and the login page are the only routes without them.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
-import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -15,14 +16,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..apikeys import verify_key
+from ..apikeys import find_key, verify_key
+from ..sessions import check_session, open_session
 from .context import ServiceContext, get_context
 
-__all__ = ["require_api_key", "ApiKeyGate", "require_viewer", "LoginRequired", "make_session", "read_session",
-           "check_login", "SESSION_COOKIE"]
+__all__ = ["require_api_key", "ApiKeyGate", "require_viewer", "LoginRequired", "Login", "check_login",
+           "start_session", "same_origin", "SESSION_COOKIE"]
 
 SESSION_COOKIE = "followup_session"
-SESSION_SECONDS = 12 * 3600
 
 
 class LoginRequired(Exception):
@@ -78,39 +79,53 @@ class ApiKeyGate:
         await self.app(scope, receive, send)
 
 
-def make_session(secret: str, who: str, now: float | None = None) -> str:
-    """A cookie value ``expiry.nonce.who.signature``; nothing secret inside."""
-    expiry = int((now or time.time()) + SESSION_SECONDS)
-    body = f"{expiry}.{secrets.token_hex(8)}.{who}"
-    return body + "." + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class Login:
+    """Who logged in, and with what: the dashboard password, or the API key ``api_key_id``."""
+
+    who: str
+    api_key_id: int | None = None
+    password: str | None = None
 
 
-def read_session(secret: str, value: str | None, now: float | None = None) -> str | None:
-    """Who a session cookie belongs to, or None if it is forged, damaged or expired."""
-    if not value or value.count(".") < 3:
-        return None
-    body, _, signature = value.rpartition(".")
-    expected = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(signature, expected):
-        return None
-    expiry, _, rest = body.partition(".")
-    if not expiry.isdigit() or int(expiry) < (now or time.time()):
-        return None
-    return rest.partition(".")[2] or None
-
-
-def check_login(ctx: ServiceContext, secret_given: str) -> str | None:
+def check_login(ctx: ServiceContext, secret_given: str) -> Login | None:
     """Who logs in with ``secret_given`` (the dashboard password or an API key), or None."""
     password = ctx.options.dashboard_password
     if password and hmac.compare_digest(secret_given.encode(), password.encode()):
-        return "dashboard"
-    name = _key_name(ctx, secret_given)
-    return f"key:{name}" if name else None
+        return Login("dashboard", password=password)
+    with ctx.engine.connect() as conn:
+        found = find_key(conn, secret_given)
+    return Login(f"key:{found[1]}", api_key_id=found[0]) if found else None
+
+
+def start_session(ctx: ServiceContext, login: Login) -> str:
+    """Open a server-side session for ``login``; return the cookie value."""
+    with ctx.engine.begin() as conn:
+        return open_session(conn, login.who, ctx.options.sessions, password=login.password,
+                            api_key_id=login.api_key_id)
+
+
+def same_origin(request: Request, public_url: str | None) -> bool:
+    """False for a form another site made the browser post (CSRF), the way Go's CrossOriginProtection decides.
+
+    Browsers send ``Sec-Fetch-Site``; older ones only ``Origin``, which must name this host (as the client
+    sees it: Host, X-Forwarded-Host or ``public_url``). A request with neither is not from a browser form.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    ours = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "").split(",")[0].strip(),
+            urlsplit(public_url).netloc if public_url else ""}
+    return urlsplit(origin).netloc.lower() in {h.lower() for h in ours if h}
 
 
 def require_viewer(request: Request, ctx: ServiceContext = Depends(get_context)) -> str:
     """Dependency for dashboard and metrics: a session cookie or a bearer API key, else a redirect to /login."""
-    who = read_session(ctx.options.session_secret, request.cookies.get(SESSION_COOKIE))
+    who = check_session(ctx.engine, request.cookies.get(SESSION_COOKIE), ctx.options.sessions,
+                        ctx.options.dashboard_password)
     if who:
         return who
     name = _key_name(ctx, _bearer(request))

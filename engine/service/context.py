@@ -12,6 +12,7 @@ from providers.base import Provider
 from ..config import Config
 from .options import ServiceOptions
 from .tally import LogTally
+from .throttle import LoginThrottle
 
 __all__ = ["ServiceContext", "get_context"]
 
@@ -24,6 +25,7 @@ class ServiceContext:
     engine: sa.Engine
     options: ServiceOptions
     log_tally: LogTally = field(default_factory=LogTally)  # the log's counts for /metrics, kept across scrapes
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _providers: dict[str, Provider] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,20 +1,24 @@
 """The read-only dashboard: overview, delivery log, sequences and one contact's timeline.
 
 Server-rendered Jinja pages with inlined CSS (nothing is loaded from outside). Login takes the
-dashboard password (FOLLOWUP_DASHBOARD_PASSWORD) or an API key and sets a signed session cookie.
+dashboard password (FOLLOWUP_DASHBOARD_PASSWORD) or an API key and opens a server-side session (its
+token in an HttpOnly, SameSite=strict cookie); failed logins are throttled (:mod:`.throttle`) and a form
+posted from another site is refused.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..contacts import find_contact
 from ..models import MessageStatus
 from ..preview import preview, sms_text
-from .auth import SESSION_COOKIE, check_login, make_session, require_viewer
+from ..sessions import end_session
+from .auth import SESSION_COOKIE, check_login, require_viewer, same_origin, start_session
 from .context import ServiceContext, get_context
 from .pages import templates
 from .queries import (contact_timeline, log_page, provider_overview, queue_state, recent_counts,
@@ -24,6 +28,7 @@ __all__ = ["router", "login_router"]
 
 router = APIRouter(dependencies=[Depends(require_viewer)], include_in_schema=False)
 login_router = APIRouter(include_in_schema=False)
+logger = logging.getLogger("followup.service")
 LOG_EVENTS = sorted({s.value for s in MessageStatus} | {"deferred", "retry", "claimed", "recovered"})
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -40,25 +45,43 @@ def login_page(request: Request, next: str = "/dashboard") -> HTMLResponse:  # n
                                       headers=NO_STORE)
 
 
+def _login_form(request: Request, next_path: str, error: str, status: int, headers: dict | None = None):
+    return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next_path), "error": error},
+                                      status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
 @login_router.post("/login", response_class=HTMLResponse)
 def login(request: Request, secret: str = Form("", max_length=500), next: str = Form("/dashboard", max_length=500),  # noqa: A002
           ctx: ServiceContext = Depends(get_context)):
-    """Check the secret; on success set the session cookie and go on to ``next``."""
-    who = check_login(ctx, secret) if secret else None
-    if who is None:
-        return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next),
-                                                                  "error": "Wrong password or key."},
-                                          status_code=401, headers=NO_STORE)
+    """Check the secret (throttled per address and in all); on success open a session and go on to ``next``."""
+    if not same_origin(request, ctx.options.public_url):
+        return _login_form(request, next, "This form was posted from another site; open /login here.", 403)
+    address = request.client.host if request.client else "unknown"
+    wait = ctx.login_throttle.wait(address)
+    if wait:
+        logger.warning("login from %s refused for %ds: too many failed logins", address, wait)
+        return _login_form(request, next, f"Too many failed logins. Try again in {wait} s.", 429,
+                           {"Retry-After": str(wait)})
+    login_as = check_login(ctx, secret) if secret else None
+    if login_as is None:
+        failures = ctx.login_throttle.failed(address)
+        logger.warning("login failed from %s (%d failures from it in 15 min)", address, failures)
+        return _login_form(request, next, "Wrong password or key.", 401)
+    ctx.login_throttle.succeeded(address)
     response = RedirectResponse(_safe_next(next), status_code=303)
     https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-    response.set_cookie(SESSION_COOKIE, make_session(ctx.options.session_secret, who), httponly=True,
-                        samesite="strict", secure=https, path="/")
+    response.set_cookie(SESSION_COOKIE, start_session(ctx, login_as), httponly=True, samesite="strict",
+                        secure=https, path="/")
     return response
 
 
 @router.post("/logout")
-def logout() -> RedirectResponse:
-    """Forget the session cookie."""
+def logout(request: Request, ctx: ServiceContext = Depends(get_context)) -> RedirectResponse:
+    """End the session (its row is deleted) and forget the cookie."""
+    if not same_origin(request, ctx.options.public_url):
+        raise HTTPException(403, "this form was posted from another site")
+    with ctx.engine.begin() as conn:
+        end_session(conn, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -1,15 +1,17 @@
-"""The service's own options, from settings (``service:`` once settings.py accepts it) or the environment."""
+"""The service's own options, from settings (``service:``) or the environment."""
 from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Config
 from .limits import API_MAX_BYTES
+from ..sessions import SessionPolicy
 
-__all__ = ["ServiceOptions", "service_options"]
+__all__ = ["ServiceOptions", "service_options", "PASSWORD_ENV"]
+
+PASSWORD_ENV = "FOLLOWUP_DASHBOARD_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -20,11 +22,14 @@ class ServiceOptions:
     the full public URL. ``trusted_proxies``: the networks whose X-Forwarded-Proto/Host are believed
     when ``public_url`` is unset (see :mod:`engine.service.webhooks`).
     ``max_body_bytes``: the largest request body the API takes (webhooks and forms have fixed limits).
+    ``password_source`` says where ``dashboard_password`` came from: the environment variable, the
+    settings, or None when there is none (the dashboard then takes only API keys).
     """
 
     dashboard_password: str | None
     public_url: str | None
-    session_secret: str
+    password_source: str | None = None
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_body_bytes: int = API_MAX_BYTES
 
@@ -33,15 +38,20 @@ class ServiceOptions:
 
 
 def service_options(config: Config) -> ServiceOptions:
-    """``settings.service`` (if the settings have it), overridden by FOLLOWUP_DASHBOARD_PASSWORD / FOLLOWUP_PUBLIC_URL.
+    """``settings.service``, with FOLLOWUP_DASHBOARD_PASSWORD / FOLLOWUP_PUBLIC_URL taking precedence.
 
     ``trusted_proxies`` were checked when the settings loaded (engine/settings.py).
     """
     raw = getattr(config.settings, "service", None) or {}
-    password = os.environ.get("FOLLOWUP_DASHBOARD_PASSWORD") or raw.get("dashboard_password") or None
+    if os.environ.get(PASSWORD_ENV):
+        password, source = os.environ[PASSWORD_ENV], f"the environment variable {PASSWORD_ENV}"
+    elif raw.get("dashboard_password"):
+        password, source = str(raw["dashboard_password"]), f"service.dashboard_password in {config.settings.path}"
+    else:
+        password, source = None, None
     public_url = os.environ.get("FOLLOWUP_PUBLIC_URL") or raw.get("public_url") or None
-    # sessions signed with the settings' secret survive restarts; without one they last one process
-    secret = config.settings.secret_key or secrets.token_hex(32)
+    default = SessionPolicy()
+    policy = SessionPolicy(idle=raw.get("session_idle") or default.idle, max=raw.get("session_max") or default.max)
     proxies = tuple(ipaddress.ip_network(str(p), strict=False) for p in raw.get("trusted_proxies") or ())
-    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, "session:" + secret,
+    return ServiceOptions(password, public_url.rstrip("/") if public_url else None, source, policy,
                           trusted_proxies=proxies, max_body_bytes=raw.get("max_body_bytes") or API_MAX_BYTES)
