@@ -131,7 +131,8 @@ def test_an_opt_out_to_any_panels_line_unsubscribes(make_world, frozen, panel):
     world = make_world([winter_sequence()])
     (sara,) = world.add_contacts(SARA)
     with FakeHttpServer(lambda req: Reply(200, body) if route in req.path else Reply(404, "no route")) as server:
-        provider = create_provider({"name": f"{panel}-line", "type": panel, "api_key": "k" * 32,
+        # named as the world's configured SMS provider: only a provider configured for SMS brings inbound SMS
+        provider = create_provider({"name": "mem-sms", "type": panel, "api_key": "k" * 32,
                                     "sender": line, "base_url": server.url})
         panel_poller = Poller(world.config, world.engine, {"sms": [provider]}, "w1")
         assert panel_poller.poll()["inbound"] >= 1
@@ -139,4 +140,4 @@ def test_an_opt_out_to_any_panels_line_unsubscribes(make_world, frozen, panel):
     with world.engine.connect() as conn:
         suppressed = conn.execute(sa.text("SELECT sms_suppressed FROM contacts WHERE id = :id"), {"id": sara}).scalar_one()
         events = conn.exec_driver_sql("SELECT type, source FROM contact_events").all()
-    assert suppressed and events == [("unsubscribed", f"{panel}-line")]
+    assert suppressed and events == [("unsubscribed", "mem-sms")]
