@@ -284,6 +284,35 @@ def test_a_broken_template_fails_that_touch_only(make_world, frozen):
     assert world.messages(touch="t0")[0]["reason"].startswith("template: broken.sms.j2")
 
 
+HOSTILE_TEMPLATES = {
+    # a million loop steps: without a budget it renders (slowly) and is sent
+    "loops": ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}hi", "too much work"),
+    # 1.7 million bits: without a check it is computed, then sent
+    "power": ("{% set n = 9 ** (9 ** 6) %}hi", "more than 4096 bits"),
+    # folded at compile time without the sandbox's own operators: a MemoryError as the worker starts
+    "repeat": ('{% set s = "a" * 10 ** 18 %}hi', "more than 200,000 characters"),
+    # a RecursionError out of the tick without a guard
+    "recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "calls itself without end"),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_TEMPLATES))
+def test_a_hostile_template_fails_its_message_with_the_reason_and_other_sequences_still_send(make_world, frozen,
+                                                                                            kind):
+    source, says = HOSTILE_TEMPLATES[kind]
+    evil = simple_sequence("evil")
+    evil["touches"][0]["template"] = "evil.sms.j2"
+    world = make_world([evil, simple_sequence("good")], templates={"evil.sms.j2": source})  # the worker starts
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("evil", sara)
+    world.enroll("good", ali)
+    world.tick()
+    (bad,) = world.messages(sequence="evil", touch="t0")
+    assert bad["status"] == "failed" and bad["reason"].startswith("template: evil.sms.j2") and says in bad["reason"]
+    assert [m["status"] for m in world.messages(sequence="good", touch="t0")] == ["sent"]
+    assert [to for _, to in world.sent()] == ["+989351234567"]
+
+
 def test_enrolling_twice_is_a_no_op_and_opted_out_contacts_are_refused(make_world, frozen):
     world = make_world([simple_sequence("a")])
     sara, ali = world.add_contacts(SARA, ALI)

@@ -128,6 +128,48 @@ def test_contact_data_with_template_syntax_prints_as_text(renderer):
     assert "49" not in out.text and "XXX" not in out.text and CANARY not in out.text
 
 
+@pytest.mark.parametrize("source, says", [
+    ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", "too much work"),
+    ("{% for i in range(100000) %}{% endfor %}", "at most 10,000"),
+    ("{% for i in range(10000) %}" + "x" * 100 + "{% endfor %}", "renders more than 200,000 characters"),
+    ("{% set ns = namespace(s='ab') %}{% for i in range(20) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "200,000"),
+    ("{{ 'a'.center(10 ** 7) }}", "str.center would be more than 200,000"),
+    ("{{ ('x\\n' * 3)|indent(10 ** 6) }}", "the indent filter's result"),
+    ("{{ '%010000000d' % 1 }}", "a format width"),
+    ("{{ '{:>10000000}'.format(1) }}", "a format width"),
+    ("{% set s = 'a' * 1000 %}{{ s.replace('a', s) }}", "str.replace"),
+    ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "RecursionError"),
+])
+def test_a_template_has_a_render_budget(renderer, source, says):
+    (renderer.templates_dir / "greedy.sms.j2").write_text(source, encoding="utf-8")
+    renderer.preload(["greedy.sms.j2"])  # compiling evaluates nothing
+    with pytest.raises(RenderError) as caught:
+        renderer.render("greedy.sms.j2", "sms", context())
+    assert says in caught.value.message
+
+
+def test_a_template_within_its_budget_renders_as_before(renderer):
+    (renderer.templates_dir / "fine.sms.j2").write_text(
+        "{% for i in range(3) if i %}{{ i }}-{% endfor %}{{ 2 ** 10 }} {{ '%.1f' % 2.25 }} {{ '{:>3}'.format('x') }} "
+        "{{ ['a', 'b']|join(',') }} {{ 'ab'|replace('a', 'x') }} {{ 'q' ~ 1 }}", encoding="utf-8")
+    assert renderer.render("fine.sms.j2", "sms", context()).text == "1-2-1024 2.2   x a,b xb q1"
+
+
+def test_previews_are_bounded_by_the_same_budget(tmp_path):
+    from engine.preview import preview
+
+    seq = simple_sequence("greedy")
+    seq["touches"][0]["template"] = "greedy.sms.j2"
+    world = World(tmp_path, f"sqlite:///{tmp_path}/f.db", [seq], templates={
+        "greedy.sms.j2": "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}hi"})
+    try:
+        rows = preview(world.config, world.config.sequences["greedy"])  # what `preview` and the dashboard show
+    finally:
+        world.close()
+    assert rows[0].rendered is None and "too much work" in rows[0].error
+    assert [r.error for r in rows[1:]] == [None, None] and rows[1].rendered.text
+
+
 # -- secrets never leave -----------------------------------------------------------------------------
 SENDGRID_KEY = "SG.faults-secret-sendgrid-key.0123456789abcdef"
 SMTP_PASSWORD = "smtp-Faults-Passw0rd-!x9"

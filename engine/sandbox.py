@@ -1,0 +1,354 @@
+"""The template sandbox with a render budget: a template can neither escape nor hang or exhaust the worker.
+
+Jinja's sandbox keeps templates away from Python internals but says nothing about how much work a
+template does. Someone who may edit templates (or a typo) could write ``{% for i in range(100000) %}``
+twice over, ``9 ** (9 ** 9)``, ``"a" * 10 ** 10`` or a macro that calls itself. Here every render
+runs under a :class:`Budget`, charged without threads:
+
+* a step for every loop iteration, call, filter, operator and ``{{ … }}`` output; past ``MAX_STEPS``
+  steps, or ``MAX_SECONDS`` of wall time (checked every few hundred steps), the render stops;
+* the characters a render produces (``{{ … }}`` values and the literal text of loop and macro bodies)
+  may not pass ``MAX_OUTPUT``, nor may any single value it builds;
+* operators and calls whose result would be too large are refused *before* they run: ``**`` and ``*``
+  on big operands, ``%`` and ``str.format`` with huge widths, ``replace``/``join``/``center``/
+  ``indent``/``expandtabs``/``batch`` that would grow past the limit; ``range`` is bounded;
+* nothing is evaluated at compile time (no constant folding), so compiling a template is always cheap.
+
+A refusal is a :class:`BudgetExceeded` (a Jinja ``SecurityError``) that names the limit.
+"""
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import update_wrapper
+from typing import Any, Callable, Iterator
+
+from jinja2 import nodes, pass_eval_context
+from jinja2.visitor import NodeTransformer
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import _PassArg
+
+__all__ = ["BudgetExceeded", "Budget", "BoundedSandbox", "budget", "MAX_STEPS", "MAX_SECONDS", "MAX_OUTPUT",
+           "MAX_RANGE", "MAX_INT_BITS"]
+
+#: loop iterations, calls, filters, operators and outputs one render may take
+MAX_STEPS = 100_000
+#: wall time one render may take (a legitimate one takes well under a millisecond)
+MAX_SECONDS = 2.0
+#: characters one render may produce, and the size of any one value it builds
+MAX_OUTPUT = 200_000
+#: the most items a template's ``range`` gives
+MAX_RANGE = 10_000
+#: the largest integer a template may compute (about 1,200 digits)
+MAX_INT_BITS = 4096
+_CLOCK_EVERY = 256  # steps between two looks at the clock
+
+
+class BudgetExceeded(SecurityError):
+    """A template went past its render budget; the message names the limit and how to stay under it."""
+
+
+class Budget:
+    """What one render has used so far."""
+
+    __slots__ = ("steps", "output", "deadline")
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.output = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def step(self, n: int = 1) -> None:
+        self.steps += n
+        if self.steps > MAX_STEPS:
+            raise BudgetExceeded(f"the template does too much work (more than {MAX_STEPS:,} loop steps, calls "
+                                 "and outputs); loop over less")
+        if self.steps % _CLOCK_EVERY < n and time.monotonic() > self.deadline:
+            raise BudgetExceeded(f"the template took more than {MAX_SECONDS:g} s to render; loop over less")
+
+    def emit(self, chars: int) -> None:
+        self.output += chars
+        if self.output > MAX_OUTPUT:
+            raise BudgetExceeded(f"the template renders more than {MAX_OUTPUT:,} characters; shorten it")
+
+
+_current: ContextVar[Budget | None] = ContextVar("followup_template_budget", default=None)
+
+
+@contextmanager
+def budget() -> Iterator[Budget]:
+    """Run a render (and every template it includes or imports) under one fresh budget."""
+    current = Budget()
+    token = _current.set(current)
+    try:
+        yield current
+    finally:
+        _current.reset(token)
+
+
+def _charge(n: int = 1) -> None:
+    current = _current.get()
+    if current is not None:
+        current.step(n)
+
+
+def _weight(value: Any) -> int:
+    """About how many characters ``value`` prints as; counts no further than just past ``MAX_OUTPUT``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        total, stack = 0, [value]
+        while stack and total <= MAX_OUTPUT:  # also ends on a list that holds itself
+            item = stack.pop()
+            if isinstance(item, str):
+                total += len(item)
+            elif isinstance(item, (list, tuple, set, frozenset, dict)):
+                total += len(item) + 1
+                stack.extend(item.items() if isinstance(item, dict) else item)
+            else:
+                total += 1
+        return total
+    return 0
+
+
+def _too_big(what: str) -> BudgetExceeded:
+    return BudgetExceeded(f"{what} would be more than {MAX_OUTPUT:,} characters; the template may not build it")
+
+
+def _checked(value: Any) -> Any:
+    """``value`` if it is within the limits, else :class:`BudgetExceeded`."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise BudgetExceeded(f"a number of more than {MAX_INT_BITS} bits; the template may not compute it")
+    if _weight(value) > MAX_OUTPUT:
+        raise _too_big("a value")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if _is_int(base) and _is_int(exponent) and exponent > 0 and abs(base) > 1 \
+            and abs(base).bit_length() * exponent > MAX_INT_BITS + abs(base).bit_length():
+        raise BudgetExceeded(f"refused {base} ** {exponent}: the result would have more than {MAX_INT_BITS} bits")
+
+
+def _check_times(left: Any, right: Any) -> None:
+    if _is_int(left) and _is_int(right):
+        if left.bit_length() + right.bit_length() > MAX_INT_BITS + 1:
+            raise BudgetExceeded(f"refused a product of more than {MAX_INT_BITS} bits")
+        return
+    seq, count = (left, right) if _is_int(right) else (right, left)
+    if _is_int(count) and count > 0 and max(1, _weight(seq)) * count > MAX_OUTPUT:
+        raise _too_big(f"repeating a value {count:,} times")
+
+
+# a printf directive's width and precision (`%-10.2f`, `%*d`), and a str.format field's spec (`{:>10}`)
+_PERCENT = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
+_NESTED_FIELD = re.compile(r"\{[^{}]*\{")
+
+
+def _check_format(fmt: str, style: str) -> None:
+    """Refuse a format string whose widths would build a huge text (or are given as arguments)."""
+    if style == "%":
+        numbers = [n for match in _PERCENT.finditer(fmt) for n in match.groups() if n]
+    else:
+        if _NESTED_FIELD.search(fmt):
+            raise BudgetExceeded("a format field whose width is itself a field ({:{}}); write the width as a number")
+        numbers = [n for spec in _BRACE_SPEC.findall(fmt) for n in re.findall(r"\d+", spec)]
+    if "*" in numbers:
+        raise BudgetExceeded("a printf width given as an argument (%*d); write the width as a number")
+    if any(int(n) > MAX_OUTPUT for n in numbers):
+        raise _too_big("a format width")
+
+
+def _replaced_size(text: str, old: str, new: str) -> int:
+    times = len(text) + 1 if not old else text.count(old)
+    return len(text) + times * len(new)
+
+
+def _joined_size(items: list, sep: str) -> int:
+    return sum(_weight(i) or 1 for i in items) + len(sep) * len(items)
+
+
+def _width(value: Any) -> int:
+    return len(value) if isinstance(value, str) else int(value) if _is_int(value) else 0
+
+
+# what a call on a str method would build, for the methods that can grow a text fast
+_STR_METHODS: dict[str, Callable[..., int]] = {
+    "replace": lambda s, old="", new="", *_: _replaced_size(s, str(old), str(new)),
+    "center": lambda s, width=0, *_: _width(width),
+    "ljust": lambda s, width=0, *_: _width(width),
+    "rjust": lambda s, width=0, *_: _width(width),
+    "zfill": lambda s, width=0, *_: _width(width),
+    "expandtabs": lambda s, tabsize=8, *_: len(s) + s.count("\t") * _width(tabsize),
+}
+
+# the same for the filters that can grow a text fast: estimate(value, *args, **kwargs)
+_FILTERS: dict[str, Callable[..., int]] = {
+    "replace": lambda s, old="", new="", *_, **__: _replaced_size(str(s), str(old), str(new)),
+    "center": lambda s, width=80, *_, **__: _width(width),
+    "indent": lambda s, width=4, *_, **__: len(str(s)) + (str(s).count("\n") + 1) * _width(width),
+    "batch": lambda s, linecount=1, *_, **__: _width(linecount),
+    "wordwrap": lambda s, width=79, *_, **__: 2 * len(str(s)),
+}
+
+
+def _bounded_range(*args: int) -> range:
+    """``range`` with at most ``MAX_RANGE`` items."""
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise BudgetExceeded(f"range of {len(numbers):,} items; a template's range gives at most {MAX_RANGE:,}")
+    return numbers
+
+
+@pass_eval_context
+def _finalize(_eval_ctx: Any, value: Any) -> Any:
+    # every `{{ … }}` passes here; asking for the eval context also keeps Jinja from evaluating outputs
+    # at compile time
+    current = _current.get()
+    if current is not None:
+        current.step()
+        current.emit(_weight(_checked(value)))
+    return value
+
+
+def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    passes = _PassArg.from_obj(func) is not None
+    estimate = _FILTERS.get(name)
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _charge()
+        value = args[1 if passes else 0] if len(args) > passes else None
+        if name == "format" and isinstance(value, str):
+            _check_format(value, "%")
+        elif name == "join" and value is not None:
+            value = list(value)
+            args = (*args[:passes], value, *args[passes + 1:])
+            if _joined_size(value, str(args[passes + 1] if len(args) > passes + 1 else kwargs.get("d", ""))) > MAX_OUTPUT:
+                raise _too_big(f"the {name} filter's result")
+        elif estimate is not None and estimate(*args[passes:], **kwargs) > MAX_OUTPUT:
+            raise _too_big(f"the {name} filter's result")
+        return _checked(func(*args, **kwargs))
+
+    return update_wrapper(bounded, func)
+
+
+def _literal_chars(body: list[nodes.Node]) -> int:
+    """The literal text a body writes, less that of the loops, macros and call blocks in it (they meter their own)."""
+    total, stack = 0, list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, nodes.TemplateData):
+            total += len(node.data)
+        elif not isinstance(node, (nodes.For, nodes.Macro, nodes.CallBlock)):
+            stack.extend(node.iter_child_nodes())
+    return total
+
+
+class _Metered(NodeTransformer):
+    """Charges each loop iteration and each macro or call-block run, with the literal text its body writes,
+    and checks the size of every ``~`` concatenation. The charges are filters (``_step``, ``_checked``):
+    Jinja calls a filter directly, where a call would pass through the sandbox's slower ``call``."""
+
+    def _meter(self, node: nodes.Node) -> None:
+        charge = nodes.Filter(nodes.Const(_literal_chars(node.body)), "_step", [], [], None, None, lineno=node.lineno)
+        node.body.insert(0, nodes.ExprStmt(charge, lineno=node.lineno))
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        node = self.generic_visit(node)
+        self._meter(node)
+        if node.test is not None:  # an iteration the test skips is charged too
+            node.test = nodes.Filter(node.test, "_checked", [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Macro(self, node: nodes.Node) -> nodes.Node:
+        node = self.generic_visit(node)
+        self._meter(node)
+        return node
+
+    visit_CallBlock = visit_Macro
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        node = self.generic_visit(node)
+        return nodes.Filter(node, "_checked", [], [], None, None, lineno=node.lineno)
+
+
+def _step(chars: int) -> None:
+    """A loop iteration or macro run that writes ``chars`` characters of literal text."""
+    current = _current.get()
+    if current is not None:
+        current.step()
+        current.emit(chars)
+
+
+def _checked_step(value: Any) -> Any:
+    _charge()
+    return _checked(value)
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """A sandboxed Jinja environment that renders under the current :func:`budget`."""
+
+    intercepted_binops = frozenset(SandboxedEnvironment.default_binop_table)
+
+    def __init__(self, **options: Any):
+        super().__init__(optimized=False, finalize=_finalize, **options)
+        self.globals["range"] = _bounded_range
+        self.globals.pop("lipsum", None)  # placeholder text is no use in a message, and is costly to make
+        self.filters = _BoundedFilters(self.filters)
+        dict.update(self.filters, _step=_step, _checked=_checked_step)  # the meters themselves, unwrapped
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return _Metered().visit(super()._parse(source, name, filename))
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _charge()
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            _check_times(left, right)
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left, "%")
+        return _checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - as Jinja's
+        _charge()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            estimate = _STR_METHODS.get(name)
+            if estimate is not None and estimate(owner, *args, **kwargs) > MAX_OUTPUT:
+                raise _too_big(f"str.{name}")
+            if name == "join":
+                args = (list(args[0]),) if args else args
+                if args and _joined_size(args[0], owner) > MAX_OUTPUT:
+                    raise _too_big("str.join")
+        return _checked(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_format(value.__self__, "{}")
+        return wrapped
+
+
+class _BoundedFilters(dict):
+    """The environment's filters, each wrapped to charge the budget and check what it builds."""
+
+    def __init__(self, filters: dict[str, Callable[..., Any]]):
+        super().__init__()
+        self.update(filters)
+
+    def __setitem__(self, name: str, func: Callable[..., Any]) -> None:
+        super().__setitem__(name, _wrap_filter(name, func))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for name, func in dict(*args, **kwargs).items():
+            self[name] = func
