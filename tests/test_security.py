@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -437,3 +438,30 @@ def test_a_value_too_long_for_a_file_name_is_a_config_error(tmp_path, key):
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
     assert "settings.yaml" in str(err.value) and key in str(err.value)
+
+
+def _alias_bomb(levels: int) -> str:
+    """A YAML "billion laughs": each level names nine aliases of the one before (9**levels strings)."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("where", ["settings.yaml", "sequences/s.yaml"])
+def test_a_yaml_alias_bomb_is_refused_with_file_and_line(tmp_path, where):
+    from engine.validate import validate
+
+    cfg = _write_config(tmp_path, BASE_SETTINGS, simple_sequence("s"))
+    with (cfg / where).open("a", encoding="utf-8") as fh:
+        fh.write(_alias_bomb(9))
+    first_alias = len((cfg / where).read_text(encoding="utf-8").splitlines()) - 8  # the line of lol1
+    config, problems = validate(cfg)  # without the refusal, expanding 9**9 strings does not end
+    assert config is None
+    assert [str(p) for p in problems] == [
+        f"{os.path.relpath(cfg / where)}:{first_alias}: YAML alias *lol0 is not accepted here; repeat the value "
+        "instead of naming it with &lol0 and reusing it"]
+
+
+def test_a_yaml_anchor_without_an_alias_is_still_read(tmp_path):
+    cfg = _write_config(tmp_path, BASE_SETTINGS, "name: &n s\n" + yaml.safe_dump({"touches": simple_sequence("s")["touches"]}))
+    assert load_config(cfg).sequences["s"].name == "s"
