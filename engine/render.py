@@ -1,6 +1,7 @@
 """Turning a claimed message into what a provider sends: context, template, footer, headers."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -10,11 +11,19 @@ from providers.base import OutgoingMessage
 
 from .clock import to_utc
 from .config import Config
-from .sms import sms_info, with_footer
+from .sms import over_max_segments, sms_info, with_footer
 from .templates import ContactView, OfferView, RenderError, SequenceView, TouchView
 from .tokens import make_token
 
-__all__ = ["template_context", "build_message", "unsubscribe_url"]
+__all__ = ["template_context", "build_message", "unsubscribe_url", "NotSent"]
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """A message that is not sent, and why: ``status`` is failed (its template broke) or skipped."""
+
+    status: str
+    reason: str
 
 
 def unsubscribe_url(config: Config, contact_id: int, channel: str) -> str | None:
@@ -56,18 +65,22 @@ def _views(sequence: str, description: str | None, touch: str, channel: str, ind
 
 
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
-                  tz: ZoneInfo, at: datetime) -> OutgoingMessage | str:
-    """The message to send, or a string saying why the template failed."""
+                  tz: ZoneInfo, at: datetime) -> OutgoingMessage | NotSent:
+    """The message to send, or why it is not sent: its template failed, or the SMS is over the sequence's
+    ``max_sms_segments``."""
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
                            **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
     except RenderError as err:
-        return f"template: {err}"
+        return NotSent("failed", f"template: {err}")
     if touch.channel == "sms":
         text = with_footer(rendered.text, config.settings.footer(contact.get("locale")))
         info = sms_info(text)
+        too_long = over_max_segments(info, plan.max_sms_segments)
+        if too_long:
+            return NotSent("skipped", too_long)
         return OutgoingMessage(str(row["id"]), "sms", contact["phone"], text,
                                metadata={"segments": info.segments, "encoding": info.encoding})
     headers = {}

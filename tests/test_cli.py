@@ -460,6 +460,18 @@ def test_contacts_import_lists_bad_rows_and_imports_good_ones(migrated):
     assert migrated.count("select count(*) from contacts") == 3
 
 
+def test_contacts_import_refuses_a_field_over_its_limit_with_line_and_reason(migrated):
+    # the API's limits: a 100 KB first name would otherwise become a 1,500-segment SMS
+    migrated.write("leads.csv", f"phone,first_name,notes\n09121234567,سارا,\n09127654321,{'ب' * 100_000},\n"
+                                f"09351234567,Ali,{'n' * 1001}\n")
+    result = migrated.run("contacts", "import", "leads.csv")
+    assert result.rc == 1, result
+    assert result.err.splitlines() == [
+        "leads.csv:3: first_name: 100,000 characters, over the limit of 200; shorten it",
+        "leads.csv:4: attrs: column 'notes': 1,001 characters, over the limit of 1,000; shorten it"]
+    assert result.out.strip() == "leads.csv: 1 created, 0 updated, 0 unchanged, 2 bad rows skipped"
+
+
 def test_contacts_import_warns_of_a_landline_and_imports_it(migrated):
     migrated.write("leads.csv", "phone,email,first_name\n09121234567,,سارا\n021 8877 6655,office@example.com,دفتر\n")
     result = migrated.run("contacts", "import", "leads.csv")
@@ -627,6 +639,15 @@ def test_preview_of_an_english_sms_says_gsm7(project):
     text = "Hi Sara, any questions about your first order? Just reply to this message.\nReply STOP to opt out"
     assert text in result.out
     assert SMS_FACTS.findall(result.out) == [("GSM-7", str(len(text)), "1")]
+
+
+def test_preview_says_an_sms_over_max_sms_segments_is_skipped(project):
+    project.append(WINTER, "max_sms_segments: 1\n")
+    result = project.run("preview", "winter-sale")
+    assert result.rc == 0, result
+    facts = SMS_FACTS.findall(result.out)
+    skipped = re.findall(r"^SKIPPED: SMS would be (\d+) segments, over max_sms_segments 1$", result.out, re.M)
+    assert skipped and skipped == [segments for _, _, segments in facts if int(segments) > 1], result
 
 
 # -- help ---------------------------------------------------------------------------------------

@@ -313,6 +313,25 @@ def test_a_hostile_template_fails_its_message_with_the_reason_and_other_sequence
     assert [to for _, to in world.sent()] == ["+989351234567"]
 
 
+@pytest.mark.parametrize("limit", [None, 2])
+def test_an_sms_over_max_sms_segments_is_skipped_with_its_reason_and_the_sequence_goes_on(make_world, frozen,
+                                                                                       limit):
+    seq = simple_sequence("a", **({"max_sms_segments": limit} if limit else {}))
+    world = make_world([seq])
+    sara, ali = world.add_contacts(SARA, ALI)
+    long_name = "س" * (1000 if limit is None else 200)  # 16 segments; 4 (at most 200 characters come in)
+    with world.engine.begin() as conn:  # stored before field limits existed, or through the API at its limit
+        conn.execute(sa.text("UPDATE contacts SET first_name = :n WHERE id = :i"), {"n": long_name, "i": sara})
+    world.enroll("a", sara, ali)
+    world.tick()
+    (skipped,) = world.messages(contact_id=sara, touch="t0")
+    segments = 16 if limit is None else 4
+    assert (skipped["status"], skipped["reason"]) == (
+        "skipped", f"SMS would be {segments} segments, over max_sms_segments {limit or 4}")
+    assert [to for _, to in world.sent()] == ["+989351234567"]
+    assert world.messages(contact_id=sara, touch="t1")[0]["status"] == "scheduled"
+
+
 def test_enrolling_twice_is_a_no_op_and_opted_out_contacts_are_refused(make_world, frozen):
     world = make_world([simple_sequence("a")])
     sara, ali = world.add_contacts(SARA, ALI)
