@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import update_wrapper
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from jinja2 import nodes, pass_eval_context
 from jinja2.visitor import NodeTransformer
@@ -54,51 +53,59 @@ class BudgetExceeded(SecurityError):
 class Budget:
     """What one render has used so far."""
 
-    __slots__ = ("steps", "output", "deadline")
+    __slots__ = ("steps_left", "room", "deadline")
 
     def __init__(self) -> None:
-        self.steps = 0
-        self.output = 0
+        self.steps_left = MAX_STEPS
+        self.room = MAX_OUTPUT  # characters left
         self.deadline = time.monotonic() + MAX_SECONDS
 
-    def step(self, n: int = 1) -> None:
-        self.steps += n
-        if self.steps > MAX_STEPS:
+    def take(self, chars: int = 0) -> None:
+        """One step, writing ``chars`` characters."""
+        self.steps_left -= 1
+        self.room -= chars
+        if self.room < 0 or not self.steps_left % _CLOCK_EVERY:  # one test on the common path
+            self._check()
+
+    def _check(self) -> None:
+        if self.room < 0:
+            raise BudgetExceeded(f"the template renders more than {MAX_OUTPUT:,} characters; shorten it")
+        if self.steps_left <= 0:
             raise BudgetExceeded(f"the template does too much work (more than {MAX_STEPS:,} loop steps, calls "
                                  "and outputs); loop over less")
-        if self.steps % _CLOCK_EVERY < n and time.monotonic() > self.deadline:
+        if time.monotonic() > self.deadline:
             raise BudgetExceeded(f"the template took more than {MAX_SECONDS:g} s to render; loop over less")
-
-    def emit(self, chars: int) -> None:
-        self.output += chars
-        if self.output > MAX_OUTPUT:
-            raise BudgetExceeded(f"the template renders more than {MAX_OUTPUT:,} characters; shorten it")
 
 
 _current: ContextVar[Budget | None] = ContextVar("followup_template_budget", default=None)
 
 
-@contextmanager
-def budget() -> Iterator[Budget]:
+class budget:  # noqa: N801 - used as a function: `with budget():`
     """Run a render (and every template it includes or imports) under one fresh budget."""
-    current = Budget()
-    token = _current.set(current)
-    try:
-        yield current
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> Budget:
+        current = Budget()
+        self._token = _current.set(current)
+        return current
+
+    def __exit__(self, *exc: Any) -> None:
+        _current.reset(self._token)
 
 
-def _charge(n: int = 1) -> None:
+def _charge() -> None:
     current = _current.get()
     if current is not None:
-        current.step(n)
+        current.take()
 
 
 def _weight(value: Any) -> int:
     """About how many characters ``value`` prints as; counts no further than just past ``MAX_OUTPUT``."""
     if isinstance(value, str):
         return len(value)
+    if isinstance(value, (int, float)) or value is None:
+        return 0
     if isinstance(value, (list, tuple, set, frozenset, dict)):
         total, stack = 0, [value]
         while stack and total <= MAX_OUTPUT:  # also ends on a list that holds itself
@@ -120,6 +127,10 @@ def _too_big(what: str) -> BudgetExceeded:
 
 def _checked(value: Any) -> Any:
     """``value`` if it is within the limits, else :class:`BudgetExceeded`."""
+    if type(value) is str:  # the common case first
+        if len(value) > MAX_OUTPUT:
+            raise _too_big("a value")
+        return value
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise BudgetExceeded(f"a number of more than {MAX_INT_BITS} bits; the template may not compute it")
     if _weight(value) > MAX_OUTPUT:
@@ -214,8 +225,7 @@ def _finalize(_eval_ctx: Any, value: Any) -> Any:
     # at compile time
     current = _current.get()
     if current is not None:
-        current.step()
-        current.emit(_weight(_checked(value)))
+        current.take(len(value) if type(value) is str else _weight(value))
     return value
 
 
@@ -223,7 +233,14 @@ def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     passes = _PassArg.from_obj(func) is not None
     estimate = _FILTERS.get(name)
 
-    def bounded(*args: Any, **kwargs: Any) -> Any:
+    if estimate is None and name not in ("format", "join"):
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            _charge()
+            return _checked(func(*args, **kwargs))
+
+        return update_wrapper(bounded, func)
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:  # noqa: F811 - the one for filters that may grow a text
         _charge()
         value = args[1 if passes else 0] if len(args) > passes else None
         if name == "format" and isinstance(value, str):
@@ -284,8 +301,7 @@ def _step(chars: int) -> None:
     """A loop iteration or macro run that writes ``chars`` characters of literal text."""
     current = _current.get()
     if current is not None:
-        current.step()
-        current.emit(chars)
+        current.take(chars)
 
 
 def _checked_step(value: Any) -> Any:
@@ -304,6 +320,11 @@ class BoundedSandbox(SandboxedEnvironment):
         self.globals.pop("lipsum", None)  # placeholder text is no use in a message, and is costly to make
         self.filters = _BoundedFilters(self.filters)
         dict.update(self.filters, _step=_step, _checked=_checked_step)  # the meters themselves, unwrapped
+
+    def add_short_filters(self, **filters: Callable[..., Any]) -> None:
+        """Add filters whose result is never much longer than their value (``fa_digits``, ``jalali``): they
+        run unmetered, as their value was checked where it was made and the loop calling them is charged."""
+        dict.update(self.filters, filters)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         return _Metered().visit(super()._parse(source, name, filename))

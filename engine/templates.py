@@ -227,7 +227,7 @@ class Renderer:
             lstrip_blocks=True,
             auto_reload=True,
         )
-        env.filters.update(fa_digits=fa_digits, jalali=jalali, duration=_duration_filter)
+        env.add_short_filters(fa_digits=fa_digits, jalali=jalali, duration=_duration_filter)
         return env
 
     def source(self, name: str) -> str:
