@@ -229,8 +229,18 @@ def _templates_and_providers(p: Project) -> None:
     p.path("templates/welcome-en/tips.email.j2").unlink()
 
 
+def _alias_bomb(p: Project) -> None:
+    """Nine levels of nine aliases in a sequence: 9**9 strings once expanded."""
+    p.append(WELCOME, 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n')
+    p.append(WELCOME, "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10)))
+
+
 BROKEN = {
     "settings-and-sequences": (_settings_and_sequences, {"KAVENEGAR_API_KEY": SECRET, "MISSING_ENV": None}),
+    # a million loop steps; without a render budget validate renders it (and 9 ** 9 nested would hang)
+    "hostile-template": (lambda p: p.write(HELLO, "سلام\n{% for i in range(1000) %}{% for j in range(1000) %}"
+                                                  "{% endfor %}{% endfor %}\n"), {}),
+    "alias-bomb": (_alias_bomb, {}),
     "yaml-syntax": (lambda p: p.edit(SETTINGS, "locale: fa", "locale: fa\n  oops: [1"), {}),
     "templates-and-providers": (_templates_and_providers, {"KAVENEGAR_API_KEY": SECRET}),
 }
@@ -252,6 +262,10 @@ class Expect:
 
 EXPECTED = {
     "yaml-syntax": Expect("yaml-syntax", SETTINGS, "oops:", None, "YAML syntax error"),
+    "hostile-template": Expect("hostile-template", HELLO, 2, None, "the template does too much work (more than "
+                               "100,000 loop steps, calls and outputs); loop over less (used by winter-sale touch "
+                               "'hello')"),
+    "alias-bomb": Expect("alias-bomb", WELCOME, "l1:", None, "YAML alias *l0 is not accepted here; repeat the value"),
     "unknown-settings-key": Expect("settings-and-sequences", SETTINGS, "colour:", "colour",
                                    "unknown key; settings take database_url"),
     "bad-timezone": Expect("settings-and-sequences", SETTINGS, "timezone:", "timezone",
