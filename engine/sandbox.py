@@ -22,13 +22,15 @@ import re
 import time
 from contextvars import ContextVar
 from functools import update_wrapper
-from typing import Any, Callable
+from dataclasses import fields, is_dataclass
+from typing import Any, Callable, Iterable
 
 from jinja2 import nodes, pass_eval_context
 from jinja2.visitor import NodeTransformer
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import _PassArg
+from jinja2.utils import Namespace
+
 
 __all__ = ["BudgetExceeded", "Budget", "BoundedSandbox", "budget", "MAX_STEPS", "MAX_SECONDS", "MAX_OUTPUT",
            "MAX_RANGE", "MAX_INT_BITS"]
@@ -44,6 +46,7 @@ MAX_RANGE = 10_000
 #: the largest integer a template may compute (about 1,200 digits)
 MAX_INT_BITS = 4096
 _CLOCK_EVERY = 256  # steps between two looks at the clock
+_WALKED_PER_STEP = 4  # values whose size is counted (see _weight) for a step
 
 
 class BudgetExceeded(SecurityError):
@@ -64,7 +67,13 @@ class Budget:
         """One step, writing ``chars`` characters."""
         self.steps_left -= 1
         self.room -= chars
-        if self.room < 0 or not self.steps_left % _CLOCK_EVERY:  # one test on the common path
+        if self.room < 0 or self.steps_left <= 0 or not self.steps_left % _CLOCK_EVERY:
+            self._check()
+
+    def work(self, items: int) -> None:
+        """Steps for walking ``items`` values (one per ``_WALKED_PER_STEP``), and a look at the clock."""
+        self.steps_left -= items // _WALKED_PER_STEP
+        if self.steps_left <= 0 or time.monotonic() > self.deadline:
             self._check()
 
     def _check(self) -> None:
@@ -100,25 +109,51 @@ def _charge() -> None:
         current.take()
 
 
+_TEXTS = (str, bytes, bytearray)
+_COLLECTIONS = (list, tuple, set, frozenset, type({}.keys()), type({}.values()), type({}.items()))
+
+
+def _parts(item: Any) -> Iterable[Any] | None:
+    """What ``item`` prints of other values (None: it prints only itself)."""
+    if isinstance(item, dict):
+        return [*item.keys(), *item.values()]
+    if isinstance(item, _COLLECTIONS):
+        return item
+    if is_dataclass(item) and not isinstance(item, type):  # the template's views print their fields
+        return [getattr(item, f.name) for f in fields(item)]
+    if isinstance(item, Namespace):
+        return [getattr(item, "_Namespace__attrs", {})]  # what its repr prints
+    return None
+
+
 def _weight(value: Any) -> int:
-    """About how many characters ``value`` prints as; counts no further than just past ``MAX_OUTPUT``."""
-    if isinstance(value, str):
+    """At least how many characters ``value`` prints as (its text is at most ten times as long: the escapes of
+    a repr); counts no further than just past ``MAX_OUTPUT``. A long count is charged to the budget."""
+    if isinstance(value, _TEXTS):
         return len(value)
-    if isinstance(value, (int, float)) or value is None:
-        return 0
-    if isinstance(value, (list, tuple, set, frozenset, dict)):
-        total, stack = 0, [value]
-        while stack and total <= MAX_OUTPUT:  # also ends on a list that holds itself
-            item = stack.pop()
-            if isinstance(item, str):
-                total += len(item)
-            elif isinstance(item, (list, tuple, set, frozenset, dict)):
-                total += len(item) + 1
-                stack.extend(item.items() if isinstance(item, dict) else item)
-            else:
-                total += 1
-        return total
-    return 0
+    if isinstance(value, int):
+        return value.bit_length() // 4 + 1
+    total, walked, stack = 0, 0, [value]
+    while stack and total <= MAX_OUTPUT:  # also ends on a list that holds itself
+        item = stack.pop()
+        walked += 1
+        if isinstance(item, _TEXTS):
+            total += len(item) + 2
+            continue
+        if isinstance(item, int):
+            total += item.bit_length() // 4 + 1
+            continue
+        parts = _parts(item)
+        if parts is None:
+            total += 8
+        else:
+            total += 2 * len(parts) + 2
+            stack.extend(parts)
+    if walked >= _WALKED_PER_STEP:
+        current = _current.get()
+        if current is not None:
+            current.work(walked)
+    return total
 
 
 def _too_big(what: str) -> BudgetExceeded:
@@ -230,7 +265,7 @@ def _finalize(_eval_ctx: Any, value: Any) -> Any:
 
 
 def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    passes = _PassArg.from_obj(func) is not None
+    passes = getattr(func, "jinja_pass_arg", None) is not None  # the context Jinja passes first
     estimate = _FILTERS.get(name)
 
     if estimate is None and name not in ("format", "join"):

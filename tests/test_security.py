@@ -149,6 +149,20 @@ def test_a_template_has_a_render_budget(renderer, source, says):
     assert says in caught.value.message
 
 
+@pytest.mark.parametrize("source", [
+    "{% set l = [] %}{% for i in range(5000) %}{{ l.append(contact) }}{% endfor %}{{ l }}",
+    "{% set ns = namespace(a=contact.attrs) %}{% set l = [] %}{% for i in range(5000) %}{{ l.append(ns) }}"
+    "{% endfor %}{{ l }}",
+    "{% set l = [] %}{% for i in range(5000) %}{{ l.append(contact.attrs.items()) }}{% endfor %}{{ l }}",
+])
+def test_what_a_list_of_views_prints_counts_against_the_budget(renderer, source):
+    # each reference to a view, a namespace or a dict view prints the contact's attrs again (5,000 x 2 KB);
+    # counted as one item each, the list would be printed
+    (renderer.templates_dir / "refs.sms.j2").write_text(source, encoding="utf-8")
+    with pytest.raises(RenderError, match="200,000 characters"):
+        renderer.render("refs.sms.j2", "sms", context(attrs={f"k{i}": "v" * 200 for i in range(10)}))
+
+
 def test_a_template_within_its_budget_renders_as_before(renderer):
     (renderer.templates_dir / "fine.sms.j2").write_text(
         "{% for i in range(3) if i %}{{ i }}-{% endfor %}{{ 2 ** 10 }} {{ '%.1f' % 2.25 }} {{ '{:>3}'.format('x') }} "
