@@ -3,12 +3,13 @@
 Jinja's sandbox keeps templates away from Python internals but says nothing about how much work a
 template does. Someone who may edit templates (or a typo) could write ``{% for i in range(100000) %}``
 twice over, ``9 ** (9 ** 9)``, ``"a" * 10 ** 10`` or a macro that calls itself. Here every render
-runs under a :class:`Budget`, charged without threads:
+runs under a :class:`~engine.budget.Budget`, charged without threads:
 
 * a step for every loop iteration, call, filter, operator and ``{{ … }}`` output; past ``MAX_STEPS``
   steps, or ``MAX_SECONDS`` of wall time (checked every few hundred steps), the render stops;
 * the characters a render produces (``{{ … }}`` values and the literal text of loop and macro bodies)
-  may not pass ``MAX_OUTPUT``, nor may any single value it builds;
+  may not pass ``MAX_OUTPUT``, nor may any single value it builds (a list counts what its items print,
+  the fields behind a view or a namespace included);
 * operators and calls whose result would be too large are refused *before* they run: ``**`` and ``*``
   on big operands, ``%`` and ``str.format`` with huge widths, ``replace``/``join``/``center``/
   ``indent``/``expandtabs``/``batch`` that would grow past the limit; ``range`` is bounded;
@@ -19,158 +20,17 @@ A refusal is a :class:`BudgetExceeded` (a Jinja ``SecurityError``) that names th
 from __future__ import annotations
 
 import re
-import time
-from contextvars import ContextVar
 from functools import update_wrapper
-from dataclasses import fields, is_dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from jinja2 import nodes, pass_eval_context
-from jinja2.visitor import NodeTransformer
-from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import Namespace
+from jinja2.visitor import NodeTransformer
 
+from .budget import (MAX_INT_BITS, MAX_OUTPUT, MAX_RANGE, BudgetExceeded, budget, charge, checked, current_budget,
+                     too_big, weight)
 
-__all__ = ["BudgetExceeded", "Budget", "BoundedSandbox", "budget", "MAX_STEPS", "MAX_SECONDS", "MAX_OUTPUT",
-           "MAX_RANGE", "MAX_INT_BITS"]
-
-#: loop iterations, calls, filters, operators and outputs one render may take
-MAX_STEPS = 100_000
-#: wall time one render may take (a legitimate one takes well under a millisecond)
-MAX_SECONDS = 2.0
-#: characters one render may produce, and the size of any one value it builds
-MAX_OUTPUT = 200_000
-#: the most items a template's ``range`` gives
-MAX_RANGE = 10_000
-#: the largest integer a template may compute (about 1,200 digits)
-MAX_INT_BITS = 4096
-_CLOCK_EVERY = 256  # steps between two looks at the clock
-_WALKED_PER_STEP = 4  # values whose size is counted (see _weight) for a step
-
-
-class BudgetExceeded(SecurityError):
-    """A template went past its render budget; the message names the limit and how to stay under it."""
-
-
-class Budget:
-    """What one render has used so far."""
-
-    __slots__ = ("steps_left", "room", "deadline")
-
-    def __init__(self) -> None:
-        self.steps_left = MAX_STEPS
-        self.room = MAX_OUTPUT  # characters left
-        self.deadline = time.monotonic() + MAX_SECONDS
-
-    def take(self, chars: int = 0) -> None:
-        """One step, writing ``chars`` characters."""
-        self.steps_left -= 1
-        self.room -= chars
-        if self.room < 0 or self.steps_left <= 0 or not self.steps_left % _CLOCK_EVERY:
-            self._check()
-
-    def work(self, items: int) -> None:
-        """Steps for walking ``items`` values (one per ``_WALKED_PER_STEP``), and a look at the clock."""
-        self.steps_left -= items // _WALKED_PER_STEP
-        if self.steps_left <= 0 or time.monotonic() > self.deadline:
-            self._check()
-
-    def _check(self) -> None:
-        if self.room < 0:
-            raise BudgetExceeded(f"the template renders more than {MAX_OUTPUT:,} characters; shorten it")
-        if self.steps_left <= 0:
-            raise BudgetExceeded(f"the template does too much work (more than {MAX_STEPS:,} loop steps, calls "
-                                 "and outputs); loop over less")
-        if time.monotonic() > self.deadline:
-            raise BudgetExceeded(f"the template took more than {MAX_SECONDS:g} s to render; loop over less")
-
-
-_current: ContextVar[Budget | None] = ContextVar("followup_template_budget", default=None)
-
-
-class budget:  # noqa: N801 - used as a function: `with budget():`
-    """Run a render (and every template it includes or imports) under one fresh budget."""
-
-    __slots__ = ("_token",)
-
-    def __enter__(self) -> Budget:
-        current = Budget()
-        self._token = _current.set(current)
-        return current
-
-    def __exit__(self, *exc: Any) -> None:
-        _current.reset(self._token)
-
-
-def _charge() -> None:
-    current = _current.get()
-    if current is not None:
-        current.take()
-
-
-_TEXTS = (str, bytes, bytearray)
-_COLLECTIONS = (list, tuple, set, frozenset, type({}.keys()), type({}.values()), type({}.items()))
-
-
-def _parts(item: Any) -> Iterable[Any] | None:
-    """What ``item`` prints of other values (None: it prints only itself)."""
-    if isinstance(item, dict):
-        return [*item.keys(), *item.values()]
-    if isinstance(item, _COLLECTIONS):
-        return item
-    if is_dataclass(item) and not isinstance(item, type):  # the template's views print their fields
-        return [getattr(item, f.name) for f in fields(item)]
-    if isinstance(item, Namespace):
-        return [getattr(item, "_Namespace__attrs", {})]  # what its repr prints
-    return None
-
-
-def _weight(value: Any) -> int:
-    """At least how many characters ``value`` prints as (its text is at most ten times as long: the escapes of
-    a repr); counts no further than just past ``MAX_OUTPUT``. A long count is charged to the budget."""
-    if isinstance(value, _TEXTS):
-        return len(value)
-    if isinstance(value, int):
-        return value.bit_length() // 4 + 1
-    total, walked, stack = 0, 0, [value]
-    while stack and total <= MAX_OUTPUT:  # also ends on a list that holds itself
-        item = stack.pop()
-        walked += 1
-        if isinstance(item, _TEXTS):
-            total += len(item) + 2
-            continue
-        if isinstance(item, int):
-            total += item.bit_length() // 4 + 1
-            continue
-        parts = _parts(item)
-        if parts is None:
-            total += 8
-        else:
-            total += 2 * len(parts) + 2
-            stack.extend(parts)
-    if walked >= _WALKED_PER_STEP:
-        current = _current.get()
-        if current is not None:
-            current.work(walked)
-    return total
-
-
-def _too_big(what: str) -> BudgetExceeded:
-    return BudgetExceeded(f"{what} would be more than {MAX_OUTPUT:,} characters; the template may not build it")
-
-
-def _checked(value: Any) -> Any:
-    """``value`` if it is within the limits, else :class:`BudgetExceeded`."""
-    if type(value) is str:  # the common case first
-        if len(value) > MAX_OUTPUT:
-            raise _too_big("a value")
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise BudgetExceeded(f"a number of more than {MAX_INT_BITS} bits; the template may not compute it")
-    if _weight(value) > MAX_OUTPUT:
-        raise _too_big("a value")
-    return value
+__all__ = ["BoundedSandbox", "BudgetExceeded", "budget"]
 
 
 def _is_int(value: Any) -> bool:
@@ -189,8 +49,8 @@ def _check_times(left: Any, right: Any) -> None:
             raise BudgetExceeded(f"refused a product of more than {MAX_INT_BITS} bits")
         return
     seq, count = (left, right) if _is_int(right) else (right, left)
-    if _is_int(count) and count > 0 and max(1, _weight(seq)) * count > MAX_OUTPUT:
-        raise _too_big(f"repeating a value {count:,} times")
+    if _is_int(count) and count > 0 and max(1, weight(seq)) * count > MAX_OUTPUT:
+        raise too_big(f"repeating a value {count:,} times")
 
 
 # a printf directive's width and precision (`%-10.2f`, `%*d`), and a str.format field's spec (`{:>10}`)
@@ -210,7 +70,7 @@ def _check_format(fmt: str, style: str) -> None:
     if "*" in numbers:
         raise BudgetExceeded("a printf width given as an argument (%*d); write the width as a number")
     if any(int(n) > MAX_OUTPUT for n in numbers):
-        raise _too_big("a format width")
+        raise too_big("a format width")
 
 
 def _replaced_size(text: str, old: str, new: str) -> int:
@@ -219,7 +79,7 @@ def _replaced_size(text: str, old: str, new: str) -> int:
 
 
 def _joined_size(items: list, sep: str) -> int:
-    return sum(_weight(i) or 1 for i in items) + len(sep) * len(items)
+    return sum(weight(i) or 1 for i in items) + len(sep) * len(items)
 
 
 def _width(value: Any) -> int:
@@ -258,9 +118,9 @@ def _bounded_range(*args: int) -> range:
 def _finalize(_eval_ctx: Any, value: Any) -> Any:
     # every `{{ … }}` passes here; asking for the eval context also keeps Jinja from evaluating outputs
     # at compile time
-    current = _current.get()
+    current = current_budget()
     if current is not None:
-        current.take(len(value) if type(value) is str else _weight(value))
+        current.take(len(value) if type(value) is str else weight(value))
     return value
 
 
@@ -270,13 +130,13 @@ def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
     if estimate is None and name not in ("format", "join"):
         def bounded(*args: Any, **kwargs: Any) -> Any:
-            _charge()
-            return _checked(func(*args, **kwargs))
+            charge()
+            return checked(func(*args, **kwargs))
 
         return update_wrapper(bounded, func)
 
     def bounded(*args: Any, **kwargs: Any) -> Any:  # noqa: F811 - the one for filters that may grow a text
-        _charge()
+        charge()
         value = args[1 if passes else 0] if len(args) > passes else None
         if name == "format" and isinstance(value, str):
             _check_format(value, "%")
@@ -284,10 +144,10 @@ def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             value = list(value)
             args = (*args[:passes], value, *args[passes + 1:])
             if _joined_size(value, str(args[passes + 1] if len(args) > passes + 1 else kwargs.get("d", ""))) > MAX_OUTPUT:
-                raise _too_big(f"the {name} filter's result")
+                raise too_big(f"the {name} filter's result")
         elif estimate is not None and estimate(*args[passes:], **kwargs) > MAX_OUTPUT:
-            raise _too_big(f"the {name} filter's result")
-        return _checked(func(*args, **kwargs))
+            raise too_big(f"the {name} filter's result")
+        return checked(func(*args, **kwargs))
 
     return update_wrapper(bounded, func)
 
@@ -306,7 +166,7 @@ def _literal_chars(body: list[nodes.Node]) -> int:
 
 class _Metered(NodeTransformer):
     """Charges each loop iteration and each macro or call-block run, with the literal text its body writes,
-    and checks the size of every ``~`` concatenation. The charges are filters (``_step``, ``_checked``):
+    and checks the size of every ``~`` concatenation. The charges are filters (``_step``, ``checked``):
     Jinja calls a filter directly, where a call would pass through the sandbox's slower ``call``."""
 
     def _meter(self, node: nodes.Node) -> None:
@@ -317,7 +177,7 @@ class _Metered(NodeTransformer):
         node = self.generic_visit(node)
         self._meter(node)
         if node.test is not None:  # an iteration the test skips is charged too
-            node.test = nodes.Filter(node.test, "_checked", [], [], None, None, lineno=node.lineno)
+            node.test = nodes.Filter(node.test, "checked", [], [], None, None, lineno=node.lineno)
         return node
 
     def visit_Macro(self, node: nodes.Node) -> nodes.Node:
@@ -329,19 +189,19 @@ class _Metered(NodeTransformer):
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         node = self.generic_visit(node)
-        return nodes.Filter(node, "_checked", [], [], None, None, lineno=node.lineno)
+        return nodes.Filter(node, "checked", [], [], None, None, lineno=node.lineno)
 
 
 def _step(chars: int) -> None:
     """A loop iteration or macro run that writes ``chars`` characters of literal text."""
-    current = _current.get()
+    current = current_budget()
     if current is not None:
         current.take(chars)
 
 
 def _checked_step(value: Any) -> Any:
-    _charge()
-    return _checked(value)
+    charge()
+    return checked(value)
 
 
 class BoundedSandbox(SandboxedEnvironment):
@@ -354,7 +214,7 @@ class BoundedSandbox(SandboxedEnvironment):
         self.globals["range"] = _bounded_range
         self.globals.pop("lipsum", None)  # placeholder text is no use in a message, and is costly to make
         self.filters = _BoundedFilters(self.filters)
-        dict.update(self.filters, _step=_step, _checked=_checked_step)  # the meters themselves, unwrapped
+        dict.update(self.filters, _step=_step, checked=_checked_step)  # the meters themselves, unwrapped
 
     def add_short_filters(self, **filters: Callable[..., Any]) -> None:
         """Add filters whose result is never much longer than their value (``fa_digits``, ``jalali``): they
@@ -365,28 +225,28 @@ class BoundedSandbox(SandboxedEnvironment):
         return _Metered().visit(super()._parse(source, name, filename))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _charge()
+        charge()
         if operator == "**":
             _check_power(left, right)
         elif operator == "*":
             _check_times(left, right)
         elif operator == "%" and isinstance(left, str):
             _check_format(left, "%")
-        return _checked(super().call_binop(context, operator, left, right))
+        return checked(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - as Jinja's
-        _charge()
+        charge()
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):
             name = getattr(__obj, "__name__", "")
             estimate = _STR_METHODS.get(name)
             if estimate is not None and estimate(owner, *args, **kwargs) > MAX_OUTPUT:
-                raise _too_big(f"str.{name}")
+                raise too_big(f"str.{name}")
             if name == "join":
                 args = (list(args[0]),) if args else args
                 if args and _joined_size(args[0], owner) > MAX_OUTPUT:
-                    raise _too_big("str.join")
-        return _checked(super().call(__context, __obj, *args, **kwargs))
+                    raise too_big("str.join")
+        return checked(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
