@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from .addresses import landline, normalize_email, normalize_phone, read_address
 from .clock import now
 from .errors import InputError
+from .fields import length_problems
 from .models import Contact
 
 __all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "upsert_contacts", "find_contact", "KNOWN_COLUMNS"]
@@ -68,9 +69,17 @@ def _valid_tz(name: str) -> bool:
 
 
 def parse_row(raw: dict[str, Any], region: str, line: int | None = None) -> ContactRow:
-    """Check one row; raise ValueError with every reason it can't be imported."""
-    get = lambda k: str(raw.get(k) or "").strip()  # noqa: E731
-    reasons = []
+    """Check one row; raise ValueError with every reason it can't be imported.
+
+    A value over its length limit (:mod:`engine.fields`, the API's limits too) is reason enough.
+    """
+    values = {k: str(raw.get(k) or "").strip() for k in KNOWN_COLUMNS}
+    get = values.__getitem__
+    tags = sorted({t.strip() for t in get("tags").split(";") if t.strip()})
+    attrs = {k: str(v) for k, v in raw.items() if k and k not in KNOWN_COLUMNS and v not in (None, "")}
+    reasons = length_problems(values, tags, attrs)
+    if reasons:  # a value past its limit is not read further
+        raise ValueError("; ".join(reasons))
     phone = email = None
     if get("phone"):
         try:
@@ -98,8 +107,6 @@ def parse_row(raw: dict[str, Any], region: str, line: int | None = None) -> Cont
         reasons.append(f"locale: {locale!r} is not supported; use fa or en")
     if reasons:
         raise ValueError("; ".join(reasons))
-    tags = sorted({t.strip() for t in get("tags").split(";") if t.strip()})
-    attrs = {k: str(v) for k, v in raw.items() if k and k not in KNOWN_COLUMNS and v not in (None, "")}
     return ContactRow(phone, email, get("first_name"), get("last_name"), tz, locale, tags,
                       get("external_id") or None, attrs, line)
 

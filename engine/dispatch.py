@@ -61,7 +61,7 @@ from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollm
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .installation import message_id_of, reference_prefix
-from .render import build_message
+from .render import NotSent, build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
 from .walcheckpoint import Checkpointer
@@ -323,9 +323,9 @@ class Dispatcher:
             touch = plan.touches[row["touch_index"]]
             built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
                                   self.reference_prefix)
-            if isinstance(built, str):  # a template error: this touch fails, the sequence goes on
-                first.append(Change(row, "failed", {"status": "failed", "reason": built, "next_attempt_at": None,
-                                                    **release}, reason=built))
+            if isinstance(built, NotSent):  # a broken template or a too long SMS: the sequence goes on
+                first.append(Change(row, built.status, {"status": built.status, "reason": built.reason,
+                                                        "next_attempt_at": None, **release}, reason=built.reason))
                 ended.append((row, at))
                 continue
             provider_name = providers.get(row["channel"])

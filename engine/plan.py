@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from .addresses import landline
 from .clock import to_utc
 from .durations import parse_duration
+from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
 
 __all__ = ["TouchPlan", "SequencePlan", "Decision", "decide", "plan_from_json"]
@@ -41,6 +42,7 @@ class SequencePlan:
     send_window: SendWindow | None
     frequency_cap: FrequencyCap | None
     offer_title: str | None
+    max_sms_segments: int = DEFAULT_MAX_SEGMENTS
 
 
 def plan_from_json(text: str) -> SequencePlan:
@@ -55,6 +57,7 @@ def plan_from_json(text: str) -> SequencePlan:
         send_window=SendWindow(window["start"], window["end"], frozenset(window["days"])) if window else None,
         frequency_cap=FrequencyCap(cap["per_day"]) if cap else None,
         offer_title=(data.get("offer") or {}).get("title"),
+        max_sms_segments=data.get("max_sms_segments", DEFAULT_MAX_SEGMENTS),
     )
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from .clock import now
 from .config import Config
 from .sequences import Sequence
-from .sms import SmsInfo, sms_info, with_footer
+from .sms import SmsInfo, over_max_segments, sms_info, with_footer
 from .templates import RenderError, Rendered
 from .validate import render_touch_sample, sample_contact
 from .window import local_day_bounds, next_allowed
@@ -60,6 +60,9 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
         if rendered is not None and touch.channel == "sms":
             info = sms_info(with_footer(rendered.text, config.settings.footer(contact.get("locale"))))
             cost = price * info.segments if price is not None else None
+            too_long = over_max_segments(info, seq.max_sms_segments)
+            if too_long:
+                notes.append(f"SKIPPED: {too_long}")
         rows.append(PreviewRow(touch.name, touch.channel, when.astimezone(tz), "; ".join(notes), rendered, error, info, cost))
         sent.append(when)
         at = when

@@ -1,6 +1,7 @@
 """Turning a claimed message into what a provider sends: context, template, footer, headers."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -11,11 +12,19 @@ from providers.base import OutgoingMessage
 from .clock import to_utc
 from .config import Config
 from .installation import client_reference
-from .sms import sms_info, with_footer
+from .sms import over_max_segments, sms_info, with_footer
 from .templates import ContactView, OfferView, RenderError, SequenceView, TouchView
 from .tokens import make_token
 
-__all__ = ["template_context", "build_message", "unsubscribe_url"]
+__all__ = ["template_context", "build_message", "unsubscribe_url", "NotSent"]
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """A message that is not sent, and why: ``status`` is failed (its template broke) or skipped."""
+
+    status: str
+    reason: str
 
 
 def unsubscribe_url(config: Config, contact_id: int, channel: str) -> str | None:
@@ -57,8 +66,9 @@ def _views(sequence: str, description: str | None, touch: str, channel: str, ind
 
 
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
-                  tz: ZoneInfo, at: datetime, reference_prefix: int) -> OutgoingMessage | str:
-    """The message to send, or a string saying why the template failed.
+                  tz: ZoneInfo, at: datetime, reference_prefix: int) -> OutgoingMessage | NotSent:
+    """The message to send, or why it is not sent: its template failed, or the SMS is over the sequence's
+    ``max_sms_segments``.
 
     Its ``message_id`` is the client reference of the row (:mod:`engine.installation`)."""
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
@@ -67,10 +77,13 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
     except RenderError as err:
-        return f"template: {err}"
+        return NotSent("failed", f"template: {err}")
     if touch.channel == "sms":
         text = with_footer(rendered.text, config.settings.footer(contact.get("locale")))
         info = sms_info(text)
+        too_long = over_max_segments(info, plan.max_sms_segments)
+        if too_long:
+            return NotSent("skipped", too_long)
         return OutgoingMessage(client_reference(reference_prefix, row["id"]), "sms", contact["phone"], text,
                                metadata={"segments": info.segments, "encoding": info.encoding})
     headers = {}

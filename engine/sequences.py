@@ -13,6 +13,7 @@ from .clock import aware
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
 from .settings import Settings, parse_cap, parse_window
+from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
 
@@ -21,7 +22,10 @@ __all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "EXIT_EVENTS", "M
 EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap"}
+SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
+                 "max_sms_segments"}
+#: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
+MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
 OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "stock"}
 
@@ -67,6 +71,8 @@ class Sequence:
     offer: OfferSpec | None = None
     send_window: SendWindow | None = None
     frequency_cap: FrequencyCap | None = None
+    #: an SMS longer than this (with the footer, for the contact it goes to) is skipped with its reason
+    max_sms_segments: int = DEFAULT_MAX_SEGMENTS
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -167,6 +173,16 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
     return touches
 
 
+def _max_segments(doc: YamlDoc, raw: Any) -> int:
+    if raw is None:
+        return DEFAULT_MAX_SEGMENTS
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_SEGMENTS_ALLOWED:
+        doc.problem("max_sms_segments", f"{raw!r} must be a whole number from 1 to {MAX_SEGMENTS_ALLOWED} "
+                                        f"(the default is {DEFAULT_MAX_SEGMENTS})")
+        return DEFAULT_MAX_SEGMENTS
+    return raw
+
+
 def _sequence(doc: YamlDoc) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
@@ -195,6 +211,7 @@ def _sequence(doc: YamlDoc) -> Sequence | None:
         offer=offer,
         send_window=parse_window(doc, "send_window", raw.get("send_window")),
         frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap")),
+        max_sms_segments=_max_segments(doc, raw.get("max_sms_segments")),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )

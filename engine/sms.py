@@ -7,7 +7,10 @@ from functools import lru_cache
 
 from .text import ascii_digits
 
-__all__ = ["SmsInfo", "sms_info", "with_footer"]
+__all__ = ["SmsInfo", "sms_info", "with_footer", "DEFAULT_MAX_SEGMENTS", "over_max_segments"]
+
+#: a sequence's ``max_sms_segments`` when it names none: a longer SMS is skipped, not sent
+DEFAULT_MAX_SEGMENTS = 4
 
 _GSM_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -57,6 +60,13 @@ def sms_info(text: str) -> SmsInfo:
             segments, used = segments + 1, 0
         used += cost
     return SmsInfo(encoding, units, segments)
+
+
+def over_max_segments(info: SmsInfo, limit: int) -> str | None:
+    """Why an SMS of ``info`` is not sent under a sequence's ``max_sms_segments`` (None: it may go)."""
+    if info.segments <= limit:
+        return None
+    return f"SMS would be {info.segments} segments, over max_sms_segments {limit}"
 
 
 _SKIPPED = " \u200c"  # spaces and zero-width non-joiners do not count when the footer is recognised

@@ -19,6 +19,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyn
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.runtime import new_context
 
+from .sandbox import BoundedSandbox, budget
 from .text import ascii_digits, fa_digits
 
 __all__ = [
@@ -86,7 +87,7 @@ class TouchView:
 _VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView})
 
 
-class _Sandbox(SandboxedEnvironment):
+class _Sandbox(BoundedSandbox):
     # the sandbox's generic checks (a dozen type tests, a str.format wrapper) run for every attribute a
     # template reads; our views hold only data fields and need only the rule that no underscore name
     # is reachable
@@ -195,11 +196,15 @@ class Renderer:
 
     def preload(self, names: Iterable[str]) -> None:
         """Compile templates now (a worker's start), not on the first message due; a broken one is left
-        for :meth:`render` to report against the touch that uses it."""
+        for :meth:`render` to report against the touch that uses it.
+
+        Compiling evaluates nothing of a template (see :mod:`engine.sandbox`); a template nested too
+        deeply to parse is left for :meth:`render` too, so no template can stop a worker from starting.
+        """
         for name in names:
             try:
                 self._load(self.text_env, name)
-            except TemplateError:
+            except (TemplateError, RecursionError, MemoryError):
                 pass
 
     def _render_text(self, name: str, context: dict[str, Any]) -> str:
@@ -222,7 +227,7 @@ class Renderer:
             lstrip_blocks=True,
             auto_reload=True,
         )
-        env.filters.update(fa_digits=fa_digits, jalali=jalali, duration=_duration_filter)
+        env.add_short_filters(fa_digits=fa_digits, jalali=jalali, duration=_duration_filter)
         return env
 
     def source(self, name: str) -> str:
@@ -239,18 +244,27 @@ class Renderer:
             raise RenderError(name, err.message or "syntax error", err.lineno) from err
 
     def render(self, name: str, channel: str, context: dict[str, Any]) -> Rendered:
-        """Render one touch. Raises :class:`RenderError` with the template line on any failure."""
+        """Render one touch under a render budget (:mod:`engine.sandbox`).
+
+        Raises :class:`RenderError` with the template line on any failure, whatever the template does.
+        """
         try:
-            if channel == "sms":
-                return Rendered(text=self._render_text(name, context).strip())
-            return self._render_email(name, context)
+            with budget():
+                if channel == "sms":
+                    return Rendered(text=self._render_text(name, context).strip())
+                return self._render_email(name, context)
         except RenderError:
             raise
         except TemplateSyntaxError as err:
             raise RenderError(name, err.message or "syntax error", err.lineno) from err
         except TemplateError as err:
             raise RenderError(name, _explain(err), _template_line(err, name)) from err
-        except (ArithmeticError, TypeError, ValueError, AttributeError) as err:
+        except RecursionError as err:
+            raise RenderError(name, "the template calls itself without end (a macro, include or extends that "
+                                    "recurses, or expressions nested too deeply); RecursionError") from err
+        except MemoryError as err:
+            raise RenderError(name, "the template needs more memory than there is; MemoryError") from err
+        except Exception as err:  # noqa: BLE001 - whatever a template does fails its message, never the worker
             raise RenderError(name, f"{type(err).__name__}: {err}", _template_line(err, name)) from err
 
     def _render_email(self, name: str, context: dict[str, Any]) -> Rendered:

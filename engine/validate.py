@@ -77,9 +77,11 @@ def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
                                                   "Unsubscribe</a>{% endif %}", warning=True))
         if touch.channel == "sms":
             info = sms_info(with_footer(rendered.text, config.settings.footer(None)))
-            if info.segments > 6:
-                problems.append(Problem(tpl_path, "", f"the SMS is {info.segments} segments ({info.describe()}); "
-                                                      "shorten it to 6 segments or fewer"))
+            if info.segments > seq.max_sms_segments:
+                problems.append(Problem(tpl_path, "", f"the SMS is {info.segments} segments ({info.describe()}) for "
+                                                      f"the sample contact, over max_sms_segments "
+                                                      f"{seq.max_sms_segments} of {seq.name}: such messages are "
+                                                      f"skipped; shorten it or raise max_sms_segments in {seq_file}"))
         if touch.urgent:
             if "offer" not in used:
                 problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "

@@ -90,8 +90,33 @@ def _record_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
             _record_lines(item, key, lines)
 
 
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark, name: str):
+        self.problem_mark, self.name = mark, name
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases: each ``*name`` repeats a whole subtree, so a few lines of
+    aliases of aliases stand for billions of nodes (an "alias bomb") that every walk of the data expands."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(event.start_mark, event.anchor)
+        return super().compose_node(parent, index)
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    loader = _NoAliasLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: Path) -> YamlDoc:
-    """Parse ``path``; a missing file or a YAML syntax error raises :class:`ConfigError` with its line."""
+    """Parse ``path``; a missing file, a YAML syntax error or an alias raises :class:`ConfigError` with its line."""
     shown = os.path.relpath(path) if path.is_absolute() else str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -100,8 +125,11 @@ def load_yaml(path: Path) -> YamlDoc:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(Problem(shown, "", f"cannot read the file: {err}")) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
+    except _AliasRefused as err:
+        raise ConfigError(Problem(shown, "", f"YAML alias *{err.name} is not accepted here; repeat the value "
+                                             f"instead of naming it with &{err.name} and reusing it",
+                                  err.problem_mark.line + 1)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         what = getattr(err, "problem", None) or str(err)

@@ -243,8 +243,18 @@ def _templates_and_providers(p: Project) -> None:
     p.path("templates/welcome-en/tips.email.j2").unlink()
 
 
+def _alias_bomb(p: Project) -> None:
+    """Nine levels of nine aliases in a sequence: 9**9 strings once expanded."""
+    p.append(WELCOME, 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n')
+    p.append(WELCOME, "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10)))
+
+
 BROKEN = {
     "settings-and-sequences": (_settings_and_sequences, {"KAVENEGAR_API_KEY": SECRET, "MISSING_ENV": None}),
+    # a million loop steps; without a render budget validate renders it (and 9 ** 9 nested would hang)
+    "hostile-template": (lambda p: p.write(HELLO, "سلام\n{% for i in range(1000) %}{% for j in range(1000) %}"
+                                                  "{% endfor %}{% endfor %}\n"), {}),
+    "alias-bomb": (_alias_bomb, {}),
     "yaml-syntax": (lambda p: p.edit(SETTINGS, "locale: fa", "locale: fa\n  oops: [1"), {}),
     "templates-and-providers": (_templates_and_providers, {"KAVENEGAR_API_KEY": SECRET}),
 }
@@ -266,6 +276,10 @@ class Expect:
 
 EXPECTED = {
     "yaml-syntax": Expect("yaml-syntax", SETTINGS, "oops:", None, "YAML syntax error"),
+    "hostile-template": Expect("hostile-template", HELLO, 2, None, "the template does too much work (more than "
+                               "100,000 loop steps, calls and outputs); loop over less (used by winter-sale touch "
+                               "'hello')"),
+    "alias-bomb": Expect("alias-bomb", WELCOME, "l1:", None, "YAML alias *l0 is not accepted here; repeat the value"),
     "unknown-settings-key": Expect("settings-and-sequences", SETTINGS, "colour:", "colour",
                                    "unknown key; settings take database_url"),
     "bad-timezone": Expect("settings-and-sequences", SETTINGS, "timezone:", "timezone",
@@ -477,6 +491,18 @@ def test_contacts_import_lists_bad_rows_and_imports_good_ones(migrated):
     assert again.rc == 1
     assert again.out.strip() == "leads.csv: 0 created, 0 updated, 3 unchanged, 4 bad rows skipped"
     assert migrated.count("select count(*) from contacts") == 3
+
+
+def test_contacts_import_refuses_a_field_over_its_limit_with_line_and_reason(migrated):
+    # the API's limits: a 100 KB first name would otherwise become a 1,500-segment SMS
+    migrated.write("leads.csv", f"phone,first_name,notes\n09121234567,سارا,\n09127654321,{'ب' * 100_000},\n"
+                                f"09351234567,Ali,{'n' * 1001}\n")
+    result = migrated.run("contacts", "import", "leads.csv")
+    assert result.rc == 1, result
+    assert result.err.splitlines() == [
+        "leads.csv:3: first_name: 100,000 characters, over the limit of 200; shorten it",
+        "leads.csv:4: attrs: column 'notes': 1,001 characters, over the limit of 1,000; shorten it"]
+    assert result.out.strip() == "leads.csv: 1 created, 0 updated, 0 unchanged, 2 bad rows skipped"
 
 
 def test_contacts_import_warns_of_a_landline_and_imports_it(migrated):
@@ -718,6 +744,15 @@ def test_preview_of_an_english_sms_says_gsm7(project):
     text = "Hi Sara, any questions about your first order? Just reply to this message.\nReply STOP to opt out"
     assert text in result.out
     assert SMS_FACTS.findall(result.out) == [("GSM-7", str(len(text)), "1")]
+
+
+def test_preview_says_an_sms_over_max_sms_segments_is_skipped(project):
+    project.append(WINTER, "max_sms_segments: 1\n")
+    result = project.run("preview", "winter-sale")
+    assert result.rc == 0, result
+    facts = SMS_FACTS.findall(result.out)
+    skipped = re.findall(r"^SKIPPED: SMS would be (\d+) segments, over max_sms_segments 1$", result.out, re.M)
+    assert skipped and skipped == [segments for _, _, segments in facts if int(segments) > 1], result
 
 
 # -- help ---------------------------------------------------------------------------------------

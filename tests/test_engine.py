@@ -284,6 +284,54 @@ def test_a_broken_template_fails_that_touch_only(make_world, frozen):
     assert world.messages(touch="t0")[0]["reason"].startswith("template: broken.sms.j2")
 
 
+HOSTILE_TEMPLATES = {
+    # a million loop steps: without a budget it renders (slowly) and is sent
+    "loops": ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}hi", "too much work"),
+    # 1.7 million bits: without a check it is computed, then sent
+    "power": ("{% set n = 9 ** (9 ** 6) %}hi", "more than 4096 bits"),
+    # folded at compile time without the sandbox's own operators: a MemoryError as the worker starts
+    "repeat": ('{% set s = "a" * 10 ** 18 %}hi', "more than 200,000 characters"),
+    # a RecursionError out of the tick without a guard
+    "recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "calls itself without end"),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_TEMPLATES))
+def test_a_hostile_template_fails_its_message_with_the_reason_and_other_sequences_still_send(make_world, frozen,
+                                                                                            kind):
+    source, says = HOSTILE_TEMPLATES[kind]
+    evil = simple_sequence("evil")
+    evil["touches"][0]["template"] = "evil.sms.j2"
+    world = make_world([evil, simple_sequence("good")], templates={"evil.sms.j2": source})  # the worker starts
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("evil", sara)
+    world.enroll("good", ali)
+    world.tick()
+    (bad,) = world.messages(sequence="evil", touch="t0")
+    assert bad["status"] == "failed" and bad["reason"].startswith("template: evil.sms.j2") and says in bad["reason"]
+    assert [m["status"] for m in world.messages(sequence="good", touch="t0")] == ["sent"]
+    assert [to for _, to in world.sent()] == ["+989351234567"]
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_an_sms_over_max_sms_segments_is_skipped_with_its_reason_and_the_sequence_goes_on(make_world, frozen,
+                                                                                       limit):
+    seq = simple_sequence("a", **({"max_sms_segments": limit} if limit else {}))
+    world = make_world([seq])
+    sara, ali = world.add_contacts(SARA, ALI)
+    long_name = "س" * (1000 if limit is None else 200)  # 16 segments; 4 (at most 200 characters come in)
+    with world.engine.begin() as conn:  # stored before field limits existed, or through the API at its limit
+        conn.execute(sa.text("UPDATE contacts SET first_name = :n WHERE id = :i"), {"n": long_name, "i": sara})
+    world.enroll("a", sara, ali)
+    world.tick()
+    (skipped,) = world.messages(contact_id=sara, touch="t0")
+    segments = 16 if limit is None else 4
+    assert (skipped["status"], skipped["reason"]) == (
+        "skipped", f"SMS would be {segments} segments, over max_sms_segments {limit or 4}")
+    assert [to for _, to in world.sent()] == ["+989351234567"]
+    assert world.messages(contact_id=sara, touch="t1")[0]["status"] == "scheduled"
+
+
 def test_enrolling_twice_is_a_no_op_and_opted_out_contacts_are_refused(make_world, frozen):
     world = make_world([simple_sequence("a")])
     sara, ali = world.add_contacts(SARA, ALI)

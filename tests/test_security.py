@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -126,6 +127,62 @@ def test_contact_data_with_template_syntax_prints_as_text(renderer):
     out = renderer.render("hi.sms.j2", "sms", context(first_name=evil, attrs={"city": "{% include '/etc/passwd' %}"}))
     assert evil in out.text and "{% include '/etc/passwd' %}" in out.text
     assert "49" not in out.text and "XXX" not in out.text and CANARY not in out.text
+
+
+@pytest.mark.parametrize("source, says", [
+    ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", "too much work"),
+    ("{% for i in range(100000) %}{% endfor %}", "at most 10,000"),
+    ("{% for i in range(10000) %}" + "x" * 100 + "{% endfor %}", "renders more than 200,000 characters"),
+    ("{% set ns = namespace(s='ab') %}{% for i in range(20) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "200,000"),
+    ("{{ 'a'.center(10 ** 7) }}", "str.center would be more than 200,000"),
+    ("{{ ('x\\n' * 3)|indent(10 ** 6) }}", "the indent filter's result"),
+    ("{{ '%010000000d' % 1 }}", "a format width"),
+    ("{{ '{:>10000000}'.format(1) }}", "a format width"),
+    ("{% set s = 'a' * 1000 %}{{ s.replace('a', s) }}", "str.replace"),
+    ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "RecursionError"),
+])
+def test_a_template_has_a_render_budget(renderer, source, says):
+    (renderer.templates_dir / "greedy.sms.j2").write_text(source, encoding="utf-8")
+    renderer.preload(["greedy.sms.j2"])  # compiling evaluates nothing
+    with pytest.raises(RenderError) as caught:
+        renderer.render("greedy.sms.j2", "sms", context())
+    assert says in caught.value.message
+
+
+@pytest.mark.parametrize("source", [
+    "{% set l = [] %}{% for i in range(5000) %}{{ l.append(contact) }}{% endfor %}{{ l }}",
+    "{% set ns = namespace(a=contact.attrs) %}{% set l = [] %}{% for i in range(5000) %}{{ l.append(ns) }}"
+    "{% endfor %}{{ l }}",
+    "{% set l = [] %}{% for i in range(5000) %}{{ l.append(contact.attrs.items()) }}{% endfor %}{{ l }}",
+])
+def test_what_a_list_of_views_prints_counts_against_the_budget(renderer, source):
+    # each reference to a view, a namespace or a dict view prints the contact's attrs again (5,000 x 2 KB);
+    # counted as one item each, the list would be printed
+    (renderer.templates_dir / "refs.sms.j2").write_text(source, encoding="utf-8")
+    with pytest.raises(RenderError, match="200,000 characters"):
+        renderer.render("refs.sms.j2", "sms", context(attrs={f"k{i}": "v" * 200 for i in range(10)}))
+
+
+def test_a_template_within_its_budget_renders_as_before(renderer):
+    (renderer.templates_dir / "fine.sms.j2").write_text(
+        "{% for i in range(3) if i %}{{ i }}-{% endfor %}{{ 2 ** 10 }} {{ '%.1f' % 2.25 }} {{ '{:>3}'.format('x') }} "
+        "{{ ['a', 'b']|join(',') }} {{ 'ab'|replace('a', 'x') }} {{ 'q' ~ 1 }}", encoding="utf-8")
+    assert renderer.render("fine.sms.j2", "sms", context()).text == "1-2-1024 2.2   x a,b xb q1"
+
+
+def test_previews_are_bounded_by_the_same_budget(tmp_path):
+    from engine.preview import preview
+
+    seq = simple_sequence("greedy")
+    seq["touches"][0]["template"] = "greedy.sms.j2"
+    world = World(tmp_path, f"sqlite:///{tmp_path}/f.db", [seq], templates={
+        "greedy.sms.j2": "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}hi"})
+    try:
+        rows = preview(world.config, world.config.sequences["greedy"])  # what `preview` and the dashboard show
+    finally:
+        world.close()
+    assert rows[0].rendered is None and "too much work" in rows[0].error
+    assert [r.error for r in rows[1:]] == [None, None] and rows[1].rendered.text
 
 
 # -- secrets never leave -----------------------------------------------------------------------------
@@ -641,3 +698,30 @@ def test_serve_on_a_busy_port_says_so_in_one_line_before_serving(service_world):
     lines = [line for line in out.splitlines() if line.strip()]
     assert "serving on" not in out and f"port {port}" in lines[-1] and "--port" in lines[-1], out
     assert "Traceback" not in out and "Errno" not in out
+
+
+def _alias_bomb(levels: int) -> str:
+    """A YAML "billion laughs": each level names nine aliases of the one before (9**levels strings)."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("where", ["settings.yaml", "sequences/s.yaml"])
+def test_a_yaml_alias_bomb_is_refused_with_file_and_line(tmp_path, where):
+    from engine.validate import validate
+
+    cfg = _write_config(tmp_path, BASE_SETTINGS, simple_sequence("s"))
+    with (cfg / where).open("a", encoding="utf-8") as fh:
+        fh.write(_alias_bomb(9))
+    first_alias = len((cfg / where).read_text(encoding="utf-8").splitlines()) - 8  # the line of lol1
+    config, problems = validate(cfg)  # without the refusal, expanding 9**9 strings does not end
+    assert config is None
+    assert [str(p) for p in problems] == [
+        f"{os.path.relpath(cfg / where)}:{first_alias}: YAML alias *lol0 is not accepted here; repeat the value "
+        "instead of naming it with &lol0 and reusing it"]
+
+
+def test_a_yaml_anchor_without_an_alias_is_still_read(tmp_path):
+    cfg = _write_config(tmp_path, BASE_SETTINGS, "name: &n s\n" + yaml.safe_dump({"touches": simple_sequence("s")["touches"]}))
+    assert load_config(cfg).sequences["s"].name == "s"

@@ -7,6 +7,8 @@ import re
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from ..fields import MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_ATTRS, MAX_LENGTH, MAX_TAG, MAX_TAGS
+
 __all__ = ["ContactIn", "EnrollmentIn", "EventIn", "MAX_BATCH", "Batch"]
 
 MAX_BATCH = 1000
@@ -36,15 +38,15 @@ class _Strict(BaseModel):
 class ContactIn(_Strict):
     """One contact, with the same columns and rules as a CSV row (extra values go under ``attrs``)."""
 
-    phone: Optional[Text(40)] = None
-    email: Optional[Text(320)] = None
-    first_name: Text(200) = ""
-    last_name: Text(200) = ""
-    timezone: Optional[Text(64)] = None
-    locale: Optional[Text(8)] = None
-    tags: Annotated[list[Text(100)], BeforeValidator(_split_tags)] = Field(default_factory=list, max_length=50)
-    external_id: Optional[Text(200)] = None
-    attrs: dict[Text(100, 1), Text(1000)] = Field(default_factory=dict, max_length=50)
+    phone: Optional[Text(MAX_LENGTH["phone"])] = None
+    email: Optional[Text(MAX_LENGTH["email"])] = None
+    first_name: Text(MAX_LENGTH["first_name"]) = ""
+    last_name: Text(MAX_LENGTH["last_name"]) = ""
+    timezone: Optional[Text(MAX_LENGTH["timezone"])] = None
+    locale: Optional[Text(MAX_LENGTH["locale"])] = None
+    tags: Annotated[list[Text(MAX_TAG)], BeforeValidator(_split_tags)] = Field(default_factory=list, max_length=MAX_TAGS)
+    external_id: Optional[Text(MAX_LENGTH["external_id"])] = None
+    attrs: dict[Text(MAX_ATTR_KEY, 1), Text(MAX_ATTR_VALUE)] = Field(default_factory=dict, max_length=MAX_ATTRS)
 
 
 class EnrollmentIn(_Strict):
