@@ -113,6 +113,16 @@ def mask_secret(value: str | None) -> str:
     return f"{value[:2]}{'*' * 8}{value[-2:]}"
 
 
+
+def _seconds(value: Any) -> float:
+    """A number of seconds from a setting (a YAML number, or its text from ``${ENV}``); NaN if it is none."""
+    if isinstance(value, bool):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
 class Provider:
     """Base class of every provider.
 
@@ -148,9 +158,14 @@ class Provider:
                 raise ProviderConfigError(
                     key, f"is not a setting of a {self.type!r} provider (known: {', '.join(sorted(allowed))})"
                 )
+        timeout = self.settings.get("timeout")
+        if timeout is not None and not 0 < _seconds(timeout) <= 600:
+            raise ProviderConfigError("timeout", f"{timeout!r} must be a number of seconds above 0 and at most 600, "
+                                                 "e.g. timeout: 10 (the default)")
 
     @property
     def timeout(self) -> float:
+        """Seconds each call may wait for the provider (connect and each read); 10 unless set."""
         return float(self.settings.get("timeout") or 10)
 
     def __repr__(self) -> str:
