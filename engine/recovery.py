@@ -5,9 +5,9 @@
   found → ``sent``; not found anywhere and every provider can be asked → scheduled again;
   otherwise → ``unknown`` for ops, never resent blindly.
 
-The questions go out together on the send threads, and are waited for at most half a lease: a chunk
-asked one by one (a thousand rows at 0.2 s each) outlasted the lease it was taken over with, so a peer
-took it over again, and the answers could never be recorded. What has no answer in time, or when the
+The questions go out together on the send threads and are waited for at most half a lease: asked one
+by one, a chunk (a thousand rows at 0.2 s each) would outlast the lease it was taken over with, a peer
+would take it over again, and the answers could not be recorded. What has no answer in time, or when the
 worker is stopping, stays leased to this worker and is taken over again once that lease ends.
 """
 from __future__ import annotations

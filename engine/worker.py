@@ -118,12 +118,13 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
 
         stop = threading.Event()
         drain = config.settings.worker.drain_seconds
+        deadline: list[threading.Timer] = []
 
         def on_signal(signum, _frame):
             logger.info("received %s: finishing what is in flight (for at most %ss), then stopping",
                         signal.Signals(signum).name, drain)
-            if not stop.is_set():
-                _exit_after(drain, dispatcher.phases)
+            if not deadline:
+                deadline.append(_exit_after(drain, dispatcher.phases))
             dispatcher.stop()  # safe here: only send threads ever hold the retry timer's lock
             stop.set()
 
@@ -143,11 +144,13 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         scheduler.shutdown(wait=True)
         dispatcher.close()
         watchdog.stop()
+        for timer in deadline:
+            timer.cancel()
         logger.info("worker stopped cleanly")
     return 0
 
 
-def _exit_after(seconds: float, phases: Phases) -> None:
+def _exit_after(seconds: float, phases: Phases) -> threading.Timer:
     """Give the drain ``seconds``; if the process still runs then, log what is stuck and end it at once.
 
     ``os._exit``: a thread blocked in a provider call or a database wait can't be interrupted, and a
@@ -164,6 +167,7 @@ def _exit_after(seconds: float, phases: Phases) -> None:
     timer = threading.Timer(seconds, give_up)
     timer.daemon = True
     timer.start()
+    return timer
 
 
 def _safe_poll(poller: Poller) -> None:
