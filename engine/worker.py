@@ -117,15 +117,10 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         from .poller import Poller
 
         stop = threading.Event()
-        drain = config.settings.worker.drain_seconds
-        deadline: list[threading.Timer] = []
+        received: list[int] = []
 
-        def on_signal(signum, _frame):
-            logger.info("received %s: finishing what is in flight (for at most %ss), then stopping",
-                        signal.Signals(signum).name, drain)
-            if not deadline:
-                deadline.append(_exit_after(drain, dispatcher.phases))
-            dispatcher.stop()  # safe here: only send threads ever hold the retry timer's lock
+        def on_signal(signum, _frame):  # only notes the signal: the main thread acts on it below
+            received.append(signum)
             stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -140,12 +135,19 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         scheduler.start()
         logger.info("worker %s started: ticking every %ss on %s", dispatcher.worker_id, interval,
                     engine.url.render_as_string(hide_password=True))
-        stop.wait()
+        # a timed wait: the kernel may hand the signal to any thread, and Python runs the handler only
+        # once the main thread runs again
+        while not stop.wait(0.5):
+            pass
+        drain = config.settings.worker.drain_seconds
+        logger.info("received %s: finishing what is in flight (for at most %ss), then stopping",
+                    signal.Signals(received[0]).name, drain)
+        deadline = _exit_after(drain, dispatcher.phases)
+        dispatcher.stop()
         scheduler.shutdown(wait=True)
         dispatcher.close()
         watchdog.stop()
-        for timer in deadline:
-            timer.cancel()
+        deadline.cancel()
         logger.info("worker stopped cleanly")
     return 0
 

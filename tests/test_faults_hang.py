@@ -190,17 +190,21 @@ def test_sigterm_ends_a_worker_stuck_in_a_provider_call_within_drain_seconds(tmp
     world.dispatcher.close()
     proc = start_worker(world, interval=0.2, log=tmp_path / "worker.log")
     try:
-        ready, _, _ = select.select([silent_panel], [], [], 60)  # the worker connected to send
-        assert ready, Path(proc.log_path).read_text()
-        conn, _ = silent_panel.accept()
-        assert conn.recv(65536).startswith(b"POST ")  # the request is out; no answer will come
+        held = []  # open connections, each with its request; the delivery poll asks the panel too
+        while not any(b"/sms/send.json" in request for _, request in held):
+            ready, _, _ = select.select([silent_panel], [], [], 60)
+            assert ready, Path(proc.log_path).read_text()
+            conn, _ = silent_panel.accept()
+            held.append((conn, conn.recv(65536)))  # the request is out; no answer will come
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
-        conn.close()
+        for conn, _ in held:
+            conn.close()
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError("the worker was still running 60 s after SIGTERM with drain_seconds 2") from None
+        raise AssertionError("the worker was still running 60 s after SIGTERM with drain_seconds 2:\n"
+                             + Path(proc.log_path).read_text()) from None
     log = Path(proc.log_path).read_text()
     assert code == EXIT_STUCK, log
     assert "did not stop within 2s of the signal" in log and "in phase 'send'" in log, log
