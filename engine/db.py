@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import sqlite3
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import sqlalchemy as sa
 from .dberrors import database_error
 from .errors import SchemaError
 
-__all__ = ["make_engine", "upgrade", "check_schema", "current_revision", "head_revision", "is_sqlite", "reading"]
+__all__ = ["SessionLimits", "make_engine", "upgrade", "check_schema", "current_revision", "head_revision", "is_sqlite",
+           "reading"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -32,9 +34,45 @@ def reading(engine: sa.Engine) -> sa.Connection:
     return engine.connect().execution_options(**{READ_ONLY: True})
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """Bounds on every wait of a PostgreSQL session, in seconds: the worker's connections carry them.
+
+    The server enforces them: a statement waiting for a lock longer than ``lock_timeout``, or running
+    longer than ``statement_timeout``, fails instead of blocking the tick. A session left idle inside a
+    transaction that long is ended by the server, and TCP keepalives on both ends find a peer that is
+    gone (a worker's host that died leaves its session, and the row locks it holds, open otherwise).
+    """
+
+    lock_timeout: int
+    statement_timeout: int
+    connect_timeout: int
+    keepalive_idle: int = 30
+    keepalive_interval: int = 10
+    keepalive_count: int = 3
+
+    def connect_args(self) -> dict:
+        """psycopg's connection arguments: libpq keepalives, and the server settings as ``-c`` options."""
+        server = {
+            "lock_timeout": f"{self.lock_timeout}s",
+            "statement_timeout": f"{self.statement_timeout}s",
+            "idle_in_transaction_session_timeout": f"{self.statement_timeout}s",
+            "tcp_keepalives_idle": self.keepalive_idle,
+            "tcp_keepalives_interval": self.keepalive_interval,
+            "tcp_keepalives_count": self.keepalive_count,
+        }
+        return {"connect_timeout": self.connect_timeout, "keepalives": 1, "keepalives_idle": self.keepalive_idle,
+                "keepalives_interval": self.keepalive_interval, "keepalives_count": self.keepalive_count,
+                "options": " ".join(f"-c {k}={v}" for k, v in server.items())}
+
+
 @lru_cache(maxsize=16)
-def make_engine(url: str) -> sa.Engine:
-    """One engine per URL per process. SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, limits: SessionLimits | None = None) -> sa.Engine:
+    """One engine per URL (and limits) per process. SQLite gets WAL, a busy timeout and foreign keys.
+
+    ``limits`` bound a PostgreSQL session's waits (the worker passes them); SQLite's own bound is
+    its 30-second busy timeout.
+    """
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
@@ -66,7 +104,8 @@ def make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                            connect_args=limits.connect_args() if limits else {})
 
 
 def _null(_value: None) -> None:

@@ -65,6 +65,7 @@ from .render import NotSent, build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
 from .walcheckpoint import Checkpointer
+from .watchdog import Phases
 from .window import SendWindow, next_allowed
 
 __all__ = ["Dispatcher", "TickReport", "DUE_SQL"]
@@ -154,6 +155,7 @@ class Dispatcher:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.sender = Sender(providers, inline_retries=self.settings.worker.inline_retries, sleep=sleep)
         self.stopping = threading.Event()
+        self.phases = Phases()  # the tick names its phase here; the watchdog and the SIGTERM deadline read it
         self._sleep = None if sleep is time.sleep else sleep  # tests inject a sleep that records the waits
         self._plans: dict[str, SequencePlan] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
@@ -182,16 +184,31 @@ class Dispatcher:
         """
         report = TickReport()
         started = time.monotonic()
-        self.recover(report)
+        try:
+            self._phase("recovery")
+            self.recover(report)
+            self._pipeline(report, max_batches)
+            self._phase("heartbeat")
+            self._heartbeat(report, time.monotonic() - started)
+        finally:
+            self.phases.end("tick")
+        return report
+
+    def _phase(self, name: str) -> None:
+        self.phases.enter("tick", name)
+
+    def _pipeline(self, report: TickReport, max_batches: int | None) -> None:
+        """Claim batches and hand them to the send threads until nothing is due; record every outcome."""
         batches = 0
         pipe = _Pipeline()
         try:
             while not self.stopping.is_set():
                 # a batch holds a slot until its sends are done or only waiting between tries
                 while pipe.busy >= MAX_INFLIGHT_BATCHES:
-                    self._absorb(pipe, pipe.results.get(), report)
+                    self._absorb(pipe, self._next_result(pipe), report)
                 while not pipe.results.empty():
                     self._absorb(pipe, pipe.results.get(), report)
+                self._phase("claim")
                 claimed, prepared = self._claim(report)
                 if not claimed:
                     break
@@ -209,8 +226,11 @@ class Dispatcher:
         failure = self._absorb_all(pipe, report)
         if failure is not None:
             raise failure
-        self._heartbeat(report, time.monotonic() - started)
-        return report
+
+    def _next_result(self, pipe: "_Pipeline") -> tuple:
+        """Wait for the send threads' next outcomes: the tick's thread is waiting on the providers."""
+        self._phase("send")
+        return pipe.results.get()
 
     def _claim(self, report: TickReport) -> tuple[int, tuple | None]:
         """Choose due messages, check them and commit each as `sending` or as its other fate: one transaction.
@@ -232,6 +252,7 @@ class Dispatcher:
             rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
             claimed = [dict(zip(WORK_FIELDS, r)) for r in rows]  # zip stops at the last work field
             _checkpoint("after_claim")
+            self._phase("render")
             applied, prepared = self._prepare(conn, claimed, token, at, lease_until)
         report.add("claimed", len(claimed))
         for change in applied:
@@ -360,6 +381,7 @@ class Dispatcher:
                 batch.freed = True
                 pipe.busy -= 1
             if payload:
+                self._phase("settle")
                 self._record([batch.to_send[i] for i in payload], list(payload.values()), batch.token, batch.ctx,
                              report)
             return
@@ -375,7 +397,7 @@ class Dispatcher:
         failure = None
         while pipe.open:
             try:
-                self._absorb(pipe, pipe.results.get(), report)
+                self._absorb(pipe, self._next_result(pipe), report)
             except Exception as err:
                 failure = failure or err
         return failure

@@ -6,6 +6,7 @@ decides which worker polls.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from .config import Config
 from .journal import Change, apply
 from .models import Message, WorkerStatus, status_is
 from .receipts import apply_inbound, apply_reports, next_poll
+from .watchdog import Phases
 
 __all__ = ["Poller", "cluster_lease"]
 
@@ -51,16 +53,29 @@ def _polls(provider: Provider) -> bool:
 
 
 class Poller:
-    def __init__(self, config: Config, engine: sa.Engine, providers: dict[str, list[Provider]], owner: str):
+    """Polls the providers; names its phase in ``phases`` (job ``poll``) and ends a round early on ``stopping``."""
+
+    def __init__(self, config: Config, engine: sa.Engine, providers: dict[str, list[Provider]], owner: str, *,
+                 phases: Phases | None = None, stopping: threading.Event | None = None):
         self.config, self.engine, self.owner = config, engine, owner
         self.by_name = {p.name: p for group in providers.values() for p in group}
+        self.phases = phases or Phases()
+        self.stopping = stopping or threading.Event()
 
     def poll(self) -> dict[str, int]:
         """One round: receipts for messages whose poll is due, then inbound SMS. Returns counts."""
+        try:
+            return self._round()
+        finally:
+            self.phases.end("poll")
+
+    def _round(self) -> dict[str, int]:
         counts = {"receipts": 0, "inbound": 0, "polled": 0}
+        self.phases.enter("poll", "lease")
         if not cluster_lease(self.engine, "poller", self.owner, seconds=120):
             return counts
         at = now()
+        self.phases.enter("poll", "due receipts")
         with self.engine.connect() as conn:
             due = [dict(r) for r in conn.execute(
                 sa.select(messages).where(status_is(messages.c.status, "sent"), messages.c.poll_at <= at)
@@ -69,6 +84,9 @@ class Poller:
         for row in due:
             by_provider.setdefault(row["provider"], []).append(row)
         for name, rows in by_provider.items():
+            if self.stopping.is_set():
+                return counts
+            self.phases.enter("poll", f"receipts from {name}")
             provider = self.by_name.get(name)
             if provider is None or not _polls(provider):
                 with self.engine.begin() as conn:  # nothing to ask: stop polling these
@@ -92,6 +110,9 @@ class Poller:
         for provider in self.by_name.values():
             if "sms" not in provider.channels or type(provider).inbound is Provider.inbound:
                 continue
+            if self.stopping.is_set():
+                return counts
+            self.phases.enter("poll", f"inbound from {provider.name}")
             try:
                 inbound = provider.inbound()
             except ProviderError as err:

@@ -4,11 +4,20 @@
 * ``sending``: the fate is unknown → asked at every provider of the channel by our own id:
   found → ``sent``; not found anywhere and every provider can be asked → scheduled again;
   otherwise → ``unknown`` for ops, never resent blindly.
+
+The questions go out together on the send threads and are waited for at most half a lease: asked one
+by one, a chunk (a thousand rows at 0.2 s each) would outlast the lease it was taken over with, a peer
+would take it over again, and the answers could not be recorded. What has no answer in time, or when the
+worker is stopping, stays leased to this worker and is taken over again once that lease ends.
 """
 from __future__ import annotations
 
+import logging
+import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -24,7 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["recover", "in_flight_query"]
 
+logger = logging.getLogger("followup.worker")
 messages = Message.__table__
+Answer = tuple[bool | None, str | None, str | None]  # Sender.lookup_anywhere's (found?, provider, provider id)
 
 
 def recover(dispatcher: "Dispatcher", report: "TickReport | None" = None, *, everything: bool = False) -> int:
@@ -35,11 +46,12 @@ def recover(dispatcher: "Dispatcher", report: "TickReport | None" = None, *, eve
     for its lease to run out.
     """
     total = 0
-    while True:
-        done = _recover_chunk(dispatcher, report, everything=everything)
+    while not dispatcher.stopping.is_set():
+        done, complete = _recover_chunk(dispatcher, report, everything=everything)
         total += done
-        if not everything or done < CHUNK:
-            return total
+        if not everything or not complete or done < CHUNK:
+            break
+    return total
 
 
 CHUNK = 1000
@@ -58,17 +70,19 @@ def in_flight_query(engine: sa.Engine, expired_at: datetime | None) -> sa.Select
     return query if is_sqlite(engine) else query.with_for_update(skip_locked=True)
 
 
-def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, everything: bool) -> int:
+def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, everything: bool) -> tuple[int, bool]:
+    """Take over one chunk; return how many were settled, and whether every row of it was."""
     at = now()
     token = uuid.uuid4().hex
+    lease = dispatcher.settings.worker.lease_seconds
     with dispatcher._write() as conn:
         ids = list(conn.execute(in_flight_query(dispatcher.engine, None if everything else at)).scalars())
         if not ids:
-            return 0
+            return 0, True
         rows = [dict(r) for r in conn.execute(sa.select(messages).where(messages.c.id.in_(ids))).mappings()]
         conn.execute(sa.update(messages).where(messages.c.id.in_(ids)).values(
-            lease_owner=dispatcher.worker_id, lease_token=token,
-            lease_until=at + timedelta(seconds=dispatcher.settings.worker.lease_seconds)))
+            lease_owner=dispatcher.worker_id, lease_token=token, lease_until=at + timedelta(seconds=lease)))
+    answers = _ask_providers(dispatcher, [r for r in rows if r["status"] != "claimed"], lease / 2)
     changes, ended = [], []
     for row in rows:
         dead = row["lease_owner"]
@@ -77,8 +91,9 @@ def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, eve
             changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at, **LEASE_RELEASED},
                                   reason=reason))
             continue
-        found, provider, pmid = dispatcher.sender.lookup_anywhere(row["channel"],
-                                                                 client_reference(dispatcher.reference_prefix, row["id"]))
+        if row["id"] not in answers:
+            continue  # still leased to us: taken over again when that lease ends
+        found, provider, pmid = answers[row["id"]]
         release = LEASE_RELEASED
         if found:
             reason = f"{dead} died after the provider accepted it; found at {provider} by our id"
@@ -102,5 +117,35 @@ def _recover_chunk(dispatcher: "Dispatcher", report: "TickReport | None", *, eve
     if report is not None:
         for change in applied:
             report.add(change.event)
-    return len(applied)
+    return len(applied), len(changes) == len(rows)
+
+
+def _ask_providers(dispatcher: "Dispatcher", rows: list[dict], seconds: float) -> dict[int, Answer]:
+    """Ask the providers about each row by our own id, on the send threads; wait at most ``seconds``.
+
+    Returns the answers that came in time, by message id. It stops waiting as soon as the worker is
+    stopping; questions not yet asked then are dropped, and those under way end on their own
+    (each provider call has its timeout).
+    """
+    if not rows:
+        return {}
+    ask = dispatcher.sender.lookup_anywhere
+    reference = partial(client_reference, dispatcher.reference_prefix)
+    pending: dict[Future, int] = {dispatcher._pool.submit(ask, r["channel"], reference(r["id"])): r["id"] for r in rows}
+    answers: dict[int, Answer] = {}
+    deadline = time.monotonic() + seconds
+    while pending and not dispatcher.stopping.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        done, _ = wait(pending, timeout=min(left, 0.5), return_when=FIRST_COMPLETED)
+        for future in done:
+            answers[pending.pop(future)] = future.result()
+    if pending:
+        for future in pending:
+            future.cancel()
+        logger.warning("recovery: %d of %d messages at the provider not asked about within %.0fs%s; they stay "
+                       "leased to this worker and are taken over again when the lease ends", len(pending), len(rows),
+                       seconds, " (the worker is stopping)" if dispatcher.stopping.is_set() else "")
+    return answers
 

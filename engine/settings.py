@@ -42,6 +42,14 @@ class WorkerSettings:
     retry_backoff_seconds: int = 60
     inline_retries: int = 3
     provider_pause_seconds: int = 1800
+    #: PostgreSQL bounds on the worker's own sessions, in seconds (see :func:`engine.db.make_engine`)
+    lock_timeout: int = 10
+    statement_timeout: int = 60
+    connect_timeout: int = 10
+    #: a tick (or delivery poll) running longer than this logs the phase it is in, and again each time as long
+    tick_warn_seconds: int = 60
+    #: after SIGTERM the worker exits within this many seconds, leaving whatever is stuck to recovery
+    drain_seconds: int = 30
 
 
 @dataclass

@@ -12,6 +12,8 @@ from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import sqlalchemy as sa
+
 from providers.base import Provider
 from providers.errors import ProviderConfigError
 from providers.registry import create_provider
@@ -19,17 +21,30 @@ from providers.registry import create_provider
 from . import heap
 from .clock import now
 from .config import Config
-from .db import check_schema, is_sqlite, make_engine
+from .db import SessionLimits, check_schema, is_sqlite, make_engine
 from .dberrors import database_error
 from .dispatch import Dispatcher
 from .errors import ConfigError, FollowupError, Problem
+from .settings import Settings
+from .watchdog import Phases, Watchdog
 
 if TYPE_CHECKING:
     from .poller import Poller
 
-__all__ = ["build_providers", "run_worker", "single_dispatcher_lock"]
+__all__ = ["EXIT_STUCK", "build_providers", "run_worker", "single_dispatcher_lock", "worker_engine"]
 
 logger = logging.getLogger("followup.worker")
+#: the exit status when the drain after SIGTERM outlasted ``worker.drain_seconds`` (EX_TEMPFAIL: what
+#: was in flight is taken over by recovery once its lease ends)
+EXIT_STUCK = 75
+
+
+def worker_engine(settings: Settings) -> sa.Engine:
+    """The worker's engine: on PostgreSQL every lock wait, statement and connect has the configured bound."""
+    w = settings.worker
+    return make_engine(settings.database_url, SessionLimits(lock_timeout=w.lock_timeout,
+                                                            statement_timeout=w.statement_timeout,
+                                                            connect_timeout=w.connect_timeout))
 
 
 def build_providers(config: Config) -> dict[str, list[Provider]]:
@@ -86,12 +101,14 @@ def single_dispatcher_lock(database_url: str, wait: bool = False) -> Iterator[bo
 
 def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wait_for_lock: bool = False) -> int:
     """Run the worker until SIGTERM/SIGINT (or one pass with ``once``); return the exit status."""
-    engine = make_engine(config.settings.database_url)
+    engine = worker_engine(config.settings)
     check_schema(engine)
     providers = build_providers(config)
     with single_dispatcher_lock(config.settings.database_url, wait=wait_for_lock) as sole:
         dispatcher = Dispatcher(config, providers, engine=engine)
         heap.settle()  # everything long-lived is loaded: keep it out of the collector's walks
+        watchdog = Watchdog(dispatcher.phases, config.settings.worker.tick_warn_seconds)
+        watchdog.start()
         if sole and is_sqlite(engine):
             dispatcher.recover(everything=True)
         if once:
@@ -105,10 +122,10 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         from .poller import Poller
 
         stop = threading.Event()
+        received: list[int] = []
 
-        def on_signal(signum, _frame):
-            logger.info("received %s: finishing what is in flight, then stopping", signal.Signals(signum).name)
-            dispatcher.stop()  # safe here: only send threads ever hold the retry timer's lock
+        def on_signal(signum, _frame):  # only notes the signal: the main thread acts on it below
+            received.append(signum)
             stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -116,17 +133,48 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         scheduler = BackgroundScheduler(timezone=timezone.utc)
         scheduler.add_job(_safe_tick, "interval", args=[dispatcher], seconds=interval, max_instances=1,
                           coalesce=True, next_run_time=now(), id="tick")
-        poller = Poller(config, engine, providers, dispatcher.worker_id)
+        poller = Poller(config, engine, providers, dispatcher.worker_id, phases=dispatcher.phases,
+                        stopping=dispatcher.stopping)
         scheduler.add_job(_safe_poll, "interval", args=[poller], seconds=60, max_instances=1, coalesce=True,
                           next_run_time=now(), id="poll")
         scheduler.start()
         logger.info("worker %s started: ticking every %ss on %s", dispatcher.worker_id, interval,
                     engine.url.render_as_string(hide_password=True))
-        stop.wait()
+        # a timed wait: the kernel may hand the signal to any thread, and Python runs the handler only
+        # once the main thread runs again
+        while not stop.wait(0.5):
+            pass
+        drain = config.settings.worker.drain_seconds
+        logger.info("received %s: finishing what is in flight (for at most %ss), then stopping",
+                    signal.Signals(received[0]).name, drain)
+        deadline = _exit_after(drain, dispatcher.phases)
+        dispatcher.stop()
         scheduler.shutdown(wait=True)
         dispatcher.close()
+        watchdog.stop()
+        deadline.cancel()
         logger.info("worker stopped cleanly")
     return 0
+
+
+def _exit_after(seconds: float, phases: Phases) -> threading.Timer:
+    """Give the drain ``seconds``; if the process still runs then, log what is stuck and end it at once.
+
+    ``os._exit``: a thread blocked in a provider call or a database wait can't be interrupted, and a
+    normal exit would wait for it. What it held is in flight under a lease; recovery takes it over.
+    """
+    def give_up() -> None:
+        logger.error("did not stop within %ss of the signal (worker.drain_seconds): %s; exiting now with "
+                     "status %d, leaving what is in flight to recovery when its lease ends",
+                     seconds, phases.describe(), EXIT_STUCK)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_STUCK)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _safe_poll(poller: Poller) -> None:

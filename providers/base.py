@@ -125,6 +125,16 @@ def mask_secret(value: str | None) -> str:
     return f"{value[:2]}{'*' * 8}{value[-2:]}"
 
 
+
+def _seconds(value: Any) -> float:
+    """A number of seconds from a setting (a YAML number, or its text from ``${ENV}``); NaN if it is none."""
+    if isinstance(value, bool):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
 class Provider:
     """Base class of every provider.
 
@@ -167,9 +177,14 @@ class Provider:
         if secret is not None and len(str(secret)) < MIN_CALLBACK_SECRET:
             raise ProviderConfigError("callback_secret", f"must be at least {MIN_CALLBACK_SECRET} characters; make one "
                                       "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        timeout = self.settings.get("timeout")
+        if timeout is not None and not 0 < _seconds(timeout) <= 600:
+            raise ProviderConfigError("timeout", f"{timeout!r} must be a number of seconds above 0 and at most 600, "
+                                                 "e.g. timeout: 10 (the default)")
 
     @property
     def timeout(self) -> float:
+        """Seconds each call may wait for the provider (connect and each read); 10 unless set."""
         return float(self.settings.get("timeout") or 10)
 
     def __repr__(self) -> str:

@@ -2,7 +2,7 @@
 
     world = kill_world(tmp_path, db_url)          # file provider, 3-touch 0s/1s/1s sequence, lease 2 s
     fleet = Fleet(world, size=3)                  # `followup worker --interval 0.2` processes
-    fleet.start_all(); fleet.kill(0); fleet.restart(0)
+    fleet.start_all(); fleet.kill(0); fleet.restart(0); fleet.term(1)
     audit = audit_history(world)                  # outbox file vs messages vs delivery_log
     assert not audit.problems, audit.problems
 """
@@ -176,6 +176,11 @@ class Fleet:
         self.kills = 0
         self.last_kill: float | None = None
         self.lock = threading.Lock()
+        #: the longest a worker may take to exit after SIGTERM: its drain_seconds and a margin for Python's exit
+        self.term_limit = world.config.settings.worker.drain_seconds + 10.0
+        self.sigterms = 0
+        self.honoured = 0  # workers that exited within term_limit of their SIGTERM
+        self.term_codes: Counter = Counter()
 
     def start(self, i: int, **kw) -> subprocess.Popen:
         # one log per process: a restarted worker must not look "up" from its predecessor's start line
@@ -216,22 +221,53 @@ class Fleet:
         self.kill(i)
         self.start(i)
 
-    def stop_all(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> list[int | None]:
-        """Signal every worker once it is up (a worker still importing would just die of SIGTERM)."""
+    def term(self, i: int) -> int | None:
+        """SIGTERM worker ``i`` and wait for it; counted as honoured when it exits within ``term_limit``."""
+        proc = self.procs[i]
+        if proc is None or proc.poll() is not None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        return self._wait_term(proc, time.monotonic())
+
+    def _wait_term(self, proc: subprocess.Popen, sent: float) -> int | None:
+        with self.lock:
+            self.sigterms += 1
+        try:
+            code = proc.wait(timeout=max(0.0, sent + self.term_limit - time.monotonic()))
+        except subprocess.TimeoutExpired:  # not honoured: counted, then killed so the run goes on
+            proc.kill()
+            proc.wait(timeout=10)
+            return None
+        with self.lock:
+            self.honoured += 1
+            self.term_codes[code] += 1
+        return code
+
+    def stop_all(self, sig: int = signal.SIGTERM) -> list[int | None]:
+        """Signal every worker once it is up (a worker still importing would just die of SIGTERM).
+
+        A SIGTERM is counted like :meth:`term`'s; a worker still running after ``term_limit`` is killed
+        and its code is None.
+        """
         self.wait_up(timeout=30)
-        codes = []
+        sent = time.monotonic()
+        signalled = []
         for proc in self.procs:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(sig)
+                signalled.append(proc)
+        codes: list[int | None] = []
         for proc in self.procs:
             if proc is None:
                 codes.append(None)
-                continue
-            try:
-                codes.append(proc.wait(timeout=timeout))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes.append(proc.wait(timeout=10))
+            elif sig == signal.SIGTERM and proc in signalled:
+                codes.append(self._wait_term(proc, sent))
+            else:
+                try:
+                    codes.append(proc.wait(timeout=self.term_limit))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    codes.append(proc.wait(timeout=10))
         return codes
 
     def logs(self) -> str:
@@ -242,27 +278,49 @@ class Killer(threading.Thread):
     """SIGKILLs a random running worker of ``fleet`` at random moments and restarts it, ``rounds`` times.
 
     Only workers that are up are killed (a Python worker takes a second or two to start): each round
-    waits a random ``pause`` and kills a random worker among those running.
+    waits a random ``pause`` and kills a random worker among those running. The fresh worker starts
+    at once, or (a third of the time) ``late`` seconds after the kill, while the dead worker's leases
+    are still held: its first tick meets them. Every ``term_every``-th round also SIGTERMs a running
+    worker, waits for it to exit (see :meth:`Fleet.term`) and starts a fresh one.
     """
 
-    def __init__(self, fleet: Fleet, rounds: int, rng: random.Random, pause: tuple[float, float] = (0.2, 1.5)):
+    def __init__(self, fleet: Fleet, rounds: int, rng: random.Random, pause: tuple[float, float] = (0.2, 1.5),
+                 late: tuple[float, float] = (0.5, 2.0), term_every: int = 5):
         super().__init__(daemon=True)
-        self.fleet, self.rounds, self.rng, self.pause = fleet, rounds, rng, pause
+        self.fleet, self.rounds, self.rng, self.pause, self.late = fleet, rounds, rng, pause, late
+        self.term_every = term_every
+        self.started_late = 0  # fresh workers started a moment after a kill, not at once
         self.done = threading.Event()
         self.error: BaseException | None = None
 
+    def _running(self) -> list[int]:
+        for _ in range(600):
+            running = [i for i in range(self.fleet.size) if self.fleet.up(i)]
+            if running or self.done.wait(0.05):
+                break
+        return running
+
     def run(self) -> None:
         try:
-            for _ in range(self.rounds):
+            for n in range(1, self.rounds + 1):
                 if self.done.wait(self.rng.uniform(*self.pause)):
                     return
-                for _ in range(600):
-                    running = [i for i in range(self.fleet.size) if self.fleet.up(i)]
-                    if running or self.done.wait(0.05):
-                        break
+                running = self._running()
                 if not running:
                     return
-                self.fleet.restart(self.rng.choice(running))
+                victim = self.rng.choice(running)
+                if self.rng.random() < 1 / 3:
+                    self.fleet.kill(victim)
+                    self.started_late += 1
+                    if self.done.wait(self.rng.uniform(*self.late)):
+                        return
+                    self.fleet.start(victim)
+                else:
+                    self.fleet.restart(victim)
+                if n % self.term_every == 0 and (running := self._running()):
+                    chosen = self.rng.choice(running)
+                    self.fleet.term(chosen)
+                    self.fleet.start(chosen)
         except BaseException as err:  # surfaced by the test
             self.error = err
 
@@ -355,7 +413,7 @@ def chaos_run(world: World, *, workers: int, contacts: int, waves: int, rounds: 
             add_and_enroll(world, done, n, sequence)
             done += n
             time.sleep(wave_gap)
-        killer.join(timeout=rounds * 3 + 60)
+        killer.join(timeout=rounds * 5 + (rounds // killer.term_every + 1) * fleet.term_limit + 60)
         assert not killer.is_alive(), "the killer thread hung"
         if killer.error:
             raise killer.error
@@ -371,9 +429,12 @@ def chaos_run(world: World, *, workers: int, contacts: int, waves: int, rounds: 
         takeovers = dict(conn.execute(sa.text(
             "SELECT event, count(*) FROM delivery_log WHERE reason LIKE '%died%' OR reason LIKE '%expired before%' "
             "GROUP BY event")).all())
+    logs = fleet.logs()
     timings = {"kills": fleet.kills, "takeovers": takeovers, "seconds": ended - started,
                "recover_seconds": ended - fleet.last_kill if fleet.last_kill else 0.0, "exit_codes": codes,
-               "logs": fleet.logs()}
+               "started_late": killer.started_late, "sigterms": fleet.sigterms, "sigterms_honoured": fleet.honoured,
+               "term_codes": dict(fleet.term_codes), "term_limit": fleet.term_limit,
+               "slow_ticks": logs.count(" has run for "), "logs": logs}
     return audit, timings
 
 

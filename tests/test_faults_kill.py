@@ -30,6 +30,7 @@ def test_random_kills_of_three_workers_on_postgres(tmp_path):
     assert audit.messages == 600 and audit.duplicates == 0 and audit.lost == 0
     assert audit.by_status["sent"] + audit.unknown == 600
     assert all(code == 0 for code in timings['exit_codes']), timings['exit_codes']
+    assert timings['sigterms'] >= 6 and timings['sigterms_honoured'] == timings['sigterms']
 
 
 @pytest.mark.slow
@@ -41,6 +42,7 @@ def test_random_kills_of_one_worker_on_sqlite(tmp_path):
     assert not audit.problems, "\n".join(audit.problems[:30])
     assert audit.messages == 300 and audit.duplicates == 0 and audit.lost == 0
     assert audit.by_status["sent"] + audit.unknown == 300
+    assert timings['sigterms_honoured'] == timings['sigterms']
 
 
 @needs_pg

@@ -565,6 +565,17 @@ def test_unknown_provider_type_lists_the_known_ones():
     assert known_types() == sorted(known_types()) and "file" in known_types()
 
 
+@pytest.mark.parametrize("timeout", ["ten", -1, 0, True, 3600])
+def test_a_provider_timeout_that_is_not_a_bound_is_refused_at_start(timeout):
+    """Every provider call waits at most ``timeout``; a value that bounds nothing is a config error, not a hang."""
+    with pytest.raises(ProviderConfigError) as caught:
+        create_provider({"name": "k", "type": "kavenegar", "api_key": "k", "sender": "1", "timeout": timeout})
+    assert caught.value.key == "timeout" and "e.g. timeout: 10" in caught.value.message
+    for good in (0.5, 30, "15"):  # a number, or its text from ${ENV}
+        provider = create_provider({"name": "k", "type": "kavenegar", "api_key": "k", "sender": "1", "timeout": good})
+        assert provider.timeout == float(good)
+
+
 def test_create_file_and_memory_providers(tmp_path):
     file_provider = create_provider({"name": "out", "type": "file", "path": str(tmp_path / "o.jsonl")})
     memory = create_provider({"name": "mem", "type": "memory"})
