@@ -266,6 +266,8 @@ def find_contact(conn: sa.Connection, key: str, region: str) -> dict[str, Any] |
     """The contact a user-given KEY names: a phone (any format) or an email matches that field first, then
     anything else (or a phone or email no contact has) matches an external id."""
     key = str(key).strip()
+    if "\x00" in key:  # no stored value has one, and PostgreSQL refuses it in a query
+        return None
     address = read_address(key, region)
     if address is not None:
         field_name, value = address

@@ -47,7 +47,7 @@ def followup(*args: str, config: Path, env: dict | None = None, **kw) -> subproc
     return subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
-def wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     """Poll /healthz until the real server answers (the only waiting these tests do)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -317,11 +317,12 @@ def test_a_hostile_template_fails_its_message_with_the_reason_and_other_sequence
 def test_an_sms_over_max_sms_segments_is_skipped_with_its_reason_and_the_sequence_goes_on(make_world, frozen,
                                                                                        limit):
     seq = simple_sequence("a", **({"max_sms_segments": limit} if limit else {}))
-    world = make_world([seq])
+    # a name at the field limit (200 characters), printed five times (16 segments) or once (4 segments)
+    name = "{{ contact.first_name }}" * (5 if limit is None else 1)
+    world = make_world([seq], templates={"plain.sms.j2": f"سلام {name}، {{{{ touch.name }}}}"})
     sara, ali = world.add_contacts(SARA, ALI)
-    long_name = "س" * (1000 if limit is None else 200)  # 16 segments; 4 (at most 200 characters come in)
-    with world.engine.begin() as conn:  # stored before field limits existed, or through the API at its limit
-        conn.execute(sa.text("UPDATE contacts SET first_name = :n WHERE id = :i"), {"n": long_name, "i": sara})
+    with world.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE contacts SET first_name = :n WHERE id = :i"), {"n": "س" * 200, "i": sara})
     world.enroll("a", sara, ali)
     world.tick()
     (skipped,) = world.messages(contact_id=sara, touch="t0")

@@ -155,9 +155,11 @@ def test_a_template_has_a_render_budget(renderer, source, says):
     "{% endfor %}{{ l }}",
     "{% set l = [] %}{% for i in range(5000) %}{{ l.append(contact.attrs.items()) }}{% endfor %}{{ l }}",
 ])
-def test_what_a_list_of_views_prints_counts_against_the_budget(renderer, source):
+def test_what_a_list_of_views_prints_counts_against_the_budget(renderer, source, monkeypatch):
     # each reference to a view, a namespace or a dict view prints the contact's attrs again (5,000 x 2 KB);
-    # counted as one item each, the list would be printed
+    # counted as one item each, the list would be printed. The time limit is lifted so only the size decides
+    # (on a loaded machine the 2 s would come first).
+    monkeypatch.setattr("engine.budget.MAX_SECONDS", 600.0)
     (renderer.templates_dir / "refs.sms.j2").write_text(source, encoding="utf-8")
     with pytest.raises(RenderError, match="200,000 characters"):
         renderer.render("refs.sms.j2", "sms", context(attrs={f"k{i}": "v" * 200 for i in range(10)}))

@@ -165,8 +165,8 @@ def contact_search(key: str = Query("", max_length=320)) -> RedirectResponse:
 
 def _is_row_id(key: str) -> bool:
     """Whether ``key`` can be a contact's id: ASCII digits only (``str.isdigit`` also takes ``²`` and ``٣``)
-    that fit the database's 64-bit integer."""
-    return key.isascii() and key.isdigit() and len(key) <= 19 and int(key) < 2**63
+    that fit the id column (a 32-bit INTEGER on PostgreSQL); anything else is looked up as a KEY."""
+    return key.isascii() and key.isdigit() and len(key) <= 10 and int(key) < 2**31
 
 
 @router.get("/dashboard/contacts/{key}", response_class=HTMLResponse)
