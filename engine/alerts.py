@@ -36,6 +36,7 @@ from .config import Config
 from .durations import format_duration
 from .installation import alert_reference
 from .models import AlertState, ProviderState, WorkerStatus
+from .poller import cluster_lease
 from .reports import queue_state
 from .sending import Outcome, Sender
 from .text import grouped, mask_address
@@ -109,8 +110,6 @@ class Alerts:
     def run(self) -> list[tuple[str, str]]:
         """One round, at most once a minute and only on the worker holding the lease; returns what was sent
         as (key, firing|clear) pairs."""
-        from .poller import cluster_lease
-
         at = now()
         if self._last_round is not None and at - self._last_round < EVERY:
             return []
@@ -165,25 +164,34 @@ class Alerts:
               stored: dict[str, dict]) -> dict[str, Reading]:
         kind, limit = condition.kind, condition.threshold
         if kind == "provider_paused":
-            out = {}
-            for name in self._names():
-                row = paused_rows.get(name)
-                until = _paused_until(row, at) if row else None
-                out[f"{kind}:{name}"] = (Reading(True, f"provider {name} is paused until {until:%Y-%m-%d %H:%M} UTC: "
-                                                       f"{row['reason']}") if until
-                                         else Reading(False, f"provider {name} is active again"))
-            return out
+            return self._paused(paused_rows, at)
         if kind == "credit_below":
-            return self._credit(float(limit), at)  # type: ignore[arg-type]
+            assert isinstance(limit, float)
+            return self._credit(limit, at)
+        assert isinstance(limit, timedelta)
         if kind == "queue_lag_over":
-            queue = queue_state(conn, at)
-            lag = timedelta(seconds=int(queue["lag_seconds"]))
-            if lag > limit:  # type: ignore[operator]
-                return {kind: Reading(True, f"the oldest due message is {format_duration(lag)} late (over "
-                                            f"{format_duration(limit)}); {queue['due']} due")}  # type: ignore[arg-type]
-            return {kind: Reading(False, f"the queue is on time again (oldest due message "
-                                         f"{format_duration(lag)} late)")}
-        return self._workers(conn, kind, limit, at, stored)  # type: ignore[arg-type]
+            return self._lag(conn, limit, at)
+        return self._workers(conn, kind, limit, at, stored)
+
+    def _paused(self, paused_rows: dict[str, dict], at: datetime) -> dict[str, Reading]:
+        out = {}
+        for name in self._names():
+            row = paused_rows.get(name)
+            until = _paused_until(row, at) if row else None
+            out[f"provider_paused:{name}"] = (
+                Reading(True, f"provider {name} is paused until {until:%Y-%m-%d %H:%M} UTC: {row['reason']}")
+                if until and row else Reading(False, f"provider {name} is active again"))
+        return out
+
+    def _lag(self, conn: sa.Connection, limit: timedelta, at: datetime) -> dict[str, Reading]:
+        """How late the oldest due message is, as ``followup_queue_lag_seconds`` reads it."""
+        queue = queue_state(conn, at)
+        lag = timedelta(seconds=int(queue["lag_seconds"]))
+        if lag > limit:
+            return {"queue_lag_over": Reading(True, f"the oldest due message is {format_duration(lag)} late (over "
+                                                    f"{format_duration(limit)}); {queue['due']} due")}
+        return {"queue_lag_over": Reading(False, f"the queue is on time again (oldest due message "
+                                                 f"{format_duration(lag)} late)")}
 
     def _names(self) -> list[str]:
         return [p.name for group in self.providers.values() for p in group]
