@@ -79,8 +79,8 @@ def send_alert(sender: Sender, settings: AlertSettings, text: str, paused: froze
         message = OutgoingMessage(alert_reference(), channel, address, text,
                                   subject=text[:120] if channel == "email" else None)
         outcome = sender.send(message, set(paused))
-        if outcome.kind == "deferred":  # every provider is paused: a pause is a guess worth retrying for ops
-            outcome = sender.send(message, set())
+        if outcome.kind == "deferred" and not outcome.blocked:  # every provider of the channel is paused:
+            outcome = sender.send(message, set())                # for ops, a pause is worth trying through
         if outcome.kind in TOLD:
             logger.info("alert to %s %s: %s via %s", channel, mask_address(address), outcome.kind, outcome.provider)
         else:

@@ -112,6 +112,13 @@ def test_an_alert_fails_over_to_the_next_provider(world, frozen):
     assert "the oldest due message is 11m late (over 10m); 1 due" in to_ops(world)[0][2]
 
 
+def test_with_every_sms_provider_paused_the_alert_still_tries_them(world, frozen):
+    pause(world, "mem-sms")
+    pause(world, "mem-sms2")
+    assert sorted(alerts_of(world).run()) == [("provider_paused:mem-sms", "firing"), ("provider_paused:mem-sms2", "firing")]
+    assert sorted((p, to) for p, to, _ in to_ops(world)) == [("mem-email", OPS_EMAIL)] * 2 + [("mem-sms", OPS_PHONE)] * 2
+
+
 def test_queue_lag_clears_once_the_worker_catches_up(world, frozen):
     world.enroll("quick", *world.add_contacts({"phone": "09121234567", "first_name": "Sara"}))
     watcher = alerts_of(world)
