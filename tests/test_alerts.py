@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -276,3 +277,32 @@ def test_alerts_test_and_the_list_through_the_command_line(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "provider_paused" in listed.stdout and "queue_lag_over: 10m" in listed.stdout
     assert f"to: sms {OPS_PHONE}, email {OPS_EMAIL}" in listed.stdout
+
+
+@pytest.mark.slow
+def test_a_real_worker_alerts_about_a_silent_peer_and_removes_its_own_heartbeat_when_stopped(make_world, tmp_path):
+    from engine.models import WorkerStatus
+    from tests.service_support import followup, stop
+
+    outbox = tmp_path / "outbox.jsonl"
+    world = make_world([simple_sequence("quick")], settings={"alerts": ALERTS, "providers": {
+        "sms": [{"name": "file-sms", "type": "file", "path": str(outbox)}],
+        "email": [{"name": "file-email", "type": "file", "path": str(outbox)}]}})
+    table = WorkerStatus.__table__
+    with world.engine.begin() as conn:  # a peer that stopped ticking ten minutes ago
+        conn.execute(sa.insert(table).values(name="worker:peer", owner="peer",
+                                             last_tick_at=datetime.now(UTC) - timedelta(minutes=10)))
+    worker = followup("worker", "--interval", "0.3", config=world.config.dir)
+    try:
+        deadline = time.monotonic() + 30
+        while not (outbox.exists() and len(outbox.read_text(encoding="utf-8").splitlines()) >= 2):
+            assert time.monotonic() < deadline and worker.poll() is None, "no alert from the worker"
+            time.sleep(0.1)
+    finally:
+        log = stop(worker)
+    sent = [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines()]
+    assert sorted(m["to"] for m in sent) == [OPS_PHONE, OPS_EMAIL], log
+    assert all("worker peer has not ticked for 10m" in m["text"] for m in sent)
+    with world.engine.connect() as conn:
+        assert [r.name for r in conn.execute(sa.select(table.c.name).where(table.c.name.like("worker:%")))] == \
+            ["worker:peer"]  # the stopped worker's own heartbeat is gone
