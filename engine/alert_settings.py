@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from .addresses import normalize_email, normalize_phone
-from .durations import parse_duration
+from .durations import format_duration, parse_duration
 from .yamlfile import YamlDoc, join_path
 
 __all__ = ["AlertSettings", "Condition", "CONDITIONS", "parse_alerts"]
@@ -34,8 +34,6 @@ class Condition:
 
     def describe(self) -> str:
         """How it is written in settings.yaml, e.g. ``queue_lag_over: 10m``."""
-        from .durations import format_duration
-
         if self.threshold is None:
             return self.kind
         value = format_duration(self.threshold) if isinstance(self.threshold, timedelta) else f"{self.threshold:g}"
