@@ -611,6 +611,14 @@ class Dispatcher:
                 conn.execute(sa.insert(worker_status).values(name=name, owner=self.worker_id, last_tick_at=at,
                                                              detail=detail))
 
+    def retire(self) -> None:
+        """Remove this worker's heartbeat on a clean stop: only a worker that died or hangs is silent."""
+        try:
+            with self._write() as conn:
+                conn.execute(sa.delete(worker_status).where(worker_status.c.name == f"worker:{self.worker_id}"))
+        except sa.exc.SQLAlchemyError:  # the database is away: the row stays, and reads as a silent worker
+            logger.warning("could not remove this worker's heartbeat; it will show as a silent worker")
+
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         """A write transaction (queued behind this worker's other writers on SQLite)."""

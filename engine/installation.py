@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from .clock import now
 from .models import Installation
 
-__all__ = ["SPAN", "reference_prefix", "client_reference", "message_id_of"]
+__all__ = ["SPAN", "reference_prefix", "client_reference", "message_id_of", "alert_reference"]
 
 SPAN = 10**12
 MAX_PREFIX = 9_000_000
@@ -46,3 +46,13 @@ def message_id_of(prefix: int, reference: object) -> int | None:
         return None
     value = int(text)
     return value % SPAN if value // SPAN == prefix else None
+
+
+def alert_reference() -> str:
+    """A client reference for an alert to ops: a number above every installation's references, drawn at random.
+
+    It is a number, as Kavenegar's ``localid`` must be; it is fresh for each alert, so a provider that
+    dedupes references sends each one; and :func:`message_id_of` matches it to none of our messages.
+    """
+    floor = (MAX_PREFIX + 1) * SPAN
+    return str(floor + secrets.randbelow(2**63 - floor))

@@ -296,3 +296,19 @@ class DashboardSession(SQLModel, table=True):
 
 
 __all__ += ["DashboardSession"]
+
+
+class AlertState(SQLModel, table=True):
+    """One alert condition (per provider or worker where it has one): its state and what ops were last told."""
+
+    __tablename__ = "alerts"
+
+    key: str = Field(primary_key=True, max_length=200)  # e.g. provider_paused:kavenegar, queue_lag_over
+    state: str = Field(default="clear", max_length=10)  # firing or clear, as last evaluated
+    detail: Optional[str] = Field(default=None, max_length=500)
+    since: datetime = _ts()  # when it entered its state
+    notified: Optional[str] = Field(default=None, max_length=10)  # the state ops were last told: firing or clear
+    last_sent_at: Optional[datetime] = _ts(default=None)  # when the last alert (not recovery note) went out
+
+
+__all__ += ["AlertState"]

@@ -6,10 +6,10 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-from .clock import to_utc
-from .models import ContactEvent, DeliveryLog, Enrollment, Message, ProviderState
+from .clock import now, to_utc
+from .models import ContactEvent, DeliveryLog, Enrollment, Message, ProviderState, status_is
 
-__all__ = ["log_query", "funnel"]
+__all__ = ["log_query", "funnel", "queue_state"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__
@@ -99,3 +99,15 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
 
 def provider_states(conn: sa.Connection) -> dict[str, dict[str, Any]]:
     return {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}
+
+
+def queue_state(conn: sa.Connection, at: datetime | None = None) -> dict[str, Any]:
+    """Due now, deferred (moved past their due time) and the lag of the oldest due message."""
+    at = at or now()
+    scheduled = status_is(messages.c.status, "scheduled")  # a literal, so the partial due-index serves it
+    due, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(messages.c.next_attempt_at))
+                               .where(scheduled, messages.c.next_attempt_at <= at)).one()
+    deferred = conn.execute(sa.select(sa.func.count()).where(
+        scheduled, messages.c.next_attempt_at > at, messages.c.next_attempt_at > messages.c.due_at)).scalar_one()
+    oldest = to_utc(oldest)
+    return {"due": due, "deferred": deferred, "lag_seconds": max(0.0, (at - oldest).total_seconds()) if oldest else 0.0}

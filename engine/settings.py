@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from .alert_settings import AlertSettings, parse_alerts
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .window import WEEKDAYS, FrequencyCap, SendWindow
@@ -21,7 +22,7 @@ __all__ = ["Settings", "WorkerSettings", "load_settings", "parse_window", "parse
 CHANNELS = ("sms", "email")
 TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
-    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service",
+    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service", "alerts",
 }
 SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes", "session_idle",
                 "session_max")
@@ -72,6 +73,8 @@ class Settings:
     #: the HTTP service: dashboard_password, public_url, trusted_proxies, max_body_bytes, session_idle and
     #: session_max (timedeltas) (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: who ops are and what they are told about (see :mod:`engine.alerts`); None when not set
+    alerts: AlertSettings | None = None
 
     def footer(self, locale: str | None) -> str:
         """The opt-out footer for a contact's locale (one text for all, or one per locale)."""
@@ -303,6 +306,7 @@ def load_settings(config_dir: Path) -> Settings:
     unsubscribe_url = raw.get("unsubscribe_url")
     if unsubscribe_url is not None and not re.match(r"^https?://", str(unsubscribe_url)):
         doc.problem("unsubscribe_url", "must start with https:// (e.g. https://shop.example/u/{token})")
+    providers = _providers(doc, raw.get("providers"))
     settings = Settings(
         path=doc.path,
         database_url=_database_url(doc, raw.get("database_url")),
@@ -313,11 +317,13 @@ def load_settings(config_dir: Path) -> Settings:
         send_window=parse_window(doc, "send_window", raw.get("send_window"), SendWindow()) or SendWindow(),
         frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap"), FrequencyCap()) or FrequencyCap(),
         sms_opt_out_footer=footer,
-        providers=_providers(doc, raw.get("providers")),
+        providers=providers,
         unsubscribe_url=unsubscribe_url,
         worker=_worker(doc, raw.get("worker")),
         secret_key=doc.expand_env(raw.get("secret_key"), "secret_key"),
         service=_service(doc, raw.get("service")),
+        alerts=parse_alerts(doc, raw.get("alerts"), region if region in phonenumbers.SUPPORTED_REGIONS else "IR",
+                            {c for c, entries in providers.items() if entries}),
     )
     if doc.problems:
         raise ConfigError(doc.problems)

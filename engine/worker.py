@@ -29,6 +29,7 @@ from .settings import Settings
 from .watchdog import Phases, Watchdog
 
 if TYPE_CHECKING:
+    from .alerts import Alerts
     from .poller import Poller
 
 __all__ = ["EXIT_STUCK", "build_providers", "run_worker", "single_dispatcher_lock", "worker_engine"]
@@ -137,6 +138,12 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
                         stopping=dispatcher.stopping)
         scheduler.add_job(_safe_poll, "interval", args=[poller], seconds=60, max_instances=1, coalesce=True,
                           next_run_time=now(), id="poll")
+        if config.settings.alerts is not None:
+            from .alerts import Alerts
+
+            alerts = Alerts(config, engine, providers, dispatcher.sender, dispatcher.worker_id)
+            scheduler.add_job(_safe_alerts, "interval", args=[alerts], seconds=60, max_instances=1, coalesce=True,
+                              next_run_time=now(), id="alerts")
         scheduler.start()
         logger.info("worker %s started: ticking every %ss on %s", dispatcher.worker_id, interval,
                     engine.url.render_as_string(hide_password=True))
@@ -150,6 +157,7 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         deadline = _exit_after(drain, dispatcher.phases)
         dispatcher.stop()
         scheduler.shutdown(wait=True)
+        dispatcher.retire()
         dispatcher.close()
         watchdog.stop()
         deadline.cancel()
@@ -184,6 +192,13 @@ def _safe_poll(poller: Poller) -> None:
             logger.info("poll: %s", counts)
     except Exception:  # like the tick: one failed round must not stop the next
         logger.exception("delivery poll failed; the next round will try again")
+
+
+def _safe_alerts(alerts: Alerts) -> None:
+    try:
+        alerts.run()
+    except Exception:  # like the poll: one failed round must not stop the next
+        logger.exception("alert round failed; the next round will try again")
 
 
 def _safe_tick(dispatcher: Dispatcher) -> None:

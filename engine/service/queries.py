@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import (ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus,
-                      status_is)
-from ..reports import funnel
+from ..models import ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus
+from ..reports import funnel, queue_state
 from ..text import mask_address
 
 __all__ = ["contact_timeline", "sequence_stats", "recent_counts", "queue_state", "provider_overview",
@@ -100,18 +99,6 @@ def recent_counts(conn: sa.Connection, since: datetime) -> dict[str, int]:
     rows = conn.execute(sa.select(log_t.c.event, sa.func.count()).where(log_t.c.at >= since)
                         .group_by(log_t.c.event))
     return {event: count for event, count in rows}
-
-
-def queue_state(conn: sa.Connection, at: datetime | None = None) -> dict[str, Any]:
-    """Due now, deferred (moved past their due time) and the lag of the oldest due message."""
-    at = at or now()
-    scheduled = status_is(messages.c.status, "scheduled")  # a literal, so the partial due-index serves it
-    due, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(messages.c.next_attempt_at))
-                               .where(scheduled, messages.c.next_attempt_at <= at)).one()
-    deferred = conn.execute(sa.select(sa.func.count()).where(
-        scheduled, messages.c.next_attempt_at > at, messages.c.next_attempt_at > messages.c.due_at)).scalar_one()
-    oldest = to_utc(oldest)
-    return {"due": due, "deferred": deferred, "lag_seconds": max(0.0, (at - oldest).total_seconds()) if oldest else 0.0}
 
 
 def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> list[dict[str, Any]]:
