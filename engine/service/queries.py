@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import (ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus,
+from ..models import (Contact, ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus,
                       status_is)
 from ..reports import funnel
-from ..text import mask_address
+from ..text import mask_address, mask_email, mask_phone
 
 __all__ = ["contact_timeline", "sequence_stats", "recent_counts", "queue_state", "provider_overview",
-           "log_page", "worker_ticks", "LOG_FILTERS"]
+           "log_page", "worker_ticks", "contact_labels", "LOG_FILTERS"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__
@@ -65,6 +65,22 @@ def contact_timeline(conn: sa.Connection, contact: dict[str, Any], limit: int = 
                       "sequence": r["sequence"], "channel": r["channel"], "value": r["value"], "source": r["source"]})
     items.sort(key=lambda i: (i["at"], 0 if i["kind"] == "event" else 1, i["id"]))
     return {"contact": _contact_view(contact), "enrollments": enr, "messages": msgs, "items": items}
+
+
+def _label(contact: dict[str, Any]) -> dict[str, Any]:
+    name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)
+    return {"id": contact["id"], "name": name, "phone": mask_phone(contact.get("phone")),
+            "email": mask_email(contact.get("email")),
+            "address": mask_phone(contact.get("phone")) or mask_email(contact.get("email"))}
+
+
+def contact_labels(conn: sa.Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """How the dashboard names contacts: ``{id: {"name", "phone", "email", "address"}}``, masked; the address
+    is the phone, else the email."""
+    table = Contact.__table__
+    rows = conn.execute(sa.select(table.c.id, table.c.first_name, table.c.last_name, table.c.phone, table.c.email)
+                        .where(table.c.id.in_(sorted(ids)))).mappings() if ids else []
+    return {r["id"]: _label(r) for r in rows}
 
 
 def _contact_view(contact: dict[str, Any]) -> dict[str, Any]:
