@@ -218,6 +218,11 @@ def test_the_dashboard_speaks_persian_right_to_left_with_jalali_dates_and_switch
     assert "رد شده" in page.locator("#timeline").inner_text()
     no_secrets(page, key)
     shot(page, "fa-contact")
+    page.click("text=دنباله‌ها")
+    page.wait_for_url(base + "/dashboard/sequences")
+    assert "پیش‌نمایش" in page.locator("#seq-winter h3").inner_text()
+    assert page.locator("#seq-winter pre.preview").first.evaluate("e => getComputedStyle(e).direction") == "rtl"
+    shot(page, "fa-sequences")
 
     # the switch keeps English for this browser until switched back
     page.goto(base + "/dashboard/log?sequence=winter")

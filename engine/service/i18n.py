@@ -14,7 +14,7 @@ import re
 from ..durations import parse_duration
 from ..templates import human_duration
 
-__all__ = ["LOCALES", "CATALOG", "text", "translate", "reason_phrases", "TIMESTAMP"]
+__all__ = ["LOCALES", "CATALOG", "text", "translate", "reason_phrases", "duration_words", "TIMESTAMP"]
 
 LOCALES = ("fa", "en")
 
@@ -45,7 +45,7 @@ EN: dict[str, str] = {
     "seq.funnel": "{enrolled} enrolled → {converted} converted ({rate}%), revenue {revenue}",
     "seq.offer": "Offer", "seq.ends": "ends {when}", "seq.ends_after": "ends {after} after each enrollment",
     "seq.no_deadline": "no deadline", "seq.stock_left": "{left} of {stock} left", "seq.no_stock": "no stock limit",
-    "seq.preview": "Preview", "seq.subject": "Subject:",
+    "seq.preview": "Preview", "seq.subject": "Subject:", "percent": "{n}%",
     "ev:offer_expired": "offer expired", "ev:sold_out": "sold out",
 }
 
@@ -78,7 +78,7 @@ FA: dict[str, str] = {
     "seq.funnel": "{enrolled} ثبت‌نام ← {converted} خرید ({rate}٪)، درآمد {revenue}",
     "seq.offer": "پیشنهاد", "seq.ends": "پایان {when}", "seq.ends_after": "پایان {after} پس از هر ثبت‌نام",
     "seq.no_deadline": "بی‌مهلت", "seq.stock_left": "{left} از {stock} مانده", "seq.no_stock": "بی‌سقف موجودی",
-    "seq.preview": "پیش‌نمایش", "seq.subject": "موضوع:",
+    "seq.preview": "پیش‌نمایش", "seq.subject": "موضوع:", "percent": "{n}٪",
     "ev:sent": "فرستاده", "ev:delivered": "رسیده", "ev:failed": "ناموفق", "ev:skipped": "رد شده",
     "ev:undelivered": "نرسیده", "ev:cancelled": "لغو شده", "ev:deferred": "عقب‌افتاده", "ev:retry": "تلاش دوباره",
     "ev:claimed": "برداشته", "ev:recovered": "بازیابی", "ev:pending": "در انتظار", "ev:scheduled": "زمان‌بندی شده",
@@ -114,9 +114,18 @@ _FA_PHRASES = [
     (r"^the contact's phone is a landline.*$", "تلفن این مخاطب ثابت است (پیامک به آن نمی‌رسد)"),
     (r"^every touch done$", "همهٔ پیام‌ها فرستاده شد"),
     (r"^waits for the previous touch$", "در انتظار پیام قبلی"),
+    (r"deferred by the send window ([^;]+)", r"عقب می‌افتد تا بازهٔ ارسال \1"),
+    (r"moved by the frequency cap \((\d+)/day\)", r"جابه‌جا با سقف ارسال (\1 در روز)"),
+    (r"SKIPPED: the offer ends before this touch can go out", "رد می‌شود: پیشنهاد پیش از نوبت این پیام تمام می‌شود"),
     (r"^due " + _TS + r", (\w+) after (.+)$", lambda m: f"موعد {m[1]}، {_fa_duration(m[2])} پس از {m[3]}"),
     (r"^due " + _TS + "$", r"موعد \1"),
+    (r"; ", "؛ "),
 ]
+
+
+def duration_words(locale: str, text: str) -> str:
+    """A duration as written in settings (``1d12h``) in the words of ``locale``; anything else as it is."""
+    return _fa_duration(text) if locale == "fa" else text
 
 
 def _fa_duration(text: str) -> str:

@@ -9,7 +9,8 @@ Every page is in the locale of its request (:func:`page_locale`): ``?lang=`` on 
   bidi cannot reorder it: the Jalali date first in fa (the Gregorian one on hover), the other way in en;
 - ``{{ n | num }}``: a number in the locale's digits;
 - ``{{ value | word }}``: a stored value (event, status, channel) in words;
-- ``{{ reason | reason }}``: an engine reason in words, its timestamps shown by ``stamp``.
+- ``{{ reason | reason }}``: an engine reason in words, its timestamps shown by ``stamp``;
+- ``{{ "1d12h" | duration }}``: a duration from settings in words.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from markupsafe import Markup, escape
 
 from ..templates import jalali
 from ..text import fa_digits
-from .i18n import CATALOG, EN, LOCALES, TIMESTAMP, reason_phrases, text
+from .i18n import CATALOG, EN, LOCALES, TIMESTAMP, duration_words, reason_phrases, text
 
 __all__ = ["templates", "page_locale", "LANG_COOKIE", "FONTS"]
 
@@ -110,6 +111,12 @@ def word(context: Any, value: Any) -> str:
     return CATALOG.get(locale, EN).get(f"ev:{text}") or EN.get(f"ev:{text}") or text
 
 
+@pass_context
+def duration(context: Any, value: str | None) -> str:
+    """A duration as settings write it (``48h``) in the locale's words."""
+    return duration_words(_locale(context), value) if value else ""
+
+
 def _parse_stamp(text: str) -> datetime | None:
     text = text.removesuffix(" UTC").removesuffix("Z")
     try:
@@ -138,4 +145,4 @@ def reason(context: Any, text: str | None) -> Markup:
 
 
 templates.env.globals.update(t=t, locale=locale)
-templates.env.filters.update(stamp=stamp, num=num, word=word, reason=reason)
+templates.env.filters.update(stamp=stamp, num=num, word=word, reason=reason, duration=duration)
