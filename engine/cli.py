@@ -388,7 +388,7 @@ def logs(state: State, sequence, key, event_name, since, follow, as_json, limit,
                 print(log_line(row), flush=True)
             else:
                 table.add_row(row["at"].astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), str(row["message_id"] or ""),
-                              labels.get(row["contact_id"], ""), row["sequence"] or "", row["touch"] or "",
+                              labels.get(row["contact_id"], {}).get("text", ""), row["sequence"] or "", row["touch"] or "",
                               row["channel"] or "", row["provider"] or "", row["event"], row["reason"] or "")
         if table is not None and table.row_count:
             out.print(table)

@@ -43,18 +43,22 @@ def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: i
         yield out
 
 
-def contact_labels(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
-    """How a person reads each contact in a table: name and masked phone (or email), never a bare id."""
+def contact_labels(conn: sa.Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """How people read contacts in a table: ``{id: {"id", "name", "phone", "email", "address", "text"}}``, masked;
+    the address is the phone, else the email, and ``text`` is the name and address together (never a bare id)."""
     from .models import Contact
     from .text import mask_email, mask_phone
 
     table = Contact.__table__
+    rows = conn.execute(sa.select(table.c.id, table.c.first_name, table.c.last_name, table.c.phone, table.c.email)
+                        .where(table.c.id.in_(sorted(ids)))).mappings() if ids else []
     labels = {}
-    for row in conn.execute(sa.select(table.c.id, table.c.first_name, table.c.last_name, table.c.phone, table.c.email)
-                            .where(table.c.id.in_(sorted(ids)))).mappings():
+    for row in rows:
         name = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
-        address = mask_phone(row["phone"]) if row["phone"] else mask_email(row["email"])
-        labels[row["id"]] = " ".join(p for p in (name, address) if p) or f"#{row['id']}"
+        address = mask_phone(row["phone"]) or mask_email(row["email"])
+        labels[row["id"]] = {"id": row["id"], "name": name, "phone": mask_phone(row["phone"]),
+                             "email": mask_email(row["email"]), "address": address,
+                             "text": " ".join(p for p in (name, address) if p) or f"#{row['id']}"}
     return labels
 
 

@@ -25,7 +25,7 @@ TOP_KEYS = {
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service", "alerts",
 }
 SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes", "session_idle",
-                "session_max")
+                "session_max", "locale")
 #: the opt-out line by locale: «لغو11» (reply 11) in Persian; an English one that keeps an SMS in GSM-7
 DEFAULT_FOOTER = {"fa": "لغو11", "en": "Reply STOP to opt out"}
 SESSION_DEFAULTS = {"session_idle": "8h", "session_max": "7d"}
@@ -71,7 +71,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     secret_key: str | None = field(default=None, repr=False)
     #: the HTTP service: dashboard_password, public_url, trusted_proxies, max_body_bytes, session_idle and
-    #: session_max (timedeltas) (see engine/service/options.py)
+    #: session_max (timedeltas), locale (see engine/service/options.py)
     service: dict[str, Any] = field(default_factory=dict, repr=False)
     #: who ops are and what they are told about (see :mod:`engine.alerts`); None when not set
     alerts: AlertSettings | None = None
@@ -228,6 +228,9 @@ def _service(doc: YamlDoc, raw: Any) -> dict[str, Any]:
     service = {k: doc.expand_env(v, join_path("service", k)) for k, v in raw.items() if k in SERVICE_KEYS}
     if service.get("public_url") and not re.match(r"^https?://", str(service["public_url"])):
         doc.problem("service.public_url", "must start with https:// (the URL providers call, e.g. https://hooks.shop.example)")
+    if service.get("locale", "fa") not in ("fa", "en"):
+        doc.problem("service.locale", f"{service.pop('locale')!r} is not a dashboard language; use fa or en "
+                                      "(default: fa where timezone is Asia/Tehran, else en)")
     if "trusted_proxies" in service:
         service["trusted_proxies"] = _trusted_proxies(doc, service["trusted_proxies"])
     size = service.get("max_body_bytes")

@@ -17,7 +17,6 @@ from .context import ServiceContext
 from .errors import install_handlers, log_path
 from .limits import BodyLimit
 from .options import ServiceOptions, service_options
-from .pages import install_filters
 
 __all__ = ["create_app", "ROUTERS"]
 
@@ -44,7 +43,6 @@ def create_app(config: Config, *, engine: sa.Engine | None = None, options: Serv
     app = FastAPI(title="followup", version="1", description=DESCRIPTION, openapi_url=None, docs_url=None,
                   redoc_url=None, lifespan=lifespan)
     app.state.ctx = ctx
-    install_filters(config.settings.timezone, config.settings.locale)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

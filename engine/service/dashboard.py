@@ -1,6 +1,8 @@
 """The read-only dashboard: overview, delivery log, sequences and one contact's timeline.
 
-Server-rendered Jinja pages with inlined CSS (nothing is loaded from outside). Login takes the
+Server-rendered Jinja pages with inlined CSS and the app's own fonts (nothing is loaded from outside), in
+Persian (right-to-left, Jalali dates) or English: ``service.locale``, switched per browser at
+``/dashboard/lang/{fa,en}`` (see :mod:`.pages`). Login takes the
 dashboard password (FOLLOWUP_DASHBOARD_PASSWORD) or an API key and opens a server-side session (its
 token in an HttpOnly, SameSite=strict cookie); failed logins are throttled (:mod:`.throttle`) and a form
 posted from another site is refused.
@@ -12,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from ..contacts import find_contact
 from ..models import MessageStatus
@@ -20,8 +22,9 @@ from ..preview import preview, sms_text
 from ..sessions import end_session
 from .auth import SESSION_COOKIE, check_login, require_viewer, same_origin, start_session
 from .context import ServiceContext, get_context
-from .pages import templates
-from .queries import (contact_timeline, log_page, provider_overview, queue_state, recent_counts,
+from .i18n import LOCALES, translate
+from .pages import FONTS, LANG_COOKIE, page_locale, templates
+from .queries import (contact_labels, contact_timeline, log_page, provider_overview, queue_state, recent_counts,
                       sequence_stats, since, worker_ticks)
 
 __all__ = ["router", "login_router"]
@@ -45,7 +48,8 @@ def login_page(request: Request, next: str = "/dashboard") -> HTMLResponse:  # n
                                       headers=NO_STORE)
 
 
-def _login_form(request: Request, next_path: str, error: str, status: int, headers: dict | None = None):
+def _login_form(request: Request, next_path: str, error: str, status: int, headers: dict | None = None, **values):
+    error = translate(page_locale(request), error, **values)
     return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next_path), "error": error},
                                       status_code=status, headers={**NO_STORE, **(headers or {})})
 
@@ -55,23 +59,41 @@ def login(request: Request, secret: str = Form("", max_length=500), next: str = 
           ctx: ServiceContext = Depends(get_context)):
     """Check the secret (throttled per address and in all); on success open a session and go on to ``next``."""
     if not same_origin(request, ctx.options.public_url):
-        return _login_form(request, next, "This form was posted from another site; open /login here.", 403)
+        return _login_form(request, next, "login.cross_site", 403)
     address = request.client.host if request.client else "unknown"
     wait = ctx.login_throttle.wait(address)
     if wait:
         logger.warning("login from %s refused for %ds: too many failed logins", address, wait)
-        return _login_form(request, next, f"Too many failed logins. Try again in {wait} s.", 429,
-                           {"Retry-After": str(wait)})
+        return _login_form(request, next, "login.throttled", 429, {"Retry-After": str(wait)}, wait=wait)
     login_as = check_login(ctx, secret) if secret else None
     if login_as is None:
         failures = ctx.login_throttle.failed(address)
         logger.warning("login failed from %s (%d failures from it in 15 min)", address, failures)
-        return _login_form(request, next, "Wrong password or key.", 401)
+        return _login_form(request, next, "login.wrong", 401)
     ctx.login_throttle.succeeded(address)
     response = RedirectResponse(_safe_next(next), status_code=303)
     https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
     response.set_cookie(SESSION_COOKIE, start_session(ctx, login_as), httponly=True, samesite="strict",
                         secure=https, path="/")
+    return response
+
+
+@login_router.get("/fonts/{name}")
+def font(name: str) -> FileResponse:
+    """The dashboard's font files (public, like the login page that uses them); any other name is a 404."""
+    if name not in FONTS:
+        raise HTTPException(404, "no such font")
+    return FileResponse(FONTS[name], media_type="font/woff2",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+@router.get("/dashboard/lang/{code}")
+def switch_language(code: str, next: str = Query("/dashboard", max_length=500)) -> RedirectResponse:  # noqa: A002
+    """Show the dashboard in ``code`` (fa or en) in this browser from now on, then go back to ``next``."""
+    if code not in LOCALES:
+        raise HTTPException(404, f"no dashboard language {code!r}; use one of {', '.join(LOCALES)}")
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, httponly=True, samesite="lax", path="/")
     return response
 
 
@@ -116,12 +138,13 @@ def delivery_log(request: Request, ctx: ServiceContext = Depends(get_context),
         if contact:
             found = find_contact(conn, contact, ctx.config.settings.default_region)
             if found is None:
-                error = "No contact matches that key."
+                error = translate(page_locale(request), "log.no_contact")
             contact_id = found["id"] if found else None
         if error is None:
             rows, next_before = log_page(conn, filters=filters, contact_id=contact_id, before_id=before or None)
+        contacts = contact_labels(conn, {r["contact_id"] for r in rows if r["contact_id"]})
     query = {k: v for k, v in filters.items() if v} | ({"contact": contact} if contact else {})
-    data: dict[str, Any] = {"rows": rows, "filters": filters, "contact_key": contact, "error": error,
+    data: dict[str, Any] = {"rows": rows, "contacts": contacts, "filters": filters, "contact_key": contact, "error": error,
                             "sequences": sorted(ctx.config.sequences), "events": LOG_EVENTS,
                             "next_before": next_before,
                             "older_url": "/dashboard/log?" + urlencode({**query, "before": next_before or 0})}
@@ -182,8 +205,10 @@ def contact_page(key: str, request: Request, ctx: ServiceContext = Depends(get_c
             found = dict(row) if row else None
         if found is None:
             return templates.TemplateResponse(request, "log.html", {
-                "rows": [], "filters": {}, "contact_key": key, "error": "No contact matches that key.",
+                "rows": [], "contacts": {}, "filters": {}, "contact_key": key,
+                "error": translate(page_locale(request), "log.no_contact"),
                 "sequences": sorted(ctx.config.sequences), "events": LOG_EVENTS, "next_before": None},
                 status_code=404, headers=NO_STORE)
         timeline = contact_timeline(conn, found)
-    return templates.TemplateResponse(request, "contact.html", {"t": timeline}, headers=NO_STORE)
+        label = contact_labels(conn, {found["id"]})[found["id"]]
+    return templates.TemplateResponse(request, "contact.html", {"tl": timeline, "label": label}, headers=NO_STORE)

@@ -22,6 +22,8 @@ class ServiceOptions:
     the full public URL. ``trusted_proxies``: the networks whose X-Forwarded-Proto/Host are believed
     when ``public_url`` is unset (see :mod:`engine.service.webhooks`).
     ``max_body_bytes``: the largest request body the API takes (webhooks and forms have fixed limits).
+    ``locale``: the dashboard's language, ``fa`` (right-to-left, Jalali dates) or ``en``; by default fa where
+    the settings' timezone is Asia/Tehran, else en.
     ``password_source`` says where ``dashboard_password`` came from: the environment variable, the
     settings, or None when there is none (the dashboard then takes only API keys).
     """
@@ -32,6 +34,7 @@ class ServiceOptions:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_body_bytes: int = API_MAX_BYTES
+    locale: str = "en"
 
     def __repr__(self) -> str:  # never print secrets
         return f"ServiceOptions(public_url={self.public_url!r}, max_body_bytes={self.max_body_bytes}, dashboard_password={'set' if self.dashboard_password else 'unset'})"
@@ -53,5 +56,7 @@ def service_options(config: Config) -> ServiceOptions:
     default = SessionPolicy()
     policy = SessionPolicy(idle=raw.get("session_idle") or default.idle, max=raw.get("session_max") or default.max)
     proxies = tuple(ipaddress.ip_network(str(p), strict=False) for p in raw.get("trusted_proxies") or ())
+    locale = raw.get("locale") or ("fa" if config.settings.timezone.key == "Asia/Tehran" else "en")
     return ServiceOptions(password, public_url.rstrip("/") if public_url else None, source, policy,
-                          trusted_proxies=proxies, max_body_bytes=raw.get("max_body_bytes") or API_MAX_BYTES)
+                          trusted_proxies=proxies, max_body_bytes=raw.get("max_body_bytes") or API_MAX_BYTES,
+                          locale=locale)

@@ -10,12 +10,13 @@ import sqlalchemy as sa
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus
-from ..reports import funnel, queue_state
+from ..models import (ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus,
+                      status_is)
+from ..reports import contact_labels, funnel, queue_state
 from ..text import mask_address
 
 __all__ = ["contact_timeline", "sequence_stats", "recent_counts", "queue_state", "provider_overview",
-           "log_page", "worker_ticks", "LOG_FILTERS"]
+           "log_page", "worker_ticks", "contact_labels", "LOG_FILTERS"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__

@@ -1,0 +1,157 @@
+"""The dashboard's words in each locale: one dict per locale, read by the templates' ``t()``.
+
+``translate(locale, key, **values)`` formats the entry with ``str.format``; a key missing from a locale
+falls back to English, and a key missing everywhere is an error (a test checks that every ``t("...")`` in
+the templates exists in both dicts). Words for stored values (events, statuses, channels) are the keys
+``ev:<value>``; a value with no entry is shown as it is. ``reason_phrases`` turns the engine's reasons
+(English, with codes like ``offer_expired:``) into words of the locale; their timestamps are shown by
+:mod:`.pages` in the local time zone.
+"""
+from __future__ import annotations
+
+import re
+
+from ..durations import parse_duration
+from ..templates import human_duration
+
+__all__ = ["LOCALES", "CATALOG", "text", "translate", "reason_phrases", "duration_words", "TIMESTAMP"]
+
+LOCALES = ("fa", "en")
+
+EN: dict[str, str] = {
+    "dir": "ltr", "switch": "فارسی", "switch_to": "fa",
+    "nav.overview": "Overview", "nav.log": "Delivery log", "nav.sequences": "Sequences",
+    "search.label": "contact", "search.placeholder": "contact: phone, email, id", "search.open": "Open",
+    "logout": "Log out", "times_in": "Times in {tz}; hover a date for the {other} one.", "other_calendar": "Jalali",
+    "login.title": "Log in", "login.heading": "followup dashboard", "login.secret": "Dashboard password or API key",
+    "login.submit": "Log in", "login.cross_site": "This form was posted from another site; open /login here.",
+    "login.throttled": "Too many failed logins. Try again in {wait} s.", "login.wrong": "Wrong password or key.",
+    "overview.last_hour": "Last hour", "overview.last_day": "Last day", "overview.queue": "Queue",
+    "overview.due": "due now", "overview.deferred": "deferred", "overview.lag": "lag (oldest due)",
+    "overview.seconds": "{n} s", "overview.last_tick": "last tick", "overview.never": "never",
+    "overview.providers": "Providers", "overview.until": "(until {when})",
+    "col.name": "name", "col.type": "type", "col.channel": "channel", "col.role": "role", "col.state": "state",
+    "col.error_rate": "error rate (1 h)", "col.last_error": "last error", "col.credit": "credit",
+    "col.at": "at", "col.contact": "contact", "col.sequence": "sequence", "col.touch": "touch", "col.ch": "ch",
+    "col.provider": "provider", "col.event": "event", "col.reason": "reason", "col.status": "status",
+    "col.enrolled": "enrolled", "col.ended": "ended", "col.offer_deadline": "offer deadline", "col.due": "due",
+    "col.sent": "sent", "col.what": "what", "col.detail": "reason / detail",
+    "none": "none", "unknown": "unknown", "any": "any",
+    "log.filter": "Filter", "log.no_rows": "no rows", "log.older": "Older →",
+    "log.no_contact": "No contact matches that key.",
+    "contact.tags": "tags", "contact.enrollments": "Enrollments", "contact.messages": "Messages",
+    "contact.timeline": "Timeline", "contact.urgent": "(urgent)", "contact.value": "value {value}",
+    "contact.unnamed": "contact {id}",
+    "seq.funnel": "{enrolled} enrolled → {converted} converted ({rate}%), revenue {revenue}",
+    "seq.offer": "Offer", "seq.ends": "ends {when}", "seq.ends_after": "ends {after} after each enrollment",
+    "seq.no_deadline": "no deadline", "seq.stock_left": "{left} of {stock} left", "seq.no_stock": "no stock limit",
+    "seq.preview": "Preview", "seq.subject": "Subject:", "percent": "{n}%",
+    "ev:offer_expired": "offer expired", "ev:sold_out": "sold out",
+}
+
+FA: dict[str, str] = {
+    "dir": "rtl", "switch": "English", "switch_to": "en",
+    "nav.overview": "نمای کلی", "nav.log": "گزارش ارسال", "nav.sequences": "دنباله‌ها",
+    "search.label": "مخاطب", "search.placeholder": "مخاطب: تلفن، ایمیل، شناسه", "search.open": "باز کن",
+    "logout": "خروج", "times_in": "زمان‌ها به وقت {tz}؛ برای تاریخ {other} نشانگر را روی تاریخ نگه دارید.",
+    "other_calendar": "میلادی",
+    "login.title": "ورود", "login.heading": "داشبورد followup", "login.secret": "گذرواژهٔ داشبورد یا کلید API",
+    "login.submit": "ورود", "login.cross_site": "این فرم از سایت دیگری فرستاده شده؛ ‎/login‎ را همین‌جا باز کنید.",
+    "login.throttled": "ورود ناموفق زیاد بود. {wait} ثانیهٔ دیگر دوباره امتحان کنید.",
+    "login.wrong": "گذرواژه یا کلید نادرست است.",
+    "overview.last_hour": "یک ساعت گذشته", "overview.last_day": "یک روز گذشته", "overview.queue": "صف",
+    "overview.due": "موعد رسیده", "overview.deferred": "عقب‌افتاده", "overview.lag": "تأخیر (قدیمی‌ترین موعد)",
+    "overview.seconds": "{n} ثانیه", "overview.last_tick": "آخرین دور کارگر", "overview.never": "هرگز",
+    "overview.providers": "سرویس‌دهنده‌ها", "overview.until": "(تا {when})",
+    "col.name": "نام", "col.type": "نوع", "col.channel": "کانال", "col.role": "نقش", "col.state": "وضعیت",
+    "col.error_rate": "نرخ خطا (۱ ساعت)", "col.last_error": "آخرین خطا", "col.credit": "اعتبار",
+    "col.at": "زمان", "col.contact": "مخاطب", "col.sequence": "دنباله", "col.touch": "پیام", "col.ch": "کانال",
+    "col.provider": "سرویس‌دهنده", "col.event": "رویداد", "col.reason": "دلیل", "col.status": "وضعیت",
+    "col.enrolled": "ثبت‌نام", "col.ended": "پایان", "col.offer_deadline": "مهلت پیشنهاد", "col.due": "موعد",
+    "col.sent": "ارسال", "col.what": "چه", "col.detail": "دلیل / جزئیات",
+    "none": "هیچ", "unknown": "نامعلوم", "any": "همه",
+    "log.filter": "پالایش", "log.no_rows": "ردیفی نیست", "log.older": "قدیمی‌تر ←",
+    "log.no_contact": "هیچ مخاطبی با این کلید پیدا نشد.",
+    "contact.tags": "برچسب‌ها", "contact.enrollments": "ثبت‌نام‌ها", "contact.messages": "پیام‌ها",
+    "contact.timeline": "خط زمانی", "contact.urgent": "(فوری)", "contact.value": "مبلغ {value}",
+    "contact.unnamed": "مخاطب {id}",
+    "seq.funnel": "{enrolled} ثبت‌نام ← {converted} خرید ({rate}٪)، درآمد {revenue}",
+    "seq.offer": "پیشنهاد", "seq.ends": "پایان {when}", "seq.ends_after": "پایان {after} پس از هر ثبت‌نام",
+    "seq.no_deadline": "بی‌مهلت", "seq.stock_left": "{left} از {stock} مانده", "seq.no_stock": "بی‌سقف موجودی",
+    "seq.preview": "پیش‌نمایش", "seq.subject": "موضوع:", "percent": "{n}٪",
+    "ev:sent": "فرستاده", "ev:delivered": "رسیده", "ev:failed": "ناموفق", "ev:skipped": "رد شده",
+    "ev:undelivered": "نرسیده", "ev:cancelled": "لغو شده", "ev:deferred": "عقب‌افتاده", "ev:retry": "تلاش دوباره",
+    "ev:claimed": "برداشته", "ev:recovered": "بازیابی", "ev:pending": "در انتظار", "ev:scheduled": "زمان‌بندی شده",
+    "ev:sending": "در حال ارسال", "ev:unknown": "نامعلوم", "ev:waiting": "در انتظار",
+    "ev:active": "فعال", "ev:paused": "متوقف", "ev:completed": "تمام شده", "ev:converted": "خرید کرده",
+    "ev:unsubscribed": "لغو اشتراک", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
+    "ev:message": "پیام", "ev:event": "رویداد", "ev:purchase": "خرید", "ev:reply": "پاسخ",
+    "ev:offer_expired": "مهلت پیشنهاد گذشته", "ev:sold_out": "موجودی تمام شده",
+}
+
+CATALOG: dict[str, dict[str, str]] = {"en": EN, "fa": FA}
+
+#: an ISO-like timestamp inside a reason: ``2026-12-07T06:30:00+00:00``, ``2026-12-07 06:30 UTC``, ``...Z``
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}| UTC)?")
+_TS = r"(\d{4}-\d{2}-\d{2}[T ][\d:.]+(?:Z|[+-]\d{2}:\d{2}| UTC)?)"
+
+#: the engine's reasons in Persian (engine/plan.py, engine/dispatch.py); a reason none matches stays as it is
+_FA_PHRASES = [
+    (r"^offer_expired: ", "مهلت پیشنهاد گذشته: "),
+    (r"^sold_out: no stock left for the offer", "موجودی تمام شده: از پیشنهاد چیزی نمانده"),
+    (r"the offer ended at " + _TS, r"پیشنهاد در \1 تمام شد"),
+    (r", and the offer ends at " + _TS + " before the next allowed moment",
+     r"، و پیشنهاد پیش از نخستین زمان مجاز، در \1 تمام می‌شود"),
+    (r"outside the send window (.+?) \(([\w/+-]+)\)", r"بیرون از بازهٔ ارسال \1 (\2)"),
+    (r"frequency cap: (\d+) touches already sent on that local day", r"سقف ارسال: \1 پیام در همان روز فرستاده شده"),
+    (r"; deferred to " + _TS, r"؛ عقب افتاد تا \1"),
+    (r"; next attempt at " + _TS, r"؛ تلاش بعدی \1"),
+    (r"; paused until " + _TS, r"؛ متوقف تا \1"),
+    (r"^retries exhausted after (\d+) attempts: ", r"پس از \1 تلاش ناموفق: "),
+    (r"^suppressed on sms: ", "پیامک مسدود: "), (r"^suppressed on email: ", "ایمیل مسدود: "),
+    (r"^no phone number for this contact$", "این مخاطب شمارهٔ تلفن ندارد"),
+    (r"^no email address for this contact$", "این مخاطب ایمیل ندارد"),
+    (r"^the contact's phone is a landline.*$", "تلفن این مخاطب ثابت است (پیامک به آن نمی‌رسد)"),
+    (r"^every touch done$", "همهٔ پیام‌ها فرستاده شد"),
+    (r"^waits for the previous touch$", "در انتظار پیام قبلی"),
+    (r"deferred by the send window ([^;]+)", r"عقب می‌افتد تا بازهٔ ارسال \1"),
+    (r"moved by the frequency cap \((\d+)/day\)", r"جابه‌جا با سقف ارسال (\1 در روز)"),
+    (r"SKIPPED: the offer ends before this touch can go out", "رد می‌شود: پیشنهاد پیش از نوبت این پیام تمام می‌شود"),
+    (r"^due " + _TS + r", (\w+) after (.+)$", lambda m: f"موعد {m[1]}، {_fa_duration(m[2])} پس از {m[3]}"),
+    (r"^due " + _TS + "$", r"موعد \1"),
+    (r"; ", "؛ "),
+]
+
+
+def duration_words(locale: str, text: str) -> str:
+    """A duration as written in settings (``1d12h``) in the words of ``locale``; anything else as it is."""
+    return _fa_duration(text) if locale == "fa" else text
+
+
+def _fa_duration(text: str) -> str:
+    try:
+        return human_duration(parse_duration(text), "fa")
+    except ValueError:
+        return text
+
+
+_EN_PHRASES = [(r"^offer_expired: ", "offer expired: "), (r"^sold_out: ", "sold out: ")]
+PHRASES = {"fa": [(re.compile(a), b) for a, b in _FA_PHRASES], "en": [(re.compile(a), b) for a, b in _EN_PHRASES]}
+
+
+def text(locale: str, key: str) -> str:
+    """The unformatted text of ``key`` in ``locale`` (English where the locale lacks it)."""
+    found = CATALOG.get(locale, EN).get(key)
+    return EN[key] if found is None else found
+
+
+def translate(locale: str, key: str, **values: object) -> str:
+    """The text of ``key`` in ``locale``, formatted with ``values``."""
+    return text(locale, key).format(**values)
+
+
+def reason_phrases(locale: str, reason: str) -> str:
+    """The engine's English reason in the words of ``locale``; the timestamps in it are left as they are."""
+    for pattern, words in PHRASES.get(locale, ()):
+        reason = pattern.sub(words, reason)
+    return reason
