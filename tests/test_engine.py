@@ -445,3 +445,84 @@ def test_the_migrations_build_the_schema_the_models_describe(db_url):
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("delivery_log")}
     assert "ix_delivery_log_message_id" not in indexes and "ix_log_contact" in indexes
+
+
+# -- re-entry ------------------------------------------------------------------------------------
+def _enrollments(world, contact_id: int, sequence: str) -> list[dict]:
+    with world.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(
+            "SELECT * FROM enrollments WHERE contact_id = :c AND sequence = :s ORDER BY id"),
+            {"c": contact_id, "s": sequence}).mappings()]
+
+
+def test_a_contact_who_converted_is_not_enrolled_again_and_the_report_says_when_and_why(make_world, frozen):
+    world = make_world([winter_sequence()])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("winter", sara, ali)
+    world.tick()
+    world.event(sara, "converted")
+    frozen.tick(timedelta(days=30))
+    report = world.enroll("winter", sara, ali)
+    assert report.enrolled == [] and report.already_active == [ali]
+    ((cid, why),) = report.finished
+    assert cid == sara
+    assert why == ("already enrolled, converted on 2026-12-05 06:30 UTC (contact converted); "
+                   "this sequence's reentry is never")
+    assert len(_enrollments(world, sara, "winter")) == 1
+    assert len(world.messages(contact_id=sara)) == 4  # no new touches
+
+
+@pytest.mark.parametrize("status", ["completed", "replied", "unsubscribed", "stopped", "unenrolled"])
+def test_every_way_an_enrollment_ends_keeps_the_contact_out_by_default(make_world, frozen, status):
+    world = make_world([simple_sequence("a")])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    with world.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE enrollments SET status = :s, ended_at = :at"), {"s": status, "at": T0})
+    report = world.enroll("a", sara)
+    assert report.enrolled == [] and report.finished[0][1].startswith(f"already enrolled, {status} on 2026-12-05")
+
+
+def test_reentry_after_lets_a_contact_back_with_the_deadline_first_given_for_the_offer(make_world, frozen):
+    world = make_world([winter_sequence(expires_after="72h")])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    first_deadline = to_utc(_enrollments(world, sara, "winter")[0]["offer_expires_at"])
+    assert first_deadline == T0 + timedelta(hours=72)
+    world.event(sara, "converted")
+    frozen.tick(timedelta(hours=1))
+    assert world.enroll("winter", sara).enrolled == []  # reentry: never
+    again = make_world([{**winter_sequence(expires_after="72h"), "reentry": {"after": "1s"}}])  # the same database
+    report = again.enroll("winter", sara)
+    assert report.enrolled == [sara]
+    first, second = _enrollments(again, sara, "winter")
+    assert second["status"] == "active" and to_utc(second["offer_expires_at"]) == first_deadline
+
+
+def test_reentry_after_counts_from_the_end_of_the_last_enrollment(make_world, frozen):
+    world = make_world([simple_sequence("a", reentry={"after": "90d"})])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    frozen.tick(timedelta(days=10))
+    world.event(sara, "replied")
+    frozen.tick(timedelta(days=89))
+    (finished,) = world.enroll("a", sara).finished
+    assert finished[1].endswith("may enroll again from 2027-03-15 06:30 UTC")
+    frozen.tick(timedelta(days=1))
+    assert world.enroll("a", sara).enrolled == [sara]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("always", "write `reentry: never` (the default) or `reentry: {after: 90d}`"),
+    ({"after": "soon"}, "is not a duration"),
+])
+def test_a_bad_reentry_names_the_key(tmp_path, value, message):
+    from engine.errors import ConfigError
+    from engine.sequences import load_sequences
+
+    (tmp_path / "sequences").mkdir()
+    import yaml
+    (tmp_path / "sequences" / "a.yaml").write_text(yaml.safe_dump(simple_sequence("a", reentry=value)))
+    with pytest.raises(ConfigError) as err:
+        load_sequences(tmp_path)
+    assert "reentry" in str(err.value) and message in str(err.value)

@@ -90,7 +90,8 @@ def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: b
 
 @router.post("/enrollments", summary="Enroll contacts in sequences (one or a list, all-or-nothing)")
 def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
-    """Already-active contacts are a no-op; opted-out ones are refused with the reason."""
+    """Already-active contacts are a no-op; opted-out ones are refused with the reason; contacts whose
+    enrollment ended and whom the sequence's ``reentry`` keeps out are ``finished``, with when and why."""
     items, many = _items(body)
     results: list[dict[str, Any]] = []
     with ctx.engine.begin() as conn:
@@ -104,6 +105,7 @@ def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(ge
             outcome.update({(sequence, c): ("enrolled", None) for c in report.enrolled})
             outcome.update({(sequence, c): ("already_active", None) for c in report.already_active})
             outcome.update({(sequence, c): ("refused", why) for c, why in report.refused})
+            outcome.update({(sequence, c): ("finished", why) for c, why in report.finished})
         for item, contact in zip(items, contacts):
             status, reason = outcome[(item.sequence, contact["id"])]
             results.append({"sequence": item.sequence, "contact": item.contact, "contact_id": contact["id"],
