@@ -471,6 +471,8 @@ from .cli_providers import providers  # noqa: E402  (registers the `providers` g
 cli.add_command(providers)
 from .cli_service import apikey, serve  # noqa: E402  (registers `serve` and `apikey`)
 cli.add_command(serve); cli.add_command(apikey)  # noqa: E702
+from .cli_sequences import sequences  # noqa: E402  (registers the `sequences` group)
+cli.add_command(sequences)
 
 
 def main() -> None:

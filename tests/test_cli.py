@@ -838,3 +838,24 @@ def test_make_run_twice_sends_nothing_new_to_contacts_already_done(tmp_path):
     new = sent[len(sent_before):]
     assert all(r["to"] not in ("+989121234567", "sara.rezaei@example.com") for r in new), new  # Sara: nothing
     assert len({r["message_id"] for r in sent}) == len(sent)  # nothing went out twice
+
+
+# -- followup sequences ------------------------------------------------------------------------------
+def test_sequences_lists_pauses_unenrolls_and_stops(populated):
+    assert populated.run("enroll", "winter-sale", "--tag", "winter").rc == 0
+    listed = populated.run("sequences")
+    assert listed.rc == 0, listed
+    rows = {line.split()[0]: line.split() for line in listed.out.splitlines()[1:]}
+    assert rows["winter-sale"][2:5] == ["active", "2", "2"], listed  # state, active enrollments, due in 24 h
+    assert rows["welcome-en"][2:5] == ["active", "0", "0"], listed
+    paused = populated.run("sequences", "pause", "winter-sale")
+    assert paused.rc == 0 and paused.out.startswith("winter-sale: paused; due messages wait"), paused
+    assert populated.run("sequences").out.count(" paused ") == 1
+    out = populated.run("sequences", "unenroll", "winter-sale", "--contact", "crm-2")
+    assert out.rc == 0 and out.out.strip() == f"contact {SARA}: unenrolled from winter-sale; 4 pending message(s) cancelled"
+    stopped = populated.run("sequences", "stop", "winter-sale")
+    assert stopped.out.strip() == "winter-sale: stopped; 1 enrollment(s) ended, 4 pending message(s) cancelled", stopped
+    assert populated.count("select count(*) from enrollments where status = 'stopped'") == 1
+    assert populated.count("select count(*) from messages where status != 'cancelled'") == 0
+    unknown = populated.run("sequences", "pause", "winter-sal")
+    assert unknown.rc == 2 and unknown.err.startswith("error: no sequence named 'winter-sal' (known: "), unknown

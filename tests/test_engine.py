@@ -526,3 +526,95 @@ def test_a_bad_reentry_names_the_key(tmp_path, value, message):
     with pytest.raises(ConfigError) as err:
         load_sequences(tmp_path)
     assert "reentry" in str(err.value) and message in str(err.value)
+
+
+# -- pause, resume, stop, unenroll, orphaned -------------------------------------------------------
+def _control(world, action, *args):
+    from engine import control
+
+    with world.engine.begin() as conn:
+        return getattr(control, action)(conn, world.config, *args)
+
+
+def test_a_paused_sequence_holds_its_due_messages_and_resume_sends_them(make_world, frozen):
+    world = make_world([simple_sequence("a"), simple_sequence("b")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara)
+    world.enroll("b", ali)
+    _control(world, "pause", "a")
+    world.tick()
+    (held,) = world.messages(contact_id=sara, touch="t0")
+    assert (held["status"], held["reason"]) == ("scheduled", "sequence paused")
+    assert to_utc(held["next_attempt_at"]) == T0 + timedelta(hours=1)
+    assert [r["reason"] for r in world.log(contact_id=sara, event="deferred")] == ["sequence paused"]
+    assert [to for _, to in world.sent()] == ["+989351234567"]  # b goes on
+    frozen.tick(timedelta(hours=3))
+    world.tick()  # still paused: held again, nothing dropped
+    assert [m["status"] for m in world.messages(contact_id=sara)] == ["scheduled", "pending", "pending"]
+    assert "+989121234567" not in [to for _, to in world.sent()]
+    assert "1 held message(s) due now" in _control(world, "resume", "a")
+    world.tick()
+    assert [t for t, to in world.sent() if to == "+989121234567"] == ["t0"]
+
+
+def test_stop_ends_every_enrollment_and_cancels_its_messages_with_the_reason(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara, ali)
+    assert _control(world, "stop", "a") == "a: stopped; 2 enrollment(s) ended, 6 pending message(s) cancelled"
+    assert {(m["status"], m["reason"]) for m in world.messages()} == {("cancelled", "sequence stopped")}
+    assert world.enrollment(sara, "a")["status"] == "stopped"
+    world.tick()
+    assert world.sent() == []
+    from engine.errors import InputError
+    with pytest.raises(InputError, match="is stopped; `followup sequences resume a`"):
+        world.enroll("a", sara)
+
+
+def test_unenroll_ends_one_contacts_enrollment_only(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara, ali)
+    with world.engine.connect() as conn:
+        contact = dict(conn.execute(sa.text("SELECT * FROM contacts WHERE id = :i"), {"i": sara}).mappings().one())
+    assert "3 pending message(s) cancelled" in _control(world, "unenroll", "a", contact)
+    assert world.enrollment(sara, "a")["status"] == "unenrolled"
+    world.tick()
+    assert [to for _, to in world.sent()] == ["+989351234567"]
+    from engine.errors import InputError
+    with pytest.raises(InputError, match="no active enrollment"):
+        _control(world, "unenroll", "a", contact)
+
+
+def test_an_unknown_sequence_name_is_an_input_error(make_world, frozen):
+    from engine.errors import InputError
+
+    world = make_world([simple_sequence("a")])
+    with pytest.raises(InputError, match=r"no sequence named 'nope' \(known: a\)"):
+        _control(world, "pause", "nope")
+
+
+def test_a_sequence_whose_file_is_gone_is_orphaned_its_messages_held_and_the_worker_warns(make_world, frozen,
+                                                                                          caplog):
+    from engine.control import list_sequences
+    from engine.worker import run_worker
+
+    world = make_world([simple_sequence("a"), simple_sequence("b")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara)
+    world.enroll("b", ali)
+    (world.root / "config" / "sequences" / "a.yaml").unlink()
+    gone = make_world([simple_sequence("b")])  # the same database, the config without a.yaml
+    gone.tick()
+    (held,) = gone.messages(contact_id=sara, touch="t0")
+    assert (held["status"], held["reason"]) == ("scheduled", "sequence orphaned: its file is gone from config/sequences")
+    assert [to for _, to in gone.sent()] == ["+989351234567"]
+    with gone.engine.connect() as conn:
+        rows = {r.name: r for r in list_sequences(conn, gone.config)}
+    assert (rows["a"].state, rows["a"].active, rows["a"].due_24h) == ("orphaned", 1, 1)
+    assert rows["a"].next_due == T0 + timedelta(hours=1) and rows["a"].version == world.config.sequences["a"].hash
+    assert (rows["b"].state, rows["b"].active, rows["b"].due_24h) == ("active", 1, 1)  # t1, in an hour
+    with caplog.at_level(logging.WARNING, logger="followup.worker"):
+        assert run_worker(gone.config, once=True) == 0
+    assert any(r.getMessage().startswith("sequence a is orphaned (its file is gone from config/sequences): 1 active")
+               for r in caplog.records)
