@@ -60,7 +60,7 @@ def _not_again(last: dict, reentry_after, stamp) -> str | None:
 
 
 def _first_deadlines(conn: sa.Connection, code: str, chunk: list[int]) -> dict[int, object]:
-    """The deadline each contact was first given for offer ``code`` (in any sequence)."""
+    """The earliest deadline each contact was given for offer ``code`` (in any sequence): the one it keeps."""
     rows = conn.execute(sa.select(enrollments.c.contact_id, sa.func.min(enrollments.c.offer_expires_at))
                         .where(enrollments.c.contact_id.in_(chunk), enrollments.c.offer_code == code,
                                enrollments.c.offer_expires_at.is_not(None))
