@@ -239,9 +239,12 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
         report = do_enroll(conn, config, sequence, ids)
     for cid in report.already_active:
         out.print(f"contact {cid}: already active in {sequence}, nothing to do")
+    for cid, why in report.finished:
+        out.print(f"contact {cid}: not enrolled again: {why}", markup=False)
     for cid, why in report.refused:
         out.print(f"contact {cid}: not enrolled: {why}", markup=False)
-    out.print(f"{sequence}: {len(report.enrolled)} enrolled, {len(report.already_active)} already active, "
+    finished = f", {len(report.finished)} already enrolled/finished" if report.finished else ""
+    out.print(f"{sequence}: {len(report.enrolled)} enrolled, {len(report.already_active)} already active{finished}, "
               f"{len(report.refused)} not enrolled")
 
 
@@ -470,6 +473,8 @@ from .cli_service import apikey, serve  # noqa: E402  (registers `serve` and `ap
 cli.add_command(serve); cli.add_command(apikey)  # noqa: E702
 from .cli_alerts import alerts  # noqa: E402  (registers the `alerts` group)
 cli.add_command(alerts)
+from .cli_sequences import sequences  # noqa: E402  (registers the `sequences` group)
+cli.add_command(sequences)
 
 
 def main() -> None:

@@ -54,6 +54,7 @@ from providers.base import OutgoingMessage, Provider
 from .catalog import sync_catalog
 from .clock import now, to_utc
 from .config import Config
+from .control import HOLD, held_sequences
 from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
@@ -291,7 +292,9 @@ class Dispatcher:
             sent.setdefault(cid, []).append(to_utc(at))
         paused = self._paused(conn)
         plans = {e["sequence_hash"]: self._plan(conn, e["sequence_hash"]) for e in ens.values()}
-        return dict(enrollments=ens, contacts=cons, offers=offer_rows, sent=sent, paused=paused, plans=plans)
+        held = held_sequences(conn, self.config, {r["sequence"] for r in rows})
+        return dict(enrollments=ens, contacts=cons, offers=offer_rows, sent=sent, paused=paused, plans=plans,
+                    held=held)
 
     def _paused(self, conn: sa.Connection) -> frozenset[str]:
         """The providers paused for the whole cluster now."""
@@ -330,7 +333,8 @@ class Dispatcher:
             offer = ctx["offers"].get((row["sequence"], enrollment.get("offer_code")))
             decision = decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
                               window=window, cap=plan.frequency_cap or self.settings.frequency_cap,
-                              sent_times=ctx["sent"].setdefault(row["contact_id"], []), opens=opens)
+                              sent_times=ctx["sent"].setdefault(row["contact_id"], []), opens=opens,
+                              held=ctx["held"].get(row["sequence"]), hold=HOLD)
             if decision.action == "deferred":
                 first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
                                                       "reason": decision.reason, **release}, reason=decision.reason))

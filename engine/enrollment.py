@@ -1,4 +1,9 @@
-"""Enrolling contacts in a sequence: one enrollment, and one message row per touch."""
+"""Enrolling contacts in a sequence: one enrollment, and one message row per touch.
+
+A contact whose enrollment in the sequence has ended enrolls again only as the sequence's ``reentry``
+allows (never, by default), and an offer's deadline is the one the contact was first given for that
+offer code: enrolling again never buys a contact a new deadline.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,23 +13,66 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .addresses import landline
 from .catalog import sync_catalog
-from .clock import now
+from .clock import now, to_utc
 from .config import Config
+from .errors import InputError
 from .journal import append_log
-from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus
+from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 
 __all__ = ["EnrollReport", "enroll"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
 messages = Message.__table__
+states = SequenceState.__table__
 
 
 @dataclass
 class EnrollReport:
+    """What one enroll did, per contact id."""
+
     enrolled: list[int] = field(default_factory=list)
     already_active: list[int] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    #: enrolled before and ended, not enrolled again: (contact id, when and why it ended, and the reentry rule)
+    finished: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _ended(conn: sa.Connection, sequence: str, chunk: list[int]) -> dict[int, dict]:
+    """Each contact's latest ended enrollment in ``sequence``."""
+    rows = conn.execute(sa.select(enrollments.c.contact_id, enrollments.c.status, enrollments.c.ended_reason,
+                                  enrollments.c.ended_at, enrollments.c.enrolled_at)
+                        .where(enrollments.c.contact_id.in_(chunk), enrollments.c.sequence == sequence,
+                               enrollments.c.status != EnrollmentStatus.ACTIVE.value)
+                        .order_by(enrollments.c.id)).mappings()
+    return {r["contact_id"]: dict(r) for r in rows}  # the last row of each contact wins
+
+
+def _not_again(last: dict, reentry_after, stamp) -> str | None:
+    """Why a contact whose last enrollment is ``last`` can't enroll again now (None: it may)."""
+    ended = to_utc(last["ended_at"] or last["enrolled_at"])
+    how = f"{last['status']} on {ended:%Y-%m-%d %H:%M} UTC" + (f" ({last['ended_reason']})" if last["ended_reason"] else "")
+    if reentry_after is None:
+        return f"already enrolled, {how}; this sequence's reentry is never"
+    if stamp < ended + reentry_after:
+        return f"already enrolled, {how}; may enroll again from {ended + reentry_after:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def _first_deadlines(conn: sa.Connection, code: str, chunk: list[int]) -> dict[int, object]:
+    """The earliest deadline each contact was given for offer ``code`` (in any sequence): the one it keeps."""
+    rows = conn.execute(sa.select(enrollments.c.contact_id, sa.func.min(enrollments.c.offer_expires_at))
+                        .where(enrollments.c.contact_id.in_(chunk), enrollments.c.offer_code == code,
+                               enrollments.c.offer_expires_at.is_not(None))
+                        .group_by(enrollments.c.contact_id))
+    return {cid: to_utc(at) for cid, at in rows}
+
+
+def _check_state(conn: sa.Connection, name: str) -> None:
+    """A stopped sequence takes no one: its state says so until it is resumed."""
+    state = conn.execute(sa.select(states.c.state).where(states.c.name == name)).scalar()
+    if state == "stopped":
+        raise InputError(f"sequence {name!r} is stopped; `followup sequences resume {name}` lets it take contacts again")
 
 
 def _refusal(contact: dict, channels: set[str]) -> str | None:
@@ -41,8 +89,9 @@ def _refusal(contact: dict, channels: set[str]) -> str | None:
 
 
 def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids: list[int]) -> EnrollReport:
-    """Enroll contacts; already-active ones are a no-op, opted-out ones are refused with a reason."""
+    """Enroll contacts; already-active and finished ones are a no-op, opted-out ones are refused with a reason."""
     seq = config.sequence(sequence_name)
+    _check_state(conn, seq.name)
     sync_catalog(conn, config)
     report = EnrollReport()
     ids = list(dict.fromkeys(contact_ids))
@@ -54,10 +103,13 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
         active = set(conn.execute(sa.select(enrollments.c.contact_id).where(
             enrollments.c.contact_id.in_(chunk), enrollments.c.sequence == seq.name,
             enrollments.c.status == EnrollmentStatus.ACTIVE.value)).scalars())
+        ended = _ended(conn, seq.name, chunk)
         new = []
         for cid in chunk:
             if cid in active:
                 report.already_active.append(cid)
+            elif cid in ended and (why := _not_again(ended[cid], seq.reentry_after, stamp)) is not None:
+                report.finished.append((cid, why))
             elif cid not in rows:
                 report.refused.append((cid, "no such contact"))
             elif (why := _refusal(rows[cid], channels)) is not None:
@@ -67,13 +119,15 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
         if not new:
             continue
         deadline = seq.offer.deadline_for(stamp) if seq.offer else None
+        given = _first_deadlines(conn, seq.offer.code, new) if deadline is not None else {}
         # a concurrent enroll may have inserted since we looked: skip it, never fail on uq_enrollment_active
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(enrollments).on_conflict_do_nothing(
             index_elements=["contact_id", "sequence"], index_where=sa.text("status = 'active'"))
         result = conn.execute(insert.returning(enrollments.c.id, enrollments.c.contact_id), [
             dict(contact_id=cid, sequence=seq.name, sequence_hash=seq.hash, status=EnrollmentStatus.ACTIVE.value,
-                 enrolled_at=stamp, offer_code=seq.offer.code if seq.offer else None, offer_expires_at=deadline)
+                 enrolled_at=stamp, offer_code=seq.offer.code if seq.offer else None,
+                 offer_expires_at=given.get(cid, deadline))
             for cid in new])
         created = result.all()
         inserted = {cid for _, cid in created}

@@ -59,6 +59,8 @@ class EnrollmentStatus(str, enum.Enum):
     CONVERTED = "converted"
     REPLIED = "replied"
     UNSUBSCRIBED = "unsubscribed"
+    STOPPED = "stopped"          # the whole sequence was stopped (`followup sequences stop`)
+    UNENROLLED = "unenrolled"    # taken out by hand (`followup sequences unenroll`)
 
 
 class Contact(SQLModel, table=True):
@@ -312,3 +314,17 @@ class AlertState(SQLModel, table=True):
 
 
 __all__ += ["AlertState"]
+
+
+class SequenceState(SQLModel, table=True):
+    """A sequence paused or stopped by hand (see :mod:`engine.control`); no row means active."""
+
+    __tablename__ = "sequence_states"
+
+    name: str = Field(primary_key=True, max_length=100)
+    state: str = Field(max_length=20)  # paused or stopped
+    reason: Optional[str] = Field(default=None, max_length=300)
+    updated_at: datetime = _ts()
+
+
+__all__ += ["SequenceState"]

@@ -1,9 +1,10 @@
 """The checks made at claim time, as plain functions of what was read: cancel, skip, defer or send.
 
 1. the enrollment is still active                → else ``cancelled``
-2. the contact is not suppressed on the channel  → else ``skipped``
-3. an urgent touch's offer is live               → else ``skipped`` (offer_expired / sold_out)
-4. send window and frequency cap                 → else ``deferred`` to the next allowed moment,
+2. the sequence is not paused or orphaned        → else ``deferred`` by ``hold`` (see :mod:`engine.control`)
+3. the contact is not suppressed on the channel  → else ``skipped``
+4. an urgent touch's offer is live               → else ``skipped`` (offer_expired / sold_out)
+5. send window and frequency cap                 → else ``deferred`` to the next allowed moment,
    unless that passes an urgent touch's deadline → then ``skipped``
 """
 from __future__ import annotations
@@ -82,14 +83,18 @@ def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day
 
 def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, offer: dict | None,
            tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime],
-           opens: datetime | None = None) -> Decision:
+           opens: datetime | None = None, held: str | None = None,
+           hold: timedelta = timedelta(hours=1)) -> Decision:
     """Decide what happens to one claimed message, now.
 
     ``opens`` is ``next_allowed(now, tz, window)`` when the caller has it already: it is the same for
-    every message of a batch in one time zone and window.
+    every message of a batch in one time zone and window. ``held`` is why the message's sequence holds
+    its messages (paused, orphaned), if it does: the message waits ``hold`` and is looked at again.
     """
     if enrollment["status"] != "active":
         return Decision("cancelled", f"enrollment {enrollment['status']}: {enrollment.get('ended_reason') or ''}".strip())
+    if held:
+        return Decision("deferred", held, now + hold)
     channel = message["channel"]
     suppressed = contact.get(f"{channel}_suppressed")
     if suppressed:

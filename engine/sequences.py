@@ -23,7 +23,7 @@ EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments"}
+                 "max_sms_segments", "reentry"}
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
@@ -73,6 +73,8 @@ class Sequence:
     frequency_cap: FrequencyCap | None = None
     #: an SMS longer than this (with the footer, for the contact it goes to) is skipped with its reason
     max_sms_segments: int = DEFAULT_MAX_SEGMENTS
+    #: how long after its last enrollment ended a contact may enroll again; None (``reentry: never``): never
+    reentry_after: timedelta | None = None
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -183,6 +185,21 @@ def _max_segments(doc: YamlDoc, raw: Any) -> int:
     return raw
 
 
+def _reentry(doc: YamlDoc, raw: Any) -> timedelta | None:
+    """``never`` (the default) → None; ``{after: 90d}`` → the wait after the last enrollment ended."""
+    if raw is None or raw == "never":
+        return None
+    if isinstance(raw, dict) and set(raw) == {"after"}:
+        try:
+            return parse_duration(raw["after"])
+        except ValueError as err:
+            doc.problem("reentry.after", str(err))
+            return None
+    doc.problem("reentry", f"{raw!r}: write `reentry: never` (the default) or `reentry: {{after: 90d}}` "
+                           "(counted from the end of the contact's last enrollment)")
+    return None
+
+
 def _sequence(doc: YamlDoc) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
@@ -212,6 +229,7 @@ def _sequence(doc: YamlDoc) -> Sequence | None:
         send_window=parse_window(doc, "send_window", raw.get("send_window")),
         frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap")),
         max_sms_segments=_max_segments(doc, raw.get("max_sms_segments")),
+        reentry_after=_reentry(doc, raw.get("reentry")),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )

@@ -21,6 +21,7 @@ from providers.registry import create_provider
 from . import heap
 from .clock import now
 from .config import Config
+from .control import orphan_warnings
 from .db import SessionLimits, check_schema, is_sqlite, make_engine
 from .dberrors import database_error
 from .dispatch import Dispatcher
@@ -107,6 +108,9 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
     providers = build_providers(config)
     with single_dispatcher_lock(config.settings.database_url, wait=wait_for_lock) as sole:
         dispatcher = Dispatcher(config, providers, engine=engine)
+        with engine.connect() as conn:
+            for line in orphan_warnings(conn, config):
+                logger.warning(line)
         heap.settle()  # everything long-lived is loaded: keep it out of the collector's walks
         watchdog = Watchdog(dispatcher.phases, config.settings.worker.tick_warn_seconds)
         watchdog.start()

@@ -798,3 +798,64 @@ def test_event_idempotency_key_and_a_repeated_sale_are_told(populated):
     assert "--idempotency-key" in twin.err and "converted recorded" in twin.out
     stats = populated.run("stats", "winter-sale")
     assert "revenue 1,200,000" in stats.out, stats
+
+
+# -- `make run` again ----------------------------------------------------------------------------
+MAKEFILE = Path(__file__).resolve().parent.parent / "Makefile"
+
+
+def make_run_setup() -> list[list[str]]:
+    """The followup commands `make run` runs before it starts the service and the worker."""
+    recipe = MAKEFILE.read_text(encoding="utf-8").split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    return [line.split("$(BIN)/followup ", 1)[1].split() for line in recipe.splitlines()
+            if line.startswith("\t$(BIN)/followup ") and " serve " not in line and " worker" not in line]
+
+
+def test_make_run_twice_sends_nothing_new_to_contacts_already_done(tmp_path):
+    """The Makefile's own lines on the repository's config: the second run enrolls no one who is done."""
+    project = Project.copy_of(REPO_CONFIG.parent, tmp_path / "p")
+    project.all_day()
+    setup = make_run_setup()
+    assert any(args[0] == "enroll" for args in setup), setup
+    for args in setup:
+        assert project.run(*args).rc == 0
+    assert project.run("worker", "--once").rc == 0
+    assert project.run("event", "crm-1001", "converted").rc == 0  # Sara bought
+    outbox = project.path("var/outbox.jsonl")
+    sent_before = outbox.read_text(encoding="utf-8").splitlines()
+    enrollments = project.count("select count(*) from enrollments")
+    messages = project.count("select count(*) from messages")
+    again = [project.run(*args) for args in setup]
+    assert all(result.rc == 0 for result in again), again
+    sale = next(r for r in again if r.args[:2] == ("enroll", "winter-sale"))
+    assert "contact 1: not enrolled again: already enrolled, converted on " in sale.out, sale
+    assert "(contact converted); this sequence's reentry is never" in sale.out
+    assert sale.out.strip().endswith("0 enrolled, 3 already active, 1 already enrolled/finished, 0 not enrolled"), sale
+    assert project.count("select count(*) from enrollments") == enrollments
+    assert project.count("select count(*) from messages") == messages
+    assert project.run("worker", "--once").rc == 0
+    sent = [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines()]
+    new = sent[len(sent_before):]
+    assert all(r["to"] not in ("+989121234567", "sara.rezaei@example.com") for r in new), new  # Sara: nothing
+    assert len({r["message_id"] for r in sent}) == len(sent)  # nothing went out twice
+
+
+# -- followup sequences ------------------------------------------------------------------------------
+def test_sequences_lists_pauses_unenrolls_and_stops(populated):
+    assert populated.run("enroll", "winter-sale", "--tag", "winter").rc == 0
+    listed = populated.run("sequences")
+    assert listed.rc == 0, listed
+    rows = {line.split()[0]: line.split() for line in listed.out.splitlines()[1:]}
+    assert rows["winter-sale"][2:5] == ["active", "2", "2"], listed  # state, active enrollments, due in 24 h
+    assert rows["welcome-en"][2:5] == ["active", "0", "0"], listed
+    paused = populated.run("sequences", "pause", "winter-sale")
+    assert paused.rc == 0 and paused.out.startswith("winter-sale: paused; due messages wait"), paused
+    assert populated.run("sequences").out.count(" paused ") == 1
+    out = populated.run("sequences", "unenroll", "winter-sale", "--contact", "crm-2")
+    assert out.rc == 0 and out.out.strip() == f"contact {SARA}: unenrolled from winter-sale; 4 pending message(s) cancelled"
+    stopped = populated.run("sequences", "stop", "winter-sale")
+    assert stopped.out.strip() == "winter-sale: stopped; 1 enrollment(s) ended, 4 pending message(s) cancelled", stopped
+    assert populated.count("select count(*) from enrollments where status = 'stopped'") == 1
+    assert populated.count("select count(*) from messages where status != 'cancelled'") == 0
+    unknown = populated.run("sequences", "pause", "winter-sal")
+    assert unknown.rc == 2 and unknown.err.startswith("error: no sequence named 'winter-sal' (known: "), unknown

@@ -446,3 +446,176 @@ def test_the_migrations_build_the_schema_the_models_describe(db_url):
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("delivery_log")}
     assert "ix_delivery_log_message_id" not in indexes and "ix_log_contact" in indexes
+
+
+# -- re-entry ------------------------------------------------------------------------------------
+def _enrollments(world, contact_id: int, sequence: str) -> list[dict]:
+    with world.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(
+            "SELECT * FROM enrollments WHERE contact_id = :c AND sequence = :s ORDER BY id"),
+            {"c": contact_id, "s": sequence}).mappings()]
+
+
+def test_a_contact_who_converted_is_not_enrolled_again_and_the_report_says_when_and_why(make_world, frozen):
+    world = make_world([winter_sequence()])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("winter", sara, ali)
+    world.tick()
+    world.event(sara, "converted")
+    frozen.tick(timedelta(days=30))
+    report = world.enroll("winter", sara, ali)
+    assert report.enrolled == [] and report.already_active == [ali]
+    ((cid, why),) = report.finished
+    assert cid == sara
+    assert why == ("already enrolled, converted on 2026-12-05 06:30 UTC (contact converted); "
+                   "this sequence's reentry is never")
+    assert len(_enrollments(world, sara, "winter")) == 1
+    assert len(world.messages(contact_id=sara)) == 4  # no new touches
+
+
+@pytest.mark.parametrize("status", ["completed", "replied", "unsubscribed", "stopped", "unenrolled"])
+def test_every_way_an_enrollment_ends_keeps_the_contact_out_by_default(make_world, frozen, status):
+    world = make_world([simple_sequence("a")])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    with world.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE enrollments SET status = :s, ended_at = :at"), {"s": status, "at": T0})
+    report = world.enroll("a", sara)
+    assert report.enrolled == [] and report.finished[0][1].startswith(f"already enrolled, {status} on 2026-12-05")
+
+
+def test_reentry_after_lets_a_contact_back_with_the_deadline_first_given_for_the_offer(make_world, frozen):
+    world = make_world([winter_sequence(expires_after="72h")])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("winter", sara)
+    first_deadline = to_utc(_enrollments(world, sara, "winter")[0]["offer_expires_at"])
+    assert first_deadline == T0 + timedelta(hours=72)
+    world.event(sara, "converted")
+    frozen.tick(timedelta(hours=1))
+    assert world.enroll("winter", sara).enrolled == []  # reentry: never
+    again = make_world([{**winter_sequence(expires_after="72h"), "reentry": {"after": "1s"}}])  # the same database
+    report = again.enroll("winter", sara)
+    assert report.enrolled == [sara]
+    first, second = _enrollments(again, sara, "winter")
+    assert second["status"] == "active" and to_utc(second["offer_expires_at"]) == first_deadline
+
+
+def test_reentry_after_counts_from_the_end_of_the_last_enrollment(make_world, frozen):
+    world = make_world([simple_sequence("a", reentry={"after": "90d"})])
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("a", sara)
+    frozen.tick(timedelta(days=10))
+    world.event(sara, "replied")
+    frozen.tick(timedelta(days=89))
+    (finished,) = world.enroll("a", sara).finished
+    assert finished[1].endswith("may enroll again from 2027-03-15 06:30 UTC")
+    frozen.tick(timedelta(days=1))
+    assert world.enroll("a", sara).enrolled == [sara]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("always", "write `reentry: never` (the default) or `reentry: {after: 90d}`"),
+    ({"after": "soon"}, "is not a duration"),
+])
+def test_a_bad_reentry_names_the_key(tmp_path, value, message):
+    from engine.errors import ConfigError
+    from engine.sequences import load_sequences
+
+    (tmp_path / "sequences").mkdir()
+    import yaml
+    (tmp_path / "sequences" / "a.yaml").write_text(yaml.safe_dump(simple_sequence("a", reentry=value)))
+    with pytest.raises(ConfigError) as err:
+        load_sequences(tmp_path)
+    assert "reentry" in str(err.value) and message in str(err.value)
+
+
+# -- pause, resume, stop, unenroll, orphaned -------------------------------------------------------
+def _control(world, action, *args):
+    from engine import control
+
+    with world.engine.begin() as conn:
+        return getattr(control, action)(conn, world.config, *args)
+
+
+def test_a_paused_sequence_holds_its_due_messages_and_resume_sends_them(make_world, frozen):
+    world = make_world([simple_sequence("a"), simple_sequence("b")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara)
+    world.enroll("b", ali)
+    _control(world, "pause", "a")
+    world.tick()
+    (held,) = world.messages(contact_id=sara, touch="t0")
+    assert (held["status"], held["reason"]) == ("scheduled", "sequence paused")
+    assert to_utc(held["next_attempt_at"]) == T0 + timedelta(hours=1)
+    assert [r["reason"] for r in world.log(contact_id=sara, event="deferred")] == ["sequence paused"]
+    assert [to for _, to in world.sent()] == ["+989351234567"]  # b goes on
+    frozen.tick(timedelta(hours=3))
+    world.tick()  # still paused: held again, nothing dropped
+    assert [m["status"] for m in world.messages(contact_id=sara)] == ["scheduled", "pending", "pending"]
+    assert "+989121234567" not in [to for _, to in world.sent()]
+    assert "1 held message(s) due now" in _control(world, "resume", "a")
+    world.tick()
+    assert [t for t, to in world.sent() if to == "+989121234567"] == ["t0"]
+
+
+def test_stop_ends_every_enrollment_and_cancels_its_messages_with_the_reason(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara, ali)
+    assert _control(world, "stop", "a") == "a: stopped; 2 enrollment(s) ended, 6 pending message(s) cancelled"
+    assert {(m["status"], m["reason"]) for m in world.messages()} == {("cancelled", "sequence stopped")}
+    assert world.enrollment(sara, "a")["status"] == "stopped"
+    world.tick()
+    assert world.sent() == []
+    from engine.errors import InputError
+    with pytest.raises(InputError, match="is stopped; `followup sequences resume a`"):
+        world.enroll("a", sara)
+
+
+def test_unenroll_ends_one_contacts_enrollment_only(make_world, frozen):
+    world = make_world([simple_sequence("a")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara, ali)
+    with world.engine.connect() as conn:
+        contact = dict(conn.execute(sa.text("SELECT * FROM contacts WHERE id = :i"), {"i": sara}).mappings().one())
+    assert "3 pending message(s) cancelled" in _control(world, "unenroll", "a", contact)
+    assert world.enrollment(sara, "a")["status"] == "unenrolled"
+    world.tick()
+    assert [to for _, to in world.sent()] == ["+989351234567"]
+    from engine.errors import InputError
+    with pytest.raises(InputError, match="no active enrollment"):
+        _control(world, "unenroll", "a", contact)
+
+
+def test_an_unknown_sequence_name_is_an_input_error(make_world, frozen):
+    from engine.errors import InputError
+
+    world = make_world([simple_sequence("a")])
+    with pytest.raises(InputError, match=r"no sequence named 'nope' \(known: a\)"):
+        _control(world, "pause", "nope")
+
+
+def test_a_sequence_whose_file_is_gone_is_orphaned_its_messages_held_and_the_worker_warns(make_world, frozen,
+                                                                                          caplog):
+    from engine.control import list_sequences
+    from engine.worker import run_worker
+
+    world = make_world([simple_sequence("a"), simple_sequence("b")])
+    sara, ali = world.add_contacts(SARA, ALI)
+    world.enroll("a", sara)
+    world.enroll("b", ali)
+    (world.root / "config" / "sequences" / "a.yaml").unlink()
+    gone = make_world([simple_sequence("b")])  # the same database, the config without a.yaml
+    gone.tick()
+    (held,) = gone.messages(contact_id=sara, touch="t0")
+    assert (held["status"], held["reason"]) == ("scheduled", "sequence orphaned: its file is gone from config/sequences")
+    assert [to for _, to in gone.sent()] == ["+989351234567"]
+    with gone.engine.connect() as conn:
+        rows = {r.name: r for r in list_sequences(conn, gone.config)}
+    assert (rows["a"].state, rows["a"].active, rows["a"].due_24h) == ("orphaned", 1, 1)
+    assert rows["a"].next_due == T0 + timedelta(hours=1) and rows["a"].version == world.config.sequences["a"].hash
+    assert (rows["b"].state, rows["b"].active, rows["b"].due_24h) == ("active", 1, 1)  # t1, in an hour
+    with caplog.at_level(logging.WARNING, logger="followup.worker"):
+        assert run_worker(gone.config, once=True) == 0
+    assert any(r.getMessage().startswith("sequence a is orphaned (its file is gone from config/sequences): 1 active")
+               for r in caplog.records)

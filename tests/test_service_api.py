@@ -184,7 +184,9 @@ def test_stats_of_an_unknown_sequence_is_404(api):
 def test_openapi_is_served_under_api_v1_and_lists_the_api(api):
     spec = api.get("/api/v1/openapi.json").json()
     assert set(spec["paths"]) == {"/api/v1/contacts", "/api/v1/enrollments", "/api/v1/events",
-                                  "/api/v1/contacts/{key}/timeline", "/api/v1/sequences/{name}/stats"}
+                                  "/api/v1/contacts/{key}/timeline", "/api/v1/sequences/{name}/stats",
+                                  "/api/v1/sequences", "/api/v1/sequences/{name}/pause", "/api/v1/sequences/{name}/resume",
+                                  "/api/v1/sequences/{name}/stop", "/api/v1/sequences/{name}/unenroll"}
 
 
 def _sample_path(path: str) -> str:
@@ -289,3 +291,51 @@ def test_metrics_expose_counters_and_gauges(world, api, frozen):  # frozen: insi
                  'followup_provider_paused{channel="sms",provider="mem-sms"} 0.0',
                  "followup_worker_last_tick_timestamp_seconds"):
         assert name in text
+
+
+# -- sequences: list, pause, resume, stop, unenroll ---------------------------------------------------
+def test_enrolling_a_contact_who_converted_answers_finished_with_when_and_why(world, api):
+    api.post("/api/v1/contacts", json={"phone": "09121111111"})
+    api.post("/api/v1/enrollments", json={"sequence": "winter", "contact": "09121111111"})
+    api.post("/api/v1/events", json={"contact": "09121111111", "type": "converted", "sequence": "winter"})
+    again = api.post("/api/v1/enrollments", json={"sequence": "winter", "contact": "09121111111"})
+    (result,) = again.json()["results"]
+    assert (result["status"], again.json()["enrolled"]) == ("finished", 0)
+    assert result["reason"].startswith("already enrolled, converted on ") and "reentry is never" in result["reason"]
+    assert count(world, Enrollment) == 1
+
+
+def test_sequences_are_listed_and_paused_resumed_and_stopped_through_the_api(world, api):
+    api.post("/api/v1/contacts", json=[{"phone": "09121111111"}, {"phone": "09122222222"}])
+    api.post("/api/v1/enrollments", json=[{"sequence": "drip", "contact": "09121111111"},
+                                          {"sequence": "drip", "contact": "09122222222"}])
+    listed = {s["name"]: s for s in api.get("/api/v1/sequences").json()["sequences"]}
+    assert set(listed) == {"winter", "drip"}
+    assert (listed["drip"]["state"], listed["drip"]["active_enrollments"], listed["drip"]["due_next_24h"]) == (
+        "active", 2, 2)
+    assert api.post("/api/v1/sequences/drip/pause").status_code == 200
+    assert {s["name"]: s["state"] for s in api.get("/api/v1/sequences").json()["sequences"]}["drip"] == "paused"
+    assert "active" in api.post("/api/v1/sequences/drip/resume").json()["note"]
+    out = api.post("/api/v1/sequences/drip/unenroll", json={"contact": "+989121111111"})
+    assert out.status_code == 200 and "unenrolled from drip; 3 pending" in out.json()["note"], out.text
+    stop = api.post("/api/v1/sequences/drip/stop")
+    assert stop.json()["note"] == "drip: stopped; 1 enrollment(s) ended, 3 pending message(s) cancelled"
+    assert api.post("/api/v1/sequences/drip/pause").status_code == 409  # stopped: resume first
+    refused = api.post("/api/v1/enrollments", json={"sequence": "drip", "contact": "09121111111"})
+    assert 400 <= refused.status_code < 500 and "is stopped" in refused.text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/v1/sequences/nope/pause", None), ("/api/v1/sequences/nope/resume", None),
+    ("/api/v1/sequences/nope/stop", None), ("/api/v1/sequences/nope/unenroll", {"contact": "09121111111"}),
+    ("/api/v1/sequences/drip/unenroll", {"contact": "nobody@example.com"}),
+])
+def test_an_unknown_sequence_or_contact_is_a_404(world, api, path, body):
+    api.post("/api/v1/contacts", json={"phone": "09121111111"})
+    response = api.post(path, json=body) if body else api.post(path)
+    assert response.status_code == 404, response.text
+
+
+def test_unenroll_without_a_contact_is_a_422(world, api):
+    assert api.post("/api/v1/sequences/drip/unenroll", json={}).status_code == 422
+    assert api.post("/api/v1/sequences/drip/unenroll", json={"contact": "x", "extra": 1}).status_code == 422

@@ -11,14 +11,16 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 
+from .. import control
 from ..contacts import KNOWN_COLUMNS, ImportReport, find_contact, parse_row, upsert_contacts
 from ..enrollment import enroll
+from ..errors import InputError
 from ..events import record_event
 from .auth import require_api_key
 from .context import ServiceContext, get_context
 from .errors import ApiError
 from .queries import contact_timeline, sequence_stats
-from .schemas import Batch, ContactIn, EnrollmentIn, EventIn
+from .schemas import Batch, ContactIn, EnrollmentIn, EventIn, UnenrollIn
 
 __all__ = ["router"]
 
@@ -90,7 +92,8 @@ def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: b
 
 @router.post("/enrollments", summary="Enroll contacts in sequences (one or a list, all-or-nothing)")
 def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
-    """Already-active contacts are a no-op; opted-out ones are refused with the reason."""
+    """Already-active contacts are a no-op; opted-out ones are refused with the reason; contacts whose
+    enrollment ended and whom the sequence's ``reentry`` keeps out are ``finished``, with when and why."""
     items, many = _items(body)
     results: list[dict[str, Any]] = []
     with ctx.engine.begin() as conn:
@@ -104,6 +107,7 @@ def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(ge
             outcome.update({(sequence, c): ("enrolled", None) for c in report.enrolled})
             outcome.update({(sequence, c): ("already_active", None) for c in report.already_active})
             outcome.update({(sequence, c): ("refused", why) for c, why in report.refused})
+            outcome.update({(sequence, c): ("finished", why) for c, why in report.finished})
         for item, contact in zip(items, contacts):
             status, reason = outcome[(item.sequence, contact["id"])]
             results.append({"sequence": item.sequence, "contact": item.contact, "contact_id": contact["id"],
@@ -156,3 +160,50 @@ def get_stats(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str
         raise ApiError(404, f"no sequence named {name!r}", [("name", "unknown sequence")])
     with ctx.engine.connect() as conn:
         return sequence_stats(conn, ctx.config, name)
+
+
+@router.get("/sequences", summary="Every sequence the database or config knows, with its state")
+def get_sequences(ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Version, state (active, paused, stopped, orphaned), active enrollments, messages due in 24 h, next due."""
+    with ctx.engine.connect() as conn:
+        return {"sequences": [row.as_dict() for row in control.list_sequences(conn, ctx.config)]}
+
+
+def _control(ctx: ServiceContext, name: str, action, *args) -> dict[str, Any]:
+    """Run one control action on a known sequence: 404 for an unknown name, 409 when the state forbids it."""
+    with ctx.engine.begin() as conn:
+        if name not in control.known_sequences(conn, ctx.config):
+            raise ApiError(404, f"no sequence named {name!r}", [("name", "unknown sequence")])
+        try:
+            note = action(conn, ctx.config, name, *args)
+        except InputError as err:
+            raise ApiError(409, str(err), [("name", str(err))]) from None
+    return {"sequence": name, "note": note}
+
+
+@router.post("/sequences/{name}/pause", summary="Hold a sequence's due messages until it is resumed")
+def post_pause(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Due messages are deferred with the reason ``sequence paused``; none is dropped."""
+    return _control(ctx, name, control.pause)
+
+
+@router.post("/sequences/{name}/resume", summary="Make a paused or stopped sequence active again")
+def post_resume(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Messages held by the pause are due at once."""
+    return _control(ctx, name, control.resume)
+
+
+@router.post("/sequences/{name}/stop", summary="End every enrollment of a sequence and cancel its messages")
+def post_stop(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """Enrollments end as ``stopped``; pending messages are cancelled with the reason; no new enrollments."""
+    return _control(ctx, name, control.stop)
+
+
+@router.post("/sequences/{name}/unenroll", summary="Take one contact out of a sequence")
+def post_unenroll(name: str, body: UnenrollIn, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+    """The contact's enrollment ends as ``unenrolled`` and its pending messages are cancelled."""
+    with ctx.engine.connect() as conn:
+        contact = find_contact(conn, body.contact, ctx.config.settings.default_region)
+    if contact is None:
+        raise ApiError(404, "no contact matches this key", [("contact", "not a known phone, email or external id")])
+    return _control(ctx, name, control.unenroll, contact)

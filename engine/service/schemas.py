@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from ..fields import MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_ATTRS, MAX_LENGTH, MAX_TAG, MAX_TAGS
 
-__all__ = ["ContactIn", "EnrollmentIn", "EventIn", "MAX_BATCH", "Batch"]
+__all__ = ["ContactIn", "EnrollmentIn", "EventIn", "UnenrollIn", "MAX_BATCH", "Batch"]
 
 MAX_BATCH = 1000
 
@@ -53,6 +53,12 @@ class EnrollmentIn(_Strict):
     """Enroll the contact KEY (phone, email or external id) in ``sequence``."""
 
     sequence: Text(100, 1)
+    contact: Text(320, 1)
+
+
+class UnenrollIn(_Strict):
+    """Take the contact KEY (phone, email or external id) out of the sequence in the path."""
+
     contact: Text(320, 1)
 
 
