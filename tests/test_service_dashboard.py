@@ -17,7 +17,8 @@ from freezegun import freeze_time
 from engine.apikeys import create_key
 from engine.tokens import make_token
 from tests.conftest import simple_sequence, winter_sequence
-from tests.service_support import PASSWORD, SECRET, SERVICE_SETTINGS, followup, free_port, stop, wait_for_server
+from tests.service_support import (PASSWORD, SECRET, SERVICE_SETTINGS, api_client, followup, free_port, stop,
+                                   wait_for_server)
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "test-output"
@@ -80,6 +81,23 @@ def page(tmp_path):
         assert outside == [], f"the dashboard tried to load from outside: {outside}"
 
 
+#: where each word (its first occurrence in the element's text) is drawn: [left, top] in pixels
+WHERE_ON_SCREEN = """(element, words) => words.map(word => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const at = node.data.indexOf(word);
+    if (at >= 0) {
+      const range = document.createRange();
+      range.setStart(node, at);
+      range.setEnd(node, at + word.length);
+      const box = range.getBoundingClientRect();
+      return [Math.round(box.left), Math.round(box.top)];
+    }
+  }
+  return null;
+})"""
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"dashboard-{name}.png"), full_page=True)
 
@@ -121,6 +139,14 @@ def test_log_in_filter_the_log_see_a_skip_reason_open_the_timeline_and_unsubscri
     assert skipped.count() == 1
     reason = skipped.locator("td").nth(8).inner_text()
     assert "offer" in reason, reason
+    # the skip at 22:00 reads «ساعت ۲۲:۰۰» from right to left; not isolated, the day (۱۶) lands beside «ساعت»
+    at = skipped.locator("td").nth(1)
+    assert at.locator("time").get_attribute("dir") == "ltr"
+    assert at.locator("bdi").evaluate("e => [getComputedStyle(e).direction, getComputedStyle(e).unicodeBidi]") == \
+        ["rtl", "isolate"]
+    (day_x, day_y), (word_x, word_y), (hour_x, hour_y) = at.evaluate(WHERE_ON_SCREEN, ["۱۶", "ساعت", "۲۲:۰۰"])
+    assert day_x > word_x and day_y == word_y, "the Jalali day is not the rightmost word of its line"
+    assert hour_x < word_x or hour_y > word_y, "the hour does not follow «ساعت» (to its left, or on the next line)"
     shot(page, "4-log-winter")
 
     skipped.locator("td a").first.click()
@@ -155,3 +181,25 @@ def test_log_in_filter_the_log_see_a_skip_reason_open_the_timeline_and_unsubscri
     page.click("#unsubscribe")
     page.wait_for_selector("#done")
     shot(page, "8-unsubscribed")
+
+
+def test_every_dashboard_time_is_an_ltr_time_element_with_its_jalali_date_isolated(make_world):
+    """A Jalali date and time beside LTR text is reordered by the bidi algorithm unless it is isolated."""
+    offer = {k: v for k, v in winter_sequence(expires_at="1405-09-20 23:59")["offer"].items() if k != "expires_after"}
+    world = make_world([{**winter_sequence(), "offer": offer}], settings=SERVICE_SETTINGS)
+    with freeze_time("2026-12-05 06:30:00", tz_offset=0):
+        sara = world.add_contacts({"phone": "09121111111", "first_name": "سارا"})[0]
+        world.enroll("winter", sara)
+        world.tick()
+    client, _ = api_client(world)
+    assert client.post("/login", data={"secret": PASSWORD, "next": "/dashboard"}).status_code == 200
+    sent = ('<time datetime="2026-12-05T10:00:00+03:30" dir="ltr">2026-12-05 10:00 '
+            '(<bdi dir="rtl" lang="fa">۱۴ آذر ۱۴۰۵، ساعت ۱۰:۰۰</bdi>)</time>')
+    deadline = ('ends <time datetime="2026-12-11T23:59:00+03:30" dir="ltr">2026-12-11 23:59 '
+                '(<bdi dir="rtl" lang="fa">۲۰ آذر ۱۴۰۵، ساعت ۲۳:۵۹</bdi>)</time>')
+    for path, shown in [("/dashboard/log", sent), (f"/dashboard/contacts/{sara}", sent), ("/dashboard", sent),
+                        ("/dashboard/sequences", deadline)]:
+        html = client.get(path).text
+        assert shown in html, path
+        if path != "/dashboard/sequences":  # there «ساعت» is also in the previews' "time left"
+            assert html.count("ساعت") == html.count('(<bdi dir="rtl" lang="fa">') > 0, f"{path}: a date not isolated"

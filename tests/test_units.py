@@ -385,6 +385,15 @@ def test_jalali():
     assert jalali(None) == ""
 
 
+def test_the_jalali_filter_isolates_its_date_in_html_only(templates):
+    templates.write("j.email.j2", "{% block subject %}تا {{ day | jalali(true) }}{% endblock %}"
+                                  "{% block text %}تا {{ day | jalali(true) }}{% endblock %}"
+                                  "{% block html %}<p>Ends {{ day | jalali(true) }}{{ none | jalali }}</p>{% endblock %}")
+    out = templates.render("j.email.j2", "email", {**context(), "day": datetime(2026, 12, 7, 22, 0), "none": None})
+    assert out.html == '<p>Ends <bdi dir="rtl" lang="fa">۱۶ آذر ۱۴۰۵، ساعت ۲۲:۰۰</bdi></p>'
+    assert out.subject == out.text == "تا ۱۶ آذر ۱۴۰۵، ساعت ۲۲:۰۰"
+
+
 @pytest.mark.parametrize("delta, fa, en", [
     (timedelta(days=2, hours=3), "۲ روز و ۳ ساعت", "2 days 3 hours"),
     (timedelta(hours=1), "۱ ساعت", "1 hour"),
