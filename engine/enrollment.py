@@ -13,7 +13,7 @@ from .config import Config
 from .journal import append_log
 from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus
 
-__all__ = ["EnrollReport", "enroll"]
+__all__ = ["EnrollReport", "enroll", "refusal"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
@@ -27,7 +27,7 @@ class EnrollReport:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _refusal(contact: dict, channels: set[str]) -> str | None:
+def refusal(contact: dict, channels: set[str]) -> str | None:
     """Why a contact can't be enrolled: opted out of every channel the sequence uses."""
     blocked = {c: contact.get(f"{c}_suppressed") for c in channels}
     missing = {c: "no phone" if c == "sms" else "no email" for c in channels
@@ -60,7 +60,7 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
                 report.already_active.append(cid)
             elif cid not in rows:
                 report.refused.append((cid, "no such contact"))
-            elif (why := _refusal(rows[cid], channels)) is not None:
+            elif (why := refusal(rows[cid], channels)) is not None:
                 report.refused.append((cid, why))
             else:
                 new.append(cid)
