@@ -11,8 +11,6 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jdatetime
-
 from .text import ascii_digits
 
 __all__ = ["CALENDARS", "JALALI_YEARS", "parse_deadline", "both_ways"]
@@ -20,7 +18,8 @@ __all__ = ["CALENDARS", "JALALI_YEARS", "parse_deadline", "both_ways"]
 CALENDARS = ("gregorian", "jalali")
 #: the years read as Jalali when the offer names no calendar (Gregorian 1921–2121)
 JALALI_YEARS = range(1300, 1500)
-EXAMPLE = "write it like 1405-09-20 23:59 (Jalali) or 2026-12-11 23:59 (Gregorian), optionally with an offset such as +03:30"
+EXAMPLE = ("write it like 1405-09-20 23:59 (Jalali) or 2026-12-11 23:59 (Gregorian), optionally with an offset "
+           "such as +03:30")
 _MOMENT = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?"
                      r"\s*(Z|[+-]\d{2}:?\d{2})?", re.IGNORECASE)
 
@@ -43,6 +42,12 @@ def _offset(text: str) -> timezone:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+def _from_jalali(fields: list[int]) -> datetime:
+    import jdatetime  # here, not at the top: only a Jalali deadline needs it, and the worker loads every sequence
+
+    return jdatetime.datetime(*fields).togregorian()
+
+
 def parse_deadline(value: Any, tz: tzinfo, calendar: str | None = None) -> datetime:
     """``value`` as an aware UTC datetime; ``calendar`` is ``gregorian``, ``jalali`` or None (by the year).
 
@@ -58,7 +63,7 @@ def parse_deadline(value: Any, tz: tzinfo, calendar: str | None = None) -> datet
     fields = [int(year), int(month), int(day), int(hour), int(minute), int(second or 0)]
     jalali = calendar == "jalali" if calendar else fields[0] in JALALI_YEARS
     try:
-        naive = jdatetime.datetime(*fields).togregorian() if jalali else datetime(*fields)
+        naive = _from_jalali(fields) if jalali else datetime(*fields)
         zone = _offset(offset) if offset else tz
         return naive.replace(tzinfo=zone).astimezone(timezone.utc)
     except (ValueError, OverflowError) as err:
@@ -67,6 +72,8 @@ def parse_deadline(value: Any, tz: tzinfo, calendar: str | None = None) -> datet
 
 def both_ways(moment: datetime, tz: tzinfo) -> str:
     """``2026-12-11 23:59 Asia/Tehran (Jalali 1405-09-20 23:59)``: a moment in ``tz``, in both calendars."""
+    import jdatetime  # here, not at the top: the worker never says a deadline
+
     local = moment.astimezone(tz)
     jd = jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None))
     name = tz.key if isinstance(tz, ZoneInfo) else local.strftime("%z")
