@@ -295,7 +295,7 @@ def worker(state: State, once: bool, interval: float, wait_for_lock: bool) -> No
 # -- looking -------------------------------------------------------------------------------
 @cli.command("preview")
 @click.argument("sequence")
-@click.option("--contact", "key", help="Render for this contact instead of a sample one.")
+@click.option("--contact", "key", help="For this contact: its stored messages if enrolled, else the plan for it.")
 @pass_state
 def preview_cmd(state: State, sequence: str, key: str | None) -> None:
     """Show every touch of SEQUENCE as it would go out: when, channel, text, SMS segments."""
@@ -303,6 +303,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
 
     from .contacts import find_contact
     from .preview import preview, sms_text
+    from .preview_enrolled import contact_preview
     from .templates import jalali
 
     config = state.config
@@ -311,17 +312,23 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
     if key:
         with state.engine().connect() as conn:
             contact = find_contact(conn, key, config.settings.default_region)
-        if contact is None:
-            raise InputError(f"no contact matches {key!r}")
-    for row in preview(config, seq, contact):
+            if contact is None:
+                raise InputError(f"no contact matches {key!r}")
+            head, rows = contact_preview(config, conn, seq, contact)
+        out.print(head, markup=False)
+    else:
+        rows = preview(config, seq)
+    for row in rows:
         when = row.when.strftime("%Y-%m-%d %H:%M %Z")
-        if (contact or {}).get("locale", config.settings.locale) == "fa":
+        if ((contact or {}).get("locale") or config.settings.locale) == "fa":
             when += f"  ({jalali(row.when, with_time=True)})"
-        out.rule(f"{row.touch} · {row.channel} · {when}")
+        out.rule(" · ".join(filter(None, (row.touch, row.channel, row.status, when))))
         if row.note:
-            out.print(f"[yellow]{row.note}[/yellow]")
+            out.print(Text(row.note, style="yellow"))
         if row.error:
             out.print(Text(row.error, style="red"))
+            continue
+        if row.rendered is None:  # a message already done, or one not rendered
             continue
         if row.channel == "email":
             out.print(f"Subject: {row.rendered.subject}", markup=False)

@@ -19,7 +19,7 @@ from .errors import InputError
 from .journal import append_log
 from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 
-__all__ = ["EnrollReport", "enroll"]
+__all__ = ["EnrollReport", "enroll", "refusal"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
@@ -75,7 +75,7 @@ def _check_state(conn: sa.Connection, name: str) -> None:
         raise InputError(f"sequence {name!r} is stopped; `followup sequences resume {name}` lets it take contacts again")
 
 
-def _refusal(contact: dict, channels: set[str]) -> str | None:
+def refusal(contact: dict, channels: set[str]) -> str | None:
     """Why a contact can't be enrolled: opted out of every channel the sequence uses."""
     blocked = {c: contact.get(f"{c}_suppressed") for c in channels}
     missing = {c: "no phone" if c == "sms" else "no email" for c in channels
@@ -112,7 +112,7 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
                 report.finished.append((cid, why))
             elif cid not in rows:
                 report.refused.append((cid, "no such contact"))
-            elif (why := _refusal(rows[cid], channels)) is not None:
+            elif (why := refusal(rows[cid], channels)) is not None:
                 report.refused.append((cid, why))
             else:
                 new.append(cid)

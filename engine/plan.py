@@ -20,7 +20,7 @@ from .durations import parse_duration
 from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
 
-__all__ = ["TouchPlan", "SequencePlan", "Decision", "decide", "plan_from_json"]
+__all__ = ["TouchPlan", "SequencePlan", "Decision", "decide", "plan_from_json", "unreachable"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,18 @@ def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day
     return sum(1 for t in sent_times if start <= t < end) >= per_day
 
 
+def unreachable(contact: dict, channel: str) -> str | None:
+    """Why no message on ``channel`` reaches ``contact`` (suppressed, no address, a landline), or None."""
+    suppressed = contact.get(f"{channel}_suppressed")
+    if suppressed:
+        return f"suppressed on {channel}: {suppressed}"
+    if not contact.get("phone" if channel == "sms" else "email"):
+        return f"no {'phone number' if channel == 'sms' else 'email address'} for this contact"
+    if channel == "sms" and landline(contact["phone"]):
+        return "the contact's phone is a landline (or another number no SMS reaches)"
+    return None
+
+
 def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, offer: dict | None,
            tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime],
            opens: datetime | None = None, held: str | None = None,
@@ -95,14 +107,9 @@ def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, off
         return Decision("cancelled", f"enrollment {enrollment['status']}: {enrollment.get('ended_reason') or ''}".strip())
     if held:
         return Decision("deferred", held, now + hold)
-    channel = message["channel"]
-    suppressed = contact.get(f"{channel}_suppressed")
-    if suppressed:
-        return Decision("skipped", f"suppressed on {channel}: {suppressed}")
-    if not contact.get("phone" if channel == "sms" else "email"):
-        return Decision("skipped", f"no {'phone number' if channel == 'sms' else 'email address'} for this contact")
-    if channel == "sms" and landline(contact["phone"]):
-        return Decision("skipped", "the contact's phone is a landline (or another number no SMS reaches)")
+    blocked = unreachable(contact, message["channel"])
+    if blocked:
+        return Decision("skipped", blocked)
     deadline = to_utc(enrollment.get("offer_expires_at"))
     if message["urgent"]:
         if deadline is not None and now >= deadline:

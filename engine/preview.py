@@ -7,13 +7,14 @@ from zoneinfo import ZoneInfo
 
 from .clock import now
 from .config import Config
+from .plan import unreachable
 from .sequences import Sequence
 from .sms import SmsInfo, over_max_segments, sms_info, with_footer
 from .templates import RenderError, Rendered
 from .validate import render_touch_sample, sample_contact
 from .window import local_day_bounds, next_allowed
 
-__all__ = ["PreviewRow", "preview"]
+__all__ = ["PreviewRow", "preview", "segment_price", "sms_text"]
 
 
 @dataclass
@@ -26,6 +27,8 @@ class PreviewRow:
     error: str | None = None
     sms: SmsInfo | None = None
     cost: float | None = None
+    #: the stored message's status, for a contact already enrolled (None in a plan)
+    status: str | None = None
 
 
 def preview(config: Config, seq: Sequence, contact: dict | None = None, start: datetime | None = None,
@@ -37,7 +40,7 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
     cap = seq.frequency_cap or config.settings.frequency_cap
     begun = at = start or now()
     sent = list(sent_before or [])
-    price = _price(config)
+    price = segment_price(config)
     rows = []
     deadline = seq.offer.deadline_for(begun) if seq.offer else None
     for touch in seq.touches:
@@ -49,6 +52,9 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
         while cap.per_day and sum(1 for t in sent if local_day_bounds(when, tz)[0] <= t < local_day_bounds(when, tz)[1]) >= cap.per_day:
             when = next_allowed(when, tz, window, skip_today=True)
             notes.append(f"moved by the frequency cap ({cap.per_day}/day)")
+        blocked = unreachable(contact, touch.channel)
+        if blocked:
+            notes.append(f"will be skipped: {blocked}")
         if touch.urgent and deadline is not None and when >= deadline:
             notes.append("SKIPPED: the offer ends before this touch can go out")
         try:
@@ -69,11 +75,13 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
     return rows
 
 
-def _price(config: Config) -> float | None:
+def segment_price(config: Config) -> float | None:
+    """The first SMS provider's ``price_per_segment``, if it has one."""
     providers = config.settings.providers.get("sms") or []
     value = providers[0].get("price_per_segment") if providers else None
     return float(value) if value is not None else None
 
 
 def sms_text(config: Config, rendered: Rendered, locale: str | None = None) -> str:
+    """The SMS as it goes out: the text with the opt-out footer for ``locale``."""
     return with_footer(rendered.text, config.settings.footer(locale))

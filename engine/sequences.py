@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .clock import aware
+from .deadlines import CALENDARS, parse_deadline
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
 from .settings import Settings, parse_cap, parse_window
@@ -27,7 +28,7 @@ SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_win
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
-OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "stock"}
+OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "calendar", "stock"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class Sequence:
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 
-def _offer(doc: YamlDoc, raw: Any) -> OfferSpec | None:
+def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -118,13 +119,16 @@ def _offer(doc: YamlDoc, raw: Any) -> OfferSpec | None:
             expires_after = parse_duration(raw["expires_after"])
         except ValueError as err:
             doc.problem("offer.expires_after", str(err))
+    calendar = raw.get("calendar")
+    if calendar is not None and calendar not in CALENDARS:
+        doc.problem("offer.calendar", f"'{calendar}': use jalali or gregorian (or leave it out: a year from 1300 "
+                                      "to 1499 is read as Jalali)")
+        calendar = None
     if "expires_at" in raw:
-        value = raw["expires_at"]
         try:
-            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-            expires_at = aware(parsed)
+            expires_at = parse_deadline(raw["expires_at"], tz, calendar)
         except ValueError as err:
-            doc.problem("offer.expires_at", f"{value!r}: {err}; write it like 2026-12-21T23:59:00+03:30")
+            doc.problem("offer.expires_at", str(err))
     stock = raw.get("stock")
     if stock is not None and (not isinstance(stock, int) or isinstance(stock, bool) or stock < 0):
         doc.problem("offer.stock", f"{stock!r} must be a whole number of items (or leave it out)")
@@ -200,7 +204,7 @@ def _reentry(doc: YamlDoc, raw: Any) -> timedelta | None:
     return None
 
 
-def _sequence(doc: YamlDoc) -> Sequence | None:
+def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
         doc.problem("", "must be a YAML mapping with name and touches (see `followup init`)")
@@ -214,7 +218,7 @@ def _sequence(doc: YamlDoc) -> Sequence | None:
     if not isinstance(exit_on, list) or any(e not in EXIT_EVENTS for e in exit_on):
         doc.problem("exit_on", f"must be a list drawn from {', '.join(EXIT_EVENTS)}")
         exit_on = list(EXIT_EVENTS)
-    offer = _offer(doc, raw.get("offer"))
+    offer = _offer(doc, raw.get("offer"), tz)
     touches = _touches(doc, raw.get("touches"))
     for touch in touches:
         if touch.urgent and offer is None:
@@ -238,7 +242,11 @@ def _sequence(doc: YamlDoc) -> Sequence | None:
 
 
 def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[str, Sequence]:
-    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems."""
+    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems.
+
+    An offer's ``expires_at`` without an offset is in the settings' timezone (UTC without settings).
+    """
+    tz = settings.timezone if settings is not None else ZoneInfo("UTC")
     problems: list[Problem] = []
     found: dict[str, Sequence] = {}
     folder = config_dir / "sequences"
@@ -249,7 +257,7 @@ def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[s
         except ConfigError as err:
             problems.extend(err.problems)
             continue
-        seq = _sequence(doc)
+        seq = _sequence(doc, tz)
         if seq is None:
             problems.extend(doc.problems)
             continue

@@ -3,8 +3,9 @@
 An SMS template renders the message text. An email template defines the blocks
 ``subject``, ``text`` and optionally ``html``. Both see ``contact``, ``offer``,
 ``sequence``, ``touch`` and ``unsubscribe_url``, and the filters ``fa_digits``,
-``jalali`` and ``duration``. A contact's own data is passed as values, never as
-template source, so ``{{ ... }}`` in a name is printed as text.
+``jalali`` and ``duration`` (in an ``html`` block ``jalali`` gives an isolated ``<bdi>``).
+A contact's own data is passed as values, never as template source, so ``{{ ... }}``
+in a name is printed as text.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from typing import Any, Iterable
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.runtime import new_context
+from markupsafe import Markup, escape
 
 from .sandbox import BoundedSandbox, budget
 from .text import ascii_digits, fa_digits
 
 __all__ = [
     "Renderer", "Rendered", "ContactView", "OfferView", "RenderError",
-    "jalali", "human_duration", "literal_urgency",
+    "jalali", "jalali_html", "human_duration", "literal_urgency",
 ]
 
 JALALI_MONTHS = ["فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور",
@@ -128,6 +130,16 @@ def jalali(value: Any, with_time: bool = False) -> str:
     return fa_digits(out)
 
 
+def jalali_html(value: Any, with_time: bool = False) -> Markup:
+    """:func:`jalali` isolated for HTML: ``<bdi dir="rtl" lang="fa">۱۶ آذر ۱۴۰۵، ساعت ۲۲:۰۰</bdi>``.
+
+    Without the isolate, a Jalali date and time beside left-to-right text (or a Gregorian date) is
+    reordered by the bidi algorithm: the day's number lands after «ساعت» and reads as the hour.
+    """
+    text = jalali(value, with_time)
+    return Markup(f'<bdi dir="rtl" lang="fa">{escape(text)}</bdi>') if text else Markup("")
+
+
 def human_duration(value: timedelta | None, locale: str = "fa") -> str:
     """``timedelta(days=2, hours=3)`` → ``۲ روز و ۳ ساعت`` (fa) or ``2 days 3 hours`` (en)."""
     if value is None:
@@ -227,7 +239,9 @@ class Renderer:
             lstrip_blocks=True,
             auto_reload=True,
         )
-        env.add_short_filters(fa_digits=fa_digits, jalali=jalali, duration=_duration_filter)
+        # in HTML a Jalali date comes isolated, so the text around it cannot reorder it
+        env.add_short_filters(fa_digits=fa_digits, jalali=jalali_html if autoescape else jalali,
+                              duration=_duration_filter)
         return env
 
     def source(self, name: str) -> str:

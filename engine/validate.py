@@ -7,6 +7,7 @@ import os
 
 from .clock import now
 from .config import Config, load_config
+from .deadlines import both_ways
 from .errors import ConfigError, Problem
 from .render import template_context
 from .sequences import Sequence
@@ -129,7 +130,8 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
                                         f"uses {channel} but settings.yaml has no providers.{channel}"))
         if seq.offer and seq.offer.expires_at and seq.offer.expires_at < now():
             problems.append(Problem(os.path.relpath(seq.file), "offer.expires_at",
-                                    f"the offer ended at {seq.offer.expires_at.isoformat()}; urgent touches will all be "
+                                    f"the offer ended at {both_ways(seq.offer.expires_at, config.settings.timezone)}; "
+                                    "urgent touches will all be "
                                     "skipped — move the deadline or remove the offer"))
     if config.settings.unsubscribe_url and not config.settings.secret_key:
         problems.append(Problem(os.path.relpath(config.settings.path), "secret_key",

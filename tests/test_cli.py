@@ -755,6 +755,38 @@ def test_preview_says_an_sms_over_max_sms_segments_is_skipped(project):
     assert skipped and skipped == [segments for _, _, segments in facts if int(segments) > 1], result
 
 
+RULE = re.compile(r"^─* ?(\S+) · (sms|email) · (?:(\w+) · )?(\d{4}-\d\d-\d\d \d\d:\d\d) ", re.M)
+
+
+def test_preview_for_an_enrolled_contact_shows_its_stored_messages_and_what_will_be_skipped(populated):
+    populated.all_day()
+    assert populated.run("enroll", "winter-sale", "--contact", "crm-1").rc == 0
+    assert populated.run("worker", "--once").rc == 0  # hello is sent; value is scheduled a day after it
+    with sqlite3.connect(populated.db) as conn:
+        conn.execute(f"UPDATE contacts SET email_suppressed = 'bounced: mailbox full' WHERE id = {ALI}")
+        due = conn.execute("SELECT next_attempt_at FROM messages WHERE touch = 'value'").fetchone()[0]
+    result = populated.run("preview", "winter-sale", "--contact", "crm-1")
+    assert result.rc == 0, result
+    assert result.out.startswith(f"contact {ALI} (Ali) is enrolled in winter-sale since "), result
+    rows = {touch: (channel, status, when) for touch, channel, status, when in RULE.findall(result.out)}
+    due_local = (datetime.fromisoformat(due).replace(tzinfo=timezone.utc) + timedelta(hours=3, minutes=30))
+    assert rows["hello"][:2] == ("sms", "sent")
+    assert rows["value"] == ("email", "scheduled", due_local.strftime("%Y-%m-%d %H:%M")), result
+    assert rows["reminder"][:2] == ("sms", "pending") and rows["last-chance"][:2] == ("sms", "pending")
+    assert "will be skipped: suppressed on email: bounced: mailbox full" in result.out
+    assert "waits for the touch before it, then 1d" in result.out
+    assert "Subject:" in result.out and "Ali" in result.out  # the open messages rendered for Ali
+
+
+def test_preview_for_a_contact_not_enrolled_says_so_and_plans_from_now(populated):
+    result = populated.run("preview", "winter-sale", "--contact", "crm-3")
+    assert result.rc == 0, result
+    assert result.out.startswith(f"contact {JOHN} (John) is not enrolled in winter-sale; the plan if it were "
+                                 "enrolled now"), result
+    assert [status for _, _, status, _ in RULE.findall(result.out)] == ["", "", "", ""]
+    assert result.out.count("will be skipped: no phone number for this contact") == 3, result
+
+
 # -- help ---------------------------------------------------------------------------------------
 HELP = {
     "": ["follow-up sequences", "Commands:", "validate", "worker"],
