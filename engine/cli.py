@@ -164,7 +164,7 @@ def contacts() -> None:
 def _import(state: State, path: Path):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .contacts import import_csv
+    from .contacts import import_csv, import_summary
 
     engine = state.engine()
     size = path.stat().st_size if path.exists() else 0
@@ -177,9 +177,7 @@ def _import(state: State, path: Path):
         err.print(f"{path}:{line}: {reason}", markup=False)
     for line, warning in report.warnings:
         err.print(f"{path}:{line}: warning: {warning}", markup=False)
-    warned = f", {len(report.warnings)} with a warning" if report.warnings else ""
-    out.print(f"{path}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged{warned}, "
-              f"{len(report.errors)} bad row{'s' if len(report.errors) != 1 else ''} skipped")
+    out.print(f"{path}: {import_summary(report)}", markup=False)
     return report
 
 
