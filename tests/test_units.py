@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from jinja2.sandbox import SecurityError
 
 from engine.addresses import normalize_email, normalize_phone
@@ -915,3 +916,34 @@ def test_a_duplicate_in_a_later_batch_is_counted_once_and_a_second_import_change
     assert import_summary(again) == ("6 rows: 0 created, 0 updated, 3 unchanged, 2 duplicates of an earlier row "
                                      "(lines 5, 7), 1 bad; 1 with a warning")
     assert again.contact_ids == first.contact_ids and len(first.contact_ids) == 3
+
+
+def test_importing_a_file_twice_reports_no_update_when_two_rows_name_one_contact(make_world, tmp_path):
+    from engine.contacts import import_csv
+    from tests.conftest import winter_sequence
+
+    world = make_world([winter_sequence()])
+    path = tmp_path / "leads.csv"
+    path.write_text("phone,email,first_name,tags\n09121111111,,Sara,winter\n09122222222,,Ali,\n"
+                    "+989121111111,sara@example.com,Sarah,vip\n", encoding="utf-8")
+    assert import_csv(world.engine, path, "IR").created == 2
+    again = import_csv(world.engine, path, "IR")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)  # the third row is the first one's again
+    assert again.duplicates == [4]
+    with world.engine.connect() as conn:
+        stored = conn.execute(sa.text("select first_name, email, tags from contacts where phone = '+989121111111'"))
+        assert stored.one() == ("Sara", "sara@example.com", ";vip;winter;")  # the first row's name; the rest merged
+
+
+def test_a_good_mobile_beside_a_bad_email_is_imported_with_a_warning_on_its_line(make_world, tmp_path):
+    from engine.contacts import import_csv
+    from tests.conftest import winter_sequence
+
+    world = make_world([winter_sequence()])
+    path = tmp_path / "leads.csv"
+    path.write_text("phone,email\n09121111111,ali@\nnot-a-phone,bad@\n", encoding="utf-8")
+    report = import_csv(world.engine, path, "IR")
+    assert report.created == 1 and [line for line, _ in report.errors] == [3]  # both bad: nothing to keep
+    [(line, warning)] = report.warnings
+    assert line == 2 and warning.startswith("email: 'ali@' is not a valid email address")
+    assert warning.endswith("imported without this email, fix it and import again to add it")
