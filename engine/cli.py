@@ -187,7 +187,9 @@ def _import(state: State, path: Path):
 def contacts_import(state: State, file: Path) -> None:
     """Import contacts from a CSV (phone, email, first_name, last_name, timezone, locale, tags, external_id).
 
-    Rows are upserted by external_id, else phone, else email; other columns become attrs.
+    The header may use the names in the README's table (Mobile, موبایل, First Name, ایمیل...).
+    Rows are upserted by external_id, else phone, else email; other columns become attrs; a later row
+    for the same contact is a duplicate (it fills empty fields, adds tags; the earlier row's values win).
     Bad rows are listed with their line numbers; exit status 1 if any row was bad.
     """
     report = _import(state, file)

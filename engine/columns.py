@@ -13,7 +13,8 @@ from .text import fa_letters
 
 __all__ = ["ALIASES", "column_key", "canonical_header"]
 
-#: each column the import reads → the other names it is recognised by (the column's own name is one too)
+#: each column the import reads → the other names it is recognised by (the column's own name is one too);
+#: a bare "ID" is not one: row numbers there would be read as external ids, and some as phones
 ALIASES: dict[str, tuple[str, ...]] = {
     "phone": ("Mobile", "Mobile Phone", "Cell", "Cellphone", "Phone Number", "Mobile Number", "Tel",
               "Telephone", "موبایل", "تلفن همراه", "شماره", "شماره موبایل", "شماره همراه", "شماره تلفن",
@@ -24,7 +25,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "timezone": ("Time Zone", "TZ", "منطقه زمانی"),
     "locale": ("Language", "Lang", "زبان"),
     "tags": ("Tag", "برچسب", "برچسب ها"),
-    "external_id": ("External ID", "ID", "Customer ID", "CRM ID", "شناسه"),
+    "external_id": ("External ID", "Customer ID", "CRM ID", "شناسه مشتری"),
 }
 
 _SEPARATORS = re.compile(r"[\s_\-\u200c]+")

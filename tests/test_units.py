@@ -878,6 +878,7 @@ def test_two_columns_read_as_one_are_refused_naming_both():
 @pytest.mark.parametrize("content, says", [
     (b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 40, "is an Excel workbook (.xlsx)"),
     ("phone,first_name\n09121234567,سارا\n".encode("utf-16"), "is UTF-16 text"),
+    ("phone,first_name\n09121234567,سارا\n".encode("utf-16-le"), "is UTF-16 text"),  # no BOM
     ("phone;first_name\n09121234567;سارا\n".encode(), "leads.csv:1: the header is separated by semicolons (;)"),
     ("\ufeffphone\tname\n09121234567\tسارا\n".encode(), "leads.csv:1: the header is separated by tabs"),
 ])
