@@ -164,7 +164,7 @@ def contacts() -> None:
 def _import(state: State, path: Path):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .contacts import import_csv
+    from .contacts import import_csv, import_summary
 
     engine = state.engine()
     size = path.stat().st_size if path.exists() else 0
@@ -177,9 +177,7 @@ def _import(state: State, path: Path):
         err.print(f"{path}:{line}: {reason}", markup=False)
     for line, warning in report.warnings:
         err.print(f"{path}:{line}: warning: {warning}", markup=False)
-    warned = f", {len(report.warnings)} with a warning" if report.warnings else ""
-    out.print(f"{path}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged{warned}, "
-              f"{len(report.errors)} bad row{'s' if len(report.errors) != 1 else ''} skipped")
+    out.print(f"{path}: {import_summary(report)}", markup=False)
     return report
 
 
@@ -189,7 +187,9 @@ def _import(state: State, path: Path):
 def contacts_import(state: State, file: Path) -> None:
     """Import contacts from a CSV (phone, email, first_name, last_name, timezone, locale, tags, external_id).
 
-    Rows are upserted by external_id, else phone, else email; other columns become attrs.
+    The header may use the names in the README's table (Mobile, موبایل, First Name, ایمیل...).
+    Rows are upserted by external_id, else phone, else email; other columns become attrs; a later row
+    for the same contact is a duplicate (it fills empty fields, adds tags; the earlier row's values win).
     Bad rows are listed with their line numbers; exit status 1 if any row was bad.
     """
     report = _import(state, file)

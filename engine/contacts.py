@@ -13,14 +13,21 @@ import sqlalchemy as sa
 
 from .addresses import landline, normalize_email, normalize_phone, read_address
 from .clock import now
+from .columns import canonical_header
+from .csvcheck import SAVE_AS, check_readable
 from .errors import InputError
 from .fields import length_problems
 from .models import Contact
+from .text import fa_letters
 
-__all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "upsert_contacts", "find_contact", "KNOWN_COLUMNS"]
+__all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "import_summary", "upsert_contacts", "find_contact", "KNOWN_COLUMNS"]
 
 KNOWN_COLUMNS = ("phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "external_id")
 BATCH = 1000
+_KEYS = ("external_id", "phone", "email")  # the order a row is matched to a stored contact
+_SCALARS = ("phone", "email", "first_name", "last_name", "timezone", "locale", "external_id")
+_BLANK = {"first_name": "", "last_name": "", "tags": "", "attrs": {}, "phone": None, "email": None,
+          "external_id": None, "timezone": None, "locale": None}
 contacts = Contact.__table__
 
 
@@ -42,21 +49,36 @@ class ContactRow:
     external_id: str | None = None
     attrs: dict[str, str] = field(default_factory=dict)
     line: int | None = None
+    #: what was left out of the row, said as ``"FIELD: why; …"`` (a bad email beside a good phone)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ImportReport:
+    """What an import (or one API call) did. Every row read counts once: the first row naming a contact as
+    created, updated or unchanged, a later row naming the same contact as a duplicate, or as an error."""
+
+    rows: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: lines of rows that name a contact an earlier row of the same import named (merged into it)
+    duplicates: list[int | None] = field(default_factory=list)
     errors: list[tuple[int | None, str]] = field(default_factory=list)
     #: rows imported, with something the user should know (a landline: its SMS touches will be skipped)
     warnings: list[tuple[int | None, str]] = field(default_factory=list)
-    contact_ids: list[int] = field(default_factory=list)
+    #: each contact the import named → ``"created"``, ``"updated"`` or ``"unchanged"``, in the order named
+    outcome: dict[int, str] = field(default_factory=dict)
 
     @property
     def good(self) -> int:
-        return self.created + self.updated + self.unchanged
+        """Rows imported (duplicates included)."""
+        return self.created + self.updated + self.unchanged + len(self.duplicates)
+
+    @property
+    def contact_ids(self) -> list[int]:
+        """Every contact the import named, once each."""
+        return list(self.outcome)
 
 
 @lru_cache(maxsize=512)
@@ -68,10 +90,24 @@ def _valid_tz(name: str) -> bool:
         return False
 
 
-def parse_row(raw: dict[str, Any], region: str, line: int | None = None) -> ContactRow:
+def _addresses(get: Callable[[str], str], region: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The row's phone and email, normalised, and the reason for each one that can't be read."""
+    found, problems = {}, {}
+    for name, normalize in (("phone", lambda text: normalize_phone(text, region)), ("email", normalize_email)):
+        if get(name):
+            try:
+                found[name] = normalize(get(name))
+            except ValueError as err:
+                problems[name] = f"{name}: {err}"
+    return found, problems
+
+
+def parse_row(raw: dict[str, Any], region: str, line: int | None = None, keep_partial: bool = False) -> ContactRow:
     """Check one row; raise ValueError with every reason it can't be imported.
 
-    A value over its length limit (:mod:`engine.fields`, the API's limits too) is reason enough.
+    A value over its length limit (:mod:`engine.fields`, the API's limits too) is reason enough. Names are
+    stored with Persian letters (:func:`engine.text.fa_letters`). With ``keep_partial`` (the CSV import) a
+    bad phone or email beside a good one is left out with a warning on the row instead of refusing it.
     """
     values = {k: str(raw.get(k) or "").strip() for k in KNOWN_COLUMNS}
     get = values.__getitem__
@@ -80,17 +116,7 @@ def parse_row(raw: dict[str, Any], region: str, line: int | None = None) -> Cont
     reasons = length_problems(values, tags, attrs)
     if reasons:  # a value past its limit is not read further
         raise ValueError("; ".join(reasons))
-    phone = email = None
-    if get("phone"):
-        try:
-            phone = normalize_phone(get("phone"), region)
-        except ValueError as err:
-            reasons.append(f"phone: {err}")
-    if get("email"):
-        try:
-            email = normalize_email(get("email"))
-        except ValueError as err:
-            reasons.append(f"email: {err}")
+    addresses, address_problems = _addresses(get, region)
     if not get("phone") and not get("email"):
         reasons.append("needs a phone or an email")
     external = read_address(get("external_id"), region) if get("external_id") else None
@@ -105,10 +131,15 @@ def parse_row(raw: dict[str, Any], region: str, line: int | None = None) -> Cont
     locale = get("locale").lower() or None
     if locale and locale not in ("fa", "en"):
         reasons.append(f"locale: {locale!r} is not supported; use fa or en")
+    partial = keep_partial and addresses and not reasons
+    if address_problems and not partial:
+        raise ValueError("; ".join([*address_problems.values(), *reasons]))
     if reasons:
         raise ValueError("; ".join(reasons))
-    return ContactRow(phone, email, get("first_name"), get("last_name"), tz, locale, tags,
-                      get("external_id") or None, attrs, line)
+    warnings = [f"{why}; imported without this {name}, fix it and import again to add it"
+                for name, why in address_problems.items()]
+    return ContactRow(addresses.get("phone"), addresses.get("email"), fa_letters(get("first_name")),
+                      fa_letters(get("last_name")), tz, locale, tags, get("external_id") or None, attrs, line, warnings)
 
 
 def _tags_text(tags: Iterable[str]) -> str:
@@ -116,73 +147,109 @@ def _tags_text(tags: Iterable[str]) -> str:
     return f";{';'.join(tags)};" if tags else ""
 
 
-def _merge(existing: dict[str, Any], row: ContactRow) -> dict[str, Any]:
-    """The columns that change when ``row`` is applied to ``existing`` (empty fields never erase)."""
+def _merge(current: dict[str, Any], row: ContactRow, overwrite: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """The columns that change when ``row`` is applied to ``current``, and the row's values left out.
+
+    Empty fields never erase and tags are added. A contact's first row overwrites what is stored; a
+    duplicate row (``overwrite=False``) only fills what is empty, and the names of its values that differ
+    from set ones are returned: the file's first row for a contact wins, so importing twice changes nothing.
+    """
     changes: dict[str, Any] = {}
-    for key in ("phone", "email", "first_name", "last_name", "timezone", "locale", "external_id"):
+    kept: list[str] = []
+    for key in _SCALARS:
         value = getattr(row, key)
-        if value and existing.get(key) != value:
+        if not value or current.get(key) == value:
+            continue
+        if current.get(key) and not overwrite:
+            kept.append(key)
+        else:
             changes[key] = value
-    old_tags = [t for t in (existing.get("tags") or "").split(";") if t]
+    old_tags = [t for t in (current.get("tags") or "").split(";") if t]
     tags = _tags_text(old_tags + row.tags)
-    if tags != (existing.get("tags") or ""):
+    if tags != (current.get("tags") or ""):
         changes["tags"] = tags
-    attrs = {**(existing.get("attrs") or {}), **row.attrs}
-    if attrs != (existing.get("attrs") or {}):
+    old_attrs = current.get("attrs") or {}
+    kept += [k for k, v in row.attrs.items() if not overwrite and old_attrs.get(k, v) != v]
+    attrs = {**old_attrs, **{k: v for k, v in row.attrs.items() if overwrite or k not in old_attrs}}
+    if attrs != old_attrs:
         changes["attrs"] = attrs
-    return changes
+    return changes, kept
+
+
+def _clash(key: tuple[str, str], other: Any, lines: dict[Any, int | None]) -> str:
+    name, value = key
+    if isinstance(other, int):
+        return f"{name} {value} already belongs to another contact (id {other}); fix the row or merge the contacts"
+    return (f"{name} {value} is another contact's, on line {lines[other]}; fix the row, or make the two rows "
+            f"one contact")
 
 
 def upsert_contacts(conn: sa.Connection, rows: list[ContactRow], report: ImportReport) -> None:
-    """Insert or update one batch, matching by external_id, else phone, else email."""
-    report.warnings.extend((r.line, LANDLINE_WARNING.format(phone=r.phone)) for r in rows if landline(r.phone))
-    keys = {k: {getattr(r, k) for r in rows if getattr(r, k)} for k in ("external_id", "phone", "email")}
+    """Insert or update one batch, matching by external_id, else phone, else email, counting into ``report``.
+
+    A row whose contact an earlier row named (in this batch or an earlier one of ``report``) is a
+    duplicate, merged without overwriting (:func:`_merge`); a row whose keys name two contacts is an error.
+    """
+    keys = {k: {getattr(r, k) for r in rows if getattr(r, k)} for k in _KEYS}
     conds = [contacts.c[k].in_(v) for k, v in keys.items() if v]
-    existing: dict[int, dict[str, Any]] = {}
+    #: contact → its record as it will be written: stored ones by id, new ones by ("new", n)
+    records: dict[Any, dict[str, Any]] = {}
     if conds:
         for rec in conn.execute(sa.select(contacts).where(sa.or_(*conds))).mappings():
-            existing[rec["id"]] = dict(rec)
-    index = {(k, rec[k]): cid for cid, rec in existing.items() for k in ("external_id", "phone", "email") if rec[k]}
+            records[rec["id"]] = dict(rec)
+    owner = {(k, rec[k]): cid for cid, rec in records.items() for k in _KEYS if rec[k]}
     stamp = now()
-    pending_new: dict[tuple[str, str], dict[str, Any]] = {}
+    first_line: dict[Any, int | None] = {}  # contacts first named in this batch → the line naming them
     updates: dict[int, dict[str, Any]] = {}
     for row in rows:
-        match_keys = [(k, getattr(row, k)) for k in ("external_id", "phone", "email") if getattr(row, k)]
-        target = next((index[mk] for mk in match_keys if mk in index), None)
-        if target is None:
-            fresh = next((pending_new[mk] for mk in match_keys if mk in pending_new), None)
-            if fresh is not None:  # the same contact twice in one batch: merge into the first
-                fresh.update(_merge(fresh, row))
-                continue
-            record = {"first_name": "", "last_name": "", "tags": "", "attrs": {}, "created_at": stamp,
-                      "updated_at": stamp, "phone": None, "email": None, "external_id": None,
-                      "timezone": None, "locale": None}
-            record.update(_merge(record, row))
-            for mk in match_keys:
-                pending_new[mk] = record
+        match_keys = [(k, getattr(row, k)) for k in _KEYS if getattr(row, k)]
+        named = [mk for mk in match_keys if mk in owner]
+        target = owner[named[0]] if named else ("new", len(records))
+        other = next((mk for mk in named if owner[mk] != target), None)
+        if other is not None:  # a value that belongs to another contact would break its uniqueness: say so
+            report.errors.append((row.line, _clash(other, owner[other], first_line)))
             continue
-        current = {**existing[target], **updates.get(target, {})}
-        # a value that belongs to another contact would break its uniqueness: say so, don't guess
-        clash = next((k for k, v in match_keys if (k, v) in index and index[(k, v)] != target), None)
-        if clash:
-            other = existing[index[(clash, getattr(row, clash))]]
-            report.errors.append((row.line, f"{clash} {getattr(row, clash)} already belongs to another contact "
-                                            f"(id {other['id']}); fix the row or merge the contacts"))
-            continue
-        changes = _merge(current, row)
-        if changes:
+        if target not in records:
+            records[target] = {**_BLANK, "created_at": stamp, "updated_at": stamp}
+        duplicate = target in first_line or target in report.outcome
+        changes, kept = _merge(records[target], row, overwrite=not duplicate)
+        records[target].update(changes)
+        owner.update({(k, changes[k]): target for k in _KEYS if k in changes})
+        if changes and isinstance(target, int):
             updates.setdefault(target, {}).update(changes)
-        elif target not in updates:
-            report.unchanged += 1
-        report.contact_ids.append(target)
-    new_records = list({id(r): r for r in pending_new.values()}.values())
-    if new_records:
-        result = conn.execute(sa.insert(contacts).returning(contacts.c.id), new_records)
-        report.contact_ids.extend(result.scalars().all())
-        report.created += len(new_records)
+        if duplicate:
+            report.duplicates.append(row.line)
+            if kept:
+                first = first_line.get(target)
+                report.warnings.append((row.line, f"a duplicate of an earlier row{f' (line {first})' if first else ''} "
+                                                  f"for the same contact: its {', '.join(kept)} differ"
+                                                  f"{'s' if len(kept) == 1 else ''}, and the earlier row's value "
+                                                  f"is kept"))
+        else:
+            first_line[target] = row.line
+        report.warnings.extend((row.line, w) for w in row.warnings)
+        if landline(row.phone):
+            report.warnings.append((row.line, LANDLINE_WARNING.format(phone=row.phone)))
+    fresh = [t for t in records if not isinstance(t, int)]
+    ids: dict[Any, int] = {}
+    if fresh:
+        result = conn.execute(sa.insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True),
+                              [records[t] for t in fresh])
+        ids = dict(zip(fresh, result.scalars().all()))
     for cid, changes in updates.items():
         conn.execute(sa.update(contacts).where(contacts.c.id == cid).values(**changes, updated_at=stamp))
-    report.updated += len(updates)
+    for target in first_line:
+        if isinstance(target, int):
+            cid, kind = target, "updated" if target in updates else "unchanged"
+        else:
+            cid, kind = ids[target], "created"
+        report.outcome[cid] = kind
+        setattr(report, kind, getattr(report, kind) + 1)
+    for cid in updates.keys() - first_line.keys():  # a duplicate changed a contact an earlier batch named
+        if report.outcome[cid] == "unchanged":
+            report.outcome[cid] = "updated"
+            report.unchanged -= 1
+            report.updated += 1
 
 
 class _CountingReader(io.TextIOBase):
@@ -203,37 +270,24 @@ def _rows(path: Path, progress: Callable[[int], None] | None) -> Iterator[tuple[
         reader = csv.DictReader(_CountingReader(fh, progress))
         if not reader.fieldnames:
             raise InputError(f"{path}: the file is empty; the first line must be a header like phone,email,first_name")
-        header = [h.strip() for h in reader.fieldnames]
+        header = canonical_header(reader.fieldnames, str(path))
         if not {"phone", "email"} & set(header):
             raise InputError(f"{path}:1: the header has neither a phone nor an email column "
-                             f"(found: {', '.join(header)}); add one of them")
+                             f"(found: {', '.join(h.strip() for h in reader.fieldnames)}); add one of them "
+                             f"(other names read as one, like Mobile, موبایل or ایمیل, are in the README)")
         reader.fieldnames = header
         for raw in reader:
             yield reader.line_num, raw
 
 
-def _check_readable(path: Path) -> None:
-    """Read the whole file once before writing anything: a broken byte or row late in the file
-    must not leave the batches before it imported."""
-    with path.open("rb") as fh:
-        for number, raw_line in enumerate(fh, start=1):
-            try:
-                raw_line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise InputError(f"{path}:{number}: not UTF-8 text ({err.reason}); save the file as UTF-8 CSV") from None
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            for _ in csv.reader(fh):
-                pass
-    except csv.Error as err:
-        raise InputError(f"{path}: not a readable CSV file: {err}") from None
-
-
 def import_csv(engine: sa.Engine, path: Path, region: str, progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Import a contacts CSV. Bad rows are reported with their line, good rows imported, in batches."""
+    """Import a contacts CSV. Bad rows are reported with their line, good rows imported, in batches.
+
+    The header may name columns as exports do (:mod:`engine.columns`); a file that is not UTF-8 CSV text is
+    refused whole with what it is and how to save it (:mod:`engine.csvcheck`)."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    _check_readable(path)
+    check_readable(path)
     report = ImportReport()
     batch: list[ContactRow] = []
 
@@ -245,21 +299,43 @@ def import_csv(engine: sa.Engine, path: Path, region: str, progress: Callable[[i
 
     try:
         for line, raw in _rows(path, progress):
+            report.rows += 1
             if None in raw:
                 report.errors.append((line, "has more fields than the header; quote values that contain commas"))
                 continue
             try:
-                batch.append(parse_row(raw, region, line))
+                batch.append(parse_row(raw, region, line, keep_partial=True))
             except ValueError as err:
                 report.errors.append((line, str(err)))
             if len(batch) >= BATCH:
                 flush()
         flush()
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8 CSV") from None
+        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); {SAVE_AS}") from None
     except csv.Error as err:
         raise InputError(f"{path}: not a readable CSV file: {err}") from None
     return report
+
+
+def _lines(lines: list[int | None], shown: int = 10) -> str:
+    known = [str(n) for n in lines if n is not None]
+    if not known:
+        return ""
+    more = f" and {len(known) - shown} more" if len(known) > shown else ""
+    return f" (line{'s' if len(known) > 1 else ''} {', '.join(known[:shown])}{more})"
+
+
+def import_summary(report: ImportReport) -> str:
+    """One line whose counts add up to the rows read: ``21 rows: 14 created, 1 updated, 1 unchanged,
+    2 duplicates of an earlier row (lines 7, 12), 3 bad``, then how many rows have a warning."""
+    dups = len(report.duplicates)
+    parts = [f"{report.created} created", f"{report.updated} updated", f"{report.unchanged} unchanged"]
+    if dups:
+        parts.append(f"{dups} duplicate{'s' if dups != 1 else ''} of an earlier row{_lines(report.duplicates)}")
+    parts.append(f"{len(report.errors)} bad")
+    warned = len({line for line, _ in report.warnings})
+    tail = f"; {warned} with a warning" if warned else ""
+    return f"{report.rows} row{'s' if report.rows != 1 else ''}: {', '.join(parts)}{tail}"
 
 
 def find_contact(conn: sa.Connection, key: str, region: str) -> dict[str, Any] | None:

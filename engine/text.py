@@ -1,9 +1,9 @@
-"""Small text helpers shared across the engine: digits, masking."""
+"""Small text helpers shared across the engine: digits, Persian letters, masking."""
 from __future__ import annotations
 
 import re
 
-__all__ = ["ascii_digits", "fa_digits", "mask_phone", "mask_email", "mask_address", "grouped"]
+__all__ = ["ascii_digits", "fa_digits", "fa_letters", "mask_phone", "mask_email", "mask_address", "grouped"]
 
 _TO_ASCII = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 _TO_FA = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
@@ -12,6 +12,19 @@ _TO_FA = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 def ascii_digits(text: str) -> str:
     """Persian (۰–۹) and Arabic-Indic (٠–٩) digits to ASCII."""
     return str(text).translate(_TO_ASCII)
+
+
+#: Arabic letters keyboards and old systems type for Persian ones (ي ى → ی, ك → ک), and invisible characters
+#: that come in with copied text: zero-width space and joiner, direction marks and embeddings, BOM, soft
+#: hyphen. ZWNJ (U+200C) is kept: it is part of Persian spelling (می‌خواهم, نام‌خانوادگی).
+_FA_LETTERS = str.maketrans({"\u064a": "\u06cc", "\u0649": "\u06cc", "\u0643": "\u06a9",
+                             **{ch: None for ch in "\u200b\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                                "\u2060\u2066\u2067\u2068\u2069\ufeff\u00ad"}})
+
+
+def fa_letters(text: str) -> str:
+    """Arabic ``ي``/``ى``/``ك`` as Persian ``ی``/``ک``, without zero-width junk (ZWNJ stays): how names are stored."""
+    return str(text).translate(_FA_LETTERS)
 
 
 def fa_digits(value: object) -> str:

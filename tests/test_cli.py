@@ -482,14 +482,14 @@ def test_contacts_import_lists_bad_rows_and_imports_good_ones(migrated):
     assert bad[2].startswith("leads.csv:6: timezone: unknown timezone 'Mars/Base'")
     assert bad[3].startswith("leads.csv:7: has more fields than the header")
     assert len(bad) == 4, first
-    assert first.out.strip() == "leads.csv: 3 created, 0 updated, 0 unchanged, 4 bad rows skipped"
+    assert first.out.strip() == "leads.csv: 7 rows: 3 created, 0 updated, 0 unchanged, 4 bad"
     with sqlite3.connect(migrated.db) as conn:
         phones = {row[0] for row in conn.execute("select phone from contacts")}
     assert phones == {"+989121234567", "+989127654321", "+14155552671"}  # Persian digits read too
 
     again = migrated.run("contacts", "import", "leads.csv")
     assert again.rc == 1
-    assert again.out.strip() == "leads.csv: 0 created, 0 updated, 3 unchanged, 4 bad rows skipped"
+    assert again.out.strip() == "leads.csv: 7 rows: 0 created, 0 updated, 3 unchanged, 4 bad"
     assert migrated.count("select count(*) from contacts") == 3
 
 
@@ -502,7 +502,7 @@ def test_contacts_import_refuses_a_field_over_its_limit_with_line_and_reason(mig
     assert result.err.splitlines() == [
         "leads.csv:3: first_name: 100,000 characters, over the limit of 200; shorten it",
         "leads.csv:4: attrs: column 'notes': 1,001 characters, over the limit of 1,000; shorten it"]
-    assert result.out.strip() == "leads.csv: 1 created, 0 updated, 0 unchanged, 2 bad rows skipped"
+    assert result.out.strip() == "leads.csv: 3 rows: 1 created, 0 updated, 0 unchanged, 2 bad"
 
 
 def test_contacts_import_warns_of_a_landline_and_imports_it(migrated):
@@ -511,7 +511,7 @@ def test_contacts_import_warns_of_a_landline_and_imports_it(migrated):
     assert result.rc == 0, result
     assert result.err.strip().startswith("leads.csv:3: warning: phone: +982188776655 is a landline"), result
     assert "SMS touches will be skipped" in result.err
-    assert result.out.strip() == "leads.csv: 2 created, 0 updated, 0 unchanged, 1 with a warning, 0 bad rows skipped"
+    assert result.out.strip() == "leads.csv: 2 rows: 2 created, 0 updated, 0 unchanged, 0 bad; 1 with a warning"
     assert migrated.count("select count(*) from contacts") == 2
 
 
@@ -533,6 +533,49 @@ def test_contacts_import_of_a_non_utf8_file_writes_nothing_even_after_a_full_bat
     migrated.path("leads.csv").write_bytes(b"phone,first_name\n" + rows.encode() + b"09129999999,Andr\xe9\n")
     result = migrated.run("contacts", "import", "leads.csv")
     assert result.rc == 2 and "not UTF-8" in result.err, result
+    assert migrated.count("select count(*) from contacts") == 0
+
+
+SPREADSHEET_CSV = """\
+\ufeffMobile,ایمیل,نام,نام خانوادگی,City
+09121234567,sara@example.com,سارا,كريمي,Tehran
+09127654321,ali@,علي,,Shiraz
+not-a-phone,,Bad,,
+۰۹۱۲۱۲۳۴۵۶۷,,Sarah,,Karaj
+09351112233,,مينا,,
+,sara@example.com,,,Tehran
+"""
+
+
+def test_contacts_import_counts_add_up_and_a_second_import_changes_nothing(migrated):
+    migrated.write("leads.csv", SPREADSHEET_CSV)
+    first = migrated.run("contacts", "import", "leads.csv")
+    assert first.rc == 1, first
+    assert first.out.strip() == ("leads.csv: 6 rows: 3 created, 0 updated, 0 unchanged, "
+                                 "2 duplicates of an earlier row (lines 5, 7), 1 bad; 2 with a warning"), first
+    assert first.err.splitlines() == [
+        "leads.csv:4: phone: 'not-a-phone' is not a phone number (only digits, spaces, dashes and a leading + are "
+        "allowed)",
+        "leads.csv:3: warning: email: 'ali@' is not a valid email address: There must be something after the @-sign.; "
+        "imported without this email, fix it and import again to add it",
+        "leads.csv:5: warning: a duplicate of an earlier row (line 2) for the same contact: its first_name, City "
+        "differ, and the earlier row's value is kept"]
+    with sqlite3.connect(migrated.db) as conn:
+        rows = conn.execute("select phone, email, first_name, last_name from contacts order by phone").fetchall()
+    assert rows == [("+989121234567", "sara@example.com", "سارا", "کریمی"), ("+989127654321", None, "علی", ""),
+                    ("+989351112233", None, "مینا", "")]  # Persian letters; the good mobile kept, the bad email not
+
+    again = migrated.run("contacts", "import", "leads.csv")
+    assert again.out.strip() == ("leads.csv: 6 rows: 0 created, 0 updated, 3 unchanged, "
+                                 "2 duplicates of an earlier row (lines 5, 7), 1 bad; 2 with a warning"), again
+
+
+def test_contacts_import_of_a_semicolon_file_says_how_to_save_it(migrated):
+    migrated.write("leads.csv", "phone;first_name\n09121234567;سارا\n")
+    result = migrated.run("contacts", "import", "leads.csv")
+    assert result.rc == 2, result
+    assert result.err.strip() == ("error: leads.csv:1: the header is separated by semicolons (;), not commas; "
+                                  "save it from the spreadsheet as CSV UTF-8 (comma delimited)"), result
     assert migrated.count("select count(*) from contacts") == 0
 
 

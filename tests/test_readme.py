@@ -164,3 +164,11 @@ def test_the_api_examples_answer(project):
         assert '"converted"' in answer.stdout
     finally:
         stop(server)
+
+
+def test_the_column_names_table_is_the_importers():
+    from engine.columns import ALIASES
+
+    rows = re.findall(r"^\| `(\w+)` \| (.+) \|$", README.split("| column | also read from |", 1)[1].split("\n\n", 1)[0],
+                      re.M)
+    assert {column: tuple(names.split(", ")) for column, names in rows} == ALIASES

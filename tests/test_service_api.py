@@ -48,7 +48,8 @@ def test_contacts_are_upserted_like_the_csv_import(world, api):
     assert first.status_code == 200, first.text
     assert first.json()["created"] == 1
     again = api.post("/api/v1/contacts", json={**body, "phone": "+989121234567"})
-    assert again.json() == {"created": 0, "updated": 0, "unchanged": 1, "contact_ids": first.json()["contact_ids"],
+    assert again.json() == {"created": 0, "updated": 0, "unchanged": 1, "duplicates": [],
+                            "contact_ids": first.json()["contact_ids"],
                             "warnings": []}
     with world.engine.connect() as conn:
         row = conn.execute(sa.select(Contact.__table__)).mappings().one()
@@ -339,3 +340,18 @@ def test_an_unknown_sequence_or_contact_is_a_404(world, api, path, body):
 def test_unenroll_without_a_contact_is_a_422(world, api):
     assert api.post("/api/v1/sequences/drip/unenroll", json={}).status_code == 422
     assert api.post("/api/v1/sequences/drip/unenroll", json={"contact": "x", "extra": 1}).status_code == 422
+
+
+def test_contacts_get_persian_letters_and_a_repeated_contact_is_a_duplicate_with_a_warning(world, api):
+    response = api.post("/api/v1/contacts", json=[
+        {"phone": "٠٩١٢١٢٣٤٥٦٧", "first_name": "علي\u200b", "last_name": "كريمي\u200cها"},
+        {"phone": "+989121234567", "first_name": "Ali", "tags": ["vip"]}])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["created"], body["duplicates"]) == (1, [1])
+    assert body["warnings"] == [{"field": "[1].contact", "message": "a duplicate of an earlier row for the same contact: "
+                                 "its first_name differs, and the earlier row's value is kept"}]
+    with world.engine.connect() as conn:
+        row = conn.execute(sa.select(Contact.__table__)).mappings().one()
+    assert (row["phone"], row["first_name"], row["last_name"], row["tags"]) == (
+        "+989121234567", "علی", "کریمی\u200cها", ";vip;")

@@ -35,12 +35,13 @@ def _where(many: bool, i: int, field: str) -> str:
     return f"[{i}].{field}" if many else field
 
 
-def _reasons(text: str) -> list[tuple[str, str]]:
-    """parse_row's ``"phone: ...; email: ..."`` → ``[("phone", "..."), ("email", "...")]``."""
+def _reasons(text: str, other: str = "phone") -> list[tuple[str, str]]:
+    """parse_row's ``"phone: ...; email: ..."`` → ``[("phone", "..."), ("email", "...")]``; a part naming no
+    column is put on ``other``."""
     out = []
     for part in re.split(r"; (?=(?:" + "|".join(KNOWN_COLUMNS) + r"): |needs )", text):
         field, sep, message = part.partition(": ")
-        out.append((field, message) if sep and field in KNOWN_COLUMNS else ("phone", part))
+        out.append((field, message) if sep and field in KNOWN_COLUMNS else (other, part))
     return out
 
 
@@ -69,8 +70,9 @@ def post_contacts(body: Batch(ContactIn), ctx: ServiceContext = Depends(get_cont
             raise ApiError(409, "conflicting contact" + ("s; nothing was written" if many else ""),
                            [(_where(many, line or 0, "contact"), why) for line, why in report.errors])
     return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
-            "contact_ids": report.contact_ids,
-            "warnings": [{"field": _where(many, line or 0, "phone"), "message": why} for line, why in report.warnings]}
+            "duplicates": report.duplicates, "contact_ids": report.contact_ids,
+            "warnings": [{"field": _where(many, line or 0, field), "message": why}
+                         for line, text in report.warnings for field, why in _reasons(text, "contact")]}
 
 
 def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: bool) -> list[dict]:
