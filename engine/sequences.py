@@ -17,7 +17,7 @@ from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
 
-__all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
+__all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "read_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
 
 EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
@@ -219,8 +219,9 @@ def _sequence(doc: YamlDoc) -> Sequence | None:
     return seq
 
 
-def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[str, Sequence]:
-    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems."""
+def read_sequences(config_dir: Path, settings: Settings | None = None) -> tuple[dict[str, Sequence], list[Problem]]:
+    """Every ``sequences/*.yaml`` in ``config_dir``: the sequences that loaded without a problem, and the
+    problems of the others (so ``validate`` can still check the templates of those that loaded)."""
     problems: list[Problem] = []
     found: dict[str, Sequence] = {}
     folder = config_dir / "sequences"
@@ -232,13 +233,17 @@ def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[s
             problems.extend(err.problems)
             continue
         seq = _sequence(doc)
-        if seq is None:
-            problems.extend(doc.problems)
-            continue
-        if seq.name in found:
+        if seq is not None and seq.name in found:
             doc.problem("name", f"{seq.name!r} is also the name of {found[seq.name].file}; names must be unique")
         problems.extend(doc.problems)
-        found[seq.name] = seq
+        if seq is not None and not doc.problems:
+            found[seq.name] = seq
+    return found, problems
+
+
+def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[str, Sequence]:
+    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems."""
+    found, problems = read_sequences(config_dir, settings)
     if problems:
         raise ConfigError(problems)
     return found

@@ -6,7 +6,7 @@ import os
 
 
 from .clock import now
-from .config import Config, load_config
+from .config import Config, read_config
 from .errors import ConfigError, Problem
 from .render import template_context
 from .sequences import Sequence
@@ -109,12 +109,15 @@ def _webhook_key_problems(config: Config) -> list[Problem]:
 
 
 def validate(directory=None) -> tuple[Config | None, list[Problem]]:
-    """Check everything; return the config (when it loads) and every problem found."""
+    """Check everything; return the config (when settings.yaml loads) and every problem found.
+
+    The templates of every sequence that loaded are checked even when another sequence has problems."""
     try:
-        config = load_config(directory)
+        config, problems = read_config(directory)
     except ConfigError as err:
         return None, err.problems
-    problems: list[Problem] = []
+    if config is None:
+        return None, problems
     try:
         build_providers(config)
     except ConfigError as err:

@@ -249,6 +249,13 @@ def _alias_bomb(p: Project) -> None:
     p.append(WELCOME, "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10)))
 
 
+def _one_sequence_broken(p: Project) -> None:
+    """One sequence that does not load beside one that does, whose template is missing: both reported."""
+    text = p.path(WELCOME).read_text(encoding="utf-8")
+    p.write(WELCOME, text[:text.index("  - name: check-in")])  # 2 touches
+    p.path(REMINDER).unlink()
+
+
 BROKEN = {
     "settings-and-sequences": (_settings_and_sequences, {"KAVENEGAR_API_KEY": SECRET, "MISSING_ENV": None}),
     # a million loop steps; without a render budget validate renders it (and 9 ** 9 nested would hang)
@@ -256,6 +263,7 @@ BROKEN = {
                                                   "{% endfor %}{% endfor %}\n"), {}),
     "alias-bomb": (_alias_bomb, {}),
     "yaml-syntax": (lambda p: p.edit(SETTINGS, "locale: fa", "locale: fa\n  oops: [1"), {}),
+    "one-sequence-broken": (_one_sequence_broken, {}),
     "templates-and-providers": (_templates_and_providers, {"KAVENEGAR_API_KEY": SECRET}),
 }
 
@@ -276,6 +284,10 @@ class Expect:
 
 EXPECTED = {
     "yaml-syntax": Expect("yaml-syntax", SETTINGS, "oops:", None, "YAML syntax error"),
+    "broken-beside-loaded": Expect("one-sequence-broken", WELCOME, "touches:", "touches",
+                                   "has 2 touches; a sequence needs 3 to 5"),
+    "missing-template-beside-broken": Expect("one-sequence-broken", WINTER, "template: winter-sale/reminder",
+                                             "touches[2].template", "template 'winter-sale/reminder.sms.j2' not found"),
     "hostile-template": Expect("hostile-template", HELLO, 2, None, "the template does too much work (more than "
                                "100,000 loop steps, calls and outputs); loop over less (used by winter-sale touch "
                                "'hello')"),
