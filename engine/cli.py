@@ -132,9 +132,11 @@ def validate_cmd(state: State) -> None:
 def _print_sms_costs(config: Config) -> None:
     """Each SMS touch's encoding, segments and, where the provider has a price_per_segment, its cost."""
     from .preview import preview
+    from .samples import database_attrs, sample_contact
 
+    attrs = database_attrs(config.settings.database_url)
     for seq in config.sequences.values():
-        for row in preview(config, seq):
+        for row in preview(config, seq, sample_contact(config, seq, attrs)):
             if row.channel == "sms" and row.sms is not None:
                 cost = f", cost {grouped(row.cost)} per message" if row.cost is not None else ""
                 out.print(f"{seq.name}/{row.touch}: {row.sms.describe()}{cost}", markup=False)
@@ -300,6 +302,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
 
     from .contacts import find_contact
     from .preview import preview, sms_text
+    from .samples import database_attrs, sample_contact
     from .templates import jalali
 
     config = state.config
@@ -310,7 +313,8 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
             contact = find_contact(conn, key, config.settings.default_region)
         if contact is None:
             raise InputError(f"no contact matches {key!r}")
-    for row in preview(config, seq, contact):
+    shown = contact or sample_contact(config, seq, database_attrs(config.settings.database_url))
+    for row in preview(config, seq, shown):
         when = row.when.strftime("%Y-%m-%d %H:%M %Z")
         if (contact or {}).get("locale", config.settings.locale) == "fa":
             when += f"  ({jalali(row.when, with_time=True)})"

@@ -12,6 +12,7 @@ from typing import Any
 from .clock import aware
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
+from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
 from .settings import Settings, parse_cap, parse_window
 from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow
@@ -23,7 +24,7 @@ EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments"}
+                 "max_sms_segments", "sample"}
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
@@ -73,6 +74,8 @@ class Sequence:
     frequency_cap: FrequencyCap | None = None
     #: an SMS longer than this (with the footer, for the contact it goes to) is skipped with its reason
     max_sms_segments: int = DEFAULT_MAX_SEGMENTS
+    #: extra columns (``contact.attrs``) for the sample contact ``validate`` and ``preview`` render against
+    sample: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -92,6 +95,7 @@ class Sequence:
 
         data = asdict(self)
         data.pop("problems", None)
+        data.pop("sample", None)  # only validate and preview read it
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 
@@ -183,6 +187,24 @@ def _max_segments(doc: YamlDoc, raw: Any) -> int:
     return raw
 
 
+def _sample(doc: YamlDoc, raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        doc.problem("sample", "must map extra contact columns to example values, e.g. sample: {city: تهران}")
+        return {}
+    sample = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+            doc.problem(join_path("sample", str(key)), f"{value!r}: give an example value as text, e.g. تهران")
+        elif len(str(key)) > MAX_ATTR_KEY or len(str(value)) > MAX_ATTR_VALUE:
+            doc.problem(join_path("sample", str(key)), f"a column name is at most {MAX_ATTR_KEY} characters and "
+                                                       f"its value at most {MAX_ATTR_VALUE}, as in a contact")
+        else:
+            sample[str(key)] = str(value)
+    return sample
+
+
 def _sequence(doc: YamlDoc) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
@@ -212,6 +234,7 @@ def _sequence(doc: YamlDoc) -> Sequence | None:
         send_window=parse_window(doc, "send_window", raw.get("send_window")),
         frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap")),
         max_sms_segments=_max_segments(doc, raw.get("max_sms_segments")),
+        sample=_sample(doc, raw.get("sample")),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )

@@ -317,6 +317,31 @@ def test_strict_undefined_a_default_elsewhere_does_not_hide_an_undefined_name(te
         templates.render("u.sms.j2", "sms", context())
 
 
+@pytest.mark.parametrize("source", ["Hi\n{{ contact.attrs.city }}", "Hi\n{{ contact.attrs['city'] }}",
+                                    "Hi\n{% if contact.attrs.city %}x{% endif %}", "Hi\n{{ contact.attrs.city.upper() }}"])
+def test_a_missing_contact_column_is_named_with_the_fix(templates, source):
+    from engine.templates import Attrs, MissingAttr
+
+    templates.write("c.sms.j2", source)
+    ctx = context()
+    with pytest.raises(MissingAttr) as caught:
+        templates.render("c.sms.j2", "sms", ctx)
+    assert (caught.value.attribute, caught.value.line) == ("city", 2)
+    assert str(caught.value) == "c.sms.j2:2: contact has no attrs.city; add it or use | default(...)"
+    ctx["contact"].attrs = Attrs(city="Tehran")
+    assert templates.render("c.sms.j2", "sms", ctx).text in ("Hi\nTehran", "Hi\nTEHRAN", "Hi\nx")
+
+
+@pytest.mark.parametrize("source, text", [
+    ("{{ contact.attrs.city | default('friend') }}", "friend"),
+    ("{% if contact.attrs.city is defined %}{{ contact.attrs.city }}{% else %}no city{% endif %}", "no city"),
+    ("{% for k, v in contact.attrs.items() %}{{ k }}={{ v }}{% endfor %}.", "."),
+])
+def test_a_missing_contact_column_can_be_given_a_default(templates, source, text):
+    templates.write("d.sms.j2", source)
+    assert templates.render("d.sms.j2", "sms", context()).text == text
+
+
 def test_template_syntax_error_names_the_line(templates):
     templates.write("s.sms.j2", "ok\n{% if %}\n")
     with pytest.raises(RenderError) as caught:
