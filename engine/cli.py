@@ -132,9 +132,11 @@ def validate_cmd(state: State) -> None:
 def _print_sms_costs(config: Config) -> None:
     """Each SMS touch's encoding, segments and, where the provider has a price_per_segment, its cost."""
     from .preview import preview
+    from .samples import database_attrs, sample_contact
 
+    attrs = database_attrs(config.settings.database_url)
     for seq in config.sequences.values():
-        for row in preview(config, seq):
+        for row in preview(config, seq, sample_contact(config, seq, attrs)):
             if row.channel == "sms" and row.sms is not None:
                 cost = f", cost {grouped(row.cost)} per message" if row.cost is not None else ""
                 out.print(f"{seq.name}/{row.touch}: {row.sms.describe()}{cost}", markup=False)
@@ -304,6 +306,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
     from .contacts import find_contact
     from .preview import preview, sms_text
     from .preview_enrolled import contact_preview
+    from .samples import database_attrs, sample_contact
     from .templates import jalali
 
     config = state.config
@@ -317,7 +320,7 @@ def preview_cmd(state: State, sequence: str, key: str | None) -> None:
             head, rows = contact_preview(config, conn, seq, contact)
         out.print(head, markup=False)
     else:
-        rows = preview(config, seq)
+        rows = preview(config, seq, sample_contact(config, seq, database_attrs(config.settings.database_url)))
     for row in rows:
         when = row.when.strftime("%Y-%m-%d %H:%M %Z")
         if ((contact or {}).get("locale") or config.settings.locale) == "fa":

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, Problem
-from .sequences import Sequence, load_sequences
+from .sequences import Sequence, read_sequences
 from .settings import Settings, load_settings
 from .templates import Renderer
 
-__all__ = ["Config", "load_config", "config_dir"]
+__all__ = ["Config", "load_config", "read_config", "config_dir"]
 
 
 def config_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -35,8 +35,9 @@ class Config:
             raise InputError(f"no sequence named {name!r} in {self.dir / 'sequences'} (known: {known})") from None
 
 
-def load_config(directory: str | os.PathLike | None = None) -> Config:
-    """Load settings and every sequence; raise :class:`ConfigError` with every problem in both."""
+def read_config(directory: str | os.PathLike | None = None) -> tuple[Config | None, list[Problem]]:
+    """Load what loads and list every problem: the config holds the sequences that loaded without a problem
+    (``None`` when settings.yaml itself does not load); a missing folder raises :class:`ConfigError`."""
     folder = config_dir(directory)
     if not folder.is_dir():
         raise ConfigError(Problem(str(folder), "", "config folder not found; run `followup init` or pass --config DIR"))
@@ -44,15 +45,21 @@ def load_config(directory: str | os.PathLike | None = None) -> Config:
         raise ConfigError(Problem(str(folder), "", "this is a project folder, not its config folder; "
                                                    f"pass --config {folder / 'config'}"))
     problems: list[Problem] = []
-    settings = sequences = None
+    settings = None
     try:
         settings = load_settings(folder)
     except ConfigError as err:
         problems.extend(err.problems)
-    try:
-        sequences = load_sequences(folder, settings)
-    except ConfigError as err:
-        problems.extend(err.problems)
+    sequences, seq_problems = read_sequences(folder, settings)
+    problems.extend(seq_problems)
+    if settings is None:
+        return None, problems
+    return Config(folder, settings, sequences, Renderer(settings.templates_dir)), problems
+
+
+def load_config(directory: str | os.PathLike | None = None) -> Config:
+    """Load settings and every sequence; raise :class:`ConfigError` with every problem in both."""
+    config, problems = read_config(directory)
     if problems:
         raise ConfigError(problems)
-    return Config(folder, settings, sequences, Renderer(settings.templates_dir))
+    return config

@@ -11,7 +11,8 @@ from .plan import unreachable
 from .sequences import Sequence
 from .sms import SmsInfo, over_max_segments, sms_info, with_footer
 from .templates import RenderError, Rendered
-from .validate import render_touch_sample, sample_contact
+from .samples import sample_contact
+from .validate import render_touch_sample
 from .window import local_day_bounds, next_allowed
 
 __all__ = ["PreviewRow", "preview", "segment_price", "sms_text"]
@@ -34,7 +35,7 @@ class PreviewRow:
 def preview(config: Config, seq: Sequence, contact: dict | None = None, start: datetime | None = None,
             sent_before: list[datetime] | None = None) -> list[PreviewRow]:
     """Plan the sequence for one contact from ``start``, applying send window and frequency cap."""
-    contact = contact or sample_contact(config)
+    contact = contact or sample_contact(config, seq)
     tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
     window = seq.send_window or config.settings.send_window
     cap = seq.frequency_cap or config.settings.frequency_cap

@@ -13,7 +13,7 @@ from .clock import to_utc
 from .config import Config
 from .installation import client_reference
 from .sms import over_max_segments, sms_info, with_footer
-from .templates import ContactView, OfferView, RenderError, SequenceView, TouchView
+from .templates import Attrs, ContactView, MissingAttr, OfferView, RenderError, SequenceView, TouchView
 from .tokens import make_token
 
 __all__ = ["template_context", "build_message", "unsubscribe_url", "NotSent"]
@@ -52,7 +52,7 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         first_name=contact.get("first_name") or "", last_name=contact.get("last_name") or "",
         phone=contact.get("phone") or "", email=contact.get("email") or "",
         locale=contact.get("locale") or config.settings.locale, timezone=tz.key,
-        attrs=dict(contact.get("attrs") or {}),
+        attrs=Attrs(contact.get("attrs") or {}),
         tags=tuple(filter(None, (contact.get("tags") or "").split(";"))),
     )
     return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch,
@@ -67,8 +67,8 @@ def _views(sequence: str, description: str | None, touch: str, channel: str, ind
 
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
                   tz: ZoneInfo, at: datetime, reference_prefix: int) -> OutgoingMessage | NotSent:
-    """The message to send, or why it is not sent: its template failed, or the SMS is over the sequence's
-    ``max_sms_segments``.
+    """The message to send, or why it is not sent: its template failed, the contact lacks a column the
+    template reads (skipped), or the SMS is over the sequence's ``max_sms_segments`` (skipped).
 
     Its ``message_id`` is the client reference of the row (:mod:`engine.installation`)."""
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
@@ -76,6 +76,8 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
                            **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
+    except MissingAttr as err:  # this contact lacks a column the template reads; others may have it
+        return NotSent("skipped", f"template: {err}")
     except RenderError as err:
         return NotSent("failed", f"template: {err}")
     if touch.channel == "sms":

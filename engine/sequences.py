@@ -13,18 +13,19 @@ from zoneinfo import ZoneInfo
 from .deadlines import CALENDARS, parse_deadline
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
+from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
 from .settings import Settings, parse_cap, parse_window
 from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
 
-__all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
+__all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "read_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
 
 EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments", "reentry"}
+                 "max_sms_segments", "reentry", "sample"}
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
@@ -76,6 +77,8 @@ class Sequence:
     max_sms_segments: int = DEFAULT_MAX_SEGMENTS
     #: how long after its last enrollment ended a contact may enroll again; None (``reentry: never``): never
     reentry_after: timedelta | None = None
+    #: extra columns (``contact.attrs``) for the sample contact ``validate`` and ``preview`` render against
+    sample: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -95,6 +98,7 @@ class Sequence:
 
         data = asdict(self)
         data.pop("problems", None)
+        data.pop("sample", None)  # only validate and preview read it
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 
@@ -204,6 +208,24 @@ def _reentry(doc: YamlDoc, raw: Any) -> timedelta | None:
     return None
 
 
+def _sample(doc: YamlDoc, raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        doc.problem("sample", "must map extra contact columns to example values, e.g. sample: {city: تهران}")
+        return {}
+    sample = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+            doc.problem(join_path("sample", str(key)), f"{value!r}: give an example value as text, e.g. تهران")
+        elif len(str(key)) > MAX_ATTR_KEY or len(str(value)) > MAX_ATTR_VALUE:
+            doc.problem(join_path("sample", str(key)), f"a column name is at most {MAX_ATTR_KEY} characters and "
+                                                       f"its value at most {MAX_ATTR_VALUE}, as in a contact")
+        else:
+            sample[str(key)] = str(value)
+    return sample
+
+
 def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
@@ -234,6 +256,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
         frequency_cap=parse_cap(doc, "frequency_cap", raw.get("frequency_cap")),
         max_sms_segments=_max_segments(doc, raw.get("max_sms_segments")),
         reentry_after=_reentry(doc, raw.get("reentry")),
+        sample=_sample(doc, raw.get("sample")),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )
@@ -241,8 +264,9 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     return seq
 
 
-def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[str, Sequence]:
-    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems.
+def read_sequences(config_dir: Path, settings: Settings | None = None) -> tuple[dict[str, Sequence], list[Problem]]:
+    """Every ``sequences/*.yaml`` in ``config_dir``: the sequences that loaded without a problem, and the
+    problems of the others (so ``validate`` can still check the templates of those that loaded).
 
     An offer's ``expires_at`` without an offset is in the settings' timezone (UTC without settings).
     """
@@ -258,13 +282,17 @@ def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[s
             problems.extend(err.problems)
             continue
         seq = _sequence(doc, tz)
-        if seq is None:
-            problems.extend(doc.problems)
-            continue
-        if seq.name in found:
+        if seq is not None and seq.name in found:
             doc.problem("name", f"{seq.name!r} is also the name of {found[seq.name].file}; names must be unique")
         problems.extend(doc.problems)
-        found[seq.name] = seq
+        if seq is not None and not doc.problems:
+            found[seq.name] = seq
+    return found, problems
+
+
+def load_sequences(config_dir: Path, settings: Settings | None = None) -> dict[str, Sequence]:
+    """Every ``sequences/*.yaml`` in ``config_dir``; raises :class:`ConfigError` listing all problems."""
+    found, problems = read_sequences(config_dir, settings)
     if problems:
         raise ConfigError(problems)
     return found

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, pass_context
+from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, UndefinedError,
+                    meta, pass_context)
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
@@ -25,7 +27,7 @@ from .sandbox import BoundedSandbox, budget
 from .text import ascii_digits, fa_digits
 
 __all__ = [
-    "Renderer", "Rendered", "ContactView", "OfferView", "RenderError",
+    "Renderer", "Rendered", "ContactView", "OfferView", "RenderError", "MissingAttr", "Attrs",
     "jalali", "jalali_html", "human_duration", "literal_urgency",
 ]
 
@@ -41,6 +43,27 @@ class RenderError(Exception):
         super().__init__(f"{template}{f':{line}' if line else ''}: {message}")
 
 
+class MissingAttr(RenderError):
+    """A template reads a column (``contact.attrs.NAME``) the contact does not have: that message is skipped."""
+
+    def __init__(self, template: str, attribute: str, line: int | None = None):
+        self.attribute = attribute
+        super().__init__(template, f"contact has no attrs.{attribute}; add it or use | default(...)", line)
+
+
+class Attrs(dict):
+    """A contact's extra columns as a template sees them: a missing one names itself when used."""
+
+    __slots__ = ()
+
+
+class _AttrUndefined(UndefinedError):
+    # raised by using a missing column: carries the column's name
+    def __init__(self, message: str, attribute: str):
+        self.attribute = attribute
+        super().__init__(message)
+
+
 @dataclass(slots=True)
 class ContactView:
     """What a template may read of a contact."""
@@ -51,7 +74,7 @@ class ContactView:
     email: str = ""
     locale: str = "fa"
     timezone: str = "Asia/Tehran"
-    attrs: dict[str, str] = field(default_factory=dict)
+    attrs: Attrs = field(default_factory=Attrs)
     tags: tuple[str, ...] = ()
 
 
@@ -99,7 +122,18 @@ class _Sandbox(BoundedSandbox):
                 return getattr(obj, attribute)
             except AttributeError:
                 return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
+        value = super().getattr(obj, attribute)
+        return self._column(obj, attribute, value)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        return self._column(obj, argument, super().getitem(obj, argument))
+
+    @staticmethod
+    def _column(obj: Any, name: Any, value: Any) -> Any:
+        if type(obj) is Attrs and isinstance(value, Undefined):
+            # strict like every undefined name, so `| default(...)` and `is defined` still work
+            return StrictUndefined(obj=obj, name=str(name), exc=partial(_AttrUndefined, attribute=str(name)))
+        return value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if type(obj) in _VIEWS:
@@ -269,6 +303,8 @@ class Renderer:
                 return self._render_email(name, context)
         except RenderError:
             raise
+        except _AttrUndefined as err:
+            raise MissingAttr(name, err.attribute, _template_line(err, name)) from err
         except TemplateSyntaxError as err:
             raise RenderError(name, err.message or "syntax error", err.lineno) from err
         except TemplateError as err:

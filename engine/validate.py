@@ -1,4 +1,5 @@
-"""``followup validate``: settings, sequences, templates (rendered against a sample contact), providers,
+"""``followup validate``: settings, sequences, templates (rendered against a sample contact with the extra
+columns real contacts have, see :mod:`engine.samples`), providers,
 and honest urgency — every problem as ``FILE[:LINE]: KEY.PATH: what is wrong and how to fix it``."""
 from __future__ import annotations
 
@@ -6,24 +7,17 @@ import os
 
 
 from .clock import now
-from .config import Config, load_config
+from .config import Config, read_config
 from .deadlines import both_ways
 from .errors import ConfigError, Problem
 from .render import template_context
+from .samples import RECENT_CONTACTS, database_attrs, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
-from .templates import RenderError, SequenceView, TouchView, literal_urgency
+from .templates import MissingAttr, RenderError, SequenceView, TouchView, literal_urgency
 from .worker import build_providers
 
-__all__ = ["validate", "sample_contact", "render_touch_sample"]
-
-
-def sample_contact(config: Config) -> dict:
-    """A made-up contact to render templates against."""
-    fa = config.settings.locale == "fa"
-    return {"id": 0, "first_name": "سارا" if fa else "Sara", "last_name": "رضایی" if fa else "Smith",
-            "phone": "+989121234567", "email": "sara@example.com", "timezone": config.settings.timezone.key,
-            "locale": config.settings.locale, "tags": ";sample;", "attrs": {}}
+__all__ = ["validate", "render_touch_sample"]
 
 
 def _offer_row(seq: Sequence) -> dict | None:
@@ -39,7 +33,7 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``).
     """
     at = at or now()
-    contact = contact or sample_contact(config)
+    contact = contact or sample_contact(config, seq)
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
@@ -51,8 +45,9 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     return config.renderer.render(touch.template, touch.channel, ctx)
 
 
-def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
+def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> list[Problem]:
     problems = []
+    contact = sample_contact(config, seq, attrs)
     seq_file = os.path.relpath(seq.file) if seq.file else seq.name
     for touch in seq.touches:
         key = f"touches[{touch.index}].template"
@@ -63,8 +58,17 @@ def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
                                     touch.line))
             continue
         try:
-            rendered = render_touch_sample(config, seq, touch)
+            rendered = render_touch_sample(config, seq, touch, contact)
             used = config.renderer.variables(touch.template)
+        except MissingAttr as err:
+            name = err.attribute
+            problems.append(Problem(tpl_path, "", f"contact.attrs.{name}: no contact has this column (none of the "
+                                                  f"{RECENT_CONTACTS:,} most recent in the database), so the "
+                                                  f"message would be skipped; import contacts with a {name} column, "
+                                                  f"declare it in {seq_file} as sample: {{{name}: ...}}, or write "
+                                                  f"{{{{ contact.attrs.{name} | default('...') }}}} "
+                                                  f"(used by {seq.name} touch {touch.name!r})", err.line))
+            continue
         except RenderError as err:
             problems.append(Problem(tpl_path, "", f"{err.message} (used by {seq.name} touch {touch.name!r})", err.line))
             continue
@@ -110,19 +114,23 @@ def _webhook_key_problems(config: Config) -> list[Problem]:
 
 
 def validate(directory=None) -> tuple[Config | None, list[Problem]]:
-    """Check everything; return the config (when it loads) and every problem found."""
+    """Check everything; return the config (when settings.yaml loads) and every problem found.
+
+    The templates of every sequence that loaded are checked even when another sequence has problems."""
     try:
-        config = load_config(directory)
+        config, problems = read_config(directory)
     except ConfigError as err:
         return None, err.problems
-    problems: list[Problem] = []
+    if config is None:
+        return None, problems
     try:
         build_providers(config)
     except ConfigError as err:
         problems.extend(err.problems)
     problems.extend(_webhook_key_problems(config))
+    attrs = database_attrs(config.settings.database_url)
     for seq in config.sequences.values():
-        problems.extend(_template_problems(config, seq))
+        problems.extend(_template_problems(config, seq, attrs))
         channels = {t.channel for t in seq.touches}
         for channel in channels:
             if not config.settings.providers.get(channel):

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, Problem
+from .yamlerrors import explain
 
 __all__ = ["YamlDoc", "load_yaml", "join_path"]
 
@@ -131,10 +132,8 @@ def load_yaml(path: Path) -> YamlDoc:
                                              f"instead of naming it with &{err.name} and reusing it",
                                   err.problem_mark.line + 1)) from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        what = getattr(err, "problem", None) or str(err)
-        raise ConfigError(Problem(shown, "", f"YAML syntax error: {what}; check indentation and quoting",
-                                  mark.line + 1 if mark else None)) from None
+        message, line = explain(err)
+        raise ConfigError(Problem(shown, "", message, line)) from None
     lines: dict[str, int] = {}
     if node is not None:
         _record_lines(node, "", lines)

@@ -222,6 +222,7 @@ def _settings_and_sequences(p: Project) -> None:
            '{name: mail, type: smtp, host: 127.0.0.1, from: "Shop <a@example.com>", username: a, password: $SMTP_PASSWORD}')
     text = p.path(WELCOME).read_text(encoding="utf-8")
     p.write(WELCOME, text[:text.index("  - name: check-in")])  # 2 touches
+    p.append(WELCOME, "sample: {city: [a, b]}\n")
     p.edit(WELCOME, "after: 0s", "after: 1x")
     p.edit(WELCOME, "    channel: email\n    template: welcome-en/tips.email.j2\n",
            "    channel: fax\n    template: welcome-en/tips.email.j2\n    urgent: true\n")
@@ -249,6 +250,13 @@ def _alias_bomb(p: Project) -> None:
     p.append(WELCOME, "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10)))
 
 
+def _one_sequence_broken(p: Project) -> None:
+    """One sequence that does not load beside one that does, whose template is missing: both reported."""
+    text = p.path(WELCOME).read_text(encoding="utf-8")
+    p.write(WELCOME, text[:text.index("  - name: check-in")])  # 2 touches
+    p.path(REMINDER).unlink()
+
+
 BROKEN = {
     "settings-and-sequences": (_settings_and_sequences, {"KAVENEGAR_API_KEY": SECRET, "MISSING_ENV": None}),
     # a million loop steps; without a render budget validate renders it (and 9 ** 9 nested would hang)
@@ -256,6 +264,7 @@ BROKEN = {
                                                   "{% endfor %}{% endfor %}\n"), {}),
     "alias-bomb": (_alias_bomb, {}),
     "yaml-syntax": (lambda p: p.edit(SETTINGS, "locale: fa", "locale: fa\n  oops: [1"), {}),
+    "one-sequence-broken": (_one_sequence_broken, {}),
     "templates-and-providers": (_templates_and_providers, {"KAVENEGAR_API_KEY": SECRET}),
 }
 
@@ -276,6 +285,10 @@ class Expect:
 
 EXPECTED = {
     "yaml-syntax": Expect("yaml-syntax", SETTINGS, "oops:", None, "YAML syntax error"),
+    "broken-beside-loaded": Expect("one-sequence-broken", WELCOME, "touches:", "touches",
+                                   "has 2 touches; a sequence needs 3 to 5"),
+    "missing-template-beside-broken": Expect("one-sequence-broken", WINTER, "template: winter-sale/reminder",
+                                             "touches[2].template", "template 'winter-sale/reminder.sms.j2' not found"),
     "hostile-template": Expect("hostile-template", HELLO, 2, None, "the template does too much work (more than "
                                "100,000 loop steps, calls and outputs); loop over less (used by winter-sale touch "
                                "'hello')"),
@@ -292,6 +305,8 @@ EXPECTED = {
     "two-touches": Expect("settings-and-sequences", WELCOME, "touches:", "touches",
                           "has 2 touches; a sequence needs 3 to 5"),
     "six-touches": Expect("settings-and-sequences", WINTER, "touches:", "touches", "has 6 touches; a sequence needs 3 to 5"),
+    "bad-sample": Expect("settings-and-sequences", WELCOME, "sample:", "sample.city", "['a', 'b']: give an example "
+                         "value as text"),
     "bad-duration": Expect("settings-and-sequences", WELCOME, "after: 1x", "touches[0].after", "'1x' is not a duration"),
     "fax-channel": Expect("settings-and-sequences", WELCOME, "channel: fax", "touches[1].channel", "'fax': use sms or email"),
     "urgent-without-offer": Expect("settings-and-sequences", WELCOME, "urgent:", "touches[1].urgent",
@@ -934,3 +949,27 @@ def test_sequences_lists_pauses_unenrolls_and_stops(populated):
     assert populated.count("select count(*) from messages where status != 'cancelled'") == 0
     unknown = populated.run("sequences", "pause", "winter-sal")
     assert unknown.rc == 2 and unknown.err.startswith("error: no sequence named 'winter-sal' (known: "), unknown
+
+
+# -- the sample contact's extra columns ---------------------------------------------------------
+def test_validate_renders_attrs_the_database_contacts_have(migrated):
+    migrated.write(HELLO, "سلام {{ contact.first_name }}\nاز {{ contact.attrs.city }}\n")
+    before = migrated.run("validate")
+    assert before.rc == 2, before
+    assert before.problems == [
+        f"{HELLO}:2: contact.attrs.city: no contact has this column (none of the 1,000 most recent in the database), "
+        "so the message would be skipped; import contacts with a city column, declare it in "
+        f"{WINTER} as sample: {{city: ...}}, or write {{{{ contact.attrs.city | default('...') }}}} "
+        "(used by winter-sale touch 'hello')"], before
+    migrated.write("leads.csv", "phone,first_name,city\n09121234567,سارا,تهران\n")
+    assert migrated.run("contacts", "import", "leads.csv").rc == 0
+    after = migrated.run("validate")
+    assert after.rc == 0 and after.err == "", after
+
+
+def test_validate_renders_attrs_declared_as_the_sequence_sample_without_a_database(project):
+    project.write(HELLO, "سلام {{ contact.first_name }}\nاز {{ contact.attrs.city }}\n")
+    project.append(WINTER, "sample: {city: تهران}\n")
+    result = project.run("validate")
+    assert result.rc == 0 and result.err == "", result
+    assert not project.db.exists()  # validate looks into a database, never creates one

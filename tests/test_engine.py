@@ -272,16 +272,43 @@ def test_blocked_provider_is_paused_and_the_failover_sends(make_world, frozen):
     assert state["name"] == "primary" and state["state"] == "paused" and "credit" in state["reason"]
 
 
-def test_a_broken_template_fails_that_touch_only(make_world, frozen):
+def first_touch_renders(make_world, name: str, source: str):
+    """A world with sequence ``a`` whose first touch renders template ``name`` (``source``)."""
     seq = simple_sequence("a")
-    seq["touches"][0]["template"] = "broken.sms.j2"
-    world = make_world([seq], templates={"broken.sms.j2": "{{ contact.nickname }}"})
+    seq["touches"][0]["template"] = name
+    return make_world([seq], templates={name: source})
+
+
+def test_a_broken_template_fails_that_touch_only(make_world, frozen):
+    world = first_touch_renders(make_world, "broken.sms.j2", "{{ contact.nickname }}")
     (sara,) = world.add_contacts(SARA)
     world.enroll("a", sara)
     world.run(frozen, T0 + timedelta(hours=3))
     statuses = [m["status"] for m in world.messages()]
     assert statuses == ["failed", "sent", "sent"]
     assert world.messages(touch="t0")[0]["reason"].startswith("template: broken.sms.j2")
+
+
+def test_a_contact_without_a_column_the_template_reads_is_skipped_with_the_column_named(make_world, frozen):
+    world = first_touch_renders(make_world, "city.sms.j2", "سلام\n{{ contact.attrs.city }}")
+    sara, ali = world.add_contacts({**SARA, "city": "تهران"}, ALI)
+    world.enroll("a", sara, ali)
+    world.run(frozen, T0 + timedelta(hours=3))
+    first = {m["contact_id"]: m for m in world.messages(touch="t0")}
+    assert first[sara]["status"] == "sent" and first[ali]["status"] == "skipped"
+    assert first[ali]["reason"] == ("template: city.sms.j2:2: contact has no attrs.city; "
+                                    "add it or use | default(...)")
+    assert [m["status"] for m in world.messages() if m["contact_id"] == ali] == ["skipped", "sent", "sent"]
+    assert world.sms.outbox[0].text.startswith("سلام\nتهران")
+
+
+def test_a_missing_column_with_a_default_renders_the_default(make_world, frozen):
+    world = first_touch_renders(make_world, "city.sms.j2", "سلام {{ contact.attrs.city | default('دوست') }}")
+    (ali,) = world.add_contacts(ALI)
+    world.enroll("a", ali)
+    world.tick()
+    assert world.messages(touch="t0")[0]["status"] == "sent"
+    assert world.sms.outbox[0].text.startswith("سلام دوست")
 
 
 HOSTILE_TEMPLATES = {

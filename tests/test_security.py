@@ -718,7 +718,7 @@ def test_a_yaml_alias_bomb_is_refused_with_file_and_line(tmp_path, where):
         fh.write(_alias_bomb(9))
     first_alias = len((cfg / where).read_text(encoding="utf-8").splitlines()) - 8  # the line of lol1
     config, problems = validate(cfg)  # without the refusal, expanding 9**9 strings does not end
-    assert config is None
+    assert (config is None) == (where == "settings.yaml") and (config is None or not config.sequences)
     assert [str(p) for p in problems] == [
         f"{os.path.relpath(cfg / where)}:{first_alias}: YAML alias *lol0 is not accepted here; repeat the value "
         "instead of naming it with &lol0 and reusing it"]

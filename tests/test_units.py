@@ -318,6 +318,31 @@ def test_strict_undefined_a_default_elsewhere_does_not_hide_an_undefined_name(te
         templates.render("u.sms.j2", "sms", context())
 
 
+@pytest.mark.parametrize("source", ["Hi\n{{ contact.attrs.city }}", "Hi\n{{ contact.attrs['city'] }}",
+                                    "Hi\n{% if contact.attrs.city %}x{% endif %}", "Hi\n{{ contact.attrs.city.upper() }}"])
+def test_a_missing_contact_column_is_named_with_the_fix(templates, source):
+    from engine.templates import Attrs, MissingAttr
+
+    templates.write("c.sms.j2", source)
+    ctx = context()
+    with pytest.raises(MissingAttr) as caught:
+        templates.render("c.sms.j2", "sms", ctx)
+    assert (caught.value.attribute, caught.value.line) == ("city", 2)
+    assert str(caught.value) == "c.sms.j2:2: contact has no attrs.city; add it or use | default(...)"
+    ctx["contact"].attrs = Attrs(city="Tehran")
+    assert templates.render("c.sms.j2", "sms", ctx).text in ("Hi\nTehran", "Hi\nTEHRAN", "Hi\nx")
+
+
+@pytest.mark.parametrize("source, text", [
+    ("{{ contact.attrs.city | default('friend') }}", "friend"),
+    ("{% if contact.attrs.city is defined %}{{ contact.attrs.city }}{% else %}no city{% endif %}", "no city"),
+    ("{% for k, v in contact.attrs.items() %}{{ k }}={{ v }}{% endfor %}.", "."),
+])
+def test_a_missing_contact_column_can_be_given_a_default(templates, source, text):
+    templates.write("d.sms.j2", source)
+    assert templates.render("d.sms.j2", "sms", context()).text == text
+
+
 def test_template_syntax_error_names_the_line(templates):
     templates.write("s.sms.j2", "ok\n{% if %}\n")
     with pytest.raises(RenderError) as caught:
@@ -1027,3 +1052,33 @@ def test_a_good_mobile_beside_a_bad_email_is_imported_with_a_warning_on_its_line
     [(line, warning)] = report.warnings
     assert line == 2 and warning.startswith("email: 'ali@' is not a valid email address")
     assert warning.endswith("imported without this email, fix it and import again to add it")
+
+
+# -- YAML syntax errors: the line of the mistake, in words to act on ------------------------------------
+# each text marks the line of the mistake with "# <-"
+@pytest.mark.parametrize("text, says", [
+    ("name: s\ntouches:\n  - name: a\n    after: 1d\n   channel: sms  # <-\n", "line this key up with the keys beside it"),
+    ("name: s\nlocale: fa\n  oops: 1  # <-\nb: 2\n", "a ':' where no key can start"),
+    ("name: s\ndescription: a: b  # <-\nb: 2\n", "put a value that contains ': ' in quotes"),
+    ("name: s\nexit_on converted  # <-\nb: 2\nc: 3\n", "a key without its ':'"),
+    ("name: s\nexit_on:converted  # <-\nb: 2\n", "without a space after the ':'"),
+    ("name: s\noffer:\n\tcode: X  # <-\nb: 2\n", "a tab character; YAML indents with spaces only"),
+    ('name: s\ndescription: "winter sale  # <-\nb: 2\nc: 3\nd: 4\n', 'a quote opened on line 2 is never closed'),
+    ("name: s\ndescription: 'winter sale  # <-\nb: 2\nc: 3\n", "a quote opened on line 2 is never closed"),
+    ("name: s\nexit_on: [converted, replied  # <-\nb: 2\nc: 3\n", "a [ opened on line 2 is not closed with ]"),
+    ("name: s\noffer: {code: X, title: Y  # <-\nb: 2\n", "a { opened on line 2 is not closed with }"),
+    ("name: s\ntouches:\n  - name: a\n    after: 1d\n  channel: sms  # <-\n", "a key at the indentation of the list's"),
+    ("name: s\ndescription: 'it's new'  # <-\n", "text after a quoted value"),
+    ("name: s\ndescription: `x`  # <-\n", "a value cannot start with `; put the value in quotes"),
+])
+def test_a_yaml_syntax_error_points_at_the_mistake_and_says_what_to_check(tmp_path, text, says):
+    from engine.errors import ConfigError
+    from engine.yamlfile import load_yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    mistake = next(i for i, line in enumerate(text.splitlines(), 1) if line.endswith("# <-"))
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(path)
+    [problem] = raised.value.problems
+    assert problem.line == mistake and problem.message.startswith("YAML syntax error: ") and says in problem.message, problem
