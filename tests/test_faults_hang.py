@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -152,6 +153,10 @@ def test_a_tick_stuck_at_the_provider_is_logged_with_its_phase(tmp_path, caplog)
     tick.start()
     try:
         assert at_provider.wait(30)
+        # the tick's thread may still be looking for a next batch ('claim') before it waits on the provider
+        waited = time.monotonic() + 30
+        while [r.phase for r in world.dispatcher.phases.running()] != ["send"] and time.monotonic() < waited:
+            time.sleep(0.01)
         with caplog.at_level(logging.WARNING, logger="followup.worker"):
             clock.now += 30
             assert watchdog.check() == []  # under the limit: nothing said
