@@ -106,9 +106,11 @@ def python_speed() -> float:
 class FakeSms:
     """The fake Kavenegar in its own process (bench/fakesms.py)."""
 
-    def __init__(self, delay: float = 0.05, fail5xx: float = 0.0, fail429: float = 0.0):
+    def __init__(self, delay: float = 0.05, fail5xx: float = 0.0, fail429: float = 0.0, limit: float = 0.0,
+                 burst: float = 1.0):
         self.proc = subprocess.Popen([PY, str(BENCH / "fakesms.py"), "--port", "0", "--delay", str(delay),
-                                      "--fail5xx", str(fail5xx), "--fail429", str(fail429)],
+                                      "--fail5xx", str(fail5xx), "--fail429", str(fail429),
+                                      "--limit", str(limit), "--burst", str(burst)],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("READY"):
