@@ -1,6 +1,7 @@
 """What the benches share: the fake SMS API process, a config + database built in code, result lines."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -33,6 +34,20 @@ def result(name: str, figure: str, target: str, met: bool | None) -> None:
     """One line: name, figure, target, met / NOT met (None: informational)."""
     verdict = "" if met is None else (" met" if met else " NOT met")
     print(f"{name}: {figure} (target {target}){verdict}", flush=True)
+
+
+def postgres_bench_args(doc: str, name: str, quick: int, full: int) -> tuple[str, int] | None:
+    """A PostgreSQL bench's command line (``--quick``, ``--postgres URL``, ``-n``): (URL, message count),
+    or None, after saying the bench is skipped, when no PostgreSQL URL is set."""
+    p = argparse.ArgumentParser(description=doc)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--postgres", default=PG_URL)
+    p.add_argument("-n", type=int, default=None)
+    args = p.parse_args()
+    if not args.postgres:
+        print(f"{name}: skipped (set FOLLOWUP_BENCH_POSTGRES_URL)")
+        return None
+    return args.postgres, args.n or (quick if args.quick else full)
 
 
 def info(text: str) -> None:

@@ -11,14 +11,13 @@ one worker could send 400/s without the limit.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PG_URL, FakeSms, info, kavenegar, result, setup_world, start_worker, terminate,  # noqa: E402
-                    wait_for)
+from common import (FakeSms, info, kavenegar, postgres_bench_args, result, setup_world,  # noqa: E402
+                    start_worker, terminate, wait_for)
 from tests.faults import own_database  # noqa: E402
 
 LIMIT = 100  # sends a second, the panel's and the provider's ``rate``
@@ -51,16 +50,11 @@ def run(fake: FakeSms, url: str, root: Path, workers: int, n: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--postgres", default=PG_URL)
-    p.add_argument("-n", type=int, default=None)
-    args = p.parse_args()
-    if not args.postgres:
-        print("ratelimit: skipped (set FOLLOWUP_BENCH_POSTGRES_URL)")
+    wanted = postgres_bench_args(__doc__, "ratelimit", quick=1000, full=2000)
+    if wanted is None:
         return 0
-    n = args.n or (1000 if args.quick else 2000)
-    url = own_database(args.postgres, "bench_ratelimit")  # its schema is dropped for every run
+    postgres, n = wanted
+    url = own_database(postgres, "bench_ratelimit")  # its schema is dropped for every run
     with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05, limit=LIMIT, burst=BURST) as fake:
         three = run(fake, url, Path(tmp) / "three", 3, n)
         one = run(fake, url, Path(tmp) / "one", 1, n)

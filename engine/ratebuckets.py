@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from providers.base import Provider
 from providers.errors import TransientError
-from providers.ratelimit import LeasedRateLimiter, RateLimiter, parse_rate
+from providers.ratelimit import LeasedRateLimiter, Limiter, RateLimiter, parse_rate
 
 from .db import is_sqlite
 
@@ -96,10 +96,10 @@ class RateBucket:
                 pass
 
 
-def rate_limiters(engine: sa.Engine, providers: dict[str, list[Provider]]) -> dict[str, RateLimiter | LeasedRateLimiter]:
+def rate_limiters(engine: sa.Engine, providers: dict[str, list[Provider]]) -> dict[str, Limiter]:
     """Each provider's limiter: leased from ``rate_buckets`` on PostgreSQL, where several workers may share
     one database; this process's own on SQLite, which runs one worker per database file."""
-    out: dict[str, RateLimiter | LeasedRateLimiter] = {}
+    out: dict[str, Limiter] = {}
     for provider in (p for group in providers.values() for p in group):
         rate = parse_rate(provider.settings.get("rate"))
         if rate and not is_sqlite(engine):

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator
+from typing import Callable, Generator
 
 from tenacity import (DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
                       wait_exponential_jitter)
@@ -29,7 +29,7 @@ from providers.errors import (
     ProviderError,
     TransientError,
 )
-from providers.ratelimit import RateLimiter, parse_rate
+from providers.ratelimit import Limiter, RateLimiter, parse_rate
 
 __all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
@@ -83,11 +83,11 @@ class Sender:
     """
 
     def __init__(self, providers: dict[str, list[Provider]], *, inline_retries: int = 3,
-                 sleep: Callable[[float], None] = time.sleep, limiters: dict[str, Any] | None = None):
+                 sleep: Callable[[float], None] = time.sleep, limiters: dict[str, Limiter] | None = None):
         self.providers = providers
         self.inline_retries = max(1, inline_retries)
         self.sleep = sleep
-        self.limiters = limiters if limiters is not None else {
+        self.limiters: dict[str, Limiter] = limiters if limiters is not None else {
             p.name: RateLimiter(parse_rate(p.settings.get("rate"))) for ps in providers.values() for p in ps}
         # the policy only; each send keeps its own RetryCallState, so one Retrying serves every thread
         self._retrying = Retrying(stop=stop_after_attempt(self.inline_retries), wait=self._wait,

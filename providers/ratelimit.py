@@ -14,7 +14,7 @@ from typing import Callable
 
 from .errors import ProviderConfigError
 
-__all__ = ["LeasedRateLimiter", "RateLimiter", "parse_rate"]
+__all__ = ["LeasedRateLimiter", "Limiter", "RateLimiter", "parse_rate"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*([smh])\s*$")
@@ -33,8 +33,11 @@ def parse_rate(text: str | int | float | None) -> float | None:
     return count / (per * _UNITS[unit])
 
 
-class _Limiter:
+class Limiter:
+    """What a send asks before it goes: :meth:`acquire` waits for the provider's next slot."""
+
     def reserve(self) -> float:
+        """Reserve the next slot; return how many seconds to wait for it."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -47,7 +50,7 @@ class _Limiter:
             sleep(delay)
 
 
-class RateLimiter(_Limiter):
+class RateLimiter(Limiter):
     """Spaces sends ``1/rate`` seconds apart (a burst of one), across threads."""
 
     def __init__(self, per_second: float | None, *, clock: Callable[[], float] = time.monotonic):
@@ -72,7 +75,7 @@ class RateLimiter(_Limiter):
 Lease = Callable[[int, float], float]
 
 
-class LeasedRateLimiter(_Limiter):
+class LeasedRateLimiter(Limiter):
     """Spaces sends ``1/rate`` seconds apart together with other workers that lease from the same budget.
 
     Slots are leased ``lease_size`` at a time (about ``lease_seconds`` of sends), so the shared budget
