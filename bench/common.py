@@ -1,6 +1,7 @@
 """What the benches share: the fake SMS API process, a config + database built in code, result lines."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -33,6 +34,20 @@ def result(name: str, figure: str, target: str, met: bool | None) -> None:
     """One line: name, figure, target, met / NOT met (None: informational)."""
     verdict = "" if met is None else (" met" if met else " NOT met")
     print(f"{name}: {figure} (target {target}){verdict}", flush=True)
+
+
+def postgres_bench_args(doc: str, name: str, quick: int, full: int) -> tuple[str, int] | None:
+    """A PostgreSQL bench's command line (``--quick``, ``--postgres URL``, ``-n``): (URL, message count),
+    or None, after saying the bench is skipped, when no PostgreSQL URL is set."""
+    p = argparse.ArgumentParser(description=doc)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--postgres", default=PG_URL)
+    p.add_argument("-n", type=int, default=None)
+    args = p.parse_args()
+    if not args.postgres:
+        print(f"{name}: skipped (set FOLLOWUP_BENCH_POSTGRES_URL)")
+        return None
+    return args.postgres, args.n or (quick if args.quick else full)
 
 
 def info(text: str) -> None:
@@ -106,9 +121,11 @@ def python_speed() -> float:
 class FakeSms:
     """The fake Kavenegar in its own process (bench/fakesms.py)."""
 
-    def __init__(self, delay: float = 0.05, fail5xx: float = 0.0, fail429: float = 0.0):
+    def __init__(self, delay: float = 0.05, fail5xx: float = 0.0, fail429: float = 0.0, limit: float = 0.0,
+                 burst: float = 1.0):
         self.proc = subprocess.Popen([PY, str(BENCH / "fakesms.py"), "--port", "0", "--delay", str(delay),
-                                      "--fail5xx", str(fail5xx), "--fail429", str(fail429)],
+                                      "--fail5xx", str(fail5xx), "--fail429", str(fail429),
+                                      "--limit", str(limit), "--burst", str(burst)],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("READY"):

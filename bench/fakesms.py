@@ -3,18 +3,21 @@
 Pure asyncio with a minimal HTTP/1.1 keep-alive parser, in its own process, so the server is never the
 bottleneck at C=200 on a small machine. Every send answers after ``--delay`` seconds.
 
-    python bench/fakesms.py --port 0 --delay 0.05 [--fail5xx 0.05] [--fail429 0.05]
+    python bench/fakesms.py --port 0 --delay 0.05 [--fail5xx 0.05] [--fail429 0.05] [--limit 100 --burst 20]
     → prints "READY <port>" on stdout, then serves:
 
     POST /v1/{key}/sms/send.json                 form: receptor, message, sender, localid
     POST /v1/{key}/sms/statuslocalmessageid.json form: localid  (reconciliation after a crash)
     GET  /_stats                                 counters and per-localid receipt times
-    POST /_reset?delay=&fail5xx=&fail429=         clear counters, change behaviour
+    POST /_reset?delay=&fail5xx=&fail429=&limit=&burst=   clear counters, change behaviour
 
 Faults: ``fail5xx`` answers 503 (plain text, no Retry-After); ``fail429`` answers HTTP 429 with
 ``Retry-After: 1`` (plain text, so it maps to a rate limit, not Kavenegar's JSON "IP restricted" 429).
 A localid counts as received once the 200 reply is due, whether or not the client is still there
 (a worker killed mid-request still "sent" the message).
+
+A panel's rate limit: with ``limit`` > 0 the send API is a token bucket of ``limit`` requests a second
+holding at most ``burst``; a send that finds it empty is answered like ``fail429`` (counted in ``f429``).
 """
 from __future__ import annotations
 
@@ -28,10 +31,24 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class State:
-    def __init__(self, delay: float, fail5xx: float, fail429: float, seed: int):
+    def __init__(self, delay: float, fail5xx: float, fail429: float, seed: int, limit: float = 0.0,
+                 burst: float = 1.0):
         self.delay, self.fail5xx, self.fail429 = delay, fail5xx, fail429
+        self.limit, self.burst = limit, burst
         self.rng = random.Random(seed)
         self.reset()
+
+    def over_limit(self) -> bool:
+        """Take a token from the panel's bucket; True when there is none (the request is refused)."""
+        if not self.limit:
+            return False
+        at = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (at - self.filled_at) * self.limit)
+        self.filled_at = at
+        if self.tokens < 1:
+            return True
+        self.tokens -= 1
+        return False
 
     def reset(self) -> None:
         self.requests = 0
@@ -41,6 +58,7 @@ class State:
         self.lookups = 0
         self.sent: dict[str, list[float]] = {}  # localid → receipt times of accepted sends
         self.next_id = 1000
+        self.tokens, self.filled_at = self.burst, time.monotonic()
 
 
 def reply(status: int, body: bytes, ctype: str = "application/json", extra: str = "") -> bytes:
@@ -69,7 +87,7 @@ async def handle_one(state: State, method: str, target: str, body: bytes) -> byt
         return reply(200, json.dumps(data).encode())
     if path == "/_reset":
         q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        for key in ("delay", "fail5xx", "fail429"):
+        for key in ("delay", "fail5xx", "fail429", "limit", "burst"):
             if key in q:
                 setattr(state, key, float(q[key]))
         state.reset()
@@ -77,6 +95,9 @@ async def handle_one(state: State, method: str, target: str, body: bytes) -> byt
     form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
     if path.endswith("/sms/send.json"):
         state.send_requests += 1
+        if state.over_limit():
+            state.f429 += 1
+            return reply(429, b"slow down", "text/plain", "Retry-After: 1\r\n")
         roll = state.rng.random()
         await asyncio.sleep(state.delay)
         if roll < state.fail5xx:
@@ -142,7 +163,7 @@ async def serve_conn(state: State, reader: asyncio.StreamReader, writer: asyncio
 
 
 async def main_async(args) -> None:
-    state = State(args.delay, args.fail5xx, args.fail429, args.seed)
+    state = State(args.delay, args.fail5xx, args.fail429, args.seed, args.limit, args.burst)
     server = await asyncio.start_server(lambda r, w: serve_conn(state, r, w), "127.0.0.1", args.port,
                                         backlog=2048, limit=1 << 20)
     port = server.sockets[0].getsockname()[1]
@@ -158,6 +179,8 @@ def main() -> int:
     p.add_argument("--fail5xx", type=float, default=0.0)
     p.add_argument("--fail429", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--limit", type=float, default=0.0, help="send requests a second the panel allows (0: any)")
+    p.add_argument("--burst", type=float, default=1.0, help="of which at most this many at once")
     args = p.parse_args()
     try:
         asyncio.run(main_async(args))

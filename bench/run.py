@@ -63,6 +63,7 @@ def benches(pg: str | None, quick: bool, profile: str | None) -> list[tuple[str,
         ("latency", ["latency.py", *q]),
         ("faults", ["throughput.py", "--faults", *q, *prof]),
         ("scaleout", ["scaleout.py", *q, *pgargs]),
+        ("ratelimit", ["ratelimit.py", *q, *pgargs]),
         ("celery", ["celery_vs.py", *q]),
     ]
 
@@ -71,7 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, one run each (about 5 minutes)")
     parser.add_argument("--only", nargs="*", help="run only these benches (throughput, bookkeeping, tick, memory, "
-                                                  "import, latency, faults, scaleout, celery)")
+                                                  "import, latency, faults, scaleout, ratelimit, celery)")
     parser.add_argument("--profile", help="write pyinstrument profiles into this folder")
     args = parser.parse_args()
     print(machine(), flush=True)

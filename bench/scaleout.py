@@ -8,14 +8,13 @@ accepted every localid once.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PG_URL, FakeSms, count_status, info, kavenegar, result, setup_world, start_worker,  # noqa: E402
-                    terminate, wait_for)
+from common import (FakeSms, count_status, info, kavenegar, postgres_bench_args, result,  # noqa: E402
+                    setup_world, start_worker, terminate, wait_for)
 
 
 def run(fake: FakeSms, url: str, root: Path, workers: int, n: int) -> dict:
@@ -41,20 +40,15 @@ def run(fake: FakeSms, url: str, root: Path, workers: int, n: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--postgres", default=PG_URL)
-    p.add_argument("-n", type=int, default=None)
-    args = p.parse_args()
-    if not args.postgres:
-        print("scale-out: skipped (set FOLLOWUP_BENCH_POSTGRES_URL)")
+    wanted = postgres_bench_args(__doc__, "scale-out", quick=1200, full=3000)
+    if wanted is None:
         return 0
-    n = args.n or (1200 if args.quick else 3000)
+    postgres, n = wanted
     with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05) as fake:
         # one worker before and after the two: the machine's speed drifts, and the pair brackets it
-        one = run(fake, args.postgres, Path(tmp) / "one", 1, n)
-        two = run(fake, args.postgres, Path(tmp) / "two", 2, n)
-        again = run(fake, args.postgres, Path(tmp) / "again", 1, n)
+        one = run(fake, postgres, Path(tmp) / "one", 1, n)
+        two = run(fake, postgres, Path(tmp) / "two", 2, n)
+        again = run(fake, postgres, Path(tmp) / "again", 1, n)
     single = (one["rate"] + again["rate"]) / 2
     ratio = two["rate"] / single
     for label, r in (("1 worker", one), ("2 workers", two), ("1 worker again", again)):

@@ -62,6 +62,7 @@ from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollm
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .installation import message_id_of, reference_prefix
+from .ratebuckets import rate_limiters
 from .render import NotSent, build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
@@ -154,7 +155,8 @@ class Dispatcher:
         self.engine = engine or make_engine(config.settings.database_url)
         self.providers = providers
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.sender = Sender(providers, inline_retries=self.settings.worker.inline_retries, sleep=sleep)
+        self.sender = Sender(providers, inline_retries=self.settings.worker.inline_retries, sleep=sleep,
+                             limiters=rate_limiters(self.engine, providers))
         self.stopping = threading.Event()
         self.phases = Phases()  # the tick names its phase here; the watchdog and the SIGTERM deadline read it
         self._sleep = None if sleep is time.sleep else sleep  # tests inject a sleep that records the waits
@@ -644,6 +646,8 @@ class Dispatcher:
         self._pool.shutdown(wait=True)
         if self._checkpointer is not None:
             self._checkpointer.close()
+        for limiter in self.sender.limiters.values():
+            limiter.close()
         for group in self.providers.values():
             for provider in group:
                 provider.close()

@@ -328,3 +328,19 @@ class SequenceState(SQLModel, table=True):
 
 
 __all__ += ["SequenceState"]
+
+
+class RateBucket(SQLModel, table=True):
+    """A provider's ``rate``, shared by every worker on this database (see :mod:`engine.ratebuckets`).
+
+    ``tat`` is the bucket's theoretical arrival time (GCRA): the Unix time at which the provider's
+    next free send slot begins. A lease moves it on by the slots it takes.
+    """
+
+    __tablename__ = "rate_buckets"
+
+    provider: str = Field(primary_key=True, max_length=100)
+    tat: float = Field(default=0.0, sa_type=sa.Float(precision=53))
+
+
+__all__ += ["RateBucket"]

@@ -29,7 +29,7 @@ from providers.errors import (
     ProviderError,
     TransientError,
 )
-from providers.ratelimit import RateLimiter
+from providers.ratelimit import Limiter, RateLimiter, parse_rate
 
 __all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
@@ -76,14 +76,19 @@ def run_steps(steps: Steps, sleep: Callable[[float], None]) -> "Outcome":
 
 
 class Sender:
-    """Sends through an ordered list of providers per channel, with rate limits shared by threads."""
+    """Sends through an ordered list of providers per channel, with rate limits shared by threads.
+
+    ``limiters`` maps a provider's name to its limiter (see :func:`engine.ratebuckets.rate_limiters` for
+    one shared by workers); by default each provider's ``rate`` is this process's own.
+    """
 
     def __init__(self, providers: dict[str, list[Provider]], *, inline_retries: int = 3,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, limiters: dict[str, Limiter] | None = None):
         self.providers = providers
         self.inline_retries = max(1, inline_retries)
         self.sleep = sleep
-        self.limiters = {p.name: RateLimiter(_rate(p)) for ps in providers.values() for p in ps}
+        self.limiters: dict[str, Limiter] = limiters if limiters is not None else {
+            p.name: RateLimiter(parse_rate(p.settings.get("rate"))) for ps in providers.values() for p in ps}
         # the policy only; each send keeps its own RetryCallState, so one Retrying serves every thread
         self._retrying = Retrying(stop=stop_after_attempt(self.inline_retries), wait=self._wait,
                                   retry=retry_if_exception_type(TransientError), reraise=True)
@@ -193,9 +198,3 @@ class Sender:
         if all(p.supports_lookup for p in providers):
             return False, None, None
         return None, None, None
-
-
-def _rate(provider: Provider) -> float | None:
-    from providers.ratelimit import parse_rate
-
-    return parse_rate(provider.settings.get("rate"))
