@@ -75,7 +75,7 @@ class KavenegarProvider(IranianPanel):
     # -- send ------------------------------------------------------------------------
     def build_request(self, message):
         return self.call("sms/send", sends=True, receptor=national(message.to), message=message.text,
-                         sender=self.sender, localid=message.message_id)
+                         sender=self.line(message), localid=message.message_id)
 
     def parse_response(self, message, response):
         entries = self.payload(response)
@@ -101,7 +101,8 @@ class KavenegarProvider(IranianPanel):
         return reports
 
     def inbound(self):
-        entries = self.fetch(self.call("sms/receive", linenumber=self.sender, isread=0))
+        entries = [e for line in self.numbers
+                   for e in self.fetch(self.call("sms/receive", linenumber=line, isread=0))]
         return [InboundMessage(sender=e164(e.get("sender")), text=str(e.get("message") or ""),
                                at=from_unix(e.get("date")), provider_message_id=as_text(e.get("messageid")))
                 for e in entries]

@@ -24,6 +24,7 @@ from .errors import (
     PermanentRecipientError,
     ProviderBlockedError as Blocked,
     RateLimitedError,
+    RecipientBlacklistedError,
     TransientError,
 )
 from .http import HttpCall
@@ -38,7 +39,7 @@ ERRORS = {
     20: RateLimitedError,
     101: Blocked, 102: Blocked, 103: Content, 104: PermanentRecipientError, 105: Content, 106: Content,
     107: Content, 108: Content, 109: Content, 110: Content, 111: Content, 112: Content, 113: Content,
-    114: Content, 115: PermanentRecipientError, 116: Content, 117: Content, 118: Content,
+    114: Content, 115: RecipientBlacklistedError, 116: Content, 117: Content, 118: Content,
     119: Blocked, 123: Blocked,
 }
 
@@ -75,7 +76,8 @@ class SmsIrProvider(IranianPanel):
 
     # -- send ------------------------------------------------------------------------
     def build_request(self, message):
-        line = int(self.sender) if self.sender.isdigit() else self.sender  # the docs show a number
+        line = self.line(message)
+        line = int(line) if line.isdigit() else line  # the docs show a number
         body = {"lineNumber": line, "messageText": message.text, "mobiles": [national(message.to)],
                 "sendDateTime": None}
         return self.call("POST", "send/bulk", sends=True, json=body)
@@ -89,8 +91,8 @@ class SmsIrProvider(IranianPanel):
             raise Content("SMS.ir refused this message (messageIds[0] is null: an invalid or overlong text, "
                           "or a number it won't take)", code="null", provider=self.name)
         if as_int(ids[0]) == 0:
-            raise PermanentRecipientError("SMS.ir: the recipient is blacklisted (messageIds[0] is 0)",
-                                          code="0", provider=self.name)
+            raise RecipientBlacklistedError("SMS.ir: operator advertising blacklist (messageIds[0] is 0)",
+                                            code="0", provider=self.name)
         return SendResult(provider_message_id=str(ids[0]), cost=as_float(data.get("cost")))
 
     # -- delivery, inbound, account ------------------------------------------------------
