@@ -11,6 +11,7 @@ from .catalog import sync_catalog
 from .clock import now
 from .config import Config
 from .journal import append_log
+from .kinds import blocks
 from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus
 
 __all__ = ["EnrollReport", "enroll"]
@@ -27,9 +28,13 @@ class EnrollReport:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _refusal(contact: dict, channels: set[str]) -> str | None:
-    """Why a contact can't be enrolled: opted out of every channel the sequence uses."""
-    blocked = {c: contact.get(f"{c}_suppressed") for c in channels}
+def _refusal(contact: dict, channels: dict[str, set[str]]) -> str | None:
+    """Why a contact can't be enrolled: opted out of every channel the sequence uses.
+
+    ``channels``: the touch kinds the sequence sends on each channel; a suppression that stops none of
+    them (promotional SMS only, for a sequence with informational SMS) does not count."""
+    blocked = {c: s if (s := contact.get(f"{c}_suppressed")) and any(blocks(s, k) for k in kinds) else None
+               for c, kinds in channels.items()}
     missing = {c: "no phone" if c == "sms" else "no email" for c in channels
                if not contact.get("phone" if c == "sms" else "email")}
     if "sms" in channels and "sms" not in missing and landline(contact.get("phone")):
@@ -47,7 +52,9 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
     report = EnrollReport()
     ids = list(dict.fromkeys(contact_ids))
     stamp = now()
-    channels = {t.channel for t in seq.touches}
+    channels: dict[str, set[str]] = {}
+    for touch in seq.touches:
+        channels.setdefault(touch.channel, set()).add(touch.kind)
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         rows = {r["id"]: dict(r) for r in conn.execute(sa.select(contacts).where(contacts.c.id.in_(chunk))).mappings()}

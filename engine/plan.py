@@ -1,7 +1,8 @@
 """The checks made at claim time, as plain functions of what was read: cancel, skip, defer or send.
 
 1. the enrollment is still active                → else ``cancelled``
-2. the contact is not suppressed on the channel  → else ``skipped``
+2. the contact is not suppressed on the channel  → else ``skipped`` (a suppression for promotional
+   SMS only, :mod:`engine.kinds`, lets informational touches through)
 3. an urgent touch's offer is live               → else ``skipped`` (offer_expired / sold_out)
 4. send window and frequency cap                 → else ``deferred`` to the next allowed moment,
    unless that passes an urgent touch's deadline → then ``skipped``
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from .addresses import landline
 from .clock import to_utc
 from .durations import parse_duration
+from .kinds import PROMOTIONAL, blocks
 from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
 
@@ -30,6 +32,7 @@ class TouchPlan:
     channel: str
     template: str
     urgent: bool
+    kind: str = PROMOTIONAL
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def plan_from_json(text: str) -> SequencePlan:
         name=data["name"],
         description=data.get("description", ""),
         touches=tuple(TouchPlan(t["index"], t["name"], parse_duration(t["after"]), t["channel"], t["template"],
-                                t["urgent"]) for t in data["touches"]),
+                                t["urgent"], t.get("kind", PROMOTIONAL)) for t in data["touches"]),
         send_window=SendWindow(window["start"], window["end"], frozenset(window["days"])) if window else None,
         frequency_cap=FrequencyCap(cap["per_day"]) if cap else None,
         offer_title=(data.get("offer") or {}).get("title"),
@@ -82,17 +85,18 @@ def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day
 
 def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, offer: dict | None,
            tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime],
-           opens: datetime | None = None) -> Decision:
+           opens: datetime | None = None, kind: str = PROMOTIONAL) -> Decision:
     """Decide what happens to one claimed message, now.
 
     ``opens`` is ``next_allowed(now, tz, window)`` when the caller has it already: it is the same for
-    every message of a batch in one time zone and window.
+    every message of a batch in one time zone and window. ``kind`` is the touch's (promotional or
+    informational).
     """
     if enrollment["status"] != "active":
         return Decision("cancelled", f"enrollment {enrollment['status']}: {enrollment.get('ended_reason') or ''}".strip())
     channel = message["channel"]
     suppressed = contact.get(f"{channel}_suppressed")
-    if suppressed:
+    if suppressed and blocks(suppressed, kind):
         return Decision("skipped", f"suppressed on {channel}: {suppressed}")
     if not contact.get("phone" if channel == "sms" else "email"):
         return Decision("skipped", f"no {'phone number' if channel == 'sms' else 'email address'} for this contact")

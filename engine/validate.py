@@ -1,5 +1,5 @@
 """``followup validate``: settings, sequences, templates (rendered against a sample contact), providers,
-and honest urgency — every problem as ``FILE[:LINE]: KEY.PATH: what is wrong and how to fix it``."""
+honest urgency and informational touches without offers — every problem as ``FILE[:LINE]: KEY.PATH: what is wrong and how to fix it``."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ import os
 from .clock import now
 from .config import Config, load_config
 from .errors import ConfigError, Problem
+from .kinds import INFORMATIONAL
 from .render import template_context
 from .sequences import Sequence
 from .sms import sms_info, with_footer
@@ -67,6 +68,11 @@ def _template_problems(config: Config, seq: Sequence) -> list[Problem]:
         except RenderError as err:
             problems.append(Problem(tpl_path, "", f"{err.message} (used by {seq.name} touch {touch.name!r})", err.line))
             continue
+        if touch.kind == INFORMATIONAL and "offer" in used:
+            problems.append(Problem(seq_file, f"touches[{touch.index}].kind",
+                                    f"touch {touch.name!r} is informational but its template {touch.template} uses "
+                                    "`offer`: an offer is advertising, which a service line must not carry; drop "
+                                    "the offer from the template or make the touch kind: promotional", touch.line))
         if touch.channel == "sms" and not rendered.text:
             problems.append(Problem(tpl_path, "", "renders an empty SMS; write the message text"))
         if touch.channel == "email" and not rendered.subject:
