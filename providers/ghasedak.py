@@ -14,6 +14,13 @@ not the third-party docs' 0-8 table. The ``statusCode`` table comes from a third
 official list is UNVERIFIED); we read the envelope on any HTTP status (UNVERIFIED which status
 errors use).
 
+Lines and the advertising blacklist: ``lineNumber`` is the line the engine chose (``lines`` setting); the
+gateway also takes "priority" | "fastest" | "cheapest" as ``sender`` and then picks a line of unknown class.
+A blacklisted recipient shows up only in the receipt: ``SendStatus`` 12 BLACKLISTED (the telecom blacklist)
+and 8 INTERNAL_BLACKLISTED (Ghasedak's own list), both read as ``recipient_blocked`` (the SDK enum above;
+the third-party 0-8 table's "2 blacklist" is not followed, provider-audit.md M1). No send-time blacklist
+code is documented.
+
 Inbound SMS: ``GET GetReceivedSmses?lineNumber=&isRead=false`` → ``data.items[]`` of
 ``{id, message, sender, lineNumber, receiveDate}`` (official ``ghasedakapi/ghasedaksms-php``
 ``src/Constants.php`` and ``ReceivedSmsItemDTO.php``; parameter spelling and the example reply

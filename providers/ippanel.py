@@ -17,6 +17,12 @@ time but not by recipient, so it cannot tell our message from another with the s
 send answered with a server error or cut off after the request went out is recorded ``unknown``,
 never resent.
 
+Lines and the advertising blacklist: ``from_number`` is the line the engine chose (``lines`` setting), in
+E.164. The Edge docs name no line classes; a blacklisted recipient shows up in the recipients report as
+``message_status`` 4 "blacklisted" (``docs/report/bulk-recipient.md``), read as ``recipient_blocked``. The
+official SDKs' ``ErrItsTimeToSleep`` = "10019" "send time is 8-23" is the operators' hours on a line
+(providers.md §4, §9.3); the engine's ``send_window`` keeps sends inside such hours.
+
 Inbound SMS: ``POST /api/report/messages-inbox`` with ``{"page", "per_page", "filters": {"from_id"}}``
 → ``data[]`` of ``{messages_inbox_id, from, number, message, type, time, seen}``, newest first,
 ``meta.last_page`` for paging (``ippanelcom/Edge-Document`` ``docs/report/inbox-report.md``).

@@ -11,6 +11,13 @@ below) for each state change; "Receive via Callback URL" gets ``messageid``, ``f
 ``message`` for each SMS to the line (Kavenegar REST docs, the notes under Status and Receive, as the
 provider audit read them). Whether they arrive as a form body or a query string is UNVERIFIED: both are
 read. An inbound message pushed and then polled (``sms/receive``) has the same ``messageid``, so it counts once.
+
+Lines and the advertising blacklist: the API does not say a line's class; the ``lines`` setting does, and
+``sms/send`` takes the chosen line as ``sender``. A send to a number on the operators' advertising blacklist
+is accepted and shows up only in its receipt: ``entries[].status`` 14 "filtered" (official SDKs: .NET
+``MessageStatus.cs``, Go ``enums/message/status/type.go``; providers.md §1), read as ``recipient_blocked``.
+Kavenegar's service route to blacklisted numbers is ``verify/lookup`` with an approved template
+(providers.md §9.2), which this adapter does not use: a ``service`` line here is an account's own service line.
 """
 from __future__ import annotations
 

@@ -9,6 +9,13 @@ Idempotency: none. The console API takes no key of ours and has no list of recen
 reconcile against, so a send answered with a server error (HTTP 5xx, or the legacy "system
 error" code) or cut off after the request went out is recorded ``unknown``, never resent.
 
+Lines and the advertising blacklist: ``from`` is the line the engine chose (``lines`` setting). The
+shared service line (legacy ``BaseServiceNumber``, console ``send/shared``) "sends to the telecom
+blacklist" (https://www.melipayamak.com/api/sendbybasenumber2/, providers.md §3B) but only with an
+approved pattern (``bodyId``), so it is not a ``lines`` entry for ``send/simple``. Blacklist signals are
+third-party only (UNVERIFIED): return code 35 "recipient in the telecom blacklist"
+(:class:`RecipientBlacklistedError`) and delivery code 27 "recipient blocked" (``recipient_blocked``).
+
 Inbound SMS: ``POST receive/messages/{token}`` with ``{"type": "in", "number": <line>, "index": 0,
 "count": 100}`` → ``{"messages": [..], "status"}`` (the console's own page for the method, and the
 third-party SDK ``HRashidi/melipayamak`` ``src/config.ts``/``src/types.ts``). The docs leave the message

@@ -15,6 +15,13 @@ Delivery is one call per id; an id SMS.ir does not know (status 111) is no longe
 any other failure for one id waits its next poll without holding up the others.
 The status-code and deliveryState tables are a third-party transcription of the official
 docs (UNVERIFIED against https://sms.ir/rest-api/).
+
+Lines and the advertising blacklist: ``lineNumber`` is the line the engine chose (``lines`` setting; the API's
+``GET line`` lists the account's lines but not their class). SMS.ir says "blacklisted" three ways, all read
+as the operators' advertising blacklist: ``messageIds[i] == 0`` in an accepted send and body status 115
+"mobile(s) blacklisted" (both :class:`RecipientBlacklistedError`), and ``deliveryState`` 7 "blacklist" in a
+receipt (same transcription; providers.md §2). Its service route, ``send/verify`` with an approved template,
+reaches blacklisted numbers but "is not for advertising" (3P notes, providers.md §9.2); it is not used here.
 """
 from __future__ import annotations
 
