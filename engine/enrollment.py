@@ -33,7 +33,7 @@ def _refusal(contact: dict, channels: dict[str, set[str]]) -> str | None:
 
     ``channels``: the touch kinds the sequence sends on each channel; a suppression that stops none of
     them (promotional SMS only, for a sequence with informational SMS) does not count."""
-    blocked = {c: s if (s := contact.get(f"{c}_suppressed")) and any(blocks(s, k) for k in kinds) else None
+    blocked = {c: s if (s := contact.get(f"{c}_suppressed")) and all(blocks(s, k) for k in kinds) else None
                for c, kinds in channels.items()}
     missing = {c: "no phone" if c == "sms" else "no email" for c in channels
                if not contact.get("phone" if c == "sms" else "email")}

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.errors import ConfigError
-from engine.kinds import PROMOTIONAL_ONLY
+from engine.kinds import BLACKLIST_REASON, PROMOTIONAL_ONLY, suppress
 from engine.poller import Poller
 from engine.validate import validate
 from providers.errors import ProviderConfigError
@@ -23,7 +23,7 @@ from providers.registry import create_provider
 from tests.fakes.httpserver import FakeHttpServer, Reply
 from tests.provider_support import load_payload
 
-from .conftest import World
+from .conftest import World, simple_sequence
 from .test_engine import SARA, T0
 
 PROMO, SERVICE, OTHER = "10004346", "2000660110", "30001"
@@ -240,3 +240,13 @@ def test_bad_lines_are_refused_at_start_up(lines, error):
 def test_the_first_promotional_line_is_the_default_sender():
     provider = create_provider({"name": "k", "type": "kavenegar", "api_key": "k" * 32, "lines": list(reversed(LINES))})
     assert provider.sender == PROMO and provider.numbers == [PROMO, SERVICE]
+
+
+def test_a_promotional_only_suppression_refuses_enrollment_only_where_every_sms_touch_is_promotional(make_world):
+    world = make_world([mixed_sequence(), simple_sequence("promo")], templates=TEMPLATES)
+    (sara,) = world.add_contacts(SARA)
+    with world.engine.begin() as conn:
+        suppress(conn, sara, "sms", BLACKLIST_REASON, promotional_only=True)
+    assert world.enroll("mixed", sara).enrolled == [sara]  # its informational touch can still reach her
+    (refused,) = world.enroll("promo", sara).refused
+    assert refused[0] == sara and "promotional only: operator advertising blacklist" in refused[1]
