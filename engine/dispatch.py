@@ -58,7 +58,7 @@ from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .kinds import suppress as suppress_contact
 from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
-from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollment, Message, ProviderState, SequenceVersion,
+from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .installation import message_id_of, reference_prefix
@@ -77,7 +77,6 @@ logger = logging.getLogger("followup.worker")
 MAX_INFLIGHT_BATCHES = 6
 messages = Message.__table__
 enrollments = Enrollment.__table__
-contacts_t = Contact.__table__
 versions_t = SequenceVersion.__table__
 provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__

@@ -98,7 +98,7 @@ class SmsIrProvider(IranianPanel):
             raise Content("SMS.ir refused this message (messageIds[0] is null: an invalid or overlong text, "
                           "or a number it won't take)", code="null", provider=self.name)
         if as_int(ids[0]) == 0:
-            raise RecipientBlacklistedError("SMS.ir: operator advertising blacklist (messageIds[0] is 0)",
+            raise RecipientBlacklistedError("SMS.ir: the recipient is blacklisted (messageIds[0] is 0)",
                                             code="0", provider=self.name)
         return SendResult(provider_message_id=str(ids[0]), cost=as_float(data.get("cost")))
 

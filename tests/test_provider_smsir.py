@@ -58,7 +58,7 @@ def test_a_blacklisted_recipient_in_an_accepted_reply(server):
     server.routes["/send/bulk"] = Reply(200, load("send_blacklisted.json"))
     with pytest.raises(RecipientBlacklistedError) as info:
         make(server.url).send(MSG)
-    assert info.value.code == "0" and "operator advertising blacklist" in str(info.value)
+    assert info.value.code == "0"
 
 
 def test_a_null_message_id_fails_this_message_and_says_nothing_of_the_contact(server):
