@@ -57,8 +57,9 @@ from .config import Config
 from .control import HOLD, held_sequences
 from .db import is_sqlite, make_engine
 from .durations import format_duration
+from .kinds import suppress as suppress_contact
 from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
-from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Contact, Enrollment, Message, ProviderState, SequenceVersion,
+from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, ProviderState, SequenceVersion,
                      WorkerStatus)
 from .plan import SequencePlan, decide, plan_from_json
 from .installation import message_id_of, reference_prefix
@@ -78,7 +79,6 @@ logger = logging.getLogger("followup.worker")
 MAX_INFLIGHT_BATCHES = 6
 messages = Message.__table__
 enrollments = Enrollment.__table__
-contacts_t = Contact.__table__
 versions_t = SequenceVersion.__table__
 provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
@@ -336,7 +336,8 @@ class Dispatcher:
             decision = decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
                               window=window, cap=plan.frequency_cap or self.settings.frequency_cap,
                               sent_times=ctx["sent"].setdefault(row["contact_id"], []), opens=opens,
-                              held=ctx["held"].get(row["sequence"]), hold=HOLD)
+                              held=ctx["held"].get(row["sequence"]), hold=HOLD,
+                              kind=plan.touches[row["touch_index"]].kind)
             if decision.action == "deferred":
                 first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
                                                       "reason": decision.reason, **release}, reason=decision.reason))
@@ -525,7 +526,7 @@ class Dispatcher:
                                                       "provider": outcome.provider, "next_attempt_at": None, **release},
                                       reason=outcome.reason, provider=outcome.provider))
                 if outcome.suppress:
-                    suppress.append((row["contact_id"], row["channel"], outcome.reason))
+                    suppress.append((row["contact_id"], row["channel"], outcome.reason, outcome.promotional_only))
                 ended.append((row, at))
             elif outcome.kind == "released":
                 changes.append(Change(row, "released", {
@@ -555,9 +556,8 @@ class Dispatcher:
             applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
             ids = {c.message["id"] for c in applied}
             self._schedule_next(conn, [e for e in ended if e[0]["id"] in ids], ctx)
-            for contact_id, channel, reason in suppress:
-                conn.execute(sa.update(contacts_t).where(contacts_t.c.id == contact_id)
-                             .values({f"{channel}_suppressed": reason[:200]}))
+            for contact_id, channel, reason, promotional_only in suppress:
+                suppress_contact(conn, contact_id, channel, reason, promotional_only=promotional_only)
             self._pause(conn, blocked, at)
         for change in applied:
             report.add(change.event)

@@ -17,6 +17,7 @@ from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
 from .journal import append_log
+from .kinds import blocks
 from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 
 __all__ = ["EnrollReport", "enroll", "refusal"]
@@ -75,9 +76,13 @@ def _check_state(conn: sa.Connection, name: str) -> None:
         raise InputError(f"sequence {name!r} is stopped; `followup sequences resume {name}` lets it take contacts again")
 
 
-def refusal(contact: dict, channels: set[str]) -> str | None:
-    """Why a contact can't be enrolled: opted out of every channel the sequence uses."""
-    blocked = {c: contact.get(f"{c}_suppressed") for c in channels}
+def refusal(contact: dict, channels: dict[str, set[str]]) -> str | None:
+    """Why a contact can't be enrolled: opted out of every channel the sequence uses.
+
+    ``channels``: the touch kinds the sequence sends on each channel; a suppression that stops none of
+    them (promotional SMS only, for a sequence with informational SMS) does not count."""
+    blocked = {c: s if (s := contact.get(f"{c}_suppressed")) and all(blocks(s, k) for k in kinds) else None
+               for c, kinds in channels.items()}
     missing = {c: "no phone" if c == "sms" else "no email" for c in channels
                if not contact.get("phone" if c == "sms" else "email")}
     if "sms" in channels and "sms" not in missing and landline(contact.get("phone")):
@@ -96,7 +101,9 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
     report = EnrollReport()
     ids = list(dict.fromkeys(contact_ids))
     stamp = now()
-    channels = {t.channel for t in seq.touches}
+    channels: dict[str, set[str]] = {}
+    for touch in seq.touches:
+        channels.setdefault(touch.channel, set()).add(touch.kind)
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         rows = {r["id"]: dict(r) for r in conn.execute(sa.select(contacts).where(contacts.c.id.in_(chunk))).mappings()}

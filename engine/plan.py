@@ -2,7 +2,8 @@
 
 1. the enrollment is still active                → else ``cancelled``
 2. the sequence is not paused or orphaned        → else ``deferred`` by ``hold`` (see :mod:`engine.control`)
-3. the contact is not suppressed on the channel  → else ``skipped``
+3. the contact is not suppressed on the channel  → else ``skipped`` (a suppression for promotional
+   SMS only, :mod:`engine.kinds`, lets informational touches through)
 4. an urgent touch's offer is live               → else ``skipped`` (offer_expired / sold_out)
 5. send window and frequency cap                 → else ``deferred`` to the next allowed moment,
    unless that passes an urgent touch's deadline → then ``skipped``
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from .addresses import landline
 from .clock import to_utc
 from .durations import parse_duration
+from .kinds import PROMOTIONAL, blocks
 from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
 
@@ -31,6 +33,7 @@ class TouchPlan:
     channel: str
     template: str
     urgent: bool
+    kind: str = PROMOTIONAL
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def plan_from_json(text: str) -> SequencePlan:
         name=data["name"],
         description=data.get("description", ""),
         touches=tuple(TouchPlan(t["index"], t["name"], parse_duration(t["after"]), t["channel"], t["template"],
-                                t["urgent"]) for t in data["touches"]),
+                                t["urgent"], t.get("kind", PROMOTIONAL)) for t in data["touches"]),
         send_window=SendWindow(window["start"], window["end"], frozenset(window["days"])) if window else None,
         frequency_cap=FrequencyCap(cap["per_day"]) if cap else None,
         offer_title=(data.get("offer") or {}).get("title"),
@@ -81,10 +84,10 @@ def _cap_reached(sent_times: list[datetime], at: datetime, tz: ZoneInfo, per_day
     return sum(1 for t in sent_times if start <= t < end) >= per_day
 
 
-def unreachable(contact: dict, channel: str) -> str | None:
-    """Why no message on ``channel`` reaches ``contact`` (suppressed, no address, a landline), or None."""
+def unreachable(contact: dict, channel: str, kind: str = PROMOTIONAL) -> str | None:
+    """Why no ``kind`` message on ``channel`` reaches ``contact`` (suppressed, no address, a landline), or None."""
     suppressed = contact.get(f"{channel}_suppressed")
-    if suppressed:
+    if suppressed and blocks(suppressed, kind):
         return f"suppressed on {channel}: {suppressed}"
     if not contact.get("phone" if channel == "sms" else "email"):
         return f"no {'phone number' if channel == 'sms' else 'email address'} for this contact"
@@ -96,18 +99,19 @@ def unreachable(contact: dict, channel: str) -> str | None:
 def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, offer: dict | None,
            tz: ZoneInfo, window: SendWindow, cap: FrequencyCap, sent_times: list[datetime],
            opens: datetime | None = None, held: str | None = None,
-           hold: timedelta = timedelta(hours=1)) -> Decision:
+           hold: timedelta = timedelta(hours=1), kind: str = PROMOTIONAL) -> Decision:
     """Decide what happens to one claimed message, now.
 
     ``opens`` is ``next_allowed(now, tz, window)`` when the caller has it already: it is the same for
     every message of a batch in one time zone and window. ``held`` is why the message's sequence holds
     its messages (paused, orphaned), if it does: the message waits ``hold`` and is looked at again.
+    ``kind`` is the touch's (promotional or informational).
     """
     if enrollment["status"] != "active":
         return Decision("cancelled", f"enrollment {enrollment['status']}: {enrollment.get('ended_reason') or ''}".strip())
     if held:
         return Decision("deferred", held, now + hold)
-    blocked = unreachable(contact, message["channel"])
+    blocked = unreachable(contact, message["channel"], kind)
     if blocked:
         return Decision("skipped", blocked)
     deadline = to_utc(enrollment.get("offer_expires_at"))

@@ -53,7 +53,7 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
         while cap.per_day and sum(1 for t in sent if local_day_bounds(when, tz)[0] <= t < local_day_bounds(when, tz)[1]) >= cap.per_day:
             when = next_allowed(when, tz, window, skip_today=True)
             notes.append(f"moved by the frequency cap ({cap.per_day}/day)")
-        blocked = unreachable(contact, touch.channel)
+        blocked = unreachable(contact, touch.channel, touch.kind)
         if blocked:
             notes.append(f"will be skipped: {blocked}")
         if touch.urgent and deadline is not None and when >= deadline:

@@ -112,7 +112,10 @@ def contact_preview(config: Config, conn: sa.Connection, seq: Sequence, contact:
     ended = (f" (its enrollment ended: {enrollment['status']}"
              + (f", {enrollment['ended_reason']})" if enrollment.get("ended_reason") else ")")) if enrollment else ""
     head = f"{who} is not enrolled in {seq.name}{ended}; the plan if it were enrolled now"
-    refused = refusal(contact, {t.channel for t in seq.touches})
+    channels: dict[str, set[str]] = {}
+    for touch in seq.touches:
+        channels.setdefault(touch.channel, set()).add(touch.kind)
+    refused = refusal(contact, channels)
     if refused:
         head += f" (enroll would refuse it: {refused})"
     return head, preview(config, seq, contact)

@@ -18,7 +18,9 @@ from .config import Config
 from .events import record_event
 from .installation import message_id_of, reference_prefix
 from .journal import Change, apply
-from .models import Contact, Message
+from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, suppress as suppress_contact
+from .models import Contact, Enrollment, Message, SequenceVersion
+from .plan import plan_from_json
 from .text import ascii_digits
 
 __all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel", "POLL_SCHEDULE", "classify_reply",
@@ -26,6 +28,7 @@ __all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel
 
 messages = Message.__table__
 contacts = Contact.__table__
+enrollments = Enrollment.__table__
 #: after a send, ask for its final state after these delays (then give up: it stays `sent`)
 POLL_SCHEDULE = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                  timedelta(hours=24))
@@ -88,7 +91,7 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
     if channel is None:
         return 0
     found = _find(conn, provider_name, channel, reports)
-    changes, suppress, untracked = [], [], []
+    changes, blacklisted, untracked = [], [], []
     seen: set[int] = set()
     for report in reports:
         row = found.get(("p", report.provider_message_id)) or found.get(("o", str(report.message_id)))
@@ -105,15 +108,29 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
             continue
         event = report.state.value
         reason = report.reason or ("delivered to the handset" if event == "delivered" else "not delivered")
+        if report.recipient_blocked:
+            reason = f"{BLACKLIST_REASON} ({provider_name}: {reason})"
+            blacklisted.append((row, reason))
         changes.append(Change(row, event, {"status": event, "reason": reason[:500], "poll_at": None},
                               reason=reason, provider=provider_name))
-        if report.recipient_blocked:
-            suppress.append((row["contact_id"], row["channel"], f"{provider_name}: {reason}"))
     apply(conn, changes + untracked)
-    for contact_id, channel, reason in suppress:
-        conn.execute(sa.update(contacts).where(contacts.c.id == contact_id, getattr(contacts.c, f"{channel}_suppressed").is_(None))
-                     .values({f"{channel}_suppressed": reason[:200]}))
+    for row, reason in blacklisted:
+        # a promotional message refused: only promotional touches stop; an informational one: no line reached them
+        suppress_contact(conn, row["contact_id"], row["channel"], reason, replace=False,
+                         promotional_only=_touch_kind(conn, row) != INFORMATIONAL)
     return len(changes)
+
+
+def _touch_kind(conn: sa.Connection, row: dict) -> str:
+    """The kind of the touch a message was sent for, from the sequence version its enrollment follows."""
+    definition = conn.execute(
+        sa.select(SequenceVersion.__table__.c.definition)
+        .join(enrollments, enrollments.c.sequence_hash == SequenceVersion.__table__.c.hash)
+        .where(enrollments.c.id == row["enrollment_id"])).scalar()
+    if definition is None:
+        return PROMOTIONAL
+    touches = plan_from_json(definition).touches
+    return touches[row["touch_index"]].kind if row["touch_index"] < len(touches) else PROMOTIONAL
 
 
 def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbound: list[InboundMessage]) -> int:

@@ -87,7 +87,7 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
         if too_long:
             return NotSent("skipped", too_long)
         return OutgoingMessage(client_reference(reference_prefix, row["id"]), "sms", contact["phone"], text,
-                               metadata={"segments": info.segments, "encoding": info.encoding})
+                               metadata={"segments": info.segments, "encoding": info.encoding, "kind": touch.kind})
     headers = {}
     url = ctx["unsubscribe_url"]
     if url:

@@ -1,5 +1,6 @@
 """Sending one message: a few seconds of retries inside the call, failover down the provider list.
 
+Each provider gets the message from the line its touch's kind asks for (:func:`engine.kinds.sender_line`).
 Tenacity retries transient failures briefly (``Retry-After`` honoured, ``sleep`` injectable);
 anything longer becomes a stored ``next_attempt_at``. A message moves to the next provider
 only when one is blocked or its transient retries are used up — never on an ambiguous send.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Generator
 
 from tenacity import (DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
@@ -27,9 +28,12 @@ from providers.errors import (
     PermanentRecipientError,
     ProviderBlockedError,
     ProviderError,
+    RecipientBlacklistedError,
     TransientError,
 )
 from providers.ratelimit import Limiter, RateLimiter, parse_rate
+
+from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, sender_line
 
 __all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
@@ -46,6 +50,7 @@ class Outcome:
     provider: str | None = None
     result: SendResult | None = None
     suppress: bool = False  # the recipient can never get this channel
+    promotional_only: bool = False  # ...for promotional touches only (the operators' advertising blacklist)
     retry_after: float | None = None
     blocked: dict[str, str] = field(default_factory=dict)  # provider name → why it is paused
 
@@ -140,9 +145,12 @@ class Sender:
         last: TransientError | None = None
         if not candidates:
             return Outcome("deferred", f"every {message.channel} provider is paused", blocked=blocked)
+        kind = message.metadata.get("kind", PROMOTIONAL)
         for provider in candidates:
+            line = sender_line(provider, kind)
+            outgoing = message if line is None else replace(message, sender=line)
             try:
-                result = yield from self._attempt(provider, message)
+                result = yield from self._attempt(provider, outgoing)
                 return Outcome("sent", provider=provider.name, result=result, blocked=blocked)
             except ProviderBlockedError as err:
                 blocked[provider.name] = str(err)
@@ -152,6 +160,9 @@ class Sender:
                 continue
             except AmbiguousSendError as err:
                 return self._reconcile(provider, message, err, blocked)
+            except RecipientBlacklistedError as err:  # no other line of the kind would reach them either
+                return Outcome("failed", f"recipient: {BLACKLIST_REASON}: {err}", provider.name, suppress=True,
+                               promotional_only=kind != INFORMATIONAL, blocked=blocked)
             except PermanentRecipientError as err:
                 return Outcome("failed", f"recipient: {err}", provider.name, suppress=True, blocked=blocked)
             except (PermanentContentError, PermanentError) as err:

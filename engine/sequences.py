@@ -14,6 +14,7 @@ from .deadlines import CALENDARS, parse_deadline
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
 from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
+from .kinds import INFORMATIONAL, PROMOTIONAL, TOUCH_KINDS
 from .settings import Settings, parse_cap, parse_window
 from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow
@@ -28,7 +29,7 @@ SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_win
                  "max_sms_segments", "reentry", "sample"}
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
-TOUCH_KEYS = {"name", "after", "channel", "template", "urgent"}
+TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind"}
 OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "calendar", "stock"}
 
 
@@ -43,6 +44,8 @@ class Touch:
     template: str
     urgent: bool = False
     line: int | None = None
+    #: promotional (the default) or informational: picks the sender line and what a blacklist means
+    kind: str = PROMOTIONAL
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,16 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
         if not isinstance(urgent, bool):
             doc.problem(join_path(key, "urgent"), f"{urgent!r} must be true or false")
             urgent = False
+        kind = item.get("kind", PROMOTIONAL)
+        if kind not in TOUCH_KINDS:
+            doc.problem(join_path(key, "kind"), f"{kind!r}: use promotional (an offer, an ad; the default) or "
+                                                "informational (a service message to a customer, no offer)")
+            kind = PROMOTIONAL
+        elif kind == INFORMATIONAL and urgent:
+            doc.problem(join_path(key, "urgent"), "an informational touch can't be urgent: urgency speaks of an "
+                                                  "offer, and informational text carries none")
         touches.append(Touch(i, name, after, str(channel), str(template or ""), urgent,
-                             doc.line(join_path(key, "template"))))
+                             doc.line(join_path(key, "template")), kind))
     return touches
 
 

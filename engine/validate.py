@@ -1,6 +1,6 @@
 """``followup validate``: settings, sequences, templates (rendered against a sample contact with the extra
-columns real contacts have, see :mod:`engine.samples`), providers,
-and honest urgency — every problem as ``FILE[:LINE]: KEY.PATH: what is wrong and how to fix it``."""
+columns real contacts have, see :mod:`engine.samples`), providers, honest urgency and informational touches
+without offers — every problem as ``FILE[:LINE]: KEY.PATH: what is wrong and how to fix it``."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ from .clock import now
 from .config import Config, read_config
 from .deadlines import both_ways
 from .errors import ConfigError, Problem
+from .kinds import INFORMATIONAL
 from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, sample_contact
 from .sequences import Sequence
@@ -72,6 +73,11 @@ def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> 
         except RenderError as err:
             problems.append(Problem(tpl_path, "", f"{err.message} (used by {seq.name} touch {touch.name!r})", err.line))
             continue
+        if touch.kind == INFORMATIONAL and "offer" in used:
+            problems.append(Problem(seq_file, f"touches[{touch.index}].kind",
+                                    f"touch {touch.name!r} is informational but its template {touch.template} uses "
+                                    "`offer`: an offer is advertising, which a service line must not carry; drop "
+                                    "the offer from the template or make the touch kind: promotional", touch.line))
         if touch.channel == "sms" and not rendered.text:
             problems.append(Problem(tpl_path, "", "renders an empty SMS; write the message text"))
         if touch.channel == "email" and not rendered.subject:

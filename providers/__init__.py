@@ -26,8 +26,10 @@ from .errors import (
     ProviderError,
     ProviderSetupError,
     RateLimitedError,
+    RecipientBlacklistedError,
     TransientError,
 )
+from .lines import Line, LineClass
 from .registry import create_provider, known_types, provider_class
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "DeliveryReport",
     "DeliveryState",
     "InboundMessage",
+    "Line",
+    "LineClass",
     "LookupResult",
     "OutgoingMessage",
     "PermanentContentError",
@@ -48,6 +52,7 @@ __all__ = [
     "ProviderError",
     "ProviderSetupError",
     "RateLimitedError",
+    "RecipientBlacklistedError",
     "SendResult",
     "TransientError",
     "create_provider",

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
 from .errors import ProviderConfigError, ProviderError
+from .lines import Line
 
 __all__ = [
     "Channel",
@@ -40,13 +41,18 @@ class Channel(str, enum.Enum):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """One message ready to leave. ``message_id`` is ours and stable across retries."""
+    """One message ready to leave. ``message_id`` is ours and stable across retries.
+
+    ``sender``: the line to send it from, one of the provider's :attr:`Provider.lines`, chosen by the
+    caller; None sends from the provider's default ``sender``.
+    """
 
     message_id: str
     channel: str
     to: str
     text: str
     subject: str | None = None
+    sender: str | None = None
     html: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -83,7 +89,8 @@ class DeliveryReport:
     reason: str | None = None
     at: datetime | None = None
     message_id: str | None = None
-    #: the provider says this recipient can never receive (blacklisted, invalid)
+    #: the provider says this recipient is on the operators' advertising blacklist: no promotional
+    #: line reaches them (a service line may)
     recipient_blocked: bool = False
     #: asking about this one id failed (the others in the batch were answered); ``state`` is PENDING
     error: ProviderError | None = None
@@ -152,6 +159,8 @@ class Provider:
     #: what the provider can push to us: "receipts" and/or "inbound". A provider with ``callback_secret``
     #: among its settings pushes unsigned (:meth:`parse_callback`), any other signs (:meth:`verify_webhook`)
     pushes: ClassVar[frozenset[str]] = frozenset()
+    #: the account's sender lines by class (the ``lines`` setting, where the provider takes one)
+    lines: tuple[Line, ...] = ()
 
     COMMON: ClassVar[tuple[str, ...]] = ("name", "type", "rate", "timeout", "price_per_segment")
 

@@ -8,6 +8,8 @@ Each reply from a provider maps to exactly one outcome: an accepted send returns
     │   └── RateLimitedError           try again after ``retry_after`` seconds (HTTP 429, "too many calls")
     ├── PermanentError                 never retry this message
     │   ├── PermanentRecipientError    the recipient can't get it: suppress them on this channel
+    │   │   └── RecipientBlacklistedError  on the operators' advertising blacklist: no promotional
+    │   │                                  line reaches them, a service line may
     │   └── PermanentContentError      the text is refused: fix the template; the sequence goes on
     ├── ProviderBlockedError           the account can't send (credit, key, line, IP): pause the provider
     │   └── ProviderSetupError         our settings don't fit the provider (sender/route refused, endpoint
@@ -25,6 +27,7 @@ __all__ = [
     "RateLimitedError",
     "PermanentError",
     "PermanentRecipientError",
+    "RecipientBlacklistedError",
     "PermanentContentError",
     "ProviderBlockedError",
     "ProviderSetupError",
@@ -76,6 +79,13 @@ class PermanentRecipientError(PermanentError):
     """The recipient can't receive on this channel (invalid, opted out, blacklisted)."""
 
     outcome = "permanent_recipient"
+
+
+class RecipientBlacklistedError(PermanentRecipientError):
+    """The recipient is on the operators' advertising blacklist (MCI 8999, Irancell 5005, ``*800#``):
+    no promotional line can reach them; informational text from a service line still may."""
+
+    outcome = "recipient_blacklisted"
 
 
 class PermanentContentError(PermanentError):

@@ -14,6 +14,13 @@ not the third-party docs' 0-8 table. The ``statusCode`` table comes from a third
 official list is UNVERIFIED); we read the envelope on any HTTP status (UNVERIFIED which status
 errors use).
 
+Lines and the advertising blacklist: ``lineNumber`` is the line the engine chose (``lines`` setting); the
+gateway also takes "priority" | "fastest" | "cheapest" as ``sender`` and then picks a line of unknown class.
+A blacklisted recipient shows up only in the receipt: ``SendStatus`` 12 BLACKLISTED (the telecom blacklist)
+and 8 INTERNAL_BLACKLISTED (Ghasedak's own list), both read as ``recipient_blocked`` (the SDK enum above;
+the third-party 0-8 table's "2 blacklist" is not followed, provider-audit.md M1). No send-time blacklist
+code is documented.
+
 Inbound SMS: ``GET GetReceivedSmses?lineNumber=&isRead=false`` → ``data.items[]`` of
 ``{id, message, sender, lineNumber, receiveDate}`` (official ``ghasedakapi/ghasedaksms-php``
 ``src/Constants.php`` and ``ReceivedSmsItemDTO.php``; parameter spelling and the example reply
@@ -92,8 +99,8 @@ class GhasedakProvider(IranianPanel):
 
     # -- send ------------------------------------------------------------------------
     def build_request(self, message):
-        # ``sender`` is the gateway's lineNumber: a line, or "priority" | "fastest" | "cheapest"
-        body = {"message": message.text, "receptor": national(message.to), "lineNumber": self.sender,
+        # the gateway's lineNumber: a line, or "priority" | "fastest" | "cheapest"
+        body = {"message": message.text, "receptor": national(message.to), "lineNumber": self.line(message),
                 "clientReferenceId": message.message_id}
         return self.call("POST", "SendSingleSMS", sends=True, json=body)
 
@@ -141,13 +148,16 @@ class GhasedakProvider(IranianPanel):
         return reports
 
     def inbound(self):
-        # unread messages of our line; the id makes a message read twice count once
-        data = self.fetch(self.call("GET", "GetReceivedSmses",
-                                    params={"lineNumber": self.sender, "isRead": "false"})) or {}
-        items = data.get("items") if isinstance(data, dict) else None
-        return [InboundMessage(sender=e164(i.get("sender")), text=str(i.get("message") or ""),
-                               at=from_iso(i.get("receiveDate")), provider_message_id=as_text(i.get("id")))
-                for i in items or [] if isinstance(i, dict)]
+        # unread messages of each of our lines; the id makes a message read twice count once
+        found = []
+        for line in self.numbers:
+            data = self.fetch(self.call("GET", "GetReceivedSmses",
+                                        params={"lineNumber": line, "isRead": "false"})) or {}
+            items = data.get("items") if isinstance(data, dict) else None
+            found += [InboundMessage(sender=e164(i.get("sender")), text=str(i.get("message") or ""),
+                                     at=from_iso(i.get("receiveDate")), provider_message_id=as_text(i.get("id")))
+                      for i in items or [] if isinstance(i, dict)]
+        return found
 
     def credit(self):
         # GetAccountInformation: the official SDK calls it; the field name ``credit`` is UNVERIFIED

@@ -17,11 +17,17 @@ time but not by recipient, so it cannot tell our message from another with the s
 send answered with a server error or cut off after the request went out is recorded ``unknown``,
 never resent.
 
+Lines and the advertising blacklist: ``from_number`` is the line the engine chose (``lines`` setting), in
+E.164. The Edge docs name no line classes; a blacklisted recipient shows up in the recipients report as
+``message_status`` 4 "blacklisted" (``docs/report/bulk-recipient.md``), read as ``recipient_blocked``. The
+official SDKs' ``ErrItsTimeToSleep`` = "10019" "send time is 8-23" is the operators' hours on a line
+(providers.md §4, §9.3); the engine's ``send_window`` keeps sends inside such hours.
+
 Inbound SMS: ``POST /api/report/messages-inbox`` with ``{"page", "per_page", "filters": {"from_id"}}``
 → ``data[]`` of ``{messages_inbox_id, from, number, message, type, time, seen}``, newest first,
 ``meta.last_page`` for paging (``ippanelcom/Edge-Document`` ``docs/report/inbox-report.md``).
-The report covers every line of the account: only messages to our ``sender`` line (``number``) are kept,
-as the other panels' inbox calls filter by line. ``from_id`` asks for the messages after that id; the
+The report covers every line of the account: only messages to our lines (``sender`` and ``lines``, by
+``number``) are kept, as the other panels' inbox calls filter by line. ``from_id`` asks for the messages after that id; the
 adapter keeps the highest id it has seen, and starts (and restarts) with the newest page: the id makes a
 message read twice count once.
 """
@@ -46,6 +52,14 @@ AUTH_SCHEMES = ("raw", "bearer")
 INBOX_PAGE, INBOX_PAGES = 100, 10
 
 
+def _e164_line(line: str) -> str:
+    """A line in E.164, as the docs want it ("+983000505"); a bare number is read as an Iranian one
+    (UNVERIFIED)."""
+    if line.startswith("+"):
+        return line
+    return "+" + line if line.startswith("98") else "+98" + line.lstrip("0")
+
+
 class IPPanelProvider(IranianPanel):
     type = "ippanel"
     default_base_url = "https://edge.ippanel.com/v1"
@@ -64,11 +78,15 @@ class IPPanelProvider(IranianPanel):
 
     @property
     def from_number(self) -> str:
-        # the docs want E.164 ("+983000505"); a bare line number is read as an Iranian one (UNVERIFIED)
-        line = self.sender
-        if line.startswith("+"):
-            return line
-        return "+" + line if line.startswith("98") else "+98" + line.lstrip("0")
+        """The default sender in E.164."""
+        return _e164_line(self.sender)
+
+    def build_request(self, message):
+        to = "+98" + national(message.to)[1:]  # E.164; refuses what is not an Iranian mobile
+        body = {"sending_type": "webservice", "from_number": _e164_line(self.line(message)), "message": message.text,
+                "params": {"recipients": [to]}}
+        return self.call("POST", "api/send", sends=True, json=body)
+
 
     def call(self, method: str, path: str, *, sends: bool = False, **kw) -> HttpCall:
         bearer = self.settings.get("auth_scheme") == "bearer"
@@ -92,12 +110,6 @@ class IPPanelProvider(IranianPanel):
         return body.get("data")
 
     # -- send ------------------------------------------------------------------------
-    def build_request(self, message):
-        to = "+98" + national(message.to)[1:]  # E.164; refuses what is not an Iranian mobile
-        body = {"sending_type": "webservice", "from_number": self.from_number, "message": message.text,
-                "params": {"recipients": [to]}}
-        return self.call("POST", "api/send", sends=True, json=body)
-
     def parse_response(self, message, response):
         data = self.payload(response)
         ids = data.get("message_outbox_ids") if isinstance(data, dict) else None
@@ -120,6 +132,7 @@ class IPPanelProvider(IranianPanel):
     def inbound(self):
         """Messages to our line since the last one seen (the newest page on the first call)."""
         found: list[InboundMessage] = []
+        ours = {_e164_line(line) for line in self.numbers}
         last = self._inbox_last_id
         newest = last or 0
         for page in range(1, INBOX_PAGES + 1):
@@ -131,7 +144,7 @@ class IPPanelProvider(IranianPanel):
             newest = max([i for i in seen if i is not None] + [newest])
             found += [InboundMessage(sender=e164(r.get("from")), text=str(r.get("message") or ""),
                                      at=from_unix(r.get("time")), provider_message_id=as_text(r.get("messages_inbox_id")))
-                      for r in rows if r.get("number") == self.from_number]
+                      for r in rows if r.get("number") in ours]
             meta = response.json().get("meta") or {}
             if last is None or not rows or page >= (as_int(meta.get("last_page")) or page):
                 break

@@ -3,6 +3,11 @@
 Each panel module subclasses :class:`IranianPanel`, sets its ``errors`` (vendor code →
 error class), ``states`` (vendor delivery state → :class:`DeliveryState`) and
 ``blocked_states``, and implements ``payload`` (unwrap the vendor's envelope or raise).
+
+Lines: a panel takes ``sender`` (one line), ``lines`` (``[{number, class: promotional|service}]``,
+:mod:`providers.lines`) or both. The default sender is ``sender``, else the first promotional line; a
+message leaves from :attr:`~providers.base.OutgoingMessage.sender` when the engine names one of the
+lines there. Inbound messages are read for every line: an opt-out comes back to the line it answers.
 """
 from __future__ import annotations
 
@@ -15,16 +20,18 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 import requests
 
-from .base import AccountState, DeliveryReport, DeliveryState
+from .base import AccountState, DeliveryReport, DeliveryState, OutgoingMessage
 from .errors import (
     AmbiguousSendError,
     PermanentContentError,
     PermanentError,
     PermanentRecipientError,
     ProviderBlockedError,
+    ProviderConfigError,
     ProviderError,
     TransientError,
 )
+from .lines import LineClass, parse_lines
 from .http import HttpCall, HttpProvider, parse_retry_after
 
 __all__ = ["IranianPanel", "national", "e164", "from_unix", "from_iso", "as_int", "as_float", "as_text", "chunks"]
@@ -121,8 +128,8 @@ class IranianPanel(HttpProvider):
     """The base of the Iranian panels: settings, error mapping, delivery reports, account check."""
 
     channels = frozenset({"sms"})
-    required = ("api_key", "sender")
-    optional = ("base_url",)
+    required = ("api_key",)
+    optional = ("base_url", "sender", "lines")
 
     #: vendor error code → the error class it means (see providers.md)
     errors: ClassVar[Mapping[Any, type[ProviderError]]] = {}
@@ -135,9 +142,30 @@ class IranianPanel(HttpProvider):
     def api_key(self) -> str:
         return str(self.settings["api_key"])
 
+    def validate_settings(self) -> None:
+        super().validate_settings()
+        self.lines = parse_lines(self.settings.get("lines"))
+        if self.settings.get("sender") in (None, "") and not any(
+                line.line_class is LineClass.PROMOTIONAL for line in self.lines):
+            raise ProviderConfigError("sender", f"is required for a {self.type!r} provider unless lines lists a "
+                                                "promotional line (the default sender is then the first one)")
+
     @property
     def sender(self) -> str:
-        return str(self.settings["sender"])
+        """The default sender line: ``sender``, else the first promotional line."""
+        given = self.settings.get("sender")
+        if given not in (None, ""):
+            return str(given)
+        return next(line.number for line in self.lines if line.line_class is LineClass.PROMOTIONAL)
+
+    def line(self, message: OutgoingMessage) -> str:
+        """The line ``message`` leaves from: the one the engine chose, else the default sender."""
+        return message.sender or self.sender
+
+    @property
+    def numbers(self) -> list[str]:
+        """Every line of the account, the default sender first: inbound is read for each."""
+        return list(dict.fromkeys([self.sender, *(line.number for line in self.lines)]))
 
     # -- the vendor's envelope -----------------------------------------------------
     def payload(self, response: requests.Response, *, sends: bool = True) -> Any:  # pragma: no cover

@@ -11,6 +11,13 @@ below) for each state change; "Receive via Callback URL" gets ``messageid``, ``f
 ``message`` for each SMS to the line (Kavenegar REST docs, the notes under Status and Receive, as the
 provider audit read them). Whether they arrive as a form body or a query string is UNVERIFIED: both are
 read. An inbound message pushed and then polled (``sms/receive``) has the same ``messageid``, so it counts once.
+
+Lines and the advertising blacklist: the API does not say a line's class; the ``lines`` setting does, and
+``sms/send`` takes the chosen line as ``sender``. A send to a number on the operators' advertising blacklist
+is accepted and shows up only in its receipt: ``entries[].status`` 14 "filtered" (official SDKs: .NET
+``MessageStatus.cs``, Go ``enums/message/status/type.go``; providers.md §1), read as ``recipient_blocked``.
+Kavenegar's service route to blacklisted numbers is ``verify/lookup`` with an approved template
+(providers.md §9.2), which this adapter does not use: a ``service`` line here is an account's own service line.
 """
 from __future__ import annotations
 
@@ -75,7 +82,7 @@ class KavenegarProvider(IranianPanel):
     # -- send ------------------------------------------------------------------------
     def build_request(self, message):
         return self.call("sms/send", sends=True, receptor=national(message.to), message=message.text,
-                         sender=self.sender, localid=message.message_id)
+                         sender=self.line(message), localid=message.message_id)
 
     def parse_response(self, message, response):
         entries = self.payload(response)
@@ -101,7 +108,8 @@ class KavenegarProvider(IranianPanel):
         return reports
 
     def inbound(self):
-        entries = self.fetch(self.call("sms/receive", linenumber=self.sender, isread=0))
+        entries = [e for line in self.numbers
+                   for e in self.fetch(self.call("sms/receive", linenumber=line, isread=0))]
         return [InboundMessage(sender=e164(e.get("sender")), text=str(e.get("message") or ""),
                                at=from_unix(e.get("date")), provider_message_id=as_text(e.get("messageid")))
                 for e in entries]

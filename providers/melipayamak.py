@@ -9,6 +9,13 @@ Idempotency: none. The console API takes no key of ours and has no list of recen
 reconcile against, so a send answered with a server error (HTTP 5xx, or the legacy "system
 error" code) or cut off after the request went out is recorded ``unknown``, never resent.
 
+Lines and the advertising blacklist: ``from`` is the line the engine chose (``lines`` setting). The
+shared service line (legacy ``BaseServiceNumber``, console ``send/shared``) "sends to the telecom
+blacklist" (https://www.melipayamak.com/api/sendbybasenumber2/, providers.md §3B) but only with an
+approved pattern (``bodyId``), so it is not a ``lines`` entry for ``send/simple``. Blacklist signals are
+third-party only (UNVERIFIED): return code 35 "recipient in the telecom blacklist"
+(:class:`RecipientBlacklistedError`) and delivery code 27 "recipient blocked" (``recipient_blocked``).
+
 Inbound SMS: ``POST receive/messages/{token}`` with ``{"type": "in", "number": <line>, "index": 0,
 "count": 100}`` → ``{"messages": [..], "status"}`` (the console's own page for the method, and the
 third-party SDK ``HRashidi/melipayamak`` ``src/config.ts``/``src/types.ts``). The docs leave the message
@@ -26,6 +33,7 @@ from .errors import (
     PermanentRecipientError,
     ProviderBlockedError as Blocked,
     RateLimitedError,
+    RecipientBlacklistedError,
     TransientError,
 )
 from .http import HttpCall
@@ -40,7 +48,8 @@ ERRORS = {
     11: Content,  # "not sent": semantics UNVERIFIED, never retried blindly
     12: Blocked, 14: Content, 15: Content,
     # third-party maps only (UNVERIFIED)
-    16: PermanentRecipientError, 17: Content, 18: PermanentRecipientError, 35: PermanentRecipientError,
+    16: PermanentRecipientError, 17: Content, 18: PermanentRecipientError,
+    35: RecipientBlacklistedError,  # "recipient in the telecom blacklist"
 }
 #: real recIds are large; anything at or below this is a code, not an id
 LARGEST_CODE = 1000
@@ -72,7 +81,7 @@ class MelipayamakProvider(IranianPanel):
 
     # -- send ------------------------------------------------------------------------
     def build_request(self, message):
-        body = {"from": self.sender, "to": national(message.to), "text": message.text}
+        body = {"from": self.line(message), "to": national(message.to), "text": message.text}
         return self.call("POST", "send/simple", sends=True, json=body)
 
     def parse_response(self, message, response):
@@ -96,14 +105,17 @@ class MelipayamakProvider(IranianPanel):
         return reports
 
     def inbound(self):
-        body = self.fetch(self.call("POST", "receive/messages",
-                                    json={"type": "in", "number": self.sender, "index": 0, "count": 100}))
-        rows = body.get("messages")
-        if not isinstance(rows, list) and body.get("status"):  # ``status`` carries the error text
-            raise TransientError(self.mask(f"melipayamak inbox: {body['status']}"), provider=self.name)
-        return [InboundMessage(sender=e164(r.get("sender")), text=str(r.get("body") or ""),
-                               at=from_iso(r.get("sendDate")), provider_message_id=_inbound_id(r))
-                for r in rows or [] if isinstance(r, dict)]
+        found = []
+        for line in self.numbers:
+            body = self.fetch(self.call("POST", "receive/messages",
+                                        json={"type": "in", "number": line, "index": 0, "count": 100}))
+            rows = body.get("messages")
+            if not isinstance(rows, list) and body.get("status"):  # ``status`` carries the error text
+                raise TransientError(self.mask(f"melipayamak inbox: {body['status']}"), provider=self.name)
+            found += [InboundMessage(sender=e164(r.get("sender")), text=str(r.get("body") or ""),
+                                     at=from_iso(r.get("sendDate")), provider_message_id=_inbound_id(r))
+                      for r in rows or [] if isinstance(r, dict)]
+        return found
 
     def credit(self):
         response = self.request(self.call("GET", "receive/credit"))

@@ -15,6 +15,13 @@ Delivery is one call per id; an id SMS.ir does not know (status 111) is no longe
 any other failure for one id waits its next poll without holding up the others.
 The status-code and deliveryState tables are a third-party transcription of the official
 docs (UNVERIFIED against https://sms.ir/rest-api/).
+
+Lines and the advertising blacklist: ``lineNumber`` is the line the engine chose (``lines`` setting; the API's
+``GET line`` lists the account's lines but not their class). SMS.ir says "blacklisted" three ways, all read
+as the operators' advertising blacklist: ``messageIds[i] == 0`` in an accepted send and body status 115
+"mobile(s) blacklisted" (both :class:`RecipientBlacklistedError`), and ``deliveryState`` 7 "blacklist" in a
+receipt (same transcription; providers.md §2). Its service route, ``send/verify`` with an approved template,
+reaches blacklisted numbers but "is not for advertising" (3P notes, providers.md §9.2); it is not used here.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from .errors import (
     PermanentRecipientError,
     ProviderBlockedError as Blocked,
     RateLimitedError,
+    RecipientBlacklistedError,
     TransientError,
 )
 from .http import HttpCall
@@ -38,7 +46,7 @@ ERRORS = {
     20: RateLimitedError,
     101: Blocked, 102: Blocked, 103: Content, 104: PermanentRecipientError, 105: Content, 106: Content,
     107: Content, 108: Content, 109: Content, 110: Content, 111: Content, 112: Content, 113: Content,
-    114: Content, 115: PermanentRecipientError, 116: Content, 117: Content, 118: Content,
+    114: Content, 115: RecipientBlacklistedError, 116: Content, 117: Content, 118: Content,
     119: Blocked, 123: Blocked,
 }
 
@@ -75,7 +83,8 @@ class SmsIrProvider(IranianPanel):
 
     # -- send ------------------------------------------------------------------------
     def build_request(self, message):
-        line = int(self.sender) if self.sender.isdigit() else self.sender  # the docs show a number
+        line = self.line(message)
+        line = int(line) if line.isdigit() else line  # the docs show a number
         body = {"lineNumber": line, "messageText": message.text, "mobiles": [national(message.to)],
                 "sendDateTime": None}
         return self.call("POST", "send/bulk", sends=True, json=body)
@@ -89,8 +98,8 @@ class SmsIrProvider(IranianPanel):
             raise Content("SMS.ir refused this message (messageIds[0] is null: an invalid or overlong text, "
                           "or a number it won't take)", code="null", provider=self.name)
         if as_int(ids[0]) == 0:
-            raise PermanentRecipientError("SMS.ir: the recipient is blacklisted (messageIds[0] is 0)",
-                                          code="0", provider=self.name)
+            raise RecipientBlacklistedError("SMS.ir: the recipient is blacklisted (messageIds[0] is 0)",
+                                            code="0", provider=self.name)
         return SendResult(provider_message_id=str(ids[0]), cost=as_float(data.get("cost")))
 
     # -- delivery, inbound, account ------------------------------------------------------

@@ -13,6 +13,7 @@ from providers.errors import (
     PermanentRecipientError,
     ProviderBlockedError,
     RateLimitedError,
+    RecipientBlacklistedError,
     TransientError,
 )
 from providers.melipayamak import MelipayamakProvider
@@ -50,7 +51,7 @@ def test_send_accepted_and_the_exact_wire_request(server):
     (0, ProviderBlockedError), (2, ProviderBlockedError), (3, RateLimitedError), (5, ProviderBlockedError),
     (6, AmbiguousSendError),  # "system error" on a send without an idempotency key: it may have gone
     (7, PermanentContentError), (10, ProviderBlockedError), (11, PermanentContentError),
-    (14, PermanentContentError), (15, PermanentContentError), (35, PermanentRecipientError),
+    (14, PermanentContentError), (15, PermanentContentError), (35, RecipientBlacklistedError),
     (None, PermanentContentError),  # no recId, only a free-text status: unknown, defensive
 ])
 def test_small_rec_id_or_missing_rec_id_on_http_200_is_an_error(server, rec_id, error):

@@ -13,6 +13,7 @@ from providers.errors import (
     PermanentRecipientError,
     ProviderBlockedError,
     RateLimitedError,
+    RecipientBlacklistedError,
     TransientError,
 )
 from providers.registry import create_provider
@@ -55,7 +56,7 @@ def test_send_accepted_and_the_exact_wire_request(server):
 
 def test_a_blacklisted_recipient_in_an_accepted_reply(server):
     server.routes["/send/bulk"] = Reply(200, load("send_blacklisted.json"))
-    with pytest.raises(PermanentRecipientError) as info:
+    with pytest.raises(RecipientBlacklistedError) as info:
         make(server.url).send(MSG)
     assert info.value.code == "0"
 
@@ -74,7 +75,7 @@ def test_a_null_message_id_fails_this_message_and_says_nothing_of_the_contact(se
     (13, ProviderBlockedError), (14, ProviderBlockedError), (20, RateLimitedError),
     (101, ProviderBlockedError), (102, ProviderBlockedError), (103, PermanentContentError),
     (104, PermanentRecipientError), (105, PermanentContentError), (107, PermanentContentError),
-    (113, PermanentContentError), (115, PermanentRecipientError), (117, PermanentContentError),
+    (113, PermanentContentError), (115, RecipientBlacklistedError), (117, PermanentContentError),
     (119, ProviderBlockedError), (123, ProviderBlockedError),
     (777, PermanentContentError),  # unknown: defensive
 ])

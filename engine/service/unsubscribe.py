@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from ..events import record_event
+from ..kinds import INFORMATIONAL, blocks
 from ..models import Contact
 from ..tokens import read_token
 from .context import ServiceContext, get_context
@@ -59,6 +60,6 @@ async def unsubscribe(token: str, request: Request, ctx: ServiceContext = Depend
 def _unsubscribe(ctx: ServiceContext, contact_id: int, channel: str) -> None:
     with ctx.engine.begin() as conn:
         contact = conn.execute(sa.select(contacts).where(contacts.c.id == contact_id)).mappings().first()
-        if contact is None or contact[f"{channel}_suppressed"]:
+        if contact is None or blocks(contact[f"{channel}_suppressed"], INFORMATIONAL):
             return  # gone, or already unsubscribed: a second click changes nothing
         record_event(conn, ctx.config, dict(contact), "unsubscribed", channel=channel, source="link")
