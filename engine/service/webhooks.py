@@ -20,8 +20,6 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from providers.base import DeliveryReport, InboundMessage
-
 from ..webhook_tokens import TokenReused, claim_token
 from .context import ServiceContext, get_context
 from .options import ServiceOptions
@@ -105,13 +103,9 @@ def _verified(provider, url: str, headers: dict[str, str], body: bytes) -> bool:
 
 def _apply(ctx: ServiceContext, provider_name: str, token: str | None, items: list) -> int:
     """Claim the webhook's token (if it has one) and apply its items, in one transaction."""
-    from ..receipts import apply_inbound, apply_reports
+    from ..receipts import apply_pushed
 
-    reports = [i for i in items if isinstance(i, DeliveryReport)]
-    inbound = [i for i in items if isinstance(i, InboundMessage)]
     with ctx.engine.begin() as conn:
         if token is not None:
             claim_token(conn, provider_name, token)
-        applied = apply_reports(conn, ctx.config, provider_name, reports) if reports else 0
-        applied += apply_inbound(conn, ctx.config, provider_name, inbound) if inbound else 0
-    return applied
+        return apply_pushed(conn, ctx.config, provider_name, items)
