@@ -76,6 +76,14 @@ def _check_state(conn: sa.Connection, name: str) -> None:
         raise InputError(f"sequence {name!r} is stopped; `followup sequences resume {name}` lets it take contacts again")
 
 
+def channel_kinds(seq) -> dict[str, set[str]]:
+    """The touch kinds (promotional, informational) ``seq`` sends on each channel: what :func:`refusal` takes."""
+    channels: dict[str, set[str]] = {}
+    for touch in seq.touches:
+        channels.setdefault(touch.channel, set()).add(touch.kind)
+    return channels
+
+
 def refusal(contact: dict, channels: dict[str, set[str]]) -> str | None:
     """Why a contact can't be enrolled: opted out of every channel the sequence uses.
 
@@ -101,9 +109,7 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
     report = EnrollReport()
     ids = list(dict.fromkeys(contact_ids))
     stamp = now()
-    channels: dict[str, set[str]] = {}
-    for touch in seq.touches:
-        channels.setdefault(touch.channel, set()).add(touch.kind)
+    channels = channel_kinds(seq)
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         rows = {r["id"]: dict(r) for r in conn.execute(sa.select(contacts).where(contacts.c.id.in_(chunk))).mappings()}

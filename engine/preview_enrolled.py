@@ -19,7 +19,7 @@ from providers.base import OutgoingMessage
 from .clock import now, to_utc
 from .config import Config
 from .durations import format_duration
-from .enrollment import refusal
+from .enrollment import channel_kinds, refusal
 from .models import Enrollment, Message, MessageStatus, OPEN_STATUSES, Offer, SequenceVersion
 from .plan import decide, plan_from_json
 from .preview import PreviewRow, preview, segment_price
@@ -112,10 +112,7 @@ def contact_preview(config: Config, conn: sa.Connection, seq: Sequence, contact:
     ended = (f" (its enrollment ended: {enrollment['status']}"
              + (f", {enrollment['ended_reason']})" if enrollment.get("ended_reason") else ")")) if enrollment else ""
     head = f"{who} is not enrolled in {seq.name}{ended}; the plan if it were enrolled now"
-    channels: dict[str, set[str]] = {}
-    for touch in seq.touches:
-        channels.setdefault(touch.channel, set()).add(touch.kind)
-    refused = refusal(contact, channels)
+    refused = refusal(contact, channel_kinds(seq))
     if refused:
         head += f" (enroll would refuse it: {refused})"
     return head, preview(config, seq, contact)
