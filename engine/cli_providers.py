@@ -65,6 +65,8 @@ def delivery_setup(provider: Provider, public_url: str | None) -> str:
         base = public_url or "<public URL: set FOLLOWUP_PUBLIC_URL>"
         path = f"/webhooks/{provider.name}" + (f"/{mask_secret(secret)}" if unsigned else "")
         parts.append(f"callback URL: {base}{path}")
+    if provider.push_unsupported:
+        parts.append(f"push: none ({provider.push_unsupported})")
     return "; ".join(parts)
 
 

@@ -159,6 +159,8 @@ class Provider:
     #: what the provider can push to us: "receipts" and/or "inbound". A provider with ``callback_secret``
     #: among its settings pushes unsigned (:meth:`parse_callback`), any other signs (:meth:`verify_webhook`)
     pushes: ClassVar[frozenset[str]] = frozenset()
+    #: why a push the provider's panel offers is not taken (its payload is not documented), or None
+    push_unsupported: ClassVar[str | None] = None
     #: the account's sender lines by class (the ``lines`` setting, where the provider takes one)
     lines: tuple[Line, ...] = ()
 

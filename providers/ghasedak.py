@@ -25,6 +25,16 @@ Inbound SMS: ``GET GetReceivedSmses?lineNumber=&isRead=false`` → ``data.items[
 ``{id, message, sender, lineNumber, receiveDate}`` (official ``ghasedakapi/ghasedaksms-php``
 ``src/Constants.php`` and ``ReceivedSmsItemDTO.php``; parameter spelling and the example reply
 from the gateway docs' spec, ``negar8223/ghasedak-doc`` ``src/data/latest100ApiSpec.ts``).
+
+Push callbacks: none; receipts and inbound SMS are polled. Ghasedak's panel does offer a "Callback URL
+(Webhook)" that is called on each status change (the gateway docs' ``CheckSmsStatus`` description, in
+``negar8223/ghasedak-doc`` ``src/data/outboxStatusApiSpec.ts``) and, in the legacy v2 docs, a URL per line for
+received SMS (ghasedakapi.com, «دریافت پیام از طریق تنظیم کردن url»), but no source we found documents what
+either sends: not the gateway docs, not the official SDKs (ghasedakapi/ghasedak_sms_python, ghasedak-python,
+ghasedaksms-php, ghasedak-php, GhasedakSms.Core, GhasedakSms.Framework, ghasedakapi-csharp,
+ghasedakapi.net-core, ghasedakapi-go, ghasedak_sms_go, ghasedak_sms_node, ghasedaksms-laravel), nor third-party
+packages (misaf/laravel-sms-gateway-ghasedak, mahdi-hejazi/laravel-ghasedak-sms, MrNadimi/GhasedakSMSApi).
+A payload we would have to guess is not read: :attr:`push_unsupported` says so in ``followup providers check``.
 """
 from __future__ import annotations
 
@@ -83,6 +93,7 @@ class GhasedakProvider(IranianPanel):
     errors = ERRORS
     states = STATES
     blocked_states = frozenset({8, 12})
+    push_unsupported = "Ghasedak's panel callback is not read: its payload is not documented"
 
     def call(self, method: str, path: str, *, sends: bool = False, **kw) -> HttpCall:
         return HttpCall(method, path, headers={"ApiKey": self.api_key, "Accept": "application/json"},
