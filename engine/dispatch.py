@@ -545,8 +545,8 @@ class Dispatcher:
             else:  # retry, or deferred because every provider is paused: defer, don't drop
                 delay = outcome.retry_after or worker.retry_backoff_seconds * 2 ** max(0, row["attempt"] - 1)
                 attempt = row["attempt"] if outcome.kind == "retry" else row["attempt"] - 1
-                if outcome.kind == "deferred":
-                    delay = worker.retry_backoff_seconds
+                if outcome.kind == "deferred":  # until a line's operator hours open, else a backoff
+                    delay = outcome.retry_after if outcome.retry_after is not None else worker.retry_backoff_seconds
                 until = at + timedelta(seconds=delay)
                 reason = f"{outcome.reason}; next attempt at {until.isoformat()}"
                 changes.append(Change(row, "retry" if outcome.kind == "retry" else "deferred", {

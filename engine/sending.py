@@ -3,7 +3,8 @@
 Each provider gets the message from the line its touch's kind asks for (:func:`engine.kinds.sender_line`).
 Tenacity retries transient failures briefly (``Retry-After`` honoured, ``sleep`` injectable);
 anything longer becomes a stored ``next_attempt_at``. A message moves to the next provider
-only when one is blocked or its transient retries are used up — never on an ambiguous send.
+only when one is blocked, its transient retries are used up or its line is outside its operator hours
+(:mod:`engine.operator_hours`) — never on an ambiguous send.
 
 :meth:`Sender.steps` is the same send as a generator that yields a :class:`Wait` where it would
 sleep, so the dispatcher can serve the wait off its send threads: a 429 with ``Retry-After: 1``
@@ -15,6 +16,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Callable, Generator
 
 from tenacity import (DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
@@ -33,7 +35,9 @@ from providers.errors import (
 )
 from providers.ratelimit import Limiter, RateLimiter, parse_rate
 
+from .clock import now
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, sender_line
+from .operator_hours import closed_until
 
 __all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
@@ -146,7 +150,12 @@ class Sender:
         if not candidates:
             return Outcome("deferred", f"every {message.channel} provider is paused", blocked=blocked)
         kind = message.metadata.get("kind", PROMOTIONAL)
+        closed: list[tuple[datetime, str]] = []  # providers whose line is outside its operator hours now
         for provider in candidates:
+            shut = closed_until(provider, message, now())
+            if shut is not None:
+                closed.append(shut)
+                continue
             line = sender_line(provider, kind)
             outgoing = message if line is None else replace(message, sender=line)
             try:
@@ -176,6 +185,9 @@ class Sender:
         if last is not None:
             return Outcome("retry", f"{last.outcome}: {last}", last.provider or candidates[-1].name,
                            retry_after=last.retry_after, blocked=blocked)
+        if closed:  # not dropped: it waits for the first line to open
+            opens, why = min(closed)
+            return Outcome("deferred", why, retry_after=max(0.0, (opens - now()).total_seconds()), blocked=blocked)
         return Outcome("deferred", "every provider is blocked: " + "; ".join(f"{k}: {v}" for k, v in blocked.items()),
                        blocked=blocked)
 
