@@ -58,9 +58,10 @@ from .control import HOLD, held_sequences
 from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .kinds import suppress as suppress_contact
-from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
-from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, ProviderState, SequenceVersion,
+from .journal import Change, apply, apply_to_touch, execute, is_in
+from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, SequenceVersion,
                      WorkerStatus)
+from .pauses import pause_providers
 from .plan import SequencePlan, decide, plan_from_json
 from .installation import message_id_of, reference_prefix
 from .ratebuckets import rate_limiters
@@ -80,7 +81,6 @@ MAX_INFLIGHT_BATCHES = 6
 messages = Message.__table__
 enrollments = Enrollment.__table__
 versions_t = SequenceVersion.__table__
-provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
 #: the claim's choice: due messages, oldest first (`status` is compared with a literal, so the partial
 #: index ix_messages_due, which holds only scheduled rows, serves it)
@@ -563,15 +563,8 @@ class Dispatcher:
             report.add(change.event)
 
     def _pause(self, conn: sa.Connection, blocked: dict[str, str], at: datetime) -> None:
-        until = at + timedelta(seconds=self.settings.worker.provider_pause_seconds)
-        for name, reason in blocked.items():
-            values = dict(state="paused", reason=reason[:500], paused_until=until, updated_at=at)
-            if conn.execute(sa.update(provider_states).where(provider_states.c.name == name).values(**values)).rowcount == 0:
-                conn.execute(sa.insert(provider_states).values(name=name, **values))
-            append_log(conn, [dict(at=at, message_id=None, contact_id=None, sequence=None, touch=None, channel=None,
-                                   provider=name, event="provider_paused", attempt=0, provider_message_id=None,
-                                   reason=f"{reason}; paused until {until:%Y-%m-%d %H:%M} UTC "
-                                          f"(or `followup providers resume {name}`)", worker=self.worker_id)])
+        pause_providers(conn, blocked, at=at, seconds=self.settings.worker.provider_pause_seconds,
+                        worker=self.worker_id)
 
     def _schedule_next(self, conn: sa.Connection, ended: list[tuple[dict, datetime]], ctx: dict) -> None:
         """Touch n ended (sent, failed, skipped): touch n+1 becomes due ``after`` it; the last ends the enrollment.

@@ -21,6 +21,7 @@ from .journal import Change, apply
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, suppress as suppress_contact
 from .models import Contact, Enrollment, Message, SequenceVersion
 from .plan import plan_from_json
+from .requeue import requeue
 from .text import ascii_digits
 
 __all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel", "POLL_SCHEDULE", "classify_reply",
@@ -81,17 +82,18 @@ def _find(conn: sa.Connection, provider: str, channel: str, reports: list[Delive
 
 
 def apply_reports(conn: sa.Connection, config: Config, provider_name: str, reports: list[DeliveryReport]) -> int:
-    """Record delivered / undelivered receipts; return how many messages changed state.
+    """Record delivered / undelivered / not-sent receipts; return how many messages changed state.
 
     A receipt applies only to a message ``provider_name`` sent on the channel it is configured for:
     one provider's receipts (or a forged one's) never touch another provider's messages. An ``UNTRACKED``
-    report ends the polling of a sent message and leaves its state as it is.
+    report ends the polling of a sent message and leaves its state as it is; a ``NOT_SENT`` one schedules the
+    message to be sent again (:mod:`engine.requeue`).
     """
     channel = configured_channel(config, provider_name)
     if channel is None:
         return 0
     found = _find(conn, provider_name, channel, reports)
-    changes, blacklisted, untracked = [], [], []
+    changes, blacklisted, untracked, not_sent = [], [], [], []
     seen: set[int] = set()
     for report in reports:
         row = found.get(("p", report.provider_message_id)) or found.get(("o", str(report.message_id)))
@@ -106,6 +108,9 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
                                         reason=f"{report.reason or 'the provider no longer reports on it'}; "
                                                "it stays sent"))
             continue
+        if report.state is DeliveryState.NOT_SENT:  # accepted, never sent on: it goes out again
+            not_sent.append((row, report))
+            continue
         event = report.state.value
         reason = report.reason or ("delivered to the handset" if event == "delivered" else "not delivered")
         if report.recipient_blocked:
@@ -114,11 +119,12 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
         changes.append(Change(row, event, {"status": event, "reason": reason[:500], "poll_at": None},
                               reason=reason, provider=provider_name))
     apply(conn, changes + untracked)
+    requeued = requeue(conn, config, provider_name, not_sent) if not_sent else []
     for row, reason in blacklisted:
         # a promotional message refused: only promotional touches stop; an informational one: no line reached them
         suppress_contact(conn, row["contact_id"], row["channel"], reason, replace=False,
                          promotional_only=_touch_kind(conn, row) != INFORMATIONAL)
-    return len(changes)
+    return len(changes) + len(requeued)
 
 
 def _touch_kind(conn: sa.Connection, row: dict) -> str:

@@ -72,12 +72,16 @@ class DeliveryState(str, enum.Enum):
 
     ``UNTRACKED``: the provider no longer reports on this id (too old, or an id it does not know).
     It says nothing about the handset: stop polling and keep the state already recorded.
+
+    ``NOT_SENT``: the provider accepted the message but says it never sent it on (IPPanel's bulk states 8
+    "insufficient credit" and 9 "system error"). Nothing reached an operator: it may be sent again.
     """
 
     PENDING = "pending"
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     UNTRACKED = "untracked"
+    NOT_SENT = "not_sent"
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class DeliveryReport:
     recipient_blocked: bool = False
     #: asking about this one id failed (the others in the batch were answered); ``state`` is PENDING
     error: ProviderError | None = None
+    #: with ``NOT_SENT``: the account is why (no credit), so the provider should pause as a refused send would
+    account_blocked: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,18 @@ ippanel/php-rest-sdk ``src/IPPanel/Errors/ResponseCodes.php``). A send refused w
 with an HTTP 402, pauses the provider (:class:`ProviderBlockedError`) so the message fails over;
 it is never dropped as a content error. Other unknown refusals map by HTTP status.
 
+Delivery: ``GET /api/report/recipients?bulk_id=`` → ``data[].message_status``: "0" sent to the operator, "1"
+operator received, "2" delivered, "3" not delivered, "4" blacklisted (``docs/report/bulk-recipient.md``; the
+per-recipient states appear "if the message status is finalized"). Until one of 2-4 shows, the bulk's own
+state is read, ``GET /api/report/by_bulk?messages_outbox_id=`` → ``data.state_id``
+(``docs/report/outbox-report-id.md``; the values in ``docs/report/outbox-report.md``): 0 being created, 1 in
+the monitoring queue, 2 being sent, 5 in the send queue, 6 sent (all pending here); 3 rejected by the
+monitoring system, 4 recipients invalid, 7 canceled (undelivered: it will never go); 8 "Insufficient credit
+for sending" and 9 "not sent due to a system error" (``NOT_SENT``: it never left, so the engine sends it
+again; for 8 with ``account_blocked``, which pauses the provider as a send refused for credit does). A bulk
+IPPanel accepted and then held for want of credit is therefore sent again, through another provider while
+this one is paused, and never recorded as undelivered or held against the contact.
+
 Idempotency: none. IPPanel takes no key of ours, and its outbox report lists bulks by text and
 time but not by recipient, so it cannot tell our message from another with the same text. A
 send answered with a server error or cut off after the request went out is recorded ``unknown``,
@@ -33,7 +45,7 @@ message read twice count once.
 """
 from __future__ import annotations
 
-from .base import DeliveryState, InboundMessage, SendResult
+from .base import DeliveryReport, DeliveryState, InboundMessage, SendResult
 from .errors import PermanentContentError, ProviderBlockedError, ProviderConfigError
 from .http import HttpCall
 from .iran import IranianPanel, as_float, as_int, as_text, e164, from_unix, national
@@ -48,6 +60,11 @@ ERRORS = {"400-1": ProviderBlockedError, "400-2": PermanentContentError,
 P, D, U = DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED
 #: ``message_status`` → delivery state; 4 is the telecom blacklist
 STATES = {0: P, 1: P, 2: D, 3: U, 4: U}
+NO_CREDIT = 8
+#: a bulk's ``state_id`` that says its recipients will get nothing → (state, what the docs call it)
+BULK_STATES = {3: (U, "rejected by the monitoring system"), 4: (U, "recipients entered incorrectly or not valid"),
+               7: (U, "sending canceled"), NO_CREDIT: (DeliveryState.NOT_SENT, "insufficient credit for sending"),
+               9: (DeliveryState.NOT_SENT, "not sent due to a system error")}
 AUTH_SCHEMES = ("raw", "bearer")
 INBOX_PAGE, INBOX_PAGES = 100, 10
 
@@ -125,9 +142,17 @@ class IPPanelProvider(IranianPanel):
     def _delivery(self, pid: str):
         rows = self.fetch(self.call("GET", "api/report/recipients",
                                     params={"bulk_id": pid, "page": 1, "per_page": 10})) or []
-        if rows:
-            return self.report(pid, rows[0].get("message_status"))
-        return self.report(pid, 0, reason="no recipient report yet")
+        row = rows[0] if rows and isinstance(rows[0], dict) else {}
+        if self.states.get(as_int(row.get("message_status"))) not in (None, P):
+            return self.report(pid, row.get("message_status"))
+        bulk = self.fetch(self.call("GET", "api/report/by_bulk", params={"messages_outbox_id": pid})) or {}
+        state_id = as_int(bulk.get("state_id")) if isinstance(bulk, dict) else None
+        if state_id in BULK_STATES:
+            state, meaning = BULK_STATES[state_id]
+            return DeliveryReport(pid, state, reason=f"ippanel bulk state {state_id}: {meaning}",
+                                  account_blocked=state_id == NO_CREDIT)
+        return self.report(pid, row.get("message_status", 0),
+                           reason=None if row else f"no recipient report yet (bulk state {state_id})")
 
     def inbound(self):
         """Messages to our line since the last one seen (the newest page on the first call)."""

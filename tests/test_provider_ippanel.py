@@ -123,17 +123,19 @@ def test_delivery_status(server, status, state, blocked):
     body = load("recipients.json")
     body["data"][0]["message_status"] = status
     server.routes["/api/report/recipients"] = Reply(200, body)
+    server.routes["/api/report/by_bulk"] = Reply(200, load("by_bulk.json"))  # a pending recipient: the bulk's state
     [report] = make(server.url).delivery_status(["1123544244"])
     assert (report.provider_message_id, report.state, report.recipient_blocked) == ("1123544244", state, blocked)
-    [req] = server.requests
+    req = server.requests[0]
     assert req.method == "GET" and req.query["bulk_id"] == ["1123544244"]
     assert req.headers["Authorization"] == KEY
 
 
 def test_delivery_status_before_the_bulk_is_final(server):
     server.routes["/api/report/recipients"] = Reply(200, {"data": [], "meta": {"status": True}})
+    server.routes["/api/report/by_bulk"] = Reply(200, load("by_bulk.json"))
     [report] = make(server.url).delivery_status(["9"])
-    assert report.state == DeliveryState.PENDING
+    assert report.state == DeliveryState.PENDING and report.error is None
 
 
 def test_one_bulk_that_fails_does_not_sink_the_others():
