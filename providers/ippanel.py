@@ -8,7 +8,8 @@ codes: "400-1" credentials on HTTP 401, "400-2" validation on HTTP 422. Whether 
 No credit: the Edge docs name no send error for it; their outbox report
 (``docs/report/outbox-report.md``) lists bulk ``state_id`` 8 "Insufficient credit for sending",
 and IPPanel's own SDKs name the refusal ``ErrCreditNotEnough`` = "10006" (github
-ippanel/php-rest-sdk ``src/IPPanel/Errors/ResponseCodes.php``). A send refused with that code, or
+ippanel/php-rest-sdk ``src/IPPanel/Errors/ResponseCodes.php``, as of commit 62f2397; its HEAD 040c1e0 keeps
+only HTTP codes). A send refused with that code, or
 with an HTTP 402, pauses the provider (:class:`ProviderBlockedError`) so the message fails over;
 it is never dropped as a content error. Other unknown refusals map by HTTP status.
 
@@ -22,7 +23,9 @@ monitoring system, 4 recipients invalid, 7 canceled (undelivered: it will never 
 for sending" and 9 "not sent due to a system error" (``NOT_SENT``: it never left, so the engine sends it
 again; for 8 with ``account_blocked``, which pauses the provider as a send refused for credit does). A bulk
 IPPanel accepted and then held for want of credit is therefore sent again, through another provider while
-this one is paused, and never recorded as undelivered or held against the contact.
+this one is paused, and never recorded as undelivered or held against the contact. IPPanel's SDKs enumerate no
+bulk states (ippanel/php-rest-sdk ``src/IPPanel/Models/Message.php`` keeps ``state`` as free text;
+ippanelcom/python-sdk only sends), so the Edge docs are the source.
 
 Idempotency: none. IPPanel takes no key of ours, and its outbox report lists bulks by text and
 time but not by recipient, so it cannot tell our message from another with the same text. A
@@ -33,7 +36,8 @@ Lines and the advertising blacklist: ``from_number`` is the line the engine chos
 E.164. The Edge docs name no line classes; a blacklisted recipient shows up in the recipients report as
 ``message_status`` 4 "blacklisted" (``docs/report/bulk-recipient.md``), read as ``recipient_blocked``. The
 official SDKs' ``ErrItsTimeToSleep`` = "10019" "send time is 8-23" is the operators' hours on a line
-(providers.md §4, §9.3); the engine's ``send_window`` keeps sends inside such hours.
+(providers.md §4, §9.3); a promotional line's ``hours`` (:mod:`providers.lines`) keep promotional sends
+inside them. Whether Edge answers with that code is UNVERIFIED; it is not mapped.
 
 Inbound SMS: ``POST /api/report/messages-inbox`` with ``{"page", "per_page", "filters": {"from_id"}}``
 → ``data[]`` of ``{messages_inbox_id, from, number, message, type, time, seen}``, newest first,

@@ -14,7 +14,8 @@ No regulator text was found, and the panels and resellers disagree:
 source                                                  hours
 ======================================================  ==============================================
 IPPanel's SDKs, ``ErrItsTimeToSleep`` = "10019"         8–23 ("send time is 8-23"; github ippanel/
-                                                        php-rest-sdk ``src/IPPanel/Errors/ResponseCodes.php``)
+                                                        php-rest-sdk ``src/IPPanel/Errors/ResponseCodes.php``
+                                                        at commit 62f2397)
 navand.com «محدودیت ساعت ارسال پیامک تبلیغاتی»           07:00–22:00, advertising lines to MCI numbers
 sms.see.co.ir, line 2000400                             09:00–21:00; later sends go out the next day
 nabzekar.com «قوانین ارسال تبلیغات پیامکی»               no advertising 22:00–08:00
