@@ -48,7 +48,7 @@ def _mode(provider: Provider, what: str, polls: bool, push_ready: bool) -> str:
     pushes = what in provider.pushes and push_ready
     mode = " + ".join(m for m, on in (("poll", polls), ("push", pushes)) if on) or "none"
     if what in provider.pushes and not push_ready:
-        mode += " (push: set callback_secret)"
+        mode += f" (push: set {provider.push_keys[0]})"
     return mode
 
 
@@ -57,7 +57,7 @@ def delivery_setup(provider: Provider, public_url: str | None) -> str:
     kind = type(provider)
     unsigned = "callback_secret" in provider.optional
     secret = str(provider.settings.get("callback_secret") or "")
-    ready = bool(secret) or not unsigned
+    ready = not provider.push_keys or any(provider.settings.get(key) for key in provider.push_keys)
     parts = [f"receipts: {_mode(provider, 'receipts', kind.delivery_status is not Provider.delivery_status, ready)}"]
     if "sms" in provider.channels:
         parts.append(f"inbound: {_mode(provider, 'inbound', kind.inbound is not Provider.inbound, ready)}")

@@ -165,6 +165,9 @@ class Provider:
     #: what the provider can push to us: "receipts" and/or "inbound". A provider with ``callback_secret``
     #: among its settings pushes unsigned (:meth:`parse_callback`), any other signs (:meth:`verify_webhook`)
     pushes: ClassVar[frozenset[str]] = frozenset()
+    #: the settings that make its pushes readable (any one of them; the secret of an unsigned callback URL, a
+    #: webhook's verification key); empty where the required settings already do
+    push_keys: ClassVar[tuple[str, ...]] = ()
     #: why a push the provider's panel offers is not taken (its payload is not documented), or None
     push_unsupported: ClassVar[str | None] = None
     #: the account's sender lines by class (the ``lines`` setting, where the provider takes one)

@@ -60,6 +60,7 @@ class KavenegarProvider(IranianPanel):
     default_base_url = "https://api.kavenegar.com/v1"
     supports_lookup = True
     pushes = frozenset({"receipts", "inbound"})
+    push_keys = ("callback_secret",)
     optional = IranianPanel.optional + ("callback_secret",)
     errors = ERRORS
     states = STATES

@@ -54,6 +54,7 @@ class MailgunProvider(HttpProvider):
     type = "mailgun"
     channels = frozenset({"email"})
     pushes = frozenset({"receipts"})  # signed webhooks
+    push_keys = ("webhook_signing_key", "webhook_key")
     required = ("api_key", "domain", "from")
     optional = ("region", "base_url", "webhook_signing_key", "webhook_key")
 

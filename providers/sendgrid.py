@@ -64,6 +64,7 @@ class SendGridProvider(HttpProvider):
     type = "sendgrid"
     channels = frozenset({"email"})
     pushes = frozenset({"receipts"})  # the signed Event Webhook
+    push_keys = ("webhook_key",)
     required = ("api_key", "from")
     optional = ("base_url", "webhook_key")
     default_base_url = "https://api.sendgrid.com"
