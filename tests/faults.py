@@ -36,13 +36,15 @@ _READY = {"sending", "deferred", "cancelled", "skipped", "failed", "released"}
 ALLOWED_NEXT: dict[str | None, set[str]] = {
     None: {"scheduled", "pending"},
     "pending": {"scheduled", "cancelled"},
-    "scheduled": _READY,
+    "scheduled": _READY | {"pending"},  # the next touch waits again for a requeued one
     "released": _READY,
     "retry": _READY,
     "deferred": _READY,
     "sending": {"sent", "failed", "unknown", "retry", "deferred", "released"},
-    "sent": {"delivered", "undelivered", "receipt_timeout"},
-    "delivered": set(), "undelivered": set(), "receipt_timeout": {"delivered", "undelivered"},
+    # a receipt saying the provider never sent it on (engine/requeue.py): scheduled again
+    "sent": {"delivered", "undelivered", "receipt_timeout", "requeued"},
+    "requeued": _READY,
+    "delivered": set(), "undelivered": set(), "receipt_timeout": {"delivered", "undelivered", "requeued"},
     "failed": set(), "skipped": set(), "cancelled": set(), "unknown": set(),
 }
 
@@ -387,7 +389,7 @@ def audit_history(world: World, *, outbox: Path | None = None) -> Audit:
                                 f"(log: {[e['event'] for e in events]})")
                 break
             previous = entry["event"]
-        final_event = {"receipt_timeout": "sent"}.get(previous, previous)
+        final_event = {"receipt_timeout": "sent", "requeued": "scheduled"}.get(previous, previous)
         if previous is not None and final_event != status:
             problems.append(f"message {mid}: table says {status!r}, its log ends with {previous!r}")
     return audit

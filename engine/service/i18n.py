@@ -46,7 +46,7 @@ EN: dict[str, str] = {
     "seq.offer": "Offer", "seq.ends": "ends {when}", "seq.ends_after": "ends {after} after each enrollment",
     "seq.no_deadline": "no deadline", "seq.stock_left": "{left} of {stock} left", "seq.no_stock": "no stock limit",
     "seq.preview": "Preview", "seq.subject": "Subject:", "percent": "{n}%",
-    "ev:offer_expired": "offer expired", "ev:sold_out": "sold out",
+    "ev:offer_expired": "offer expired", "ev:sold_out": "sold out", "ev:requeued": "queued again",
 }
 
 FA: dict[str, str] = {
@@ -86,7 +86,7 @@ FA: dict[str, str] = {
     "ev:active": "فعال", "ev:paused": "متوقف", "ev:completed": "تمام شده", "ev:converted": "خرید کرده",
     "ev:unsubscribed": "لغو اشتراک", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
     "ev:message": "پیام", "ev:event": "رویداد", "ev:purchase": "خرید", "ev:reply": "پاسخ",
-    "ev:offer_expired": "مهلت پیشنهاد گذشته", "ev:sold_out": "موجودی تمام شده",
+    "ev:offer_expired": "مهلت پیشنهاد گذشته", "ev:sold_out": "موجودی تمام شده", "ev:requeued": "دوباره در صف",
 }
 
 CATALOG: dict[str, dict[str, str]] = {"en": EN, "fa": FA}
