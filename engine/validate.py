@@ -10,6 +10,7 @@ from .clock import now
 from .config import Config, read_config
 from .deadlines import both_ways
 from .errors import ConfigError, Problem
+from .holiday_check import holiday_deadline_problems
 from .kinds import INFORMATIONAL
 from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, sample_contact
@@ -137,6 +138,7 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
     attrs = database_attrs(config.settings.database_url)
     for seq in config.sequences.values():
         problems.extend(_template_problems(config, seq, attrs))
+        problems.extend(holiday_deadline_problems(config, seq))
         channels = {t.channel for t in seq.touches}
         for channel in channels:
             if not config.settings.providers.get(channel):
