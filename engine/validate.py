@@ -29,10 +29,11 @@ def _offer_row(seq: Sequence) -> dict | None:
 
 
 def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | None = None, at=None,
-                        enrolled_at=None):
+                        enrolled_at=None, offer_row: dict | None = None):
     """Render one touch for a sample (or given) contact, as preview and validate show it.
 
-    ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``).
+    ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``);
+    ``offer_row`` is the stored offer (default: the sequence's, none redeemed).
     """
     at = at or now()
     contact = contact or sample_contact(config, seq)
@@ -41,7 +42,7 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
     deadline = seq.offer.deadline_for(enrolled_at or at) if seq.offer else None
     ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
-                           offer_row=_offer_row(seq), deadline=deadline, tz=tz, at=at,
+                           offer_row=offer_row or _offer_row(seq), deadline=deadline, tz=tz, at=at,
                            sequence=SequenceView(seq.name, seq.description),
                            touch=TouchView(touch.name, touch.channel, touch.index))
     return config.renderer.render(touch.template, touch.channel, ctx)
