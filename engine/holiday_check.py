@@ -53,8 +53,7 @@ def holiday_deadline_problems(config: Config, seq: Sequence, start: datetime | N
         for touch in urgent:
             when, would = with_holidays[touch.index], without[touch.index]
             if when >= deadline > would:
-                previous = with_holidays[touch.index - 1] if touch.index else enrolled
-                skipped = holidays_between(previous, when, tz, window)
+                skipped = holidays_between(enrolled, when, tz, window)
                 hits.setdefault(touch.index, []).append((enrolled, deadline, describe_holidays(skipped, window)))
     problems = []
     seq_file = os.path.relpath(seq.file) if seq.file else seq.name

@@ -42,6 +42,15 @@ def urgent_after_a_day(**window) -> dict:
     return seq
 
 
+def first_touch_at(world, at: datetime) -> dict:
+    """Sara enrolled in promo at ``at`` and one tick: her first message."""
+    (sara,) = world.add_contacts(SARA)
+    with freeze_time(at):
+        world.enroll("promo", sara)
+        world.tick()
+    return world.messages(touch="t0")[0]
+
+
 def test_the_package_calendar_names_iranian_holidays_in_persian_and_marks_mourning_days():
     days = country_days("IR", 2027)
     nowruz = days[datetime(2027, 3, 21).date()]
@@ -72,10 +81,7 @@ def test_skip_holidays_defers_past_nowruz_with_the_holidays_name_as_the_reason(m
 
 def test_skip_holidays_does_not_hold_an_ordinary_day(make_world):
     world = make_world([one_touch(skip_holidays="IR")])
-    (sara,) = world.add_contacts(SARA)
-    with freeze_time(tehran(2027, 3, 15, 10, 0)):
-        world.enroll("promo", sara)
-        world.tick()
+    assert first_touch_at(world, tehran(2027, 3, 15, 10, 0))["status"] == "sent"
     assert world.sent() == [("t0", "+989121234567")]
 
 
@@ -98,11 +104,7 @@ def test_mourning_days_alone_send_on_nowruz_but_not_on_ashura(make_world):
 
 def test_a_deferral_from_the_night_before_names_the_window_then_the_holiday(make_world):
     world = make_world([one_touch(skip_holidays="IR")])
-    (sara,) = world.add_contacts(SARA)
-    with freeze_time(tehran(2027, 6, 14, 22, 0)):
-        world.enroll("promo", sara)
-        world.tick()
-    (message,) = world.messages(touch="t0")
+    message = first_touch_at(world, tehran(2027, 6, 14, 22, 0))
     assert to_utc(message["next_attempt_at"]) == tehran(2027, 6, 17, 9, 0)
     assert message["reason"].startswith("outside the send window 09:00–21:00 every day except IR holidays "
                                         "(Asia/Tehran), then holiday: تاسوعای حسینی")
@@ -149,12 +151,8 @@ def test_holidays_yaml_moves_a_lunar_holiday_by_a_day(make_world):
 def test_a_running_enrollment_follows_holidays_yaml_read_by_the_worker(make_world):
     world = make_world([one_touch(skip_holidays="IR")])
     write_holidays(world, "add:\n  - {date: 2027-03-16, name: تعطیل ویژه}\n")
-    (sara,) = world.add_contacts(SARA)
     world.dispatcher.config = load_config(world.root / "config")  # the stored version has no dates of its own
-    with freeze_time(tehran(2027, 3, 16, 10, 0)):
-        world.enroll("promo", sara)
-        world.tick()
-    (message,) = world.messages(touch="t0")
+    message = first_touch_at(world, tehran(2027, 3, 16, 10, 0))
     assert message["reason"].startswith("holiday: تعطیل ویژه (2027-03-16); deferred to 2027-03-17T09:00:00+03:30")
 
 
@@ -216,3 +214,13 @@ def test_validate_warns_when_a_holiday_pushes_an_urgent_touch_past_its_deadline(
     with freeze_time(tehran(2027, 1, 1, 12, 0)):
         _, problems = validate(plain.root / "config")
     assert not [p for p in problems if "last-chance" in str(p) and "holiday" in str(p)]
+
+
+def test_the_dashboard_says_a_holiday_deferral_in_persian():
+    from engine.service.i18n import reason_phrases
+
+    said = reason_phrases("fa", "outside the send window 09:00–21:00 every day except IR holidays (Asia/Tehran), "
+                                "then holiday: تاسوعای حسینی (2027-06-15); deferred to 2027-06-17T09:00:00+03:30")
+    assert said == ("بیرون از بازهٔ ارسال 09:00–21:00 every day جز تعطیلات IR (Asia/Tehran)، سپس تعطیل: "
+                    "تاسوعای حسینی (2027-06-15)؛ عقب افتاد تا 2027-06-17T09:00:00+03:30")
+    assert reason_phrases("fa", "mourning day: عاشورا (2027-06-16)") == "روز عزا: عاشورا (2027-06-16)"
