@@ -485,6 +485,8 @@ from .cli_alerts import alerts  # noqa: E402  (registers the `alerts` group)
 cli.add_command(alerts)
 from .cli_sequences import sequences  # noqa: E402  (registers the `sequences` group)
 cli.add_command(sequences)
+from .cli_simulate import send_test_cmd, simulate_cmd  # noqa: E402  (registers `simulate` and `send-test`)
+cli.add_command(simulate_cmd); cli.add_command(send_test_cmd)  # noqa: E702
 
 
 def main() -> None:

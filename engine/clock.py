@@ -1,14 +1,37 @@
-"""The one clock. Every "now" in the engine comes from :func:`now`: aware UTC, patchable by freezegun."""
+"""The one clock. Every "now" in the engine comes from :func:`now`: aware UTC, patchable by freezegun,
+and set by hand for ``followup simulate`` (:class:`SimulatedClock`)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-__all__ = ["now", "aware", "to_utc"]
+__all__ = ["now", "aware", "to_utc", "SimulatedClock"]
+
+#: the simulated time while a :class:`SimulatedClock` runs (the whole process sees it, every thread)
+_simulated: list[datetime] = []
 
 
 def now() -> datetime:
-    """The current time as an aware UTC datetime."""
+    """The current time as an aware UTC datetime (the simulated one inside a :class:`SimulatedClock`)."""
+    if _simulated:
+        return _simulated[-1]
     return datetime.now(timezone.utc)
+
+
+class SimulatedClock:
+    """``with SimulatedClock(start) as clock: ... clock.move_to(later)``: :func:`now` answers the simulated time."""
+
+    def __init__(self, start: datetime):
+        self.at = aware(start)
+
+    def move_to(self, at: datetime) -> None:
+        self.at = _simulated[-1] = aware(at)
+
+    def __enter__(self) -> "SimulatedClock":
+        _simulated.append(self.at)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _simulated.pop()
 
 
 def aware(value: datetime) -> datetime:

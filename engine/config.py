@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ConfigError, Problem
+from .holiday_overrides import load_overrides
+from .offdays import NO_OVERRIDES, HolidayOverrides
 from .sequences import Sequence, read_sequences
 from .settings import Settings, load_settings
 from .templates import Renderer
@@ -24,6 +26,8 @@ class Config:
     settings: Settings
     sequences: dict[str, Sequence]
     renderer: Renderer
+    #: the dates ``holidays.yaml`` adds to or removes from the holidays calendar
+    holidays: HolidayOverrides = NO_OVERRIDES
 
     def sequence(self, name: str) -> Sequence:
         from .errors import InputError
@@ -52,9 +56,18 @@ def read_config(directory: str | os.PathLike | None = None) -> tuple[Config | No
         problems.extend(err.problems)
     sequences, seq_problems = read_sequences(folder, settings)
     problems.extend(seq_problems)
+    holidays = NO_OVERRIDES
+    try:
+        holidays = load_overrides(folder)
+    except ConfigError as err:
+        problems.extend(err.problems)
     if settings is None:
         return None, problems
-    return Config(folder, settings, sequences, Renderer(settings.templates_dir)), problems
+    settings.send_window = replace(settings.send_window, overrides=holidays)
+    for seq in sequences.values():
+        if seq.send_window is not None:
+            seq.send_window = replace(seq.send_window, overrides=holidays)
+    return Config(folder, settings, sequences, Renderer(settings.templates_dir), holidays), problems
 
 
 def load_config(directory: str | os.PathLike | None = None) -> Config:

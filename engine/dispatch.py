@@ -266,7 +266,7 @@ class Dispatcher:
     def _plan(self, conn: sa.Connection, seq_hash: str) -> SequencePlan:
         if seq_hash not in self._plans:
             text = conn.execute(sa.select(versions_t.c.definition).where(versions_t.c.hash == seq_hash)).scalar_one()
-            self._plans[seq_hash] = plan_from_json(text)
+            self._plans[seq_hash] = plan_from_json(text, self.config.holidays)
         return self._plans[seq_hash]
 
     def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:

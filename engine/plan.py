@@ -6,7 +6,8 @@
    SMS only, :mod:`engine.kinds`, lets informational touches through)
 4. an urgent touch's offer is live               → else ``skipped`` (offer_expired / sold_out)
 5. send window and frequency cap                 → else ``deferred`` to the next allowed moment,
-   unless that passes an urgent touch's deadline → then ``skipped``
+   unless that passes an urgent touch's deadline → then ``skipped`` (a holiday the window skips is
+   named in the reason)
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from .clock import to_utc
 from .durations import parse_duration
 from .kinds import PROMOTIONAL, blocks
 from .sms import DEFAULT_MAX_SEGMENTS
-from .window import FrequencyCap, SendWindow, local_day_bounds, next_allowed
+from .offdays import NO_OVERRIDES, HolidayOverrides
+from .window import FrequencyCap, SendWindow, closed_reason, local_day_bounds, next_allowed
 
 __all__ = ["TouchPlan", "SequencePlan", "Decision", "decide", "plan_from_json", "unreachable"]
 
@@ -49,7 +51,8 @@ class SequencePlan:
     max_sms_segments: int = DEFAULT_MAX_SEGMENTS
 
 
-def plan_from_json(text: str) -> SequencePlan:
+def plan_from_json(text: str, holidays: HolidayOverrides = NO_OVERRIDES) -> SequencePlan:
+    """A stored definition; its send window skips holidays with the dates of ``holidays`` (holidays.yaml)."""
     data = json.loads(text)
     window = data.get("send_window")
     cap = data.get("frequency_cap")
@@ -58,7 +61,9 @@ def plan_from_json(text: str) -> SequencePlan:
         description=data.get("description", ""),
         touches=tuple(TouchPlan(t["index"], t["name"], parse_duration(t["after"]), t["channel"], t["template"],
                                 t["urgent"], t.get("kind", PROMOTIONAL)) for t in data["touches"]),
-        send_window=SendWindow(window["start"], window["end"], frozenset(window["days"])) if window else None,
+        send_window=SendWindow(window["start"], window["end"], frozenset(window["days"]),
+                               window.get("skip_holidays"), window.get("skip_mourning", False),
+                               holidays) if window else None,
         frequency_cap=FrequencyCap(cap["per_day"]) if cap else None,
         offer_title=(data.get("offer") or {}).get("title"),
         max_sms_segments=data.get("max_sms_segments", DEFAULT_MAX_SEGMENTS),
@@ -121,7 +126,7 @@ def decide(*, now: datetime, message: dict, enrollment: dict, contact: dict, off
         if offer and offer.get("stock") is not None and offer["stock"] - offer["redeemed"] <= 0:
             return Decision("skipped", "sold_out: no stock left for the offer")
     allowed = next_allowed(now, tz, window) if opens is None else opens
-    why = f"outside the send window {window.describe()} ({tz.key})" if allowed > now else None
+    why = closed_reason(now, allowed, tz, window) if allowed > now else None
     for _ in range(30):
         if not _cap_reached(sent_times, allowed, tz, cap.per_day):
             break

@@ -13,7 +13,7 @@ from .sms import SmsInfo, over_max_segments, sms_info, with_footer
 from .templates import RenderError, Rendered
 from .samples import sample_contact
 from .validate import render_touch_sample
-from .window import local_day_bounds, next_allowed
+from .window import closed_reason, describe_holidays, holidays_between, local_day_bounds, next_allowed
 
 __all__ = ["PreviewRow", "preview", "segment_price", "sms_text"]
 
@@ -49,10 +49,14 @@ def preview(config: Config, seq: Sequence, contact: dict | None = None, start: d
         when = next_allowed(planned, tz, window)
         notes = []
         if when > planned:
-            notes.append(f"deferred by the send window {window.describe()}")
+            notes.append(f"deferred: {closed_reason(planned, when, tz, window)}")
         while cap.per_day and sum(1 for t in sent if local_day_bounds(when, tz)[0] <= t < local_day_bounds(when, tz)[1]) >= cap.per_day:
-            when = next_allowed(when, tz, window, skip_today=True)
+            moved = next_allowed(when, tz, window, skip_today=True)
             notes.append(f"moved by the frequency cap ({cap.per_day}/day)")
+            skipped = holidays_between(local_day_bounds(when, tz)[1], moved, tz, window)
+            if skipped:
+                notes.append(f"then past the {describe_holidays(skipped, window)}")
+            when = moved
         blocked = unreachable(contact, touch.channel, touch.kind)
         if blocked:
             notes.append(f"will be skipped: {blocked}")

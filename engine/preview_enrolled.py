@@ -46,7 +46,8 @@ def latest_enrollment(conn: sa.Connection, sequence: str, contact_id: int) -> di
 def enrolled_preview(config: Config, conn: sa.Connection, enrollment: dict, contact: dict) -> list[PreviewRow]:
     """The enrollment's messages from the database, open ones rendered for ``contact`` at their due time."""
     plan = plan_from_json(conn.execute(sa.select(versions.c.definition)
-                                       .where(versions.c.hash == enrollment["sequence_hash"])).scalar_one())
+                                       .where(versions.c.hash == enrollment["sequence_hash"])).scalar_one(),
+                          config.holidays)
     offer = conn.execute(sa.select(offers).where(offers.c.sequence == enrollment["sequence"],
                                                  offers.c.code == enrollment["offer_code"])).mappings().first()
     offer = dict(offer) if offer else None

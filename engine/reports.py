@@ -63,7 +63,8 @@ def contact_labels(conn: sa.Connection, ids: set[int]) -> dict[int, dict[str, An
 
 
 #: events the delivery log records besides a message's statuses
-LOG_ONLY_EVENTS = ("deferred", "retry", "released", "scheduled", "provider_paused", "receipt_timeout", "requeued")
+LOG_ONLY_EVENTS = ("deferred", "retry", "released", "scheduled", "provider_paused", "receipt_timeout", "requeued",
+                   "test_sent", "test_failed")
 
 
 def log_filter_values(conn: sa.Connection, sequences: list[str]) -> dict[str, set[str]]:

@@ -102,6 +102,12 @@ class Sequence:
         data = asdict(self)
         data.pop("problems", None)
         data.pop("sample", None)  # only validate and preview read it
+        if data.get("send_window"):  # holidays.yaml's dates are read where the window is used, not frozen here
+            window = data["send_window"]
+            window.pop("overrides", None)
+            for key in ("skip_holidays", "skip_mourning"):
+                if not window.get(key):
+                    window.pop(key, None)
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 

@@ -117,9 +117,9 @@ def parse_window(doc: YamlDoc, key: str, raw: Any, default: SendWindow | None = 
     if not isinstance(raw, dict):
         doc.problem(key, 'must be a mapping with start, end and days, e.g. {start: "09:00", end: "21:00", days: all}')
         return None
-    unknown = set(raw) - {"start", "end", "days"}
+    unknown = set(raw) - {"start", "end", "days", "skip_holidays", "skip_days"}
     for extra in sorted(unknown):
-        doc.problem(join_path(key, extra), "unknown key; send_window takes start, end and days")
+        doc.problem(join_path(key, extra), "unknown key; send_window takes start, end, days, skip_holidays and skip_days")
     start = _minutes(doc, join_path(key, "start"), raw.get("start", "09:00"))
     end = _minutes(doc, join_path(key, "end"), raw.get("end", "21:00"))
     if start is not None and end is not None and start >= end:
@@ -137,9 +137,30 @@ def parse_window(doc: YamlDoc, key: str, raw: Any, default: SendWindow | None = 
                             f"{name!r} is not a weekday; use sat, sun, mon, tue, wed, thu, fri")
     else:
         doc.problem(join_path(key, "days"), "must be `all` or a list of weekdays, e.g. [sat, sun, mon, tue, wed, thu]")
-    if start is None or end is None or not days:
+    country, mourning = _skips(doc, key, raw)
+    if start is None or end is None or not days or country is False:
         return None
-    return SendWindow(start=start, end=end, days=frozenset(days))
+    return SendWindow(start=start, end=end, days=frozenset(days), skip_holidays=country, skip_mourning=mourning)
+
+
+def _skips(doc: YamlDoc, key: str, raw: dict) -> tuple[str | None | bool, bool]:
+    """``skip_holidays`` (a country code, None, or False when wrong) and whether ``skip_days`` has mourning."""
+    country = raw.get("skip_holidays")
+    if country is not None:
+        from .offdays import known_country
+
+        if not isinstance(country, str) or not known_country(country):
+            doc.problem(join_path(key, "skip_holidays"), f"{country!r} is not a country the holidays calendar "
+                                                         "knows; write a two-letter code, e.g. skip_holidays: IR")
+            country = False
+        else:
+            country = country.upper()
+    skip_days = raw.get("skip_days", [])
+    if not isinstance(skip_days, list) or any(d != "mourning" for d in skip_days):
+        doc.problem(join_path(key, "skip_days"), "takes a list of kinds of day; the one known is mourning "
+                                                 "(Tasua, Ashura, the martyrdom days): skip_days: [mourning]")
+        return False, False
+    return country, "mourning" in skip_days
 
 
 def parse_cap(doc: YamlDoc, key: str, raw: Any, default: FrequencyCap | None = None) -> FrequencyCap | None:

@@ -10,6 +10,7 @@ from .clock import now
 from .config import Config, read_config
 from .deadlines import both_ways
 from .errors import ConfigError, Problem
+from .holiday_check import holiday_deadline_problems
 from .kinds import INFORMATIONAL
 from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, sample_contact
@@ -28,10 +29,11 @@ def _offer_row(seq: Sequence) -> dict | None:
 
 
 def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | None = None, at=None,
-                        enrolled_at=None):
+                        enrolled_at=None, offer_row: dict | None = None):
     """Render one touch for a sample (or given) contact, as preview and validate show it.
 
-    ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``).
+    ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``);
+    ``offer_row`` is the stored offer (default: the sequence's, none redeemed).
     """
     at = at or now()
     contact = contact or sample_contact(config, seq)
@@ -40,7 +42,7 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     tz = ZoneInfo(contact.get("timezone") or config.settings.timezone.key)
     deadline = seq.offer.deadline_for(enrolled_at or at) if seq.offer else None
     ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
-                           offer_row=_offer_row(seq), deadline=deadline, tz=tz, at=at,
+                           offer_row=offer_row or _offer_row(seq), deadline=deadline, tz=tz, at=at,
                            sequence=SequenceView(seq.name, seq.description),
                            touch=TouchView(touch.name, touch.channel, touch.index))
     return config.renderer.render(touch.template, touch.channel, ctx)
@@ -137,6 +139,7 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
     attrs = database_attrs(config.settings.database_url)
     for seq in config.sequences.values():
         problems.extend(_template_problems(config, seq, attrs))
+        problems.extend(holiday_deadline_problems(config, seq))
         channels = {t.channel for t in seq.touches}
         for channel in channels:
             if not config.settings.providers.get(channel):

@@ -106,6 +106,16 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise _AliasRefused(event.start_mark, event.anchor)
         return super().compose_node(parent, index)
 
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        """A date-shaped value that is no date (2027-06-40) stays text, for the reader to refuse at its line."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:timestamp", _NoAliasLoader.construct_yaml_timestamp)
+
 
 def _parse(text: str) -> tuple[yaml.Node | None, Any]:
     loader = _NoAliasLoader(text)
