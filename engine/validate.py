@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 
+from .claims import claim_problems
 from .clock import now
 from .config import Config, read_config
 from .deadlines import both_ways
@@ -15,7 +16,7 @@ from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
-from .templates import MissingAttr, RenderError, SequenceView, TouchView, literal_urgency
+from .templates import MissingAttr, RenderError, SequenceView, TouchView
 from .worker import build_providers
 
 __all__ = ["validate", "render_touch_sample"]
@@ -93,15 +94,11 @@ def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> 
                                                       f"the sample contact, over max_sms_segments "
                                                       f"{seq.max_sms_segments} of {seq.name}: such messages are "
                                                       f"skipped; shorten it or raise max_sms_segments in {seq_file}"))
-        if touch.urgent:
-            if "offer" not in used:
-                problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "
-                                                      "`offer`; speak of offer.expires_at, offer.time_left or "
-                                                      "offer.stock_left, or drop `urgent: true`"))
-            for line, text in literal_urgency(config.renderer.source(touch.template)):
-                problems.append(Problem(tpl_path, "", f"literal countdown or quantity {text!r} in an urgent template; "
-                                                      "take it from the offer instead, e.g. {{ offer.time_left | duration }} "
-                                                      "or {{ offer.stock_left | fa_digits }}", line))
+        if touch.urgent and "offer" not in used:
+            problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "
+                                                  "`offer`; speak of offer.expires_at, offer.time_left or "
+                                                  "offer.stock_left, or drop `urgent: true`"))
+        problems.extend(claim_problems(config.renderer.source(touch.template), tpl_path, seq_file, seq.name, touch))
     return problems
 
 
