@@ -1,4 +1,4 @@
-"""``followup sequences``: list every sequence; pause, resume, stop one; unenroll a contact from one."""
+"""``followup sequences``: list every sequence; pause, resume, stop, migrate one; unenroll a contact from one."""
 from __future__ import annotations
 
 import click
@@ -80,3 +80,23 @@ def unenroll_cmd(state, name: str, key: str) -> None:
     if contact is None:
         raise InputError(f"no contact matches {key!r} (a phone in any format, an email or an external id)")
     _act(state, unenroll, name, contact)
+
+
+@sequences.command("migrate")
+@click.argument("name")
+@click.pass_obj
+def migrate_cmd(state, name: str) -> None:
+    """Move NAME's active enrollments on an older version (its file changed) to the current one.
+
+    \b
+    Touches match by name: what was sent stays sent and is not sent again; the next touch is due
+    `after` the last one sent; a touch the new version no longer has: its pending message is cancelled;
+    a new touch before where a contact is now is skipped for it. See the README.
+    """
+    from .console import out
+    from .versions import migrate
+
+    with state.engine().begin() as conn:
+        report = migrate(conn, state.config, name)
+    for line in report.lines():
+        out.print(line, markup=False)

@@ -13,7 +13,7 @@ from .deadlines import both_ways
 from .errors import ConfigError, Problem
 from .kinds import INFORMATIONAL
 from .render import template_context
-from .samples import RECENT_CONTACTS, database_attrs, sample_contact
+from .samples import RECENT_CONTACTS, database_attrs, read_existing, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
 from .templates import MissingAttr, RenderError, SequenceView, TouchView
@@ -144,6 +144,9 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
                                     f"the offer ended at {both_ways(seq.offer.expires_at, config.settings.timezone)}; "
                                     "urgent touches will all be "
                                     "skipped — move the deadline or remove the offer"))
+    from .versions import version_problems
+
+    problems.extend(read_existing(config.settings.database_url, lambda conn: version_problems(conn, config)) or [])
     if config.settings.unsubscribe_url and not config.settings.secret_key:
         problems.append(Problem(os.path.relpath(config.settings.path), "secret_key",
                                 "unsubscribe_url needs a secret_key to sign links; set secret_key: ${FOLLOWUP_SECRET_KEY}"))
