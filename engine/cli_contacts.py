@@ -8,10 +8,10 @@ import click
 
 from .errors import InputError
 
-__all__ = ["contacts_list", "contacts_show", "contacts_forget", "export"]
+__all__ = ["contacts_list", "contacts_show", "contacts_forget", "export", "find_by_key"]
 
 
-def _find(state, conn, key: str) -> dict:
+def find_by_key(state, conn, key: str) -> dict:
     """The contact KEY names: a phone, an email, an external id, or ``#ID`` (the id `contacts list` shows)."""
     import sqlalchemy as sa
 
@@ -66,7 +66,7 @@ def contacts_show(state, key: str, as_json: bool) -> None:
     from .people import contact_detail
 
     with state.engine().connect() as conn:
-        detail = contact_detail(conn, _find(state, conn, key))
+        detail = contact_detail(conn, find_by_key(state, conn, key))
     if as_json:
         print(json.dumps(detail, ensure_ascii=False, indent=2))
         return
@@ -104,7 +104,7 @@ def contacts_forget(state, key: str, yes: bool) -> None:
 
     engine = state.engine()
     with engine.begin() as conn:
-        contact = _find(state, conn, key)
+        contact = find_by_key(state, conn, key)
         if is_erased(contact):
             raise InputError(f"contact {contact['id']} is already erased")
         if not yes:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import click
 
-from .errors import InputError
 
 __all__ = ["sequences"]
 
@@ -68,17 +67,15 @@ for _verb, _doc in ACTIONS.items():
 
 @sequences.command("unenroll")
 @click.argument("name")
-@click.option("--contact", "key", required=True, help="A phone (any format), email or external id.")
+@click.option("--contact", "key", required=True, help="A phone (any format), email, external id or #ID.")
 @click.pass_obj
 def unenroll_cmd(state, name: str, key: str) -> None:
     """Take one contact out of NAME: its enrollment ends as unenrolled, its pending messages are cancelled."""
-    from .contacts import find_contact
+    from .cli_contacts import find_by_key
     from .control import unenroll
 
     with state.engine().connect() as conn:
-        contact = find_contact(conn, key, state.config.settings.default_region)
-    if contact is None:
-        raise InputError(f"no contact matches {key!r} (a phone in any format, an email or an external id)")
+        contact = find_by_key(state, conn, key)
     _act(state, unenroll, name, contact)
 
 

@@ -35,6 +35,12 @@ def test_policies_and_numbers_from_the_offer_are_not_claims(source):
     assert literal_urgency(source) == []
 
 
+def waive(project: Project, entry: str) -> None:
+    """Give the winter-sale reminder touch ``allow_claims: [ENTRY]``."""
+    project.edit(WINTER, "    template: winter-sale/reminder.sms.j2\n",
+                 f"    template: winter-sale/reminder.sms.j2\n    allow_claims: [{entry}]\n")
+
+
 def test_a_plain_touch_with_a_literal_stock_claim_fails_validate_at_file_and_line(project: Project):
     project.write(REMINDER, "{{ contact.first_name }} جان، پالتو هنوز هست.\nفقط ۳ عدد باقی مانده!\n")
     result = project.run("validate")
@@ -55,18 +61,14 @@ def test_a_return_policy_passes_validate(project: Project):
 def test_allow_claims_waives_a_named_phrase_with_its_reason(project: Project):
     project.write(REMINDER, "{{ contact.first_name }} جان، فقط ۷ روز مهلت تعویض دارید. کد {{ offer.code }}\n")
     assert project.run("validate").rc == 2
-    project.edit(WINTER, "    template: winter-sale/reminder.sms.j2\n",
-                 '    template: winter-sale/reminder.sms.j2\n'
-                 '    allow_claims: [{text: "فقط ۷ روز", why: "return policy"}]\n')
+    waive(project, '{text: "فقط ۷ روز", why: "return policy"}')
     result = project.run("validate")
     assert result.rc == 0, result
 
 
 def test_a_waiver_covers_only_the_phrase_it_names(project: Project):
     project.write(REMINDER, "فقط ۷ روز مهلت تعویض دارید. فقط ۲ عدد باقی است. {{ offer.code }}\n")
-    project.edit(WINTER, "    template: winter-sale/reminder.sms.j2\n",
-                 '    template: winter-sale/reminder.sms.j2\n'
-                 '    allow_claims: [{text: "۷ روز", why: "return policy"}]\n')
+    waive(project, '{text: "۷ روز", why: "return policy"}')
     result = project.run("validate")
     assert result.rc == 2, result
     assert [p for p in result.problems if "literal countdown" in p] == [
@@ -74,9 +76,7 @@ def test_a_waiver_covers_only_the_phrase_it_names(project: Project):
 
 
 def test_allow_claims_without_a_reason_is_refused_where_it_is_written(project: Project):
-    project.edit(WINTER, "    template: winter-sale/reminder.sms.j2\n",
-                 '    template: winter-sale/reminder.sms.j2\n'
-                 '    allow_claims: [{text: "۷ روز"}]\n')
+    waive(project, '{text: "۷ روز"}')
     result = project.run("validate")
     assert result.rc == 2, result
     line = project.line_of(WINTER, "allow_claims:")
@@ -84,9 +84,7 @@ def test_allow_claims_without_a_reason_is_refused_where_it_is_written(project: P
 
 
 def test_a_waiver_that_matches_nothing_is_a_warning(project: Project):
-    project.edit(WINTER, "    template: winter-sale/reminder.sms.j2\n",
-                 '    template: winter-sale/reminder.sms.j2\n'
-                 '    allow_claims: [{text: "۹ روز", why: "return policy"}]\n')
+    waive(project, '{text: "۹ روز", why: "return policy"}')
     result = project.run("validate")
     assert result.rc == 0, result
     assert any("warning: '۹ روز' waives no claim in winter-sale/reminder.sms.j2" in p for p in result.problems), result
