@@ -57,6 +57,9 @@ def test_forget_erases_personal_data_keeps_counts_and_cancels_pending_messages(p
     assert populated.run("enroll", "winter-sale", "--tag", "winter").rc == 0
     assert populated.run("event", "crm-1", "converted", "--value", "1200000", "--sequence", "winter-sale").rc == 0
     assert populated.run("enroll", "welcome-en", "--contact", "crm-1").rc == 0
+    with sqlite3.connect(populated.db) as conn:  # a provider's error that quoted the address
+        conn.execute(f"update messages set status = 'failed', reason = 'invalid recipient +989121234567' "
+                     f"where contact_id = {ALI} and touch = 'hello'")
     result = populated.run("contacts", "forget", "ali@example.com", "--yes")
     assert result.rc == 0, result
     assert "contact 1: personal data erased; 1 enrollment(s) ended" in result.out
@@ -69,6 +72,8 @@ def test_forget_erases_personal_data_keeps_counts_and_cancels_pending_messages(p
                            "and sequence = 'welcome-en'") == [("cancelled", "contact erased (followup contacts forget)")]
     # anonymous counts stay: both enrollments, the conversion and its value
     assert rows(populated, f"select count(*) from enrollments where contact_id = {ALI}") == [(2,)]
+    assert rows(populated, f"select reason from messages where contact_id = {ALI} and touch = 'hello'") == [
+        ("invalid recipient [erased]",)]
     assert rows(populated, f"select type, value from contact_events where contact_id = {ALI} and type = 'converted'") \
         == [("converted", 1200000.0)]
     stats = json.loads(populated.run("stats", "winter-sale", "--json").out)["sequences"][0]
