@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import Problem
 from .text import ascii_digits
 
 __all__ = ["Claim", "claim_problems", "find_claims", "literal_urgency", "waiver_matches"]
@@ -114,11 +115,9 @@ def waiver_matches(source: str, phrase: str) -> list[tuple[int, int, int]]:
             for m in pattern.finditer(line)]
 
 
-def claim_problems(source: str, tpl_path: str, seq_file: str, sequence: str, touch) -> list:
+def claim_problems(source: str, tpl_path: str, seq_file: str, sequence: str, touch) -> list[Problem]:
     """``validate``'s problems for one touch's template: each claim its ``allow_claims`` does not waive
     (at the template's FILE:LINE), and each waiver that matches no claim (a warning at the sequence file)."""
-    from .errors import Problem
-
     waivers = [(text, why, waiver_matches(source, text)) for text, why in touch.allow_claims]
     used = set()
     problems = []

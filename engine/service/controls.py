@@ -38,7 +38,7 @@ def _done(request: Request, name: str, notice: str, status: int = 200, error: st
     if error is not None:
         return templates.TemplateResponse(request, "action.html", {"row": None, "name": name, "error": error},
                                           status_code=status, headers=NO_STORE)
-    return RedirectResponse("/dashboard/sequences?" + urlencode({"notice": notice, "name": name}) + f"#controls",
+    return RedirectResponse("/dashboard/sequences?" + urlencode({"notice": notice, "name": name}) + "#controls",
                             status_code=303)
 
 
