@@ -160,7 +160,7 @@ def db_upgrade(state: State) -> None:
 # -- contacts and enrollment --------------------------------------------------------------
 @cli.group()
 def contacts() -> None:
-    """Contacts: import from CSV."""
+    """Contacts: import from CSV, list, show one, forget one (erasure)."""
 
 
 def _import(state: State, path: Path):
@@ -210,6 +210,7 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
     from .contacts import find_contact
     from .enrollment import enroll as do_enroll
     from .models import Contact
+    from .people import has_tag
 
     if sum(bool(x) for x in (csv_file, keys, tag)) != 1:
         raise InputError("give exactly one of --csv FILE, --contact KEY (repeatable) or --tag TAG")
@@ -233,8 +234,7 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
     else:
         table = Contact.__table__
         with engine.connect() as conn:
-            pattern = "%;" + tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ";%"
-            ids = list(conn.execute(sa.select(table.c.id).where(table.c.tags.like(pattern, escape="\\"))).scalars())
+            ids = list(conn.execute(sa.select(table.c.id).where(has_tag(tag))).scalars())
         if not ids:
             out.print(f"no contact has the tag {tag!r}")
     with engine.begin() as conn:
@@ -487,6 +487,10 @@ from .cli_sequences import sequences  # noqa: E402  (registers the `sequences` g
 cli.add_command(sequences)
 from .cli_simulate import send_test_cmd, simulate_cmd  # noqa: E402  (registers `simulate` and `send-test`)
 cli.add_command(simulate_cmd); cli.add_command(send_test_cmd)  # noqa: E702
+from .cli_contacts import contacts_forget, contacts_list, contacts_show, export  # noqa: E402
+for _command in (contacts_list, contacts_show, contacts_forget):
+    contacts.add_command(_command)
+cli.add_command(export)
 
 
 def main() -> None:

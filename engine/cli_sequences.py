@@ -1,9 +1,8 @@
-"""``followup sequences``: list every sequence; pause, resume, stop one; unenroll a contact from one."""
+"""``followup sequences``: list every sequence; pause, resume, stop, migrate one; unenroll a contact from one."""
 from __future__ import annotations
 
 import click
 
-from .errors import InputError
 
 __all__ = ["sequences"]
 
@@ -68,15 +67,33 @@ for _verb, _doc in ACTIONS.items():
 
 @sequences.command("unenroll")
 @click.argument("name")
-@click.option("--contact", "key", required=True, help="A phone (any format), email or external id.")
+@click.option("--contact", "key", required=True, help="A phone (any format), email, external id or #ID.")
 @click.pass_obj
 def unenroll_cmd(state, name: str, key: str) -> None:
     """Take one contact out of NAME: its enrollment ends as unenrolled, its pending messages are cancelled."""
-    from .contacts import find_contact
+    from .cli_contacts import find_by_key
     from .control import unenroll
 
     with state.engine().connect() as conn:
-        contact = find_contact(conn, key, state.config.settings.default_region)
-    if contact is None:
-        raise InputError(f"no contact matches {key!r} (a phone in any format, an email or an external id)")
+        contact = find_by_key(state, conn, key)
     _act(state, unenroll, name, contact)
+
+
+@sequences.command("migrate")
+@click.argument("name")
+@click.pass_obj
+def migrate_cmd(state, name: str) -> None:
+    """Move NAME's active enrollments on an older version (its file changed) to the current one.
+
+    \b
+    Touches match by name: what was sent stays sent and is not sent again; the next touch is due
+    `after` the last one sent; a touch the new version no longer has: its pending message is cancelled;
+    a new touch before where a contact is now is skipped for it. See the README.
+    """
+    from .console import out
+    from .versions import migrate
+
+    with state.engine().begin() as conn:
+        report = migrate(conn, state.config, name)
+    for line in report.lines():
+        out.print(line, markup=False)

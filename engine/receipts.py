@@ -136,7 +136,7 @@ def _touch_kind(conn: sa.Connection, row: dict) -> str:
     if definition is None:
         return PROMOTIONAL
     touches = plan_from_json(definition).touches
-    return touches[row["touch_index"]].kind if row["touch_index"] < len(touches) else PROMOTIONAL
+    return touches[row["touch_index"]].kind if 0 <= row["touch_index"] < len(touches) else PROMOTIONAL
 
 
 def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbound: list[InboundMessage]) -> int:

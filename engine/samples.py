@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import sqlalchemy as sa
 
@@ -17,7 +18,9 @@ from .errors import FollowupError
 from .models import Contact
 from .sequences import Sequence
 
-__all__ = ["RECENT_CONTACTS", "database_attrs", "sample_contact"]
+__all__ = ["RECENT_CONTACTS", "database_attrs", "read_existing", "sample_contact"]
+
+T = TypeVar("T")
 
 #: how many of the newest contacts the sample's columns are taken from
 RECENT_CONTACTS = 1000
@@ -25,29 +28,37 @@ RECENT_CONTACTS = 1000
 _WAIT = SessionLimits(lock_timeout=5, statement_timeout=10, connect_timeout=5)
 
 
-def database_attrs(url: str) -> dict[str, str]:
-    """Each extra column of the most recent contacts with a value of it; ``{}`` when the database is not
-    there yet, cannot be reached or is not migrated (``validate`` still checks everything else)."""
+def read_existing(url: str, read: Callable[[sa.Connection], T]) -> T | None:
+    """``read(conn)`` on the database at ``url``; None when it is not there yet (no file is ever created just to
+    look into it), cannot be reached or is not migrated, so ``validate`` still checks everything else."""
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if not path or path == ":memory:" or not Path(path).is_file():
-            return {}  # never create a database file just to look into it
+            return None
     try:
         engine = make_engine(url) if url.startswith("sqlite") else make_engine(url, _WAIT)
         check_schema(engine)
         with reading(engine) as conn:
-            column = Contact.__table__.c
-            rows = conn.execute(sa.select(column.attrs).order_by(column.id.desc()).limit(RECENT_CONTACTS)).scalars()
-            found: dict[str, str] = {}
-            for attrs in rows:
-                if isinstance(attrs, str):
-                    attrs = json.loads(attrs)
-                for key, value in (attrs or {}).items():
-                    if value not in (None, ""):
-                        found.setdefault(str(key), str(value))
-            return found
+            return read(conn)
     except (FollowupError, sa.exc.SQLAlchemyError, OSError, ValueError):
-        return {}
+        return None
+
+
+def database_attrs(url: str) -> dict[str, str]:
+    """Each extra column of the most recent contacts with a value of it; ``{}`` when the database can't be read."""
+    def read(conn: sa.Connection) -> dict[str, str]:
+        column = Contact.__table__.c
+        rows = conn.execute(sa.select(column.attrs).order_by(column.id.desc()).limit(RECENT_CONTACTS)).scalars()
+        found: dict[str, str] = {}
+        for attrs in rows:
+            if isinstance(attrs, str):
+                attrs = json.loads(attrs)
+            for key, value in (attrs or {}).items():
+                if value not in (None, ""):
+                    found.setdefault(str(key), str(value))
+        return found
+
+    return read_existing(url, read) or {}
 
 
 def sample_contact(config: Config, seq: Sequence | None = None, attrs: dict[str, str] | None = None) -> dict:

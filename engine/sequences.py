@@ -29,7 +29,7 @@ SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_win
                  "max_sms_segments", "reentry", "sample"}
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
-TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind"}
+TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind", "allow_claims"}
 OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "calendar", "stock"}
 
 
@@ -46,6 +46,8 @@ class Touch:
     line: int | None = None
     #: promotional (the default) or informational: picks the sender line and what a blacklist means
     kind: str = PROMOTIONAL
+    #: phrases the honest-urgency lint lets through in this touch's template: ``(text, why)``
+    allow_claims: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,34 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
             doc.problem(join_path(key, "urgent"), "an informational touch can't be urgent: urgency speaks of an "
                                                   "offer, and informational text carries none")
         touches.append(Touch(i, name, after, str(channel), str(template or ""), urgent,
-                             doc.line(join_path(key, "template")), kind))
+                             doc.line(join_path(key, "template")), kind,
+                             _allow_claims(doc, join_path(key, "allow_claims"), item.get("allow_claims"))))
     return touches
+
+
+def _allow_claims(doc: YamlDoc, key: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    """``allow_claims: [{text: "۷ روز", why: "return policy"}]``: each waived phrase with its reason."""
+    if raw is None:
+        return ()
+    example = 'e.g. allow_claims: [{text: "۷ روز", why: "return policy"}]'
+    if not isinstance(raw, list):
+        doc.problem(key, f"must be a list of {{text, why}}; {example}")
+        return ()
+    allowed = []
+    for i, entry in enumerate(raw):
+        where = join_path(key, i)
+        if not isinstance(entry, dict) or set(entry) - {"text", "why"}:
+            doc.problem(where, f"must be a mapping with text and why only; {example}")
+            continue
+        text, why = entry.get("text"), entry.get("why")
+        if not isinstance(text, (str, int)) or not str(text).strip():
+            doc.problem(join_path(where, "text"), f"is required: the phrase of the template to let through; {example}")
+        elif not isinstance(why, str) or not why.strip():
+            doc.problem(join_path(where, "why"), "is required: say why the phrase is not a countdown or a stock "
+                                                 "claim (e.g. return policy), so a reviewer can judge it")
+        else:
+            allowed.append((str(text).strip(), why.strip()))
+    return tuple(allowed)
 
 
 def _max_segments(doc: YamlDoc, raw: Any) -> int:

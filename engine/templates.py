@@ -9,7 +9,6 @@ in a name is printed as text.
 """
 from __future__ import annotations
 
-import re
 import time
 from functools import partial
 from dataclasses import dataclass, field
@@ -23,8 +22,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
+from .claims import literal_urgency  # the lint lives in engine.claims; re-exported for its callers
 from .sandbox import BoundedSandbox, budget
-from .text import ascii_digits, fa_digits
+from .text import fa_digits
 
 __all__ = [
     "Renderer", "Rendered", "ContactView", "OfferView", "RenderError", "MissingAttr", "Attrs",
@@ -193,26 +193,6 @@ def human_duration(value: timedelta | None, locale: str = "fa") -> str:
 def _duration_filter(ctx, value: timedelta | None) -> str:
     contact = ctx.get("contact")
     return human_duration(value, getattr(contact, "locale", "fa") or "fa")
-
-
-# a number with a unit of time or quantity, written as text rather than taken from `offer`
-_LITERAL_URGENCY = re.compile(
-    r"\d+\s*(?:%\s*)?(?:hours?|hrs?|days?|minutes?|mins?|left|remaining|items?|pieces?|units?|seats?|spots?|"
-    r"ساعت|روز|دقیقه|عدد|تا\s|نفر|باقی|جای|مانده)"
-    r"|(?:only|just|last)\s+\d+|(?:فقط|تنها)\s*\d+",
-    re.IGNORECASE,
-)
-_JINJA_CODE = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
-
-
-def literal_urgency(source: str) -> list[tuple[int, str]]:
-    """Countdowns or quantities written literally in template text (not from ``offer``), with lines."""
-    found = []
-    for lineno, line in enumerate(source.splitlines(), start=1):
-        text = ascii_digits(_JINJA_CODE.sub(" ", line))
-        for match in _LITERAL_URGENCY.finditer(text):
-            found.append((lineno, match.group(0).strip()))
-    return found
 
 
 class Renderer:

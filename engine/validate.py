@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 
+from .claims import claim_problems
 from .clock import now
 from .config import Config, read_config
 from .deadlines import both_ways
@@ -13,10 +14,10 @@ from .errors import ConfigError, Problem
 from .holiday_check import holiday_deadline_problems
 from .kinds import INFORMATIONAL
 from .render import template_context
-from .samples import RECENT_CONTACTS, database_attrs, sample_contact
+from .samples import RECENT_CONTACTS, database_attrs, read_existing, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
-from .templates import MissingAttr, RenderError, SequenceView, TouchView, literal_urgency
+from .templates import MissingAttr, RenderError, SequenceView, TouchView
 from .worker import build_providers
 
 __all__ = ["validate", "render_touch_sample"]
@@ -95,15 +96,11 @@ def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> 
                                                       f"the sample contact, over max_sms_segments "
                                                       f"{seq.max_sms_segments} of {seq.name}: such messages are "
                                                       f"skipped; shorten it or raise max_sms_segments in {seq_file}"))
-        if touch.urgent:
-            if "offer" not in used:
-                problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "
-                                                      "`offer`; speak of offer.expires_at, offer.time_left or "
-                                                      "offer.stock_left, or drop `urgent: true`"))
-            for line, text in literal_urgency(config.renderer.source(touch.template)):
-                problems.append(Problem(tpl_path, "", f"literal countdown or quantity {text!r} in an urgent template; "
-                                                      "take it from the offer instead, e.g. {{ offer.time_left | duration }} "
-                                                      "or {{ offer.stock_left | fa_digits }}", line))
+        if touch.urgent and "offer" not in used:
+            problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "
+                                                  "`offer`; speak of offer.expires_at, offer.time_left or "
+                                                  "offer.stock_left, or drop `urgent: true`"))
+        problems.extend(claim_problems(config.renderer.source(touch.template), tpl_path, seq_file, seq.name, touch))
     return problems
 
 
@@ -150,6 +147,9 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
                                     f"the offer ended at {both_ways(seq.offer.expires_at, config.settings.timezone)}; "
                                     "urgent touches will all be "
                                     "skipped — move the deadline or remove the offer"))
+    from .versions import version_problems
+
+    problems.extend(read_existing(config.settings.database_url, lambda conn: version_problems(conn, config)) or [])
     if config.settings.unsubscribe_url and not config.settings.secret_key:
         problems.append(Problem(os.path.relpath(config.settings.path), "secret_key",
                                 "unsubscribe_url needs a secret_key to sign links; set secret_key: ${FOLLOWUP_SECRET_KEY}"))

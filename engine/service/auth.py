@@ -6,6 +6,7 @@ Webhooks, ``/u/{token}``, ``/healthz`` and the login page are the only routes wi
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from ..sessions import check_session, open_session
 from .context import ServiceContext, get_context
 
 __all__ = ["require_api_key", "ApiKeyGate", "require_viewer", "LoginRequired", "Login", "check_login",
-           "start_session", "same_origin", "SESSION_COOKIE"]
+           "start_session", "same_origin", "SESSION_COOKIE", "csrf_token", "check_form"]
 
 SESSION_COOKIE = "followup_session"
 
@@ -132,3 +133,19 @@ def require_viewer(request: Request, ctx: ServiceContext = Depends(get_context))
     if name:
         return f"key:{name}"
     raise LoginRequired(request.url.path)
+
+
+def csrf_token(request: Request) -> str:
+    """The token the dashboard's action forms carry: ``HMAC(session token, "csrf")``, so only a page read
+    with the session's cookie can know it. Without a session cookie there is none (and no form is accepted)."""
+    session = request.cookies.get(SESSION_COOKIE)
+    return hmac.new(session.encode(), b"followup-csrf", hashlib.sha256).hexdigest() if session else ""
+
+
+def check_form(request: Request, ctx: ServiceContext, token: str) -> None:
+    """Refuse (403) an action form posted from another site or without this session's CSRF token."""
+    if not same_origin(request, ctx.options.public_url):
+        raise HTTPException(403, "this form was posted from another site")
+    expected = csrf_token(request)
+    if not expected or not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(403, "this form's CSRF token is missing or wrong: reload the page and try again")

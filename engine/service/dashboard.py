@@ -1,4 +1,4 @@
-"""The read-only dashboard: overview, delivery log, sequences and one contact's timeline.
+"""The dashboard: overview, delivery log, sequences (with the buttons of :mod:`.controls`) and one contact's timeline.
 
 Server-rendered Jinja pages with inlined CSS and the app's own fonts (nothing is loaded from outside), in
 Persian (right-to-left, Jalali dates) or English: ``service.locale``, switched per browser at
@@ -17,11 +17,13 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from ..contacts import find_contact
+from ..control import list_sequences
 from ..models import MessageStatus
 from ..preview import preview, sms_text
 from ..sessions import end_session
 from .auth import SESSION_COOKIE, check_login, require_viewer, same_origin, start_session
 from .context import ServiceContext, get_context
+from .controls import ACTIONS
 from .i18n import LOCALES, translate
 from .pages import FONTS, LANG_COOKIE, page_locale, templates
 from .queries import (contact_labels, contact_timeline, log_page, provider_overview, queue_state, recent_counts,
@@ -172,9 +174,13 @@ def sequences(request: Request, ctx: ServiceContext = Depends(get_context)) -> H
     """Each sequence's funnel, its offer's deadline and stock, and every touch rendered for a sample contact."""
     with ctx.engine.connect() as conn:
         items = [{"stats": sequence_stats(conn, ctx.config, name)} for name in sorted(ctx.config.sequences)]
+        controls = list_sequences(conn, ctx.config)
     for item in items:
         item["previews"] = _previews(ctx, ctx.config.sequences[item["stats"]["sequence"]])
-    return templates.TemplateResponse(request, "sequences.html", {"sequences": items}, headers=NO_STORE)
+    notice = request.query_params.get("notice")
+    notice = {"action": notice, "name": request.query_params.get("name", "")} if notice in ACTIONS else None
+    return templates.TemplateResponse(request, "sequences.html", {"sequences": items, "controls": controls,
+                                                                  "notice": notice}, headers=NO_STORE)
 
 
 @router.get("/dashboard/contact")

@@ -47,6 +47,17 @@ EN: dict[str, str] = {
     "seq.no_deadline": "no deadline", "seq.stock_left": "{left} of {stock} left", "seq.no_stock": "no stock limit",
     "seq.preview": "Preview", "seq.subject": "Subject:", "percent": "{n}%",
     "ev:offer_expired": "offer expired", "ev:sold_out": "sold out", "ev:requeued": "queued again",
+    "ctl.heading": "State", "col.version": "version", "col.active": "active", "col.due_24h": "due in 24 h",
+    "col.next_due": "next due", "col.actions": "actions", "ctl.pause": "Pause", "ctl.resume": "Resume",
+    "ctl.stop": "Stop…", "ctl.unenroll": "Unenroll",
+    "ctl.done.pause": "{name} is paused: its due messages wait until it is resumed.",
+    "ctl.done.resume": "{name} is active again; what waited is due now.",
+    "ctl.done.stop": "{name} is stopped: its enrollments ended and their pending messages were cancelled.",
+    "ctl.confirm_title": "Stop {name}?",
+    "ctl.confirm_text": "{active} active enrollment(s) end as stopped and their pending messages are cancelled "
+                        "({due} due in the next 24 h). The sequence takes no new contacts until it is resumed.",
+    "ctl.confirm": "Stop {name}", "ctl.cancel": "Cancel", "ctl.refused": "Not done",
+    "ev:stopped": "stopped", "ev:orphaned": "orphaned", "ev:unenrolled": "unenrolled",
 }
 
 FA: dict[str, str] = {
@@ -87,6 +98,17 @@ FA: dict[str, str] = {
     "ev:unsubscribed": "لغو اشتراک", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
     "ev:message": "پیام", "ev:event": "رویداد", "ev:purchase": "خرید", "ev:reply": "پاسخ",
     "ev:offer_expired": "مهلت پیشنهاد گذشته", "ev:sold_out": "موجودی تمام شده", "ev:requeued": "دوباره در صف",
+    "ctl.heading": "وضعیت", "col.version": "نسخه", "col.active": "فعال", "col.due_24h": "موعد در ۲۴ ساعت",
+    "col.next_due": "موعد بعدی", "col.actions": "کارها", "ctl.pause": "مکث", "ctl.resume": "ادامه",
+    "ctl.stop": "پایان…", "ctl.unenroll": "خارج کن",
+    "ctl.done.pause": "{name} در مکث است: پیام‌های موعدرسیده تا ادامه صبر می‌کنند.",
+    "ctl.done.resume": "{name} دوباره فعال است؛ آنچه منتظر بود اکنون موعدش رسیده.",
+    "ctl.done.stop": "{name} پایان یافت: ثبت‌نام‌هایش تمام شد و پیام‌های در انتظارش لغو شد.",
+    "ctl.confirm_title": "پایان {name}؟",
+    "ctl.confirm_text": "{active} ثبت‌نام فعال با وضعیت «پایان‌یافته» تمام می‌شود و پیام‌های در انتظارش لغو "
+                        "می‌شود ({due} پیام با موعد در ۲۴ ساعت آینده). تا ادامه، مخاطب تازه‌ای نمی‌پذیرد.",
+    "ctl.confirm": "پایان {name}", "ctl.cancel": "انصراف", "ctl.refused": "انجام نشد",
+    "ev:stopped": "پایان‌یافته", "ev:orphaned": "بی‌فایل", "ev:unenrolled": "خارج‌شده",
 }
 
 CATALOG: dict[str, dict[str, str]] = {"en": EN, "fa": FA}

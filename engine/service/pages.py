@@ -144,5 +144,13 @@ def reason(context: Any, text: str | None) -> Markup:
     return Markup("").join(out)
 
 
-templates.env.globals.update(t=t, locale=locale)
+@pass_context
+def csrf(context: Any) -> str:
+    """The CSRF token an action form of this page carries (see :func:`.auth.csrf_token`)."""
+    from .auth import csrf_token
+
+    return csrf_token(context["request"])
+
+
+templates.env.globals.update(t=t, locale=locale, csrf=csrf)
 templates.env.filters.update(stamp=stamp, num=num, word=word, reason=reason, duration=duration)
