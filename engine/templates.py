@@ -155,8 +155,9 @@ class _Sandbox(BoundedSandbox):
                 return getattr(obj, attribute)
             except AttributeError:
                 return self.undefined(obj=obj, name=attribute)
-        if type(obj) is EventData and attribute in obj:
-            return obj[attribute]  # an event's own `items` or `values` wins over the dict method
+        if type(obj) is EventData:
+            # only the event's entries: `event.data.items` is its `items`, never the dict method
+            return self._column(obj, attribute, obj[attribute] if attribute in obj else self.undefined(obj=obj, name=attribute))
         value = super().getattr(obj, attribute)
         return self._column(obj, attribute, value)
 

@@ -187,13 +187,18 @@ def test_a_run_whose_event_lacks_a_data_entry_skips_the_message_with_the_reason(
     assert world.sms.outbox == []
 
 
-def test_a_data_entry_named_like_a_dict_method_is_the_data(make_world, frozen):
+def test_event_data_names_only_its_entries_never_a_dict_method(make_world, frozen):
     world = make_world([cart_sequence()], templates={
-        "cart/remind.sms.j2": "{{ event.data.items }} قلم، {% for k, v in event.data.size.items() %}{{ k }}={{ v }}{% endfor %}"})
-    (cid,) = world.add_contacts({"phone": "09121111111"})
-    world.event(cid, "cart_abandoned", key="c", data={"items": 3, "size": {"m": 1}})
+        "cart/remind.sms.j2": "{{ event.data.items | default('چند') }} قلم، {{ event.data.keys | default('-') }}، "
+                              "{% for k, v in event.data.size | dictsort %}{{ k }}={{ v }}{% endfor %}"})
+    a, b = world.add_contacts({"phone": "09121111111"}, {"phone": "09122222222"})
+    world.event(a, "cart_abandoned", key="c", data={"items": 3, "size": {"m": 1, "l": 2}})
+    world.event(b, "cart_abandoned", key="c", data={"size": {}})
     world.tick()
-    assert world.sms.outbox[0].text.startswith("3 قلم، m=1")
+    texts = sorted(m.text for m in world.sms.outbox)
+    assert len(texts) == 2, [(m["status"], m["reason"]) for m in world.messages()]
+    assert texts[0].startswith("3 قلم، -، l=2m=1"), texts
+    assert texts[1].startswith("چند قلم، -،"), texts
 
 
 def test_an_enrollment_by_hand_sees_an_empty_event(make_world, frozen):
