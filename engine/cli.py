@@ -264,8 +264,10 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
 @pass_state
 def event(state: State, key: str, kind: str, event_key: str | None, data_text: str | None, sequence: str | None,
           channel: str | None, value: float | None, idempotency_key: str | None) -> None:
-    """Record that contact KEY did EVENT: converted, replied, unsubscribed or resubscribed, or any event
-    name (cart_abandoned) that sequences trigger on or exit on."""
+    """Record that contact KEY did EVENT.
+
+    EVENT is converted, replied, unsubscribed or resubscribed, or any event name of yours (cart_abandoned)
+    that sequences trigger on or exit on."""
     from .contacts import find_contact
     from .eventnames import parse_data
     from .events import record_event
