@@ -17,8 +17,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.cli import cli
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.enrollment import EventRun, enroll
 from engine.errors import InputError
 from engine.events import record_event
@@ -307,6 +310,36 @@ def test_validate_reports_a_data_entry_the_trigger_sample_lacks(make_world):
                for p in problems), problems
 
 
+EVENT_WORDS = st.sampled_from(["cart_abandoned", "order_placed", "converted", "convertd", "Cart", "", "event",
+                                "sample", "x" * 60])
+ANY = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), EVENT_WORDS,
+                             st.dates()),
+                   lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                           st.dictionaries(st.one_of(EVENT_WORDS, st.text(max_size=5)), inner,
+                                                           max_size=3)), max_leaves=10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(trigger=ANY, exit_on=ANY)
+def test_any_trigger_or_exit_on_loads_or_is_a_config_error(tmp_path, trigger, exit_on):
+    folder = tmp_path / "config"
+    (folder / "sequences").mkdir(parents=True, exist_ok=True)
+    (folder / "settings.yaml").write_text(yaml.safe_dump({
+        "database_url": "sqlite:///x.db", "templates_dir": ".",
+        "providers": {"sms": [{"name": "m", "type": "memory"}]}}), encoding="utf-8")
+    (folder / "sequences" / "cart.yaml").write_text(yaml.safe_dump(
+        {**cart_sequence(), "trigger": trigger, "exit_on": exit_on}, allow_unicode=True), encoding="utf-8")
+    try:
+        config = load_config(folder)
+    except ConfigError as err:
+        assert all(p.file.endswith("cart.yaml") and p.line for p in err.problems), str(err)
+    else:
+        seq = config.sequences["cart"]
+        assert seq.trigger is None or seq.trigger.event not in seq.exit_on
+        json.loads(seq.to_json())
+
+
 # -- the command line -----------------------------------------------------------------------------------
 def test_the_event_command_starts_and_ends_keyed_runs(world, sara, frozen):
     runner = CliRunner()
@@ -360,6 +393,12 @@ def test_the_api_starts_and_ends_keyed_runs(world, api, sara, frozen):
     ended = api.post("/api/v1/events", json={"contact": "09121111111", "type": "order_placed", "key": "cart-981"})
     assert ended.json()["ended"] == ["cart (cart-981)"] and ended.json()["cancelled"] == 3
     assert [(r["event_key"], r["status"]) for r in runs(world, sara)] == [("cart-981", "exited"), ("cart-982", "active")]
+    timeline = api.get("/api/v1/contacts/09121111111/timeline").json()
+    assert [(e["sequence"], e["event_key"], e["status"]) for e in timeline["enrollments"]] == [
+        ("cart", "cart-981", "exited"), ("cart", "cart-982", "active")]
+    assert [(i["event"], i["key"]) for i in timeline["items"] if i["kind"] == "event"] == [
+        ("cart_abandoned", "cart-981"), ("cart_abandoned", "cart-981"), ("cart_abandoned", "cart-982"),
+        ("order_placed", "cart-981")]
 
 
 @pytest.mark.parametrize("body, field, words", [
