@@ -122,14 +122,22 @@ class Sequence:
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 
-def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
+def _mapping(doc: YamlDoc, key: str, raw: Any, keys: set[str], noun: str, shape: str) -> dict | None:
+    """``raw`` when it is a mapping (its unknown keys reported), else None with the problem said."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        doc.problem("offer", "must be a mapping with code, title and expires_after or expires_at")
+        doc.problem(key, f"must be a mapping {shape}")
         return None
-    for extra in sorted(set(raw) - OFFER_KEYS):
-        doc.problem(join_path("offer", extra), f"unknown key; an offer takes {', '.join(sorted(OFFER_KEYS))}")
+    for extra in sorted(set(raw) - keys):
+        doc.problem(join_path(key, extra), f"unknown key; {noun} takes {', '.join(sorted(keys))}")
+    return raw
+
+
+def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
+    raw = _mapping(doc, "offer", raw, OFFER_KEYS, "an offer", "with code, title and expires_after or expires_at")
+    if raw is None:
+        return None
     code, title = raw.get("code"), raw.get("title")
     if not code:
         doc.problem("offer.code", "is required (the discount code, e.g. WINTER20)")
@@ -259,13 +267,9 @@ def _exit_on(doc: YamlDoc, raw: Any) -> tuple[str, ...]:
 
 def _trigger(doc: YamlDoc, raw: Any, exit_on: tuple[str, ...]) -> Trigger | None:
     """``trigger: {event: NAME, sample: {...}}``: the event that enrolls a contact, once per event key."""
+    raw = _mapping(doc, "trigger", raw, TRIGGER_KEYS, "a trigger", "such as trigger: {event: cart_abandoned}")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        doc.problem("trigger", "must be a mapping such as trigger: {event: cart_abandoned}")
-        return None
-    for extra in sorted(set(raw) - TRIGGER_KEYS):
-        doc.problem(join_path("trigger", extra), f"unknown key; a trigger takes {', '.join(sorted(TRIGGER_KEYS))}")
     name = raw.get("event")
     if name is None:
         doc.problem("trigger.event", "is required: the event that enrolls a contact, e.g. cart_abandoned")
