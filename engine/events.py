@@ -19,7 +19,7 @@ from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
 from .journal import Change, apply
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
-from .triggers import Started, exit_status, exiting, start_runs
+from .triggers import Started, exit_status, exiting, start_runs, unheard
 
 __all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
 
@@ -89,7 +89,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         attributed = conn.execute(sa.select(enrollments.c.sequence).where(
             enrollments.c.contact_id == contact["id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value)
             .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc()).limit(1)).scalar()
-    warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else ""
+    warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else unheard(config, kind)
     conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=attributed, channel=channel,
                                           value=value, idempotency_key=idempotency_key, source=source, at=stamp,
                                           key=key, data=sa.null() if data is None else data))

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from .config import Config
 from .enrollment import EventRun, enroll
 from .errors import InputError
+from .eventnames import BUILT_IN, near_built_in
 from .models import EnrollmentStatus
 
-__all__ = ["Started", "exit_status", "exiting", "start_runs"]
+__all__ = ["Started", "exit_status", "exiting", "start_runs", "unheard"]
 
 _STATUSES = {s.value for s in EnrollmentStatus}
 
@@ -46,6 +47,18 @@ def exiting(active: list[dict], key: str | None) -> list[dict]:
 def exit_status(event: str) -> str:
     """The status an enrollment ends with when ``event`` is one of its ``exit_on``."""
     return event if event in _STATUSES else EnrollmentStatus.EXITED.value
+
+
+def unheard(config: Config, event: str) -> str:
+    """A warning when no sequence of the config starts or ends on ``event`` (a misspelt name does nothing)."""
+    if event in BUILT_IN or any(s.trigger and s.trigger.event == event or event in s.exit_on
+                                for s in config.sequences.values()):
+        return ""
+    close = near_built_in(event)
+    names = sorted({s.trigger.event for s in config.sequences.values() if s.trigger}
+                   | {e for s in config.sequences.values() for e in s.exit_on} - set(BUILT_IN))
+    hint = f"; did you mean {close!r}?" if close else (f" (the sequences name {', '.join(names)})" if names else "")
+    return f"no sequence starts or ends on {event!r}, so it was only recorded{hint}"
 
 
 def start_runs(conn: sa.Connection, config: Config, contact_id: int, event: str, key: str | None,

@@ -134,6 +134,15 @@ def test_the_same_idempotency_key_twice_starts_nothing_more(world, sara, frozen)
     assert (stored["type"], stored["key"]) == ("cart_abandoned", "cart-1")
 
 
+def test_an_event_no_sequence_names_is_recorded_with_a_warning(world, sara, frozen):
+    typo = world.event(sara, "cart_abandonned", key="cart-1")
+    assert typo.recorded and typo.started == []
+    assert typo.warning == ("no sequence starts or ends on 'cart_abandonned', so it was only recorded "
+                            "(the sequences name cart_abandoned, order_placed)")
+    assert "did you mean 'converted'?" in world.event(sara, "convertd").warning
+    assert world.event(sara, "order_placed").warning == ""
+
+
 # -- ending runs ---------------------------------------------------------------------------------------
 def test_an_exit_event_with_a_key_ends_only_that_keys_run(world, sara, frozen):
     world.enroll("welcome", sara)
