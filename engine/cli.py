@@ -252,25 +252,39 @@ def enroll(state: State, sequence: str, csv_file: Path | None, keys: tuple[str, 
 
 @cli.command()
 @click.argument("key")
-@click.argument("kind", type=click.Choice(["converted", "replied", "unsubscribed", "resubscribed"]))
+@click.argument("kind", metavar="EVENT")
+@click.option("--key", "event_key", metavar="ID", help="What the event is about (a cart, an order): one run per key; "
+                                                      "as an exit event it ends only that key's run.")
+@click.option("--data", "data_text", metavar="JSON", help="The event's data as a JSON object; templates read it as "
+                                                          "event.data.")
 @click.option("--sequence", help="Only this sequence (default: all the contact's sequences).")
 @click.option("--channel", type=click.Choice(["sms", "email", "all"]), default=None, help="For (un/re)subscribe.")
 @click.option("--value", type=float, help="Order value, for revenue in stats.")
 @click.option("--idempotency-key", help="The order or message id: the same key twice is recorded once.")
 @pass_state
-def event(state: State, key: str, kind: str, sequence: str | None, channel: str | None, value: float | None,
-          idempotency_key: str | None) -> None:
-    """Record that contact KEY converted, replied, unsubscribed or resubscribed."""
+def event(state: State, key: str, kind: str, event_key: str | None, data_text: str | None, sequence: str | None,
+          channel: str | None, value: float | None, idempotency_key: str | None) -> None:
+    """Record that contact KEY did EVENT.
+
+    EVENT is converted, replied, unsubscribed or resubscribed, or any event name of yours (cart_abandoned)
+    that sequences trigger on or exit on."""
     from .contacts import find_contact
+    from .eventnames import parse_data
     from .events import record_event
 
+    data = None
+    if data_text is not None:
+        try:
+            data = parse_data(data_text)
+        except ValueError as error:
+            raise InputError(f"--data: {error}") from None
     engine = state.engine()
     with engine.begin() as conn:
         contact = find_contact(conn, key, state.config.settings.default_region)
         if contact is None:
             raise InputError(f"no contact matches {key!r} (a phone in any format, an email or an external id)")
         result = record_event(conn, state.config, contact, kind, sequence=sequence, channel=channel, value=value,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, key=event_key, data=data)
     if result.warning:
         err.print(f"warning: {result.warning}", markup=False)
     if not result.recorded:
@@ -278,7 +292,10 @@ def event(state: State, key: str, kind: str, sequence: str | None, channel: str 
         return
     ended = f"; ended {', '.join(result.ended)}" if result.ended else ""
     out.print(f"contact {contact['id']}: {kind} recorded{ended}; {result.cancelled} pending touch(es) cancelled"
-              + (f" ({result.note})" if result.note else ""))
+              + (f" ({result.note})" if result.note else ""), markup=False)
+    for started in result.started:
+        out.print(f"  {started.sequence}: {started.outcome.replace('_', ' ')}"
+                  + (f": {started.reason}" if started.reason else ""), markup=False)
 
 
 # -- the worker --------------------------------------------------------------------------

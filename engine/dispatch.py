@@ -91,7 +91,7 @@ DUE_SQL = f"SELECT id FROM messages WHERE {DUE_WHERE}"
 WORK_FIELDS = ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch", "channel", "urgent", "status",
                "attempt", "provider")
 ENROLLMENT_FIELDS = ("id", "contact_id", "sequence", "sequence_hash", "status", "ended_reason", "offer_code",
-                     "offer_expires_at")
+                     "offer_expires_at", "event_key", "event_data")
 CONTACT_FIELDS = ("id", "phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "attrs",
                   "sms_suppressed", "email_suppressed")
 OFFER_FIELDS = ("id", "sequence", "code", "title", "stock", "redeemed")

@@ -3,6 +3,10 @@
 A contact whose enrollment in the sequence has ended enrolls again only as the sequence's ``reentry``
 allows (never, by default), and an offer's deadline is the one the contact was first given for that
 offer code: enrolling again never buys a contact a new deadline.
+
+An enrollment an event with a key started (:class:`EventRun`, a cart) is a *run* of its own: one per
+contact, sequence and key, whatever became of it, beside the contact's other runs; ``reentry`` counts
+only enrollments without a key.
 """
 from __future__ import annotations
 
@@ -18,9 +22,9 @@ from .config import Config
 from .errors import InputError
 from .journal import append_log
 from .kinds import blocks
-from .models import Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
+from .models import ACTIVE_UNKEYED, KEYED, Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 
-__all__ = ["EnrollReport", "enroll", "refusal"]
+__all__ = ["EnrollReport", "EventRun", "enroll", "refusal"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
@@ -39,20 +43,36 @@ class EnrollReport:
     finished: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _ended(conn: sa.Connection, sequence: str, chunk: list[int]) -> dict[int, dict]:
-    """Each contact's latest ended enrollment in ``sequence``."""
+@dataclass(frozen=True)
+class EventRun:
+    """The event an enrollment starts from: with a ``key``, one run per key; ``data`` is frozen on it."""
+
+    event: str
+    key: str | None = None
+    data: dict | None = None
+
+
+def _runs(conn: sa.Connection, sequence: str, chunk: list[int], key: str | None, active: bool) -> dict[int, dict]:
+    """Each contact's latest active (or ended) enrollment in ``sequence`` with event key ``key`` (None: without one)."""
+    status = enrollments.c.status == EnrollmentStatus.ACTIVE.value
     rows = conn.execute(sa.select(enrollments.c.contact_id, enrollments.c.status, enrollments.c.ended_reason,
                                   enrollments.c.ended_at, enrollments.c.enrolled_at)
                         .where(enrollments.c.contact_id.in_(chunk), enrollments.c.sequence == sequence,
-                               enrollments.c.status != EnrollmentStatus.ACTIVE.value)
+                               status if active else ~status,
+                               enrollments.c.event_key.is_(None) if key is None else enrollments.c.event_key == key)
                         .order_by(enrollments.c.id)).mappings()
     return {r["contact_id"]: dict(r) for r in rows}  # the last row of each contact wins
+
+
+def _how(last: dict) -> str:
+    ended = to_utc(last["ended_at"] or last["enrolled_at"])
+    return f"{last['status']} on {ended:%Y-%m-%d %H:%M} UTC" + (f" ({last['ended_reason']})" if last["ended_reason"] else "")
 
 
 def _not_again(last: dict, reentry_after, stamp) -> str | None:
     """Why a contact whose last enrollment is ``last`` can't enroll again now (None: it may)."""
     ended = to_utc(last["ended_at"] or last["enrolled_at"])
-    how = f"{last['status']} on {ended:%Y-%m-%d %H:%M} UTC" + (f" ({last['ended_reason']})" if last["ended_reason"] else "")
+    how = _how(last)
     if reentry_after is None:
         return f"already enrolled, {how}; this sequence's reentry is never"
     if stamp < ended + reentry_after:
@@ -101,8 +121,13 @@ def refusal(contact: dict, channels: dict[str, set[str]]) -> str | None:
     return None
 
 
-def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids: list[int]) -> EnrollReport:
-    """Enroll contacts; already-active and finished ones are a no-op, opted-out ones are refused with a reason."""
+def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids: list[int],
+           run: EventRun | None = None) -> EnrollReport:
+    """Enroll contacts; already-active and finished ones are a no-op, opted-out ones are refused with a reason.
+
+    With ``run``, the enrollments carry its event's data; with its key, a contact that had a run for that
+    key in this sequence (active or ended) is not enrolled again, and ``reentry`` does not apply."""
+    key = run.key if run else None
     seq = config.sequence(sequence_name)
     _check_state(conn, seq.name)
     sync_catalog(conn, config)
@@ -113,14 +138,15 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         rows = {r["id"]: dict(r) for r in conn.execute(sa.select(contacts).where(contacts.c.id.in_(chunk))).mappings()}
-        active = set(conn.execute(sa.select(enrollments.c.contact_id).where(
-            enrollments.c.contact_id.in_(chunk), enrollments.c.sequence == seq.name,
-            enrollments.c.status == EnrollmentStatus.ACTIVE.value)).scalars())
-        ended = _ended(conn, seq.name, chunk)
+        active = _runs(conn, seq.name, chunk, key, active=True)
+        ended = _runs(conn, seq.name, chunk, key, active=False)
         new = []
         for cid in chunk:
             if cid in active:
                 report.already_active.append(cid)
+            elif cid in ended and key is not None:
+                report.finished.append((cid, f"already had a run for key {key}, {_how(ended[cid])}; "
+                                             "one run per key"))
             elif cid in ended and (why := _not_again(ended[cid], seq.reentry_after, stamp)) is not None:
                 report.finished.append((cid, why))
             elif cid not in rows:
@@ -134,13 +160,16 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
         deadline = seq.offer.deadline_for(stamp) if seq.offer else None
         given = _first_deadlines(conn, seq.offer.code, new) if deadline is not None else {}
         # a concurrent enroll may have inserted since we looked: skip it, never fail on uq_enrollment_active
+        # (or, for a keyed run, on uq_enrollment_event_key)
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(enrollments).on_conflict_do_nothing(
-            index_elements=["contact_id", "sequence"], index_where=sa.text("status = 'active'"))
+            index_elements=["contact_id", "sequence"] + (["event_key"] if key is not None else []),
+            index_where=sa.text(ACTIVE_UNKEYED if key is None else KEYED))
         result = conn.execute(insert.returning(enrollments.c.id, enrollments.c.contact_id), [
             dict(contact_id=cid, sequence=seq.name, sequence_hash=seq.hash, status=EnrollmentStatus.ACTIVE.value,
                  enrolled_at=stamp, offer_code=seq.offer.code if seq.offer else None,
-                 offer_expires_at=given.get(cid, deadline))
+                 offer_expires_at=given.get(cid, deadline), event_key=key,
+                 event_data=run.data if run and run.data is not None else sa.null())
             for cid in new])
         created = result.all()
         inserted = {cid for _, cid in created}

@@ -1,7 +1,9 @@
-"""What contacts do — converted, replied, unsubscribed, resubscribed — and what it ends at once.
+"""What contacts do — converted, replied, unsubscribed, resubscribed, or any named event — and what it
+ends or starts at once.
 
 This is the one module that applies contact events to stored state, whether they come from
-the CLI, the API, a provider webhook or an inbound SMS.
+the CLI, the API, a provider webhook or an inbound SMS. Which runs an event starts and which an exit
+event with a key ends is :mod:`engine.triggers`.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
+from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
 from .journal import Change, apply
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
+from .triggers import Started, exit_status, exiting, start_runs, unheard
 
 __all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
 
-EVENT_TYPES = ("converted", "replied", "unsubscribed", "resubscribed")
+EVENT_TYPES = BUILT_IN
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
 messages = Message.__table__
@@ -32,6 +36,7 @@ class EventResult:
     recorded: bool
     ended: list[str] = field(default_factory=list)  # sequence names whose enrollment ended
     cancelled: int = 0
+    started: list[Started] = field(default_factory=list)  # what it did in each sequence it triggers
     note: str = ""
     warning: str = ""  # recorded, but worth a look (e.g. the same sale twice within a minute)
 
@@ -57,10 +62,18 @@ def end_enrollments(conn: sa.Connection, enrollment_rows: list[dict], status: st
 
 def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, *, sequence: str | None = None,
                  channel: str | None = None, value: float | None = None, idempotency_key: str | None = None,
-                 source: str = "cli") -> EventResult:
-    """Record one event and end or pause what it must, in the caller's transaction."""
-    if kind not in EVENT_TYPES:
-        raise InputError(f"unknown event {kind!r}; use one of {', '.join(EVENT_TYPES)}")
+                 source: str = "cli", key: str | None = None, data: dict | None = None) -> EventResult:
+    """Record one event, end what it must and start the runs it triggers, in the caller's transaction.
+
+    ``key`` says what the event is about (a cart): it starts one run per key and, as an exit event, ends
+    the run with that key (see :mod:`engine.triggers`); ``data`` is frozen on each run it starts."""
+    problem = name_problem(kind)
+    if problem:
+        raise InputError(f"{problem} (the engine's own are {', '.join(EVENT_TYPES)})")
+    if key is not None and (not 0 < len(key) <= MAX_KEY or "\x00" in key):
+        raise InputError(f"the event key must be 1 to {MAX_KEY} characters without NUL (a cart or order id)")
+    if data is not None and (problem := data_problem(data)):
+        raise InputError(f"the event's data: {problem}")
     if channel not in (None, "all", "sms", "email"):
         raise InputError(f"unknown channel {channel!r}; use sms, email or all")
     if sequence is not None:
@@ -76,9 +89,10 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         attributed = conn.execute(sa.select(enrollments.c.sequence).where(
             enrollments.c.contact_id == contact["id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value)
             .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc()).limit(1)).scalar()
-    warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else ""
+    warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else unheard(config, kind)
     conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=attributed, channel=channel,
-                                          value=value, idempotency_key=idempotency_key, source=source, at=stamp))
+                                          value=value, idempotency_key=idempotency_key, source=source, at=stamp,
+                                          key=key, data=sa.null() if data is None else data))
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
@@ -92,12 +106,14 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     if sequence:
         query = query.where(enrollments.c.sequence == sequence)
     active = [dict(e) for e in conn.execute(query.order_by(enrollments.c.enrolled_at.desc())).mappings()]
-    ending = [e for e in active if kind in _exit_on(conn, config, e)]
+    ending = [e for e in exiting(active, key) if kind in _exit_on(conn, config, e)]
     result = EventResult(recorded=True, warning=warning)
-    result.cancelled = end_enrollments(conn, ending, kind, f"contact {kind}")
-    result.ended = [e["sequence"] for e in ending]
+    result.cancelled = end_enrollments(conn, ending, exit_status(kind),
+                                       f"contact {kind}" + (f" (key {key})" if key else ""))
+    result.ended = [e["sequence"] + (f" ({e['event_key']})" if e["event_key"] else "") for e in ending]
     if kind == "converted":
         _redeem(conn, attributed, active)
+    result.started = start_runs(conn, config, contact["id"], kind, key, data, only=sequence)
     return result
 
 

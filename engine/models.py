@@ -59,6 +59,7 @@ class EnrollmentStatus(str, enum.Enum):
     CONVERTED = "converted"
     REPLIED = "replied"
     UNSUBSCRIBED = "unsubscribed"
+    EXITED = "exited"            # an exit_on event other than the ones above (e.g. order_placed) arrived
     STOPPED = "stopped"          # the whole sequence was stopped (`followup sequences stop`)
     UNENROLLED = "unenrolled"    # taken out by hand (`followup sequences unenroll`)
 
@@ -110,12 +111,20 @@ class Offer(SQLModel, table=True):
     expires_at: Optional[datetime] = _ts(default=None)
 
 
+#: the predicates of the enrollments' two partial unique indexes (an insert's ON CONFLICT names the same)
+ACTIVE_UNKEYED = "status = 'active' AND event_key IS NULL"
+KEYED = "event_key IS NOT NULL"
+
+
 class Enrollment(SQLModel, table=True):
     __tablename__ = "enrollments"
     __table_args__ = (
-        # one active enrollment per contact and sequence
+        # one active enrollment per contact and sequence, among those no event key started
         sa.Index("uq_enrollment_active", "contact_id", "sequence", unique=True,
-                 sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'")),
+                 sqlite_where=sa.text(ACTIVE_UNKEYED), postgresql_where=sa.text(ACTIVE_UNKEYED)),
+        # one run per contact, sequence and event key (a cart), whatever became of it
+        sa.Index("uq_enrollment_event_key", "contact_id", "sequence", "event_key", unique=True,
+                 sqlite_where=sa.text(KEYED), postgresql_where=sa.text(KEYED)),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -129,6 +138,10 @@ class Enrollment(SQLModel, table=True):
     offer_code: Optional[str] = Field(default=None, max_length=100)
     #: frozen at enrollment: editing expires_after later never extends what a contact was told
     offer_expires_at: Optional[datetime] = _ts(default=None)
+    #: the key of the event that started this run (a cart id): one run per key (see :mod:`engine.triggers`)
+    event_key: Optional[str] = Field(default=None, max_length=200)
+    #: that event's data, frozen as it arrived: templates read it as ``event.data``
+    event_data: Optional[dict] = Field(default=None, sa_type=sa.JSON)
 
 
 class Message(SQLModel, table=True):
@@ -197,13 +210,16 @@ class DeliveryLog(SQLModel, table=True):
 
 
 class ContactEvent(SQLModel, table=True):
-    """What a contact did: converted, replied, unsubscribed, resubscribed."""
+    """What a contact did: converted, replied, unsubscribed, resubscribed, or any named event (cart_abandoned)."""
 
     __tablename__ = "contact_events"
 
     id: Optional[int] = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
-    type: str = Field(max_length=20)
+    type: str = Field(max_length=50)
+    #: what the event is about (a cart, an order): a run it starts or ends is the one with this key
+    key: Optional[str] = Field(default=None, max_length=200)
+    data: Optional[dict] = Field(default=None, sa_type=sa.JSON)
     sequence: Optional[str] = Field(default=None, max_length=100)
     channel: Optional[str] = Field(default=None, max_length=10)
     value: Optional[float] = None

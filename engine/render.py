@@ -1,6 +1,7 @@
 """Turning a claimed message into what a provider sends: context, template, footer, headers."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -13,10 +14,11 @@ from .clock import to_utc
 from .config import Config
 from .installation import client_reference
 from .sms import over_max_segments, sms_info, with_footer
-from .templates import Attrs, ContactView, MissingAttr, OfferView, RenderError, SequenceView, TouchView
+from .templates import (Attrs, ContactView, EventData, EventView, MissingAttr, MissingData, OfferView, RenderError,
+                        SequenceView, TouchView)
 from .tokens import make_token
 
-__all__ = ["template_context", "build_message", "unsubscribe_url", "NotSent"]
+__all__ = ["template_context", "build_message", "event_view", "unsubscribe_url", "NotSent"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,17 @@ def unsubscribe_url(config: Config, contact_id: int, channel: str) -> str | None
     return settings.unsubscribe_url.replace("{token}", make_token(settings.secret_key, contact_id, channel))
 
 
+def event_view(enrollment: dict) -> EventView:
+    """The event that started an enrollment, as templates see it (its data as stored, frozen)."""
+    data = enrollment.get("event_data")
+    if isinstance(data, str):  # SQLite hands JSON back as its text to a plain query
+        data = json.loads(data)
+    return EventView(enrollment.get("event_key"), EventData.of(data or {}))
+
+
 def template_context(config: Config, *, contact: dict, offer_spec_title: str | None, offer_row: dict | None,
                      deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: SequenceView,
-                     touch: TouchView) -> dict[str, Any]:
+                     touch: TouchView, event: EventView | None = None) -> dict[str, Any]:
     """What a template sees. ``offer`` numbers always come from the stored offer and the frozen deadline."""
     offer = None
     if offer_row is not None or offer_spec_title is not None:
@@ -55,7 +65,7 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         attrs=Attrs(contact.get("attrs") or {}),
         tags=tuple(filter(None, (contact.get("tags") or "").split(";"))),
     )
-    return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch,
+    return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch, "event": event or EventView(),
             "unsubscribe_url": unsubscribe_url(config, contact["id"], touch.channel) if contact.get("id") else None}
 
 
@@ -73,10 +83,11 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     Its ``message_id`` is the client reference of the row (:mod:`engine.installation`)."""
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
+                           event=event_view(enrollment),
                            **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
-    except MissingAttr as err:  # this contact lacks a column the template reads; others may have it
+    except (MissingAttr, MissingData) as err:  # this contact (or its event) lacks what the template reads
         return NotSent("skipped", f"template: {err}")
     except RenderError as err:
         return NotSent("failed", f"template: {err}")

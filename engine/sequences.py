@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from .deadlines import CALENDARS, parse_deadline
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
+from .eventnames import name_problem, near_built_in
 from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
 from .kinds import INFORMATIONAL, PROMOTIONAL, TOUCH_KINDS
 from .settings import Settings, parse_cap, parse_window
@@ -20,13 +21,16 @@ from .sms import DEFAULT_MAX_SEGMENTS
 from .window import FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
 
-__all__ = ["Touch", "OfferSpec", "Sequence", "load_sequences", "read_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
+__all__ = ["Touch", "OfferSpec", "Trigger", "Sequence", "load_sequences", "read_sequences", "EXIT_EVENTS", "MIN_TOUCHES", "MAX_TOUCHES"]
 
 EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments", "reentry", "sample"}
+                 "max_sms_segments", "reentry", "sample", "trigger"}
+TRIGGER_KEYS = {"event", "sample"}
+#: events that can't start a sequence: an opted-out contact is sent nothing, and resubscribing is not an interest
+NOT_TRIGGERS = ("unsubscribed", "resubscribed")
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind", "allow_claims"}
@@ -69,6 +73,15 @@ class OfferSpec:
         return None
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """``trigger: {event: cart_abandoned}``: the event that enrolls a contact, once per event key."""
+
+    event: str
+    #: example ``event.data`` for ``validate`` and ``preview`` to render against
+    sample: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Sequence:
     name: str
@@ -84,6 +97,8 @@ class Sequence:
     reentry_after: timedelta | None = None
     #: extra columns (``contact.attrs``) for the sample contact ``validate`` and ``preview`` render against
     sample: dict[str, str] = field(default_factory=dict)
+    #: the event that enrolls contacts in this sequence by itself (None: only ``enroll`` does)
+    trigger: Trigger | None = None
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -110,17 +125,27 @@ class Sequence:
             for key in ("skip_holidays", "skip_mourning"):
                 if not window.get(key):
                     window.pop(key, None)
+        if data.get("trigger"):
+            data["trigger"].pop("sample", None)
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 
-def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
+def _mapping(doc: YamlDoc, key: str, raw: Any, keys: set[str], noun: str, shape: str) -> dict | None:
+    """``raw`` when it is a mapping (its unknown keys reported), else None with the problem said."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        doc.problem("offer", "must be a mapping with code, title and expires_after or expires_at")
+        doc.problem(key, f"must be a mapping {shape}")
         return None
-    for extra in sorted(set(raw) - OFFER_KEYS):
-        doc.problem(join_path("offer", extra), f"unknown key; an offer takes {', '.join(sorted(OFFER_KEYS))}")
+    for extra in sorted(set(raw) - keys):
+        doc.problem(join_path(key, extra), f"unknown key; {noun} takes {', '.join(sorted(keys))}")
+    return raw
+
+
+def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
+    raw = _mapping(doc, "offer", raw, OFFER_KEYS, "an offer", "with code, title and expires_after or expires_at")
+    if raw is None:
+        return None
     code, title = raw.get("code"), raw.get("title")
     if not code:
         doc.problem("offer.code", "is required (the discount code, e.g. WINTER20)")
@@ -253,6 +278,53 @@ def _reentry(doc: YamlDoc, raw: Any) -> timedelta | None:
     return None
 
 
+def _event_name(doc: YamlDoc, key: str, name: Any) -> bool:
+    """Check one event name written at ``key``; True when it can be used."""
+    problem = name_problem(name)
+    if problem is None and (close := near_built_in(name)):
+        problem = (f"{name!r} is not an event the engine sends; did you mean {close!r}? (any other name is "
+                   "yours to send with `followup event`, but one this close to a built-in one is taken for a typo)")
+    if problem:
+        doc.problem(key, problem)
+    return problem is None
+
+
+def _exit_on(doc: YamlDoc, raw: Any) -> tuple[str, ...]:
+    """``exit_on``: a list of event names (default converted, replied, unsubscribed)."""
+    if raw is None:
+        return EXIT_EVENTS
+    if not isinstance(raw, list):
+        doc.problem("exit_on", f"must be a list of event names, e.g. [{', '.join(EXIT_EVENTS)}, order_placed]")
+        return EXIT_EVENTS
+    return tuple(name for i, name in enumerate(raw) if _event_name(doc, join_path("exit_on", i), name))
+
+
+def _trigger(doc: YamlDoc, raw: Any, exit_on: tuple[str, ...]) -> Trigger | None:
+    """``trigger: {event: NAME, sample: {...}}``: the event that enrolls a contact, once per event key."""
+    raw = _mapping(doc, "trigger", raw, TRIGGER_KEYS, "a trigger", "such as trigger: {event: cart_abandoned}")
+    if raw is None:
+        return None
+    name = raw.get("event")
+    if name is None:
+        doc.problem("trigger.event", "is required: the event that enrolls a contact, e.g. cart_abandoned")
+        return None
+    if not _event_name(doc, "trigger.event", name):
+        return None
+    if name in NOT_TRIGGERS:
+        doc.problem("trigger.event", f"{name!r} can't start a sequence: a contact who unsubscribed is sent nothing, "
+                                     "and resubscribing is not a reason to write; name the event that is")
+        return None
+    if name in exit_on:
+        doc.problem("trigger.event", f"{name!r} is also in exit_on, so it would end the run it starts; take it out "
+                                     f"of exit_on (which is [{', '.join(EXIT_EVENTS)}] when not written)")
+        return None
+    sample = raw.get("sample") or {}
+    if not isinstance(sample, dict):
+        doc.problem("trigger.sample", "must map the event's data to example values, e.g. sample: {total: 1200000}")
+        sample = {}
+    return Trigger(name, {str(k): v for k, v in sample.items()})
+
+
 def _sample(doc: YamlDoc, raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
@@ -281,10 +353,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     name = str(raw.get("name") or "")
     if not _NAME.match(name):
         doc.problem("name", f"{name!r}: a sequence name uses lowercase letters, digits and dashes, e.g. winter-sale")
-    exit_on = raw.get("exit_on", list(EXIT_EVENTS))
-    if not isinstance(exit_on, list) or any(e not in EXIT_EVENTS for e in exit_on):
-        doc.problem("exit_on", f"must be a list drawn from {', '.join(EXIT_EVENTS)}")
-        exit_on = list(EXIT_EVENTS)
+    exit_on = _exit_on(doc, raw.get("exit_on"))
     offer = _offer(doc, raw.get("offer"), tz)
     touches = _touches(doc, raw.get("touches"))
     for touch in touches:
@@ -294,7 +363,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     seq = Sequence(
         name=name,
         description=str(raw.get("description") or ""),
-        exit_on=tuple(exit_on),
+        exit_on=exit_on,
         touches=touches,
         offer=offer,
         send_window=parse_window(doc, "send_window", raw.get("send_window")),
@@ -302,6 +371,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
         max_sms_segments=_max_segments(doc, raw.get("max_sms_segments")),
         reentry_after=_reentry(doc, raw.get("reentry")),
         sample=_sample(doc, raw.get("sample")),
+        trigger=_trigger(doc, raw.get("trigger"), exit_on),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )

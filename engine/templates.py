@@ -2,7 +2,7 @@
 
 An SMS template renders the message text. An email template defines the blocks
 ``subject``, ``text`` and optionally ``html``. Both see ``contact``, ``offer``,
-``sequence``, ``touch`` and ``unsubscribe_url``, and the filters ``fa_digits``,
+``sequence``, ``touch``, ``event`` (the key and data of the event that started the run) and ``unsubscribe_url``, and the filters ``fa_digits``,
 ``jalali`` and ``duration`` (in an ``html`` block ``jalali`` gives an isolated ``<bdi>``).
 A contact's own data is passed as values, never as template source, so ``{{ ... }}``
 in a name is printed as text.
@@ -27,7 +27,8 @@ from .sandbox import BoundedSandbox, budget
 from .text import fa_digits
 
 __all__ = [
-    "Renderer", "Rendered", "ContactView", "OfferView", "RenderError", "MissingAttr", "Attrs",
+    "Renderer", "Rendered", "ContactView", "OfferView", "EventView", "RenderError", "MissingAttr", "MissingData",
+    "Attrs", "EventData",
     "jalali", "jalali_html", "human_duration", "literal_urgency",
 ]
 
@@ -51,16 +52,40 @@ class MissingAttr(RenderError):
         super().__init__(template, f"contact has no attrs.{attribute}; add it or use | default(...)", line)
 
 
+class MissingData(RenderError):
+    """A template reads ``event.data.NAME`` and the run's event carried no NAME: that message is skipped."""
+
+    def __init__(self, template: str, attribute: str, line: int | None = None):
+        self.attribute = attribute
+        super().__init__(template, f"the event that started this run has no data.{attribute}; send it in the "
+                                   f"event's data or use | default(...)", line)
+
+
 class Attrs(dict):
     """A contact's extra columns as a template sees them: a missing one names itself when used."""
 
     __slots__ = ()
 
 
+class EventData(dict):
+    """An event's data as a template sees it: a missing entry names itself when used."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, data: Any) -> Any:
+        """``data`` with every mapping in it an :class:`EventData`."""
+        if isinstance(data, dict):
+            return cls({k: cls.of(v) for k, v in data.items()})
+        if isinstance(data, list):
+            return [cls.of(v) for v in data]
+        return data
+
+
 class _AttrUndefined(UndefinedError):
-    # raised by using a missing column: carries the column's name
-    def __init__(self, message: str, attribute: str):
-        self.attribute = attribute
+    # raised by using a missing column or event data entry: carries its name
+    def __init__(self, message: str, attribute: str, kind: type = Attrs):
+        self.attribute, self.kind = attribute, kind
         super().__init__(message)
 
 
@@ -98,6 +123,14 @@ class SequenceView:
 
 
 @dataclass(slots=True)
+class EventView:
+    """The event that started the run (``event.key``, ``event.data``): empty for an enrollment by hand."""
+
+    key: str | None = None
+    data: EventData = field(default_factory=EventData)
+
+
+@dataclass(slots=True)
 class TouchView:
     """The touch being rendered (``touch.name``, ``touch.channel``, ``touch.index``)."""
 
@@ -109,7 +142,7 @@ class TouchView:
 #: the template's own views: every public field is data, nothing reaches Python internals through them.
 #: They are not frozen dataclasses, which cost three times as much to build (once per message): a template
 #: cannot assign an attribute anyway (Jinja allows that only on its own namespace objects)
-_VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView})
+_VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView, EventView})
 
 
 class _Sandbox(BoundedSandbox):
@@ -122,6 +155,9 @@ class _Sandbox(BoundedSandbox):
                 return getattr(obj, attribute)
             except AttributeError:
                 return self.undefined(obj=obj, name=attribute)
+        if type(obj) is EventData:
+            # only the event's entries: `event.data.items` is its `items`, never the dict method
+            return self._column(obj, attribute, obj[attribute] if attribute in obj else self.undefined(obj=obj, name=attribute))
         value = super().getattr(obj, attribute)
         return self._column(obj, attribute, value)
 
@@ -130,9 +166,10 @@ class _Sandbox(BoundedSandbox):
 
     @staticmethod
     def _column(obj: Any, name: Any, value: Any) -> Any:
-        if type(obj) is Attrs and isinstance(value, Undefined):
+        kind = type(obj)
+        if (kind is Attrs or kind is EventData) and isinstance(value, Undefined):
             # strict like every undefined name, so `| default(...)` and `is defined` still work
-            return StrictUndefined(obj=obj, name=str(name), exc=partial(_AttrUndefined, attribute=str(name)))
+            return StrictUndefined(obj=obj, name=str(name), exc=partial(_AttrUndefined, attribute=str(name), kind=kind))
         return value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -284,7 +321,8 @@ class Renderer:
         except RenderError:
             raise
         except _AttrUndefined as err:
-            raise MissingAttr(name, err.attribute, _template_line(err, name)) from err
+            missing = MissingData if err.kind is EventData else MissingAttr
+            raise missing(name, err.attribute, _template_line(err, name)) from err
         except TemplateSyntaxError as err:
             raise RenderError(name, err.message or "syntax error", err.lineno) from err
         except TemplateError as err:
@@ -317,7 +355,7 @@ class Renderer:
 def _explain(err: TemplateError) -> str:
     message = getattr(err, "message", None) or str(err)
     if "is undefined" in message:
-        return f"{message}; available: contact, offer, sequence, touch, unsubscribe_url"
+        return f"{message}; available: contact, offer, sequence, touch, event, unsubscribe_url"
     return message
 
 

@@ -17,7 +17,7 @@ from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, read_existing, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
-from .templates import MissingAttr, RenderError, SequenceView, TouchView
+from .templates import EventData, EventView, MissingAttr, MissingData, RenderError, SequenceView, TouchView
 from .worker import build_providers
 
 __all__ = ["validate", "render_touch_sample"]
@@ -35,6 +35,7 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
 
     ``at`` is when the touch goes out; the offer's deadline counts from ``enrolled_at`` (default: ``at``);
     ``offer_row`` is the stored offer (default: the sequence's, none redeemed).
+    A triggered sequence's ``event.data`` is its ``trigger.sample``.
     """
     at = at or now()
     contact = contact or sample_contact(config, seq)
@@ -45,7 +46,8 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
                            offer_row=offer_row or _offer_row(seq), deadline=deadline, tz=tz, at=at,
                            sequence=SequenceView(seq.name, seq.description),
-                           touch=TouchView(touch.name, touch.channel, touch.index))
+                           touch=TouchView(touch.name, touch.channel, touch.index),
+                           event=EventView("sample", EventData.of(seq.trigger.sample)) if seq.trigger else None)
     return config.renderer.render(touch.template, touch.channel, ctx)
 
 
@@ -71,6 +73,15 @@ def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> 
                                                   f"message would be skipped; import contacts with a {name} column, "
                                                   f"declare it in {seq_file} as sample: {{{name}: ...}}, or write "
                                                   f"{{{{ contact.attrs.{name} | default('...') }}}} "
+                                                  f"(used by {seq.name} touch {touch.name!r})", err.line))
+            continue
+        except MissingData as err:
+            name = err.attribute
+            event = seq.trigger.event if seq.trigger else "EVENT"
+            problems.append(Problem(tpl_path, "", f"event.data.{name}: not in the sample event data of {seq_file}, "
+                                                  f"so a run whose event lacks it would skip this message; declare "
+                                                  f"trigger: {{event: {event}, sample: {{{name}: ...}}}}, or write "
+                                                  f"{{{{ event.data.{name} | default('...') }}}} "
                                                   f"(used by {seq.name} touch {touch.name!r})", err.line))
             continue
         except RenderError as err:

@@ -186,7 +186,7 @@ def populated(starter, tmp_path, populated_db) -> Project:
 def test_init_writes_config_and_templates(starter):
     root, result = starter
     assert result.rc == 0, result
-    assert "wrote 10 files" in result.out and "validate" in result.out
+    assert "wrote 14 files" in result.out and "validate" in result.out
     assert (root / SETTINGS).is_file() and (root / WINTER).is_file() and (root / HELLO).is_file()
 
 
@@ -201,7 +201,7 @@ def test_init_refuses_a_project_that_has_a_config_and_says_what_it_would_write(p
     assert project.path(HELLO).read_text(encoding="utf-8") == "mine" and not project.path(WINTER).exists()
     forced = subprocess.run([FOLLOWUP, "init", "--force", str(project.root)], capture_output=True, text=True,
                             encoding="utf-8", env=project.env, timeout=60)
-    assert forced.returncode == 0 and "wrote 10 files" in forced.stdout
+    assert forced.returncode == 0 and "wrote 14 files" in forced.stdout
     assert project.path(WINTER).exists() and project.path(HELLO).read_text(encoding="utf-8") != "mine"
 
 
@@ -370,7 +370,7 @@ def background(starter, tmp_path_factory):
 def test_validate_passes_on_init_output_and_on_the_repo_config(background, name):
     _, result = background(name)
     assert result.rc == 0, result
-    assert result.out.strip().splitlines()[-1] == "ok: settings, 2 sequence(s), 7 templates and 2 provider(s) are valid"
+    assert result.out.strip().splitlines()[-1] == "ok: settings, 3 sequence(s), 10 templates and 2 provider(s) are valid"
     assert result.err == ""
 
 
@@ -634,7 +634,7 @@ def test_enroll_input_errors_exit_2(populated, args, says):
     assert result.rc == 2, result
     assert result.err.startswith(says), result
     if "no-such-sale" in args:
-        assert "(known: welcome-en, winter-sale)" in result.err
+        assert "(known: abandoned-cart, welcome-en, winter-sale)" in result.err
     assert populated.count("select count(*) from enrollments") == 0
 
 

@@ -148,7 +148,7 @@ def test_the_same_event_twice_with_one_idempotency_key_is_recorded_once(world, a
 
 
 @pytest.mark.parametrize("event, field", [
-    ({"contact": "09121111111", "type": "bought"}, "type"),
+    ({"contact": "09121111111", "type": "Cart Abandoned"}, "type"),  # any name, but lowercase_with_underscores
     ({"contact": "09121111111", "type": "converted", "channel": "fax"}, "channel"),
     ({"contact": "09121111111", "type": "converted", "sequence": "nope"}, "sequence"),
     ({"contact": "nobody@example.com", "type": "converted"}, "contact"),

@@ -123,18 +123,23 @@ def _record(ctx: ServiceContext, items: list[EventIn], many: bool) -> list[dict[
         out = []
         for item, contact in zip(items, contacts):
             result = record_event(conn, ctx.config, contact, item.type, sequence=item.sequence, channel=item.channel,
-                                  value=item.value, idempotency_key=item.idempotency_key, source="api")
+                                  value=item.value, idempotency_key=item.idempotency_key, source="api",
+                                  key=item.key, data=item.data)
             out.append({"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
                         "cancelled": result.cancelled, "note": result.note,
+                        "started": [s.as_dict() for s in result.started],
                         **({"warning": result.warning} if result.warning else {})})
         return out
 
 
 @router.post("/events", summary="Record what contacts did (one or a list, all-or-nothing)")
 def post_events(body: Batch(EventIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
-    """``converted``, ``replied``, ``unsubscribed`` or ``resubscribed``; ends what it must at once.
+    """``converted``, ``replied``, ``unsubscribed``, ``resubscribed`` or any event name; ends what it must
+    and starts the runs it triggers at once (``started``, one per sequence whose trigger names it).
 
-    The same ``idempotency_key`` twice is recorded once (the second answer says ``recorded: false``).
+    With a ``key``, an exit event ends only the run with that key (and enrollments without one), and a
+    trigger starts one run per key. The same ``idempotency_key`` twice is recorded once (the second answer
+    says ``recorded: false``).
     """
     items, many = _items(body)
     try:

@@ -95,7 +95,7 @@ FA: dict[str, str] = {
     "ev:claimed": "برداشته", "ev:recovered": "بازیابی", "ev:pending": "در انتظار", "ev:scheduled": "زمان‌بندی شده",
     "ev:sending": "در حال ارسال", "ev:unknown": "نامعلوم", "ev:waiting": "در انتظار",
     "ev:active": "فعال", "ev:paused": "متوقف", "ev:completed": "تمام شده", "ev:converted": "خرید کرده",
-    "ev:unsubscribed": "لغو اشتراک", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
+    "ev:unsubscribed": "لغو اشتراک", "ev:exited": "خارج شده", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
     "ev:message": "پیام", "ev:event": "رویداد", "ev:purchase": "خرید", "ev:reply": "پاسخ",
     "ev:offer_expired": "مهلت پیشنهاد گذشته", "ev:sold_out": "موجودی تمام شده", "ev:requeued": "دوباره در صف",
     "ctl.heading": "وضعیت", "col.version": "نسخه", "col.active": "فعال", "col.due_24h": "موعد در ۲۴ ساعت",

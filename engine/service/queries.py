@@ -43,7 +43,7 @@ def contact_timeline(conn: sa.Connection, contact: dict[str, Any], limit: int = 
     enr = [_times(dict(r), "enrolled_at", "ended_at", "offer_expires_at") for r in conn.execute(
         sa.select(enrollments.c.id, enrollments.c.sequence, enrollments.c.status, enrollments.c.ended_reason,
                   enrollments.c.enrolled_at, enrollments.c.ended_at, enrollments.c.offer_code,
-                  enrollments.c.offer_expires_at).where(enrollments.c.contact_id == cid)
+                  enrollments.c.offer_expires_at, enrollments.c.event_key).where(enrollments.c.contact_id == cid)
         .order_by(enrollments.c.id)).mappings()]
     msgs = []
     for r in conn.execute(sa.select(messages.c.id, messages.c.sequence, messages.c.touch, messages.c.channel,
@@ -62,7 +62,8 @@ def contact_timeline(conn: sa.Connection, contact: dict[str, Any], limit: int = 
                       "provider": r["provider"], "event": r["event"], "reason": _masked(r["reason"])})
     for r in conn.execute(sa.select(events_t).where(events_t.c.contact_id == cid).order_by(events_t.c.id)).mappings():
         items.append({"kind": "event", "id": r["id"], "at": to_utc(r["at"]), "event": r["type"],
-                      "sequence": r["sequence"], "channel": r["channel"], "value": r["value"], "source": r["source"]})
+                      "sequence": r["sequence"], "channel": r["channel"], "value": r["value"], "source": r["source"],
+                      "key": r["key"]})
     items.sort(key=lambda i: (i["at"], 0 if i["kind"] == "event" else 1, i["id"]))
     return {"contact": _contact_view(contact), "enrollments": enr, "messages": msgs, "items": items}
 

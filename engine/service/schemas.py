@@ -1,12 +1,13 @@
 """Request bodies of the API, checked by pydantic before anything touches the database."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import re
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from ..eventnames import MAX_KEY, MAX_NAME, data_problem, name_problem
 from ..fields import MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_ATTRS, MAX_LENGTH, MAX_TAG, MAX_TAGS
 
 __all__ = ["ContactIn", "EnrollmentIn", "EventIn", "UnenrollIn", "MAX_BATCH", "Batch"]
@@ -62,11 +63,29 @@ class UnenrollIn(_Strict):
     contact: Text(320, 1)
 
 
+def _event_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _event_data(value: dict[str, Any]) -> dict[str, Any]:
+    problem = data_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class EventIn(_Strict):
-    """Something a contact did. The same ``idempotency_key`` twice is recorded once."""
+    """Something a contact did: a built-in event or any named one (``cart_abandoned``), with the ``key`` it
+    is about (one run per key) and its ``data`` (templates read it as ``event.data``). The same
+    ``idempotency_key`` twice is recorded once."""
 
     contact: Text(320, 1)
-    type: Literal["converted", "replied", "unsubscribed", "resubscribed"]
+    type: Annotated[Text(MAX_NAME, 1), AfterValidator(_event_name)]
+    key: Optional[Text(MAX_KEY, 1)] = None
+    data: Optional[Annotated[dict[str, Any], AfterValidator(_event_data)]] = None
     sequence: Optional[Text(100, 1)] = None
     channel: Optional[Literal["sms", "email", "all"]] = None
     value: Optional[Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]] = None
