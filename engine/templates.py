@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
+from .links import LinkError
 from .sandbox import BoundedSandbox, budget
 from .text import ascii_digits, fa_digits
 
@@ -80,13 +81,23 @@ class ContactView:
 
 @dataclass(slots=True)
 class OfferView:
-    """What a template may read of the offer: always the stored, real numbers."""
+    """What a template may read of the offer: always the stored, real numbers.
+
+    ``offer.link`` is the message's short link to the offer's ``url:`` (made when a template reads it)."""
 
     code: str
     title: str
     expires_at: datetime | None
     time_left: timedelta | None
     stock_left: int | None
+    url: str | None = None
+    _links: Any = None
+
+    @property
+    def link(self) -> str:
+        if not self.url:
+            raise LinkError("offer.link needs the offer's url: in the sequence (offer: {url: https://shop.example/coats})")
+        return self._links.link(self.url)
 
 
 @dataclass(slots=True)
@@ -303,6 +314,8 @@ class Renderer:
                 return self._render_email(name, context)
         except RenderError:
             raise
+        except LinkError as err:
+            raise RenderError(name, str(err), _template_line(err, name)) from err
         except _AttrUndefined as err:
             raise MissingAttr(name, err.attribute, _template_line(err, name)) from err
         except TemplateSyntaxError as err:
@@ -337,7 +350,7 @@ class Renderer:
 def _explain(err: TemplateError) -> str:
     message = getattr(err, "message", None) or str(err)
     if "is undefined" in message:
-        return f"{message}; available: contact, offer, sequence, touch, unsubscribe_url"
+        return f"{message}; available: contact, offer, sequence, touch, unsubscribe_url, link(...)"
     return message
 
 

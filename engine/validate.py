@@ -11,6 +11,7 @@ from .config import Config, read_config
 from .deadlines import both_ways
 from .errors import ConfigError, Problem
 from .kinds import INFORMATIONAL
+from .links import SampleLinks
 from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, sample_contact
 from .sequences import Sequence
@@ -42,7 +43,8 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
     ctx = template_context(config, contact=contact, offer_spec_title=seq.offer.title if seq.offer else None,
                            offer_row=_offer_row(seq), deadline=deadline, tz=tz, at=at,
                            sequence=SequenceView(seq.name, seq.description),
-                           touch=TouchView(touch.name, touch.channel, touch.index))
+                           touch=TouchView(touch.name, touch.channel, touch.index),
+                           links=SampleLinks(config.settings), offer_url=seq.offer.url if seq.offer else None)
     return config.renderer.render(touch.template, touch.channel, ctx)
 
 
