@@ -95,7 +95,9 @@ def apply_engagements(conn: sa.Connection, provider_name: str, events: list[Enga
         row = rows.get(ours[event]) if event in ours else by_pid.get(event.provider_message_id or "")
         if row is None:
             continue
-        kind = EngagementKind.OPENED.value if event.kind == "open" else EngagementKind.CLICKED.value
+        human, bot = ((EngagementKind.OPENED, EngagementKind.OPENED_BOT) if event.kind == "open"
+                      else (EngagementKind.CLICKED, EngagementKind.CLICKED_BOT))
+        kind = (bot if event.machine else human).value
         at = event.at or now()
         external = f"{provider_name}:{event.event_id}" if event.event_id else None
         if external and conn.execute(sa.select(engagements_t.c.id)
