@@ -12,6 +12,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .clock import now, to_utc
+from .attribution import credit
 from .config import Config
 from .errors import InputError
 from .journal import Change, apply
@@ -70,15 +71,23 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         if seen:
             return EventResult(recorded=False, note=f"already recorded (idempotency key {idempotency_key})")
     stamp = now()
-    attributed = sequence
+    attributed, credited = sequence, None
+    if kind == "converted":
+        credited = credit(conn, config.settings.attribution, contact["id"], stamp, sequence)
     if kind == "converted" and sequence is None:
-        # a sale without a named sequence is credited (revenue, stock) to the latest one the contact is in
-        attributed = conn.execute(sa.select(enrollments.c.sequence).where(
+        # a sale without a named sequence goes to the credited message's sequence; without one, its stock is
+        # taken from the latest sequence the contact is in, and its revenue is not attributed to any
+        attributed = credited.sequence if credited else None
+        stock_from = attributed or conn.execute(sa.select(enrollments.c.sequence).where(
             enrollments.c.contact_id == contact["id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value)
             .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc()).limit(1)).scalar()
+    else:
+        stock_from = attributed
     warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else ""
-    conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=attributed, channel=channel,
-                                          value=value, idempotency_key=idempotency_key, source=source, at=stamp))
+    conn.execute(sa.insert(events).values(
+        contact_id=contact["id"], type=kind, sequence=attributed, channel=channel, value=value,
+        idempotency_key=idempotency_key, source=source, at=stamp, message_id=credited and credited.message_id,
+        touch=credited and credited.touch, attributed_by=credited and credited.by))
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
@@ -97,7 +106,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     result.cancelled = end_enrollments(conn, ending, kind, f"contact {kind}")
     result.ended = [e["sequence"] for e in ending]
     if kind == "converted":
-        _redeem(conn, attributed, active)
+        _redeem(conn, stock_from, active)
     return result
 
 
