@@ -13,12 +13,14 @@ from tests.test_links import LINKS, SARA, TEMPLATES, link_sequence
 ALI = {"phone": "09351234567", "email": "ali@example.com", "first_name": "علی"}
 
 
-def click(world, touch: str, sequence: str = "coats", agent: str = PHONE) -> int:
-    """A person (or ``agent``) follows the short link of ``touch``; returns its message id."""
+def click(world, touch: str, sequence: str = "coats", agent: str = PHONE, contact: int | None = None) -> int:
+    """A person (or ``agent``) follows the short link of ``touch`` (sent to ``contact``); returns its message id."""
     table = Link.__table__
+    query = sa.select(table.c.code).where(table.c.touch == touch, table.c.sequence == sequence)
+    if contact is not None:
+        query = query.where(table.c.contact_id == contact)
     with world.engine.begin() as conn:
-        code = conn.execute(sa.select(table.c.code).where(table.c.touch == touch, table.c.sequence == sequence)
-                            ).scalar_one()
+        code = conn.execute(query).scalar_one()
         link = find_link(conn, code)
         record_follow(conn, link, method="GET", user_agent=agent)
     return link["message_id"]

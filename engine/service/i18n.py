@@ -46,7 +46,14 @@ EN: dict[str, str] = {
     "seq.offer": "Offer", "seq.ends": "ends {when}", "seq.ends_after": "ends {after} after each enrollment",
     "seq.no_deadline": "no deadline", "seq.stock_left": "{left} of {stock} left", "seq.no_stock": "no stock limit",
     "seq.preview": "Preview", "seq.subject": "Subject:", "percent": "{n}%",
+    "seq.engagement": "{clicks} messages clicked ({rate}% of sent) → {conversions} conversions attributed, "
+                      "revenue {revenue} ({per_sent} per message sent)",
+    "col.clicks": "clicks", "col.click_rate": "click rate", "col.conversions": "conversions",
+    "col.revenue": "revenue", "col.revenue_per_sent": "revenue / sent",
+    "contact.credited": "credited to {touch} (by {by})", "contact.not_attributed": "not attributed",
     "ev:offer_expired": "offer expired", "ev:sold_out": "sold out",
+    "ev:clicked_bot": "clicked (bot)", "ev:opened_bot": "opened (bot)", "ev:engagement": "engagement",
+    "ev:link": "short link", "ev:pixel": "open pixel",
 }
 
 FA: dict[str, str] = {
@@ -87,6 +94,14 @@ FA: dict[str, str] = {
     "ev:unsubscribed": "لغو اشتراک", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
     "ev:message": "پیام", "ev:event": "رویداد", "ev:purchase": "خرید", "ev:reply": "پاسخ",
     "ev:offer_expired": "مهلت پیشنهاد گذشته", "ev:sold_out": "موجودی تمام شده",
+    "seq.engagement": "{clicks} پیام کلیک شد ({rate}٪ ارسال‌ها) ← {conversions} خرید منتسب، درآمد {revenue} "
+                      "({per_sent} به ازای هر پیام)",
+    "col.clicks": "کلیک", "col.click_rate": "نرخ کلیک", "col.conversions": "خرید منتسب",
+    "col.revenue": "درآمد", "col.revenue_per_sent": "درآمد / ارسال",
+    "contact.credited": "منتسب به {touch} (با {by})", "contact.not_attributed": "منتسب به هیچ پیامی نیست",
+    "ev:clicked": "کلیک کرده", "ev:clicked_bot": "کلیک (ربات)", "ev:opened": "باز کرده",
+    "ev:opened_bot": "باز شده (ربات)", "ev:engagement": "تعامل", "ev:link": "پیوند کوتاه", "ev:pixel": "پیکسل باز شدن",
+    "ev:click": "کلیک", "ev:send": "ارسال",
 }
 
 CATALOG: dict[str, dict[str, str]] = {"en": EN, "fa": FA}
