@@ -7,11 +7,14 @@ from collections import Counter
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import sqlalchemy as sa
 
+from engine.errors import ConfigError
 from engine.links import CODE_LENGTH, is_code, new_code, with_utm, utm_params
 from engine.models import Link
 from engine.preview import preview
+from engine.settings import load_settings
 from providers.errors import TransientError
 
 SARA = {"phone": "09121234567", "email": "sara@example.com", "first_name": "سارا"}
@@ -226,3 +229,47 @@ def test_untracked_email_is_sent_as_written(make_world, frozen):
     world.tick()
     (mail,) = world.email.outbox
     assert BASE not in mail.text + mail.html and not links_of(world)
+
+
+# -- settings -----------------------------------------------------------------------------------
+def _settings(tmp_path, text: str):
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    (tmp_path / "settings.yaml").write_text(
+        "templates_dir: templates\nproviders:\n  sms: [{name: s, type: memory}]\n  email: [{name: e, type: memory}]\n"
+        + text, encoding="utf-8")
+    return load_settings(tmp_path)
+
+
+def test_the_links_and_attribution_settings_parse_with_their_defaults(tmp_path):
+    plain = _settings(tmp_path, "")
+    assert (plain.links.base_url, plain.links.track_email, plain.links.track_opens) == (None, False, False)
+    assert plain.attribution.click_window == timedelta(days=5)
+    assert plain.attribution.send_window == {"sms": timedelta(days=1), "email": timedelta(days=3)}
+    given = _settings(tmp_path, "links: {base_url: 'https://s.shop.ir/', track_email: true, expire_after: 30d}\n"
+                                "attribution: {click_window: 2d, send_window: 6h}\n")
+    assert (given.links.base_url, given.links.track_email, given.links.expire_after) == \
+        ("https://s.shop.ir", True, timedelta(days=30))
+    assert given.attribution.send_window == {"sms": timedelta(hours=6), "email": timedelta(hours=6)}
+
+
+def test_bad_links_and_attribution_settings_say_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        _settings(tmp_path, "links:\n  base_url: ftp://s.shop.ir\n  track_email: yes please\n  colour: red\n"
+                            "attribution:\n  send_window: {sms: 1 week, fax: 1d}\n")
+    found = [str(p) for p in caught.value.problems]
+    for where, says in [("settings.yaml:6: links.base_url", "must be an http(s) address"),
+                        ("settings.yaml:7: links.track_email", "must be true or false"),
+                        ("settings.yaml:8: links.colour", "unknown key; links takes base_url"),
+                        ("settings.yaml:10: attribution.send_window.sms", "is not a duration"),
+                        ("settings.yaml:10: attribution.send_window.fax", "unknown channel")]:
+        assert any(p.startswith(where + ":") and says in p for p in found), (where, found)
+
+
+def test_a_sequences_offer_url_and_utm_are_checked(make_world):
+    with pytest.raises(ConfigError) as caught:
+        make_world([link_sequence(offer={"code": "W", "title": "t", "url": "shop.example/coats"},
+                                  utm={"utm_term": "x", "utm_campaign": ["a"]})], settings=LINKS, templates=TEMPLATES)
+    found = " | ".join(str(p) for p in caught.value.problems)
+    assert "offer.url" in found and "full http(s) address" in found
+    assert "utm.utm_term: unknown key; utm takes utm_source" in found and "utm.utm_campaign" in found
