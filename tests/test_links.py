@@ -273,3 +273,25 @@ def test_a_sequences_offer_url_and_utm_are_checked(make_world):
     found = " | ".join(str(p) for p in caught.value.problems)
     assert "offer.url" in found and "full http(s) address" in found
     assert "utm.utm_term: unknown key; utm takes utm_source" in found and "utm.utm_campaign" in found
+
+
+def test_a_message_taken_over_after_its_worker_died_is_sent_again_with_the_same_code(make_world, frozen):
+    """The worker died at the provider: the message is `sending` with its code stored. Recovery asks the provider,
+    which has no record, schedules it again, and the new send carries the code the first one did."""
+    world = make_world([link_sequence()], settings=LINKS, templates=TEMPLATES)
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("coats", sara)
+    world.tick()
+    (first,) = world.sms.outbox
+    (row,) = world.messages(touch="t0")
+    world.sms.outbox.clear()  # the provider never got it
+    with world.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE messages SET status = 'sending', lease_owner = 'dead', lease_token = 'x', "
+                             "lease_until = :past WHERE id = :id"),
+                     {"past": row["sent_at"] - timedelta(minutes=1), "id": row["id"]})
+    frozen.tick(timedelta(minutes=10))
+    world.tick()
+    world.tick()
+    (again,) = world.sms.outbox
+    assert world.messages(touch="t0")[0]["status"] == "sent"
+    assert SHORT.findall(again.text) == SHORT.findall(first.text) and len(links_of(world)) == 1
