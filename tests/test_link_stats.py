@@ -14,7 +14,7 @@ from engine.apikeys import create_key
 from engine.cli import cli
 from engine.reports import funnel, unattributed
 from engine.service.queries import contact_timeline
-from tests.service_support import SERVICE_SETTINGS, followup, free_port, stop, wait_for_server
+from tests.service_support import SERVICE_SETTINGS, serving
 from tests.test_attribution import ALI, click
 from tests.test_links import LINKS, SARA, TEMPLATES, link_sequence
 
@@ -88,13 +88,8 @@ def served(make_world, tmp_path, db_url):
         sara, _ = clicked_and_bought(world, frozen)
     with world.engine.begin() as conn:
         key = create_key(conn, "stats-test")
-    port = free_port()
-    server = followup("serve", "--port", str(port), config=world.config.dir)
-    try:
-        wait_for_server(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}", key, sara
-    finally:
-        stop(server)
+    with serving(world.config.dir) as base:
+        yield base, key, sara
 
 
 @pytest.mark.slow
