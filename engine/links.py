@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape, unescape
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -105,6 +105,10 @@ class MessageLinks:
     row: dict
     utm: dict[str, str] | None
 
+    @property
+    def base(self) -> str | None:
+        return self.book.base
+
     def link(self, url: Any) -> str:
         """The short URL of ``url`` for this message (the same code each time the message renders)."""
         return self._short(_checked(url))
@@ -140,7 +144,7 @@ class LinkBook:
 
     base: str | None
     at: datetime
-    expire_after: Any
+    expire_after: timedelta
     codes: dict[tuple[int, str], str] = field(default_factory=dict)
     new: list[dict] = field(default_factory=list)
 
@@ -196,7 +200,7 @@ def rewrite_email(html: str | None, text: str, links: MessageLinks | SampleLinks
     ``keep`` (the unsubscribe address) and short links already; with ``pixel``, an open pixel at the end of the
     html."""
     keep = {k for k in keep if k}
-    short = getattr(links, "book", links).base or "\0"
+    short = links.base or "\0"
 
     def through(url: str) -> str:
         if url in keep or url.startswith(short + "/"):

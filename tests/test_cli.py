@@ -294,7 +294,7 @@ EXPECTED = {
                                "'hello')"),
     "alias-bomb": Expect("alias-bomb", WELCOME, "l1:", None, "YAML alias *l0 is not accepted here; repeat the value"),
     "unknown-settings-key": Expect("settings-and-sequences", SETTINGS, "colour:", "colour",
-                                   "unknown key; settings take alerts, database_url"),
+                                   "unknown key; settings take alerts, attribution, database_url"),
     "bad-timezone": Expect("settings-and-sequences", SETTINGS, "timezone:", "timezone",
                            "unknown timezone 'Mars/Base'; use an IANA name"),
     "bad-window-time": Expect("settings-and-sequences", SETTINGS, "start:", "send_window.start", "'9am' is not a time"),

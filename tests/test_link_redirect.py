@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from engine.models import Engagement, Link
 from engine.service.throttle import MISS_LIMIT
 from tests.service_support import SERVICE_SETTINGS, api_client
+from tests.test_service_webhooks import proxied_client
 from tests.test_links import BASE, SARA, TEMPLATES, link_sequence
 
 PHONE = "Mozilla/5.0 (Linux; Android 13; SM-A515F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"
@@ -109,14 +110,22 @@ def test_an_expired_code_is_404(world, frozen):
     assert response.status_code == 404 and not engagements(world)
 
 
-def test_an_address_guessing_codes_is_answered_429_and_others_are_not(world):
-    client, _ = api_client(world)
+@pytest.mark.parametrize("proxied", [False, True])
+def test_an_address_guessing_codes_is_answered_429_and_others_are_not(world, proxied):
+    """Directly, the address is the peer's; behind a trusted proxy, the one the proxy forwarded."""
+    if proxied:
+        client = proxied_client(world, "10.0.0.5", ("10.0.0.0/8",))
+        guesser, reader = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7, 203.0.113.77"}
+    else:
+        client, reader = proxied_client(world, "203.0.113.9", ()), None
+        guesser = {"X-Forwarded-For": "198.51.100.7"}  # not believed: no trusted proxy
     for i in range(MISS_LIMIT):
-        assert client.get(f"/l/AAAAAAAA{i:02d}", follow_redirects=False).status_code == 404
+        assert client.get(f"/l/AAAAAAAA{i:02d}", headers=guesser, follow_redirects=False).status_code == 404
     code = link_of(world)["code"]
-    assert client.get(f"/l/{code}", follow_redirects=False).status_code == 429
-    client.app.state.ctx.link_misses = type(client.app.state.ctx.link_misses)()  # another address's view
-    assert client.get(f"/l/{code}", headers={"User-Agent": PHONE}, follow_redirects=False).status_code == 302
+    assert client.get(f"/l/{code}", headers=guesser, follow_redirects=False).status_code == 429
+    if reader:
+        assert client.get(f"/l/{code}", headers={**reader, "User-Agent": PHONE},
+                          follow_redirects=False).status_code == 302
 
 
 def test_a_body_over_the_forms_limit_is_413(world):

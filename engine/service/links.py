@@ -15,6 +15,7 @@ from ..engagement import find_link, record_follow
 from ..links import PIXEL_URL, is_code
 from .context import ServiceContext, get_context
 from .pages import templates
+from .webhooks import from_trusted_proxy
 
 __all__ = ["router"]
 
@@ -24,6 +25,15 @@ HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Rob
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 
 
+def _client(request: Request, ctx: ServiceContext) -> str:
+    """The reader's address: behind a trusted proxy the one it forwarded (the last in X-Forwarded-For)."""
+    address = request.client.host if request.client else "unknown"
+    if from_trusted_proxy(request, ctx.options):
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        address = forwarded or address
+    return address
+
+
 def _gone(request: Request, status: int = 404) -> HTMLResponse:
     return templates.TemplateResponse(request, "link.html", {}, status_code=status, headers=HEADERS)
 
@@ -31,7 +41,7 @@ def _gone(request: Request, status: int = 404) -> HTMLResponse:
 @router.api_route("/l/{code}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def follow(code: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> Response:
     """302 to the code's target (a GIF for a pixel); an unknown or expired code: a small page, 404."""
-    address = request.client.host if request.client else "unknown"
+    address = _client(request, ctx)
     misses = ctx.link_misses
     if misses.blocked(address):
         return _gone(request, 429)
