@@ -89,7 +89,7 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     Its ``message_id`` is the client reference of the row (:mod:`engine.installation`). Its short links
     come from ``links`` (the claimed batch's :class:`~engine.links.LinkBook`); without one (a preview) they
     are samples, never stored."""
-    maker = links.message(row, dict(plan.utm)) if links is not None else SampleLinks(config.settings)
+    maker = links.message(row, plan.utm) if links is not None else SampleLinks(config.settings)
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at, links=maker,
                            offer_url=plan.offer_url,
