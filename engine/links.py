@@ -36,7 +36,9 @@ links_t = Link.__table__
 CODE_BYTES = 7
 CODE_LENGTH = 10
 _CODE = re.compile(r"^[A-Za-z0-9_-]{8,10}$")
-MAX_URL = 2048
+#: the longest address a link takes, in UTF-8 bytes (the unique index on message and address must hold it:
+#: PostgreSQL's btree takes at most about 2,700 bytes an entry)
+MAX_URL = 2000
 #: the stored address of an open pixel's code: its redirect answers an image, not a redirect
 PIXEL_URL = "pixel:open"
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
@@ -109,8 +111,8 @@ def _checked_text(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
         raise LinkError(f"link({url[:80]!r}): give a full http(s) address, e.g. link(\"https://shop.example/coats\")")
-    if len(url) > MAX_URL:
-        raise LinkError(f"link(): the address is {len(url):,} characters; at most {MAX_URL:,}")
+    if len(url.encode()) > MAX_URL:
+        raise LinkError(f"link(): the address is {len(url.encode()):,} bytes long; at most {MAX_URL:,}")
     return url
 
 

@@ -146,8 +146,10 @@ def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
         doc.problem("offer.stock", f"{stock!r} must be a whole number of items (or leave it out)")
         stock = None
     url = raw.get("url")
-    if url is not None and not (isinstance(url, str) and re.match(r"^https?://[^\s/]+\S*$", url) and len(url) <= 2048):
-        doc.problem("offer.url", f"{url!r} must be a full http(s) address, e.g. https://shop.example/coats")
+    if url is not None and not (isinstance(url, str) and re.match(r"^https?://[^\s/]+\S*$", url)
+                                and len(url.encode()) <= 2000):
+        doc.problem("offer.url", f"{url!r} must be a full http(s) address of at most 2,000 bytes, "
+                                 "e.g. https://shop.example/coats")
         url = None
     if not code or not title:
         return None

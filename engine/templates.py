@@ -96,7 +96,8 @@ class OfferView:
     @property
     def link(self) -> str:
         if not self.url:
-            raise LinkError("offer.link needs the offer's url: in the sequence (offer: {url: https://shop.example/coats})")
+            raise LinkError("offer.link needs the offer's url: in the sequence "
+                            "(offer: {url: https://shop.example/coats})")
         return self._links.link(self.url)
 
 

@@ -295,3 +295,15 @@ def test_a_message_taken_over_after_its_worker_died_is_sent_again_with_the_same_
     (again,) = world.sms.outbox
     assert world.messages(touch="t0")[0]["status"] == "sent"
     assert SHORT.findall(again.text) == SHORT.findall(first.text) and len(links_of(world)) == 1
+
+
+def test_an_address_too_long_for_the_index_fails_its_message_and_the_worker_goes_on(make_world, frozen):
+    long = "https://shop.example/" + "پالتو" * 250  # 1,250 characters, 2,521 bytes in UTF-8
+    world = make_world([link_sequence()], settings=LINKS,
+                       templates={**TEMPLATES, "link.sms.j2": '{{ link("' + long + '") }}'})
+    sara, ali = world.add_contacts(SARA, {"phone": "09351234567", "first_name": "علی"})
+    world.enroll("coats", sara, ali)
+    world.tick()
+    rows = world.messages(touch="t0")
+    assert [r["status"] for r in rows] == ["failed", "failed"] and "at most 2,000" in rows[0]["reason"]
+    assert not links_of(world)

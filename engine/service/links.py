@@ -2,7 +2,8 @@
 
 No auth (a reader's phone follows it), but bounded: a path that is not a code's shape is answered 404
 without a database read; an address that asked for too many unknown codes lately
-(:class:`~engine.service.throttle.Misses`) is answered 429 (guessing codes from one address goes nowhere); the body limit is the forms' (16 KiB).
+(:class:`~engine.service.throttle.Misses`) is answered 429 (guessing codes from one address goes nowhere);
+the body limit is the forms' (16 KiB).
 A ``HEAD`` is answered like a ``GET`` and recorded as a bot's. An open pixel's code answers a 1×1 GIF.
 """
 from __future__ import annotations
