@@ -35,6 +35,9 @@ class EventResult:
     cancelled: int = 0
     note: str = ""
     warning: str = ""  # recorded, but worth a look (e.g. the same sale twice within a minute)
+    #: a conversion's credited message (:mod:`engine.attribution`): message_id, sequence, touch and by; None when
+    #: not attributed
+    credited: dict | None = None
 
 
 #: a conversion identical to one recorded this recently (same contact and value, no shared key) is warned about
@@ -102,7 +105,9 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         query = query.where(enrollments.c.sequence == sequence)
     active = [dict(e) for e in conn.execute(query.order_by(enrollments.c.enrolled_at.desc())).mappings()]
     ending = [e for e in active if kind in _exit_on(conn, config, e)]
-    result = EventResult(recorded=True, warning=warning)
+    result = EventResult(recorded=True, warning=warning,
+                         credited={"message_id": credited.message_id, "sequence": credited.sequence,
+                                   "touch": credited.touch, "by": credited.by} if credited else None)
     result.cancelled = end_enrollments(conn, ending, kind, f"contact {kind}")
     result.ended = [e["sequence"] for e in ending]
     if kind == "converted":

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from engine.engagement import find_link, record_follow
 from engine.models import ContactEvent, Link, Message
+from tests.service_support import SERVICE_SETTINGS, api_client, auth
 from tests.test_link_redirect import PHONE
 from tests.test_links import LINKS, SARA, TEMPLATES, link_sequence
 
@@ -138,3 +139,19 @@ def test_a_sale_named_for_a_sequence_is_credited_only_within_it(make_world, froz
     sale = conversion(world)
     (boots_t0,) = world.messages(sequence="boots", touch="t0")
     assert (sale["sequence"], sale["message_id"], sale["attributed_by"]) == ("boots", boots_t0["id"], "send")
+
+
+def test_the_api_says_which_message_a_sale_was_credited_to(make_world, frozen):
+    world = make_world([link_sequence(exit_on=["replied"])], settings={**SERVICE_SETTINGS, **LINKS},
+                       templates=TEMPLATES)
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("coats", sara)
+    world.tick()
+    t0 = click(world, "t0")
+    client, key = api_client(world)
+    sale = {"contact": SARA["phone"], "type": "converted", "value": 1_200_000}
+    first = client.post("/api/v1/events", json=sale, headers=auth(key)).json()
+    assert first["credited"] == {"message_id": t0, "sequence": "coats", "touch": "t0", "by": "click"}
+    frozen.tick(timedelta(days=6))
+    later = client.post("/api/v1/events", json=sale, headers=auth(key)).json()
+    assert later["credited"] is None  # converted, not attributed

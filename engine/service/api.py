@@ -126,6 +126,7 @@ def _record(ctx: ServiceContext, items: list[EventIn], many: bool) -> list[dict[
                                   value=item.value, idempotency_key=item.idempotency_key, source="api")
             out.append({"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
                         "cancelled": result.cancelled, "note": result.note,
+                        **({"credited": result.credited} if item.type == "converted" and result.recorded else {}),
                         **({"warning": result.warning} if result.warning else {})})
         return out
 
