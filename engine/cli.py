@@ -442,25 +442,37 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
     from rich.table import Table
 
-    from .reports import funnel, provider_states
+    from .reports import funnel, provider_states, unattributed
 
     config = state.config
     names = [config.sequence(sequence).name] if sequence else sorted(config.sequences)
     with state.engine().connect() as conn:
         data = [funnel(conn, n, [t.name for t in config.sequences[n].touches]) for n in names]
         paused = {k: v for k, v in provider_states(conn).items() if v["state"] == "paused"}
+        loose = unattributed(conn)
     if as_json:
-        print(json.dumps({"sequences": data, "paused_providers": {k: v["reason"] for k, v in paused.items()}},
+        print(json.dumps({"sequences": data, "not_attributed": loose,
+                          "paused_providers": {k: v["reason"] for k, v in paused.items()}},
                          ensure_ascii=False, indent=2))
         return
     for item in data:
         table = Table("touch", "sent", "delivered", "undelivered", "failed", "skipped", "cancelled", "unknown", "waiting",
+                      "clicks", "click rate", "conversions", "revenue", "revenue/sent",
                       title=f"{item['sequence']}: {item['enrolled']} enrolled, {item['converted']} converted "
                             f"({item['conversion_rate']:.1%}), revenue {grouped(item['revenue'])}")
         for touch, c in item["touches"].items():
             table.add_row(touch, *(str(c.get(k, 0)) for k in ("sent", "delivered", "undelivered", "failed", "skipped",
-                                                              "cancelled", "unknown", "waiting")))
+                                                              "cancelled", "unknown", "waiting", "clicks")),
+                          f"{c['click_rate']:.1%}", str(c["attributed_conversions"]), grouped(c["attributed_revenue"]),
+                          grouped(c["revenue_per_sent"]))
         out.print(table)
+        out.print(f"{item['sequence']}: {item['clicks']} messages clicked ({item['click_rate']:.1%} of sent), "
+                  f"{item['attributed_conversions']} conversions attributed, revenue "
+                  f"{grouped(item['attributed_revenue'])} ({grouped(item['revenue_per_sent'])} per message sent)",
+                  markup=False)
+    if loose["conversions"]:
+        out.print(f"converted, not attributed: {loose['conversions']}, revenue {grouped(loose['revenue'])}",
+                  markup=False)
     for name, row in paused.items():
         out.print(f"[yellow]provider {name} is paused: {row['reason']}[/yellow]", markup=False)
 

@@ -58,6 +58,7 @@ from .control import HOLD, held_sequences
 from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .kinds import suppress as suppress_contact
+from .links import LinkBook
 from .journal import Change, apply, apply_to_touch, execute, is_in
 from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, SequenceVersion,
                      WorkerStatus)
@@ -313,6 +314,7 @@ class Dispatcher:
         Returns the changes written, and what :meth:`_send_batch` needs to send (None when nothing goes out).
         """
         ctx = self._context(conn, rows)
+        links = LinkBook.load(conn, self.settings, [r["id"] for r in rows], at)  # codes given before keep
         lease = {"lease_owner": self.worker_id, "lease_token": token, "lease_until": lease_until}
         release = LEASE_RELEASED
         first: list[Change] = []
@@ -350,7 +352,7 @@ class Dispatcher:
                 continue
             touch = plan.touches[row["touch_index"]]
             built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
-                                  self.reference_prefix)
+                                  self.reference_prefix, links)
             if isinstance(built, NotSent):  # a broken template or a too long SMS: the sequence goes on
                 first.append(Change(row, built.status, {"status": built.status, "reason": built.reason,
                                                         "next_attempt_at": None, **release}, reason=built.reason))
@@ -363,6 +365,7 @@ class Dispatcher:
             to_send.append((row, built))
         # no fence: the rows are this transaction's own (locked on PostgreSQL, the write lock on SQLite)
         applied = apply(conn, first, worker=self.worker_id, at=at)
+        links.save(conn, {row["id"] for row, _ in to_send})
         self._schedule_next(conn, ended, ctx)
         return applied, ((to_send, token, ctx, lease_until) if to_send else None)
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .clock import now, to_utc
+from .attribution import credit
 from .config import Config
 from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
@@ -39,6 +40,9 @@ class EventResult:
     started: list[Started] = field(default_factory=list)  # what it did in each sequence it triggers
     note: str = ""
     warning: str = ""  # recorded, but worth a look (e.g. the same sale twice within a minute)
+    #: a conversion's credited message (:mod:`engine.attribution`): message_id, sequence, touch and by; None when
+    #: not attributed
+    credited: dict | None = None
 
 
 #: a conversion identical to one recorded this recently (same contact and value, no shared key) is warned about
@@ -83,16 +87,24 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         if seen:
             return EventResult(recorded=False, note=f"already recorded (idempotency key {idempotency_key})")
     stamp = now()
-    attributed = sequence
+    attributed, credited = sequence, None
+    if kind == "converted":
+        credited = credit(conn, config.settings.attribution, contact["id"], stamp, sequence)
     if kind == "converted" and sequence is None:
-        # a sale without a named sequence is credited (revenue, stock) to the latest one the contact is in
-        attributed = conn.execute(sa.select(enrollments.c.sequence).where(
+        # a sale without a named sequence goes to the credited message's sequence; without one, its stock is
+        # taken from the latest sequence the contact is in, and its revenue is not attributed to any
+        attributed = credited.sequence if credited else None
+        stock_from = attributed or conn.execute(sa.select(enrollments.c.sequence).where(
             enrollments.c.contact_id == contact["id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value)
             .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc()).limit(1)).scalar()
+    else:
+        stock_from = attributed
     warning = _duplicate_conversion(conn, contact["id"], value, stamp) if kind == "converted" else unheard(config, kind)
-    conn.execute(sa.insert(events).values(contact_id=contact["id"], type=kind, sequence=attributed, channel=channel,
-                                          value=value, idempotency_key=idempotency_key, source=source, at=stamp,
-                                          key=key, data=sa.null() if data is None else data))
+    conn.execute(sa.insert(events).values(
+        contact_id=contact["id"], type=kind, sequence=attributed, channel=channel, value=value,
+        idempotency_key=idempotency_key, source=source, at=stamp, key=key, data=sa.null() if data is None else data,
+        message_id=credited and credited.message_id, touch=credited and credited.touch,
+        attributed_by=credited and credited.by))
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
@@ -107,12 +119,14 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         query = query.where(enrollments.c.sequence == sequence)
     active = [dict(e) for e in conn.execute(query.order_by(enrollments.c.enrolled_at.desc())).mappings()]
     ending = [e for e in exiting(active, key) if kind in _exit_on(conn, config, e)]
-    result = EventResult(recorded=True, warning=warning)
+    result = EventResult(recorded=True, warning=warning,
+                         credited={"message_id": credited.message_id, "sequence": credited.sequence,
+                                   "touch": credited.touch, "by": credited.by} if credited else None)
     result.cancelled = end_enrollments(conn, ending, exit_status(kind),
                                        f"contact {kind}" + (f" (key {key})" if key else ""))
     result.ended = [e["sequence"] + (f" ({e['event_key']})" if e["event_key"] else "") for e in ending]
     if kind == "converted":
-        _redeem(conn, attributed, active)
+        _redeem(conn, stock_from, active)
     result.started = start_runs(conn, config, contact["id"], kind, key, data, only=sequence)
     return result
 

@@ -226,6 +226,11 @@ class ContactEvent(SQLModel, table=True):
     idempotency_key: Optional[str] = Field(default=None, sa_column_kwargs={"unique": True}, max_length=200)
     source: str = Field(default="cli", max_length=30)
     at: datetime = _ts(index=True)
+    #: a conversion's credited message and touch, and how it earned it: ``click`` or ``send`` (None: not
+    #: attributed; see :mod:`engine.attribution`)
+    message_id: Optional[int] = None
+    touch: Optional[str] = Field(default=None, max_length=100)
+    attributed_by: Optional[str] = Field(default=None, max_length=10)
 
 
 class ProviderState(SQLModel, table=True):
@@ -360,3 +365,61 @@ class RateBucket(SQLModel, table=True):
 
 
 __all__ += ["RateBucket"]
+
+
+class Link(SQLModel, table=True):
+    """A short link of one message: ``{links.base_url}/{code}`` redirects to ``target`` (see :mod:`engine.links`).
+
+    ``url`` is the address as the template gave it (one code per message and url); ``target`` is it with the
+    UTM parameters added, the only place the redirect goes.
+    """
+
+    __tablename__ = "links"
+    __table_args__ = (sa.Index("ix_links_message_url", "message_id", "url", unique=True),)
+
+    code: str = Field(primary_key=True, max_length=16)
+    message_id: Optional[int] = None
+    contact_id: Optional[int] = None
+    sequence: Optional[str] = Field(default=None, max_length=100)
+    touch: Optional[str] = Field(default=None, max_length=100)
+    channel: Optional[str] = Field(default=None, max_length=10)
+    url: str = Field(max_length=2048)
+    target: str = Field(max_length=4096)
+    created_at: datetime = _ts()
+    expires_at: Optional[datetime] = _ts(default=None)
+
+
+class EngagementKind(str, enum.Enum):
+    """What a reader did with a sent message (``*_bot``: a link scanner or preview did it, not a person)."""
+
+    CLICKED = "clicked"
+    CLICKED_BOT = "clicked_bot"
+    OPENED = "opened"
+    OPENED_BOT = "opened_bot"
+
+
+class Engagement(SQLModel, table=True):
+    """One click or open of a message, from our own links (``source`` link or pixel) or a provider's events."""
+
+    __tablename__ = "engagements"
+    __table_args__ = (
+        sa.Index("ix_engagements_message", "message_id", "kind"),
+        sa.Index("ix_engagements_contact", "contact_id", "at"),
+        sa.Index("ix_engagements_sequence", "sequence", "kind"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    kind: str = Field(max_length=20)
+    message_id: Optional[int] = None
+    contact_id: Optional[int] = None
+    sequence: Optional[str] = Field(default=None, max_length=100)
+    touch: Optional[str] = Field(default=None, max_length=100)
+    channel: Optional[str] = Field(default=None, max_length=10)
+    source: str = Field(max_length=30)
+    code: Optional[str] = Field(default=None, max_length=16)
+    #: a provider's own id of the event, so the same event posted twice is recorded once
+    external_id: Optional[str] = Field(default=None, sa_column_kwargs={"unique": True}, max_length=200)
+
+
+__all__ += ["Link", "Engagement", "EngagementKind"]

@@ -49,6 +49,9 @@ class SequencePlan:
     frequency_cap: FrequencyCap | None
     offer_title: str | None
     max_sms_segments: int = DEFAULT_MAX_SEGMENTS
+    #: the offer's ``url:`` (what ``offer.link`` points to) and the sequence's own UTM parameters
+    offer_url: str | None = None
+    utm: tuple[tuple[str, str], ...] = ()
 
 
 def plan_from_json(text: str, holidays: HolidayOverrides = NO_OVERRIDES) -> SequencePlan:
@@ -67,6 +70,8 @@ def plan_from_json(text: str, holidays: HolidayOverrides = NO_OVERRIDES) -> Sequ
         frequency_cap=FrequencyCap(cap["per_day"]) if cap else None,
         offer_title=(data.get("offer") or {}).get("title"),
         max_sms_segments=data.get("max_sms_segments", DEFAULT_MAX_SEGMENTS),
+        offer_url=(data.get("offer") or {}).get("url"),
+        utm=tuple(sorted((data.get("utm") or {}).items())),
     )
 
 

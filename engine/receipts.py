@@ -10,11 +10,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from providers.base import DeliveryReport, DeliveryState, InboundMessage
+from providers.base import DeliveryReport, DeliveryState, EngagementEvent, InboundMessage
 
 from .addresses import normalize_phone
 from .clock import now
 from .config import Config
+from .engagement import apply_engagements
 from .events import record_event
 from .installation import message_id_of, reference_prefix
 from .journal import Change, apply
@@ -164,9 +165,12 @@ def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbou
 
 
 def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
-                 items: list[DeliveryReport | InboundMessage]) -> int:
-    """Apply what a provider pushed (reports and inbound messages, mixed); return how many changed something."""
+                 items: list[DeliveryReport | InboundMessage | EngagementEvent]) -> int:
+    """Apply what a provider pushed (reports, inbound messages, opens and clicks, mixed); return how many
+    changed something."""
     reports = [i for i in items if isinstance(i, DeliveryReport)]
     inbound = [i for i in items if isinstance(i, InboundMessage)]
+    engaged = [i for i in items if isinstance(i, EngagementEvent)]
     return ((apply_reports(conn, config, provider_name, reports) if reports else 0)
-            + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0))
+            + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
+            + (apply_engagements(conn, provider_name, engaged) if engaged else 0))

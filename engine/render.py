@@ -13,9 +13,10 @@ from providers.base import OutgoingMessage
 from .clock import to_utc
 from .config import Config
 from .installation import client_reference
+from .links import LinkBook, LinkError, SampleLinks, rewrite_email
 from .sms import over_max_segments, sms_info, with_footer
-from .templates import (Attrs, ContactView, EventData, EventView, MissingAttr, MissingData, OfferView, RenderError,
-                        SequenceView, TouchView)
+from .templates import (Attrs, ContactView, EventData, EventView, MissingAttr, MissingData, OfferView, Rendered,
+                        RenderError, SequenceView, TouchView)
 from .tokens import make_token
 
 __all__ = ["template_context", "build_message", "event_view", "unsubscribe_url", "NotSent"]
@@ -46,8 +47,12 @@ def event_view(enrollment: dict) -> EventView:
 
 def template_context(config: Config, *, contact: dict, offer_spec_title: str | None, offer_row: dict | None,
                      deadline: datetime | None, tz: ZoneInfo, at: datetime, sequence: SequenceView,
-                     touch: TouchView, event: EventView | None = None) -> dict[str, Any]:
-    """What a template sees. ``offer`` numbers always come from the stored offer and the frozen deadline."""
+                     touch: TouchView, event: EventView | None = None, links: Any = None,
+                     offer_url: str | None = None) -> dict[str, Any]:
+    """What a template sees. ``offer`` numbers always come from the stored offer and the frozen deadline.
+
+    ``links`` makes the message's short links (``link(url)``, ``offer.link``): :class:`engine.links.MessageLinks`
+    when sending, :class:`engine.links.SampleLinks` for a preview."""
     offer = None
     if offer_row is not None or offer_spec_title is not None:
         stock = offer_row.get("stock") if offer_row else None
@@ -57,6 +62,7 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
             expires_at=deadline.astimezone(tz) if deadline else None,
             time_left=(deadline - at) if deadline else None,
             stock_left=None if stock is None else max(0, stock - offer_row.get("redeemed", 0)),
+            url=offer_url, _links=links,
         )
     view = ContactView(
         first_name=contact.get("first_name") or "", last_name=contact.get("last_name") or "",
@@ -66,7 +72,17 @@ def template_context(config: Config, *, contact: dict, offer_spec_title: str | N
         tags=tuple(filter(None, (contact.get("tags") or "").split(";"))),
     )
     return {"contact": view, "offer": offer, "sequence": sequence, "touch": touch, "event": event or EventView(),
+            "link": _link_function(links),
             "unsubscribe_url": unsubscribe_url(config, contact["id"], touch.channel) if contact.get("id") else None}
+
+
+def _link_function(links: Any):
+    if links is not None:
+        return links.link
+
+    def link(url: Any) -> str:
+        raise LinkError("link() is not available here")
+    return link
 
 
 @lru_cache(maxsize=256)
@@ -76,21 +92,29 @@ def _views(sequence: str, description: str | None, touch: str, channel: str, ind
 
 
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
-                  tz: ZoneInfo, at: datetime, reference_prefix: int) -> OutgoingMessage | NotSent:
+                  tz: ZoneInfo, at: datetime, reference_prefix: int,
+                  links: LinkBook | None = None) -> OutgoingMessage | NotSent:
     """The message to send, or why it is not sent: its template failed, the contact lacks a column the
     template reads (skipped), or the SMS is over the sequence's ``max_sms_segments`` (skipped).
 
-    Its ``message_id`` is the client reference of the row (:mod:`engine.installation`)."""
+    Its ``message_id`` is the client reference of the row (:mod:`engine.installation`). Its short links
+    come from ``links`` (the claimed batch's :class:`~engine.links.LinkBook`); without one (a preview) they
+    are samples, never stored."""
+    maker = links.message(row, plan.utm) if links is not None else SampleLinks(config.settings)
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
-                           event=event_view(enrollment),
+                           event=event_view(enrollment), links=maker, offer_url=plan.offer_url,
                            **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
+        if touch.channel == "email" and (config.settings.links.track_email or config.settings.links.track_opens):
+            rendered = _tracked(config, rendered, maker, ctx["unsubscribe_url"])
     except (MissingAttr, MissingData) as err:  # this contact (or its event) lacks what the template reads
         return NotSent("skipped", f"template: {err}")
     except RenderError as err:
         return NotSent("failed", f"template: {err}")
+    except LinkError as err:  # tracked email with no address for its links
+        return NotSent("failed", f"links: {err}")
     if touch.channel == "sms":
         text = with_footer(rendered.text, config.settings.footer(contact.get("locale")))
         info = sms_info(text)
@@ -106,3 +130,11 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     return OutgoingMessage(client_reference(reference_prefix, row["id"]), "email", contact["email"], rendered.text, subject=rendered.subject,
                            html=rendered.html, headers=headers,
                            metadata={"unsubscribe_url": url} if url else {})
+
+
+def _tracked(config: Config, rendered: Rendered, maker: Any, unsubscribe: str | None) -> Rendered:
+    """An email with its links through short links (``links.track_email``) and an open pixel (``track_opens``)."""
+    track = config.settings.links
+    html, text = rewrite_email(rendered.html, rendered.text, maker, keep=[unsubscribe], rewrite=track.track_email,
+                               pixel=track.track_opens)
+    return Rendered(text=text, subject=rendered.subject, html=html)

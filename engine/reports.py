@@ -7,14 +7,16 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .models import ContactEvent, DeliveryLog, Enrollment, Message, ProviderState, status_is
+from .models import (ContactEvent, DeliveryLog, Engagement, EngagementKind, Enrollment, Message, ProviderState,
+                     status_is)
 
-__all__ = ["log_query", "funnel", "queue_state"]
+__all__ = ["log_query", "funnel", "queue_state", "unattributed"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__
 enrollments = Enrollment.__table__
 events_t = ContactEvent.__table__
+engagements_t = Engagement.__table__
 
 SENT_LIKE = ("sent", "delivered", "undelivered")
 
@@ -97,9 +99,42 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
             bucket[status] = bucket.get(status, 0) + count
         if status in ("pending", "scheduled", "claimed", "sending"):
             bucket["waiting"] = bucket.get("waiting", 0) + count
+    results = _touch_results(conn, sequence, per_touch)
     return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
             "conversion_rate": round(converted / enrolled, 4) if enrolled else 0.0,
-            "revenue": float(value or 0), "touches": per_touch}
+            "revenue": float(value or 0), **results, "touches": per_touch}
+
+
+def _touch_results(conn: sa.Connection, sequence: str, per_touch: dict[str, dict]) -> dict[str, Any]:
+    """Per touch (in place) and for the sequence: unique human clicks, click rate, attributed conversions and
+    revenue, revenue per message sent."""
+    clicks = dict(conn.execute(
+        sa.select(engagements_t.c.touch, sa.func.count(sa.distinct(engagements_t.c.message_id)))
+        .where(engagements_t.c.sequence == sequence, engagements_t.c.kind == EngagementKind.CLICKED.value)
+        .group_by(engagements_t.c.touch)).all())
+    credited = {touch: (n, float(v or 0)) for touch, n, v in conn.execute(
+        sa.select(events_t.c.touch, sa.func.count(), sa.func.sum(events_t.c.value))
+        .where(events_t.c.sequence == sequence, events_t.c.type == "converted", events_t.c.message_id.is_not(None))
+        .group_by(events_t.c.touch))}
+    totals = {"sent": 0, "clicks": 0, "attributed_conversions": 0, "attributed_revenue": 0.0}
+    for touch, bucket in per_touch.items():
+        sent = bucket.get("sent", 0)
+        n, revenue = credited.get(touch, (0, 0.0))
+        bucket.update(clicks=clicks.get(touch, 0), click_rate=round(clicks.get(touch, 0) / sent, 4) if sent else 0.0,
+                      attributed_conversions=n, attributed_revenue=revenue,
+                      revenue_per_sent=round(revenue / sent, 2) if sent else 0.0)
+        for key in totals:
+            totals[key] += bucket.get(key, 0)
+    sent = totals.pop("sent")
+    return {**totals, "click_rate": round(totals["clicks"] / sent, 4) if sent else 0.0,
+            "revenue_per_sent": round(totals["attributed_revenue"] / sent, 2) if sent else 0.0}
+
+
+def unattributed(conn: sa.Connection) -> dict[str, Any]:
+    """Conversions credited to no message ("converted, not attributed"): how many and their revenue."""
+    n, value = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(events_t.c.value), 0))
+                            .where(events_t.c.type == "converted", events_t.c.message_id.is_(None))).one()
+    return {"conversions": n, "revenue": float(value or 0)}
 
 
 def provider_states(conn: sa.Connection) -> dict[str, dict[str, Any]]:

@@ -27,14 +27,15 @@ EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments", "reentry", "sample", "trigger"}
+                 "max_sms_segments", "reentry", "sample", "trigger", "utm"}
 TRIGGER_KEYS = {"event", "sample"}
 #: events that can't start a sequence: an opted-out contact is sent nothing, and resubscribing is not an interest
 NOT_TRIGGERS = ("unsubscribed", "resubscribed")
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
 TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind", "allow_claims"}
-OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "calendar", "stock"}
+OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "calendar", "stock", "url"}
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class OfferSpec:
     expires_after: timedelta | None = None
     expires_at: datetime | None = None
     stock: int | None = None
+    #: where ``{{ offer.link }}`` points (through a short link)
+    url: str | None = None
 
     def deadline_for(self, enrolled_at: datetime) -> datetime | None:
         """The deadline a contact enrolled at ``enrolled_at`` is told; frozen on the enrollment."""
@@ -99,6 +102,8 @@ class Sequence:
     sample: dict[str, str] = field(default_factory=dict)
     #: the event that enrolls contacts in this sequence by itself (None: only ``enroll`` does)
     trigger: Trigger | None = None
+    #: UTM parameters that replace the defaults on this sequence's links (see :mod:`engine.links`)
+    utm: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -173,9 +178,15 @@ def _offer(doc: YamlDoc, raw: Any, tz: ZoneInfo) -> OfferSpec | None:
     if stock is not None and (not isinstance(stock, int) or isinstance(stock, bool) or stock < 0):
         doc.problem("offer.stock", f"{stock!r} must be a whole number of items (or leave it out)")
         stock = None
+    url = raw.get("url")
+    if url is not None and not (isinstance(url, str) and re.match(r"^https?://[^\s/]+\S*$", url)
+                                and len(url.encode()) <= 2000):
+        doc.problem("offer.url", f"{url!r} must be a full http(s) address of at most 2,000 bytes, "
+                                 "e.g. https://shop.example/coats")
+        url = None
     if not code or not title:
         return None
-    return OfferSpec(str(code), str(title), expires_after, expires_at, stock)
+    return OfferSpec(str(code), str(title), expires_after, expires_at, stock, url)
 
 
 def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
@@ -343,6 +354,24 @@ def _sample(doc: YamlDoc, raw: Any) -> dict[str, str]:
     return sample
 
 
+def _utm(doc: YamlDoc, raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        doc.problem("utm", "must map UTM parameters to values, e.g. utm: {utm_campaign: winter-2026}")
+        return {}
+    utm = {}
+    for key, value in raw.items():
+        if key not in UTM_KEYS:
+            doc.problem(join_path("utm", str(key)), f"unknown key; utm takes {', '.join(UTM_KEYS)}")
+        elif not isinstance(value, (str, int)) or isinstance(value, bool) or len(str(value)) > 200:
+            doc.problem(join_path("utm", key), f"{value!r}: give the value as text of at most 200 characters "
+                                               "(\"\" to leave the parameter out)")
+        else:
+            utm[key] = str(value)
+    return utm
+
+
 def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
@@ -372,6 +401,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
         reentry_after=_reentry(doc, raw.get("reentry")),
         sample=_sample(doc, raw.get("sample")),
         trigger=_trigger(doc, raw.get("trigger"), exit_on),
+        utm=_utm(doc, raw.get("utm")),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )

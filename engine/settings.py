@@ -14,6 +14,7 @@ import phonenumbers
 from .alert_settings import AlertSettings, parse_alerts
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
+from .link_settings import AttributionSettings, LinkSettings, parse_attribution, parse_links
 from .window import WEEKDAYS, FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
 
@@ -22,7 +23,8 @@ __all__ = ["Settings", "WorkerSettings", "load_settings", "parse_window", "parse
 CHANNELS = ("sms", "email")
 TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
-    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service", "alerts",
+    "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service", "alerts", "links",
+    "attribution",
 }
 SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes", "session_idle",
                 "session_max", "locale")
@@ -75,6 +77,10 @@ class Settings:
     service: dict[str, Any] = field(default_factory=dict, repr=False)
     #: who ops are and what they are told about (see :mod:`engine.alerts`); None when not set
     alerts: AlertSettings | None = None
+    #: short links and tracked email (see :mod:`engine.link_settings`)
+    links: LinkSettings = field(default_factory=LinkSettings)
+    #: which message a conversion is credited to (see :mod:`engine.attribution`)
+    attribution: AttributionSettings = field(default_factory=AttributionSettings)
 
     def footer(self, locale: str | None) -> str:
         """The opt-out footer for a contact's locale (one text for all, or one per locale)."""
@@ -348,6 +354,8 @@ def load_settings(config_dir: Path) -> Settings:
         service=_service(doc, raw.get("service")),
         alerts=parse_alerts(doc, raw.get("alerts"), region if region in phonenumbers.SUPPORTED_REGIONS else "IR",
                             {c for c, entries in providers.items() if entries}),
+        links=parse_links(doc, raw.get("links")),
+        attribution=parse_attribution(doc, raw.get("attribution")),
     )
     if doc.problems:
         raise ConfigError(doc.problems)

@@ -23,6 +23,7 @@ from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from .claims import literal_urgency  # the lint lives in engine.claims; re-exported for its callers
+from .links import LinkError
 from .sandbox import BoundedSandbox, budget
 from .text import fa_digits
 
@@ -105,13 +106,24 @@ class ContactView:
 
 @dataclass(slots=True)
 class OfferView:
-    """What a template may read of the offer: always the stored, real numbers."""
+    """What a template may read of the offer: always the stored, real numbers.
+
+    ``offer.link`` is the message's short link to the offer's ``url:`` (made when a template reads it)."""
 
     code: str
     title: str
     expires_at: datetime | None
     time_left: timedelta | None
     stock_left: int | None
+    url: str | None = None
+    _links: Any = None
+
+    @property
+    def link(self) -> str:
+        if not self.url:
+            raise LinkError("offer.link needs the offer's url: in the sequence "
+                            "(offer: {url: https://shop.example/coats})")
+        return self._links.link(self.url)
 
 
 @dataclass(slots=True)
@@ -320,6 +332,8 @@ class Renderer:
                 return self._render_email(name, context)
         except RenderError:
             raise
+        except LinkError as err:
+            raise RenderError(name, str(err), _template_line(err, name)) from err
         except _AttrUndefined as err:
             missing = MissingData if err.kind is EventData else MissingAttr
             raise missing(name, err.attribute, _template_line(err, name)) from err
@@ -355,7 +369,7 @@ class Renderer:
 def _explain(err: TemplateError) -> str:
     message = getattr(err, "message", None) or str(err)
     if "is undefined" in message:
-        return f"{message}; available: contact, offer, sequence, touch, event, unsubscribe_url"
+        return f"{message}; available: contact, offer, sequence, touch, event, unsubscribe_url, link(...)"
     return message
 
 

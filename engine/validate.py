@@ -13,6 +13,7 @@ from .deadlines import both_ways
 from .errors import ConfigError, Problem
 from .holiday_check import holiday_deadline_problems
 from .kinds import INFORMATIONAL
+from .links import SampleLinks
 from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, read_existing, sample_contact
 from .sequences import Sequence
@@ -47,7 +48,8 @@ def render_touch_sample(config: Config, seq: Sequence, touch, contact: dict | No
                            offer_row=offer_row or _offer_row(seq), deadline=deadline, tz=tz, at=at,
                            sequence=SequenceView(seq.name, seq.description),
                            touch=TouchView(touch.name, touch.channel, touch.index),
-                           event=EventView("sample", EventData.of(seq.trigger.sample)) if seq.trigger else None)
+                           event=EventView("sample", EventData.of(seq.trigger.sample)) if seq.trigger else None,
+                           links=SampleLinks(config.settings), offer_url=seq.offer.url if seq.offer else None)
     return config.renderer.render(touch.template, touch.channel, ctx)
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "DeliveryState",
     "DeliveryReport",
     "InboundMessage",
+    "EngagementEvent",
     "LookupResult",
     "AccountState",
     "Provider",
@@ -110,6 +111,22 @@ class InboundMessage:
     text: str
     at: datetime | None = None
     provider_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EngagementEvent:
+    """A reader opened a message or clicked a link in it, as the provider's own tracking saw it.
+
+    ``kind`` is ``open`` or ``click``; ``event_id`` the provider's id of the event (the same event posted
+    twice is recorded once); ``machine``: the provider says a machine did it (Apple Mail's privacy
+    protection fetching every image, a link scanner)."""
+
+    kind: str
+    provider_message_id: str | None
+    message_id: str | None = None
+    at: datetime | None = None
+    event_id: str | None = None
+    machine: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Webhook events → report (``reason`` is the :class:`~providers.email.EmailEvent
 permanent`` and ``rejected`` → UNDELIVERED + ``recipient_blocked`` (bounced); ``failed``
 with ``severity: temporary`` → PENDING (deferred: Mailgun retries itself);
 ``complained``/``unsubscribed`` → UNDELIVERED + ``recipient_blocked`` with reason
-``complained``/``unsubscribed``, as in :mod:`providers.sendgrid`. Others are ignored.
+``complained``/``unsubscribed``, as in :mod:`providers.sendgrid`; ``opened``/``clicked`` →
+:class:`~providers.base.EngagementEvent` (the event's ``id`` its id). Others are ignored.
 
 Provider message ids are kept without angle brackets: the send reply says
 ``<id@domain>``, events say ``id@domain``.
@@ -29,7 +30,7 @@ import hashlib
 import hmac
 import json
 
-from .base import SendResult
+from .base import EngagementEvent, SendResult
 from .email import EmailEvent, email_report, list_headers, sender_address, utc_from_timestamp
 from .errors import AmbiguousSendError, PermanentRecipientError, ProviderBlockedError, ProviderConfigError
 from .freshness import fresh
@@ -37,6 +38,7 @@ from .http import HttpCall, HttpProvider
 
 __all__ = ["MailgunProvider"]
 
+ENGAGEMENTS = {"opened": "open", "clicked": "click"}
 REGIONS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 EVENTS = {
@@ -129,12 +131,16 @@ class MailgunProvider(HttpProvider):
     def parse_webhook(self, headers, body):
         """One webhook carries one event; see the module docstring for the mapping."""
         event = json.loads(body).get("event-data") or {}
+        message_id = (event.get("message") or {}).get("headers", {}).get("message-id")
+        if event.get("event") in ENGAGEMENTS:
+            return [EngagementEvent(ENGAGEMENTS[event["event"]], str(message_id).strip("<>") if message_id else None,
+                                    (event.get("user-variables") or {}).get("followup_id"),
+                                    utc_from_timestamp(event.get("timestamp")), event.get("id"))]
         kind = EVENTS.get(event.get("event"))
         if event.get("event") == "failed":
             kind = EmailEvent.BOUNCED if event.get("severity") == "permanent" else EmailEvent.DEFERRED
         if kind is None:
             return []
-        message_id = (event.get("message") or {}).get("headers", {}).get("message-id")
         return [email_report(kind, provider_message_id=str(message_id).strip("<>") if message_id else None,
                              message_id=(event.get("user-variables") or {}).get("followup_id"),
                              at=utc_from_timestamp(event.get("timestamp")))]

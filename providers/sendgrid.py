@@ -8,7 +8,9 @@ Event webhook → report (``reason`` is the :class:`~providers.email.EmailEvent`
 * ``spamreport`` → UNDELIVERED + ``recipient_blocked`` with reason ``complained``, and
   ``unsubscribe``/``group_unsubscribe`` the same with reason ``unsubscribed``: the engine then
   unsubscribes the contact through its one state-change path;
-* ``open``, ``click``, ``group_resubscribe`` and unknown events are ignored.
+* ``open`` and ``click`` → :class:`~providers.base.EngagementEvent` (``sg_event_id`` its id; an open with
+  ``sg_machine_open: true``, Apple Mail's privacy protection, is a machine's);
+* ``group_resubscribe`` and unknown events are ignored.
 
 UNVERIFIED, coded around:
 
@@ -34,7 +36,7 @@ import time
 
 from requests.structures import CaseInsensitiveDict
 
-from .base import SendResult
+from .base import EngagementEvent, SendResult
 from .email import EmailEvent, email_report, list_headers, sender_address, utc_from_timestamp
 from .errors import PermanentRecipientError, RateLimitedError
 from .freshness import fresh
@@ -141,18 +143,25 @@ class SendGridProvider(HttpProvider):
         return True
 
     def parse_webhook(self, headers, body):
-        """Delivery and suppression events of a JSON event array; see the module docstring."""
+        """Delivery, suppression, open and click events of a JSON event array; see the module docstring."""
         events = json.loads(body)
         reports = []
         for event in events if isinstance(events, list) else [events]:
-            kind = EVENTS.get(event.get("event")) if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                continue
+            provider_id = str(event.get("sg_message_id") or "").split(".")[0] or None
+            ours = event.get("followup_id") or (event.get("custom_args") or {}).get("followup_id")
+            at = utc_from_timestamp(event.get("timestamp"))
+            if event.get("event") in ("open", "click"):
+                reports.append(EngagementEvent(event["event"], provider_id, ours, at, event.get("sg_event_id"),
+                                               machine=event.get("sg_machine_open") is True))
+                continue
+            kind = EVENTS.get(event.get("event"))
             if kind is None:
                 continue
             blocked = False if event.get("event") == "bounce" and event.get("type") == "blocked" else None
-            reports.append(email_report(
-                kind, provider_message_id=str(event.get("sg_message_id") or "").split(".")[0] or None,
-                message_id=event.get("followup_id") or (event.get("custom_args") or {}).get("followup_id"),
-                at=utc_from_timestamp(event.get("timestamp")), blocked=blocked))
+            reports.append(email_report(kind, provider_message_id=provider_id, message_id=ours, at=at,
+                                        blocked=blocked))
         return reports
 
 

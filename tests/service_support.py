@@ -6,7 +6,9 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 from fastapi.testclient import TestClient
@@ -60,6 +62,18 @@ def wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> 
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not come up")
+
+
+@contextmanager
+def serving(config: Path) -> Iterator[str]:
+    """``followup serve`` on a free port for the config folder, until the block ends; yields its base URL."""
+    port = free_port()
+    server = followup("serve", "--port", str(port), config=config)
+    try:
+        wait_for_server(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(server)
 
 
 def stop(proc: subprocess.Popen) -> str:

@@ -222,4 +222,5 @@ def test_parse_webhook_details():
     delivered, = p.parse_webhook({}, (DATA / "delivered.json").read_bytes())
     assert delivered.provider_message_id == "20231114221320.1.A2B3C4D5E6F7@mg.shop.example"
     assert delivered.at == datetime(2023, 11, 14, 22, 13, 20, 429000, tzinfo=timezone.utc)
-    assert p.parse_webhook({}, (DATA / "opened.json").read_bytes()) == []
+    (opened,) = p.parse_webhook({}, (DATA / "opened.json").read_bytes())
+    assert (opened.kind, opened.message_id, opened.event_id) == ("open", "m-1", "X3X4JOhFT")

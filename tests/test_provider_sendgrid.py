@@ -27,6 +27,7 @@ from providers import (
     TransientError,
     create_provider,
 )
+from providers.base import DeliveryReport
 from tests.fakes.httpserver import Reply
 from tests.provider_support import answering_server_fixtures
 from tests.fakes.smtpserver import free_port
@@ -147,7 +148,8 @@ def test_settings():
 
 # -- event webhook ------------------------------------------------------------------------
 def test_parse_event_webhook_fixture():
-    reports = make("http://x").parse_webhook({}, (DATA / "events.json").read_bytes())
+    parsed = make("http://x").parse_webhook({}, (DATA / "events.json").read_bytes())
+    reports = [r for r in parsed if isinstance(r, DeliveryReport)]
     got = [(r.message_id, r.state, r.reason, r.recipient_blocked) for r in reports]
     assert got == [
         ("m-1", DeliveryState.PENDING, "queued", False),
@@ -159,7 +161,8 @@ def test_parse_event_webhook_fixture():
         ("m-1", DeliveryState.UNDELIVERED, "complained", True),
         ("m-5", DeliveryState.UNDELIVERED, "unsubscribed", True),
         ("m-6", DeliveryState.UNDELIVERED, "unsubscribed", True),
-    ]  # the "open" event is ignored
+    ]  # the "open" event is an engagement (tests/test_engagement_events.py)
+    assert [type(r).__name__ for r in parsed].count("EngagementEvent") == 1
     assert reports[0].provider_message_id == "14c5d75ce93"
     assert reports[2].at == datetime(2023, 11, 14, 22, 15, 20, tzinfo=timezone.utc)
 

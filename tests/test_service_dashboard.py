@@ -22,7 +22,7 @@ from freezegun import freeze_time
 from engine.apikeys import create_key
 from engine.tokens import make_token
 from tests.conftest import simple_sequence, winter_sequence
-from tests.service_support import PASSWORD, SECRET, SERVICE_SETTINGS, followup, free_port, stop, wait_for_server
+from tests.service_support import PASSWORD, SECRET, SERVICE_SETTINGS, serving
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "test-output"
@@ -56,13 +56,8 @@ def served(make_world, tmp_path, request):
         world.run(frozen, datetime(2026, 12, 9, 12, 0, tzinfo=timezone.utc), step=timedelta(hours=1))
     with world.engine.begin() as conn:
         key = create_key(conn, "dashboard-test")
-    port = free_port()
-    server = followup("serve", "--port", str(port), config=world.config.dir)
-    try:
-        wait_for_server(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}", key, ids
-    finally:
-        stop(server)
+    with serving(world.config.dir) as base:
+        yield base, key, ids
 
 
 @pytest.fixture

@@ -128,6 +128,7 @@ def _record(ctx: ServiceContext, items: list[EventIn], many: bool) -> list[dict[
             out.append({"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
                         "cancelled": result.cancelled, "note": result.note,
                         "started": [s.as_dict() for s in result.started],
+                        **({"credited": result.credited} if item.type == "converted" and result.recorded else {}),
                         **({"warning": result.warning} if result.warning else {})})
         return out
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ..config import Config
 from ..db import make_engine
-from . import api, callbacks, controls, dashboard, metrics, unsubscribe, webhooks
+from . import api, callbacks, controls, dashboard, links, metrics, unsubscribe, webhooks
 from .auth import ApiKeyGate, require_api_key
 from .context import ServiceContext
 from .errors import install_handlers, log_path
@@ -21,8 +21,8 @@ from .options import ServiceOptions, service_options
 __all__ = ["create_app", "ROUTERS"]
 
 #: every router of the app (the auth test walks them all)
-ROUTERS = (api.router, webhooks.router, callbacks.router, unsubscribe.router, metrics.router, dashboard.login_router, dashboard.router,
-           controls.router)
+ROUTERS = (api.router, webhooks.router, callbacks.router, unsubscribe.router, links.router, metrics.router,
+           dashboard.login_router, dashboard.router, controls.router)
 
 logger = logging.getLogger("followup.service")
 

@@ -12,7 +12,7 @@ from providers.base import Provider
 from ..config import Config
 from .options import ServiceOptions
 from .tally import LogTally
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, Misses
 
 __all__ = ["ServiceContext", "get_context"]
 
@@ -26,6 +26,7 @@ class ServiceContext:
     options: ServiceOptions
     log_tally: LogTally = field(default_factory=LogTally)  # the log's counts for /metrics, kept across scrapes
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    link_misses: Misses = field(default_factory=Misses)  # unknown short-link codes by address
     _providers: dict[str, Provider] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

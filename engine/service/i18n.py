@@ -58,6 +58,13 @@ EN: dict[str, str] = {
                         "({due} due in the next 24 h). The sequence takes no new contacts until it is resumed.",
     "ctl.confirm": "Stop {name}", "ctl.cancel": "Cancel", "ctl.refused": "Not done",
     "ev:stopped": "stopped", "ev:orphaned": "orphaned", "ev:unenrolled": "unenrolled",
+    "seq.engagement": "{clicks} messages clicked ({rate}% of sent) → {conversions} conversions attributed, "
+                      "revenue {revenue} ({per_sent} per message sent)",
+    "col.clicks": "clicks", "col.click_rate": "click rate", "col.conversions": "conversions",
+    "col.revenue": "revenue", "col.revenue_per_sent": "revenue / sent",
+    "contact.credited": "credited to {touch} (by {by})", "contact.not_attributed": "not attributed",
+    "ev:clicked_bot": "clicked (bot)", "ev:opened_bot": "opened (bot)", "ev:engagement": "engagement",
+    "ev:link": "short link", "ev:pixel": "open pixel",
 }
 
 FA: dict[str, str] = {
@@ -109,6 +116,14 @@ FA: dict[str, str] = {
                         "می‌شود ({due} پیام با موعد در ۲۴ ساعت آینده). تا ادامه، مخاطب تازه‌ای نمی‌پذیرد.",
     "ctl.confirm": "پایان {name}", "ctl.cancel": "انصراف", "ctl.refused": "انجام نشد",
     "ev:stopped": "پایان‌یافته", "ev:orphaned": "بی‌فایل", "ev:unenrolled": "خارج‌شده",
+    "seq.engagement": "{clicks} پیام کلیک شد ({rate}٪ ارسال‌ها) ← {conversions} خرید منتسب، درآمد {revenue} "
+                      "({per_sent} به ازای هر پیام)",
+    "col.clicks": "کلیک", "col.click_rate": "نرخ کلیک", "col.conversions": "خرید منتسب",
+    "col.revenue": "درآمد", "col.revenue_per_sent": "درآمد / ارسال",
+    "contact.credited": "منتسب به {touch} (با {by})", "contact.not_attributed": "منتسب به هیچ پیامی نیست",
+    "ev:clicked": "کلیک کرده", "ev:clicked_bot": "کلیک (ربات)", "ev:opened": "باز کرده",
+    "ev:opened_bot": "باز شده (ربات)", "ev:engagement": "تعامل", "ev:link": "پیوند کوتاه", "ev:pixel": "پیکسل باز شدن",
+    "ev:click": "کلیک", "ev:send": "ارسال",
 }
 
 CATALOG: dict[str, dict[str, str]] = {"en": EN, "fa": FA}

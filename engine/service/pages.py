@@ -8,6 +8,7 @@ Every page is in the locale of its request (:func:`page_locale`): ``?lang=`` on 
 - ``{{ when | stamp }}``: a UTC datetime in the settings' time zone inside ``<time datetime dir title>``, so
   bidi cannot reorder it: the Jalali date first in fa (the Gregorian one on hover), the other way in en;
 - ``{{ n | num }}``: a number in the locale's digits;
+- ``{{ amount | money }}``: an amount grouped in the locale (``1,200,000`` / ``۱٬۲۰۰٬۰۰۰``);
 - ``{{ value | word }}``: a stored value (event, status, channel) in words;
 - ``{{ reason | reason }}``: an engine reason in words, its timestamps shown by ``stamp``;
 - ``{{ "1d12h" | duration }}``: a duration from settings in words.
@@ -25,7 +26,7 @@ from jinja2 import pass_context
 from markupsafe import Markup, escape
 
 from ..templates import jalali
-from ..text import fa_digits
+from ..text import fa_digits, grouped
 from .i18n import CATALOG, EN, LOCALES, TIMESTAMP, duration_words, reason_phrases, text
 
 __all__ = ["templates", "page_locale", "LANG_COOKIE", "FONTS"]
@@ -55,6 +56,10 @@ def page_locale(request: Request) -> str:
 
 def _locale(context: Any) -> str:
     return page_locale(context["request"])
+
+
+#: Persian thousands and decimal separators (U+066C, U+066B)
+_FA_SEPARATORS = str.maketrans({",": "\u066c", ".": "\u066b"})
 
 
 def _digits(locale: str, text: str) -> str:
@@ -88,6 +93,13 @@ def stamp(context: Any, value: datetime | None) -> Markup:
     shown, other, direction = (persian, gregorian, "rtl") if _locale(context) == "fa" else (gregorian, persian, "ltr")
     return Markup('<time datetime="{}" dir="{}" title="{}">{}</time>').format(
         local.isoformat(timespec="minutes"), direction, other, shown)
+
+
+@pass_context
+def money(context: Any, value: Any) -> str:
+    """An amount grouped as people read it: ``1,200,000`` in en, ``۱٬۲۰۰٬۰۰۰`` in fa; never ``1.2e+06``."""
+    text = grouped(value)
+    return fa_digits(text.translate(_FA_SEPARATORS)) if _locale(context) == "fa" else text
 
 
 @pass_context
@@ -153,4 +165,4 @@ def csrf(context: Any) -> str:
 
 
 templates.env.globals.update(t=t, locale=locale, csrf=csrf)
-templates.env.filters.update(stamp=stamp, num=num, word=word, reason=reason, duration=duration)
+templates.env.filters.update(stamp=stamp, num=num, word=word, reason=reason, duration=duration, money=money)

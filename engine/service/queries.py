@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import (ContactEvent, DeliveryLog, Enrollment, Message, Offer, ProviderState, WorkerStatus,
+from ..models import (ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, ProviderState, WorkerStatus,
                       status_is)
 from ..reports import contact_labels, funnel, queue_state
 from ..text import mask_address
@@ -22,6 +22,7 @@ log_t = DeliveryLog.__table__
 messages = Message.__table__
 enrollments = Enrollment.__table__
 events_t = ContactEvent.__table__
+engagements_t = Engagement.__table__
 offers = Offer.__table__
 LOG_FILTERS = ("sequence", "touch", "channel", "provider", "event")
 ERROR_EVENTS = ("failed", "retry", "unknown", "undelivered")
@@ -63,7 +64,13 @@ def contact_timeline(conn: sa.Connection, contact: dict[str, Any], limit: int = 
     for r in conn.execute(sa.select(events_t).where(events_t.c.contact_id == cid).order_by(events_t.c.id)).mappings():
         items.append({"kind": "event", "id": r["id"], "at": to_utc(r["at"]), "event": r["type"],
                       "sequence": r["sequence"], "channel": r["channel"], "value": r["value"], "source": r["source"],
-                      "key": r["key"]})
+                      "key": r["key"],
+                      "touch": r["touch"], "message_id": r["message_id"], "attributed_by": r["attributed_by"]})
+    for r in conn.execute(sa.select(engagements_t).where(engagements_t.c.contact_id == cid)
+                          .order_by(engagements_t.c.id.desc()).limit(limit)).mappings():
+        items.append({"kind": "engagement", "id": r["id"], "at": to_utc(r["at"]), "event": r["kind"],
+                      "sequence": r["sequence"], "touch": r["touch"], "channel": r["channel"],
+                      "message_id": r["message_id"], "source": r["source"]})
     items.sort(key=lambda i: (i["at"], 0 if i["kind"] == "event" else 1, i["id"]))
     return {"contact": _contact_view(contact), "enrollments": enr, "messages": msgs, "items": items}
 

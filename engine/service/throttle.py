@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import datetime, timedelta
 
 from ..clock import now
 
-__all__ = ["LoginThrottle", "WINDOW", "FREE_FAILURES", "GLOBAL_FAILURES", "MAX_WAIT"]
+__all__ = ["LoginThrottle", "Misses", "WINDOW", "FREE_FAILURES", "GLOBAL_FAILURES", "MAX_WAIT", "MISS_LIMIT",
+           "MISS_WINDOW"]
 
 WINDOW = timedelta(minutes=15)
 FREE_FAILURES = 5
 GLOBAL_FAILURES = 100
 MAX_WAIT = timedelta(minutes=15)
 MAX_ADDRESSES = 10_000  # the oldest addresses are forgotten past this, so memory stays bounded
+#: unknown short-link codes one address may ask for in MISS_WINDOW before it is answered 429
+MISS_LIMIT = 30
+MISS_WINDOW = timedelta(minutes=10)
 
 
 class LoginThrottle:
@@ -71,3 +75,32 @@ class LoginThrottle:
         for failures in self._failures.values():
             while failures[0] < cutoff:
                 failures.popleft()
+
+
+class Misses:
+    """Unknown codes asked for, by client address (in the process; the oldest addresses are forgotten)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by: OrderedDict[str, deque[datetime]] = OrderedDict()
+
+    def _recent(self, address: str, at: datetime) -> deque[datetime] | None:
+        found = self._by.get(address)
+        while found and found[0] < at - MISS_WINDOW:
+            found.popleft()
+        return found
+
+    def blocked(self, address: str) -> bool:
+        with self._lock:
+            found = self._recent(address, now())
+            return bool(found) and len(found) >= MISS_LIMIT
+
+    def missed(self, address: str) -> None:
+        at = now()
+        with self._lock:
+            found = self._recent(address, at) or deque()
+            found.append(at)
+            self._by[address] = found
+            self._by.move_to_end(address)
+            while len(self._by) > MAX_ADDRESSES:
+                self._by.popitem(last=False)

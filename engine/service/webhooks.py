@@ -24,14 +24,15 @@ from ..webhook_tokens import TokenReused, claim_token
 from .context import ServiceContext, get_context
 from .options import ServiceOptions
 
-__all__ = ["router", "public_url"]
+__all__ = ["router", "public_url", "from_trusted_proxy"]
 
 logger = logging.getLogger("followup.webhooks")
 router = APIRouter(include_in_schema=False)
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-def _from_trusted_proxy(request: Request, options: ServiceOptions) -> bool:
+def from_trusted_proxy(request: Request, options: ServiceOptions) -> bool:
+    """Whether the request came through one of ``service.trusted_proxies`` (its forwarded headers are believed)."""
     if not (options.trusted_proxies and request.client):
         return False
     try:
@@ -48,7 +49,7 @@ def public_url(request: Request, options: ServiceOptions) -> str:
     if options.public_url:
         return options.public_url + path
     proto, host = request.url.scheme, request.headers.get("host") or request.url.netloc
-    if _from_trusted_proxy(request, options):
+    if from_trusted_proxy(request, options):
         proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip() or proto
         host = request.headers.get("x-forwarded-host", "").split(",")[0].strip() or host
     return f"{proto}://{host}{path}"

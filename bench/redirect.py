@@ -1,0 +1,128 @@
+"""Short-link redirects: ``GET /l/{code}`` against ``/healthz`` of the same ``followup serve``, while a worker sends.
+
+A real ``followup serve`` and a real ``followup worker`` on one SQLite database (the worker sending to the 50 ms
+fake panel throughout). A closed loop of C=50 clients (asyncio, keep-alive, beside the server on this machine)
+asks ``/healthz`` for D seconds, then follows stored short links for D seconds. Then, at half the redirect rate
+offered at a steady pace, the latency of each redirect. At the end every redirect's click must be in the database.
+
+Targets (issue 18): the redirect rate at least 80% of ``/healthz``'s; at half that rate, p99 under 50 ms; no
+click lost.
+
+    python bench/redirect.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (FOLLOWUP, FakeSms, env_for, info, kavenegar, pct, result, setup_world, start_worker,  # noqa: E402
+                    terminate)
+
+CLIENTS = 50
+
+
+async def closed_loop(base: str, paths: list[str], seconds: float) -> tuple[int, int]:
+    """C clients asking one after another for ``seconds``: (answers, answers with the expected status)."""
+    done = good = 0
+    end = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+        async def one(k: int) -> None:
+            nonlocal done, good
+            i = k
+            while time.perf_counter() < end:
+                response = await client.get(paths[i % len(paths)], headers={"User-Agent": "Mozilla/5.0 bench"})
+                done += 1
+                good += response.status_code in (200, 302)
+                i += CLIENTS
+        await asyncio.gather(*(one(k) for k in range(CLIENTS)))
+    return done, good
+
+
+async def paced(base: str, paths: list[str], rate: float, seconds: float) -> list[float]:
+    """Redirects offered at ``rate`` per second, evenly spaced: each one's latency in ms."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=10,
+                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)) as client:
+        async def one(path: str) -> None:
+            started = time.perf_counter()
+            await client.get(path, headers={"User-Agent": "Mozilla/5.0 bench"})
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        tasks, start, n = [], time.perf_counter(), int(rate * seconds)
+        for i in range(n):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    seconds = 5.0 if args.quick else 15.0
+    from engine.clock import now
+    from engine.models import Engagement, Link, Message
+
+    with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05) as fake:
+        tmp = Path(tmp)
+        url = f"sqlite:///{tmp}/redirect.db"
+        config, engine = setup_world(tmp, url, sms=[kavenegar(fake)], contacts=20_000)
+        with engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(sa.select(Message.__table__.c.id).limit(5000))]
+            at = now()
+            conn.execute(sa.insert(Link.__table__), [
+                {"code": secrets.token_urlsafe(7), "message_id": i, "contact_id": 1, "sequence": "bench",
+                 "touch": "t0", "channel": "sms", "url": "https://shop.example/coats",
+                 "target": "https://shop.example/coats?utm_source=followup", "created_at": at - timedelta(hours=1),
+                 "expires_at": at + timedelta(days=90)} for i in ids])
+            codes = [r[0] for r in conn.execute(sa.select(Link.__table__.c.code))]
+        cfg = config.dir
+        worker = start_worker(cfg, tmp / "worker.log")
+        port = 18000 + secrets.randbelow(2000)
+        log = (tmp / "serve.log").open("a")
+        serve = subprocess.Popen([FOLLOWUP, "serve", "--port", str(port)], env=env_for(cfg), stdout=log, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).status_code in (200, 503):
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            health, _ = asyncio.run(closed_loop(base, ["/healthz"], seconds))
+            redirects, ok = asyncio.run(closed_loop(base, [f"/l/{c}" for c in codes], seconds))
+            health_rate, redirect_rate = health / seconds, redirects / seconds
+            latencies = asyncio.run(paced(base, [f"/l/{c}" for c in codes], redirect_rate / 2, seconds))
+        finally:
+            terminate(serve)
+            terminate(worker)
+        with engine.connect() as conn:
+            clicks = conn.execute(sa.select(sa.func.count()).select_from(Engagement.__table__)).scalar_one()
+            sent = conn.execute(sa.select(sa.func.count()).select_from(Message.__table__)
+                                .where(Message.__table__.c.status == "sent")).scalar_one()
+        info(f"the worker sent {sent:,} messages meanwhile")
+        answered = ok + len(latencies)
+        result("redirect rate", f"{redirect_rate:,.0f}/s vs /healthz {health_rate:,.0f}/s "
+                                f"({redirect_rate / health_rate:.0%}), C={CLIENTS}, SQLite, worker sending",
+               "≥ 80% of /healthz", redirect_rate >= 0.8 * health_rate)
+        result("redirect p99 at half rate", f"{pct(latencies, 0.99):.0f} ms (p50 {pct(latencies, 0.5):.0f} ms) "
+                                            f"at {redirect_rate / 2:,.0f}/s", "< 50 ms", pct(latencies, 0.99) < 50)
+        result("redirect clicks kept", f"{clicks:,} clicks for {answered:,} redirects", "0 lost", clicks == answered)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
