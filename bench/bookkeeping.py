@@ -3,7 +3,7 @@
 Messages recorded per second (wall) and CPU per message (``time.process_time``, all threads) for one
 drain of N due messages: claim, checks, render, the memory send, record, schedule the next touch.
 
-    python bench/bookkeeping.py [--quick] [--postgres URL] [--profile DIR]
+    python -m bench.bookkeeping [--quick] [--postgres URL] [--profile DIR]
 """
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MEMORY, PG_URL, count_status, info, make_dispatcher, median, python_speed,  # noqa: E402
+from .common import (MEMORY, PG_URL, count_status, info, make_dispatcher, median, python_speed,
                     result, setup_world)
 
 

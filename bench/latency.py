@@ -4,7 +4,7 @@ A real ``followup worker --interval 1`` process on SQLite against the 50 ms fake
 with first touches due at staggered times (every 50 ms over ~N/20 s), far below the rate limit.
 Delay = the fake's receipt time − the message's due time. Target: p50 and p99 ≤ interval + 1 s.
 
-    python bench/latency.py [--quick] [-n 300]
+    python -m bench.latency [--quick] [-n 300]
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FakeSms, info, kavenegar, message_ids, pct, result, setup_world, start_worker,  # noqa: E402
+from .common import (FakeSms, info, kavenegar, message_ids, pct, result, setup_world, start_worker,
                     terminate, wait_for)
 
 INTERVAL = 1.0
