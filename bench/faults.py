@@ -1,8 +1,8 @@
 """What the fault tests and ``python -m bench.chaos`` share: real worker processes, kills, and a history audit.
 
     world = kill_world(tmp_path, db_url)          # file provider, 3-touch 0s/1s/1s sequence, lease 2 s
-    fleet = Fleet(world, size=3)                  # `followup worker --interval 0.2` processes
-    fleet.start_all(); fleet.kill(0); fleet.restart(0); fleet.term(1)
+    with Fleet(world, size=3) as fleet:           # `followup worker --interval 0.2` processes, all ended on exit
+        fleet.start_all(); fleet.kill(0); fleet.restart(0); fleet.term(1)
     audit = audit_history(world)                  # outbox file vs messages vs delivery_log
     assert not audit.problems, audit.problems
 """
@@ -137,6 +137,13 @@ def start_worker(world: World, *, once: bool = False, interval: float = 0.2, pau
     return proc
 
 
+def end(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` if it still runs, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
 def wait_for_file(path: Path, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -167,7 +174,11 @@ def wait_until_final(engine: sa.Engine, timeout: float, *, expected: int | None 
 
 
 class Fleet:
-    """``size`` worker processes on one world; SIGKILL any of them and start a fresh one in its place."""
+    """``size`` worker processes on one world; SIGKILL any of them and start a fresh one in its place.
+
+    Use it as a context manager: on exit, whatever happened, every process it started is ended, and no
+    worker starts after :meth:`stop_all` or the exit (a killer thread restarting one would leave it behind).
+    """
 
     def __init__(self, world: World, size: int, *, interval: float = 0.2):
         self.world, self.size, self.interval = world, size, interval
@@ -181,13 +192,30 @@ class Fleet:
         self.sigterms = 0
         self.honoured = 0  # workers that exited within term_limit of their SIGTERM
         self.term_codes: Counter = Counter()
+        self.stopped = False
+
+    def __enter__(self) -> "Fleet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Start nothing more; SIGKILL every worker this fleet started that still runs, and reap it."""
+        with self.lock:
+            self.stopped = True
+        for proc in self.all:
+            end(proc)
 
     def start(self, i: int, **kw) -> subprocess.Popen:
-        # one log per process: a restarted worker must not look "up" from its predecessor's start line
-        log = self.world.root / f"worker{i}-{len(self.all)}.log"
-        proc = start_worker(self.world, interval=self.interval, log=log, **kw)
-        self.procs[i] = proc
-        self.all.append(proc)
+        with self.lock:
+            if self.stopped:
+                raise RuntimeError("the fleet is stopped: no worker starts any more")
+            # one log per process: a restarted worker must not look "up" from its predecessor's start line
+            log = self.world.root / f"worker{i}-{len(self.all)}.log"
+            proc = start_worker(self.world, interval=self.interval, log=log, **kw)
+            self.procs[i] = proc
+            self.all.append(proc)
         return proc
 
     def start_all(self, **kw) -> None:
@@ -247,8 +275,10 @@ class Fleet:
         """Signal every worker once it is up (a worker still importing would just die of SIGTERM).
 
         A SIGTERM is counted like :meth:`term`'s; a worker still running after ``term_limit`` is killed
-        and its code is None.
+        and its code is None. No worker starts after this.
         """
+        with self.lock:
+            self.stopped = True
         self.wait_up(timeout=30)
         sent = time.monotonic()
         signalled = []
@@ -400,9 +430,15 @@ def chaos_run(world: World, *, workers: int, contacts: int, waves: int, rounds: 
     Returns the audit and timings: ``recover_seconds`` is from the last kill to every message final.
     """
     rng = random.Random(seed)
-    fleet = Fleet(world, workers)
+    with Fleet(world, workers) as fleet:
+        audit, timings = _chaos(world, fleet, Killer(fleet, rounds, rng), contacts=contacts, waves=waves,
+                                rounds=rounds, finish_timeout=finish_timeout, wave_gap=wave_gap, sequence=sequence)
+    return audit, timings
+
+
+def _chaos(world: World, fleet: Fleet, killer: Killer, *, contacts: int, waves: int, rounds: int,
+           finish_timeout: float, wave_gap: float, sequence: str) -> tuple[Audit, dict]:
     fleet.start_all()
-    killer = Killer(fleet, rounds, rng)
     started = time.monotonic()
     killer.start()
     try:
@@ -421,7 +457,8 @@ def chaos_run(world: World, *, workers: int, contacts: int, waves: int, rounds: 
         ended = time.monotonic()
     finally:
         killer.done.set()
-        codes = fleet.stop_all()
+        codes = fleet.stop_all()  # the killer starts no worker after this; it ends at its next wait
+        killer.join(timeout=fleet.term_limit + 30)
     audit = audit_history(world)
     if not finished:
         audit.problems.append(f"not every message was final after {finish_timeout}s: {dict(statuses(world.engine))}")

@@ -7,8 +7,11 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
+from bench.faults import end
 from bench.world import World
 from engine.db import make_engine
+
+from . import processes as _processes
 
 PG_URL = os.environ.get("FOLLOWUP_TEST_POSTGRES_URL")
 
@@ -66,3 +69,44 @@ def make_world(tmp_path, db_url):
     yield build
     for world in worlds:
         world.close()
+
+
+@pytest.fixture
+def processes():
+    """``processes(proc)`` returns ``proc``, which is killed (if it still runs) and reaped after the test,
+    whether it passed or failed."""
+    started: list = []
+
+    def track(proc):
+        started.append(proc)
+        return proc
+
+    yield track
+    for proc in started:
+        end(proc)
+
+
+@pytest.fixture(autouse=True)
+def _ends_what_it_starts():
+    """A test that leaves a process running fails (in its teardown), and the process is killed."""
+    before = _processes.descendants()
+    yield
+    left = {pid: cmd for pid, cmd in _processes.descendants().items() if pid not in before}
+    left = _processes.still_running(left, timeout=10)
+    if left:
+        _processes.kill(left)
+        pytest.fail("the test left these processes running (killed now); end them in a fixture or a finally: "
+                    + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left.items()), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_session():
+    """Nothing the session started (a module's server, a browser) runs after it."""
+    before = _processes.descendants()
+    yield
+    left = {pid: cmd for pid, cmd in _processes.descendants().items() if pid not in before}
+    left = _processes.still_running(left, timeout=10)
+    if left:
+        _processes.kill(left)
+        pytest.fail("processes still running at the end of the session (killed now): "
+                    + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left.items()), pytrace=False)
