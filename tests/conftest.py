@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import freezegun
 import pytest
 from freezegun import freeze_time
 
@@ -14,6 +15,9 @@ from engine.db import make_engine
 from . import processes as _processes
 
 PG_URL = os.environ.get("FOLLOWUP_TEST_POSTGRES_URL")
+
+# pytest times each test with _pytest.timing: a frozen clock there would make --durations report nonsense
+freezegun.configure(extend_ignore_list=["_pytest.timing"])
 
 
 def winter_sequence(**offer: Any) -> dict:
