@@ -31,6 +31,7 @@ def main() -> int:
     n = args.n or (200 if args.quick else 400)
     spacing = 0.05
     from engine.clock import now
+    from engine.installation import client_reference, reference_prefix
 
     with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05) as fake:
         tmp = Path(tmp)
@@ -42,13 +43,15 @@ def main() -> int:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE messages SET due_at = :d, next_attempt_at = :d WHERE id = :i"),
                          [{"d": d, "i": mid} for mid, d in due.items()])
+            prefix = reference_prefix(conn)
         engine.dispose()
         fake.reset()
         worker = start_worker(tmp / "config", tmp / "worker.log", interval=INTERVAL)
         done = wait_for(lambda: fake.stats()["unique"] >= n, timeout=n * spacing + 60, step=0.5)
         terminate(worker)
         stats = fake.stats(times=True)
-    delays = [min(stats["times"][str(mid)]) - d.timestamp() for mid, d in due.items() if str(mid) in stats["times"]]
+    received = {mid: stats["times"].get(client_reference(prefix, mid)) for mid in due}  # the fake sees references
+    delays = [min(received[mid]) - d.timestamp() for mid, d in due.items() if received[mid]]
     p50, p99 = pct(delays, 0.5), pct(delays, 0.99)
     limit = INTERVAL + 1.0
     info(f"{len(delays)}/{n} messages due every {spacing * 1000:.0f} ms over {n * spacing:.0f}s; worker --interval "
