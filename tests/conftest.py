@@ -93,9 +93,10 @@ def processes():
 @pytest.fixture(autouse=True)
 def _ends_what_it_starts():
     """A test that leaves a process running fails (in its teardown), and the process is killed."""
-    before = _processes.descendants()
+    before = set(_processes.descendants())
     yield
-    left = {pid: cmd for pid, cmd in _processes.descendants().items() if pid not in before}
+    left = {pid: cmd for pid, cmd in _processes.descendants(besides=before).items()
+            if not _processes.outlives_a_test(pid)}
     left = _processes.still_running(left, timeout=10)
     if left:
         _processes.kill(left)

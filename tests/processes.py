@@ -4,12 +4,19 @@
 (in its teardown, after killing them) that leaves one running; at the end of the session it does the
 same for the whole session. Tests end what they start themselves, with the ``processes`` fixture, a
 ``finally`` or a context manager (``bench.faults.Fleet``); this is the check that they did.
+
+A fixture of a wider scope that starts processes in the background while tests go on gives them
+``OUTLIVES_A_TEST`` in their environment: the check after each test leaves them to that fixture (the check
+at the end of the session does not).
 """
 from __future__ import annotations
 
 import os
 import signal
 import time
+
+#: an environment variable that marks a process started by a module- or session-scoped fixture
+OUTLIVES_A_TEST = "FOLLOWUP_TEST_OUTLIVES_A_TEST"
 
 
 def _children(pid: int) -> list[int]:
@@ -46,13 +53,23 @@ def _command(pid: int) -> str:
         return "?"
 
 
-def descendants(root: int | None = None) -> dict[int, str]:
-    """pid → command line of every running descendant of ``root`` (this process by default)."""
+def outlives_a_test(pid: int) -> bool:
+    """True when ``pid`` was started with :data:`OUTLIVES_A_TEST` in its environment."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"{OUTLIVES_A_TEST}=1".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def descendants(root: int | None = None, *, besides: set[int] = frozenset()) -> dict[int, str]:
+    """pid → command line of every running descendant of ``root`` (this process by default), leaving out the
+    processes in ``besides`` and what they started (a browser's own helper processes, say)."""
     found: dict[int, str] = {}
     frontier = [root or os.getpid()]
     while frontier:
         for child in _children(frontier.pop()):
-            if child not in found and _alive(child):
+            if child not in found and child not in besides and _alive(child):
                 found[child] = _command(child)
                 frontier.append(child)
     return found
