@@ -116,15 +116,13 @@ class World:
         return [(touch_of[m.message_id], m.to) for m in out]
 
     def messages(self, **where) -> list[dict]:
-        table = Message.__table__
-        query = sa.select(table).order_by(table.c.id)
-        for k, v in where.items():
-            query = query.where(table.c[k] == v)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        return self._rows(Message.__table__, where)
 
     def log(self, **where) -> list[dict]:
-        table = DeliveryLog.__table__
+        return self._rows(DeliveryLog.__table__, where)
+
+    def _rows(self, table: sa.Table, where: dict) -> list[dict]:
+        """The rows of ``table`` whose columns equal ``where``'s values, in id order."""
         query = sa.select(table).order_by(table.c.id)
         for k, v in where.items():
             query = query.where(table.c[k] == v)
