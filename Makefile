@@ -39,11 +39,11 @@ test: $(DEVSTAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(DEVSTAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## make chaos: random kills over 3 workers on PostgreSQL (FOLLOWUP_BENCH_POSTGRES_URL or FOLLOWUP_TEST_POSTGRES_URL)
 chaos: $(DEVSTAMP)
-	$(BIN)/python bench/chaos.py $(ROUNDS)
+	$(BIN)/python -m bench.chaos $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) var

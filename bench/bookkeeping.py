@@ -5,7 +5,7 @@ drain of N due messages: claim, checks, render, the memory send, record, schedul
 same with a short link in the template (``{{ link(...) }}``: a code made and stored per message), whose CPU per
 message may be at most 10% more.
 
-    python bench/bookkeeping.py [--quick] [--postgres URL] [--profile DIR]
+    python -m bench.bookkeeping [--quick] [--postgres URL] [--profile DIR]
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MEMORY, PG_URL, count_status, info, make_dispatcher, median, python_speed,  # noqa: E402
+from .common import (MEMORY, PG_URL, count_status, info, make_dispatcher, median, python_speed,
                     result, setup_world)
 
 

@@ -6,7 +6,7 @@ bench (the default is one hour). Each task renders the same template as the engi
 posts a Kavenegar send, with our key as ``localid``, to the fake API.
 
     BENCH_BROKER=redis://127.0.0.1:6379/13 BENCH_SEND_URL=http://127.0.0.1:PORT/v1/KEY/sms/send.json \
-        celery -A celery_app worker --pool threads -c 50
+        celery -A bench.celery_app worker --pool threads -c 50
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Throughput = touch-0 sends / seconds from the first to the last at the fake; pea
 Then each worker is SIGKILLed mid-run (after N/3 sends) and restarted: localids the fake accepted
 twice are duplicates, localids never accepted are lost. Celery uses Redis db 13 (only it is flushed).
 
-    python bench/celery_vs.py [--quick] [-c 50] [-n 2000]
+    python -m bench.celery_vs [--quick] [-c 50] [-n 2000]
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, FakeSms, info, kavenegar, phone, result, setup_world, start_worker, wait_for, wait_rss  # noqa: E402
+from .common import ROOT, FakeSms, info, kavenegar, phone, result, setup_world, start_worker, wait_for, wait_rss
 
 REDIS_DB = 13
 BROKER = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -50,7 +49,7 @@ def celery_enqueue(fake: FakeSms, n: int) -> float:
 
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     os.environ.update(BENCH_BROKER=BROKER, BENCH_SEND_URL=fake.send_url)
-    import celery_app
+    from . import celery_app
 
     start = time.perf_counter()
     at = datetime.now(timezone.utc)
@@ -64,9 +63,9 @@ def celery_enqueue(fake: FakeSms, n: int) -> float:
 
 def celery_start(fake: FakeSms, c: int, log: Path) -> subprocess.Popen:
     fh = log.open("a")
-    return subprocess.Popen([CELERY, "-A", "celery_app", "worker", "--pool", "threads", "-c", str(c), "--loglevel",
+    return subprocess.Popen([CELERY, "-A", "bench.celery_app", "worker", "--pool", "threads", "-c", str(c), "--loglevel",
                              "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                            cwd=str(BENCH), env=celery_env(fake), stdout=fh, stderr=fh)
+                            cwd=str(ROOT), env=celery_env(fake), stdout=fh, stderr=fh)
 
 
 def t0_unique(fake: FakeSms) -> int:

@@ -6,7 +6,7 @@ messages, duplicates at the provider, lost, unknown, the time to recover (from t
 last message final), the SIGTERMs honoured (exited within ``--drain`` seconds + 10) and the ticks the
 watchdog reported slow. Uses FOLLOWUP_BENCH_POSTGRES_URL or FOLLOWUP_TEST_POSTGRES_URL; the
 run happens in a database of its own beside that one (``<name>_chaos``), which it empties.
-Run: ``.venv/bin/python bench/chaos.py [ROUNDS] [--contacts N] [--seed S] [--drain SECONDS]``. Exits 1 on a
+Run: ``.venv/bin/python -m bench.chaos [ROUNDS] [--contacts N] [--seed S] [--drain SECONDS]``. Exits 1 on a
 duplicate, a lost message or a SIGTERM not honoured, 2 when it cannot run.
 """
 from __future__ import annotations
@@ -18,10 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.faults import chaos_run, kill_world, reset_postgres  # noqa: E402
+from .faults import chaos_run, kill_world, reset_postgres
 
 
 def main() -> int:

@@ -18,8 +18,6 @@ import sqlalchemy as sa
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
-sys.path.insert(0, str(ROOT))
 
 PY = sys.executable
 FOLLOWUP = str(Path(sys.executable).with_name("followup"))
@@ -119,14 +117,14 @@ def python_speed() -> float:
 
 # -- the fake SMS API ------------------------------------------------------------------------
 class FakeSms:
-    """The fake Kavenegar in its own process (bench/fakesms.py)."""
+    """The fake Kavenegar in its own process (``bench.fakesms``)."""
 
     def __init__(self, delay: float = 0.05, fail5xx: float = 0.0, fail429: float = 0.0, limit: float = 0.0,
                  burst: float = 1.0):
-        self.proc = subprocess.Popen([PY, str(BENCH / "fakesms.py"), "--port", "0", "--delay", str(delay),
+        self.proc = subprocess.Popen([PY, "-m", "bench.fakesms", "--port", "0", "--delay", str(delay),
                                       "--fail5xx", str(fail5xx), "--fail429", str(fail429),
                                       "--limit", str(limit), "--burst", str(burst)],
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
         line = self.proc.stdout.readline()
         if not line.startswith("READY"):
             raise RuntimeError(f"fake SMS API did not start: {line!r}")

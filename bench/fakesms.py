@@ -3,7 +3,7 @@
 Pure asyncio with a minimal HTTP/1.1 keep-alive parser, in its own process, so the server is never the
 bottleneck at C=200 on a small machine. Every send answers after ``--delay`` seconds.
 
-    python bench/fakesms.py --port 0 --delay 0.05 [--fail5xx 0.05] [--fail429 0.05] [--limit 100 --burst 20]
+    python -m bench.fakesms --port 0 --delay 0.05 [--fail5xx 0.05] [--fail429 0.05] [--limit 100 --burst 20]
     → prints "READY <port>" on stdout, then serves:
 
     POST /v1/{key}/sms/send.json                 form: receptor, message, sender, localid

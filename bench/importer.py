@@ -1,6 +1,6 @@
 """Import (bench 5): ``followup contacts import`` of a generated CSV: rows/s and peak RSS of the process.
 
-    python bench/importer.py [--rows 1000000] [--quick]
+    python -m bench.importer [--rows 1000000] [--quick]
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FOLLOWUP, MEMORY, env_for, info, reset_database, result, wait_rss, write_config  # noqa: E402
+from .common import FOLLOWUP, MEMORY, env_for, info, reset_database, result, wait_rss, write_config
 
 
 def generate(path: Path, rows: int) -> None:

@@ -4,7 +4,7 @@ A real ``followup worker --interval 1`` process on SQLite against the 50 ms fake
 with first touches due at staggered times (every 50 ms over ~N/20 s), far below the rate limit.
 Delay = the fake's receipt time − the message's due time. Target: p50 and p99 ≤ interval + 1 s.
 
-    python bench/latency.py [--quick] [-n 300]
+    python -m bench.latency [--quick] [-n 300]
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FakeSms, info, kavenegar, message_ids, pct, result, setup_world, start_worker,  # noqa: E402
+from .common import (FakeSms, info, kavenegar, message_ids, pct, result, setup_world, start_worker,
                     terminate, wait_for)
 
 INTERVAL = 1.0
@@ -32,6 +31,7 @@ def main() -> int:
     n = args.n or (200 if args.quick else 400)
     spacing = 0.05
     from engine.clock import now
+    from engine.installation import client_reference, reference_prefix
 
     with tempfile.TemporaryDirectory() as tmp, FakeSms(delay=0.05) as fake:
         tmp = Path(tmp)
@@ -43,13 +43,15 @@ def main() -> int:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE messages SET due_at = :d, next_attempt_at = :d WHERE id = :i"),
                          [{"d": d, "i": mid} for mid, d in due.items()])
+            prefix = reference_prefix(conn)
         engine.dispose()
         fake.reset()
         worker = start_worker(tmp / "config", tmp / "worker.log", interval=INTERVAL)
         done = wait_for(lambda: fake.stats()["unique"] >= n, timeout=n * spacing + 60, step=0.5)
         terminate(worker)
         stats = fake.stats(times=True)
-    delays = [min(stats["times"][str(mid)]) - d.timestamp() for mid, d in due.items() if str(mid) in stats["times"]]
+    received = {mid: stats["times"].get(client_reference(prefix, mid)) for mid in due}  # the fake sees references
+    delays = [min(received[mid]) - d.timestamp() for mid, d in due.items() if received[mid]]
     p50, p99 = pct(delays, 0.5), pct(delays, 0.99)
     limit = INTERVAL + 1.0
     info(f"{len(delays)}/{n} messages due every {spacing * 1000:.0f} ms over {n * spacing:.0f}s; worker --interval "

@@ -5,7 +5,7 @@ DUE enrollments whose first touch is due now (with their follow-up touches pendi
 ``followup worker --once`` process (memory provider) then recovers, ticks through the due ones and
 exits; its peak RSS comes from ``wait4``.
 
-    python bench/memory.py [--quick] [--large 1000000]
+    python -m bench.memory [--quick] [--large 1000000]
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FOLLOWUP, MEMORY, SEQ, count_status, env_for, info, reset_database, result, wait_rss, write_config  # noqa: E402
+from .common import FOLLOWUP, MEMORY, SEQ, count_status, env_for, info, reset_database, result, wait_rss, write_config
 
 DUE = 1000
 SERIES = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT :n) SELECT x FROM c"

@@ -3,11 +3,11 @@
 The provider's ``rate: 100/s`` is the panel's limit, and the workers share it through ``rate_buckets``:
 three together stay at it (target <= 1.05x the limit, no 429 from the panel), and one alone still
 reaches it (target >= 0.95x). Rate = accepted sends / seconds from the first to the last at the fake;
-the peak is the most accepted in any one second. The fake panel (bench/fakesms.py ``--limit``) is a
+the peak is the most accepted in any one second. The fake panel (``bench.fakesms --limit``) is a
 token bucket of 100 a second holding 20, answering 429 when empty; 50 ms a send, concurrency 20, so
 one worker could send 400/s without the limit.
 
-    python bench/ratelimit.py [--quick] [--postgres URL]
+    python -m bench.ratelimit [--quick] [--postgres URL]
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FakeSms, info, kavenegar, postgres_bench_args, result, setup_world,  # noqa: E402
+from .common import (FakeSms, info, kavenegar, postgres_bench_args, result, setup_world,
                     start_worker, terminate, wait_for)
-from tests.faults import own_database  # noqa: E402
+from .faults import own_database
 
 LIMIT = 100  # sends a second, the panel's and the provider's ``rate``
 BURST = 20  # what the panel's bucket holds

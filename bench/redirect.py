@@ -25,8 +25,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FOLLOWUP, FakeSms, env_for, info, kavenegar, pct, result, setup_world, start_worker,  # noqa: E402
+from .common import (FOLLOWUP, FakeSms, env_for, info, kavenegar, pct, result, setup_world, start_worker,  # noqa: E402
                     terminate)
 
 CLIENTS = 50

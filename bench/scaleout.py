@@ -4,7 +4,7 @@ Throughput = accepted sends / seconds from the first to the last at the fake. Th
 checks: every message has exactly one ``sending`` delivery-log row per attempt, and the fake
 accepted every localid once.
 
-    python bench/scaleout.py [--quick] [--postgres URL]
+    python -m bench.scaleout [--quick] [--postgres URL]
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (FakeSms, count_status, info, kavenegar, postgres_bench_args, result,  # noqa: E402
+from .common import (FakeSms, count_status, info, kavenegar, postgres_bench_args, result,
                     setup_world, start_worker, terminate, wait_for)
 
 

@@ -4,7 +4,7 @@ Ceiling: C threads, each with its own ``requests.Session``, posting Kavenegar se
 (50 ms per answer) — no database, no templates. Engine: ``Dispatcher.tick`` with worker
 concurrency C (claim, checks, render, send, record) on SQLite and on PostgreSQL, same fake.
 
-    python bench/throughput.py [--quick] [--postgres URL] [--faults] [--profile DIR]
+    python -m bench.throughput [--quick] [--postgres URL] [--faults] [--profile DIR]
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PG_URL, FakeSms, count_status, drain, info, kavenegar, make_dispatcher, median, result,  # noqa: E402
+from .common import (PG_URL, FakeSms, count_status, drain, info, kavenegar, make_dispatcher, median, result,
                     setup_world)
 
 

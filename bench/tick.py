@@ -2,7 +2,7 @@
 
 A tick's queries that look at the whole table: recovery's search for expired leases, then the claim.
 Prints the ratio (must stay under 1.5) and whether both plans use their partial index.
-Run: ``make bench`` or ``.venv/bin/python bench/tick.py [--postgres URL]``.
+Run: ``make bench`` or ``.venv/bin/python -m bench.tick [--postgres URL]``.
 """
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clock import now  # noqa: E402
-from engine.db import make_engine  # noqa: E402
-from engine.dispatch import DUE_SQL  # noqa: E402
-from engine.journal import execute  # noqa: E402
-from engine.models import Message, status_is  # noqa: E402
-from engine.recovery import in_flight_query  # noqa: E402
+from engine.clock import now
+from engine.db import make_engine
+from engine.dispatch import DUE_SQL
+from engine.journal import execute
+from engine.models import Message, status_is
+from engine.recovery import in_flight_query
 
 DUE = 500
 messages = Message.__table__

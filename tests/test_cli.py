@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import OUTLIVES_A_TEST
+
 FOLLOWUP = str(Path(sys.executable).parent / "followup")
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 SECRET = "kv-SUPER-secret-7f3a9b"
@@ -361,7 +363,8 @@ def background(starter, tmp_path_factory):
                                                                                "COLUMNS": None})
     jobs.update({f"help:{command}": (projects["starter"], (*command.split(), "--help"), None) for command in HELP})
     pool = ThreadPoolExecutor(max_workers=2)
-    futures = {key: pool.submit(project.run, *args, env=env) for key, (project, args, env) in jobs.items()}
+    futures = {key: pool.submit(project.run, *args, env={**(env or {}), OUTLIVES_A_TEST: "1"})
+               for key, (project, args, env) in jobs.items()}
     yield lambda key: (projects.get(key, projects["templates-and-providers"]), futures[key].result())
     pool.shutdown(cancel_futures=True)
 

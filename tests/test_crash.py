@@ -56,10 +56,10 @@ def file_world(tmp_path):
     ("before_provider", "sending", 0),     # committed as sending, provider not yet called
     ("after_provider", "sending", 5),      # the provider has them, the result was never recorded
 ])
-def test_kill_between_claim_and_send_sends_nothing_twice_and_loses_nothing(file_world, tmp_path, point,
+def test_kill_between_claim_and_send_sends_nothing_twice_and_loses_nothing(file_world, tmp_path, processes, point,
                                                                             status_after_kill, in_outbox):
     marker = tmp_path / "paused"
-    proc = start_worker(file_world, point, marker)
+    proc = processes(start_worker(file_world, point, marker))
     wait_for(marker, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
@@ -67,7 +67,7 @@ def test_kill_between_claim_and_send_sends_nothing_twice_and_loses_nothing(file_
     assert {m["status"] for m in first} == {status_after_kill}
     assert len(outbox_ids(file_world.outbox)) == in_outbox
 
-    again = start_worker(file_world)
+    again = processes(start_worker(file_world))
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err.decode()
 
@@ -83,18 +83,14 @@ def test_kill_between_claim_and_send_sends_nothing_twice_and_loses_nothing(file_
         assert len(recovered) == 5 and all("died" in r["reason"] or "lease" in r["reason"] for r in recovered)
 
 
-def test_a_second_worker_on_the_same_sqlite_file_is_refused(file_world, tmp_path):
+def test_a_second_worker_on_the_same_sqlite_file_is_refused(file_world, tmp_path, processes):
     marker = tmp_path / "paused"
-    first = start_worker(file_world, "after_claim", marker)
+    first = processes(start_worker(file_world, "after_claim", marker))
     wait_for(marker, first)
-    try:
-        second = start_worker(file_world)
-        _, err = second.communicate(timeout=60)
-        assert second.returncode != 0
-        assert b"another worker already runs" in err
-    finally:
-        first.kill()
-        first.wait(timeout=10)
+    second = processes(start_worker(file_world))
+    _, err = second.communicate(timeout=60)
+    assert second.returncode != 0
+    assert b"another worker already runs" in err
 
 
 def test_a_restarted_sqlite_worker_takes_over_everything_in_flight_not_only_a_first_chunk(tmp_path, frozen):

@@ -41,19 +41,19 @@ def terminate_backends(url: str) -> int:
 def test_worker_survives_its_connections_being_killed_again_and_again(tmp_path):
     url = reset_postgres(PG_URL)
     world = kill_world(tmp_path, url, rate="30/s")
-    fleet = Fleet(world, 1)
-    fleet.start_all()
-    fleet.wait_up()
-    add_and_enroll(world, 0, 40)
     terminated = 0
-    try:
-        for _ in range(8):
-            time.sleep(0.6)
-            terminated += terminate_backends(url)
-            world.engine.dispose()  # our own pooled connections were terminated too
-        assert wait_until_final(world.engine, 90, expected=120), statuses(world.engine)
-    finally:
-        codes = fleet.stop_all()
+    with Fleet(world, 1) as fleet:
+        fleet.start_all()
+        fleet.wait_up()
+        add_and_enroll(world, 0, 40)
+        try:
+            for _ in range(8):
+                time.sleep(0.6)
+                terminated += terminate_backends(url)
+                world.engine.dispose()  # our own pooled connections were terminated too
+            assert wait_until_final(world.engine, 90, expected=120), statuses(world.engine)
+        finally:
+            codes = fleet.stop_all()
     assert terminated >= 8
     log = fleet.logs()
     assert codes == [0], log[-3000:]

@@ -31,9 +31,9 @@ def slow_panel_world(tmp_path, monkeypatch):
         yield world
 
 
-def test_sigterm_mid_batch_finishes_in_flight_sends_and_exits_0(slow_panel_world, tmp_path):
+def test_sigterm_mid_batch_finishes_in_flight_sends_and_exits_0(slow_panel_world, tmp_path, processes):
     world, fake = slow_panel_world, slow_panel_world.fake
-    proc = start_worker(world, interval=0.2, log=tmp_path / "worker.log")
+    proc = processes(start_worker(world, interval=0.2, log=tmp_path / "worker.log"))
     deadline = time.monotonic() + 60
     while fake.sends < 2 and time.monotonic() < deadline:  # the first batch is at the panel
         assert proc.poll() is None, Path(proc.log_path).read_text()
@@ -51,16 +51,16 @@ def test_sigterm_mid_batch_finishes_in_flight_sends_and_exits_0(slow_panel_world
     assert len(sent) < 24, "the drain should stop before the whole backlog"
     assert {m["status"] for m in t0 if world.reference(m["id"]) not in sent} == {"scheduled"}
 
-    again = start_worker(world, once=True, log=tmp_path / "worker2.log")
+    again = processes(start_worker(world, once=True, log=tmp_path / "worker2.log"))
     assert again.wait(timeout=120) == 0, Path(again.log_path).read_text()
     assert {m["status"] for m in world.messages(touch="t0")} == {"sent"}
     assert len(fake.accepted) == len(set(fake.accepted)) == 24
 
 
-def test_sigint_while_idle_exits_0_at_once(slow_panel_world, tmp_path):
+def test_sigint_while_idle_exits_0_at_once(slow_panel_world, tmp_path, processes):
     world = slow_panel_world
     world.fake.always = None
-    proc = start_worker(world, interval=30, log=tmp_path / "worker.log")
+    proc = processes(start_worker(world, interval=30, log=tmp_path / "worker.log"))
     deadline = time.monotonic() + 60
     while b"started: ticking" not in Path(proc.log_path).read_bytes() and time.monotonic() < deadline:
         time.sleep(0.05)

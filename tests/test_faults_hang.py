@@ -185,7 +185,8 @@ def silent_panel():
         yield sock
 
 
-def test_sigterm_ends_a_worker_stuck_in_a_provider_call_within_drain_seconds(tmp_path, silent_panel, monkeypatch):
+def test_sigterm_ends_a_worker_stuck_in_a_provider_call_within_drain_seconds(tmp_path, silent_panel, monkeypatch,
+                                                                               processes):
     monkeypatch.setenv("KAVENEGAR_API_KEY", KAVE_KEY)
     host, port = silent_panel.getsockname()
     world = enrolled_world(tmp_path, f"sqlite:///{tmp_path}/followup.db", 1,
@@ -193,7 +194,7 @@ def test_sigterm_ends_a_worker_stuck_in_a_provider_call_within_drain_seconds(tmp
                                       "email": [{"name": "mail", "type": "memory"}]},
                            worker={"drain_seconds": 2})
     world.dispatcher.close()
-    proc = start_worker(world, interval=0.2, log=tmp_path / "worker.log")
+    proc = processes(start_worker(world, interval=0.2, log=tmp_path / "worker.log"))
     try:
         held = []  # open connections, each with its request; the delivery poll asks the panel too
         while not any(b"/sms/send.json" in request for _, request in held):

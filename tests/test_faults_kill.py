@@ -54,25 +54,25 @@ def test_random_kills_of_one_worker_on_sqlite(tmp_path):
 def test_kill_three_postgres_workers_at_each_checkpoint(tmp_path, point, left_as):
     world = kill_world(tmp_path, reset_postgres(PG_URL), worker={"batch_size": 10})
     add_and_enroll(world, 0, 30)
-    fleet = Fleet(world, 3)
-    markers = [tmp_path / f"paused{i}" for i in range(3)]
-    for i in range(3):
-        fleet.start(i, pause_at=point, marker=markers[i])
-    try:
-        deadline = time.monotonic() + 60
-        while not any(m.exists() for m in markers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # let the others reach the checkpoint too, with their own batches
-        paused = [i for i, m in enumerate(markers) if m.exists()]
-        assert paused, "no worker reached the checkpoint"
+    with Fleet(world, 3) as fleet:
+        markers = [tmp_path / f"paused{i}" for i in range(3)]
         for i in range(3):
-            fleet.kill(i)
-        left = statuses(world.engine)
-        assert left[left_as] >= 10, left
-        fleet.start_all()  # fresh workers, no pause: they must take over once the 2 s leases expire
-        assert wait_until_final(world.engine, 90, expected=90), statuses(world.engine)
-    finally:
-        codes = fleet.stop_all(signal.SIGTERM)
+            fleet.start(i, pause_at=point, marker=markers[i])
+        try:
+            deadline = time.monotonic() + 60
+            while not any(m.exists() for m in markers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # let the others reach the checkpoint too, with their own batches
+            paused = [i for i, m in enumerate(markers) if m.exists()]
+            assert paused, "no worker reached the checkpoint"
+            for i in range(3):
+                fleet.kill(i)
+            left = statuses(world.engine)
+            assert left[left_as] >= 10, left
+            fleet.start_all()  # fresh workers, no pause: they must take over once the 2 s leases expire
+            assert wait_until_final(world.engine, 90, expected=90), statuses(world.engine)
+        finally:
+            codes = fleet.stop_all(signal.SIGTERM)
     audit = audit_history(world)
     assert not audit.problems, "\n".join(audit.problems[:30])
     assert audit.by_status == {"sent": 90} and audit.duplicates == 0 and audit.outbox_lines == 90

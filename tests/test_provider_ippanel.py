@@ -90,15 +90,6 @@ def test_no_credit_pauses_the_provider_and_never_drops_the_message(server, http_
     assert type(info.value) is ProviderBlockedError and info.value.code == "10006"
 
 
-def test_slow_reply_and_dropped_connection_are_ambiguous(server):
-    server.routes["/api/send"] = Reply(200, load("send_ok.json"), delay=1.0)
-    with pytest.raises(AmbiguousSendError):
-        make(server.url, timeout=0.3).send(MSG)
-    server.routes["/api/send"] = Reply(drop=True)
-    with pytest.raises(AmbiguousSendError):
-        make(server.url).send(MSG)
-
-
 def test_invalid_number_never_leaves(server):
     with pytest.raises(PermanentRecipientError):
         make(server.url).send(OutgoingMessage("m", "sms", "+98211234567", "landline"))

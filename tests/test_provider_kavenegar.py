@@ -40,7 +40,6 @@ def make(url, **settings):
                             "base_url": url, **settings})
 
 
-
 def test_registry_builds_it():
     assert isinstance(make("http://127.0.0.1:1"), KavenegarProvider)
 
@@ -105,21 +104,6 @@ def test_malformed_replies(server, reply, error):
     server.routes["sms/send.json"] = reply
     with pytest.raises(error):
         make(server.url).send(MSG)
-
-
-def test_slow_reply_after_the_request_left_is_ambiguous(server):
-    server.routes["sms/send.json"] = Reply(200, load("send_ok.json"), delay=1.0)
-    with pytest.raises(AmbiguousSendError) as info:
-        make(server.url, timeout=0.3).send(MSG)
-    assert KEY not in str(info.value)
-
-
-def test_connection_dropped_after_the_request_is_ambiguous(server):
-    server.routes["sms/send.json"] = Reply(drop=True)
-    with pytest.raises(AmbiguousSendError) as info:
-        make(server.url).send(MSG)
-    assert KEY not in str(info.value)
-    assert len(server.requests) == 1
 
 
 def test_the_key_never_shows_refused_connection():

@@ -16,7 +16,6 @@ import pytest
 from freezegun import freeze_time
 
 from providers import (
-    AmbiguousSendError,
     DeliveryState,
     OutgoingMessage,
     PermanentContentError,
@@ -30,7 +29,6 @@ from providers import (
 from providers.base import DeliveryReport
 from tests.fakes.httpserver import Reply
 from tests.provider_support import answering_server_fixtures
-from tests.fakes.smtpserver import free_port
 
 DATA = Path(__file__).parent / "data" / "sendgrid"
 KEY = "SG.test-key.0123456789abcdefghijklmnop"
@@ -123,19 +121,6 @@ def test_429_retry_after(serve, headers, low, high):
         p.send(mail())
     wait = info.value.retry_after
     assert wait is None if low is None else low <= wait <= high
-
-
-@pytest.mark.parametrize("reply", [Reply(202, delay=1.0), Reply(202, drop=True)])
-def test_ambiguous_outcomes(serve, reply):
-    p, _ = serve(reply)
-    with pytest.raises(AmbiguousSendError):
-        p.send(mail())
-
-
-def test_connection_refused_is_transient():
-    with pytest.raises(TransientError) as info:
-        make(f"http://127.0.0.1:{free_port()}").send(mail())
-    assert type(info.value) is TransientError
 
 
 def test_settings():

@@ -124,18 +124,6 @@ def test_a_server_error_on_a_send_is_unknown_and_says_why(server):
         make(server.url).send(MSG)
 
 
-def test_slow_reply_is_ambiguous(server):
-    server.routes["/send/bulk"] = Reply(200, load("send_ok.json"), delay=1.0)
-    with pytest.raises(AmbiguousSendError):
-        make(server.url, timeout=0.3).send(MSG)
-
-
-def test_connection_dropped_after_the_request_is_ambiguous(server):
-    server.routes["/send/bulk"] = Reply(drop=True)
-    with pytest.raises(AmbiguousSendError):
-        make(server.url).send(MSG)
-
-
 def test_the_key_never_shows(server):
     server.routes["/send/bulk"] = Reply(400, error_body(10, f"invalid key {KEY}"))
     provider = make(server.url)

@@ -27,7 +27,6 @@ from providers import (
 )
 from tests.fakes.httpserver import Reply
 from tests.provider_support import answering_server_fixtures
-from tests.fakes.smtpserver import free_port
 
 DATA = Path(__file__).parent / "data" / "twilio"
 SID = "AC00000000000000000000000000000001"
@@ -135,8 +134,6 @@ def test_201_that_already_failed_maps_its_error_code(serve):
 @pytest.mark.parametrize("reply", [
     Reply(201, "<html>ok</html>"),       # not JSON
     Reply(201, {"status": "queued"}),   # JSON without a sid
-    Reply(201, "", delay=1.0),           # beyond the 0.3 s timeout
-    Reply(201, drop=True),              # connection dropped after the request
 ])
 def test_ambiguous_outcomes(serve, reply):
     p, server = serve(reply)
@@ -157,12 +154,6 @@ def test_malformed_json_on_5xx_is_transient(serve):
     p, _ = serve(Reply(502, "{not json"))
     with pytest.raises(TransientError):
         p.send(sms())
-
-
-def test_connection_refused_is_transient():
-    with pytest.raises(TransientError) as info:
-        make(f"http://127.0.0.1:{free_port()}").send(sms())
-    assert type(info.value) is TransientError
 
 
 def test_delivery_status_polls_each_message(serve):

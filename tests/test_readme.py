@@ -26,7 +26,7 @@ EXCUSED = {
     "make run    # sets up": "the two front-door commands: CI runs `make test`, and `make run` never ends",
     "pending ─▶ scheduled": "a diagram",
     "export FOLLOWUP_DATABASE_URL=postgresql": "needs a PostgreSQL server and several long-running workers",
-    "chaos[postgresql": "the output of `make chaos`, which bench/chaos.py prints",
+    "chaos[postgresql": "the output of `make chaos`, which bench.chaos prints",
     "make test                                   # the whole suite": "the development commands: CI runs them",
     "export KAVENEGAR_API_KEY=...": "calls the real providers' APIs",
 }

@@ -3,7 +3,7 @@
 Benchmarks are not tests: this exits non-zero only when a bench could not run.
 PostgreSQL runs too when FOLLOWUP_BENCH_POSTGRES_URL (or FOLLOWUP_TEST_POSTGRES_URL) is set.
 
-    .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--profile DIR]
+    .venv/bin/python -m bench [--quick] [--only NAME ...] [--profile DIR]
 
 ``--profile DIR`` writes pyinstrument profiles of the throughput, faults and bookkeeping runs
 (profiling slows them: figures from a profiled run are not the benchmark's figures).
@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from .common import python_speed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
@@ -42,9 +44,6 @@ def machine() -> str:
         versions.append(f"load avg {load}")
     except OSError:
         pass
-    sys.path.insert(0, str(HERE))
-    from common import python_speed
-
     versions.append(f"speed {python_speed():.0f}M loop steps/s")
     return f"machine: {cores} cores{mem}, {platform.machine()}, Python {platform.python_version()}, " + ", ".join(versions)
 
@@ -54,18 +53,18 @@ def benches(pg: str | None, quick: bool, profile: str | None) -> list[tuple[str,
     pgargs = ["--postgres", pg] if pg else ["--postgres", ""]
     prof = ["--profile", profile] if profile else []
     return [
-        ("throughput", ["throughput.py", *q, *pgargs, *prof]),
-        ("bookkeeping", ["bookkeeping.py", *q, *pgargs, *prof]),
-        ("tick", ["tick.py", *(["--postgres", pg] if pg else [])]),
-        ("memory", ["memory.py", *q]),
+        ("throughput", ["throughput", *q, *pgargs, *prof]),
+        ("bookkeeping", ["bookkeeping", *q, *pgargs, *prof]),
+        ("tick", ["tick", *(["--postgres", pg] if pg else [])]),
+        ("memory", ["memory", *q]),
         # 1M rows take ~5 min at ~3,700 rows/s on this machine: make bench measures 200k (say so)
-        ("import", ["importer.py", "--rows", "50000" if quick else "200000"]),
-        ("latency", ["latency.py", *q]),
-        ("faults", ["throughput.py", "--faults", *q, *prof]),
-        ("scaleout", ["scaleout.py", *q, *pgargs]),
-        ("ratelimit", ["ratelimit.py", *q, *pgargs]),
-        ("redirect", ["redirect.py", *q]),
-        ("celery", ["celery_vs.py", *q]),
+        ("import", ["importer", "--rows", "50000" if quick else "200000"]),
+        ("latency", ["latency", *q]),
+        ("faults", ["throughput", "--faults", *q, *prof]),
+        ("scaleout", ["scaleout", *q, *pgargs]),
+        ("ratelimit", ["ratelimit", *q, *pgargs]),
+        ("redirect", ["redirect", *q]),
+        ("celery", ["celery_vs", *q]),
     ]
 
 
@@ -83,7 +82,7 @@ def main() -> int:
     for name, argv in benches(pg, args.quick, args.profile):
         if args.only and name not in args.only:
             continue
-        code = subprocess.call([sys.executable, str(HERE / argv[0]), *argv[1:]])
+        code = subprocess.call([sys.executable, "-m", f"bench.{argv[0]}", *argv[1:]], cwd=ROOT)
         if code != 0:
             failed.append(name)
             print(f"{name}: could not run (exit {code})", flush=True)
