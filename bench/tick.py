@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.clock import now  # noqa: E402
 from engine.db import make_engine  # noqa: E402
-from engine.dispatch import DUE_SQL  # noqa: E402
-from engine.journal import execute  # noqa: E402
+from engine.store import claim_sql  # noqa: E402
+from engine.store.driver import execute  # noqa: E402
 from engine.models import Message, status_is  # noqa: E402
-from engine.recovery import in_flight_query  # noqa: E402
+from engine.store import in_flight_query  # noqa: E402
 
 DUE = 500
 messages = Message.__table__
@@ -55,11 +55,6 @@ def fill(engine: sa.Engine, future: int) -> None:
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
         conn.commit()
-
-
-def claim_sql(engine: sa.Engine) -> str:
-    """The engine's own claim query (engine.dispatch.DUE_SQL), locking as the dispatcher does."""
-    return DUE_SQL + ("" if engine.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED")
 
 
 def claim_once(engine: sa.Engine) -> float:

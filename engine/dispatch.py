@@ -52,51 +52,31 @@ import sqlalchemy as sa
 from providers.base import OutgoingMessage, Provider
 
 from .catalog import sync_catalog
-from .clock import now, to_utc
+from .clock import now
 from .config import Config
 from .control import HOLD, held_sequences
-from .db import is_sqlite, make_engine
-from .durations import format_duration
+from .db import make_engine
 from .kinds import suppress as suppress_contact
-from .journal import Change, append_log, apply, apply_to_touch, execute, is_in
-from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, ProviderState, SequenceVersion,
-                     WorkerStatus)
+from .journal import Change
+from .models import LEASE_RELEASED
+from . import store
+from .store import Store, apply
 from .plan import SequencePlan, decide, plan_from_json
 from .installation import message_id_of, reference_prefix
 from .ratebuckets import rate_limiters
+from .recovery import Recovery
 from .render import NotSent, build_message
 from .sending import Outcome, Sender, Steps, Wait
 from .timer import Timer
-from .walcheckpoint import Checkpointer
 from .watchdog import Phases
 from .window import SendWindow, next_allowed
 
-__all__ = ["Dispatcher", "TickReport", "DUE_SQL"]
+__all__ = ["Dispatcher", "TickReport"]
 
 logger = logging.getLogger("followup.worker")
 #: batches at the provider at once: enough to overlap bookkeeping with sending and to keep one slow
 #: inline retry from holding up the next batches, few enough that leases and memory stay small
 MAX_INFLIGHT_BATCHES = 6
-messages = Message.__table__
-enrollments = Enrollment.__table__
-versions_t = SequenceVersion.__table__
-provider_states = ProviderState.__table__
-worker_status = WorkerStatus.__table__
-#: the claim's choice: due messages, oldest first (`status` is compared with a literal, so the partial
-#: index ix_messages_due, which holds only scheduled rows, serves it)
-DUE_WHERE = "status = 'scheduled' AND next_attempt_at <= :at ORDER BY next_attempt_at, due_at LIMIT :limit"
-DUE_SQL = f"SELECT id FROM messages WHERE {DUE_WHERE}"
-#: what the checks, the rendering and the log need of a claimed message (no datetimes: each costs a parse
-#: on SQLite, and the lease's end is known without reading it back)
-WORK_FIELDS = ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch", "channel", "urgent", "status",
-               "attempt", "provider")
-ENROLLMENT_FIELDS = ("id", "contact_id", "sequence", "sequence_hash", "status", "ended_reason", "offer_code",
-                     "offer_expires_at")
-CONTACT_FIELDS = ("id", "phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "attrs",
-                  "sms_suppressed", "email_suppressed")
-OFFER_FIELDS = ("id", "sequence", "code", "title", "stock", "redeemed")
-OFFERS_SQL = f"SELECT {', '.join(OFFER_FIELDS)} FROM offers"
-SENT_STATUSES = "(" + ", ".join(f"'{s}'" for s in COUNTS_AS_SENT) + ")"
 
 
 @dataclass
@@ -164,16 +144,15 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
         # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
         self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
-        # on SQLite this process's own writers queue here for the database's single write lock: SQLite's
-        # busy handler would have them poll for it with sleeps of a millisecond and more
-        self._write_lock: Any = threading.RLock() if is_sqlite(self.engine) else nullcontext()
+        self.store = Store(self.engine)
         self._timer = Timer("retry-timer")  # sends waiting between tries wait here, not on a send thread
-        path = self.engine.url.database if is_sqlite(self.engine) else None
-        self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
-        with self._write() as conn:
+        with self.store.write() as conn:
             sync_catalog(conn, config)
             #: what makes the client references of this database's messages its own
             self.reference_prefix = reference_prefix(conn)
+        self.recovery = Recovery(self.store, self.sender, worker_id=self.worker_id,
+                                 lease_seconds=self.settings.worker.lease_seconds,
+                                 reference_prefix=self.reference_prefix, pool=self._pool, stopping=self.stopping)
         config.renderer.preload({t.template for seq in config.sequences.values() for t in seq.touches})
 
     # -- the tick ---------------------------------------------------------------------
@@ -243,17 +222,10 @@ class Dispatcher:
         at = now()
         token = uuid.uuid4().hex
         lease_until = at + timedelta(seconds=self.settings.worker.lease_seconds)
-        with self._write() as conn:
-            # on PostgreSQL the rows chosen stay locked until the commit; a peer claiming now skips them
-            rows = execute(conn, f"SELECT {', '.join(WORK_FIELDS)}, next_attempt_at, due_at FROM messages "
-                                 f"WHERE {DUE_WHERE}{'' if is_sqlite(self.engine) else ' FOR UPDATE SKIP LOCKED'}",
-                           {"at": at, "limit": self.settings.worker.batch_size})
-            if not rows:
+        with self.store.write() as conn:
+            claimed = store.claim_due(conn, at, self.settings.worker.batch_size)
+            if not claimed:
                 return 0, None
-            # oldest first: after a night every deferred message shares 09:00, so due_at decides (SQLite's
-            # text form of a time sorts as the time does)
-            rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
-            claimed = [dict(zip(WORK_FIELDS, r)) for r in rows]  # zip stops at the last work field
             _checkpoint("after_claim")
             self._phase("render")
             applied, prepared = self._prepare(conn, claimed, token, at, lease_until)
@@ -265,45 +237,16 @@ class Dispatcher:
     # -- reading what the checks need, in a few queries per batch ----------------------
     def _plan(self, conn: sa.Connection, seq_hash: str) -> SequencePlan:
         if seq_hash not in self._plans:
-            text = conn.execute(sa.select(versions_t.c.definition).where(versions_t.c.hash == seq_hash)).scalar_one()
-            self._plans[seq_hash] = plan_from_json(text)
+            self._plans[seq_hash] = plan_from_json(store.definition(conn, seq_hash))
         return self._plans[seq_hash]
 
     def _context(self, conn: sa.Connection, rows: list[dict]) -> dict[str, Any]:
-        # each enrollment with its contact, in one query (a round trip less on PostgreSQL)
-        e_sql, params = is_in(conn, "e.id", "e", {r["enrollment_id"] for r in rows})
-        width = len(ENROLLMENT_FIELDS)
-        ens, cons = {}, {}
-        for values in execute(conn, f"SELECT {', '.join('e.' + f for f in ENROLLMENT_FIELDS)}, "
-                                    f"{', '.join('c.' + f for f in CONTACT_FIELDS)} FROM enrollments e "
-                                    f"JOIN contacts c ON c.id = e.contact_id WHERE {e_sql}", params):
-            e = dict(zip(ENROLLMENT_FIELDS, values))  # zip stops at the enrollment's last field
-            e["offer_expires_at"] = to_utc(e["offer_expires_at"])
-            ens[e["id"]] = e
-            if e["contact_id"] not in cons:
-                c = dict(zip(CONTACT_FIELDS, values[width:]))
-                if isinstance(c["attrs"], str):  # SQLite hands JSON back as its text
-                    c["attrs"] = {} if c["attrs"] == "{}" else json.loads(c["attrs"])
-                cons[c["id"]] = c
-        c_sql, params = is_in(conn, "contact_id", "c", cons)
-        offer_rows = {(o[1], o[2]): dict(zip(OFFER_FIELDS, o)) for o in execute(conn, OFFERS_SQL, {})}
-        sent: dict[int, list[datetime]] = {}
-        for cid, at in execute(conn, f"SELECT contact_id, sent_at FROM messages WHERE {c_sql} "
-                                     f"AND sent_at >= :since AND status IN {SENT_STATUSES}",
-                               {**params, "since": now() - timedelta(days=2)}):
-            sent.setdefault(cid, []).append(to_utc(at))
-        paused = self._paused(conn)
+        ens, cons = store.enrollments_with_contacts(conn, {r["enrollment_id"] for r in rows})
+        sent = store.recent_sends(conn, cons, now() - timedelta(days=2))
         plans = {e["sequence_hash"]: self._plan(conn, e["sequence_hash"]) for e in ens.values()}
         held = held_sequences(conn, self.config, {r["sequence"] for r in rows})
-        return dict(enrollments=ens, contacts=cons, offers=offer_rows, sent=sent, paused=paused, plans=plans,
-                    held=held)
-
-    def _paused(self, conn: sa.Connection) -> frozenset[str]:
-        """The providers paused for the whole cluster now."""
-        at = now()
-        return frozenset(name for name, until in execute(
-            conn, "SELECT name, paused_until FROM provider_states WHERE state = 'paused'", {})
-            if until is None or to_utc(until) > at)
+        return dict(enrollments=ens, contacts=cons, offers=store.offers(conn), sent=sent,
+                    paused=frozenset(store.active_pauses(conn)), plans=plans, held=held)
 
     # -- one batch ----------------------------------------------------------------------
     def _prepare(self, conn: sa.Connection, rows: list[dict], token: str, at: datetime,
@@ -433,10 +376,8 @@ class Dispatcher:
             while not done.wait(lease.total_seconds() / 3):
                 until = now() + lease
                 try:
-                    with self._write() as conn:
-                        conn.execute(sa.update(messages).where(messages.c.id.in_(ids), messages.c.lease_token == token,
-                                                               status_is(messages.c.status, "sending"))
-                                     .values(lease_until=until))
+                    with self.store.write() as conn:
+                        store.renew_leases(conn, ids, token, until)
                     held[0] = until
                 except Exception:  # the database is away: sends not yet made wait for the next try
                     logger.exception("could not renew the leases of a batch at the provider")
@@ -552,7 +493,7 @@ class Dispatcher:
                 changes.append(Change(row, "retry" if outcome.kind == "retry" else "deferred", {
                     "status": "scheduled", "next_attempt_at": until, "attempt": attempt, "reason": reason,
                     "sent_at": None, **release}, reason=reason, provider=outcome.provider))
-        with self._write() as conn:
+        with self.store.write() as conn:
             applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
             ids = {c.message["id"] for c in applied}
             self._schedule_next(conn, [e for e in ended if e[0]["id"] in ids], ctx)
@@ -564,74 +505,28 @@ class Dispatcher:
 
     def _pause(self, conn: sa.Connection, blocked: dict[str, str], at: datetime) -> None:
         until = at + timedelta(seconds=self.settings.worker.provider_pause_seconds)
-        for name, reason in blocked.items():
-            values = dict(state="paused", reason=reason[:500], paused_until=until, updated_at=at)
-            if conn.execute(sa.update(provider_states).where(provider_states.c.name == name).values(**values)).rowcount == 0:
-                conn.execute(sa.insert(provider_states).values(name=name, **values))
-            append_log(conn, [dict(at=at, message_id=None, contact_id=None, sequence=None, touch=None, channel=None,
-                                   provider=name, event="provider_paused", attempt=0, provider_message_id=None,
-                                   reason=f"{reason}; paused until {until:%Y-%m-%d %H:%M} UTC "
-                                          f"(or `followup providers resume {name}`)", worker=self.worker_id)])
+        store.pause_providers(conn, blocked, until=until, at=at, worker=self.worker_id)
 
     def _schedule_next(self, conn: sa.Connection, ended: list[tuple[dict, datetime]], ctx: dict) -> None:
-        """Touch n ended (sent, failed, skipped): touch n+1 becomes due ``after`` it; the last ends the enrollment.
-
-        Set-based: the touches that ended together in the same sequence version share their next due
-        time, so each such group is one statement.
-        """
-        groups: dict[tuple[str, int, datetime], list[int]] = {}
-        finished = []
-        for row, ended_at in ended:
-            seq_hash = ctx["enrollments"][row["enrollment_id"]]["sequence_hash"]
-            if row["touch_index"] + 1 >= len(ctx["plans"][seq_hash].touches):
-                finished.append(row["enrollment_id"])
-            else:
-                groups.setdefault((seq_hash, row["touch_index"] + 1, ended_at), []).append(row["enrollment_id"])
-        for (seq_hash, index, ended_at), enrollment_ids in groups.items():
-            plan = ctx["plans"][seq_hash]
-            after = plan.touches[index].after
-            due = ended_at + after
-            apply_to_touch(conn, enrollment_ids, index, event="scheduled", worker=self.worker_id,
-                           values={"status": "scheduled", "due_at": due, "next_attempt_at": due},
-                           reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, {format_duration(after)} "
-                                  f"after {plan.touches[index - 1].name}")
-        if finished:
-            conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(finished), enrollments.c.status == "active")
-                         .values(status="completed", ended_reason="every touch done", ended_at=now()))
+        hash_of = {i: e["sequence_hash"] for i, e in ctx["enrollments"].items()}
+        store.schedule_next(conn, ended, hash_of, ctx["plans"], worker=self.worker_id)
 
     # -- leases of workers that died ------------------------------------------------------
     def recover(self, report: TickReport | None = None, *, everything: bool = False) -> int:
         """Take over messages whose lease expired (``everything``: all in flight, for a lone SQLite worker)."""
-        from .recovery import recover
-
-        return recover(self, report, everything=everything)
+        return self.recovery.recover(report, everything=everything)
 
     def _heartbeat(self, report: TickReport, duration: float) -> None:
-        at = now()
-        name = f"worker:{self.worker_id}"
-        detail = json.dumps({**report.counts, "duration_seconds": round(duration, 4)})
-        with self._write() as conn:
-            done = conn.execute(sa.update(worker_status).where(worker_status.c.name == name)
-                                .values(last_tick_at=at, detail=detail)).rowcount
-            if not done:
-                conn.execute(sa.insert(worker_status).values(name=name, owner=self.worker_id, last_tick_at=at,
-                                                             detail=detail))
+        with self.store.write() as conn:
+            store.heartbeat(conn, self.worker_id, {**report.counts, "duration_seconds": round(duration, 4)}, now())
 
     def retire(self) -> None:
         """Remove this worker's heartbeat on a clean stop: only a worker that died or hangs is silent."""
         try:
-            with self._write() as conn:
-                conn.execute(sa.delete(worker_status).where(worker_status.c.name == f"worker:{self.worker_id}"))
+            with self.store.write() as conn:
+                store.retire(conn, self.worker_id)
         except sa.exc.SQLAlchemyError:  # the database is away: the row stays, and reads as a silent worker
             logger.warning("could not remove this worker's heartbeat; it will show as a silent worker")
-
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """A write transaction (queued behind this worker's other writers on SQLite)."""
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
-        if self._checkpointer is not None:
-            self._checkpointer.poke()
 
     def stop(self) -> None:
         """Claim nothing more; sends waiting between tries give up now and are scheduled again."""
@@ -644,8 +539,7 @@ class Dispatcher:
         self._batches.shutdown(wait=True)
         self._timer.close()
         self._pool.shutdown(wait=True)
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        self.store.close()
         for limiter in self.sender.limiters.values():
             limiter.close()
         for group in self.providers.values():

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .journal import Change, apply
+from .journal import Change
+from .store import apply
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
 
 __all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]

@@ -17,18 +17,16 @@ from .clock import now
 from .config import Config
 from .events import record_event
 from .installation import message_id_of, reference_prefix
-from .journal import Change, apply
+from .journal import Change
+from .store import apply
+from .store.receipts import contact_by_phone, sent_by, touch_definition
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, suppress as suppress_contact
-from .models import Contact, Enrollment, Message, SequenceVersion
 from .plan import plan_from_json
 from .text import ascii_digits
 
 __all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel", "POLL_SCHEDULE", "classify_reply",
            "next_poll"]
 
-messages = Message.__table__
-contacts = Contact.__table__
-enrollments = Enrollment.__table__
 #: after a send, ask for its final state after these delays (then give up: it stays `sent`)
 POLL_SCHEDULE = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                  timedelta(hours=24))
@@ -66,17 +64,13 @@ def _find(conn: sa.Connection, provider: str, channel: str, reports: list[Delive
     ``("p", provider id)`` and ``("o", our client reference)`` → row."""
     pids = [r.provider_message_id for r in reports if r.provider_message_id]
     refs = [r.message_id for r in reports if r.message_id]
-    sent_by = sa.and_(messages.c.provider == provider, messages.c.channel == channel)
-    found = {}
-    if pids:
-        for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids), sent_by)).mappings():
-            found[("p", row["provider_message_id"])] = dict(row)
+    ours = {}
     if refs:
         prefix = reference_prefix(conn)
         ours = {ref: i for ref in refs if (i := message_id_of(prefix, ref)) is not None}
-        rows = {r["id"]: dict(r) for r in
-                conn.execute(sa.select(messages).where(messages.c.id.in_(set(ours.values())), sent_by)).mappings()}
-        found.update({("o", ref): rows[i] for ref, i in ours.items() if i in rows})
+    by_pid, by_id = sent_by(conn, provider, channel, provider_ids=pids, ids=set(ours.values()))
+    found = {("p", pid): row for pid, row in by_pid.items()}
+    found.update({("o", ref): by_id[i] for ref, i in ours.items() if i in by_id})
     return found
 
 
@@ -123,10 +117,7 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
 
 def _touch_kind(conn: sa.Connection, row: dict) -> str:
     """The kind of the touch a message was sent for, from the sequence version its enrollment follows."""
-    definition = conn.execute(
-        sa.select(SequenceVersion.__table__.c.definition)
-        .join(enrollments, enrollments.c.sequence_hash == SequenceVersion.__table__.c.hash)
-        .where(enrollments.c.id == row["enrollment_id"])).scalar()
+    definition = touch_definition(conn, row["enrollment_id"])
     if definition is None:
         return PROMOTIONAL
     touches = plan_from_json(definition).touches
@@ -146,7 +137,7 @@ def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbou
             phone = normalize_phone(message.sender, config.settings.default_region)
         except ValueError:
             continue
-        contact = conn.execute(sa.select(contacts).where(contacts.c.phone == phone)).mappings().first()
+        contact = contact_by_phone(conn, phone)
         if contact is None:
             continue
         kind = classify_reply(message.text)
