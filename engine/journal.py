@@ -46,15 +46,24 @@ def log_line(row: dict[str, Any]) -> str:
 
 def log_lines(rows: list[tuple]) -> str:
     """The JSON lines of log rows (in ``LOG_FIELDS`` order), one per row; the worker's name is the line's
-    source, not part of it."""
-    return "\n".join(_JSON.encode(_line(row)) for row in rows)
+    source, not part of it. A batch's rows share a few times and reasons: each is written (masked) once."""
+    times: dict[Any, Any] = {}
+    reasons: dict[str, str] = {}
 
+    def time_text(at: Any) -> Any:
+        if at not in times:
+            times[at] = at.isoformat().replace("+00:00", "Z") if isinstance(at, datetime) else at
+        return times[at]
 
-def _line(row: tuple) -> dict[str, Any]:
-    line = dict(zip(LOG_FIELDS[:-1], row))
-    at, reason = line["at"], line["reason"]
-    if isinstance(at, datetime):
-        line["at"] = at.isoformat().replace("+00:00", "Z")
-    if reason is not None:
-        line["reason"] = mask_address(reason)
-    return line
+    def masked(reason: str) -> str:
+        if reason not in reasons:
+            reasons[reason] = mask_address(reason)
+        return reasons[reason]
+
+    return "\n".join(_JSON.encode({"at": time_text(at), "message_id": message_id, "contact_id": contact_id,
+                                   "sequence": sequence, "touch": touch, "channel": channel, "provider": provider,
+                                   "event": event, "reason": None if reason is None else masked(reason),
+                                   "attempt": attempt, "provider_message_id": pmid})
+                     for at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt, pmid, _
+                     in rows)
+
