@@ -58,7 +58,7 @@ from .control import HOLD, held_sequences
 from .db import make_engine
 from .kinds import suppress as suppress_contact
 from .journal import Change
-from .models import LEASE_RELEASED
+from .models import MessageStatus
 from . import store
 from .store import Store, apply
 from .plan import SequencePlan, decide, plan_from_json
@@ -66,7 +66,8 @@ from .installation import message_id_of, reference_prefix
 from .ratebuckets import rate_limiters
 from .recovery import Recovery
 from .render import NotSent, build_message
-from .sending import Outcome, Sender, Steps, Wait
+from .sending import Sender, Steps, Wait
+from .transitions import ENDS_TOUCH, Facts, Outcome, change
 from .timer import Timer
 from .watchdog import Phases
 from .window import SendWindow, next_allowed
@@ -230,8 +231,8 @@ class Dispatcher:
             self._phase("render")
             applied, prepared = self._prepare(conn, claimed, token, at, lease_until)
         report.add("claimed", len(claimed))
-        for change in applied:
-            report.add(change.event)
+        for made in applied:
+            report.add(made.event)
         return len(claimed), prepared
 
     # -- reading what the checks need, in a few queries per batch ----------------------
@@ -256,8 +257,7 @@ class Dispatcher:
         Returns the changes written, and what :meth:`_send_batch` needs to send (None when nothing goes out).
         """
         ctx = self._context(conn, rows)
-        lease = {"lease_owner": self.worker_id, "lease_token": token, "lease_until": lease_until}
-        release = LEASE_RELEASED
+        facts = Facts(at, lease={"lease_owner": self.worker_id, "lease_token": token, "lease_until": lease_until})
         first: list[Change] = []
         to_send: list[tuple[dict, OutgoingMessage]] = []
         ended: list[tuple[dict, datetime]] = []
@@ -281,27 +281,19 @@ class Dispatcher:
                               sent_times=ctx["sent"].setdefault(row["contact_id"], []), opens=opens,
                               held=ctx["held"].get(row["sequence"]), hold=HOLD,
                               kind=plan.touches[row["touch_index"]].kind)
-            if decision.action == "deferred":
-                first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
-                                                      "reason": decision.reason, **release}, reason=decision.reason))
-                continue
-            if decision.action in ("cancelled", "skipped"):
-                first.append(Change(row, decision.action, {"status": decision.action, "reason": decision.reason,
-                                                           "next_attempt_at": None, **release}, reason=decision.reason))
-                if decision.action == "skipped":
+            if decision.action == "send":
+                touch = plan.touches[row["touch_index"]]
+                built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
+                                      self.reference_prefix)
+            if decision.action != "send" or isinstance(built, NotSent):  # a broken template: the sequence goes on
+                outcome = (Outcome(decision.action, decision.reason, until=decision.until) if decision.action != "send"
+                           else Outcome(built.status, built.reason))
+                made = change(row, outcome, facts)
+                first.append(made)
+                if made.values["status"] in ENDS_TOUCH:
                     ended.append((row, at))
                 continue
-            touch = plan.touches[row["touch_index"]]
-            built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
-                                  self.reference_prefix)
-            if isinstance(built, NotSent):  # a broken template or a too long SMS: the sequence goes on
-                first.append(Change(row, built.status, {"status": built.status, "reason": built.reason,
-                                                        "next_attempt_at": None, **release}, reason=built.reason))
-                ended.append((row, at))
-                continue
-            provider_name = providers.get(row["channel"])
-            first.append(Change(row, "sending", {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at,
-                                                 "provider": provider_name, **lease}, provider=provider_name))
+            first.append(change(row, Outcome("sending", provider=providers.get(row["channel"])), facts))
             ctx["sent"][row["contact_id"]].append(at)
             to_send.append((row, built))
         # no fence: the rows are this transaction's own (locked on PostgreSQL, the write lock on SQLite)
@@ -446,53 +438,17 @@ class Dispatcher:
         at = now()
         worker = self.settings.worker
         changes, ended, suppress, blocked = [], [], [], {}
-        release = LEASE_RELEASED
-        poll_at = at + timedelta(minutes=1)
-        for (row, _msg), outcome in zip(sent, outcomes):
-            row = {**row, "attempt": row["attempt"] + 1}
+        for (row, msg), outcome in zip(sent, outcomes):
+            row = {**row, "status": MessageStatus.SENDING.value, "attempt": row["attempt"] + 1}
             blocked.update(outcome.blocked)
-            if outcome.kind == "sent":
-                result = outcome.result
-                # sent_at stays the moment the attempt went to the provider, as recovery keeps it too: the
-                # provider's answer has its own time in the log row, and the frequency cap's index is left alone
-                changes.append(Change(row, "sent", {
-                    "status": "sent", "provider": outcome.provider, "reason": outcome.reason,
-                    "provider_message_id": result.provider_message_id if result else None,
-                    "cost": result.cost if result else None, "segments": _msg.metadata.get("segments"),
-                    "poll_at": poll_at, **release},
-                    reason=outcome.reason, provider=outcome.provider))
+            made = change(row, outcome, Facts(at, max_attempts=worker.max_attempts,
+                                              backoff_seconds=worker.retry_backoff_seconds,
+                                              segments=msg.metadata.get("segments")))
+            changes.append(made)
+            if made.values["status"] in ENDS_TOUCH:
                 ended.append((row, at))
-            elif outcome.kind == "failed":
-                changes.append(Change(row, "failed", {"status": "failed", "reason": outcome.reason,
-                                                      "provider": outcome.provider, "next_attempt_at": None, **release},
-                                      reason=outcome.reason, provider=outcome.provider))
-                if outcome.suppress:
-                    suppress.append((row["contact_id"], row["channel"], outcome.reason, outcome.promotional_only))
-                ended.append((row, at))
-            elif outcome.kind == "released":
-                changes.append(Change(row, "released", {
-                    "status": "scheduled", "next_attempt_at": at, "attempt": row["attempt"] - 1, "sent_at": None,
-                    "reason": outcome.reason, **release}, reason=outcome.reason))
-            elif outcome.kind == "unknown":
-                changes.append(Change(row, "unknown", {"status": "unknown", "reason": outcome.reason,
-                                                       "provider": outcome.provider, **release},
-                                      reason=outcome.reason, provider=outcome.provider))
-                ended.append((row, at))
-            elif outcome.kind == "retry" and row["attempt"] >= worker.max_attempts:
-                reason = f"retries exhausted after {row['attempt']} attempts: {outcome.reason}"
-                changes.append(Change(row, "failed", {"status": "failed", "reason": reason, "provider": outcome.provider,
-                                                      "next_attempt_at": None, **release}, reason=reason))
-                ended.append((row, at))
-            else:  # retry, or deferred because every provider is paused: defer, don't drop
-                delay = outcome.retry_after or worker.retry_backoff_seconds * 2 ** max(0, row["attempt"] - 1)
-                attempt = row["attempt"] if outcome.kind == "retry" else row["attempt"] - 1
-                if outcome.kind == "deferred":
-                    delay = worker.retry_backoff_seconds
-                until = at + timedelta(seconds=delay)
-                reason = f"{outcome.reason}; next attempt at {until.isoformat()}"
-                changes.append(Change(row, "retry" if outcome.kind == "retry" else "deferred", {
-                    "status": "scheduled", "next_attempt_at": until, "attempt": attempt, "reason": reason,
-                    "sent_at": None, **release}, reason=reason, provider=outcome.provider))
+            if outcome.suppress and made.event == MessageStatus.FAILED:
+                suppress.append((row["contact_id"], row["channel"], outcome.reason, outcome.promotional_only))
         with self.store.write() as conn:
             applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
             ids = {c.message["id"] for c in applied}
@@ -500,8 +456,8 @@ class Dispatcher:
             for contact_id, channel, reason, promotional_only in suppress:
                 suppress_contact(conn, contact_id, channel, reason, promotional_only=promotional_only)
             self._pause(conn, blocked, at)
-        for change in applied:
-            report.add(change.event)
+        for made in applied:
+            report.add(made.event)
 
     def _pause(self, conn: sa.Connection, blocked: dict[str, str], at: datetime) -> None:
         until = at + timedelta(seconds=self.settings.worker.provider_pause_seconds)

@@ -15,11 +15,11 @@ from providers.errors import ProviderError
 
 from .clock import now
 from .config import Config
-from .journal import Change
 from . import store
 from .store import apply
 from .store.receipts import advance_polls, due_receipts, stop_polling
 from .receipts import apply_inbound, apply_reports, next_poll
+from .transitions import Event, Facts, Outcome, change
 from .watchdog import Phases
 
 __all__ = ["Poller", "cluster_lease"]
@@ -115,5 +115,5 @@ class Poller:
         gave_up = advance_polls(conn, [r["id"] for r in rows], next_poll)
         if gave_up:
             rows_by_id = {r["id"]: r for r in rows}
-            apply(conn, [Change(rows_by_id[i], "receipt_timeout",
-                                reason="no final delivery state after 24h of polling; it stays sent") for i in gave_up])
+            outcome = Outcome(Event.RECEIPT_TIMEOUT.value, "no final delivery state after 24h of polling; it stays sent")
+            apply(conn, [change(rows_by_id[i], outcome, Facts(now())) for i in gave_up])

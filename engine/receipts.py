@@ -17,12 +17,13 @@ from .clock import now
 from .config import Config
 from .events import record_event
 from .installation import message_id_of, reference_prefix
-from .journal import Change
+from .models import RECEIPT_FROM, MessageStatus
 from .store import apply
 from .store.receipts import contact_by_phone, sent_by, touch_definition
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, suppress as suppress_contact
 from .plan import plan_from_json
 from .text import ascii_digits
+from .transitions import Event, Facts, Outcome, change
 
 __all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel", "POLL_SCHEDULE", "classify_reply",
            "next_poll"]
@@ -32,8 +33,6 @@ POLL_SCHEDULE = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=3
                  timedelta(hours=24))
 OPT_OUT = {"11", "لغو", "لغو11", "stop", "unsubscribe", "cancel", "end", "quit", "stopall"}
 OPT_IN = {"12", "start", "unstop", "yes"}
-#: statuses a receipt may move on from
-RECEIPT_FROM = ("sent", "unknown", "sending")
 
 
 def next_poll(polls: int):
@@ -86,6 +85,7 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
         return 0
     found = _find(conn, provider_name, channel, reports)
     changes, blacklisted, untracked = [], [], []
+    facts = Facts(now())
     seen: set[int] = set()
     for report in reports:
         row = found.get(("p", report.provider_message_id)) or found.get(("o", str(report.message_id)))
@@ -95,18 +95,17 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
             continue
         seen.add(row["id"])
         if report.state is DeliveryState.UNTRACKED:  # nothing to learn any more: stop asking, keep the state
-            if row["status"] == "sent":
-                untracked.append(Change(row, "receipt_timeout", {"poll_at": None}, provider=provider_name,
-                                        reason=f"{report.reason or 'the provider no longer reports on it'}; "
-                                               "it stays sent"))
+            if row["status"] == MessageStatus.SENT:
+                why = report.reason or "the provider no longer reports on it"
+                untracked.append(change(row, Outcome(Event.RECEIPT_TIMEOUT.value, f"{why}; it stays sent", provider_name),
+                                        facts))
             continue
-        event = report.state.value
-        reason = report.reason or ("delivered to the handset" if event == "delivered" else "not delivered")
+        made = change(row, Outcome(report.state.value, report.reason, provider_name), facts)
         if report.recipient_blocked:
-            reason = f"{BLACKLIST_REASON} ({provider_name}: {reason})"
+            reason = f"{BLACKLIST_REASON} ({provider_name}: {made.reason})"
             blacklisted.append((row, reason))
-        changes.append(Change(row, event, {"status": event, "reason": reason[:500], "poll_at": None},
-                              reason=reason, provider=provider_name))
+            made = change(row, Outcome(report.state.value, reason, provider_name), facts)
+        changes.append(made)
     apply(conn, changes + untracked)
     for row, reason in blacklisted:
         # a promotional message refused: only promotional touches stop; an informational one: no line reached them

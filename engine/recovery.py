@@ -21,14 +21,16 @@ from datetime import timedelta
 from functools import partial
 from typing import Protocol
 
+from providers.base import SendResult
+
 from . import store
 from .clock import now
 from .installation import client_reference
-from .journal import Change
-from .models import LEASE_RELEASED
+from .models import MessageStatus
 from .plan import SequencePlan, plan_from_json
 from .sending import Sender
 from .store import Store, apply
+from .transitions import ENDS_TOUCH, Facts, Outcome, change
 
 __all__ = ["Recovery", "in_flight_query"]
 
@@ -82,41 +84,39 @@ class Recovery:
             return 0, True
         answers = self._ask_providers([r for r in rows if r["status"] != "claimed"], lease / 2)
         changes, ended = [], []
+        facts = Facts(at)
         for row in rows:
-            dead = row["lease_owner"]
-            if row["status"] == "claimed":
-                reason = f"lease of {dead} expired before sending; the provider never saw it"
-                changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at,
-                                                        **LEASE_RELEASED}, reason=reason))
-                continue
-            if row["id"] not in answers:
+            outcome = self._finding(row, answers)
+            if outcome is None:
                 continue  # still leased to us: taken over again when that lease ends
-            found, provider, pmid = answers[row["id"]]
-            release = LEASE_RELEASED
-            if found:
-                reason = f"{dead} died after the provider accepted it; found at {provider} by our id"
-                changes.append(Change(row, "sent", {"status": "sent", "provider": provider,
-                                                    "provider_message_id": pmid,
-                                                    "poll_at": at + timedelta(minutes=1), **release},
-                                      reason=reason, provider=provider))
-                ended.append((row, at))
-            elif found is False:
-                reason = f"{dead} died while sending; no provider has our id, so it is sent again"
-                changes.append(Change(row, "released", {"status": "scheduled", "next_attempt_at": at,
-                                                        "sent_at": None, **release}, reason=reason))
-            else:
-                reason = f"{dead} died while sending and the provider cannot be asked by our id; not resent"
-                changes.append(Change(row, "unknown", {"status": "unknown", "reason": reason, **release},
-                                      reason=reason))
+            made = change(row, outcome, facts)
+            changes.append(made)
+            if made.values["status"] in ENDS_TOUCH:
                 ended.append((row, at))
         with self.store.write() as conn:
             applied = apply(conn, changes, worker=self.worker_id, fence=token, at=at)
             if ended:
                 self._schedule_next(conn, ended)
         if report is not None:
-            for change in applied:
-                report.add(change.event)
+            for made in applied:
+                report.add(made.event)
         return len(applied), len(changes) == len(rows)
+
+    @staticmethod
+    def _finding(row: dict, answers: dict[int, Answer]) -> Outcome | None:
+        """What recovery learnt of a message in flight, or None when its provider has not answered yet."""
+        dead = row["lease_owner"]
+        if row["status"] == MessageStatus.CLAIMED:
+            return Outcome("released", f"lease of {dead} expired before sending; the provider never saw it")
+        if row["id"] not in answers:
+            return None
+        found, provider, pmid = answers[row["id"]]
+        if found:
+            return Outcome("sent", f"{dead} died after the provider accepted it; found at {provider} by our id",
+                           provider, SendResult(pmid))
+        if found is False:
+            return Outcome("lost", f"{dead} died while sending; no provider has our id, so it is sent again")
+        return Outcome("unknown", f"{dead} died while sending and the provider cannot be asked by our id; not resent")
 
     def _schedule_next(self, conn, ended: list[tuple[dict, object]]) -> None:
         hash_of = store.sequence_hashes(conn, {row["enrollment_id"] for row, _ in ended})

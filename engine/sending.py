@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Generator
 
 from tenacity import (DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
@@ -34,25 +34,12 @@ from providers.errors import (
 from providers.ratelimit import Limiter, RateLimiter, parse_rate
 
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, sender_line
+from .transitions import Outcome
 
 __all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
 logger = logging.getLogger("followup.sending")
 MAX_INLINE_WAIT = 10.0
-
-
-@dataclass
-class Outcome:
-    """What became of one send. ``kind``: sent, failed, retry, deferred, released or unknown."""
-
-    kind: str
-    reason: str | None = None
-    provider: str | None = None
-    result: SendResult | None = None
-    suppress: bool = False  # the recipient can never get this channel
-    promotional_only: bool = False  # ...for promotional touches only (the operators' advertising blacklist)
-    retry_after: float | None = None
-    blocked: dict[str, str] = field(default_factory=dict)  # provider name → why it is paused
 
 
 @dataclass(frozen=True)

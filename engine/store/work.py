@@ -12,6 +12,7 @@ from ..durations import format_duration
 from ..models import (COUNTS_AS_SENT, IN_FLIGHT, EnrollmentStatus, Enrollment, Message, MessageStatus,
                       SequenceVersion, WorkerStatus, status_is)
 from . import driver
+from ..transitions import Event, scheduled_values
 from .log import apply_to_touch
 
 __all__ = ["DUE_SQL", "claim_sql", "claim_due", "enrollments_with_contacts", "offers", "recent_sends", "definition",
@@ -163,8 +164,8 @@ def schedule_next(conn: sa.Connection, ended: list[tuple[dict, datetime]], hash_
         plan = plans[seq_hash]
         after = plan.touches[index].after
         due = ended_at + after
-        apply_to_touch(conn, enrollment_ids, index, event=MessageStatus.SCHEDULED.value, worker=worker,
-                       values={"status": MessageStatus.SCHEDULED.value, "due_at": due, "next_attempt_at": due},
+        apply_to_touch(conn, enrollment_ids, index, event=Event.SCHEDULED.value, worker=worker,
+                       values=scheduled_values(due),
                        reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, {format_duration(after)} "
                               f"after {plan.touches[index - 1].name}")
     if finished:
