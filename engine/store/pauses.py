@@ -14,7 +14,7 @@ from ..clock import now, to_utc
 from ..models import ProviderState
 from .log import append_log
 
-__all__ = ["Pause", "active_pauses", "pause_providers", "resume_provider", "PAUSED", "ACTIVE"]
+__all__ = ["Pause", "active_pauses", "pause_providers", "pause_text", "resume_provider", "PAUSED", "ACTIVE"]
 
 provider_states = ProviderState.__table__
 PAUSED = "paused"
@@ -60,3 +60,8 @@ def resume_provider(conn: sa.Connection, name: str, *, reason: str = "resumed by
     """Lift the pause on provider ``name`` now."""
     conn.execute(sa.update(provider_states).where(provider_states.c.name == name)
                  .values(state=ACTIVE, paused_until=None, reason=reason, updated_at=now()))
+
+
+def pause_text(pause: Pause) -> str:
+    """``paused until 2026-11-28 09:00 UTC``, or ``paused until resumed`` for a pause without an end."""
+    return f"paused until {pause.until:%Y-%m-%d %H:%M} UTC" if pause.until else "paused until resumed"
