@@ -425,15 +425,16 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
     from rich.table import Table
 
-    from .reports import funnel, provider_states
+    from .reports import funnel
+    from .store.pauses import active_pauses, pause_text
 
     config = state.config
     names = [config.sequence(sequence).name] if sequence else sorted(config.sequences)
     with state.engine().connect() as conn:
         data = [funnel(conn, n, [t.name for t in config.sequences[n].touches]) for n in names]
-        paused = {k: v for k, v in provider_states(conn).items() if v["state"] == "paused"}
+        paused = active_pauses(conn)
     if as_json:
-        print(json.dumps({"sequences": data, "paused_providers": {k: v["reason"] for k, v in paused.items()}},
+        print(json.dumps({"sequences": data, "paused_providers": {k: v.reason for k, v in paused.items()}},
                          ensure_ascii=False, indent=2))
         return
     for item in data:
@@ -444,8 +445,8 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
             table.add_row(touch, *(str(c.get(k, 0)) for k in ("sent", "delivered", "undelivered", "failed", "skipped",
                                                               "cancelled", "unknown", "waiting")))
         out.print(table)
-    for name, row in paused.items():
-        out.print(f"[yellow]provider {name} is paused: {row['reason']}[/yellow]", markup=False)
+    for name, pause in paused.items():
+        out.print(f"[yellow]provider {name} is {pause_text(pause)}: {pause.reason}[/yellow]", markup=False)
 
 
 @cli.group()

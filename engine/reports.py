@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .models import ContactEvent, DeliveryLog, Enrollment, Message, ProviderState, status_is
+from .models import ContactEvent, DeliveryLog, Enrollment, Message, status_is
 
 __all__ = ["log_query", "funnel", "queue_state"]
 
@@ -99,10 +99,6 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
     return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
             "conversion_rate": round(converted / enrolled, 4) if enrolled else 0.0,
             "revenue": float(value or 0), "touches": per_touch}
-
-
-def provider_states(conn: sa.Connection) -> dict[str, dict[str, Any]]:
-    return {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}
 
 
 def queue_state(conn: sa.Connection, at: datetime | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from .samples import RECENT_CONTACTS, database_attrs, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
 from .templates import MissingAttr, RenderError, SequenceView, TouchView, literal_urgency
-from .worker import build_providers
+from .provider_setup import build_providers
 
 __all__ = ["validate", "render_touch_sample"]
 
