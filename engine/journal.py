@@ -44,26 +44,35 @@ def log_line(row: dict[str, Any]) -> str:
     return log_lines([tuple(row.get(k) for k in LOG_FIELDS)])
 
 
+#: a line as ``json.dumps`` writes it, with ``%s`` holes: the values a batch's rows share are filled in once
+#: per distinct set of them, leaving ``%%s`` for the ids, the attempt and the provider's id, which differ
+#: row by row; the worker's name is the line's source, not part of it
+_FORM = "{" + ", ".join(f'"{k}": ' + ("%%s" if k in ("message_id", "contact_id", "attempt", "provider_message_id")
+                                     else "%s") for k in LOG_FIELDS[:-1]) + "}"
+
+
 def log_lines(rows: list[tuple]) -> str:
-    """The JSON lines of log rows (in ``LOG_FIELDS`` order), one per row; the worker's name is the line's
-    source, not part of it. A batch's rows share a few times and reasons: each is written (masked) once."""
-    times: dict[Any, Any] = {}
-    reasons: dict[str, str] = {}
+    """The JSON lines of log rows (in ``LOG_FIELDS`` order), one per row.
 
-    def time_text(at: Any) -> Any:
-        if at not in times:
-            times[at] = at.isoformat().replace("+00:00", "Z") if isinstance(at, datetime) else at
-        return times[at]
+    A batch's rows share most of their values (the time, the sequence, the event, often the reason): each
+    set of those is encoded once (a reason masked once) into a line with blanks for the values that differ
+    row by row, which are written as the numbers (or string) they are. Per line this is about a tenth of
+    a ``json.dumps`` of the row, which is over 3% of a whole tick's bookkeeping.
+    """
+    forms: dict[tuple, str] = {}
 
-    def masked(reason: str) -> str:
-        if reason not in reasons:
-            reasons[reason] = mask_address(reason)
-        return reasons[reason]
+    def form(key: tuple) -> str:
+        at, sequence, touch, channel, provider, event, reason = key
+        texts = [f'"{at.isoformat().replace("+00:00", "Z")}"' if isinstance(at, datetime) else _JSON.encode(at),
+                 *(_JSON.encode(v) for v in (sequence, touch, channel, provider, event)),
+                 _JSON.encode(None if reason is None else mask_address(reason))]
+        out = forms[key] = _FORM % tuple(t.replace("%", "%%") for t in texts)
+        return out
 
-    return "\n".join(_JSON.encode({"at": time_text(at), "message_id": message_id, "contact_id": contact_id,
-                                   "sequence": sequence, "touch": touch, "channel": channel, "provider": provider,
-                                   "event": event, "reason": None if reason is None else masked(reason),
-                                   "attempt": attempt, "provider_message_id": pmid})
-                     for at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt, pmid, _
-                     in rows)
-
+    lines = []
+    for at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt, pmid, _ in rows:
+        key = (at, sequence, touch, channel, provider, event, reason)
+        lines.append((forms.get(key) or form(key)) % (
+            "null" if message_id is None else message_id, "null" if contact_id is None else contact_id,
+            "null" if attempt is None else attempt, "null" if pmid is None else _JSON.encode(pmid)))
+    return "\n".join(lines)

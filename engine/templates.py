@@ -89,7 +89,7 @@ class OfferView:
     stock_left: int | None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SequenceView:
     """The sequence a message belongs to (``sequence.name``; ``sequence["name"]`` reads the same)."""
 
@@ -97,7 +97,7 @@ class SequenceView:
     description: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class TouchView:
     """The touch being rendered (``touch.name``, ``touch.channel``, ``touch.index``)."""
 
@@ -107,8 +107,9 @@ class TouchView:
 
 
 #: the template's own views: every public field is data, nothing reaches Python internals through them.
-#: They are not frozen dataclasses, which cost three times as much to build (once per message): a template
-#: cannot assign an attribute anyway (Jinja allows that only on its own namespace objects)
+#: The sequence and touch views are shared by every message of a touch, so they are frozen; the contact and
+#: offer views are built for one message (a template cannot assign an attribute: Jinja allows that only on
+#: its own namespace objects)
 _VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView})
 
 

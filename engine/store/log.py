@@ -73,7 +73,7 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
     held: set[int] = set()
     for keys, group in groups.items():
         first = group[0].values
-        common = {k: v for k, v in first.items() if all(c.values[k] == v for c in group)}
+        common = {k: v for k, v in first.items() if [c.values[k] for c in group].count(v) == len(group)}
         varying = [k for k in keys if k not in common]
         for start in range(0, len(group), ROWS_PER_UPDATE):
             rows = [(c.message["id"], *(c.values[k] for k in varying)) for c in group[start:start + ROWS_PER_UPDATE]]
