@@ -297,12 +297,13 @@ class Dispatcher:
         at = now()
         worker = self.settings.worker
         changes, suppress, blocked = [], [], {}
+        sending = MessageStatus.SENDING.value
+        facts = Facts(at, max_attempts=worker.max_attempts, backoff_seconds=worker.retry_backoff_seconds)
         for (row, msg), outcome in zip(sent, outcomes):
-            row = {**row, "status": MessageStatus.SENDING.value, "attempt": row["attempt"] + 1}
+            row = {**row, "status": sending, "attempt": row["attempt"] + 1}
             blocked.update(outcome.blocked)
-            made = change(row, outcome, Facts(at, max_attempts=worker.max_attempts,
-                                              backoff_seconds=worker.retry_backoff_seconds,
-                                              segments=msg.metadata.get("segments")))
+            facts.segments = msg.metadata.get("segments")  # the rest of the facts are the batch's
+            made = change(row, outcome, facts)
             changes.append(made)
             if outcome.suppress and made.event == MessageStatus.FAILED:
                 suppress.append((row["contact_id"], row["channel"], outcome.reason, outcome.promotional_only))

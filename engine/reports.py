@@ -7,7 +7,8 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .models import ContactEvent, DeliveryLog, Enrollment, Message, status_is
+from .models import (ACCEPTED, FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, ContactEvent, DeliveryLog, Enrollment, Message,
+                     MessageStatus, status_is)
 
 __all__ = ["log_query", "funnel", "queue_state"]
 
@@ -16,7 +17,7 @@ messages = Message.__table__
 enrollments = Enrollment.__table__
 events_t = ContactEvent.__table__
 
-SENT_LIKE = ("sent", "delivered", "undelivered")
+SENT_LIKE = ACCEPTED
 
 
 def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: int | None = None,
@@ -92,9 +93,9 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
         bucket = per_touch.setdefault(touch, {})
         if status in SENT_LIKE:
             bucket["sent"] = bucket.get("sent", 0) + count
-        if status in ("delivered", "undelivered", "failed", "skipped", "cancelled", "unknown"):
+        if status in FINAL_STATUSES and status != MessageStatus.SENT:
             bucket[status] = bucket.get(status, 0) + count
-        if status in ("pending", "scheduled", "claimed", "sending"):
+        if status in OPEN_STATUSES + IN_FLIGHT:
             bucket["waiting"] = bucket.get("waiting", 0) + count
     return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
             "conversion_rate": round(converted / enrolled, 4) if enrolled else 0.0,
@@ -104,7 +105,7 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
 def queue_state(conn: sa.Connection, at: datetime | None = None) -> dict[str, Any]:
     """Due now, deferred (moved past their due time) and the lag of the oldest due message."""
     at = at or now()
-    scheduled = status_is(messages.c.status, "scheduled")  # a literal, so the partial due-index serves it
+    scheduled = status_is(messages.c.status, MessageStatus.SCHEDULED.value)  # a literal: the partial due-index serves it
     due, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(messages.c.next_attempt_at))
                                .where(scheduled, messages.c.next_attempt_at <= at)).one()
     deferred = conn.execute(sa.select(sa.func.count()).where(

@@ -54,6 +54,10 @@ class Event(str, enum.Enum):
     RECEIPT_TIMEOUT = "receipt_timeout"  # no final state will come: polling stops, the status stays
 
 
+# the stored strings, read once (an enum member's ``.value`` is a descriptor call)
+_SCHEDULED, _SENDING, _SENT, _FAILED, _UNKNOWN = (s.value for s in (S.SCHEDULED, S.SENDING, S.SENT, S.FAILED,
+                                                                     S.UNKNOWN))
+
 #: which status may follow which; a status not listed as a key is final
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.PENDING: frozenset({S.SCHEDULED, S.CANCELLED}),
@@ -100,14 +104,14 @@ class Outcome:
     until: datetime | None = None  # a deferral's end
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Facts:
     """What a change needs besides the message and the outcome."""
 
     at: datetime
     max_attempts: int = 1
     backoff_seconds: float = 0.0
-    lease: Mapping[str, Any] = field(default_factory=dict)  # the lease columns of a send
+    lease: Mapping[str, Any] | None = None  # the lease columns of a send
     segments: int | None = None  # of the SMS sent
 
 
@@ -126,13 +130,13 @@ def change(message: dict[str, Any], outcome: Outcome, facts: Facts) -> Change:
 
 def scheduled_values(due: datetime) -> dict[str, Any]:
     """The columns of a pending touch that becomes due at ``due``."""
-    return {"status": S.SCHEDULED.value, "due_at": due, "next_attempt_at": due}
+    return {"status": _SCHEDULED, "due_at": due, "next_attempt_at": due}
 
 
 # -- the rules, one per kind of outcome -------------------------------------------------------
 def _sending(m: dict, o: Outcome, f: Facts) -> Change:
-    return Change(m, Event.SENDING.value, {"status": S.SENDING.value, "attempt": m["attempt"] + 1, "sent_at": f.at,
-                                           "provider": o.provider, **f.lease}, provider=o.provider)
+    return Change(m, _SENDING, {"status": _SENDING, "attempt": m["attempt"] + 1, "sent_at": f.at,
+                                           "provider": o.provider, **(f.lease or {})}, provider=o.provider)
 
 
 def _ended(m: dict, o: Outcome, f: Facts) -> Change:
@@ -145,23 +149,23 @@ def _ended(m: dict, o: Outcome, f: Facts) -> Change:
 
 def _sent(m: dict, o: Outcome, f: Facts) -> Change:
     result = o.result
-    return Change(m, Event.SENT.value, {
-        "status": S.SENT.value, "provider": o.provider, "reason": o.reason,
+    return Change(m, _SENT, {
+        "status": _SENT, "provider": o.provider, "reason": o.reason,
         "provider_message_id": result.provider_message_id if result else None,
         "cost": result.cost if result else None, "segments": f.segments, "poll_at": f.at + POLL_AFTER_SEND,
         **LEASE_RELEASED}, reason=o.reason, provider=o.provider)
 
 
 def _unknown(m: dict, o: Outcome, f: Facts) -> Change:
-    values = {"status": S.UNKNOWN.value, "reason": o.reason, **LEASE_RELEASED}
+    values = {"status": _UNKNOWN, "reason": o.reason, **LEASE_RELEASED}
     if o.provider:
         values["provider"] = o.provider
-    return Change(m, Event.UNKNOWN.value, values, reason=o.reason, provider=o.provider)
+    return Change(m, _UNKNOWN, values, reason=o.reason, provider=o.provider)
 
 
 def _released(m: dict, o: Outcome, f: Facts) -> Change:
     """Not sent: scheduled again now; a send's attempt is given back."""
-    values = {"status": S.SCHEDULED.value, "next_attempt_at": f.at, "sent_at": None, "reason": o.reason,
+    values = {"status": _SCHEDULED, "next_attempt_at": f.at, "sent_at": None, "reason": o.reason,
               **LEASE_RELEASED}
     if m["status"] == S.SENDING:
         values["attempt"] = m["attempt"] - 1
@@ -170,7 +174,7 @@ def _released(m: dict, o: Outcome, f: Facts) -> Change:
 
 def _lost(m: dict, o: Outcome, f: Facts) -> Change:
     """Recovery found no provider with our id: scheduled again now, the attempt counted."""
-    return Change(m, Event.RELEASED.value, {"status": S.SCHEDULED.value, "next_attempt_at": f.at, "sent_at": None,
+    return Change(m, Event.RELEASED.value, {"status": _SCHEDULED, "next_attempt_at": f.at, "sent_at": None,
                                             "reason": o.reason, **LEASE_RELEASED}, reason=o.reason)
 
 
@@ -178,7 +182,7 @@ def _retry(m: dict, o: Outcome, f: Facts) -> Change:
     attempt = m["attempt"]
     if attempt >= f.max_attempts:
         reason = f"retries exhausted after {attempt} attempts: {o.reason}"
-        return Change(m, Event.FAILED.value, {"status": S.FAILED.value, "reason": reason, "provider": o.provider,
+        return Change(m, _FAILED, {"status": _FAILED, "reason": reason, "provider": o.provider,
                                               "next_attempt_at": None, **LEASE_RELEASED}, reason=reason)
     delay = o.retry_after or f.backoff_seconds * 2 ** max(0, attempt - 1)
     return _again(m, o, f, Event.RETRY, f.at + timedelta(seconds=delay), attempt)
@@ -187,13 +191,13 @@ def _retry(m: dict, o: Outcome, f: Facts) -> Change:
 def _deferred(m: dict, o: Outcome, f: Facts) -> Change:
     if m["status"] == S.SENDING:  # every provider paused or blocked: the attempt is given back
         return _again(m, o, f, Event.DEFERRED, f.at + timedelta(seconds=f.backoff_seconds), m["attempt"] - 1)
-    return Change(m, Event.DEFERRED.value, {"status": S.SCHEDULED.value, "next_attempt_at": o.until,
+    return Change(m, Event.DEFERRED.value, {"status": _SCHEDULED, "next_attempt_at": o.until,
                                             "reason": o.reason, **LEASE_RELEASED}, reason=o.reason)
 
 
 def _again(m: dict, o: Outcome, f: Facts, event: Event, until: datetime, attempt: int) -> Change:
     reason = f"{o.reason}; next attempt at {until.isoformat()}"
-    return Change(m, event.value, {"status": S.SCHEDULED.value, "next_attempt_at": until, "attempt": attempt,
+    return Change(m, event.value, {"status": _SCHEDULED, "next_attempt_at": until, "attempt": attempt,
                                    "reason": reason, "sent_at": None, **LEASE_RELEASED},
                   reason=reason, provider=o.provider)
 
