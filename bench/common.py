@@ -273,7 +273,7 @@ def make_dispatcher(config, engine):
     from engine import heap
     from engine.cli import configure_logging
     from engine.dispatch import Dispatcher
-    from engine.worker import build_providers
+    from engine.provider_setup import build_providers
 
     global _DEVNULL
     if _DEVNULL is None:

@@ -15,13 +15,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-
 from engine.clock import now
 from engine.db import make_engine
-from engine.dispatch import DUE_SQL
-from engine.journal import execute
 from engine.models import Message, status_is
-from engine.recovery import in_flight_query
+from engine.store import claim_sql, in_flight_query
+from engine.store.driver import execute
 
 DUE = 500
 messages = Message.__table__
@@ -53,11 +51,6 @@ def fill(engine: sa.Engine, future: int) -> None:
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
         conn.commit()
-
-
-def claim_sql(engine: sa.Engine) -> str:
-    """The engine's own claim query (engine.dispatch.DUE_SQL), locking as the dispatcher does."""
-    return DUE_SQL + ("" if engine.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED")
 
 
 def claim_once(engine: sa.Engine) -> float:

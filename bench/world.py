@@ -17,10 +17,11 @@ from engine.contacts import ImportReport, parse_row, upsert_contacts
 from engine.db import make_engine, upgrade
 from engine.installation import client_reference
 from engine.dispatch import Dispatcher
+from engine.timer import Immediate
 from engine.enrollment import enroll
 from engine.events import record_event
 from engine.models import DeliveryLog, Enrollment, Message
-from engine.worker import build_providers
+from engine.provider_setup import build_providers
 
 UTC = timezone.utc
 
@@ -65,7 +66,8 @@ class World:
         self.engine = make_engine(self.config.settings.database_url)
         self.providers = build_providers(self.config)
         self.sleeps: list[float] = []
-        self.dispatcher = Dispatcher(self.config, self.providers, engine=self.engine, sleep=self.sleeps.append)
+        self.dispatcher = Dispatcher(self.config, self.providers, engine=self.engine, sleep=self.sleeps.append,
+                                     timer=Immediate(self.sleeps.append))
 
     # -- acting ------------------------------------------------------------------------
     def add_contacts(self, *rows: dict) -> list[int]:

@@ -35,17 +35,17 @@ from .clock import now, to_utc
 from .config import Config
 from .durations import format_duration
 from .installation import alert_reference
-from .models import AlertState, ProviderState, WorkerStatus
+from .models import AlertState, WorkerStatus
 from .poller import cluster_lease
 from .reports import queue_state
 from .sending import Outcome, Sender
+from .store.pauses import Pause, active_pauses, pause_text
 from .text import grouped, mask_address
 
 __all__ = ["Alerts", "Delivery", "Reading", "send_alert", "states"]
 
 logger = logging.getLogger("followup.alerts")
 alerts_t = AlertState.__table__
-provider_states = ProviderState.__table__
 worker_status = WorkerStatus.__table__
 EVERY = timedelta(minutes=1)
 #: at most one alert per key within this time (a recovery note is not held back)
@@ -123,11 +123,11 @@ class Alerts:
         at = now()
         with self.engine.connect() as conn:
             stored = states(conn)
-            paused_rows = {r["name"]: dict(r) for r in conn.execute(sa.select(provider_states)).mappings()}
+            pauses = active_pauses(conn, at)
             readings: dict[str, Reading] = {}
             for condition in self.settings.on:
-                readings.update(self._read(conn, condition, at, paused_rows, stored))
-        paused = frozenset(n for n, r in paused_rows.items() if _paused_until(r, at))
+                readings.update(self._read(conn, condition, at, pauses, stored))
+        paused = frozenset(pauses)
         sent = []
         for key, reading in readings.items():
             row = stored.get(key)
@@ -160,11 +160,11 @@ class Alerts:
                 conn.execute(sa.update(alerts_t).where(alerts_t.c.key == key).values(**values))
 
     # -- the conditions -----------------------------------------------------------------------------
-    def _read(self, conn: sa.Connection, condition: Condition, at: datetime, paused_rows: dict[str, dict],
+    def _read(self, conn: sa.Connection, condition: Condition, at: datetime, pauses: dict[str, Pause],
               stored: dict[str, dict]) -> dict[str, Reading]:
         kind, limit = condition.kind, condition.threshold
         if kind == "provider_paused":
-            return self._paused(paused_rows, at)
+            return self._paused(pauses)
         if kind == "credit_below":
             assert isinstance(limit, float)
             return self._credit(limit, at)
@@ -173,14 +173,13 @@ class Alerts:
             return self._lag(conn, limit, at)
         return self._workers(conn, kind, limit, at, stored)
 
-    def _paused(self, paused_rows: dict[str, dict], at: datetime) -> dict[str, Reading]:
+    def _paused(self, pauses: dict[str, Pause]) -> dict[str, Reading]:
         out = {}
         for name in self._names():
-            row = paused_rows.get(name)
-            until = _paused_until(row, at) if row else None
+            pause = pauses.get(name)
             out[f"provider_paused:{name}"] = (
-                Reading(True, f"provider {name} is paused until {until:%Y-%m-%d %H:%M} UTC: {row['reason']}")
-                if until and row else Reading(False, f"provider {name} is active again"))
+                Reading(True, f"provider {name} is {pause_text(pause)}: {pause.reason}")
+                if pause else Reading(False, f"provider {name} is active again"))
         return out
 
     def _lag(self, conn: sa.Connection, limit: timedelta, at: datetime) -> dict[str, Reading]:
@@ -233,12 +232,3 @@ class Alerts:
                 out[f"{kind}:{worker}"] = Reading(False, f"worker {worker} ticks again")
         return out
 
-
-def _paused_until(row: dict, at: datetime) -> datetime | None:
-    """When a provider's pause ends, if it is paused now (a pause without an end shows as now)."""
-    if row.get("state") != "paused":
-        return None
-    until = to_utc(row.get("paused_until"))
-    if until is None:
-        return at
-    return until if until > at else None

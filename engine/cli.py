@@ -442,17 +442,18 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
     from rich.table import Table
 
-    from .reports import funnel, provider_states, unattributed
+    from .reports import funnel, unattributed
+    from .store.pauses import active_pauses, pause_text
 
     config = state.config
     names = [config.sequence(sequence).name] if sequence else sorted(config.sequences)
     with state.engine().connect() as conn:
         data = [funnel(conn, n, [t.name for t in config.sequences[n].touches]) for n in names]
-        paused = {k: v for k, v in provider_states(conn).items() if v["state"] == "paused"}
+        paused = active_pauses(conn)
         loose = unattributed(conn)
     if as_json:
         print(json.dumps({"sequences": data, "not_attributed": loose,
-                          "paused_providers": {k: v["reason"] for k, v in paused.items()}},
+                          "paused_providers": {k: v.reason for k, v in paused.items()}},
                          ensure_ascii=False, indent=2))
         return
     for item in data:
@@ -473,8 +474,8 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     if loose["conversions"]:
         out.print(f"converted, not attributed: {loose['conversions']}, revenue {grouped(loose['revenue'])}",
                   markup=False)
-    for name, row in paused.items():
-        out.print(f"[yellow]provider {name} is paused: {row['reason']}[/yellow]", markup=False)
+    for name, pause in paused.items():
+        out.print(f"[yellow]provider {name} is {pause_text(pause)}: {pause.reason}[/yellow]", markup=False)
 
 
 @cli.group()

@@ -51,7 +51,7 @@ def alerts_test(state) -> None:
     from .alerts import send_alert
     from .console import out
     from .sending import Sender
-    from .worker import build_providers
+    from .provider_setup import build_providers
 
     settings = _configured(state)
     providers = build_providers(state.config)

@@ -4,15 +4,13 @@ from __future__ import annotations
 import sys
 
 import click
-import sqlalchemy as sa
 
 from providers.base import Provider, mask_secret
 from providers.errors import ProviderError
 from providers.ratelimit import parse_rate
 
-from .clock import to_utc, now
 from .errors import InputError
-from .models import ProviderState
+from .store.pauses import active_pauses, pause_text, resume_provider
 from .text import grouped
 
 
@@ -29,14 +27,12 @@ def providers(ctx: click.Context) -> None:
     state = ctx.obj
     config = state.config
     with state.engine().connect() as conn:
-        rows = {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}
+        pauses = active_pauses(conn)
     table = Table("name", "type", "channel", "role", "rate", "state")
     for channel, entries in config.settings.providers.items():
         for i, entry in enumerate(entries):
-            row = rows.get(entry["name"])
-            until = to_utc(row["paused_until"]) if row else None
-            paused = row and row["state"] == "paused" and (until is None or until > now())
-            shown = f"paused until {until:%Y-%m-%d %H:%M} UTC: {row['reason']}" if paused else "active"
+            pause = pauses.get(entry["name"])
+            shown = f"{pause_text(pause)}: {pause.reason}" if pause else "active"
             rate = parse_rate(entry.get("rate"))
             table.add_row(entry["name"], entry.get("type", ""), channel, "primary" if i == 0 else f"failover {i}",
                           f"{rate:g}/s" if rate else "unlimited", shown)
@@ -79,7 +75,7 @@ def providers_check(state) -> None:
 
     from .console import out
     from .service.options import service_options
-    from .worker import build_providers
+    from .provider_setup import build_providers
 
     public_url = service_options(state.config).public_url
     bad = 0
@@ -112,8 +108,6 @@ def providers_resume(state, name: str) -> None:
     names = {e["name"] for entries in state.config.settings.providers.values() for e in entries}
     if name not in names:
         raise InputError(f"no provider named {name!r}; configured: {', '.join(sorted(names))}")
-    table = ProviderState.__table__
     with state.engine().begin() as conn:
-        conn.execute(sa.update(table).where(table.c.name == name).values(state="active", paused_until=None,
-                                                                          reason="resumed by hand", updated_at=now()))
+        resume_provider(conn, name)
     out.print(f"{name}: active")

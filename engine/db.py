@@ -164,7 +164,7 @@ def current_revision(engine: sa.Engine) -> str | None:
     with reading(engine) as conn:  # no write lock: a worker may hold it, checking a batch
         if not sa.inspect(conn).has_table(VERSION_TABLE):
             return None
-        heads = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+        heads = conn.execute(sa.select(sa.column("version_num")).select_from(sa.table(VERSION_TABLE))).scalars().all()
     if len(heads) > 1:
         raise SchemaError(f"the table {VERSION_TABLE} names several revisions ({', '.join(sorted(heads))}); "
                           "this followup has one line of migrations")

@@ -20,7 +20,7 @@ from .catalog import sync_catalog
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .journal import append_log
+from .store import append_log
 from .kinds import blocks
 from .models import ACTIVE_UNKEYED, KEYED, Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 

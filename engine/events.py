@@ -18,8 +18,10 @@ from .attribution import credit
 from .config import Config
 from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
-from .journal import Change, apply
-from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
+from .models import (Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, MessageStatus, Offer,
+                     OPEN_STATUSES)
+from .store import apply
+from .transitions import Facts, Outcome, change
 from .triggers import Started, exit_status, exiting, start_runs, unheard
 
 __all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
@@ -59,8 +61,8 @@ def end_enrollments(conn: sa.Connection, enrollment_rows: list[dict], status: st
                  .values(status=status, ended_reason=reason, ended_at=stamp))
     open_rows = conn.execute(sa.select(messages).where(messages.c.enrollment_id.in_(ids),
                                                        messages.c.status.in_(OPEN_STATUSES))).mappings().all()
-    apply(conn, [Change(dict(m), "cancelled", {"status": "cancelled", "reason": reason, "next_attempt_at": None},
-                        reason=reason) for m in open_rows], at=stamp)
+    cancel = Outcome(MessageStatus.CANCELLED.value, reason)
+    apply(conn, [change(dict(m), cancel, Facts(stamp)) for m in open_rows], at=stamp)
     return len(open_rows)
 
 

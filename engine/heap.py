@@ -3,7 +3,7 @@
 A tick allocates a few dozen containers per message (rows, changes, log rows, template contexts); every
 few tens of thousands of them CPython's collector walks *every* tracked object in the process — the
 SQLAlchemy, Jinja and pydantic machinery loaded at start, a few hundred thousand objects that never
-become garbage. Measured on the bookkeeping bench, those walks were 10–25% of a tick. Frozen after
+become garbage. On the bookkeeping bench those walks cost 10–25% of a tick. Frozen after
 start, they are left out of every collection; the young generation is collected less often, since a
 tick's garbage is freed by reference counting anyway (the collector only finds cycles).
 """

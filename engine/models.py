@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "MessageStatus", "EnrollmentStatus", "Contact", "SequenceVersion", "Offer", "Enrollment",
     "Message", "DeliveryLog", "ContactEvent", "ProviderState", "WorkerStatus", "metadata",
-    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT", "status_is",
+    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT", "ACCEPTED", "RECEIPT_FROM", "status_is",
 ]
 
 
@@ -29,11 +29,11 @@ def _ts(**kw: Any) -> Any:
 
 
 class MessageStatus(str, enum.Enum):
-    """Where a message stands. See :mod:`engine.dispatch` for the protocol between them."""
+    """Where a message stands. :mod:`engine.transitions` declares the moves between them."""
 
     PENDING = "pending"          # waits for the previous touch; no due time yet
     SCHEDULED = "scheduled"      # due at next_attempt_at
-    CLAIMED = "claimed"          # leased before its checks (earlier versions; recovery takes these over)
+    CLAIMED = "claimed"          # leased before its checks; recovery schedules it again
     SENDING = "sending"          # the provider is being called; fate unknown until recorded
     SENT = "sent"
     DELIVERED = "delivered"
@@ -44,13 +44,22 @@ class MessageStatus(str, enum.Enum):
     UNKNOWN = "unknown"          # the provider may or may not have it; never resent blindly
 
 
-OPEN_STATUSES = (MessageStatus.PENDING.value, MessageStatus.SCHEDULED.value)
-IN_FLIGHT = (MessageStatus.CLAIMED.value, MessageStatus.SENDING.value)
+_S = MessageStatus
+#: the status groups, as the stored strings
+#: not sent yet: waiting for the previous touch, or due
+OPEN_STATUSES = (_S.PENDING.value, _S.SCHEDULED.value)
+#: leased to a worker that is checking or sending it
+IN_FLIGHT = (_S.CLAIMED.value, _S.SENDING.value)
+#: nothing more is tried for it (a receipt may still move sent or unknown on)
+FINAL_STATUSES = tuple(s.value for s in MessageStatus if s.value not in OPEN_STATUSES + IN_FLIGHT)
+#: count toward the frequency cap: the message left, or may have
+COUNTS_AS_SENT = (_S.SENDING.value, _S.SENT.value, _S.DELIVERED.value, _S.UNDELIVERED.value, _S.UNKNOWN.value)
+#: the funnel's "sent": accepted by a provider
+ACCEPTED = (_S.SENT.value, _S.DELIVERED.value, _S.UNDELIVERED.value)
+#: a receipt may move these on (one can arrive before the send is recorded)
+RECEIPT_FROM = (_S.SENT.value, _S.UNKNOWN.value, _S.SENDING.value)
 #: the lease columns of a message no worker holds any more
 LEASE_RELEASED = MappingProxyType({"lease_owner": None, "lease_token": None, "lease_until": None})
-FINAL_STATUSES = tuple(s.value for s in MessageStatus if s.value not in OPEN_STATUSES + IN_FLIGHT)
-#: statuses that count toward the frequency cap (the message left, or may have)
-COUNTS_AS_SENT = ("sending", "sent", "delivered", "undelivered", "unknown")
 
 
 class EnrollmentStatus(str, enum.Enum):
@@ -196,7 +205,7 @@ class DeliveryLog(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     at: datetime = _ts(index=True)
-    message_id: Optional[int] = None  # not indexed: nothing reads the log by message (migration 0003)
+    message_id: Optional[int] = None  # not indexed: nothing reads the log by message
     contact_id: Optional[int] = None
     sequence: Optional[str] = Field(default=None, max_length=100)
     touch: Optional[str] = Field(default=None, max_length=100)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from .clock import now, to_utc
 from .events import end_enrollments
-from .journal import append_log
+from .store import append_log
 from .models import Contact, DeliveryLog, Enrollment, EnrollmentStatus, Message
 
 __all__ = ["ERASED", "ERASED_REASON", "contact_rows", "contact_detail", "forget", "has_tag", "is_erased", "tags_of"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -16,36 +15,23 @@ from providers.errors import ProviderError
 
 from .clock import now
 from .config import Config
-from .journal import Change, apply
-from .models import Message, WorkerStatus, status_is
+from . import store
+from .store import apply
+from .store.receipts import advance_polls, due_receipts, stop_polling
 from .receipts import apply_inbound, apply_reports, next_poll
+from .transitions import Event, Facts, Outcome, change
 from .watchdog import Phases
 
 __all__ = ["Poller", "cluster_lease"]
 
 logger = logging.getLogger("followup.poller")
-messages = Message.__table__
-worker_status = WorkerStatus.__table__
 BATCH = 500
 
 
 def cluster_lease(engine: sa.Engine, job: str, owner: str, seconds: int) -> bool:
     """Take or renew the cluster-wide lease on ``job``; True when ``owner`` holds it."""
-    at = now()
-    name = f"job:{job}"
     with engine.begin() as conn:
-        taken = conn.execute(sa.update(worker_status).where(
-            worker_status.c.name == name,
-            sa.or_(worker_status.c.owner == owner, worker_status.c.until.is_(None), worker_status.c.until < at))
-            .values(owner=owner, until=at + timedelta(seconds=seconds), last_tick_at=at)).rowcount
-        if taken:
-            return True
-        exists = conn.execute(sa.select(worker_status.c.name).where(worker_status.c.name == name)).first()
-        if exists:
-            return False
-        conn.execute(sa.insert(worker_status).values(name=name, owner=owner, until=at + timedelta(seconds=seconds),
-                                                     last_tick_at=at))
-        return True
+        return store.cluster_lease(conn, job, owner, now(), seconds)
 
 
 def _polls(provider: Provider) -> bool:
@@ -77,9 +63,7 @@ class Poller:
         at = now()
         self.phases.enter("poll", "due receipts")
         with self.engine.connect() as conn:
-            due = [dict(r) for r in conn.execute(
-                sa.select(messages).where(status_is(messages.c.status, "sent"), messages.c.poll_at <= at)
-                .order_by(messages.c.poll_at).limit(BATCH)).mappings()]
+            due = due_receipts(conn, at, BATCH)
         by_provider: dict[str, list[dict]] = {}
         for row in due:
             by_provider.setdefault(row["provider"], []).append(row)
@@ -90,7 +74,7 @@ class Poller:
             provider = self.by_name.get(name)
             if provider is None or not _polls(provider):
                 with self.engine.begin() as conn:  # nothing to ask: stop polling these
-                    conn.execute(sa.update(messages).where(messages.c.id.in_([r["id"] for r in rows])).values(poll_at=None))
+                    stop_polling(conn, [r["id"] for r in rows])
                 continue
             ids = [r["provider_message_id"] for r in rows if r["provider_message_id"]]
             try:
@@ -128,16 +112,8 @@ class Poller:
 
         A message whose polling already ended (its provider no longer reports on it) is left alone.
         """
-        still = conn.execute(sa.select(messages.c.id, messages.c.polls).where(
-            messages.c.id.in_([r["id"] for r in rows]), messages.c.status == "sent",
-            messages.c.poll_at.is_not(None))).all()
-        gave_up = []
-        for message_id, polls in still:
-            when = next_poll(polls + 1)
-            conn.execute(sa.update(messages).where(messages.c.id == message_id).values(poll_at=when, polls=polls + 1))
-            if when is None:
-                gave_up.append(message_id)
+        gave_up = advance_polls(conn, [r["id"] for r in rows], next_poll)
         if gave_up:
             rows_by_id = {r["id"]: r for r in rows}
-            apply(conn, [Change(rows_by_id[i], "receipt_timeout",
-                                reason="no final delivery state after 24h of polling; it stays sent") for i in gave_up])
+            outcome = Outcome(Event.RECEIPT_TIMEOUT.value, "no final delivery state after 24h of polling; it stays sent")
+            apply(conn, [change(rows_by_id[i], outcome, Facts(now())) for i in gave_up])

@@ -30,15 +30,9 @@ from providers.errors import TransientError
 from providers.ratelimit import LeasedRateLimiter, Limiter, RateLimiter, parse_rate
 
 from .db import is_sqlite
+from .store.slots import lease_slots
 
 __all__ = ["RateBucket", "rate_limiters"]
-
-_NOW = {"sqlite": ":now", "postgresql": "extract(epoch from statement_timestamp())::float8"}
-_MAX = {"sqlite": "max", "postgresql": "greatest"}
-_LEASE = ("UPDATE rate_buckets SET tat = {max}(tat, {now}) + :span WHERE provider = :provider "
-          "RETURNING tat - :span - {now}")
-_CREATE = "INSERT INTO rate_buckets (provider, tat) VALUES (:provider, 0) ON CONFLICT (provider) DO NOTHING"
-
 
 class RateBucket:
     """One provider's row in ``rate_buckets``; :meth:`lease` takes send slots from it for this worker.
@@ -51,8 +45,6 @@ class RateBucket:
         self.engine = engine
         self.provider = provider
         self._wall = wall
-        dialect = engine.dialect.name
-        self._sql = sa.text(_LEASE.format(max=_MAX[dialect], now=_NOW[dialect]))
         self._conn: sa.Connection | None = None
         self._lock = threading.Lock()
 
@@ -74,17 +66,10 @@ class RateBucket:
     def _run(self, params: dict) -> float:
         if is_sqlite(self.engine):  # SQLite's transactions are begun by make_engine's listener
             with self.engine.begin() as conn:
-                return self._update(conn, params)
+                return lease_slots(conn, self.provider, params["span"], params["now"])
         if self._conn is None:
             self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return self._update(self._conn, params)
-
-    def _update(self, conn: sa.Connection, params: dict) -> float:
-        wait = conn.execute(self._sql, params).scalar()
-        if wait is None:  # the provider's first lease on this database
-            conn.execute(sa.text(_CREATE), params)
-            wait = conn.execute(self._sql, params).scalar_one()
-        return float(wait)
+        return lease_slots(self._conn, self.provider, params["span"], params["now"])
 
     def close(self) -> None:
         """Give back this bucket's connection (a later lease opens another)."""

@@ -18,26 +18,23 @@ from .config import Config
 from .engagement import apply_engagements
 from .events import record_event
 from .installation import message_id_of, reference_prefix
-from .journal import Change, apply
+from .models import RECEIPT_FROM, MessageStatus
+from .store import apply
+from .store.receipts import contact_by_phone, sent_by, touch_definition
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, suppress as suppress_contact
-from .models import Contact, Enrollment, Message, SequenceVersion
 from .plan import plan_from_json
 from .requeue import requeue
 from .text import ascii_digits
+from .transitions import Event, Facts, Outcome, change
 
 __all__ = ["apply_reports", "apply_inbound", "apply_pushed", "configured_channel", "POLL_SCHEDULE", "classify_reply",
            "next_poll"]
 
-messages = Message.__table__
-contacts = Contact.__table__
-enrollments = Enrollment.__table__
 #: after a send, ask for its final state after these delays (then give up: it stays `sent`)
 POLL_SCHEDULE = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                  timedelta(hours=24))
 OPT_OUT = {"11", "لغو", "لغو11", "stop", "unsubscribe", "cancel", "end", "quit", "stopall"}
 OPT_IN = {"12", "start", "unstop", "yes"}
-#: statuses a receipt may move on from
-RECEIPT_FROM = ("sent", "unknown", "sending")
 
 
 def next_poll(polls: int):
@@ -68,17 +65,13 @@ def _find(conn: sa.Connection, provider: str, channel: str, reports: list[Delive
     ``("p", provider id)`` and ``("o", our client reference)`` → row."""
     pids = [r.provider_message_id for r in reports if r.provider_message_id]
     refs = [r.message_id for r in reports if r.message_id]
-    sent_by = sa.and_(messages.c.provider == provider, messages.c.channel == channel)
-    found = {}
-    if pids:
-        for row in conn.execute(sa.select(messages).where(messages.c.provider_message_id.in_(pids), sent_by)).mappings():
-            found[("p", row["provider_message_id"])] = dict(row)
+    ours = {}
     if refs:
         prefix = reference_prefix(conn)
         ours = {ref: i for ref in refs if (i := message_id_of(prefix, ref)) is not None}
-        rows = {r["id"]: dict(r) for r in
-                conn.execute(sa.select(messages).where(messages.c.id.in_(set(ours.values())), sent_by)).mappings()}
-        found.update({("o", ref): rows[i] for ref, i in ours.items() if i in rows})
+    by_pid, by_id = sent_by(conn, provider, channel, provider_ids=pids, ids=set(ours.values()))
+    found = {("p", pid): row for pid, row in by_pid.items()}
+    found.update({("o", ref): by_id[i] for ref, i in ours.items() if i in by_id})
     return found
 
 
@@ -95,6 +88,7 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
         return 0
     found = _find(conn, provider_name, channel, reports)
     changes, blacklisted, untracked, not_sent = [], [], [], []
+    facts = Facts(now())
     seen: set[int] = set()
     for report in reports:
         row = found.get(("p", report.provider_message_id)) or found.get(("o", str(report.message_id)))
@@ -104,21 +98,20 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
             continue
         seen.add(row["id"])
         if report.state is DeliveryState.UNTRACKED:  # nothing to learn any more: stop asking, keep the state
-            if row["status"] == "sent":
-                untracked.append(Change(row, "receipt_timeout", {"poll_at": None}, provider=provider_name,
-                                        reason=f"{report.reason or 'the provider no longer reports on it'}; "
-                                               "it stays sent"))
+            if row["status"] == MessageStatus.SENT:
+                why = report.reason or "the provider no longer reports on it"
+                untracked.append(change(row, Outcome(Event.RECEIPT_TIMEOUT.value, f"{why}; it stays sent", provider_name),
+                                        facts))
             continue
         if report.state is DeliveryState.NOT_SENT:  # accepted, never sent on: it goes out again
             not_sent.append((row, report))
             continue
-        event = report.state.value
-        reason = report.reason or ("delivered to the handset" if event == "delivered" else "not delivered")
+        made = change(row, Outcome(report.state.value, report.reason, provider_name), facts)
         if report.recipient_blocked:
-            reason = f"{BLACKLIST_REASON} ({provider_name}: {reason})"
+            reason = f"{BLACKLIST_REASON} ({provider_name}: {made.reason})"
             blacklisted.append((row, reason))
-        changes.append(Change(row, event, {"status": event, "reason": reason[:500], "poll_at": None},
-                              reason=reason, provider=provider_name))
+            made = change(row, Outcome(report.state.value, reason, provider_name), facts)
+        changes.append(made)
     apply(conn, changes + untracked)
     requeued = requeue(conn, config, provider_name, not_sent) if not_sent else []
     for row, reason in blacklisted:
@@ -130,10 +123,7 @@ def apply_reports(conn: sa.Connection, config: Config, provider_name: str, repor
 
 def _touch_kind(conn: sa.Connection, row: dict) -> str:
     """The kind of the touch a message was sent for, from the sequence version its enrollment follows."""
-    definition = conn.execute(
-        sa.select(SequenceVersion.__table__.c.definition)
-        .join(enrollments, enrollments.c.sequence_hash == SequenceVersion.__table__.c.hash)
-        .where(enrollments.c.id == row["enrollment_id"])).scalar()
+    definition = touch_definition(conn, row["enrollment_id"])
     if definition is None:
         return PROMOTIONAL
     touches = plan_from_json(definition).touches
@@ -153,7 +143,7 @@ def apply_inbound(conn: sa.Connection, config: Config, provider_name: str, inbou
             phone = normalize_phone(message.sender, config.settings.default_region)
         except ValueError:
             continue
-        contact = conn.execute(sa.select(contacts).where(contacts.c.phone == phone)).mappings().first()
+        contact = contact_by_phone(conn, phone)
         if contact is None:
             continue
         kind = classify_reply(message.text)

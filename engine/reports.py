@@ -7,8 +7,8 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .models import (ContactEvent, DeliveryLog, Engagement, EngagementKind, Enrollment, Message, ProviderState,
-                     status_is)
+from .models import (ACCEPTED, FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, ContactEvent, DeliveryLog, Engagement,
+                     EngagementKind, Enrollment, Message, MessageStatus, status_is)
 
 __all__ = ["log_query", "funnel", "queue_state", "unattributed"]
 
@@ -18,7 +18,7 @@ enrollments = Enrollment.__table__
 events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 
-SENT_LIKE = ("sent", "delivered", "undelivered")
+SENT_LIKE = ACCEPTED
 
 
 def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: int | None = None,
@@ -95,9 +95,9 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
         bucket = per_touch.setdefault(touch, {})
         if status in SENT_LIKE:
             bucket["sent"] = bucket.get("sent", 0) + count
-        if status in ("delivered", "undelivered", "failed", "skipped", "cancelled", "unknown"):
+        if status in FINAL_STATUSES and status != MessageStatus.SENT:
             bucket[status] = bucket.get(status, 0) + count
-        if status in ("pending", "scheduled", "claimed", "sending"):
+        if status in OPEN_STATUSES + IN_FLIGHT:
             bucket["waiting"] = bucket.get("waiting", 0) + count
     results = _touch_results(conn, sequence, per_touch)
     return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
@@ -137,14 +137,10 @@ def unattributed(conn: sa.Connection) -> dict[str, Any]:
     return {"conversions": n, "revenue": float(value or 0)}
 
 
-def provider_states(conn: sa.Connection) -> dict[str, dict[str, Any]]:
-    return {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}
-
-
 def queue_state(conn: sa.Connection, at: datetime | None = None) -> dict[str, Any]:
     """Due now, deferred (moved past their due time) and the lag of the oldest due message."""
     at = at or now()
-    scheduled = status_is(messages.c.status, "scheduled")  # a literal, so the partial due-index serves it
+    scheduled = status_is(messages.c.status, MessageStatus.SCHEDULED.value)  # a literal: the partial due-index serves it
     due, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(messages.c.next_attempt_at))
                                .where(scheduled, messages.c.next_attempt_at <= at)).one()
     deferred = conn.execute(sa.select(sa.func.count()).where(

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Callable, Generator
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Callable, Generator, Iterator, Protocol
 
 from tenacity import (DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
                       wait_exponential_jitter)
@@ -38,25 +40,12 @@ from providers.ratelimit import Limiter, RateLimiter, parse_rate
 from .clock import now
 from .kinds import BLACKLIST_REASON, INFORMATIONAL, PROMOTIONAL, sender_line
 from .operator_hours import closed_until
+from .transitions import Outcome
 
-__all__ = ["Outcome", "Sender", "Steps", "Wait", "run_steps"]
+__all__ = ["BatchSend", "Outcome", "Sender", "Steps", "Wait", "run_steps"]
 
 logger = logging.getLogger("followup.sending")
 MAX_INLINE_WAIT = 10.0
-
-
-@dataclass
-class Outcome:
-    """What became of one send. ``kind``: sent, failed, retry, deferred, released or unknown."""
-
-    kind: str
-    reason: str | None = None
-    provider: str | None = None
-    result: SendResult | None = None
-    suppress: bool = False  # the recipient can never get this channel
-    promotional_only: bool = False  # ...for promotional touches only (the operators' advertising blacklist)
-    retry_after: float | None = None
-    blocked: dict[str, str] = field(default_factory=dict)  # provider name → why it is paused
 
 
 @dataclass(frozen=True)
@@ -187,7 +176,7 @@ class Sender:
                            retry_after=last.retry_after, blocked=blocked)
         if closed:  # not dropped: it waits for the first line to open
             opens, why = min(closed)
-            return Outcome("deferred", why, retry_after=max(0.0, (opens - now()).total_seconds()), blocked=blocked)
+            return Outcome("deferred", why, until=opens, blocked=blocked)
         return Outcome("deferred", "every provider is blocked: " + "; ".join(f"{k}: {v}" for k, v in blocked.items()),
                        blocked=blocked)
 
@@ -221,3 +210,102 @@ class Sender:
         if all(p.supports_lookup for p in providers):
             return False, None, None
         return None, None, None
+
+
+class Later(Protocol):
+    """What waits between tries: :class:`engine.timer.Timer`, or :class:`engine.timer.Immediate` in tests."""
+
+    def later(self, delay: float, fn: Callable[[], None]) -> None: ...
+
+    def wake_all(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BatchSend:
+    """One batch's sends: ``concurrency`` threads of ``pool`` pull from one shared queue of ``outgoing``.
+
+    :meth:`run` yields the outcomes by index: first those settled when the queue is drained, then, if some
+    sends were waiting between tries, the rest. A send that must wait (``Retry-After``, a backoff) gives
+    its thread back and resumes on a pool thread when ``timer`` calls it back. While the batch is at the
+    provider, ``renew(until)`` extends its leases every third of a lease; a message whose lease ran out
+    is not sent: a peer may have taken it over, and two sends would be a duplicate.
+    """
+
+    def __init__(self, sender: Sender, outgoing: list[OutgoingMessage], paused: frozenset[str], *, pool: Executor,
+                 timer: Later, concurrency: int, stopping: threading.Event, lease_until: datetime,
+                 lease_seconds: float, renew: Callable[[datetime], None]):
+        self.sender, self.outgoing, self.paused = sender, outgoing, paused
+        self.pool, self.timer, self.concurrency, self.stopping = pool, timer, concurrency, stopping
+        self.lease_seconds, self.renew = lease_seconds, renew
+        self.held_until = lease_until  # the leases' end as last renewed
+        self.results: list[Outcome | None] = [None] * len(outgoing)
+        self.left = len(outgoing)
+        self._queue = iter(range(len(outgoing)))
+        self._lock = threading.Lock()
+        self._all_settled = threading.Event()
+        self._done = threading.Event()
+
+    def run(self) -> Iterator[dict[int, Outcome]]:
+        keeper = threading.Thread(target=self._keep_leases, daemon=True, name="lease-keeper")
+        keeper.start()
+        try:
+            for future in [self.pool.submit(self._drain) for _ in range(min(self.concurrency, len(self.outgoing)))]:
+                future.result()
+            with self._lock:
+                first = {i: r for i, r in enumerate(self.results) if r is not None}
+            yield first
+            if len(first) < len(self.results):
+                self._all_settled.wait()
+                yield {i: r for i, r in enumerate(self.results) if i not in first}  # type: ignore[misc]
+        finally:
+            self._done.set()
+            keeper.join()
+
+    def _keep_leases(self) -> None:
+        while not self._done.wait(self.lease_seconds / 3):
+            until = now() + timedelta(seconds=self.lease_seconds)
+            try:
+                self.renew(until)
+                self.held_until = until
+            except Exception:  # the database is away: sends not yet made wait for the next try
+                logger.exception("could not renew the leases of a batch at the provider")
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                index = next(self._queue, None)
+            if index is None:
+                return
+            if self.stopping.is_set():  # draining: what has not started yet goes back to the queue
+                self._settle(index, Outcome("released", "the worker is stopping; not sent, scheduled again"))
+            elif now() >= self.held_until:
+                self._settle(index, Outcome("retry", "the lease ran out before the provider was called; not sent"))
+            else:
+                self._advance(index, self.sender.steps(self.outgoing[index], self.paused))
+
+    def _advance(self, index: int, steps: Steps) -> None:
+        try:
+            wait = next(steps)
+        except StopIteration as end:
+            self._settle(index, end.value)
+        except Exception as err:  # a bug past the sender's own guard: the request may have left
+            logger.exception("sending message %s failed unexpectedly", self.outgoing[index].message_id)
+            self._settle(index, Outcome("unknown", f"{type(err).__name__} while sending; fate unknown, not resent"))
+        else:
+            self.timer.later(wait.seconds, lambda: self.pool.submit(self._resume, index, steps, wait))
+
+    def _resume(self, index: int, steps: Steps, wait: Wait) -> None:
+        if self.stopping.is_set() or now() >= self.held_until:
+            steps.close()
+            self._settle(index, wait.abandoned("the worker is stopping" if self.stopping.is_set()
+                                               else "the lease ran out before the next try; not sent again here"))
+        else:
+            self._advance(index, steps)
+
+    def _settle(self, index: int, outcome: Outcome) -> None:
+        with self._lock:
+            self.results[index] = outcome
+            self.left -= 1
+            if not self.left:
+                self._all_settled.set()

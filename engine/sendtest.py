@@ -18,7 +18,7 @@ from .config import Config
 from .contacts import find_contact
 from .errors import InputError
 from .installation import alert_reference
-from .journal import append_log
+from .store import append_log
 from .samples import database_attrs, sample_contact
 from .sending import Sender
 from .sms import sms_info, with_footer
@@ -72,7 +72,7 @@ def build_test(config: Config, conn: sa.Connection, sequence: str, touch_name: s
 
 def send_test(config: Config, engine: sa.Engine, sequence: str, touch_name: str, to: str, key: str | None) -> str:
     """Send the test and log it; return what happened in one line (raise :class:`InputError` when it failed)."""
-    from .worker import build_providers
+    from .provider_setup import build_providers
 
     with engine.connect() as conn:
         message, contact, touch = build_test(config, conn, sequence, touch_name, to, key)

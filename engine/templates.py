@@ -126,7 +126,7 @@ class OfferView:
         return self._links.link(self.url)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SequenceView:
     """The sequence a message belongs to (``sequence.name``; ``sequence["name"]`` reads the same)."""
 
@@ -142,7 +142,7 @@ class EventView:
     data: EventData = field(default_factory=EventData)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class TouchView:
     """The touch being rendered (``touch.name``, ``touch.channel``, ``touch.index``)."""
 
@@ -152,8 +152,9 @@ class TouchView:
 
 
 #: the template's own views: every public field is data, nothing reaches Python internals through them.
-#: They are not frozen dataclasses, which cost three times as much to build (once per message): a template
-#: cannot assign an attribute anyway (Jinja allows that only on its own namespace objects)
+#: The sequence and touch views are shared by every message of a touch, so they are frozen; the contact, offer
+#: and event views are built for one message (a template cannot assign an attribute: Jinja allows that only on
+#: its own namespace objects)
 _VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView, EventView})
 
 

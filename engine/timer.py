@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Callable
 
-__all__ = ["Timer"]
+__all__ = ["Timer", "Immediate"]
 
 
 class Timer:
@@ -61,3 +61,20 @@ class Timer:
                         break
                     self._cond.wait(wait)
             fn()
+
+
+class Immediate:
+    """A timer for a frozen clock: tells ``sleep`` each delay (a test records them) and runs the callback now."""
+
+    def __init__(self, sleep: Callable[[float], None]):
+        self.sleep = sleep
+
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.sleep(delay)
+        fn()
+
+    def wake_all(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -18,8 +18,8 @@ from .render import template_context
 from .samples import RECENT_CONTACTS, database_attrs, read_existing, sample_contact
 from .sequences import Sequence
 from .sms import sms_info, with_footer
+from .provider_setup import build_providers
 from .templates import EventData, EventView, MissingAttr, MissingData, RenderError, SequenceView, TouchView
-from .worker import build_providers
 
 __all__ = ["validate", "render_touch_sample"]
 

@@ -33,7 +33,8 @@ from .config import Config
 from .control import known_sequences, orphan_warnings
 from .durations import format_duration
 from .errors import InputError, Problem
-from .journal import Change, append_log, apply
+from .journal import Change
+from .store import append_log, apply
 from .models import (FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, Enrollment, EnrollmentStatus, Message, MessageStatus)
 
 __all__ = ["MigrateReport", "migrate", "version_problems"]

@@ -14,10 +14,6 @@ from typing import TYPE_CHECKING, Iterator
 
 import sqlalchemy as sa
 
-from providers.base import Provider
-from providers.errors import ProviderConfigError
-from providers.registry import create_provider
-
 from . import heap
 from .clock import now
 from .config import Config
@@ -25,7 +21,8 @@ from .control import orphan_warnings
 from .db import SessionLimits, check_schema, is_sqlite, make_engine
 from .dberrors import database_error
 from .dispatch import Dispatcher
-from .errors import ConfigError, FollowupError, Problem
+from .errors import FollowupError
+from .provider_setup import build_providers
 from .settings import Settings
 from .watchdog import Phases, Watchdog
 
@@ -47,30 +44,6 @@ def worker_engine(settings: Settings) -> sa.Engine:
     return make_engine(settings.database_url, SessionLimits(lock_timeout=w.lock_timeout,
                                                             statement_timeout=w.statement_timeout,
                                                             connect_timeout=w.connect_timeout))
-
-
-def build_providers(config: Config) -> dict[str, list[Provider]]:
-    """Create every configured provider; a bad setting is a ConfigError naming file, line and key."""
-    out: dict[str, list[Provider]] = {}
-    problems = []
-    for channel, entries in config.settings.providers.items():
-        out[channel] = []
-        for i, entry in enumerate(entries):
-            settings = {k: v for k, v in entry.items() if not k.startswith("_")}
-            try:
-                provider = create_provider(settings)
-            except ProviderConfigError as err:
-                problems.append(Problem(os.path.relpath(config.settings.path), f"providers.{channel}[{i}].{err.key}", err.message,
-                                        entry.get("_line")))
-                continue
-            if channel not in provider.channels:
-                problems.append(Problem(os.path.relpath(config.settings.path), f"providers.{channel}[{i}].type",
-                                        f"a {provider.type!r} provider can't send {channel}", entry.get("_line")))
-                continue
-            out[channel].append(provider)
-    if problems:
-        raise ConfigError(problems)
-    return out
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from engine import journal
+from engine.store import driver
 
 
 from .conftest import PG_URL, World, simple_sequence
@@ -101,8 +101,8 @@ def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, monkeypatch,
         kill_mid_transaction(conn, sql)
         return run(conn, sql, params)
 
-    run = journal._run
-    monkeypatch.setattr(journal, "_run", through_the_driver)
+    run = driver.run
+    monkeypatch.setattr(driver, "run", through_the_driver)
     sa.event.listen(world.engine, "before_cursor_execute", through_sqlalchemy)
     try:
         with pytest.raises(sa.exc.DBAPIError):

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from engine.clock import now
 from engine.dispatch import Dispatcher
+from engine.timer import Immediate
 from engine.models import Message
 from engine.watchdog import Phases, Watchdog
 from engine.worker import EXIT_STUCK, _safe_tick, worker_engine
@@ -107,7 +108,8 @@ def test_a_lock_held_by_another_session_fails_the_tick_after_lock_timeout(tmp_pa
     world = enrolled_world(tmp_path, url, 3, worker={"lock_timeout": 1})
     world.dispatcher.close()
     dispatcher = Dispatcher(world.config, world.providers, engine=worker_engine(world.config.settings),
-                            sleep=world.sleeps.append)
+                            sleep=world.sleeps.append,
+                            timer=Immediate(world.sleeps.append))
     holder = sa.create_engine(url, poolclass=sa.pool.NullPool).connect()
     holder.begin()
     holder.exec_driver_sql(lock)  # held until rolled back, as by a session whose client is gone

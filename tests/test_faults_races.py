@@ -12,9 +12,10 @@ import yaml
 
 from engine.config import load_config
 from engine.dispatch import Dispatcher
+from engine.timer import Immediate
 from engine.enrollment import enroll
 from engine.events import record_event
-from engine.worker import build_providers
+from engine.provider_setup import build_providers
 
 from .conftest import World, simple_sequence
 from .faults import ANYTIME, fault_db_url, outbox_ids  # noqa: F401  (fixture)
@@ -138,7 +139,8 @@ def test_a_lease_that_runs_out_while_its_worker_still_sends(tmp_path, fault_db_u
         "email": [{"name": "sandbox-mail", "type": "file", "path": str(outbox)}]})
     [cid] = world.add_contacts({"phone": "09127000031", "first_name": "x"})
     world.enroll("a", cid)
-    other = Dispatcher(world.config, build_providers(world.config), engine=world.engine, sleep=lambda s: None)
+    other = Dispatcher(world.config, build_providers(world.config), engine=world.engine, sleep=lambda s: None,
+                       timer=Immediate(lambda s: None))
     original, stop = world.sms.send, threading.Event()
 
     def slow_send(message):

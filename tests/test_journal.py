@@ -31,7 +31,7 @@ def test_log_line_masks_phones_and_emails_in_reasons():
 
 
 def test_log_lines_are_json_whatever_the_reason_holds():
-    from engine.journal import _log_lines
+    from engine.journal import log_lines as _log_lines
 
     at = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
     reasons = ['پنل گفت: "شماره 09121234567 مسدود است"\nخط دوم \\ \t', None, "", "rejected", "rejected",
@@ -60,7 +60,7 @@ def test_append_log_writes_every_value_and_null_back_as_given(tmp_path, url):
     import os
 
     from engine.db import make_engine, upgrade
-    from engine.journal import LOG_ROWS_PER_INSERT, append_log
+    from engine.store import LOG_ROWS_PER_INSERT, append_log
 
     if url == "postgresql":
         if not os.environ.get("FOLLOWUP_TEST_POSTGRES_URL"):

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from engine.db import make_engine, upgrade
 from engine.dispatch import Dispatcher
+from engine.timer import Immediate
 from engine.ratebuckets import RateBucket
 from providers.errors import TransientError
 from providers.ratelimit import LeasedRateLimiter, RateLimiter
@@ -126,8 +127,8 @@ def test_three_workers_on_postgresql_take_turns_at_the_providers_rate(tmp_path, 
     world.enroll("a", *ids)
     others = [sa.create_engine(url) for _ in range(2)]  # each worker has its own connections
     waits: list[list[float]] = [world.sleeps, [], []]
-    dispatchers = [world.dispatcher] + [Dispatcher(world.config, world.providers, engine=e, sleep=w.append)
-                                        for e, w in zip(others, waits[1:])]
+    dispatchers = [world.dispatcher] + [Dispatcher(world.config, world.providers, engine=e, sleep=w.append,
+                                                   timer=Immediate(w.append)) for e, w in zip(others, waits[1:])]
     try:
         for dispatcher in dispatchers:  # a batch of 12 each
             assert dispatcher.tick(max_batches=1).counts.get("sent") == 12

@@ -34,7 +34,7 @@ class ServiceContext:
         """The configured provider called ``name`` (any channel), or None."""
         with self._lock:
             if self._providers is None:
-                from ..worker import build_providers
+                from ..provider_setup import build_providers
 
                 self._providers = {p.name: p for group in build_providers(self.config).values() for p in group}
         return self._providers.get(name)

@@ -77,7 +77,7 @@ def healthz(ctx: ServiceContext = Depends(get_context)) -> JSONResponse:
     """Whether the database answers, and when the worker last ticked. 503 when the database does not answer."""
     try:
         with ctx.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            conn.execute(sa.select(1))
             ticks = worker_ticks(conn)
     except Exception:  # noqa: BLE001 - say no, never the error (it may name the database URL)
         return JSONResponse({"database": "unreachable", "last_tick_at": None}, status_code=503)

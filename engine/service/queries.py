@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import (ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, ProviderState, WorkerStatus,
-                      status_is)
+from ..models import ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, WorkerStatus
 from ..reports import contact_labels, funnel, queue_state
+from ..store.pauses import active_pauses
 from ..text import mask_address
 
 __all__ = ["contact_timeline", "sequence_stats", "recent_counts", "queue_state", "provider_overview",
@@ -112,7 +112,7 @@ def recent_counts(conn: sa.Connection, since: datetime) -> dict[str, int]:
 
 def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> list[dict[str, Any]]:
     """Each configured provider: state, why paused, error rate since ``since`` and its last error."""
-    states = {r["name"]: dict(r) for r in conn.execute(sa.select(ProviderState.__table__)).mappings()}
+    pauses = active_pauses(conn)
     counts: dict[str, dict[str, int]] = {}
     for provider, event, count in conn.execute(
             sa.select(log_t.c.provider, log_t.c.event, sa.func.count())
@@ -123,9 +123,7 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
     for channel, entries in config.settings.providers.items():
         for i, entry in enumerate(entries):
             name = entry["name"]
-            state = states.get(name) or {}
-            until = to_utc(state.get("paused_until"))
-            paused = state.get("state") == "paused" and (until is None or until > at)
+            pause = pauses.get(name)
             c = counts.get(name, {})
             attempts = c.get("sent", 0) + c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
             errors = c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
@@ -134,9 +132,9 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
                                 .order_by(log_t.c.id.desc()).limit(1)).mappings().first()
             out.append({"name": name, "type": entry.get("type"), "channel": channel,
                         "role": "primary" if i == 0 else f"failover {i}",
-                        "state": "paused" if paused else "active",
-                        "paused_until": until if paused else None,
-                        "reason": state.get("reason") if paused else None,
+                        "state": "paused" if pause else "active",
+                        "paused_until": pause.until if pause else None,
+                        "reason": pause.reason if pause else None,
                         "error_rate": round(errors / attempts, 4) if attempts else 0.0,
                         "last_error": ({"at": to_utc(last["at"]), "event": last["event"],
                                         "reason": _masked(last["reason"])} if last else None),

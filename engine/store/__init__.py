@@ -1,0 +1,60 @@
+"""The store: every statement the worker, recovery, the poller and receipts run, as named functions.
+
+Callers hand in a connection (a transaction) and get rows back as dicts; no SQL, cursor or dialect
+leaves this package. SQLite and PostgreSQL differences live here only.
+
+* :mod:`.driver`   the driver-level path of the hot statements (claim, record, log)
+* :mod:`.log`      :func:`apply` (state changes + their log rows), :func:`apply_to_touch`, :func:`append_log`
+* :mod:`.work`     claiming, what the checks read, leases, the next touch, heartbeats, the poller's lease
+* :mod:`.pauses`   provider pauses: the one place that says whether a provider is paused now
+* :mod:`.receipts` what receipts, inbound SMS and the delivery poller read and write
+* :mod:`.slots`    the shared rate's lease statement
+
+:class:`Store` owns the worker's transactions: on SQLite this process's writers queue for the database's
+single write lock on a lock of their own, and the WAL is checkpointed after writes.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from ..walcheckpoint import Checkpointer
+from .driver import is_sqlite
+from .log import LOG_ROWS_PER_INSERT, append_log, apply, apply_to_touch
+from .pauses import Pause, active_pauses, pause_providers, resume_provider
+from .work import (DUE_SQL, IN_FLIGHT_CHUNK, claim_due, claim_sql, cluster_lease, definition,
+                   enrollments_with_contacts, heartbeat, in_flight_query, offers, recent_sends, renew_leases, retire,
+                   schedule_next, sequence_hashes, take_over)
+
+__all__ = ["Store", "apply", "apply_to_touch", "append_log", "LOG_ROWS_PER_INSERT", "Pause", "active_pauses",
+           "pause_providers", "resume_provider", "DUE_SQL", "IN_FLIGHT_CHUNK", "claim_due", "claim_sql",
+           "cluster_lease", "definition", "enrollments_with_contacts", "heartbeat", "in_flight_query", "offers",
+           "recent_sends", "renew_leases", "retire", "schedule_next", "sequence_hashes", "take_over"]
+
+
+class Store:
+    """The worker's transactions on one engine."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self.sqlite = is_sqlite(engine)
+        # SQLite's busy handler would have this process's writers poll for the write lock with sleeps of a
+        # millisecond and more; they queue here instead
+        self._write_lock: Any = threading.RLock() if self.sqlite else nullcontext()
+        path = engine.url.database if self.sqlite else None
+        self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (queued behind this process's other writers on SQLite)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()

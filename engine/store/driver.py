@@ -1,0 +1,64 @@
+"""The driver-level path: statements sent through the DB-API cursor of a SQLAlchemy connection.
+
+The hot path (claim, record, log) runs thousands of rows a second; SQLAlchemy's execution context, its
+per-row parameter processing and its row objects cost more than the database work there, so those
+statements go to the driver directly. Everything here stays inside :mod:`engine.store`.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+__all__ = ["execute", "run", "is_in", "sqlite_text", "is_sqlite"]
+
+_NAMED = re.compile(r"(?<!:):(\w+)")
+
+
+def is_sqlite(conn: sa.Connection | sa.Engine) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def sqlite_text(value: datetime) -> str:
+    """The text form SQLAlchemy's SQLite ``DateTime`` writes and reads back (values are UTC by contract)."""
+    v = value.astimezone(timezone.utc) if value.tzinfo else value
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+
+
+def execute(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[tuple]:
+    """Run one ``sql`` (``:name`` placeholders) straight through the driver; the rows it returns, as tuples."""
+    if is_sqlite(conn):
+        params = {k: sqlite_text(v) if isinstance(v, datetime) else v for k, v in params.items()}
+    else:
+        sql = _NAMED.sub(r"%(\1)s", sql)
+    return run(conn, sql, params)
+
+
+def run(conn: sa.Connection, sql: str, params: Any) -> list[tuple]:
+    """Run ``sql`` in the driver's own paramstyle, in the connection's transaction."""
+    if not conn.in_transaction():
+        conn.begin()  # what SQLAlchemy's first statement would do (on SQLite: the BEGIN of engine.db)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+    except conn.dialect.loaded_dbapi.Error as err:
+        # the exception SQLAlchemy itself would raise, without the parameters (they hold phone numbers)
+        raise sa.exc.DBAPIError.instance(sql, None, err, conn.dialect.loaded_dbapi.Error,
+                                         hide_parameters=True) from err
+    finally:
+        cursor.close()
+
+
+def is_in(conn: sa.Connection, column: str, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``column IN (…)`` and its parameters.
+
+    PostgreSQL gets ``column = ANY(:name)`` with one array: the text stays the same whatever the number
+    of values, so psycopg parses it once.
+    """
+    if not is_sqlite(conn):
+        return f"{column} = ANY(:{name})", {name: list(values)}
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return f"{column} IN (" + ", ".join(":" + k for k in params) + ")", params
