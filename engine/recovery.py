@@ -17,9 +17,11 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
+
+import sqlalchemy as sa
 
 from providers.base import SendResult
 
@@ -117,7 +119,7 @@ class Recovery:
             return Outcome("lost", f"{dead} died while sending; no provider has our id, so it is sent again")
         return Outcome("unknown", f"{dead} died while sending and the provider cannot be asked by our id; not resent")
 
-    def _schedule_next(self, conn, ended: list[tuple[dict, object]]) -> None:
+    def _schedule_next(self, conn: sa.Connection, ended: list[tuple[dict, datetime]]) -> None:
         hash_of = store.sequence_hashes(conn, {row["enrollment_id"] for row, _ in ended})
         for seq_hash in set(hash_of.values()) - set(self._plans):
             self._plans[seq_hash] = plan_from_json(store.definition(conn, seq_hash))
