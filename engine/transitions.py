@@ -67,7 +67,7 @@ _PENDING, _SCHEDULED, _SENDING, _SENT, _FAILED, _UNKNOWN = (s.value for s in (S.
 
 #: which status may follow which; a status not listed as a key is final
 TRANSITIONS: dict[S, frozenset[S]] = {
-    S.PENDING: frozenset({S.SCHEDULED, S.CANCELLED}),
+    S.PENDING: frozenset({S.SCHEDULED, S.CANCELLED, S.SKIPPED}),
     S.SCHEDULED: frozenset({S.SCHEDULED, S.SENDING, S.SKIPPED, S.FAILED, S.CANCELLED, S.PENDING}),
     S.CLAIMED: frozenset({S.SCHEDULED}),
     S.SENDING: frozenset({S.SENT, S.FAILED, S.UNKNOWN, S.SCHEDULED, S.DELIVERED, S.UNDELIVERED}),
@@ -104,7 +104,8 @@ class Outcome:
     * ``lost``: recovery found no provider with our id, so it is sent again;
     * ``delivered``, ``undelivered``, ``receipt_timeout``: a receipt;
     * ``requeued``: a receipt saying the provider accepted it and never sent it on;
-    * ``pending``: the touch after a requeued one waits for it again.
+    * ``pending``: the touch after a requeued one waits for it again;
+    * ``due`` (with ``until``): a touch becomes due at ``until``.
     """
 
     kind: str
@@ -234,6 +235,10 @@ def _requeued(m: dict, o: Outcome, f: Facts) -> Change:
                   reason=o.reason, provider=o.provider)
 
 
+def _due(m: dict, o: Outcome, f: Facts) -> Change:
+    return Change(m, Event.SCHEDULED.value, {**scheduled_values(o.until), "reason": o.reason}, reason=o.reason)
+
+
 def _waits_again(m: dict, o: Outcome, f: Facts) -> Change:
     return Change(m, Event.PENDING.value, {"status": _PENDING, "due_at": None, "next_attempt_at": None,
                                            "reason": o.reason}, reason=o.reason)
@@ -243,5 +248,5 @@ _RULES = {
     "sending": _sending, "sent": _sent, "failed": _ended, "skipped": _ended, "cancelled": _ended,
     "unknown": _unknown, "released": _released, "lost": _lost, "retry": _retry, "deferred": _deferred,
     "delivered": _receipt, "undelivered": _receipt, "receipt_timeout": _receipt_timeout, "requeued": _requeued,
-    "pending": _waits_again,
+    "pending": _waits_again, "due": _due,
 }

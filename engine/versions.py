@@ -35,6 +35,7 @@ from .durations import format_duration
 from .errors import InputError, Problem
 from .journal import Change
 from .store import append_log, apply
+from .transitions import Facts, Outcome, change
 from .models import (FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, Enrollment, EnrollmentStatus, Message, MessageStatus)
 
 __all__ = ["MigrateReport", "migrate", "version_problems"]
@@ -132,11 +133,11 @@ def _move(conn: sa.Connection, seq, enrollment: dict, found: list[dict], report:
     for m in found:
         conn.execute(sa.update(messages).where(messages.c.id == m["id"]).values(touch_index=-m["id"]))
     changes: list[Change] = []
+    facts = Facts(stamp)
     for m in found:
         if m["touch"] not in wanted and m["status"] in OPEN_STATUSES:
             reason = f"{why}, which has no touch {m['touch']!r}"
-            changes.append(Change(m, "cancelled", {"status": "cancelled", "reason": reason, "next_attempt_at": None},
-                                  reason=reason))
+            changes.append(change(m, Outcome(MessageStatus.CANCELLED.value, reason), facts))
             report.cancelled[m["touch"]] += 1
     new_rows = []
     base = to_utc(enrollment["enrolled_at"])
@@ -156,8 +157,7 @@ def _move(conn: sa.Connection, seq, enrollment: dict, found: list[dict], report:
             if m is None:
                 new_rows.append(_row(enrollment, seq, touch, MessageStatus.SKIPPED.value, None, reason, stamp))
             else:
-                changes.append(Change(m, "skipped", {"status": "skipped", "reason": reason, "next_attempt_at": None},
-                                      reason=reason))
+                changes.append(change(m, Outcome(MessageStatus.SKIPPED.value, reason), facts))
         elif touch.index == place + 1:
             due = base + touch.after
             reason = f"due {due:%Y-%m-%dT%H:%M:%SZ}, {format_duration(touch.after)} after " + (
@@ -165,16 +165,14 @@ def _move(conn: sa.Connection, seq, enrollment: dict, found: list[dict], report:
             if m is None:
                 new_rows.append(_row(enrollment, seq, touch, MessageStatus.SCHEDULED.value, due, reason, stamp))
             elif not (m["status"] == MessageStatus.SCHEDULED.value and to_utc(m["due_at"]) == due):
-                changes.append(Change(m, "scheduled", {"status": "scheduled", "due_at": due, "next_attempt_at": due,
-                                                       "reason": reason}, reason=reason))
+                changes.append(change(m, Outcome("due", reason, until=due), facts))
         else:
             if m is None:
                 new_rows.append(_row(enrollment, seq, touch, MessageStatus.PENDING.value, None,
                                      "waits for the previous touch", stamp))
             elif m["status"] != MessageStatus.PENDING.value:
                 reason = f"waits for the previous touch ({why})"
-                changes.append(Change(m, "pending", {"status": "pending", "due_at": None, "next_attempt_at": None,
-                                                     "reason": reason}, reason=reason))
+                changes.append(change(m, Outcome(MessageStatus.PENDING.value, reason), facts))
         if m is None:
             report.added[touch.name] += 1
     apply(conn, changes, at=stamp)

@@ -30,6 +30,7 @@ def test_every_status_is_in_the_table_or_final():
     ("pending", "scheduled", True),        # the previous touch ended
     ("pending", "cancelled", True),        # the contact left the sequence
     ("pending", "sending", False),         # a touch is never sent before it is due
+    ("pending", "skipped", True),          # a migrated sequence passes the touch over
     ("scheduled", "sending", True),        # claimed and checked
     ("scheduled", "scheduled", True),      # deferred
     ("scheduled", "skipped", True),
@@ -179,6 +180,13 @@ def test_a_message_accepted_and_never_sent_on_is_requeued_due_now(before):
     assert made.event == "requeued" and made.provider == "ipp"
     assert made.values == {"status": "scheduled", "next_attempt_at": AT, "sent_at": None, "poll_at": None,
                            "reason": "not sent (no credit)", **LEASE_RELEASED}
+
+
+def test_a_touch_a_migrated_sequence_moves_becomes_due_at_its_new_time():
+    due = AT + timedelta(days=1)
+    made = change(message("pending"), Outcome("due", "due tomorrow", until=due), Facts(AT))
+    assert made.event == "scheduled"
+    assert made.values == {"status": "scheduled", "due_at": due, "next_attempt_at": due, "reason": "due tomorrow"}
 
 
 def test_the_touch_after_a_requeued_one_waits_for_it_again():
