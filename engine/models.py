@@ -370,12 +370,13 @@ __all__ += ["RateBucket"]
 class Link(SQLModel, table=True):
     """A short link of one message: ``{links.base_url}/{code}`` redirects to ``target`` (see :mod:`engine.links`).
 
-    ``url`` is the address as the template gave it (one code per message and url); ``target`` is it with the
-    UTM parameters added, the only place the redirect goes.
+    ``url`` is the address as the template gave it (one code per message and url: the claim that renders a
+    message reads its codes first, under the message's lock); ``target`` is it with the UTM parameters added,
+    the only place the redirect goes.
     """
 
     __tablename__ = "links"
-    __table_args__ = (sa.Index("ix_links_message_url", "message_id", "url", unique=True),)
+    __table_args__ = (sa.Index("ix_links_message", "message_id"),)
 
     code: str = Field(primary_key=True, max_length=16)
     message_id: Optional[int] = None
