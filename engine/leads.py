@@ -148,3 +148,20 @@ def _credit_won(conn: sa.Connection, config: Config, handoff: dict, value: float
     record_event(conn, config, contact, "converted", value=value, idempotency_key=key, source="lead")
     conn.execute(sa.update(events_t).where(events_t.c.idempotency_key == key).values(
         sequence=handoff["sequence"], message_id=None, touch=None, attributed_by="handoff"))
+
+
+def lead_summary(conn: sa.Connection, config: Config, contact: dict) -> dict:
+    """A contact's lead score now and its handoffs with their outcomes (for the timeline, API and pages)."""
+    from .scoring import kept_score
+
+    rows = conn.execute(sa.select(handoffs).where(handoffs.c.contact_id == contact["id"])
+                        .order_by(handoffs.c.id)).mappings().all()
+    return {"score": kept_score(contact, config.settings.scoring),
+            "handoffs": [{"id": h["id"], "sequence": h["sequence"], "rep": h["rep"], "fired_by": h["fired_by"],
+                          "score": h["score"], "at": to_utc(h["at"]), "outcome": h["outcome"],
+                          "value": h["value"], "objection": h["objection"],
+                          "follow_up_on": h["follow_up_on"].isoformat() if h["follow_up_on"] else None,
+                          "note": h["note"]} for h in rows]}
+
+
+__all__ += ["lead_summary"]
