@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ConfigError, Problem
-from .handoff_rules import team_problem
+from .handoff_rules import setup_problems
 from .holiday_overrides import load_overrides
 from .offdays import NO_OVERRIDES, HolidayOverrides
 from .sequences import Sequence, read_sequences
@@ -58,7 +58,7 @@ def read_config(directory: str | os.PathLike | None = None) -> tuple[Config | No
     sequences, seq_problems = read_sequences(folder, settings)
     problems.extend(seq_problems)
     if settings is not None:
-        problems.extend(handoff_problems(sequences, settings))
+        problems.extend(setup_problems(sequences, settings))
     holidays = NO_OVERRIDES
     try:
         holidays = load_overrides(folder)
@@ -71,25 +71,6 @@ def read_config(directory: str | os.PathLike | None = None) -> tuple[Config | No
         if seq.send_window is not None:
             seq.send_window = replace(seq.send_window, overrides=holidays)
     return Config(folder, settings, sequences, Renderer(settings.templates_dir), holidays), problems
-
-
-def handoff_problems(sequences: dict[str, Sequence], settings: Settings) -> list[Problem]:
-    """A problem for each sequence that hands off when settings have no sales team."""
-    found = []
-    for seq in sequences.values():
-        if seq.handoff is not None and seq.file is not None:
-            problem = team_problem(os.path.relpath(seq.file), _handoff_line(seq.file), seq.handoff,
-                                   settings.sales.team, os.path.relpath(settings.path))
-            if problem:
-                found.append(problem)
-    return found
-
-
-def _handoff_line(path: Path) -> int | None:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.startswith("handoff:"):
-            return number
-    return None
 
 
 def load_config(directory: str | os.PathLike | None = None) -> Config:

@@ -11,6 +11,7 @@ A condition is ``replied`` (the contact replied), ``clicked`` or ``opened`` (any
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,14 +98,38 @@ def parse_handoff(doc: YamlDoc, raw: Any, touches: set[str]) -> HandoffRule | No
     return HandoffRule(conditions=tuple(conditions), assign_by=assign_by)
 
 
-def team_problem(doc_file: str, line: int | None, rule: HandoffRule, team: tuple, settings_file: str):
-    """A problem when a sequence hands off but settings name no rep to take its leads, else None."""
+def setup_problems(sequences: dict, settings) -> list:
+    """What a sequence's handoff needs of the settings and templates: a sales team, a ``secret_key`` (the
+    rep's page link is signed with it) and the ``_sales`` templates of the channels the reps have."""
     from .errors import Problem
 
-    if team:
-        return None
-    return Problem(doc_file, "handoff", f"this sequence hands leads to sales, but {settings_file} has no sales.team; "
-                                        "add sales: {team: [{name: Sara, phone: '+989121234567'}]}", line)
+    ruled = [seq for seq in sequences.values() if seq.handoff is not None and seq.file is not None]
+    if not ruled:
+        return []
+    found = []
+    settings_file = os.path.relpath(settings.path)
+    if not settings.sales.team:
+        found += [Problem(os.path.relpath(seq.file), "handoff",
+                          f"this sequence hands leads to sales, but {settings_file} has no sales.team; add sales: "
+                          "{team: [{name: Sara, phone: '+989121234567'}]}", _line(seq.file, "handoff:"))
+                  for seq in ruled]
+    if not settings.secret_key:
+        found.append(Problem(settings_file, "secret_key", "sequences hand leads to sales: set secret_key (the "
+                                                          "reps' lead page links are signed with it)"))
+    for channel, address in (("sms", "phone"), ("email", "email")):
+        path = settings.templates_dir / "_sales" / f"notify.{channel}.j2"
+        if any(getattr(rep, address) for rep in settings.sales.team) and not path.is_file():
+            found.append(Problem(settings_file, "sales.team", f"a rep has a{'n' if channel == 'email' else ''} "
+                                 f"{address}, so {path} must exist (the message telling them of a lead); copy it "
+                                 "from the project's templates/_sales/"))
+    return found
 
 
-__all__ += ["team_problem"]
+def _line(path, prefix: str) -> int | None:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith(prefix):
+            return number
+    return None
+
+
+__all__ += ["setup_problems"]

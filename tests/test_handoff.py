@@ -215,11 +215,19 @@ def test_bad_sales_settings_say_file_line_and_fix(tmp_path, sales, where, says):
 def test_a_handoff_without_a_team_is_a_problem_of_the_sequence(tmp_path):
     seq = {"name": "s", "touches": [{"name": f"t{i}", "after": "1h", "channel": "sms", "template": "plain.sms.j2"}
                                     for i in range(3)], "handoff": {"when": {"any": ["replied"]}}}
-    folder = write_config(tmp_path, {}, seq)
+    folder = write_config(tmp_path, {"secret_key": "k" * 32}, seq)
     with pytest.raises(ConfigError) as err:
         load_config(folder)
     assert [str(p) for p in err.value.problems] == [
         f"{Path(os.path.relpath(folder / 'sequences' / 's.yaml'))}:15: handoff: this sequence hands leads to sales, "
         f"but {os.path.relpath(folder / 'settings.yaml')} has no sales.team; add sales: {{team: [{{name: Sara, "
         "phone: '+989121234567'}]}"]
-    load_config(write_config(tmp_path, {"sales": {"team": TEAM}}, seq))  # with a team it loads
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, {"sales": {"team": TEAM}}, seq))  # a team, but no key or templates
+    text = str(err.value)
+    assert "secret_key: sequences hand leads to sales: set secret_key" in text
+    assert "_sales/notify.sms.j2 must exist" in text and "_sales/notify.email.j2 must exist" in text
+    for name, body in SALES_TEMPLATES.items():
+        (tmp_path / "templates" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "templates" / name).write_text(body, encoding="utf-8")
+    load_config(write_config(tmp_path, {"sales": {"team": TEAM}, "secret_key": "k" * 32}, seq))
