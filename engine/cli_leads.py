@@ -40,9 +40,10 @@ def _record(state, key: str, outcome: str, **kw) -> None:
 
     with state.engine().begin() as conn:
         row = record_outcome(conn, state.config, _latest(state, conn, key), outcome, by="cli", **kw)
-    detail = {"won": f"value {row['value']:g} (a converted event credited to the handoff)",
-              "lost": f"objection: {row['objection']}",
-              "follow_up_later": f"follow up on {row['follow_up_on']}"}[outcome]
+    if outcome == "won":
+        detail = f"value {row['value']:g} (a converted event credited to the handoff)"
+    else:
+        detail = f"objection: {row['objection']}" if outcome == "lost" else f"follow up on {row['follow_up_on']}"
     out.print(f"lead #{row['contact_id']} (handoff {row['id']}, rep {row['rep']}): {outcome}, {detail}", markup=False)
 
 
