@@ -64,7 +64,8 @@ def test_won_records_a_converted_event_credited_to_the_handoff(lead, world):
     (sale,) = events(world, "converted")
     assert (sale["value"], sale["attributed_by"], sale["sequence"], sale["source"]) == (1200000, "handoff", "coats", "lead")
     shown = client.get(f"{path}?saved=1").text
-    assert 'id="saved"' in shown and "مبلغ ۱٬۲۰۰٬۰۰۰" in shown
+    assert 'id="saved"' in shown, shown[:3000]
+    assert "مبلغ 1,200,000" in shown, shown[:3000]
     # the same sale again is refused, and counted once
     assert post(client, path, outcome="won", value="5").status_code == 400
     assert len(events(world, "converted")) == 1
