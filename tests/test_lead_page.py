@@ -108,6 +108,9 @@ def test_the_form_needs_its_csrf_token_and_the_same_origin(lead, world):
     answer = client.post(path, data={"outcome": "lost", "objection": "price", "csrf": csrf},
                          headers={"Origin": "https://evil.example"})
     assert answer.status_code == 403
+    answer = client.post(path, data={"outcome": "lost", "objection": "price", "csrf": csrf},
+                         headers={"Sec-Fetch-Site": "cross-site"})
+    assert answer.status_code == 403
     assert handoffs(world)[0]["outcome"] is None
     big = client.post(path, content=b"csrf=" + b"a" * 20000, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert big.status_code == 413
@@ -166,3 +169,66 @@ def test_the_api_records_outcomes_with_a_key_only(lead, world):
     assert answer.status_code == 200 and answer.json()["outcome"] == "won"
     lead_view = client.get(f"/api/v1/leads/{SARA['phone']}", headers=auth(key)).json()
     assert lead_view["handoffs"][0]["outcome"] == "won" and lead_view["score"] == 20
+
+
+# -- the page in a real browser, on a phone's screen -------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def served_lead(make_world, tmp_path, db_url):
+    import os
+
+    from freezegun import freeze_time
+
+    from tests.service_support import serving
+    from tests.test_handoff import HANDOFF, TEAM
+    from tests.test_links import BASE, TEMPLATES, link_sequence
+    from tests.test_scoring import SALES_TEMPLATES
+    from tests.service_support import SERVICE_SETTINGS
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one browser run is enough (SQLite)")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: run tests/setup_chromium.sh (apt-get install chromium)")
+    world = make_world([link_sequence(handoff=HANDOFF)], templates={**TEMPLATES, **SALES_TEMPLATES},
+                       settings={**SERVICE_SETTINGS, "links": {"base_url": BASE}, "sales": {"team": TEAM}})
+    with freeze_time("2026-12-05 06:30:00", tz_offset=0):
+        (sara,) = world.add_contacts(SARA)
+        world.enroll("coats", sara)
+        world.tick()
+        world.event(sara, "replied")
+    with serving(world.config.dir) as base:
+        yield world, base + page_path(world)
+
+
+@pytest.mark.slow
+def test_a_rep_records_a_sale_on_a_phone_sized_screen(served_lead, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from tests.test_service_dashboard import FLAGS
+
+    world, url = served_lead
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(url)
+        assert page.evaluate("getComputedStyle(document.body).direction") == "rtl"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing wider than the phone
+        assert page.locator("#lead-name").inner_text() == "سارا رضایی"
+        assert page.locator("#lead-phone").get_attribute("href") == "tel:+989121234567"
+        page.locator("input[name=outcome][value=won]").check()
+        page.locator("#value").fill("2500000")
+        page.locator("#save").click()
+        page.wait_for_load_state()
+        assert "saved=1" in page.url, page.content()[-3000:]
+        assert page.locator("#saved").is_visible()
+        assert "فروش" in page.locator("#outcome").inner_text()
+        page.locator("input[name=outcome][value=lost]").check()
+        page.locator("#save").click()  # no objection: refused, with the reason
+        assert "needs its objection" in page.locator("#error").inner_text()
+        browser.close()
+    assert handoffs(world)[0]["outcome"] == "won"
+    (sale,) = events(world, "converted")
+    assert (sale["value"], sale["attributed_by"]) == (2500000, "handoff")

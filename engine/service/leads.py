@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 from datetime import date
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
@@ -23,7 +22,7 @@ from ..contacts import find_contact
 from ..errors import InputError
 from ..leads import csrf_for, lead_summary, read_lead_token, record_outcome
 from ..models import Contact, Handoff
-from .auth import require_api_key
+from .auth import require_api_key, same_origin
 from .context import ServiceContext, get_context
 from .errors import ApiError
 from .pages import templates
@@ -69,13 +68,6 @@ def lead_page(token: str, request: Request, ctx: ServiceContext = Depends(get_co
     return _page(request, ctx, token, handoff, status=200 if handoff else 404)
 
 
-def _cross_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin == "null"
-    return urlsplit(origin).netloc != request.headers.get("host", "")
-
-
 @page_router.post("/leads/{token}", response_class=HTMLResponse)
 async def lead_outcome(token: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> Response:
     """Record the outcome the form says; 303 back to the page when saved."""
@@ -87,7 +79,7 @@ async def lead_outcome(token: str, request: Request, ctx: ServiceContext = Depen
     except Exception:  # a body that is not a form
         return await run_in_threadpool(_page, request, ctx, token, handoff, status=400, error="bad_form")
     expected = csrf_for(ctx.config.settings.secret_key, token)
-    if _cross_origin(request) or not hmac.compare_digest(form.get("csrf", ""), expected):
+    if not same_origin(request, ctx.options.public_url) or not hmac.compare_digest(form.get("csrf", ""), expected):
         return await run_in_threadpool(_page, request, ctx, token, handoff, status=403, error="cross_site")
     try:
         value = float(form["value"].replace(",", "")) if form.get("value", "").strip() else None
