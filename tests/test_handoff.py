@@ -81,6 +81,10 @@ def test_a_reply_hands_the_lead_off_cancels_marketing_and_tells_the_rep_once(wor
     assert mail.to == "mina@shop.example" and "سارا رضایی" in mail.subject
     notes = world.messages(sequence="_sales")
     assert [(m["touch"], m["status"]) for m in notes] == [("notify-sms", "sent"), ("notify-email", "sent")]
+    client, key = api_client(world)
+    page = client.get(f"/dashboard/contacts/{world.sara}?lang=en", headers={"Authorization": f"Bearer {key}"}).text
+    handed = page[page.index('id="handoffs"'):]
+    assert "Mina" in handed and "replied" in handed and "handed off" in page
     # the same reply again (or any later fact) hands nothing off twice and tells nobody again
     world.event(world.sara, "replied")
     world.tick()

@@ -1,6 +1,7 @@
 """The lead score: points per fact (scoring: in settings), halving every half_life, kept on the contact."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -115,3 +116,6 @@ def test_contacts_show_the_api_and_the_dashboard_show_the_score(world, frozen, m
     timeline = client.get(f"/api/v1/contacts/{SARA['phone']}/timeline", headers=auth(key))
     assert timeline.status_code == 200, timeline.text
     assert timeline.json()["score"] == 25
+    dashboard = client.get(f"/dashboard/contacts/{world.sara}?lang=en", headers=auth(key))
+    assert dashboard.status_code == 200
+    assert re.search(r'<p id="score">Lead score: <b>25(\.0)?</b></p>', dashboard.text), dashboard.text[:2000]

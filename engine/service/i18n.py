@@ -58,7 +58,8 @@ EN: dict[str, str] = {
     "ctl.confirm_text": "{active} active enrollment(s) end as stopped and their pending messages are cancelled "
                         "({due} due in the next 24 h). The sequence takes no new contacts until it is resumed.",
     "ctl.confirm": "Stop {name}", "ctl.cancel": "Cancel", "ctl.refused": "Not done",
-    "ev:stopped": "stopped", "ev:orphaned": "orphaned", "ev:unenrolled": "unenrolled",
+    "ev:stopped": "stopped", "ev:orphaned": "orphaned", "ev:unenrolled": "unenrolled", "ev:handed_off": "handed off",
+    "ev:follow_up_later": "follow up later",
     "seq.engagement": "{clicks} messages clicked ({rate}% of sent) → {conversions} conversions attributed, "
                       "revenue {revenue} ({per_sent} per message sent)",
     "col.clicks": "clicks", "col.click_rate": "click rate", "col.conversions": "conversions",
@@ -103,6 +104,7 @@ FA: dict[str, str] = {
     "ev:undelivered": "نرسیده", "ev:cancelled": "لغو شده", "ev:deferred": "عقب‌افتاده", "ev:retry": "تلاش دوباره",
     "ev:claimed": "برداشته", "ev:recovered": "بازیابی", "ev:pending": "در انتظار", "ev:scheduled": "زمان‌بندی شده",
     "ev:sending": "در حال ارسال", "ev:unknown": "نامعلوم", "ev:waiting": "در انتظار",
+    "ev:handed_off": "واگذار به فروش", "ev:won": "فروش", "ev:lost": "از دست رفت", "ev:follow_up_later": "پیگیری بعدی",
     "ev:active": "فعال", "ev:paused": "متوقف", "ev:completed": "تمام شده", "ev:converted": "خرید کرده",
     "ev:unsubscribed": "لغو اشتراک", "ev:exited": "خارج شده", "ev:primary": "اصلی", "ev:sms": "پیامک", "ev:email": "ایمیل",
     "ev:message": "پیام", "ev:event": "رویداد", "ev:purchase": "خرید", "ev:reply": "پاسخ",
