@@ -235,3 +235,29 @@ def test_a_handoff_without_a_team_is_a_problem_of_the_sequence(tmp_path):
         (tmp_path / "templates" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "templates" / name).write_text(body, encoding="utf-8")
     load_config(write_config(tmp_path, {"sales": {"team": TEAM}, "secret_key": "k" * 32}, seq))
+
+
+def test_a_providers_click_event_hands_off_too(make_world, frozen):
+    """SendGrid's or Mailgun's own click of an email (applied by engine.receipts) is a fact like our link's."""
+    from providers.base import EngagementEvent
+
+    from engine.receipts import apply_pushed
+
+    mail = link_sequence("mail", channel="email", handoff={"when": {"any": [{"clicked": "t0"}]}})
+    world = make_world([mail], templates={**TEMPLATES, **SALES_TEMPLATES},
+                       settings={**SERVICE_SETTINGS, "sales": {"team": TEAM[1:]}})
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("mail", sara)
+    world.tick()
+    (sent,) = world.messages(sequence="mail", status="sent")
+    frozen.tick(timedelta(minutes=5))
+    with world.engine.begin() as conn:
+        opened = apply_pushed(conn, world.config, "mem-email",
+                              [EngagementEvent("open", None, world.reference(sent["id"]), event_id="e1")])
+    assert opened == 1 and handoffs(world) == []  # an open is 1 point; the rule wants a click of t0
+    with world.engine.begin() as conn:
+        apply_pushed(conn, world.config, "mem-email",
+                     [EngagementEvent("click", None, world.reference(sent["id"]), event_id="e2")])
+    (handoff,) = handoffs(world)
+    assert (handoff["fired_by"], handoff["score"]) == ("clicked t0", 6)
+    assert world.enrollment(sara, "mail")["status"] == "handed_off"
