@@ -125,6 +125,18 @@ def setup_problems(sequences: dict, settings) -> list:
     return found
 
 
+def public_url_warning(sequences: dict, settings) -> list:
+    """A warning (``validate``) when leads are handed off but the rep's page link has no host to name."""
+    from .errors import Problem
+
+    if not any(seq.handoff is not None for seq in sequences.values()) or \
+            os.environ.get("FOLLOWUP_PUBLIC_URL") or (settings.service or {}).get("public_url"):
+        return []
+    return [Problem(os.path.relpath(settings.path), "service.public_url", "the message telling a rep of a lead "
+                    "links to /leads/... without a host; set service.public_url (e.g. https://f.shop.example)",
+                    warning=True)]
+
+
 def _line(path, prefix: str) -> int | None:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.startswith(prefix):
@@ -132,4 +144,4 @@ def _line(path, prefix: str) -> int | None:
     return None
 
 
-__all__ += ["setup_problems"]
+__all__ += ["setup_problems", "public_url_warning"]
