@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import Problem
 from .yamlfile import YamlDoc, join_path
 
 __all__ = ["Condition", "HandoffRule", "parse_handoff"]
@@ -101,8 +102,6 @@ def parse_handoff(doc: YamlDoc, raw: Any, touches: set[str]) -> HandoffRule | No
 def setup_problems(sequences: dict, settings) -> list:
     """What a sequence's handoff needs of the settings and templates: a sales team, a ``secret_key`` (the
     rep's page link is signed with it) and the ``_sales`` templates of the channels the reps have."""
-    from .errors import Problem
-
     ruled = [seq for seq in sequences.values() if seq.handoff is not None and seq.file is not None]
     if not ruled:
         return []
@@ -127,8 +126,6 @@ def setup_problems(sequences: dict, settings) -> list:
 
 def public_url_warning(sequences: dict, settings) -> list:
     """A warning (``validate``) when leads are handed off but the rep's page link has no host to name."""
-    from .errors import Problem
-
     if not any(seq.handoff is not None for seq in sequences.values()) or \
             os.environ.get("FOLLOWUP_PUBLIC_URL") or (settings.service or {}).get("public_url"):
         return []
