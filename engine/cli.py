@@ -520,6 +520,8 @@ from .cli_contacts import contacts_forget, contacts_list, contacts_show, export 
 for _command in (contacts_list, contacts_show, contacts_forget):
     contacts.add_command(_command)
 cli.add_command(export)
+from .cli_leads import lead  # noqa: E402  (registers the `lead` group)
+cli.add_command(lead)
 
 
 def main() -> None:

@@ -76,8 +76,11 @@ def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: s
     return kind
 
 
-def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent]) -> int:
-    """Record a provider's open and click events of the messages it sent; return how many were recorded."""
+def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent],
+                      recorded_facts: list[dict] | None = None) -> int:
+    """Record a provider's open and click events of the messages it sent; return how many were recorded.
+
+    Each one recorded is also appended to ``recorded_facts`` (its contact_id, kind, sequence and touch)."""
     prefix = reference_prefix(conn)
     ours = {e: i for e in events if e.message_id and (i := message_id_of(prefix, e.message_id)) is not None}
     pids = [e.provider_message_id for e in events if e.provider_message_id and e not in ours]
@@ -112,4 +115,7 @@ def apply_engagements(conn: sa.Connection, provider_name: str, events: list[Enga
             at=at, kind=kind, message_id=row["id"], contact_id=row["contact_id"], sequence=row["sequence"],
             touch=row["touch"], channel=row["channel"], source=provider_name, external_id=external))
         recorded += 1
+        if recorded_facts is not None:
+            recorded_facts.append({"contact_id": row["contact_id"], "kind": kind, "sequence": row["sequence"],
+                                   "touch": row["touch"]})
     return recorded

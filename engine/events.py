@@ -18,6 +18,7 @@ from .attribution import credit
 from .config import Config
 from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
+from .handoff import on_fact
 from .journal import Change, apply
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
 from .triggers import Started, exit_status, exiting, start_runs, unheard
@@ -25,6 +26,8 @@ from .triggers import Started, exit_status, exiting, start_runs, unheard
 __all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
 
 EVENT_TYPES = BUILT_IN
+#: the events that count toward the lead score (:mod:`engine.scoring`)
+SCORED_EVENTS = ("replied", "converted")
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
 messages = Message.__table__
@@ -113,6 +116,8 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         if kind == "resubscribed" or channel in ("sms", "email"):
             # one channel only: its touches are skipped as they come due, the others go on
             return EventResult(recorded=True, note=f"{kind} on {', '.join(channels)}")
+    if kind in SCORED_EVENTS:  # before the exits: a reply that hands a lead off ends its run as handed_off
+        on_fact(conn, config, contact["id"], kind, sequence=sequence)
     query = sa.select(enrollments).where(enrollments.c.contact_id == contact["id"],
                                          enrollments.c.status == EnrollmentStatus.ACTIVE.value)
     if sequence:

@@ -6,7 +6,7 @@ Every datetime is stored as UTC (``DateTime(timezone=True)``; SQLite gives it ba
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Optional
 
@@ -62,6 +62,7 @@ class EnrollmentStatus(str, enum.Enum):
     EXITED = "exited"            # an exit_on event other than the ones above (e.g. order_placed) arrived
     STOPPED = "stopped"          # the whole sequence was stopped (`followup sequences stop`)
     UNENROLLED = "unenrolled"    # taken out by hand (`followup sequences unenroll`)
+    HANDED_OFF = "handed_off"    # its handoff rule fired: the lead went to a sales rep (see :mod:`engine.handoff`)
 
 
 class Contact(SQLModel, table=True):
@@ -82,6 +83,9 @@ class Contact(SQLModel, table=True):
     email_suppressed: Optional[str] = Field(default=None, max_length=200)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    #: the lead score as of ``score_at`` (see :mod:`engine.scoring`); it halves every ``scoring.half_life``
+    score: Optional[float] = None
+    score_at: Optional[datetime] = _ts(default=None)
 
 
 class SequenceVersion(SQLModel, table=True):
@@ -424,3 +428,42 @@ class Engagement(SQLModel, table=True):
 
 
 __all__ += ["Link", "Engagement", "EngagementKind"]
+
+
+class LeadOutcome(str, enum.Enum):
+    """What a sales rep recorded for a lead handed to them."""
+
+    WON = "won"
+    LOST = "lost"
+    FOLLOW_UP_LATER = "follow_up_later"
+
+
+class Handoff(SQLModel, table=True):
+    """A lead handed from a sequence to a sales rep (see :mod:`engine.handoff`), and what the rep recorded.
+
+    The rep's page token is signed over ``id``, ``token_nonce`` and ``token_expires_at``
+    (:mod:`engine.leads`); a NULL nonce revokes it."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (sa.Index("ix_handoffs_contact", "contact_id", "at"), sa.Index("ix_handoffs_rep", "rep"))
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    contact_id: int
+    enrollment_id: int = Field(sa_column_kwargs={"unique": True})
+    sequence: str = Field(max_length=100)
+    rep: str = Field(max_length=100)
+    fired_by: str = Field(max_length=200)  # the condition that fired: replied, score >= 30, clicked last-chance
+    score: float
+    at: datetime = _ts()
+    token_nonce: Optional[str] = Field(default=None, max_length=32)
+    token_expires_at: datetime = _ts()
+    outcome: Optional[str] = Field(default=None, max_length=20)
+    value: Optional[float] = None
+    objection: Optional[str] = Field(default=None, max_length=300)
+    follow_up_on: Optional[date] = None
+    note: Optional[str] = Field(default=None, max_length=1000)
+    outcome_at: Optional[datetime] = _ts(default=None)
+    outcome_by: Optional[str] = Field(default=None, max_length=120)
+
+
+__all__ += ["LeadOutcome", "Handoff"]

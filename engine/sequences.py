@@ -15,6 +15,7 @@ from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
 from .eventnames import name_problem, near_built_in
 from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
+from .handoff_rules import HandoffRule, parse_handoff
 from .kinds import INFORMATIONAL, PROMOTIONAL, TOUCH_KINDS
 from .settings import Settings, parse_cap, parse_window
 from .sms import DEFAULT_MAX_SEGMENTS
@@ -27,7 +28,7 @@ EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments", "reentry", "sample", "trigger", "utm"}
+                 "max_sms_segments", "reentry", "sample", "trigger", "utm", "handoff"}
 TRIGGER_KEYS = {"event", "sample"}
 #: events that can't start a sequence: an opted-out contact is sent nothing, and resubscribing is not an interest
 NOT_TRIGGERS = ("unsubscribed", "resubscribed")
@@ -104,6 +105,8 @@ class Sequence:
     trigger: Trigger | None = None
     #: UTM parameters that replace the defaults on this sequence's links (see :mod:`engine.links`)
     utm: dict[str, str] = field(default_factory=dict)
+    #: when a lead goes to sales and to which rep (see :mod:`engine.handoff`); None: never
+    handoff: HandoffRule | None = None
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -402,6 +405,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
         sample=_sample(doc, raw.get("sample")),
         trigger=_trigger(doc, raw.get("trigger"), exit_on),
         utm=_utm(doc, raw.get("utm")),
+        handoff=parse_handoff(doc, raw.get("handoff"), {t.name for t in touches}),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )

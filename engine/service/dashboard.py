@@ -26,6 +26,7 @@ from .context import ServiceContext, get_context
 from .controls import ACTIONS
 from .i18n import LOCALES, translate
 from .pages import FONTS, LANG_COOKIE, page_locale, templates
+from ..leads import lead_summary
 from .queries import (contact_labels, contact_timeline, log_page, provider_overview, queue_state, recent_counts,
                       sequence_stats, since, worker_ticks)
 
@@ -215,6 +216,6 @@ def contact_page(key: str, request: Request, ctx: ServiceContext = Depends(get_c
                 "error": translate(page_locale(request), "log.no_contact"),
                 "sequences": sorted(ctx.config.sequences), "events": LOG_EVENTS, "next_before": None},
                 status_code=404, headers=NO_STORE)
-        timeline = contact_timeline(conn, found)
+        timeline = {**contact_timeline(conn, found), **lead_summary(conn, ctx.config, found)}
         label = contact_labels(conn, {found["id"]})[found["id"]]
     return templates.TemplateResponse(request, "contact.html", {"tl": timeline, "label": label}, headers=NO_STORE)
