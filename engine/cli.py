@@ -520,6 +520,8 @@ from .cli_contacts import contacts_forget, contacts_list, contacts_show, export 
 for _command in (contacts_list, contacts_show, contacts_forget):
     contacts.add_command(_command)
 cli.add_command(export)
+from .cli_webhooks import webhooks  # noqa: E402  (registers the `webhooks` group)
+cli.add_command(webhooks)
 
 
 def main() -> None:

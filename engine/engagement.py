@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,6 +22,7 @@ from providers.base import EngagementEvent
 from .clock import now, to_utc
 from .installation import message_id_of, reference_prefix
 from .links import PIXEL_URL
+from .outbox import emit
 from .models import Engagement, EngagementKind, Link, Message
 
 __all__ = ["classify", "record_follow", "apply_engagements", "find_link", "SCANNER_SECONDS", "HUMAN_KINDS"]
@@ -64,8 +66,10 @@ def find_link(conn: sa.Connection, code: str) -> dict | None:
 
 
 def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: str | None,
-                  at: datetime | None = None) -> str:
-    """Record one follow of ``link`` (a click, or an open for a pixel); return the kind recorded."""
+                  at: datetime | None = None, config: Any = None) -> str:
+    """Record one follow of ``link`` (a click, or an open for a pixel); return the kind recorded.
+
+    With ``config``, a person's click goes out to the webhooks that take ``clicked`` (:mod:`engine.outbox`)."""
     at = at or now()
     kind = classify(method=method, user_agent=user_agent, channel=link["channel"], sent_at=to_utc(link["sent_at"]),
                     at=at, pixel=link["url"] == PIXEL_URL)
@@ -73,6 +77,10 @@ def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: s
         at=at, kind=kind, message_id=link["message_id"], contact_id=link["contact_id"], sequence=link["sequence"],
         touch=link["touch"], channel=link["channel"], source="pixel" if link["url"] == PIXEL_URL else "link",
         code=link["code"]))
+    if config is not None and kind == EngagementKind.CLICKED.value:
+        emit(conn, config, "clicked", link["contact_id"], {
+            "sequence": link["sequence"], "touch": link["touch"], "channel": link["channel"],
+            "url": None if link["url"] == PIXEL_URL else link["url"]})
     return kind
 
 

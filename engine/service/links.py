@@ -55,7 +55,8 @@ def follow(code: str, request: Request, ctx: ServiceContext = Depends(get_contex
         if link is None or (link["expires_at"] is not None and to_utc(link["expires_at"]) <= at):
             link = None
         else:
-            record_follow(conn, link, method=request.method, user_agent=request.headers.get("user-agent"), at=at)
+            record_follow(conn, link, method=request.method, user_agent=request.headers.get("user-agent"), at=at,
+                          config=ctx.config)
     if link is None:
         misses.missed(address)
         return _gone(request)
