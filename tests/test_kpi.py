@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from markupsafe import escape
 
 from engine.cli import cli
 from engine.errors import InputError
@@ -17,6 +18,7 @@ from engine.events import end_enrollments
 from engine.kpi import DEFINITIONS, kpi_report
 from engine.models import Enrollment
 from tests.conftest import simple_sequence
+from tests.service_support import api_client, auth
 
 PRICED = {"providers": {"sms": [{"name": "mem-sms", "type": "memory", "price_per_segment": 100}],
                         "email": [{"name": "mem-email", "type": "memory", "price_per_email": 10}]}}
@@ -129,3 +131,27 @@ def test_the_cli_prints_json_and_csv_with_each_definition(shop):
     assert table.exit_code == 0 and "return_on_cost" in table.stdout and "3.375" in table.stdout
     bad = runner.invoke(cli, ["--config", config, "kpi", "--since", "soon"])
     assert isinstance(bad.exception, InputError) and "--since 'soon'" in str(bad.exception)
+
+
+def test_the_api_answers_the_same_report_to_a_key_and_4xx_to_bad_input(shop):
+    client, key = api_client(shop)
+    assert client.get("/api/v1/kpi").status_code == 401
+    answer = client.get("/api/v1/kpi", params={"by": "source"}, headers=auth(key))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert {g["group"]: g["lead_quality"] for g in body["groups"]} == {"(none)": 0.0, "google": 0.0, "instagram": 1.0}
+    assert body["definitions"]["lead_quality"] == DEFINITIONS["lead_quality"]
+    assert client.get("/api/v1/kpi", params={"since": "soon"}, headers=auth(key)).status_code == 422
+    assert client.get("/api/v1/kpi", params={"by": "colour"}, headers=auth(key)).status_code == 422
+
+
+def test_the_page_shows_each_figure_with_its_definition_and_draws_svg(shop):
+    client, key = api_client(shop)
+    page = client.get("/dashboard/kpi", params={"lang": "en"}, headers=auth(key))
+    assert page.status_code == 200
+    html = page.text
+    assert f'title="{escape(DEFINITIONS["conversion_rate"])}"' in html and "3,500" in html
+    assert html.count("<svg") == 4 and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    fa = client.get("/dashboard/kpi", params={"lang": "fa", "by": "source"}, headers=auth(key))
+    assert fa.status_code == 200 and 'dir="rtl"' in fa.text and "instagram" in fa.text
+    assert client.get("/dashboard/kpi", params={"since": "x"}, headers=auth(key)).status_code == 400
