@@ -33,16 +33,15 @@ def hand_off(world, contact_id: int) -> None:
         end_enrollments(conn, rows, "handed_off", "handed off to sales")
 
 
-@pytest.fixture
-def shop(make_world, frozen):
-    """Four leads enrolled at t0 (Saturday 10:00 Tehran), two one-segment SMS each:
+def build_shop(make_world, frozen, **settings):
+    """Four leads enrolled at t0 (a Saturday, 10:00 in Tehran), two one-segment SMS each:
 
     - A (source instagram) buys 1,000 two hours in and 500 two days in;
     - B (source instagram) is handed off at 3 h, won by reza a day in, and buys 2,000 then;
     - C (utm_source google) is handed off at 3 h and lost by reza on price;
     - D (no source) is handed off at 3 h and lost by mina on timing.
     """
-    world = make_world([simple_sequence("a")], settings=PRICED)
+    world = make_world([simple_sequence("a")], settings={**PRICED, **settings})
     a, b, c, d = world.add_contacts({"phone": "09120000001", "source": "instagram"},
                                     {"phone": "09120000002", "source": "instagram"},
                                     {"phone": "09120000003", "utm_source": "google"},
@@ -65,6 +64,11 @@ def shop(make_world, frozen):
     world.event(a, "converted", value=500)
     world.ids = (a, b, c, d)
     return world
+
+
+@pytest.fixture
+def shop(make_world, frozen):
+    return build_shop(make_world, frozen)
 
 
 def report(world, **kw):
