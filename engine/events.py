@@ -19,6 +19,7 @@ from .config import Config
 from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
 from .journal import Change, apply
+from .loyalty import after_conversion
 from .outbox import emit
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
 from .triggers import Started, exit_status, exiting, start_runs, unheard
@@ -134,6 +135,9 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     if kind == "converted":
         _redeem(conn, stock_from, active)
     result.started = start_runs(conn, config, contact["id"], kind, key, data, only=sequence)
+    if kind == "converted":
+        result.started += after_conversion(conn, config, contact["id"],
+                                           [e["sequence"] for e in ending] + ([attributed] if attributed else []))
     return result
 
 

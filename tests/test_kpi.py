@@ -159,3 +159,36 @@ def test_the_page_shows_each_figure_with_its_definition_and_draws_svg(shop):
     fa = client.get("/dashboard/kpi", params={"lang": "fa", "by": "source"}, headers=auth(key))
     assert fa.status_code == 200 and 'dir="rtl"' in fa.text and "instagram" in fa.text
     assert client.get("/dashboard/kpi", params={"since": "x"}, headers=auth(key)).status_code == 400
+
+
+# -- after the sale: on_converted ------------------------------------------------------------------------
+def test_a_conversion_enrolls_in_the_loyalty_sequence_once_and_the_repeat_purchase_is_counted(make_world, frozen):
+    world = make_world([simple_sequence("a", on_converted={"enroll": "thank-you-loyalty"}),
+                        simple_sequence("thank-you-loyalty", after="3d")], settings=PRICED)
+    (sara,) = world.add_contacts({"phone": "09121111111", "source": "instagram"})
+    world.enroll("a", sara)
+    world.tick()
+    frozen.tick(timedelta(hours=2))
+    first = world.event(sara, "converted", value=1000)
+    assert [(s.sequence, s.outcome) for s in first.started] == [("thank-you-loyalty", "enrolled")]
+    assert world.enrollment(sara, "a")["status"] == "converted"
+    world.tick()  # the loyalty sequence's first touch
+    frozen.tick(timedelta(days=1))
+    second = world.event(sara, "converted", value=400)  # a repeat purchase ends the loyalty run
+    assert second.ended == ["thank-you-loyalty"] and second.started == []
+    frozen.tick(timedelta(days=1))
+    third = world.event(sara, "converted", value=300, sequence="a")
+    # a sale credited to "a" again: reentry: never (the default) keeps the contact out of the loyalty sequence
+    assert [(s.sequence, s.outcome) for s in third.started] == [("thank-you-loyalty", "finished")]
+    (everything,) = report(world).values()
+    assert everything.figures["repeat_after_loyalty"] == 2
+    assert everything.figures["repeat_purchase_rate"] == 1.0 and everything.figures["customer_lifetime_value"] == 1700
+
+
+def test_on_converted_must_name_another_sequence(make_world):
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        make_world([simple_sequence("a", on_converted={"enroll": "thanks"})])
+    (problem,) = caught.value.problems
+    assert problem.key == "on_converted.enroll" and "'thanks' names no sequence" in problem.message
