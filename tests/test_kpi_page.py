@@ -2,27 +2,17 @@
 and right to left in Persian."""
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from freezegun import freeze_time
 
-from engine.apikeys import create_key
 from engine.kpi import DEFINITIONS
 from tests.service_support import SERVICE_SETTINGS, serving
 from tests.test_kpi import build_shop
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                 reason=f"{CHROMIUM} is missing: run tests/setup_chromium.sh (apt-get install chromium)")]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-
-@pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path}/followup.db"
+# the browser tests' marks (slow; skipped without Chromium or Playwright) and their SQLite-only database
+from tests.test_service_dashboard import FLAGS, db_url, log_in, pytestmark, sync_api  # noqa: F401
 
 
 def a_recent_saturday() -> datetime:
@@ -38,15 +28,11 @@ def a_recent_saturday() -> datetime:
 def served(make_world):
     with freeze_time(a_recent_saturday(), tz_offset=0) as clock:
         world = build_shop(make_world, clock, **SERVICE_SETTINGS)
-    with world.engine.begin() as conn:
-        key = create_key(conn, "kpi-page")
     with serving(world.config.dir) as base:
         yield base
 
 
 def test_the_kpi_page_shows_the_figures_defined_on_hover_and_charts_right_to_left(served, tmp_path):
-    from tests.test_service_dashboard import FLAGS, log_in
-
     base = served
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
