@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -38,6 +39,8 @@ endpoints_t = WebhookEndpoint.__table__
 PAUSE_AFTER = timedelta(hours=24)
 #: quick tries within one round before the row waits for its next_attempt_at
 QUICK_TRIES = 3
+#: POSTs in flight at once, each to another contact (a contact's events go one after the other)
+CONCURRENCY = 8
 TIMEOUT = (5, 10)  # connect, read (seconds)
 USER_AGENT = "followup-webhooks/1"
 
@@ -91,28 +94,26 @@ class Deliverer:
         return report
 
     def _round(self, report: DeliveryReport) -> None:
-        """Deliver every due head once."""
+        """Deliver every due head once: POSTs to different contacts run side by side (at most
+        :data:`CONCURRENCY`), each outcome is committed on this thread as it comes back."""
         with self.engine.connect() as conn:
             paused = {u for (u,) in conn.execute(sa.select(endpoints_t.c.url).where(
                 endpoints_t.c.state == EndpointState.PAUSED.value))}
-            heads = self._heads(conn, paused)
-        failed_urls: set[str] = set()
-        for row in heads:
-            if row["url"] in failed_urls:  # one failure per URL a round: the others would wait on it too
-                continue
-            endpoint = self.endpoints.get(row["url"])
-            if endpoint is None:
-                continue  # a URL no longer configured keeps its rows until it is again
-            error = self._post(endpoint, row)
-            with self.engine.begin() as conn:
-                if error is None:
-                    self._delivered(conn, row)
-                    report.delivered += 1
-                else:
-                    failed_urls.add(row["url"])
-                    report.failed += 1
-                    if self._failed(conn, row, error):
-                        report.paused.append(masked_url(row["url"]))
+            heads = [h for h in self._heads(conn, paused) if h["url"] in self.endpoints]
+        if not heads:
+            return
+        with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(heads)), thread_name_prefix="webhook") as pool:
+            posts = {pool.submit(self._post, self.endpoints[row["url"]], row): row for row in heads}
+            for done in as_completed(posts):
+                row, error = posts[done], done.result()
+                with self.engine.begin() as conn:
+                    if error is None:
+                        self._delivered(conn, row)
+                        report.delivered += 1
+                    else:
+                        report.failed += 1
+                        if self._failed(conn, row, error):
+                            report.paused.append(masked_url(row["url"]))
 
     def _heads(self, conn: sa.Connection, paused: set[str]) -> list[dict]:
         """The oldest pending row of each URL and contact, where it is due, oldest first."""

@@ -27,18 +27,27 @@ class Receiver:
         self.repeats: list[str] = []
         self.rejected: list[str] = []
         self.fail: int | None = None
-        #: set: the first request waits here until ``release`` is set (a crash test kills the sender meanwhile)
+        #: set: the next request is taken, but its answer waits until ``release`` is set (a crash test kills the
+        #: sender meanwhile)
         self.hold = threading.Event()
         self.holding = threading.Event()
         self.release = threading.Event()
+        self.held_id: str | None = None
         self._lock = threading.Lock()
         self.server = FakeHttpServer(self._handle)
 
     def _handle(self, req: Request) -> Reply:
-        if self.hold.is_set():
+        with self._lock:
+            held = self.hold.is_set()
             self.hold.clear()
+        reply = self._take(req)
+        if held:  # taken, but the answer waits: the sender is killed before it reads it
+            self.held_id = {k.lower(): v for k, v in req.headers.items()}["webhook-id"]
             self.holding.set()
             self.release.wait(30)
+        return reply
+
+    def _take(self, req: Request) -> Reply:
         if self.fail is not None:
             return Reply(self.fail)
         try:
