@@ -19,6 +19,7 @@ from engine.webhook_admin import endpoint_rows, replay, resume
 from engine.webhook_delivery import Deliverer, backoff, sign
 from engine.webhook_settings import masked_url
 from tests.conftest import simple_sequence
+from tests.service_support import SERVICE_SETTINGS, api_client, auth
 from tests.webhook_receiver import SECRET, Receiver, bodies, settings_for
 
 FOLLOWUP = str(Path(sys.executable).parent / "followup")
@@ -173,3 +174,18 @@ def test_settings_check_the_webhooks_and_the_secret_is_never_shown(tmp_path, mak
         load_config(world.root / "config")
     problems = "\n".join(str(p) for p in caught.value.problems)
     assert "webhooks[0].secret" in problems and "whsec_" in problems and "not-a-secret" not in problems
+
+
+def test_the_dashboard_overview_shows_a_paused_url_masked(make_world, frozen, receiver):
+    world = hooked_world(make_world, receiver.url + "?token=abc123", **SERVICE_SETTINGS)
+    (sara,) = world.add_contacts({"phone": "09121111111"})
+    world.event(sara, "replied")
+    receiver.fail = 500
+    world.deliverer.run()
+    frozen.tick(timedelta(hours=25))
+    assert world.deliverer.run().paused
+    client, key = api_client(world)
+    page = client.get("/dashboard", params={"lang": "en"}, headers=auth(key))
+    assert page.status_code == 200
+    assert "token=***" in page.text and "abc123" not in page.text and SECRET not in page.text
+    assert 'class="paused"' in page.text and "HTTP 500" in page.text
