@@ -12,7 +12,7 @@ from tests.service_support import SERVICE_SETTINGS, serving
 from tests.test_kpi import build_shop
 
 # the browser tests' marks (slow; skipped without Chromium or Playwright) and their SQLite-only database
-from tests.test_service_dashboard import FLAGS, db_url, log_in, pytestmark, sync_api  # noqa: F401
+from tests.test_service_dashboard import CHROMIUM, FLAGS, db_url, log_in, pytestmark, sync_api  # noqa: F401
 
 
 def a_recent_saturday() -> datetime:
