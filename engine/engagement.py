@@ -78,14 +78,21 @@ def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: s
         touch=link["touch"], channel=link["channel"], source="pixel" if link["url"] == PIXEL_URL else "link",
         code=link["code"]))
     if config is not None and kind == EngagementKind.CLICKED.value:
-        emit(conn, config, "clicked", link["contact_id"], {
-            "sequence": link["sequence"], "touch": link["touch"], "channel": link["channel"],
-            "url": None if link["url"] == PIXEL_URL else link["url"]})
+        _click_out(conn, config, link, None if link["url"] == PIXEL_URL else link["url"])
     return kind
 
 
-def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent]) -> int:
-    """Record a provider's open and click events of the messages it sent; return how many were recorded."""
+def _click_out(conn: sa.Connection, config: Any, row: dict, url: str | None) -> None:
+    """A person's click of message ``row`` (its contact, sequence, touch, channel), for the webhooks."""
+    emit(conn, config, "clicked", row["contact_id"], {"sequence": row["sequence"], "touch": row["touch"],
+                                                      "channel": row["channel"], "url": url})
+
+
+def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent], *,
+                      config: Any = None) -> int:
+    """Record a provider's open and click events of the messages it sent; return how many were recorded.
+
+    With ``config``, a person's click goes out to the webhooks that take ``clicked``."""
     prefix = reference_prefix(conn)
     ours = {e: i for e in events if e.message_id and (i := message_id_of(prefix, e.message_id)) is not None}
     pids = [e.provider_message_id for e in events if e.provider_message_id and e not in ours]
@@ -119,5 +126,7 @@ def apply_engagements(conn: sa.Connection, provider_name: str, events: list[Enga
         conn.execute(sa.insert(engagements_t).values(
             at=at, kind=kind, message_id=row["id"], contact_id=row["contact_id"], sequence=row["sequence"],
             touch=row["touch"], channel=row["channel"], source=provider_name, external_id=external))
+        if config is not None and kind == EngagementKind.CLICKED.value:
+            _click_out(conn, config, row, getattr(event, "url", None))
         recorded += 1
     return recorded

@@ -173,4 +173,4 @@ def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
     engaged = [i for i in items if isinstance(i, EngagementEvent)]
     return ((apply_reports(conn, config, provider_name, reports) if reports else 0)
             + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
-            + (apply_engagements(conn, provider_name, engaged) if engaged else 0))
+            + (apply_engagements(conn, provider_name, engaged, config=config) if engaged else 0))

@@ -86,3 +86,20 @@ def test_a_persons_click_goes_out_and_a_bots_does_not(make_world, frozen):
         (click,) = hooks.accepted
         assert click["type"] == "clicked" and click["data"]["contact"]["id"] == sara
         assert click["data"]["sequence"] == "coats" and click["data"]["url"].startswith("https://")
+
+
+def test_a_providers_click_event_goes_out_once(make_world, frozen):
+    from engine.engagement import apply_engagements
+    from providers.base import EngagementEvent
+
+    with Receiver() as hooks:
+        world = make_world([simple_sequence("a")], settings=settings_for(hooks.url))
+        (sara,) = world.add_contacts({"phone": "09121111111"})
+        world.enroll("a", sara)
+        world.tick()
+        (sent,) = [m for m in world.messages() if m["provider_message_id"]]
+        click = EngagementEvent("click", sent["provider_message_id"], event_id="ev-1")
+        with world.engine.begin() as conn:
+            assert apply_engagements(conn, "mem-sms", [click, click], config=world.config) == 1
+        assert Deliverer(world.config, world.engine, sleep=lambda s: None).run().delivered == 1
+        assert [(b["type"], b["data"]["touch"]) for b in hooks.accepted] == [("clicked", "t0")]
