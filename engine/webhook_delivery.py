@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -40,7 +40,7 @@ PAUSE_AFTER = timedelta(hours=24)
 #: quick tries within one round before the row waits for its next_attempt_at
 QUICK_TRIES = 3
 #: POSTs in flight at once, each to another contact (a contact's events go one after the other)
-CONCURRENCY = 8
+CONCURRENCY = 16
 TIMEOUT = (5, 10)  # connect, read (seconds)
 USER_AGENT = "followup-webhooks/1"
 
@@ -95,7 +95,7 @@ class Deliverer:
 
     def _round(self, report: DeliveryReport) -> None:
         """Deliver every due head once: POSTs to different contacts run side by side (at most
-        :data:`CONCURRENCY`), each outcome is committed on this thread as it comes back."""
+        :data:`CONCURRENCY`); the outcomes are committed on this thread as they come back."""
         with self.engine.connect() as conn:
             paused = {u for (u,) in conn.execute(sa.select(endpoints_t.c.url).where(
                 endpoints_t.c.state == EndpointState.PAUSED.value))}
@@ -104,16 +104,19 @@ class Deliverer:
             return
         with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(heads)), thread_name_prefix="webhook") as pool:
             posts = {pool.submit(self._post, self.endpoints[row["url"]], row): row for row in heads}
-            for done in as_completed(posts):
-                row, error = posts[done], done.result()
-                with self.engine.begin() as conn:
-                    if error is None:
-                        self._delivered(conn, row)
-                        report.delivered += 1
-                    else:
-                        report.failed += 1
-                        if self._failed(conn, row, error):
-                            report.paused.append(masked_url(row["url"]))
+            waiting = set(posts)
+            while waiting:
+                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+                with self.engine.begin() as conn:  # what came back meanwhile, in one transaction
+                    delivered = [posts[f] for f in done if f.result() is None]
+                    if delivered:
+                        self._delivered(conn, delivered)
+                        report.delivered += len(delivered)
+                    for future in done:
+                        if future.result() is not None:
+                            report.failed += 1
+                            if self._failed(conn, posts[future], future.result()):
+                                report.paused.append(masked_url(posts[future]["url"]))
 
     def _heads(self, conn: sa.Connection, paused: set[str]) -> list[dict]:
         """The oldest pending row of each URL and contact, where it is due, oldest first."""
@@ -145,12 +148,14 @@ class Deliverer:
             return str(err.last_attempt.exception())[:500]
         return None
 
-    def _delivered(self, conn: sa.Connection, row: dict) -> None:
+    def _delivered(self, conn: sa.Connection, rows: list[dict]) -> None:
         stamp = now()
-        conn.execute(sa.update(outbox_t).where(outbox_t.c.id == row["id"]).values(
-            status=OutboxStatus.DELIVERED.value, delivered_at=stamp, attempts=row["attempts"] + 1,
-            next_attempt_at=None, last_error=None))
-        self._endpoint(conn, row["url"], failing_since=None, last_error=None)
+        conn.execute(sa.update(outbox_t).where(outbox_t.c.id == sa.bindparam("row_id")).values(
+            status=OutboxStatus.DELIVERED.value, delivered_at=stamp, attempts=sa.bindparam("tries"),
+            next_attempt_at=None, last_error=None),
+            [{"row_id": r["id"], "tries": r["attempts"] + 1} for r in rows])
+        for url in {r["url"] for r in rows}:
+            self._endpoint(conn, url, failing_since=None, last_error=None)
 
     def _failed(self, conn: sa.Connection, row: dict, error: str) -> bool:
         """Record a failed round of ``row``; return True when its URL is paused now."""
