@@ -80,4 +80,4 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     }
     return templates.TemplateResponse(request, "kpi.html", {
         "groups": groups, "figures": FIGURES, "definitions": DEFINITIONS, "since": since, "by": by, "by_choices": BY,
-        "charts": charts}, headers={"Cache-Control": "no-store"})
+        "charts": charts, "labels": {k: word(k) for k in (*FIGURES, *(f"by_{b}" for b in BY))}}, headers={"Cache-Control": "no-store"})
