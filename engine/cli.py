@@ -522,6 +522,10 @@ for _command in (contacts_list, contacts_show, contacts_forget):
 cli.add_command(export)
 from .cli_leads import lead  # noqa: E402  (registers the `lead` group)
 cli.add_command(lead)
+from .cli_webhooks import webhooks  # noqa: E402  (registers the `webhooks` group)
+cli.add_command(webhooks)
+from .cli_kpi import kpi  # noqa: E402  (registers `kpi`)
+cli.add_command(kpi)
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
 from .handoff import on_fact
 from .journal import Change, apply
+from .loyalty import after_conversion
+from .outbox import emit
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer, OPEN_STATUSES
 from .triggers import Started, exit_status, exiting, start_runs, unheard
 
@@ -48,6 +50,8 @@ class EventResult:
     credited: dict | None = None
 
 
+#: the events of this module that go out to webhooks (see :mod:`engine.outbox`)
+OUT_EVENTS = ("converted", "replied", "unsubscribed")
 #: a conversion identical to one recorded this recently (same contact and value, no shared key) is warned about
 DUPLICATE_CONVERSION_WINDOW = timedelta(minutes=1)
 
@@ -108,6 +112,9 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         idempotency_key=idempotency_key, source=source, at=stamp, key=key, data=sa.null() if data is None else data,
         message_id=credited and credited.message_id, touch=credited and credited.touch,
         attributed_by=credited and credited.by))
+    if kind in OUT_EVENTS:
+        emit(conn, config, kind, contact["id"], {"sequence": attributed, "channel": channel, "value": value,
+                                                 "key": key, "data": data, "source": source})
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
@@ -133,6 +140,9 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     if kind == "converted":
         _redeem(conn, stock_from, active)
     result.started = start_runs(conn, config, contact["id"], kind, key, data, only=sequence)
+    if kind == "converted":
+        result.started += after_conversion(conn, config, contact["id"],
+                                           [e["sequence"] for e in ending] + ([attributed] if attributed else []))
     return result
 
 

@@ -467,3 +467,56 @@ class Handoff(SQLModel, table=True):
 
 
 __all__ += ["LeadOutcome", "Handoff"]
+
+
+class OutboxStatus(str, enum.Enum):
+    """Where one event for one webhook URL stands (see :mod:`engine.webhook_delivery`)."""
+
+    PENDING = "pending"      # due at next_attempt_at, after the contact's earlier events for the same URL
+    DELIVERED = "delivered"  # the URL answered 2xx
+
+
+class WebhookOutbox(SQLModel, table=True):
+    """One event for one webhook URL, written in the transaction of the change that caused it."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        _partial("ix_webhook_outbox_pending", "url", "contact_id", "id", where="status = 'pending'"),
+        sa.Index("ix_webhook_outbox_created", "created_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    #: the Standard Webhooks ``webhook-id``: the same for every URL and every retry of one event
+    event_id: str = Field(max_length=40)
+    url: str = Field(max_length=2048)
+    kind: str = Field(max_length=30)
+    contact_id: Optional[int] = None
+    #: the JSON body exactly as signed and sent
+    body: str = Field(sa_type=sa.Text)
+    status: str = Field(default=OutboxStatus.PENDING.value, max_length=20)
+    attempts: int = 0
+    created_at: datetime = _ts()
+    next_attempt_at: Optional[datetime] = _ts(default=None)
+    delivered_at: Optional[datetime] = _ts(default=None)
+    last_error: Optional[str] = Field(default=None, max_length=500)
+
+
+class EndpointState(str, enum.Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"        # failed for webhooks.PAUSE_AFTER; `followup webhooks resume URL` delivers again
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A webhook URL's delivery state: failing since when, paused or not."""
+
+    __tablename__ = "webhook_endpoints"
+
+    url: str = Field(primary_key=True, max_length=2048)
+    state: str = Field(default=EndpointState.ACTIVE.value, max_length=20)
+    failing_since: Optional[datetime] = _ts(default=None)
+    paused_at: Optional[datetime] = _ts(default=None)
+    last_error: Optional[str] = Field(default=None, max_length=500)
+    updated_at: datetime = _ts()
+
+
+__all__ += ["OutboxStatus", "WebhookOutbox", "EndpointState", "WebhookEndpoint"]

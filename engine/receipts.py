@@ -175,7 +175,7 @@ def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
     facts: list[dict] = []
     changed = ((apply_reports(conn, config, provider_name, reports) if reports else 0)
                + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
-               + (apply_engagements(conn, provider_name, engaged, facts) if engaged else 0))
+               + (apply_engagements(conn, provider_name, engaged, facts, config=config) if engaged else 0))
     for fact in facts:
         on_fact(conn, config, fact["contact_id"], fact["kind"], sequence=fact["sequence"], touch=fact["touch"])
     return changed

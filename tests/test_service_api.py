@@ -190,7 +190,7 @@ def test_openapi_is_served_under_api_v1_and_lists_the_api(api):
                                   "/api/v1/contacts/{key}/timeline", "/api/v1/sequences/{name}/stats",
                                   "/api/v1/sequences", "/api/v1/sequences/{name}/pause", "/api/v1/sequences/{name}/resume",
                                   "/api/v1/sequences/{name}/stop", "/api/v1/sequences/{name}/unenroll",
-                                  "/api/v1/leads/{key}", "/api/v1/leads/{key}/outcome"}
+                                  "/api/v1/leads/{key}", "/api/v1/leads/{key}/outcome", "/api/v1/kpi"}
 
 
 def _sample_path(path: str) -> str:

@@ -21,6 +21,7 @@ from ..control import list_sequences
 from ..models import MessageStatus
 from ..preview import preview, sms_text
 from ..sessions import end_session
+from ..webhook_admin import endpoint_rows
 from .auth import SESSION_COOKIE, check_login, require_viewer, same_origin, start_session
 from .context import ServiceContext, get_context
 from .controls import ACTIONS
@@ -123,7 +124,7 @@ def overview(request: Request, ctx: ServiceContext = Depends(get_context)) -> HT
     with ctx.engine.connect() as conn:
         data = {"hour": recent_counts(conn, since(1)), "day": recent_counts(conn, since(24)),
                 "queue": queue_state(conn), "providers": provider_overview(conn, ctx.config, since(1)),
-                "ticks": worker_ticks(conn)}
+                "ticks": worker_ticks(conn), "webhooks": endpoint_rows(conn, ctx.config)}
     return templates.TemplateResponse(request, "overview.html", data, headers=NO_STORE)
 
 

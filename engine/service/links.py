@@ -57,7 +57,7 @@ def follow(code: str, request: Request, ctx: ServiceContext = Depends(get_contex
             link = None
         else:
             kind = record_follow(conn, link, method=request.method, user_agent=request.headers.get("user-agent"),
-                                 at=at)
+                                 at=at, config=ctx.config)
             on_fact(conn, ctx.config, link["contact_id"], kind, sequence=link["sequence"], touch=link["touch"])
     if link is None:
         misses.missed(address)
