@@ -521,6 +521,12 @@ from .cli_contacts import contacts_forget, contacts_list, contacts_show, export 
 for _command in (contacts_list, contacts_show, contacts_forget):
     contacts.add_command(_command)
 cli.add_command(export)
+from .cli_leads import lead  # noqa: E402  (registers the `lead` group)
+cli.add_command(lead)
+from .cli_webhooks import webhooks  # noqa: E402  (registers the `webhooks` group)
+cli.add_command(webhooks)
+from .cli_kpi import kpi  # noqa: E402  (registers `kpi`)
+cli.add_command(kpi)
 
 
 def main() -> None:

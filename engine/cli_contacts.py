@@ -65,8 +65,14 @@ def contacts_show(state, key: str, as_json: bool) -> None:
     from .console import out
     from .people import contact_detail
 
+    from .leads import lead_summary
+
     with state.engine().connect() as conn:
-        detail = contact_detail(conn, find_by_key(state, conn, key))
+        contact = find_by_key(state, conn, key)
+        detail = contact_detail(conn, contact)
+        lead = lead_summary(conn, state.config, contact)
+    detail["score"] = lead["score"]
+    detail["handoffs"] = [{**h, "at": h["at"].isoformat()} for h in lead["handoffs"]]
     if as_json:
         print(json.dumps(detail, ensure_ascii=False, indent=2))
         return
@@ -78,6 +84,10 @@ def contacts_show(state, key: str, as_json: bool) -> None:
         lines.append(f"  tags: {', '.join(detail['tags'])}")
     for name, value in sorted(detail["attrs"].items()):
         lines.append(f"  attrs.{name}: {value}")
+    lines.append(f"  score: {detail['score']:g}")
+    for h in detail["handoffs"]:
+        outcome = h["outcome"] or "no outcome yet"
+        lines.append(f"  handed off {h['at']} from {h['sequence']} to {h['rep']} ({h['fired_by']}): {outcome}")
     lines.append("consents:")
     lines += [f"  {channel}: {state_}" for channel, state_ in detail["consents"].items()]
     lines.append("enrollments:" if detail["enrollments"] else "enrollments: none")

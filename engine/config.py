@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ConfigError, Problem
+from .handoff_rules import setup_problems
 from .holiday_overrides import load_overrides
 from .offdays import NO_OVERRIDES, HolidayOverrides
 from .sequences import Sequence, read_sequences
@@ -56,6 +57,8 @@ def read_config(directory: str | os.PathLike | None = None) -> tuple[Config | No
         problems.extend(err.problems)
     sequences, seq_problems = read_sequences(folder, settings)
     problems.extend(seq_problems)
+    if settings is not None:
+        problems.extend(setup_problems(sequences, settings))
     holidays = NO_OVERRIDES
     try:
         holidays = load_overrides(folder)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .events import end_enrollments
+from .ending import end_enrollments
 from .models import Enrollment, EnrollmentStatus, Message, SequenceState, SequenceVersion, status_is
 
 __all__ = ["HOLD", "PAUSED", "ORPHANED", "SequenceRow", "held_sequences", "known_sequences", "list_sequences", "orphan_warnings",
@@ -57,11 +57,15 @@ def _stored_states(conn: sa.Connection) -> dict[str, str]:
     return dict(conn.execute(sa.select(states.c.name, states.c.state)).all())
 
 
+#: the built-in sequence that tells sales reps of their leads (:mod:`engine.sales_notify`): never orphaned
+SALES_SEQUENCE = "_sales"
+
+
 def held_sequences(conn: sa.Connection, config: Config, names: set[str]) -> dict[str, str]:
     """Of ``names``, the sequences whose due messages are held now, with the reason."""
     stored = _stored_states(conn)
     held = {n: PAUSED for n in names if stored.get(n) == "paused"}
-    held.update({n: ORPHANED for n in names if n not in config.sequences and n not in held})
+    held.update({n: ORPHANED for n in names if n not in config.sequences and n not in held and n != SALES_SEQUENCE})
     return held
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,6 +22,7 @@ from providers.base import EngagementEvent
 from .clock import now, to_utc
 from .installation import message_id_of, reference_prefix
 from .links import PIXEL_URL
+from .outbox import emit
 from .models import Engagement, EngagementKind, Link, Message
 
 __all__ = ["classify", "record_follow", "apply_engagements", "find_link", "SCANNER_SECONDS", "HUMAN_KINDS"]
@@ -64,8 +66,10 @@ def find_link(conn: sa.Connection, code: str) -> dict | None:
 
 
 def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: str | None,
-                  at: datetime | None = None) -> str:
-    """Record one follow of ``link`` (a click, or an open for a pixel); return the kind recorded."""
+                  at: datetime | None = None, config: Any = None) -> str:
+    """Record one follow of ``link`` (a click, or an open for a pixel); return the kind recorded.
+
+    With ``config``, a person's click goes out to the webhooks that take ``clicked`` (:mod:`engine.outbox`)."""
     at = at or now()
     kind = classify(method=method, user_agent=user_agent, channel=link["channel"], sent_at=to_utc(link["sent_at"]),
                     at=at, pixel=link["url"] == PIXEL_URL)
@@ -73,11 +77,23 @@ def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: s
         at=at, kind=kind, message_id=link["message_id"], contact_id=link["contact_id"], sequence=link["sequence"],
         touch=link["touch"], channel=link["channel"], source="pixel" if link["url"] == PIXEL_URL else "link",
         code=link["code"]))
+    if config is not None and kind == EngagementKind.CLICKED.value:
+        _click_out(conn, config, link, None if link["url"] == PIXEL_URL else link["url"])
     return kind
 
 
-def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent]) -> int:
-    """Record a provider's open and click events of the messages it sent; return how many were recorded."""
+def _click_out(conn: sa.Connection, config: Any, row: dict, url: str | None) -> None:
+    """A person's click of message ``row`` (its contact, sequence, touch, channel), for the webhooks."""
+    emit(conn, config, "clicked", row["contact_id"], {"sequence": row["sequence"], "touch": row["touch"],
+                                                      "channel": row["channel"], "url": url})
+
+
+def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent],
+                      recorded_facts: list[dict] | None = None, *, config: Any = None) -> int:
+    """Record a provider's open and click events of the messages it sent; return how many were recorded.
+
+    Each one recorded is also appended to ``recorded_facts`` (its contact_id, kind, sequence and touch). With
+    ``config``, a person's click goes out to the webhooks that take ``clicked``."""
     prefix = reference_prefix(conn)
     ours = {e: i for e in events if e.message_id and (i := message_id_of(prefix, e.message_id)) is not None}
     pids = [e.provider_message_id for e in events if e.provider_message_id and e not in ours]
@@ -111,5 +127,10 @@ def apply_engagements(conn: sa.Connection, provider_name: str, events: list[Enga
         conn.execute(sa.insert(engagements_t).values(
             at=at, kind=kind, message_id=row["id"], contact_id=row["contact_id"], sequence=row["sequence"],
             touch=row["touch"], channel=row["channel"], source=provider_name, external_id=external))
+        if config is not None and kind == EngagementKind.CLICKED.value:
+            _click_out(conn, config, row, getattr(event, "url", None))
         recorded += 1
+        if recorded_facts is not None:
+            recorded_facts.append({"contact_id": row["contact_id"], "kind": kind, "sequence": row["sequence"],
+                                   "touch": row["touch"]})
     return recorded

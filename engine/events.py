@@ -16,17 +16,20 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .attribution import credit
 from .config import Config
+from .ending import end_enrollments
 from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
-from .models import (Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, MessageStatus, Offer,
-                     OPEN_STATUSES)
-from .store import apply
-from .transitions import Facts, Outcome, change
+from .handoff import on_fact
+from .loyalty import after_conversion
+from .outbox import emit
+from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer
 from .triggers import Started, exit_status, exiting, start_runs, unheard
 
 __all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
 
 EVENT_TYPES = BUILT_IN
+#: the events that count toward the lead score (:mod:`engine.scoring`)
+SCORED_EVENTS = ("replied", "converted")
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
 messages = Message.__table__
@@ -47,23 +50,10 @@ class EventResult:
     credited: dict | None = None
 
 
+#: the events of this module that go out to webhooks (see :mod:`engine.outbox`)
+OUT_EVENTS = ("converted", "replied", "unsubscribed")
 #: a conversion identical to one recorded this recently (same contact and value, no shared key) is warned about
 DUPLICATE_CONVERSION_WINDOW = timedelta(minutes=1)
-
-
-def end_enrollments(conn: sa.Connection, enrollment_rows: list[dict], status: str, reason: str) -> int:
-    """End enrollments and cancel their open messages (with a log row each); return how many were cancelled."""
-    if not enrollment_rows:
-        return 0
-    stamp = now()
-    ids = [e["id"] for e in enrollment_rows]
-    conn.execute(sa.update(enrollments).where(enrollments.c.id.in_(ids), enrollments.c.status == "active")
-                 .values(status=status, ended_reason=reason, ended_at=stamp))
-    open_rows = conn.execute(sa.select(messages).where(messages.c.enrollment_id.in_(ids),
-                                                       messages.c.status.in_(OPEN_STATUSES))).mappings().all()
-    cancel = Outcome(MessageStatus.CANCELLED.value, reason)
-    apply(conn, [change(dict(m), cancel, Facts(stamp)) for m in open_rows], at=stamp)
-    return len(open_rows)
 
 
 def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, *, sequence: str | None = None,
@@ -107,6 +97,9 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         idempotency_key=idempotency_key, source=source, at=stamp, key=key, data=sa.null() if data is None else data,
         message_id=credited and credited.message_id, touch=credited and credited.touch,
         attributed_by=credited and credited.by))
+    if kind in OUT_EVENTS:
+        emit(conn, config, kind, contact["id"], {"sequence": attributed, "channel": channel, "value": value,
+                                                 "key": key, "data": data, "source": source})
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
@@ -115,6 +108,8 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         if kind == "resubscribed" or channel in ("sms", "email"):
             # one channel only: its touches are skipped as they come due, the others go on
             return EventResult(recorded=True, note=f"{kind} on {', '.join(channels)}")
+    if kind in SCORED_EVENTS:  # before the exits: a reply that hands a lead off ends its run as handed_off
+        on_fact(conn, config, contact["id"], kind, sequence=sequence)
     query = sa.select(enrollments).where(enrollments.c.contact_id == contact["id"],
                                          enrollments.c.status == EnrollmentStatus.ACTIVE.value)
     if sequence:
@@ -130,6 +125,9 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     if kind == "converted":
         _redeem(conn, stock_from, active)
     result.started = start_runs(conn, config, contact["id"], kind, key, data, only=sequence)
+    if kind == "converted":
+        result.started += after_conversion(conn, config, contact["id"],
+                                           [e["sequence"] for e in ending] + ([attributed] if attributed else []))
     return result
 
 

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
+from .store.links import LINK_FIELDS, insert_links
 from .models import Link
 
 __all__ = ["new_code", "is_code", "with_utm", "utm_params", "base_url", "LinkBook", "MessageLinks", "SampleLinks",
@@ -36,8 +37,7 @@ links_t = Link.__table__
 CODE_BYTES = 7
 CODE_LENGTH = 10
 _CODE = re.compile(r"^[A-Za-z0-9_-]{8,10}$")
-#: the longest address a link takes, in UTF-8 bytes (the unique index on message and address must hold it:
-#: PostgreSQL's btree takes at most about 2,700 bytes an entry)
+#: the longest address a link takes, in UTF-8 bytes
 MAX_URL = 2000
 #: the stored address of an open pixel's code: its redirect answers an image, not a redirect
 PIXEL_URL = "pixel:open"
@@ -151,10 +151,9 @@ class MessageLinks:
             code = book.codes[key] = new_code()
             target = url if url == PIXEL_URL else _target(url, self.row["sequence"], self.row["touch"],
                                                           self.row["channel"], self.utm)
-            book.new.append({"code": code, "message_id": self.row["id"], "contact_id": self.row["contact_id"],
-                             "sequence": self.row["sequence"], "touch": self.row["touch"],
-                             "channel": self.row["channel"], "url": url, "target": target,
-                             "created_at": book.at, "expires_at": book.at + book.expire_after})
+            row = self.row
+            book.new.append((code, row["id"], row["contact_id"], row["sequence"], row["touch"], row["channel"], url,
+                             target))
         return f"{book.base}/{code}"
 
 
@@ -170,7 +169,8 @@ class LinkBook:
     at: datetime
     expire_after: timedelta
     codes: dict[tuple[int, str], str] = field(default_factory=dict)
-    new: list[dict] = field(default_factory=list)
+    #: the links made since load, as tuples in NEW_FIELDS order
+    new: list[tuple] = field(default_factory=list)
 
     @classmethod
     def load(cls, conn: sa.Connection, settings: Any, message_ids: Iterable[int], at: datetime) -> "LinkBook":
@@ -187,12 +187,16 @@ class LinkBook:
         return MessageLinks(self, row, utm)
 
     def save(self, conn: sa.Connection, message_ids: set[int] | None = None) -> int:
-        """Store the codes made since :meth:`load` (only for ``message_ids`` when given); return how many."""
-        rows = [r for r in self.new if message_ids is None or r["message_id"] in message_ids]
-        if rows:
-            conn.execute(sa.insert(links_t), rows)
+        """Store the codes made since :meth:`load` (only for ``message_ids`` when given); return how many.
+
+        One multi-row write per batch through the store (:func:`engine.store.links.insert_links`)."""
+        rows = [r for r in self.new if message_ids is None or r[1] in message_ids]
+        insert_links(conn, rows, self.at, self.at + self.expire_after)
         self.new = []
         return len(rows)
+
+
+NEW_FIELDS = LINK_FIELDS
 
 
 class SampleLinks:

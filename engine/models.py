@@ -6,7 +6,7 @@ Every datetime is stored as UTC (``DateTime(timezone=True)``; SQLite gives it ba
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Optional
 
@@ -71,6 +71,7 @@ class EnrollmentStatus(str, enum.Enum):
     EXITED = "exited"            # an exit_on event other than the ones above (e.g. order_placed) arrived
     STOPPED = "stopped"          # the whole sequence was stopped (`followup sequences stop`)
     UNENROLLED = "unenrolled"    # taken out by hand (`followup sequences unenroll`)
+    HANDED_OFF = "handed_off"    # its handoff rule fired: the lead went to a sales rep (see :mod:`engine.handoff`)
 
 
 class Contact(SQLModel, table=True):
@@ -91,6 +92,9 @@ class Contact(SQLModel, table=True):
     email_suppressed: Optional[str] = Field(default=None, max_length=200)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    #: the lead score as of ``score_at`` (see :mod:`engine.scoring`); it halves every ``scoring.half_life``
+    score: Optional[float] = None
+    score_at: Optional[datetime] = _ts(default=None)
 
 
 class SequenceVersion(SQLModel, table=True):
@@ -379,12 +383,13 @@ __all__ += ["RateBucket"]
 class Link(SQLModel, table=True):
     """A short link of one message: ``{links.base_url}/{code}`` redirects to ``target`` (see :mod:`engine.links`).
 
-    ``url`` is the address as the template gave it (one code per message and url); ``target`` is it with the
-    UTM parameters added, the only place the redirect goes.
+    ``url`` is the address as the template gave it (one code per message and url: the claim that renders a
+    message reads its codes first, under the message's lock); ``target`` is it with the UTM parameters added,
+    the only place the redirect goes.
     """
 
     __tablename__ = "links"
-    __table_args__ = (sa.Index("ix_links_message_url", "message_id", "url", unique=True),)
+    __table_args__ = (sa.Index("ix_links_message", "message_id"),)
 
     code: str = Field(primary_key=True, max_length=16)
     message_id: Optional[int] = None
@@ -432,3 +437,95 @@ class Engagement(SQLModel, table=True):
 
 
 __all__ += ["Link", "Engagement", "EngagementKind"]
+
+
+class LeadOutcome(str, enum.Enum):
+    """What a sales rep recorded for a lead handed to them."""
+
+    WON = "won"
+    LOST = "lost"
+    FOLLOW_UP_LATER = "follow_up_later"
+
+
+class Handoff(SQLModel, table=True):
+    """A lead handed from a sequence to a sales rep (see :mod:`engine.handoff`), and what the rep recorded.
+
+    The rep's page token is signed over ``id``, ``token_nonce`` and ``token_expires_at``
+    (:mod:`engine.leads`); a NULL nonce revokes it."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (sa.Index("ix_handoffs_contact", "contact_id", "at"), sa.Index("ix_handoffs_rep", "rep"))
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    contact_id: int
+    enrollment_id: int = Field(sa_column_kwargs={"unique": True})
+    sequence: str = Field(max_length=100)
+    rep: str = Field(max_length=100)
+    fired_by: str = Field(max_length=200)  # the condition that fired: replied, score >= 30, clicked last-chance
+    score: float
+    at: datetime = _ts()
+    token_nonce: Optional[str] = Field(default=None, max_length=32)
+    token_expires_at: datetime = _ts()
+    outcome: Optional[str] = Field(default=None, max_length=20)
+    value: Optional[float] = None
+    objection: Optional[str] = Field(default=None, max_length=300)
+    follow_up_on: Optional[date] = None
+    note: Optional[str] = Field(default=None, max_length=1000)
+    outcome_at: Optional[datetime] = _ts(default=None)
+    outcome_by: Optional[str] = Field(default=None, max_length=120)
+
+
+__all__ += ["LeadOutcome", "Handoff"]
+
+
+class OutboxStatus(str, enum.Enum):
+    """Where one event for one webhook URL stands (see :mod:`engine.webhook_delivery`)."""
+
+    PENDING = "pending"      # due at next_attempt_at, after the contact's earlier events for the same URL
+    DELIVERED = "delivered"  # the URL answered 2xx
+
+
+class WebhookOutbox(SQLModel, table=True):
+    """One event for one webhook URL, written in the transaction of the change that caused it."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        _partial("ix_webhook_outbox_pending", "url", "contact_id", "id", where="status = 'pending'"),
+        sa.Index("ix_webhook_outbox_created", "created_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    #: the Standard Webhooks ``webhook-id``: the same for every URL and every retry of one event
+    event_id: str = Field(max_length=40)
+    url: str = Field(max_length=2048)
+    kind: str = Field(max_length=30)
+    contact_id: Optional[int] = None
+    #: the JSON body exactly as signed and sent
+    body: str = Field(sa_type=sa.Text)
+    status: str = Field(default=OutboxStatus.PENDING.value, max_length=20)
+    attempts: int = 0
+    created_at: datetime = _ts()
+    next_attempt_at: Optional[datetime] = _ts(default=None)
+    delivered_at: Optional[datetime] = _ts(default=None)
+    last_error: Optional[str] = Field(default=None, max_length=500)
+
+
+class EndpointState(str, enum.Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"        # failed for webhooks.PAUSE_AFTER; `followup webhooks resume URL` delivers again
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A webhook URL's delivery state: failing since when, paused or not."""
+
+    __tablename__ = "webhook_endpoints"
+
+    url: str = Field(primary_key=True, max_length=2048)
+    state: str = Field(default=EndpointState.ACTIVE.value, max_length=20)
+    failing_since: Optional[datetime] = _ts(default=None)
+    paused_at: Optional[datetime] = _ts(default=None)
+    last_error: Optional[str] = Field(default=None, max_length=500)
+    updated_at: datetime = _ts()
+
+
+__all__ += ["OutboxStatus", "WebhookOutbox", "EndpointState", "WebhookEndpoint"]

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .events import end_enrollments
+from .ending import end_enrollments
 from .store import append_log
 from .models import Contact, DeliveryLog, Enrollment, EnrollmentStatus, Message
 

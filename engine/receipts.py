@@ -16,6 +16,7 @@ from .addresses import normalize_phone
 from .clock import now
 from .config import Config
 from .engagement import apply_engagements
+from .handoff import on_fact
 from .events import record_event
 from .installation import message_id_of, reference_prefix
 from .models import RECEIPT_FROM, MessageStatus
@@ -161,6 +162,10 @@ def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
     reports = [i for i in items if isinstance(i, DeliveryReport)]
     inbound = [i for i in items if isinstance(i, InboundMessage)]
     engaged = [i for i in items if isinstance(i, EngagementEvent)]
-    return ((apply_reports(conn, config, provider_name, reports) if reports else 0)
-            + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
-            + (apply_engagements(conn, provider_name, engaged) if engaged else 0))
+    facts: list[dict] = []
+    changed = ((apply_reports(conn, config, provider_name, reports) if reports else 0)
+               + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
+               + (apply_engagements(conn, provider_name, engaged, facts, config=config) if engaged else 0))
+    for fact in facts:
+        on_fact(conn, config, fact["contact_id"], fact["kind"], sequence=fact["sequence"], touch=fact["touch"])
+    return changed

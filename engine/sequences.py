@@ -15,6 +15,7 @@ from .durations import format_duration, parse_duration
 from .errors import ConfigError, Problem
 from .eventnames import name_problem, near_built_in
 from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
+from .handoff_rules import HandoffRule, parse_handoff
 from .kinds import INFORMATIONAL, PROMOTIONAL, TOUCH_KINDS
 from .settings import Settings, parse_cap, parse_window
 from .sms import DEFAULT_MAX_SEGMENTS
@@ -27,7 +28,7 @@ EXIT_EVENTS = ("converted", "replied", "unsubscribed")
 MIN_TOUCHES, MAX_TOUCHES = 3, 5
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SEQUENCE_KEYS = {"name", "description", "exit_on", "offer", "touches", "send_window", "frequency_cap",
-                 "max_sms_segments", "reentry", "sample", "trigger", "utm"}
+                 "max_sms_segments", "reentry", "sample", "trigger", "utm", "handoff", "on_converted"}
 TRIGGER_KEYS = {"event", "sample"}
 #: events that can't start a sequence: an opted-out contact is sent nothing, and resubscribing is not an interest
 NOT_TRIGGERS = ("unsubscribed", "resubscribed")
@@ -104,6 +105,11 @@ class Sequence:
     trigger: Trigger | None = None
     #: UTM parameters that replace the defaults on this sequence's links (see :mod:`engine.links`)
     utm: dict[str, str] = field(default_factory=dict)
+    #: when a lead goes to sales and to which rep (see :mod:`engine.handoff`); None: never
+    handoff: HandoffRule | None = None
+    #: the sequence a contact is enrolled in when it converts in this one (``on_converted: {enroll: NAME}``),
+    #: subject to that sequence's ``reentry``
+    on_converted: str | None = None
     file: Path | None = None
     hash: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -124,6 +130,8 @@ class Sequence:
         data = asdict(self)
         data.pop("problems", None)
         data.pop("sample", None)  # only validate and preview read it
+        if data.get("on_converted") is None:
+            data.pop("on_converted", None)  # absent: the same snapshot as a sequence written without the key
         if data.get("send_window"):  # holidays.yaml's dates are read where the window is used, not frozen here
             window = data["send_window"]
             window.pop("overrides", None)
@@ -372,6 +380,18 @@ def _utm(doc: YamlDoc, raw: Any) -> dict[str, str]:
     return utm
 
 
+def _on_converted(doc: YamlDoc, raw: Any) -> str | None:
+    """``on_converted: {enroll: thank-you-loyalty}`` → the sequence's name."""
+    if raw is None:
+        return None
+    target = raw.get("enroll") if isinstance(raw, dict) and set(raw) == {"enroll"} else None
+    if not isinstance(target, str) or not _NAME.match(target):
+        doc.problem("on_converted", "write on_converted: {enroll: SEQUENCE}, e.g. {enroll: thank-you-loyalty} "
+                                    "(the sequence a contact enters when it converts in this one)")
+        return None
+    return target
+
+
 def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     raw = doc.data
     if not isinstance(raw, dict):
@@ -402,6 +422,8 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
         sample=_sample(doc, raw.get("sample")),
         trigger=_trigger(doc, raw.get("trigger"), exit_on),
         utm=_utm(doc, raw.get("utm")),
+        handoff=parse_handoff(doc, raw.get("handoff"), {t.name for t in touches}),
+        on_converted=_on_converted(doc, raw.get("on_converted")),
         file=doc.path,
         hash=hashlib.sha256(doc.path.read_bytes()).hexdigest()[:16],
     )
@@ -418,6 +440,7 @@ def read_sequences(config_dir: Path, settings: Settings | None = None) -> tuple[
     tz = settings.timezone if settings is not None else ZoneInfo("UTC")
     problems: list[Problem] = []
     found: dict[str, Sequence] = {}
+    docs: dict[str, YamlDoc] = {}
     folder = config_dir / "sequences"
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     for path in files:
@@ -432,6 +455,15 @@ def read_sequences(config_dir: Path, settings: Settings | None = None) -> tuple[
         problems.extend(doc.problems)
         if seq is not None and not doc.problems:
             found[seq.name] = seq
+            docs[seq.name] = doc
+    for seq in list(found.values()):
+        target = seq.on_converted
+        if target is not None and (target not in found or target == seq.name):
+            doc = docs[seq.name]
+            why = ("is this sequence itself; name a post-purchase sequence" if target == seq.name else
+                   f"names no sequence; add sequences/{target}.yaml or fix the name (known: {', '.join(sorted(found))})")
+            problems.append(Problem(str(doc.path), "on_converted.enroll", f"{target!r} {why}", doc.line("on_converted")))
+            found.pop(seq.name)
     return found, problems
 
 

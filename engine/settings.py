@@ -15,6 +15,8 @@ from .alert_settings import AlertSettings, parse_alerts
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .link_settings import AttributionSettings, LinkSettings, parse_attribution, parse_links
+from .sales_settings import SalesSettings, ScoringSettings, parse_sales, parse_scoring
+from .webhook_settings import WebhookEndpointSettings, parse_webhooks
 from .window import WEEKDAYS, FrequencyCap, SendWindow
 from .yamlfile import YamlDoc, join_path, load_yaml
 
@@ -24,7 +26,7 @@ CHANNELS = ("sms", "email")
 TOP_KEYS = {
     "database_url", "templates_dir", "timezone", "default_region", "locale", "send_window", "frequency_cap",
     "sms_opt_out_footer", "providers", "unsubscribe_url", "worker", "secret_key", "service", "alerts", "links",
-    "attribution",
+    "attribution", "scoring", "sales", "webhooks",
 }
 SERVICE_KEYS = ("dashboard_password", "public_url", "trusted_proxies", "max_body_bytes", "session_idle",
                 "session_max", "locale")
@@ -81,6 +83,12 @@ class Settings:
     links: LinkSettings = field(default_factory=LinkSettings)
     #: which message a conversion is credited to (see :mod:`engine.attribution`)
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    #: points per fact of the lead score (see :mod:`engine.scoring`)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    #: the sales team leads are handed to, and the objections they record (see :mod:`engine.handoff`)
+    sales: SalesSettings = field(default_factory=SalesSettings)
+    #: where events go out to (see :mod:`engine.webhook_settings`); holds secrets
+    webhooks: tuple[WebhookEndpointSettings, ...] = field(default=(), repr=False)
 
     def footer(self, locale: str | None) -> str:
         """The opt-out footer for a contact's locale (one text for all, or one per locale)."""
@@ -95,7 +103,7 @@ class Settings:
 
         found = [str(v) for entries in self.providers.values() for e in entries
                  for k, v in e.items() if k in SECRET_KEYS and v]
-        extra = [self.secret_key, self.service.get("dashboard_password")]
+        extra = [self.secret_key, self.service.get("dashboard_password"), *(w.secret for w in self.webhooks)]
         return found + [str(v) for v in extra if v]
 
 
@@ -356,6 +364,9 @@ def load_settings(config_dir: Path) -> Settings:
                             {c for c, entries in providers.items() if entries}),
         links=parse_links(doc, raw.get("links")),
         attribution=parse_attribution(doc, raw.get("attribution")),
+        scoring=parse_scoring(doc, raw.get("scoring")),
+        sales=parse_sales(doc, raw.get("sales"), region if region in phonenumbers.SUPPORTED_REGIONS else "IR"),
+        webhooks=parse_webhooks(doc, raw.get("webhooks")),
     )
     if doc.problems:
         raise ConfigError(doc.problems)

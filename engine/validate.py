@@ -11,6 +11,7 @@ from .clock import now
 from .config import Config, read_config
 from .deadlines import both_ways
 from .errors import ConfigError, Problem
+from .handoff_rules import public_url_warning
 from .holiday_check import holiday_deadline_problems
 from .kinds import INFORMATIONAL
 from .links import SampleLinks
@@ -146,6 +147,7 @@ def validate(directory=None) -> tuple[Config | None, list[Problem]]:
     except ConfigError as err:
         problems.extend(err.problems)
     problems.extend(_webhook_key_problems(config))
+    problems.extend(public_url_warning(config.sequences, config.settings))
     attrs = database_attrs(config.settings.database_url)
     for seq in config.sequences.values():
         problems.extend(_template_problems(config, seq, attrs))

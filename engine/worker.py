@@ -89,8 +89,11 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         watchdog.start()
         if sole and is_sqlite(engine):
             dispatcher.recover(everything=True)
+        deliverer = _deliverer(config, engine)
         if once:
             report = dispatcher.tick()
+            if deliverer is not None:
+                _safe_deliver(deliverer)
             dispatcher.close()
             logger.info("one pass done: %s", report.counts or "nothing due")
             return 0
@@ -121,6 +124,9 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
             alerts = Alerts(config, engine, providers, dispatcher.sender, dispatcher.worker_id)
             scheduler.add_job(_safe_alerts, "interval", args=[alerts], seconds=60, max_instances=1, coalesce=True,
                               next_run_time=now(), id="alerts")
+        if deliverer is not None:
+            scheduler.add_job(_safe_deliver, "interval", args=[deliverer], seconds=interval, max_instances=1,
+                              coalesce=True, next_run_time=now(), id="webhooks")
         scheduler.start()
         logger.info("worker %s started: ticking every %ss on %s", dispatcher.worker_id, interval,
                     engine.url.render_as_string(hide_password=True))
@@ -176,6 +182,24 @@ def _safe_alerts(alerts: Alerts) -> None:
         alerts.run()
     except Exception:  # like the poll: one failed round must not stop the next
         logger.exception("alert round failed; the next round will try again")
+
+
+def _deliverer(config: Config, engine: sa.Engine):
+    """The webhook outbox's deliverer (:mod:`engine.webhook_delivery`), None when no webhook is configured."""
+    if not config.settings.webhooks:
+        return None
+    from .webhook_delivery import Deliverer
+
+    return Deliverer(config, engine)
+
+
+def _safe_deliver(deliverer) -> None:
+    try:
+        report = deliverer.run()
+        if report.delivered or report.failed:
+            logger.info("webhooks: %d delivered, %d failed", report.delivered, report.failed)
+    except Exception:  # like the tick: one failed round must not stop the next
+        logger.exception("webhook delivery round failed; the next round will try again")
 
 
 def _safe_tick(dispatcher: Dispatcher) -> None:

@@ -190,7 +190,7 @@ class Provider:
     #: the account's sender lines by class (the ``lines`` setting, where the provider takes one)
     lines: tuple[Line, ...] = ()
 
-    COMMON: ClassVar[tuple[str, ...]] = ("name", "type", "rate", "timeout", "price_per_segment")
+    COMMON: ClassVar[tuple[str, ...]] = ("name", "type", "rate", "timeout", "price_per_segment", "price_per_email")
 
     def __init__(self, name: str, settings: Mapping[str, Any]):
         self.name = name

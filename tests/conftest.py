@@ -95,9 +95,10 @@ def _ends_what_it_starts():
     """A test that leaves a process running fails (in its teardown), and the process is killed."""
     before = set(_processes.descendants())
     yield
-    left = {pid: cmd for pid, cmd in _processes.descendants(besides=before).items()
-            if not _processes.outlives_a_test(pid)}
-    left = _processes.still_running(left, timeout=10)
+    # checked while waiting: a process a background thread is starting is a copy of pytest until its exec
+    left = _processes.still_running(_processes.descendants(besides=before), timeout=10,
+                                    unless=_processes.outlives_a_test)
+    left = {pid: _processes.command(pid) for pid in left}
     if left:
         _processes.kill(left)
         pytest.fail("the test left these processes running (killed now); end them in a fixture or a finally: "

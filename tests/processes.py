@@ -45,7 +45,7 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X")
 
 
-def _command(pid: int) -> str:
+def command(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -70,19 +70,19 @@ def descendants(root: int | None = None, *, besides: set[int] = frozenset()) -> 
     while frontier:
         for child in _children(frontier.pop()):
             if child not in found and child not in besides and _alive(child):
-                found[child] = _command(child)
+                found[child] = command(child)
                 frontier.append(child)
     return found
 
 
-def still_running(pids: dict[int, str], timeout: float) -> dict[int, str]:
+def still_running(pids: dict[int, str], timeout: float, unless=lambda pid: False) -> dict[int, str]:
     """Of ``pids``, those still running after up to ``timeout`` seconds (a process signalled a moment ago
-    may still be exiting)."""
+    may still be exiting), leaving out those for which ``unless(pid)`` is true at any check."""
     deadline = time.monotonic() + timeout
-    left = {pid: cmd for pid, cmd in pids.items() if _alive(pid)}
+    left = {pid: cmd for pid, cmd in pids.items() if _alive(pid) and not unless(pid)}
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        left = {pid: cmd for pid, cmd in left.items() if _alive(pid)}
+        left = {pid: cmd for pid, cmd in left.items() if _alive(pid) and not unless(pid)}
     return left
 
 

@@ -297,7 +297,7 @@ def test_a_message_taken_over_after_its_worker_died_is_sent_again_with_the_same_
     assert SHORT.findall(again.text) == SHORT.findall(first.text) and len(links_of(world)) == 1
 
 
-def test_an_address_too_long_for_the_index_fails_its_message_and_the_worker_goes_on(make_world, frozen):
+def test_an_address_over_2000_bytes_fails_its_message_and_the_worker_goes_on(make_world, frozen):
     long = "https://shop.example/" + "پالتو" * 250  # 1,250 characters, 2,521 bytes in UTF-8
     world = make_world([link_sequence()], settings=LINKS,
                        templates={**TEMPLATES, "link.sms.j2": '{{ link("' + long + '") }}'})

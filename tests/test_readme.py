@@ -65,7 +65,8 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 # -- every block is accounted for --------------------------------------------------------------
 RUN_HERE = ("name: winter-sale", "database_url: sqlite:///../var/followup.db", "providers:\n  sms:\n",
-            "{{ contact.first_name }}", "curl -s", ".venv/bin/followup logs --follow")
+            "{{ contact.first_name }}", "curl -s", ".venv/bin/followup logs --follow", "when: {any: [replied",
+            "scoring: {clicked: 5")
 
 
 def test_every_readme_block_is_run_or_excused():
@@ -84,6 +85,17 @@ def test_the_sequence_example_is_the_repository_file():
 def test_the_settings_example_validates(project):
     (project / "config/settings.yaml").write_text(block("yaml", "database_url: sqlite:///../var/followup.db"),
                                                   encoding="utf-8")
+    ok(run(project, "validate"))
+
+
+def test_the_handoff_and_sales_examples_validate(project):
+    """The repository's winter-sale with the handoff example, settings with the scoring and sales examples."""
+    sequence = project / "config/sequences/winter-sale.yaml"
+    sequence.write_text(sequence.read_text(encoding="utf-8") + block("yaml", "when: {any: [replied"), encoding="utf-8")
+    settings = project / "config/settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    text += "secret_key: " + "k" * 32 + "\n"
+    settings.write_text(text + block("yaml", "scoring: {clicked: 5"), encoding="utf-8")
     ok(run(project, "validate"))
 
 

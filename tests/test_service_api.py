@@ -17,13 +17,14 @@ from tests.service_support import SERVICE_SETTINGS, api_client, auth
 
 UTC = timezone.utc
 PUBLIC = {"/webhooks/{provider_name}", "/webhooks/{provider_name}/{secret}", "/u/{token}", "/healthz", "/login",
-          "/fonts/{name}", "/l/{code}"}
+          "/fonts/{name}", "/l/{code}", "/leads/{token}"}
 PUBLIC_ANSWERS = {("POST", "/webhooks/{provider_name}"): 400,  # unsigned
                   ("POST", "/webhooks/{provider_name}/{secret}"): 404,  # no such secret
                   ("GET", "/u/{token}"): 404, ("POST", "/u/{token}"): 404,  # forged token
                   ("GET", "/healthz"): 200, ("GET", "/login"): 200, ("POST", "/login"): 401,
                   ("GET", "/fonts/{name}"): 404,  # only the shipped font files
-                  ("GET", "/l/{code}"): 404}  # no such short link
+                  ("GET", "/l/{code}"): 404,  # no such short link
+                  ("GET", "/leads/{token}"): 404, ("POST", "/leads/{token}"): 404}  # forged lead page token
 
 
 @pytest.fixture
@@ -188,7 +189,8 @@ def test_openapi_is_served_under_api_v1_and_lists_the_api(api):
     assert set(spec["paths"]) == {"/api/v1/contacts", "/api/v1/enrollments", "/api/v1/events",
                                   "/api/v1/contacts/{key}/timeline", "/api/v1/sequences/{name}/stats",
                                   "/api/v1/sequences", "/api/v1/sequences/{name}/pause", "/api/v1/sequences/{name}/resume",
-                                  "/api/v1/sequences/{name}/stop", "/api/v1/sequences/{name}/unenroll"}
+                                  "/api/v1/sequences/{name}/stop", "/api/v1/sequences/{name}/unenroll",
+                                  "/api/v1/leads/{key}", "/api/v1/leads/{key}/outcome", "/api/v1/kpi"}
 
 
 def _sample_path(path: str) -> str:

@@ -19,6 +19,7 @@ from ..events import record_event
 from .auth import require_api_key
 from .context import ServiceContext, get_context
 from .errors import ApiError
+from ..leads import lead_summary
 from .queries import contact_timeline, sequence_stats
 from .schemas import Batch, ContactIn, EnrollmentIn, EventIn, UnenrollIn
 
@@ -158,7 +159,7 @@ def get_timeline(key: str, ctx: ServiceContext = Depends(get_context)) -> dict[s
         contact = find_contact(conn, key, ctx.config.settings.default_region)
         if contact is None:
             raise ApiError(404, "no contact matches this key", [("key", "not a known phone, email or external id")])
-        return contact_timeline(conn, contact)
+        return {**contact_timeline(conn, contact), **lead_summary(conn, ctx.config, contact)}
 
 
 @router.get("/sequences/{name}/stats", summary="The funnel of one sequence")

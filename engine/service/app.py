@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ..config import Config
 from ..db import make_engine
-from . import api, callbacks, controls, dashboard, links, metrics, unsubscribe, webhooks
+from . import api, callbacks, controls, dashboard, kpi_pages, leads, links, metrics, unsubscribe, webhooks
 from .auth import ApiKeyGate, require_api_key
 from .context import ServiceContext
 from .errors import install_handlers, log_path
@@ -22,7 +22,8 @@ __all__ = ["create_app", "ROUTERS"]
 
 #: every router of the app (the auth test walks them all)
 ROUTERS = (api.router, webhooks.router, callbacks.router, unsubscribe.router, links.router, metrics.router,
-           dashboard.login_router, dashboard.router, controls.router)
+           dashboard.login_router, dashboard.router, controls.router, leads.page_router, leads.api_router,
+           kpi_pages.api_router, kpi_pages.router)
 
 logger = logging.getLogger("followup.service")
 

@@ -2,8 +2,8 @@
 
 A session cookie holds the token of a row in ``sessions`` (see :mod:`engine.sessions`), checked on every request.
 
-Webhooks, ``/u/{token}``, ``/l/{code}`` (short links), ``/healthz`` and the login page are the only routes without
-them.
+Webhooks, ``/u/{token}``, ``/l/{code}`` (short links), ``/leads/{token}`` (a rep's lead page, signed), ``/healthz``
+and the login page are the only routes without them.
 """
 from __future__ import annotations
 

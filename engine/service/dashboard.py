@@ -21,11 +21,13 @@ from ..control import list_sequences
 from ..models import MessageStatus
 from ..preview import preview, sms_text
 from ..sessions import end_session
+from ..webhook_admin import endpoint_rows
 from .auth import SESSION_COOKIE, check_login, require_viewer, same_origin, start_session
 from .context import ServiceContext, get_context
 from .controls import ACTIONS
 from .i18n import LOCALES, translate
 from .pages import FONTS, LANG_COOKIE, page_locale, templates
+from ..leads import lead_summary
 from .queries import (contact_labels, contact_timeline, log_page, provider_overview, queue_state, recent_counts,
                       sequence_stats, since, worker_ticks)
 
@@ -122,7 +124,7 @@ def overview(request: Request, ctx: ServiceContext = Depends(get_context)) -> HT
     with ctx.engine.connect() as conn:
         data = {"hour": recent_counts(conn, since(1)), "day": recent_counts(conn, since(24)),
                 "queue": queue_state(conn), "providers": provider_overview(conn, ctx.config, since(1)),
-                "ticks": worker_ticks(conn)}
+                "ticks": worker_ticks(conn), "webhooks": endpoint_rows(conn, ctx.config)}
     return templates.TemplateResponse(request, "overview.html", data, headers=NO_STORE)
 
 
@@ -215,6 +217,6 @@ def contact_page(key: str, request: Request, ctx: ServiceContext = Depends(get_c
                 "error": translate(page_locale(request), "log.no_contact"),
                 "sequences": sorted(ctx.config.sequences), "events": LOG_EVENTS, "next_before": None},
                 status_code=404, headers=NO_STORE)
-        timeline = contact_timeline(conn, found)
+        timeline = {**contact_timeline(conn, found), **lead_summary(conn, ctx.config, found)}
         label = contact_labels(conn, {found["id"]})[found["id"]]
     return templates.TemplateResponse(request, "contact.html", {"tl": timeline, "label": label}, headers=NO_STORE)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..clock import now, to_utc
 from ..engagement import find_link, record_follow
+from ..handoff import on_fact
 from ..links import PIXEL_URL, is_code
 from .context import ServiceContext, get_context
 from .pages import templates
@@ -55,7 +56,9 @@ def follow(code: str, request: Request, ctx: ServiceContext = Depends(get_contex
         if link is None or (link["expires_at"] is not None and to_utc(link["expires_at"]) <= at):
             link = None
         else:
-            record_follow(conn, link, method=request.method, user_agent=request.headers.get("user-agent"), at=at)
+            kind = record_follow(conn, link, method=request.method, user_agent=request.headers.get("user-agent"),
+                                 at=at, config=ctx.config)
+            on_fact(conn, ctx.config, link["contact_id"], kind, sequence=link["sequence"], touch=link["touch"])
     if link is None:
         misses.missed(address)
         return _gone(request)

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('code'),
     )
-    op.create_index('ix_links_message_url', 'links', ['message_id', 'url'], unique=True)
+    op.create_index('ix_links_message', 'links', ['message_id'])
     op.create_table(
         'engagements',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -63,5 +63,5 @@ def downgrade() -> None:
     op.drop_index('ix_engagements_contact', table_name='engagements')
     op.drop_index('ix_engagements_message', table_name='engagements')
     op.drop_table('engagements')
-    op.drop_index('ix_links_message_url', table_name='links')
+    op.drop_index('ix_links_message', table_name='links')
     op.drop_table('links')

@@ -1,0 +1,238 @@
+"""The shared KPIs of marketing and sales: one report for ``followup kpi``, ``GET /api/v1/kpi`` and the dashboard.
+
+Every figure is over a window (``since`` until now) and may be split ``by`` source, sequence, rep or month.
+What each figure means is :data:`DEFINITIONS` (the README, the API and the dashboard's hover text say the same).
+
+What sales records is read from stored state by these names:
+
+- a handoff: an enrollment whose status is ``handed_off`` (its ``ended_at`` is when);
+- an outcome: a contact event ``lead_won`` or ``lead_lost`` (``data.objection`` on a loss);
+- a lead's rep: ``data.rep`` of the contact's latest ``handed_off``, ``lead_won`` or ``lead_lost`` event;
+- a lead's source: the contact's ``source`` attribute, else its ``utm_source`` (from an import or the API).
+
+Until sales records any, those figures are 0.
+"""
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from .clock import now, to_utc
+from .config import Config
+from .errors import InputError
+from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Message
+
+__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "HANDED_OFF", "WON", "LOST"]
+
+contacts_t = Contact.__table__
+enrollments_t = Enrollment.__table__
+events_t = ContactEvent.__table__
+messages_t = Message.__table__
+
+BY = ("source", "sequence", "rep", "month")
+HANDED_OFF = "handed_off"
+WON, LOST = "lead_won", "lead_lost"
+NONE = "(none)"
+#: each figure and what it means
+DEFINITIONS = {
+    "leads": "contacts enrolled in a sequence within the window",
+    "handoffs": "enrollments that ended handed off to sales within the window",
+    "conversions": "converted events within the window",
+    "conversion_rate": "share of the window's leads with a conversion after they enrolled",
+    "handoff_win_rate": "share of the window's handoffs that sales recorded as won (lead_won) afterwards",
+    "median_days_to_convert": "median days from a lead's enrollment to its first conversion after it",
+    "revenue": "sum of the values of the window's conversions",
+    "revenue_per_lead": "revenue divided by leads",
+    "lead_quality": "share of handoffs won, by the lead's source (the contact's source or utm_source)",
+    "customer_lifetime_value": "mean, over contacts converting within the window, of all their conversions' "
+                               "values ever",
+    "repeat_purchase_rate": "share of those contacts with two or more conversions",
+    "repeat_customer_value": "mean lifetime value of contacts with two or more conversions",
+    "repeat_after_loyalty": "conversions of a contact after it entered a post-purchase (on_converted) sequence, "
+                            "within the window",
+    "cost": "SMS segments × the provider's price_per_segment plus emails × its price_per_email, for messages "
+            "sent within the window",
+    "return_on_cost": "(revenue − cost) ÷ cost",
+    "top_objections": "reasons sales recorded for lost leads (lead_lost data.objection) within the window: "
+                      "count and share",
+}
+FIGURES = tuple(k for k in DEFINITIONS if k != "top_objections")
+
+
+@dataclass
+class Kpi:
+    """The figures of one group (``group`` is ``all`` without ``by``)."""
+
+    group: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    objections: list[dict] = field(default_factory=list)  # {objection, count, share}, most first
+
+    def as_dict(self) -> dict:
+        return {"group": self.group, **self.figures, "top_objections": self.objections}
+
+
+def _month(at: datetime) -> str:
+    return f"{at:%Y-%m}"
+
+
+def _ratio(a: float, b: float, digits: int = 4) -> float | None:
+    return round(a / b, digits) if b else None
+
+
+class _Facts:
+    """The rows of the window (and each contact's lifetime conversions), read once."""
+
+    def __init__(self, conn: sa.Connection, since: datetime, until: datetime):
+        self.enrollments = [dict(r) for r in conn.execute(
+            sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.status,
+                      enrollments_t.c.enrolled_at, enrollments_t.c.ended_at)
+            .where(enrollments_t.c.enrolled_at >= since, enrollments_t.c.enrolled_at <= until)).mappings()]
+        self.handoffs = [dict(r) for r in conn.execute(
+            sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.ended_at)
+            .where(enrollments_t.c.status == HANDED_OFF, enrollments_t.c.ended_at >= since,
+                   enrollments_t.c.ended_at <= until)).mappings()]
+        self.events = [dict(r) for r in conn.execute(
+            sa.select(events_t.c.contact_id, events_t.c.type, events_t.c.sequence, events_t.c.value, events_t.c.at,
+                      events_t.c.data)
+            .where(events_t.c.type.in_(("converted", WON, LOST, HANDED_OFF)), events_t.c.at <= until)
+            .order_by(events_t.c.at, events_t.c.id)).mappings()]
+        for row in self.enrollments + self.handoffs + self.events:
+            for key in ("enrolled_at", "ended_at", "at"):
+                if row.get(key) is not None:
+                    row[key] = to_utc(row[key])
+        self.messages = [dict(r) for r in conn.execute(
+            sa.select(messages_t.c.contact_id, messages_t.c.sequence, messages_t.c.channel, messages_t.c.provider,
+                      messages_t.c.segments, messages_t.c.sent_at)
+            .where(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at >= since,
+                   messages_t.c.sent_at <= until)).mappings()]
+        ids = {r["contact_id"] for r in self.enrollments + self.handoffs + self.events + self.messages}
+        self.attrs: dict[int, dict] = {}
+        for chunk in _chunks(sorted(ids), 5000):
+            for cid, attrs in conn.execute(sa.select(contacts_t.c.id, contacts_t.c.attrs)
+                                           .where(contacts_t.c.id.in_(chunk))):
+                self.attrs[cid] = attrs or {}
+        self.loyalty_starts: dict[int, datetime] = {}
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _source(attrs: dict) -> str:
+    return str(attrs.get("source") or attrs.get("utm_source") or NONE)
+
+
+def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timedelta(days=30),
+               by: str | None = None, until: datetime | None = None) -> list[Kpi]:
+    """The KPIs of the last ``since``, one :class:`Kpi` per group of ``by`` (one ``all`` group without)."""
+    if by is not None and by not in BY:
+        raise InputError(f"--by {by!r}: use one of {', '.join(BY)}")
+    until = until or now()
+    start = until - since
+    facts = _Facts(conn, start, until)
+    loyalty = {target for s in config.sequences.values() if (target := getattr(s, "on_converted", None))}
+    rep_of: dict[int, str] = {}
+    for e in facts.events:
+        if e["type"] in (HANDED_OFF, WON, LOST) and isinstance(e["data"], dict) and e["data"].get("rep"):
+            rep_of[e["contact_id"]] = str(e["data"]["rep"])
+
+    def key(contact_id: int, sequence: str | None, at: datetime) -> str:
+        if by == "source":
+            return _source(facts.attrs.get(contact_id, {}))
+        if by == "sequence":
+            return sequence or NONE
+        if by == "rep":
+            return rep_of.get(contact_id, NONE)
+        if by == "month":
+            return _month(at)
+        return "all"
+
+    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    first_enrolled: dict[tuple[str, int], datetime] = {}
+    for e in facts.enrollments:
+        k = key(e["contact_id"], e["sequence"], e["enrolled_at"])
+        slot = (k, e["contact_id"])
+        if slot not in first_enrolled or e["enrolled_at"] < first_enrolled[slot]:
+            first_enrolled[slot] = e["enrolled_at"]
+        if e["sequence"] in loyalty:
+            facts.loyalty_starts.setdefault(e["contact_id"], e["enrolled_at"])
+    for (k, cid), at in first_enrolled.items():
+        groups[k]["leads"].append((cid, at))
+    conversions = [e for e in facts.events if e["type"] == "converted"]
+    sales_by_contact: dict[int, list[dict]] = defaultdict(list)
+    for e in conversions:
+        sales_by_contact[e["contact_id"]].append(e)
+        if e["at"] >= start:
+            groups[key(e["contact_id"], e["sequence"], e["at"])]["conversions"].append(e)
+    won_at: dict[int, list[datetime]] = defaultdict(list)
+    for e in facts.events:
+        if e["type"] == WON:
+            won_at[e["contact_id"]].append(e["at"])
+        if e["type"] == LOST and e["at"] >= start:
+            objection = (e["data"] or {}).get("objection") if isinstance(e["data"], dict) else None
+            groups[key(e["contact_id"], e["sequence"], e["at"])]["objections"].append(str(objection or NONE))
+    for h in facts.handoffs:
+        groups[key(h["contact_id"], h["sequence"], h["ended_at"])]["handoffs"].append(h)
+    prices = _prices(config)
+    for m in facts.messages:
+        groups[key(m["contact_id"], m["sequence"], to_utc(m["sent_at"]))]["messages"].append(m)
+    if not groups:
+        groups["all"] = defaultdict(list)
+    return [_figures(k, g, sales_by_contact, won_at, facts.loyalty_starts, prices, start)
+            for k, g in sorted(groups.items())]
+
+
+def _prices(config: Config) -> dict[str, tuple[float, float]]:
+    """Each provider's (price_per_segment, price_per_email), 0 where not set."""
+    out = {}
+    for entries in config.settings.providers.values():
+        for entry in entries:
+            out[entry.get("name")] = (float(entry.get("price_per_segment") or 0), float(entry.get("price_per_email") or 0))
+    return out
+
+
+def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], won_at: dict[int, list[datetime]],
+             loyalty_starts: dict[int, datetime], prices: dict, start: datetime) -> Kpi:
+    leads = g["leads"]
+    converted_leads, days = 0, []
+    for cid, at in leads:
+        after = [s["at"] for s in sales.get(cid, []) if s["at"] >= at]
+        if after:
+            converted_leads += 1
+            days.append((min(after) - at).total_seconds() / 86400)
+    handoffs = g["handoffs"]
+    won = sum(1 for h in handoffs if any(w >= h["ended_at"] for w in won_at.get(h["contact_id"], [])))
+    revenue = sum(e["value"] or 0 for e in g["conversions"])
+    buyers = {e["contact_id"] for e in g["conversions"]}
+    lifetime = {cid: sum(s["value"] or 0 for s in sales[cid]) for cid in buyers}
+    repeaters = [cid for cid in buyers if len(sales[cid]) >= 2]
+    after_loyalty = sum(1 for e in g["conversions"]
+                        if e["contact_id"] in loyalty_starts and e["at"] > loyalty_starts[e["contact_id"]])
+    cost = 0.0
+    for m in g["messages"]:
+        per_segment, per_email = prices.get(m["provider"], (0.0, 0.0))
+        cost += (m["segments"] or 1) * per_segment if m["channel"] == "sms" else per_email
+    counts = Counter(g["objections"])
+    total = sum(counts.values())
+    kpi = Kpi(group)
+    kpi.figures = {
+        "leads": len(leads), "handoffs": len(handoffs), "conversions": len(g["conversions"]),
+        "conversion_rate": _ratio(converted_leads, len(leads)),
+        "handoff_win_rate": _ratio(won, len(handoffs)),
+        "median_days_to_convert": round(statistics.median(days), 2) if days else None,
+        "revenue": round(revenue, 2), "revenue_per_lead": _ratio(revenue, len(leads), 2),
+        "lead_quality": _ratio(won, len(handoffs)),
+        "customer_lifetime_value": _ratio(sum(lifetime.values()), len(buyers), 2),
+        "repeat_purchase_rate": _ratio(len(repeaters), len(buyers)),
+        "repeat_customer_value": _ratio(sum(lifetime[c] for c in repeaters), len(repeaters), 2),
+        "repeat_after_loyalty": after_loyalty,
+        "cost": round(cost, 2), "return_on_cost": _ratio(revenue - cost, cost),
+    }
+    kpi.objections = [{"objection": o, "count": n, "share": _ratio(n, total)} for o, n in counts.most_common()]
+    return kpi

@@ -1,0 +1,63 @@
+"""What the KPI page draws besides the figures: each sequence's funnel and the daily sends, clicks and sales."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from .clock import to_utc
+from .engagement import HUMAN_KINDS
+from .models import COUNTS_AS_SENT, ContactEvent, Engagement, EngagementKind, Enrollment, Message
+
+__all__ = ["funnels", "daily"]
+
+enrollments_t = Enrollment.__table__
+messages_t = Message.__table__
+engagements_t = Engagement.__table__
+events_t = ContactEvent.__table__
+
+
+def funnels(conn: sa.Connection, start: datetime, until: datetime) -> dict[str, list[tuple[str, int]]]:
+    """Per sequence, its funnel for runs enrolled in the window: enrolled, sent, clicked, converted (contacts)."""
+    enrolled: dict[str, set[int]] = defaultdict(set)
+    for seq, cid in conn.execute(sa.select(enrollments_t.c.sequence, enrollments_t.c.contact_id)
+                                 .where(enrollments_t.c.enrolled_at.between(start, until))):
+        enrolled[seq].add(cid)
+    reached: dict[str, set[int]] = defaultdict(set)
+    for seq, cid in conn.execute(sa.select(messages_t.c.sequence, messages_t.c.contact_id)
+                                 .where(messages_t.c.status.in_(COUNTS_AS_SENT),
+                                        messages_t.c.sent_at.between(start, until))):
+        reached[seq].add(cid)
+    clicked: dict[str, set[int]] = defaultdict(set)
+    for seq, cid in conn.execute(sa.select(engagements_t.c.sequence, engagements_t.c.contact_id)
+                                 .where(engagements_t.c.kind == EngagementKind.CLICKED.value,
+                                        engagements_t.c.at.between(start, until))):
+        clicked[seq].add(cid)
+    converted: dict[str, set[int]] = defaultdict(set)
+    for seq, cid in conn.execute(sa.select(events_t.c.sequence, events_t.c.contact_id)
+                                 .where(events_t.c.type == "converted", events_t.c.at.between(start, until))):
+        converted[seq].add(cid)
+    return {seq: [("enrolled", len(cids)), ("sent", len(reached[seq] & cids)), ("clicked", len(clicked[seq] & cids)),
+                  ("converted", len(converted[seq] & cids))]
+            for seq, cids in sorted(enrolled.items())}
+
+
+def daily(conn: sa.Connection, start: datetime, until: datetime, tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:
+    """Sends, clicks (a person's) and conversions per local day of the window, every day present."""
+    series = {"sends": Counter(), "clicks": Counter(), "conversions": Counter()}
+    queries = {
+        "sends": sa.select(messages_t.c.sent_at).where(messages_t.c.status.in_(COUNTS_AS_SENT),
+                                                       messages_t.c.sent_at.between(start, until)),
+        "clicks": sa.select(engagements_t.c.at).where(engagements_t.c.kind.in_(HUMAN_KINDS[:1]),
+                                                      engagements_t.c.at.between(start, until)),
+        "conversions": sa.select(events_t.c.at).where(events_t.c.type == "converted",
+                                                      events_t.c.at.between(start, until)),
+    }
+    for name, query in queries.items():
+        for (at,) in conn.execute(query):
+            series[name][to_utc(at).astimezone(tz).date()] += 1
+    first, last = start.astimezone(tz).date(), until.astimezone(tz).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return {name: [(d, counts[d]) for d in days] for name, counts in series.items()}

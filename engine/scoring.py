@@ -1,0 +1,79 @@
+"""The lead score: points per fact a contact did, each halving every ``scoring.half_life``.
+
+The facts are a person's clicks and opens (:mod:`engine.engagement`; a bot's are not counted) and the
+contact's ``replied`` and ``converted`` events (:mod:`engine.events`). A fact of ``p`` points that happened
+``age`` ago counts ``p * 0.5 ** (age / half_life)``. Facts after ``at`` are not counted.
+
+The score is kept on the contact (``score`` as of ``score_at``) each time a fact is recorded; as every fact
+decays at the same rate, the kept score at a later time is ``score * 0.5 ** (elapsed / half_life)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from .clock import now, to_utc
+from .models import Contact, ContactEvent, Engagement
+from .sales_settings import ScoringSettings
+
+__all__ = ["Fact", "facts", "score_of", "decayed", "refresh_score"]
+
+contacts = Contact.__table__
+engagements_t = Engagement.__table__
+events_t = ContactEvent.__table__
+EVENT_FACTS = ("replied", "converted")
+ENGAGEMENT_FACTS = ("clicked", "opened")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One thing a contact did that scores: its kind, when, and the sequence and touch it was about."""
+
+    kind: str
+    at: datetime
+    sequence: str | None = None
+    touch: str | None = None
+
+
+def facts(conn: sa.Connection, contact_id: int, at: datetime | None = None) -> list[Fact]:
+    """The scoring facts of one contact up to ``at`` (default now), oldest first."""
+    at = at or now()
+    found = [Fact(k, to_utc(t), s, tc) for k, t, s, tc in conn.execute(
+        sa.select(engagements_t.c.kind, engagements_t.c.at, engagements_t.c.sequence, engagements_t.c.touch)
+        .where(engagements_t.c.contact_id == contact_id, engagements_t.c.kind.in_(ENGAGEMENT_FACTS),
+               engagements_t.c.at <= at))]
+    found += [Fact(k, to_utc(t), s, tc) for k, t, s, tc in conn.execute(
+        sa.select(events_t.c.type, events_t.c.at, events_t.c.sequence, events_t.c.touch)
+        .where(events_t.c.contact_id == contact_id, events_t.c.type.in_(EVENT_FACTS), events_t.c.at <= at))]
+    return sorted(found, key=lambda f: f.at)
+
+
+def decayed(points: float, since: datetime, at: datetime, rules: ScoringSettings) -> float:
+    """``points`` earned at ``since``, as they count at ``at``."""
+    age = max((at - since).total_seconds(), 0.0)
+    return points * 0.5 ** (age / rules.half_life.total_seconds())
+
+
+def score_of(found: list[Fact], rules: ScoringSettings, at: datetime) -> float:
+    """The score of these facts at ``at``, rounded to 0.01."""
+    return round(sum(decayed(rules.points.get(f.kind, 0.0), f.at, at, rules) for f in found if f.at <= at), 2)
+
+
+def refresh_score(conn: sa.Connection, rules: ScoringSettings, contact_id: int, at: datetime | None = None) -> float:
+    """Compute one contact's score now from its facts, keep it on the contact and return it."""
+    at = at or now()
+    score = score_of(facts(conn, contact_id, at), rules, at)
+    conn.execute(sa.update(contacts).where(contacts.c.id == contact_id).values(score=score, score_at=at))
+    return score
+
+
+def kept_score(contact: dict, rules: ScoringSettings, at: datetime | None = None) -> float:
+    """The score kept on a contact row, decayed to ``at`` (0 when none was ever kept)."""
+    if contact.get("score") is None or contact.get("score_at") is None:
+        return 0.0
+    return round(decayed(contact["score"], to_utc(contact["score_at"]), at or now(), rules), 2)
+
+
+__all__ += ["kept_score"]

@@ -1,0 +1,79 @@
+"""Server-rendered SVG charts for the dashboard: bars and lines, right-to-left aware, nothing loaded from outside.
+
+Each function returns markup safe to put in a page (every label is escaped). With ``rtl`` the bars grow from
+the right and the time axis runs right to left, as a Persian reader reads.
+"""
+from __future__ import annotations
+
+from markupsafe import Markup, escape
+
+__all__ = ["bars", "lines"]
+
+WIDTH = 640
+ROW = 26
+LABEL = 150
+COLOURS = ("#2563eb", "#16a34a", "#d97706", "#dc2626", "#7c3aed", "#0891b2")
+
+
+def bars(title: str, rows: list[tuple[str, float, str]], *, rtl: bool = False) -> Markup:
+    """Horizontal bars: ``rows`` of (label, value, shown value)."""
+    top = max((v for _, v, _ in rows), default=0) or 1
+    height = ROW * max(len(rows), 1) + 8
+    span = WIDTH - LABEL - 90
+    parts = [f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
+             f'aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    for i, (label, value, shown) in enumerate(rows):
+        y = 4 + i * ROW
+        length = max(span * value / top, 0)
+        if rtl:
+            x_label, anchor_label = WIDTH - 4, "end"
+            x_bar = WIDTH - LABEL - length
+            x_value, anchor_value = x_bar - 6, "end"
+        else:
+            x_label, anchor_label = 4, "start"
+            x_bar = LABEL
+            x_value, anchor_value = LABEL + length + 6, "start"
+        parts.append(f'<text x="{x_label}" y="{y + 16}" text-anchor="{anchor_label}">{escape(label)}</text>'
+                     f'<rect class="bar" x="{x_bar:.1f}" y="{y + 3}" width="{length:.1f}" height="{ROW - 8}" '
+                     f'fill="{COLOURS[0]}"><title>{escape(label)}: {escape(shown)}</title></rect>'
+                     f'<text x="{x_value:.1f}" y="{y + 16}" text-anchor="{anchor_value}">{escape(shown)}</text>')
+    if not rows:
+        parts.append(f'<text x="{WIDTH / 2}" y="20" text-anchor="middle">–</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def lines(title: str, labels: list[str], series: dict[str, list[int]], names: dict[str, str], *,
+          rtl: bool = False) -> Markup:
+    """One line per series over ``labels`` (days), with a legend."""
+    height, pad, legend = 220, 30, 24
+    top = max((v for values in series.values() for v in values), default=0) or 1
+    n = max(len(labels) - 1, 1)
+
+    def x(i: int) -> float:
+        step = pad + (WIDTH - 2 * pad) * i / n
+        return WIDTH - step if rtl else step
+
+    def y(v: int) -> float:
+        return height - pad - (height - 2 * pad - legend) * v / top
+
+    parts = [f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
+             f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{WIDTH - pad}" y2="{height - pad}" stroke="#999"/>',
+             f'<text x="{WIDTH - pad if rtl else pad}" y="{legend + 12}" text-anchor="{"end" if rtl else "start"}" '
+             f'class="muted">{top:,}</text>']
+    for k, (key, values) in enumerate(series.items()):
+        colour = COLOURS[k % len(COLOURS)]
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+        parts.append(f'<polyline class="series" data-series="{escape(key)}" fill="none" stroke="{colour}" '
+                     f'stroke-width="2" points="{points}"><title>{escape(names.get(key, key))}: '
+                     f'{sum(values):,}</title></polyline>')
+        lx = WIDTH - pad - 140 * k if rtl else pad + 140 * k
+        parts.append(f'<rect x="{lx - 14 if rtl else lx}" y="4" width="12" height="12" fill="{colour}"/>'
+                     f'<text x="{lx - 18 if rtl else lx + 16}" y="15" text-anchor="{"end" if rtl else "start"}">'
+                     f'{escape(names.get(key, key))}</text>')
+    if labels:
+        for i in (0, len(labels) - 1):
+            parts.append(f'<text x="{x(i):.1f}" y="{height - 8}" text-anchor="middle">{escape(labels[i])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

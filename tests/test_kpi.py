@@ -1,0 +1,194 @@
+"""The shared KPIs on a hand-checked fixture (every expected figure is worked out in the comments)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from markupsafe import escape
+
+from engine.cli import cli
+from engine.errors import InputError
+
+from engine.events import end_enrollments
+from engine.kpi import DEFINITIONS, kpi_report
+from engine.models import Enrollment
+from tests.conftest import simple_sequence
+from tests.service_support import api_client, auth
+
+PRICED = {"providers": {"sms": [{"name": "mem-sms", "type": "memory", "price_per_segment": 100}],
+                        "email": [{"name": "mem-email", "type": "memory", "price_per_email": 10}]}}
+
+
+def hand_off(world, contact_id: int) -> None:
+    """What the handoff of sales does to stored state: the enrollment ends as handed_off."""
+    table = Enrollment.__table__
+    with world.engine.begin() as conn:
+        rows = [dict(r) for r in conn.execute(sa.select(table).where(table.c.contact_id == contact_id))
+                .mappings()]
+        end_enrollments(conn, rows, "handed_off", "handed off to sales")
+
+
+def build_shop(make_world, frozen, **settings):
+    """Four leads enrolled at t0 (a Saturday, 10:00 in Tehran), two one-segment SMS each:
+
+    - A (source instagram) buys 1,000 two hours in and 500 two days in;
+    - B (source instagram) is handed off at 3 h, won by reza a day in, and buys 2,000 then;
+    - C (utm_source google) is handed off at 3 h and lost by reza on price;
+    - D (no source) is handed off at 3 h and lost by mina on timing.
+    """
+    world = make_world([simple_sequence("a")], settings={**PRICED, **settings})
+    a, b, c, d = world.add_contacts({"phone": "09120000001", "source": "instagram"},
+                                    {"phone": "09120000002", "source": "instagram"},
+                                    {"phone": "09120000003", "utm_source": "google"},
+                                    {"phone": "09120000004"})
+    world.enroll("a", a, b, c, d)
+    world.tick()
+    frozen.tick(timedelta(hours=1))
+    world.tick()
+    frozen.tick(timedelta(hours=1))
+    world.event(a, "converted", value=1000)
+    frozen.tick(timedelta(hours=1))
+    for contact in (b, c, d):
+        hand_off(world, contact)
+    frozen.tick(timedelta(hours=21))  # t0 + 1 day
+    world.event(b, "lead_won", data={"rep": "reza"})
+    world.event(b, "converted", value=2000)
+    world.event(c, "lead_lost", data={"rep": "reza", "objection": "price"})
+    world.event(d, "lead_lost", data={"rep": "mina", "objection": "timing"})
+    frozen.tick(timedelta(days=1))
+    world.event(a, "converted", value=500)
+    world.ids = (a, b, c, d)
+    return world
+
+
+@pytest.fixture
+def shop(make_world, frozen):
+    return build_shop(make_world, frozen)
+
+
+def report(world, **kw):
+    with world.engine.connect() as conn:
+        return {g.group: g for g in kpi_report(conn, world.config, **kw)}
+
+
+def test_the_whole_report_matches_the_hand_worked_figures(shop):
+    assert len(shop.messages(status="sent")) + len(shop.messages(status="delivered")) == 8
+    (everything,) = report(shop).values()
+    assert everything.figures == {
+        "leads": 4, "handoffs": 3, "conversions": 3,
+        "conversion_rate": 0.5,                 # A and B bought after enrolling
+        "handoff_win_rate": 0.3333,             # B of B, C, D
+        "median_days_to_convert": 0.54,         # median of 2 h (0.083 d) and 1 d
+        "revenue": 3500, "revenue_per_lead": 875,
+        "lead_quality": 0.3333,
+        "customer_lifetime_value": 1750,        # A 1,500 and B 2,000
+        "repeat_purchase_rate": 0.5,            # A of A and B
+        "repeat_customer_value": 1500,
+        "repeat_after_loyalty": 0,
+        "cost": 800,                            # 8 SMS × 1 segment × 100
+        "return_on_cost": 3.375,                # (3,500 − 800) / 800
+    }
+    assert everything.objections == [{"objection": "price", "count": 1, "share": 0.5},
+                                     {"objection": "timing", "count": 1, "share": 0.5}]
+
+
+def test_lead_quality_by_source_and_figures_by_rep(shop):
+    by_source = report(shop, by="source")
+    assert sorted(by_source) == ["(none)", "google", "instagram"]
+    assert by_source["instagram"].figures["lead_quality"] == 1.0  # B handed off and won
+    assert by_source["google"].figures["lead_quality"] == 0.0     # C lost
+    assert by_source["instagram"].figures["revenue"] == 3500
+    assert by_source["instagram"].figures["leads"] == 2 and by_source["instagram"].figures["cost"] == 400
+    by_rep = report(shop, by="rep")
+    assert by_rep["reza"].figures["handoffs"] == 2 and by_rep["reza"].figures["handoff_win_rate"] == 0.5
+    assert [o["objection"] for o in by_rep["mina"].objections] == ["timing"]
+    by_month = report(shop, by="month")
+    assert list(by_month) == ["2026-12"]
+
+
+def test_the_window_leaves_out_what_came_before_it(shop, frozen):
+    frozen.tick(timedelta(days=40))
+    (everything,) = report(shop).values()
+    assert (everything.figures["leads"], everything.figures["revenue"], everything.figures["cost"]) == (0, 0, 0)
+    assert everything.figures["conversion_rate"] is None and everything.objections == []
+    (longer,) = report(shop, since=timedelta(days=60)).values()
+    assert longer.figures["revenue"] == 3500
+
+
+def test_the_cli_prints_json_and_csv_with_each_definition(shop):
+    config = str(shop.config.dir)
+    runner = CliRunner()
+    as_json = runner.invoke(cli, ["--config", config, "kpi", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["definitions"] == DEFINITIONS and data["groups"][0]["revenue"] == 3500
+    as_csv = runner.invoke(cli, ["--config", config, "kpi", "--by", "source", "--csv"])
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert {r["source"]: r["lead_quality"] for r in rows} == {"(none)": "0.0", "google": "0.0", "instagram": "1.0"}
+    assert {r["source"]: r["top_objection"] for r in rows}["google"] == "price"
+    table = runner.invoke(cli, ["--config", config, "kpi"], terminal_width=300)
+    assert table.exit_code == 0 and "return_on_cost" in table.stdout and "3.375" in table.stdout
+    bad = runner.invoke(cli, ["--config", config, "kpi", "--since", "soon"])
+    assert isinstance(bad.exception, InputError) and "--since 'soon'" in str(bad.exception)
+
+
+def test_the_api_answers_the_same_report_to_a_key_and_4xx_to_bad_input(shop):
+    client, key = api_client(shop)
+    assert client.get("/api/v1/kpi").status_code == 401
+    answer = client.get("/api/v1/kpi", params={"by": "source"}, headers=auth(key))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert {g["group"]: g["lead_quality"] for g in body["groups"]} == {"(none)": 0.0, "google": 0.0, "instagram": 1.0}
+    assert body["definitions"]["lead_quality"] == DEFINITIONS["lead_quality"]
+    assert client.get("/api/v1/kpi", params={"since": "soon"}, headers=auth(key)).status_code == 422
+    assert client.get("/api/v1/kpi", params={"by": "colour"}, headers=auth(key)).status_code == 422
+
+
+def test_the_page_shows_each_figure_with_its_definition_and_draws_svg(shop):
+    client, key = api_client(shop)
+    page = client.get("/dashboard/kpi", params={"lang": "en"}, headers=auth(key))
+    assert page.status_code == 200
+    html = page.text
+    assert f'title="{escape(DEFINITIONS["conversion_rate"])}"' in html and "3,500" in html
+    assert html.count("<svg") == 4 and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    fa = client.get("/dashboard/kpi", params={"lang": "fa", "by": "source"}, headers=auth(key))
+    assert fa.status_code == 200 and 'dir="rtl"' in fa.text and "instagram" in fa.text
+    assert client.get("/dashboard/kpi", params={"since": "x"}, headers=auth(key)).status_code == 400
+
+
+# -- after the sale: on_converted ------------------------------------------------------------------------
+def test_a_conversion_enrolls_in_the_loyalty_sequence_once_and_the_repeat_purchase_is_counted(make_world, frozen):
+    world = make_world([simple_sequence("a", on_converted={"enroll": "thank-you-loyalty"}),
+                        simple_sequence("thank-you-loyalty", after="3d")], settings=PRICED)
+    (sara,) = world.add_contacts({"phone": "09121111111", "source": "instagram"})
+    world.enroll("a", sara)
+    world.tick()
+    frozen.tick(timedelta(hours=2))
+    first = world.event(sara, "converted", value=1000)
+    assert [(s.sequence, s.outcome) for s in first.started] == [("thank-you-loyalty", "enrolled")]
+    assert world.enrollment(sara, "a")["status"] == "converted"
+    world.tick()  # the loyalty sequence's first touch
+    frozen.tick(timedelta(days=1))
+    second = world.event(sara, "converted", value=400)  # a repeat purchase ends the loyalty run
+    assert second.ended == ["thank-you-loyalty"] and second.started == []
+    frozen.tick(timedelta(days=1))
+    third = world.event(sara, "converted", value=300, sequence="a")
+    # a sale credited to "a" again: reentry: never (the default) keeps the contact out of the loyalty sequence
+    assert [(s.sequence, s.outcome) for s in third.started] == [("thank-you-loyalty", "finished")]
+    (everything,) = report(world).values()
+    assert everything.figures["repeat_after_loyalty"] == 2
+    assert everything.figures["repeat_purchase_rate"] == 1.0 and everything.figures["customer_lifetime_value"] == 1700
+
+
+def test_on_converted_must_name_another_sequence(make_world):
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        make_world([simple_sequence("a", on_converted={"enroll": "thanks"})])
+    (problem,) = caught.value.problems
+    assert problem.key == "on_converted.enroll" and "'thanks' names no sequence" in problem.message

@@ -1,0 +1,89 @@
+"""A webhook receiver on 127.0.0.1 that verifies with the ``standardwebhooks`` package and drops repeats by id.
+
+    with Receiver(SECRET) as hooks:
+        hooks.url             # where to point settings' webhooks at
+        hooks.accepted        # bodies of the events taken, first time each, in arrival order
+        hooks.fail = 503      # answer every request with this status (None: 204)
+"""
+from __future__ import annotations
+
+import base64
+import threading
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.fakes.httpserver import FakeHttpServer, Reply, Request
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
+class Receiver:
+    """Verifies every request; keeps the first delivery of each ``webhook-id``."""
+
+    def __init__(self, secret: str = SECRET):
+        self.verifier = Webhook(secret)
+        self.seen: set[str] = set()
+        self.accepted: list[dict] = []
+        self.repeats: list[str] = []
+        self.rejected: list[str] = []
+        self.fail: int | None = None
+        #: set: the next request is taken, but its answer waits until ``release`` is set (a crash test kills the
+        #: sender meanwhile)
+        self.hold = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.held_id: str | None = None
+        self._lock = threading.Lock()
+        self.server = FakeHttpServer(self._handle)
+
+    def _handle(self, req: Request) -> Reply:
+        with self._lock:
+            held = self.hold.is_set()
+            self.hold.clear()
+        reply = self._take(req)
+        if held:  # taken, but the answer waits: the sender is killed before it reads it
+            self.held_id = {k.lower(): v for k, v in req.headers.items()}["webhook-id"]
+            self.holding.set()
+            self.release.wait(30)
+        return reply
+
+    def _take(self, req: Request) -> Reply:
+        if self.fail is not None:
+            return Reply(self.fail)
+        try:
+            body = self.verifier.verify(req.body, req.headers)
+        except WebhookVerificationError as err:
+            self.rejected.append(str(err))
+            return Reply(400, "bad signature")
+        event_id = {k.lower(): v for k, v in req.headers.items()}["webhook-id"]
+        assert body["id"] == event_id
+        with self._lock:
+            if event_id in self.seen:
+                self.repeats.append(event_id)
+            else:
+                self.seen.add(event_id)
+                self.accepted.append(body)
+        return Reply(204)
+
+    @property
+    def url(self) -> str:
+        return self.server.url + "/hooks/followup"
+
+    def __enter__(self) -> "Receiver":
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.server.__exit__(*exc)
+
+
+def settings_for(url: str, events=("converted", "replied", "unsubscribed", "clicked")) -> dict:
+    return {"webhooks": [{"url": url, "events": list(events), "secret": "${CRM_WEBHOOK_SECRET}"}]}
+
+
+def bodies(receiver: Receiver) -> list[tuple[str, int]]:
+    return [(b["type"], b["data"]["contact"]["id"]) for b in receiver.accepted]
+
+
+__all__ = ["Receiver", "SECRET", "settings_for", "bodies"]
