@@ -23,7 +23,7 @@ from .installation import message_id_of, reference_prefix
 from .links import PIXEL_URL
 from .models import Engagement, EngagementKind, Link, Message
 
-__all__ = ["classify", "record_follow", "apply_engagements", "find_link", "SCANNER_SECONDS", "HUMAN_KINDS"]
+__all__ = ["classify", "follow_row", "insert_follows", "record_follow", "apply_engagements", "find_link", "SCANNER_SECONDS", "HUMAN_KINDS"]
 
 engagements_t = Engagement.__table__
 links_t = Link.__table__
@@ -63,17 +63,29 @@ def find_link(conn: sa.Connection, code: str) -> dict | None:
     return dict(row) if row else None
 
 
+def follow_row(link: dict, *, method: str, user_agent: str | None, at: datetime | None = None) -> dict:
+    """The engagement row of one follow of ``link`` (a click, or an open for a pixel), classified, not yet stored."""
+    at = at or now()
+    pixel = link["url"] == PIXEL_URL
+    kind = classify(method=method, user_agent=user_agent, channel=link["channel"], sent_at=to_utc(link["sent_at"]),
+                    at=at, pixel=pixel)
+    return {"at": at, "kind": kind, "message_id": link["message_id"], "contact_id": link["contact_id"],
+            "sequence": link["sequence"], "touch": link["touch"], "channel": link["channel"],
+            "source": "pixel" if pixel else "link", "code": link["code"]}
+
+
+def insert_follows(conn: sa.Connection, rows: list[dict]) -> None:
+    """Store rows of :func:`follow_row` in one statement."""
+    if rows:
+        conn.execute(sa.insert(engagements_t), rows)
+
+
 def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: str | None,
                   at: datetime | None = None) -> str:
-    """Record one follow of ``link`` (a click, or an open for a pixel); return the kind recorded."""
-    at = at or now()
-    kind = classify(method=method, user_agent=user_agent, channel=link["channel"], sent_at=to_utc(link["sent_at"]),
-                    at=at, pixel=link["url"] == PIXEL_URL)
-    conn.execute(sa.insert(engagements_t).values(
-        at=at, kind=kind, message_id=link["message_id"], contact_id=link["contact_id"], sequence=link["sequence"],
-        touch=link["touch"], channel=link["channel"], source="pixel" if link["url"] == PIXEL_URL else "link",
-        code=link["code"]))
-    return kind
+    """Record one follow of ``link`` now, in ``conn``'s transaction; return the kind recorded."""
+    row = follow_row(link, method=method, user_agent=user_agent, at=at)
+    insert_follows(conn, [row])
+    return row["kind"]
 
 
 def apply_engagements(conn: sa.Connection, provider_name: str, events: list[EngagementEvent]) -> int:
