@@ -23,7 +23,8 @@ from .installation import message_id_of, reference_prefix
 from .links import PIXEL_URL
 from .models import Engagement, EngagementKind, Link, Message
 
-__all__ = ["classify", "follow_row", "insert_follows", "record_follow", "apply_engagements", "find_link", "SCANNER_SECONDS", "HUMAN_KINDS"]
+__all__ = ["classify", "follow_row", "insert_follows", "record_follow", "apply_engagements", "find_link",
+           "SCANNER_SECONDS", "HUMAN_KINDS"]
 
 engagements_t = Engagement.__table__
 links_t = Link.__table__

@@ -61,8 +61,9 @@ def test_the_apps_shutdown_writes_the_queued_clicks(world):
 def test_a_failed_write_keeps_the_queue_for_the_next(tmp_path):
     engine = sa.create_engine(f"sqlite:///{tmp_path}/clicks.db")
     writer = ClickWriter(engine, interval=3600)
-    writer._pending.append({"at": datetime(2026, 1, 1, tzinfo=timezone.utc), "kind": "clicked", "message_id": 1, "contact_id": 1, "sequence": "s",
-                            "touch": "t0", "channel": "sms", "source": "link", "code": "AbCdEfGhIj"})
+    writer._pending.append({"at": datetime(2026, 1, 1, tzinfo=timezone.utc), "kind": "clicked", "message_id": 1,
+                            "contact_id": 1, "sequence": "s", "touch": "t0", "channel": "sms", "source": "link",
+                            "code": "AbCdEfGhIj"})
     with pytest.raises(sa.exc.OperationalError):
         writer.flush()  # no engagements table yet
     assert writer.pending() == 1
