@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..clock import now, to_utc
+from ..db import reading
 from ..engagement import find_link, follow_row
 from ..links import PIXEL_URL, is_code
 from .context import ServiceContext, get_context
@@ -51,7 +52,7 @@ def follow(code: str, request: Request, ctx: ServiceContext = Depends(get_contex
         misses.missed(address)
         return _gone(request)
     at = now()
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:  # on SQLite a snapshot read: no wait for the worker's write lock
         link = find_link(conn, code)
     if link is not None and link["expires_at"] is not None and to_utc(link["expires_at"]) <= at:
         link = None
