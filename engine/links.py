@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from .journal import db_time, execute, execute_rows, is_in
 from .models import Link
+from .sandbox import plain_call
 
 __all__ = ["new_code", "is_code", "with_utm", "utm_params", "base_url", "LinkBook", "MessageLinks", "SampleLinks",
            "rewrite_email", "CODE_LENGTH", "PIXEL_URL"]
@@ -136,6 +137,7 @@ class MessageLinks:
     def base(self) -> str | None:
         return self.book.base
 
+    @plain_call
     def link(self, url: Any) -> str:
         """The short URL of ``url`` for this message (the same code each time the message renders)."""
         return self._short(_checked(url))
