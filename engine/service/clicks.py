@@ -77,7 +77,11 @@ class ClickWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            logger.error("%s clicks could not be written at shutdown", self.pending())
+            raise
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

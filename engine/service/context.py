@@ -47,9 +47,11 @@ class ServiceContext:
 
     def close(self) -> None:
         """The app's shutdown: the queued clicks written, the providers' sessions closed."""
-        self.clicks.close()
-        for provider in (self._providers or {}).values():
-            provider.close()
+        try:
+            self.clicks.close()  # a failure propagates: the shutdown's log says the clicks were not written
+        finally:
+            for provider in (self._providers or {}).values():
+                provider.close()
 
 
 def get_context(request: Request) -> ServiceContext:
