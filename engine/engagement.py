@@ -21,11 +21,13 @@ from providers.base import EngagementEvent
 
 from .clock import now, to_utc
 from .installation import message_id_of, reference_prefix
+from .handoff import on_fact
 from .links import PIXEL_URL
 from .outbox import emit
 from .models import Engagement, EngagementKind, Link, Message
 
-__all__ = ["classify", "record_follow", "apply_engagements", "find_link", "SCANNER_SECONDS", "HUMAN_KINDS"]
+__all__ = ["classify", "follow_row", "insert_follows", "record_follow", "apply_engagements", "find_link",
+           "SCANNER_SECONDS", "HUMAN_KINDS"]
 
 engagements_t = Engagement.__table__
 links_t = Link.__table__
@@ -65,21 +67,47 @@ def find_link(conn: sa.Connection, code: str) -> dict | None:
     return dict(row) if row else None
 
 
+def follow_row(link: dict, *, method: str, user_agent: str | None, at: datetime | None = None) -> dict:
+    """The engagement row of one follow of ``link`` (a click, or an open for a pixel), classified, not yet stored."""
+    at = at or now()
+    pixel = link["url"] == PIXEL_URL
+    kind = classify(method=method, user_agent=user_agent, channel=link["channel"], sent_at=to_utc(link["sent_at"]),
+                    at=at, pixel=pixel)
+    return {"at": at, "kind": kind, "message_id": link["message_id"], "contact_id": link["contact_id"],
+            "sequence": link["sequence"], "touch": link["touch"], "channel": link["channel"],
+            "source": "pixel" if pixel else "link", "code": link["code"]}
+
+
+def insert_follows(conn: sa.Connection, rows: list[dict], config: Any = None) -> None:
+    """Store rows of :func:`follow_row` in one statement.
+
+    With ``config``, what follows from each is done in the same transaction: a person's click goes out to the
+    webhooks that take ``clicked`` (:mod:`engine.outbox`), and every follow counts towards the lead score and
+    the sequence's handoff rule (:func:`engine.handoff.on_fact`)."""
+    if not rows:
+        return
+    conn.execute(sa.insert(engagements_t), rows)
+    if config is None:
+        return
+    urls = _link_urls(conn, [r["code"] for r in rows if r["kind"] == EngagementKind.CLICKED.value])
+    for row in rows:
+        if row["kind"] == EngagementKind.CLICKED.value:
+            _click_out(conn, config, row, urls.get(row["code"]))
+        on_fact(conn, config, row["contact_id"], row["kind"], sequence=row["sequence"], touch=row["touch"])
+
+
+def _link_urls(conn: sa.Connection, codes: list[str]) -> dict[str, str]:
+    if not codes:
+        return {}
+    return dict(conn.execute(sa.select(links_t.c.code, links_t.c.url).where(links_t.c.code.in_(set(codes)))).all())
+
+
 def record_follow(conn: sa.Connection, link: dict, *, method: str, user_agent: str | None,
                   at: datetime | None = None, config: Any = None) -> str:
-    """Record one follow of ``link`` (a click, or an open for a pixel); return the kind recorded.
-
-    With ``config``, a person's click goes out to the webhooks that take ``clicked`` (:mod:`engine.outbox`)."""
-    at = at or now()
-    kind = classify(method=method, user_agent=user_agent, channel=link["channel"], sent_at=to_utc(link["sent_at"]),
-                    at=at, pixel=link["url"] == PIXEL_URL)
-    conn.execute(sa.insert(engagements_t).values(
-        at=at, kind=kind, message_id=link["message_id"], contact_id=link["contact_id"], sequence=link["sequence"],
-        touch=link["touch"], channel=link["channel"], source="pixel" if link["url"] == PIXEL_URL else "link",
-        code=link["code"]))
-    if config is not None and kind == EngagementKind.CLICKED.value:
-        _click_out(conn, config, link, None if link["url"] == PIXEL_URL else link["url"])
-    return kind
+    """Record one follow of ``link`` now, in ``conn``'s transaction; return the kind recorded."""
+    row = follow_row(link, method=method, user_agent=user_agent, at=at)
+    insert_follows(conn, [row], config)
+    return row["kind"]
 
 
 def _click_out(conn: sa.Connection, config: Any, row: dict, url: str | None) -> None:

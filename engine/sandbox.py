@@ -30,7 +30,7 @@ from jinja2.visitor import NodeTransformer
 from .budget import (MAX_INT_BITS, MAX_OUTPUT, MAX_RANGE, BudgetExceeded, budget, charge, checked, current_budget,
                      too_big, weight)
 
-__all__ = ["BoundedSandbox", "BudgetExceeded", "budget"]
+__all__ = ["BoundedSandbox", "BudgetExceeded", "budget", "plain_call"]
 
 
 def _is_int(value: Any) -> bool:
@@ -236,6 +236,8 @@ class BoundedSandbox(SandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - as Jinja's
         charge()
+        if getattr(__obj, "__func__", None) in _PLAIN:  # the engine's own method, its result short (plain_call)
+            return __obj(*args, **kwargs)
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):
             name = getattr(__obj, "__name__", "")
@@ -253,6 +255,16 @@ class BoundedSandbox(SandboxedEnvironment):
         if wrapped is not None:
             _check_format(value.__self__, "{}")
         return wrapped
+
+
+_PLAIN: set[Callable[..., Any]] = set()
+
+
+def plain_call(func: Callable[..., str]) -> Callable[..., str]:
+    """Mark the method ``func`` (the engine's own, safe, returning a short string) to be called from a template
+    straight, without Jinja's context and result checks (``link()`` of :mod:`engine.links` runs per message)."""
+    _PLAIN.add(func)
+    return func
 
 
 class _BoundedFilters(dict):

@@ -10,6 +10,7 @@ from fastapi import Request
 from providers.base import Provider
 
 from ..config import Config
+from .clicks import ClickWriter
 from .options import ServiceOptions
 from .tally import LogTally
 from .throttle import LoginThrottle, Misses
@@ -27,8 +28,13 @@ class ServiceContext:
     log_tally: LogTally = field(default_factory=LogTally)  # the log's counts for /metrics, kept across scrapes
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     link_misses: Misses = field(default_factory=Misses)  # unknown short-link codes by address
+    clicks: ClickWriter | None = None  # short-link clicks on their way to the database (made from ``engine``)
     _providers: dict[str, Provider] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.clicks is None:
+            self.clicks = ClickWriter(self.engine, config=self.config)
 
     def provider(self, name: str) -> Provider | None:
         """The configured provider called ``name`` (any channel), or None."""
@@ -40,8 +46,12 @@ class ServiceContext:
         return self._providers.get(name)
 
     def close(self) -> None:
-        for provider in (self._providers or {}).values():
-            provider.close()
+        """The app's shutdown: the queued clicks written, the providers' sessions closed."""
+        try:
+            self.clicks.close()  # a failure propagates: the shutdown's log says the clicks were not written
+        finally:
+            for provider in (self._providers or {}).values():
+                provider.close()
 
 
 def get_context(request: Request) -> ServiceContext:

@@ -1,4 +1,5 @@
-"""Short links: ``GET /l/{code}`` redirects to the link's stored target and records the click.
+"""Short links: ``GET /l/{code}`` redirects to the link's stored target and queues the click (written within a
+second, off the request path: :mod:`engine.service.clicks`).
 
 No auth (a reader's phone follows it), but bounded: a path that is not a code's shape is answered 404
 without a database read; an address that asked for too many unknown codes lately
@@ -12,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..clock import now, to_utc
-from ..engagement import find_link, record_follow
-from ..handoff import on_fact
+from ..db import reading
+from ..engagement import find_link, follow_row
 from ..links import PIXEL_URL, is_code
 from .context import ServiceContext, get_context
 from .pages import templates
@@ -51,14 +52,13 @@ def follow(code: str, request: Request, ctx: ServiceContext = Depends(get_contex
         misses.missed(address)
         return _gone(request)
     at = now()
-    with ctx.engine.begin() as conn:
+    with reading(ctx.engine) as conn:  # on SQLite a snapshot read: no wait for the worker's write lock
         link = find_link(conn, code)
-        if link is None or (link["expires_at"] is not None and to_utc(link["expires_at"]) <= at):
-            link = None
-        else:
-            kind = record_follow(conn, link, method=request.method, user_agent=request.headers.get("user-agent"),
-                                 at=at, config=ctx.config)
-            on_fact(conn, ctx.config, link["contact_id"], kind, sequence=link["sequence"], touch=link["touch"])
+    if link is not None and link["expires_at"] is not None and to_utc(link["expires_at"]) <= at:
+        link = None
+    if link is not None:
+        # queued, written within a second by the service's click writer (engine.service.clicks)
+        ctx.clicks.add(follow_row(link, method=request.method, user_agent=request.headers.get("user-agent"), at=at))
     if link is None:
         misses.missed(address)
         return _gone(request)
