@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
+from engine.control import list_sequences
 from engine.webhook_delivery import Deliverer
 from tests.service_support import SERVICE_SETTINGS, api_client, auth
 from tests.test_handoff import HANDOFF, SARA, TEAM
@@ -92,5 +93,9 @@ def test_a_lead_handed_off_lost_and_another_won_reach_the_webhook_and_the_kpis(w
     assert sorted(by_rep) == ["Mina", "Omid"]
     assert (by_rep["Mina"]["handoffs"], by_rep["Mina"]["handoff_win_rate"]) == (1, 0.0)
     assert (by_rep["Omid"]["handoff_win_rate"], by_rep["Omid"]["revenue"]) == (1.0, 1200000)
+    with world.engine.connect() as conn:  # what `followup sequences` lists
+        states = {row.name: (row.state, row.active) for row in list_sequences(conn, world.config)}
+    assert states["coats"] == ("active", 0)
+    assert states["_sales"][0] == "active"  # the built-in sequence of the reps' notices is never orphaned
     by_source = kpi("source")
     assert (by_source["google"]["lead_quality"], by_source["instagram"]["lead_quality"]) == (0.0, 1.0)
