@@ -100,7 +100,7 @@ def list_sequences(conn: sa.Connection, config: Config) -> list[SequenceRow]:
     rows = []
     for name in sorted(known_sequences(conn, config)):
         seq = config.sequences.get(name)
-        state = stored.get(name) or ("active" if seq is not None else "orphaned")
+        state = stored.get(name) or ("active" if seq is not None or name == SALES_SEQUENCE else "orphaned")
         rows.append(SequenceRow(name, seq.hash if seq else latest.get(name), state, active.get(name, 0),
                                 due.get(name, 0), to_utc(nxt.get(name))))
     return rows

@@ -8,8 +8,9 @@ kept again (:mod:`engine.scoring`) and every active enrollment of it in a sequen
 2. a rep of ``sales.team`` is chosen: by the contact attribute the rule names (the reps whose ``match``
    has the lead's value; none matching: the reps without a ``match``, else all), by weighted round robin
    among those (the rep with the fewest handoffs for their weight; ties go to the first listed);
-3. a ``handoffs`` row is written (one per enrollment: a handoff never fires twice), and the rep is told
-   through the engine's own providers (:mod:`engine.sales_notify`).
+3. a ``handoffs`` row is written (one per enrollment: a handoff never fires twice), the rep is told
+   through the engine's own providers (:mod:`engine.sales_notify`), and a ``handed_off`` webhook event
+   (sequence, rep, score, fired_by) is queued (:func:`engine.outbox.emit`).
 
 All of it in the caller's transaction, with the fact that caused it.
 """
@@ -25,6 +26,7 @@ from .config import Config
 from .ending import end_enrollments
 from .handoff_rules import Condition, HandoffRule
 from .models import Contact, Enrollment, EnrollmentStatus, Handoff
+from .outbox import emit
 from .sales_settings import Rep, SalesSettings
 from .scoring import refresh_score
 
@@ -112,4 +114,6 @@ def _hand_off(conn: sa.Connection, config: Config, enrollment: dict, rule: Hando
         token_expires_at=stamp + config.settings.sales.page_expires_after).returning(handoffs.c.id)).scalar_one()
     handoff = dict(conn.execute(sa.select(handoffs).where(handoffs.c.id == handoff_id)).mappings().one())
     notify(conn, config, handoff, rep, contact)
+    emit(conn, config, "handed_off", contact["id"],
+         {"sequence": enrollment["sequence"], "rep": rep.name, "score": score, "fired_by": why})
     return HandedOff(handoff_id, enrollment["sequence"], rep.name, why)

@@ -3,14 +3,15 @@
 Every figure is over a window (``since`` until now) and may be split ``by`` source, sequence, rep or month.
 What each figure means is :data:`DEFINITIONS` (the README, the API and the dashboard's hover text say the same).
 
-What sales records is read from stored state by these names:
+What sales records is read from the ``handoffs`` table (:mod:`engine.handoff`, :mod:`engine.leads`):
 
-- a handoff: an enrollment whose status is ``handed_off`` (its ``ended_at`` is when);
-- an outcome: a contact event ``lead_won`` or ``lead_lost`` (``data.objection`` on a loss);
-- a lead's rep: ``data.rep`` of the contact's latest ``handed_off``, ``lead_won`` or ``lead_lost`` event;
+- a handoff: a ``handoffs`` row (its ``at`` is when);
+- an outcome: that row's ``outcome`` (``won`` or ``lost``, ``objection`` on a loss; ``outcome_at`` is when);
+- a lead's rep: the ``rep`` of the contact's latest handoff;
 - a lead's source: the contact's ``source`` attribute, else its ``utm_source`` (from an import or the API).
 
-Until sales records any, those figures are 0.
+Leads leave out the sales reps' own enrollments in the built-in ``_sales`` sequence. Until sales records
+any, those figures are 0.
 """
 from __future__ import annotations
 
@@ -25,26 +26,27 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Message
+from .control import SALES_SEQUENCE
+from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
-__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "HANDED_OFF", "WON", "LOST"]
+__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
 events_t = ContactEvent.__table__
 messages_t = Message.__table__
+handoffs_t = Handoff.__table__
 
 BY = ("source", "sequence", "rep", "month")
-HANDED_OFF = "handed_off"
-WON, LOST = "lead_won", "lead_lost"
+WON, LOST = LeadOutcome.WON.value, LeadOutcome.LOST.value
 NONE = "(none)"
 #: each figure and what it means
 DEFINITIONS = {
-    "leads": "contacts enrolled in a sequence within the window",
-    "handoffs": "enrollments that ended handed off to sales within the window",
+    "leads": "contacts enrolled in a sequence within the window (sales reps' _sales enrollments left out)",
+    "handoffs": "leads handed off to a sales rep within the window",
     "conversions": "converted events within the window",
     "conversion_rate": "share of the window's leads with a conversion after they enrolled",
-    "handoff_win_rate": "share of the window's handoffs that sales recorded as won (lead_won) afterwards",
+    "handoff_win_rate": "share of the window's handoffs whose rep recorded them as won",
     "median_days_to_convert": "median days from a lead's enrollment to its first conversion after it",
     "revenue": "sum of the values of the window's conversions",
     "revenue_per_lead": "revenue divided by leads",
@@ -58,8 +60,7 @@ DEFINITIONS = {
     "cost": "SMS segments × the provider's price_per_segment plus emails × its price_per_email, for messages "
             "sent within the window",
     "return_on_cost": "(revenue − cost) ÷ cost",
-    "top_objections": "reasons sales recorded for lost leads (lead_lost data.objection) within the window: "
-                      "count and share",
+    "top_objections": "objections reps recorded for leads lost within the window: count and share",
 }
 FIGURES = tuple(k for k in DEFINITIONS if k != "top_objections")
 
@@ -91,26 +92,31 @@ class _Facts:
         self.enrollments = [dict(r) for r in conn.execute(
             sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.status,
                       enrollments_t.c.enrolled_at, enrollments_t.c.ended_at)
-            .where(enrollments_t.c.enrolled_at >= since, enrollments_t.c.enrolled_at <= until)).mappings()]
-        self.handoffs = [dict(r) for r in conn.execute(
-            sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.ended_at)
-            .where(enrollments_t.c.status == HANDED_OFF, enrollments_t.c.ended_at >= since,
-                   enrollments_t.c.ended_at <= until)).mappings()]
+            .where(enrollments_t.c.enrolled_at >= since, enrollments_t.c.enrolled_at <= until,
+                   enrollments_t.c.sequence != SALES_SEQUENCE)).mappings()]
+        #: every handoff until the window's end (a rep's latest, and outcomes of earlier handoffs, count)
+        self.all_handoffs = [dict(r) for r in conn.execute(
+            sa.select(handoffs_t.c.contact_id, handoffs_t.c.sequence, handoffs_t.c.rep, handoffs_t.c.at,
+                      handoffs_t.c.outcome, handoffs_t.c.objection, handoffs_t.c.outcome_at)
+            .where(handoffs_t.c.at <= until).order_by(handoffs_t.c.at, handoffs_t.c.id)).mappings()]
         self.events = [dict(r) for r in conn.execute(
             sa.select(events_t.c.contact_id, events_t.c.type, events_t.c.sequence, events_t.c.value, events_t.c.at,
                       events_t.c.data)
-            .where(events_t.c.type.in_(("converted", WON, LOST, HANDED_OFF)), events_t.c.at <= until)
+            .where(events_t.c.type == "converted", events_t.c.at <= until)
             .order_by(events_t.c.at, events_t.c.id)).mappings()]
-        for row in self.enrollments + self.handoffs + self.events:
-            for key in ("enrolled_at", "ended_at", "at"):
+        for row in self.enrollments + self.all_handoffs + self.events:
+            for key in ("enrolled_at", "ended_at", "at", "outcome_at"):
                 if row.get(key) is not None:
                     row[key] = to_utc(row[key])
+        self.handoffs = [h for h in self.all_handoffs if h["at"] >= since]
+        self.lost = [h for h in self.all_handoffs if h["outcome"] == LOST and h["outcome_at"] is not None
+                     and since <= h["outcome_at"] <= until]
         self.messages = [dict(r) for r in conn.execute(
             sa.select(messages_t.c.contact_id, messages_t.c.sequence, messages_t.c.channel, messages_t.c.provider,
                       messages_t.c.segments, messages_t.c.sent_at)
             .where(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at >= since,
                    messages_t.c.sent_at <= until)).mappings()]
-        ids = {r["contact_id"] for r in self.enrollments + self.handoffs + self.events + self.messages}
+        ids = {r["contact_id"] for r in self.enrollments + self.all_handoffs + self.events + self.messages}
         self.attrs: dict[int, dict] = {}
         for chunk in _chunks(sorted(ids), 5000):
             for cid, attrs in conn.execute(sa.select(contacts_t.c.id, contacts_t.c.attrs)
@@ -137,10 +143,7 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
     start = until - since
     facts = _Facts(conn, start, until)
     loyalty = {target for s in config.sequences.values() if (target := getattr(s, "on_converted", None))}
-    rep_of: dict[int, str] = {}
-    for e in facts.events:
-        if e["type"] in (HANDED_OFF, WON, LOST) and isinstance(e["data"], dict) and e["data"].get("rep"):
-            rep_of[e["contact_id"]] = str(e["data"]["rep"])
+    rep_of = {h["contact_id"]: h["rep"] for h in facts.all_handoffs}  # ordered by time: the latest wins
 
     def key(contact_id: int, sequence: str | None, at: datetime) -> str:
         if by == "source":
@@ -164,27 +167,21 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
             facts.loyalty_starts.setdefault(e["contact_id"], e["enrolled_at"])
     for (k, cid), at in first_enrolled.items():
         groups[k]["leads"].append((cid, at))
-    conversions = [e for e in facts.events if e["type"] == "converted"]
     sales_by_contact: dict[int, list[dict]] = defaultdict(list)
-    for e in conversions:
+    for e in facts.events:
         sales_by_contact[e["contact_id"]].append(e)
         if e["at"] >= start:
             groups[key(e["contact_id"], e["sequence"], e["at"])]["conversions"].append(e)
-    won_at: dict[int, list[datetime]] = defaultdict(list)
-    for e in facts.events:
-        if e["type"] == WON:
-            won_at[e["contact_id"]].append(e["at"])
-        if e["type"] == LOST and e["at"] >= start:
-            objection = (e["data"] or {}).get("objection") if isinstance(e["data"], dict) else None
-            groups[key(e["contact_id"], e["sequence"], e["at"])]["objections"].append(str(objection or NONE))
+    for h in facts.lost:
+        groups[key(h["contact_id"], h["sequence"], h["outcome_at"])]["objections"].append(h["objection"] or NONE)
     for h in facts.handoffs:
-        groups[key(h["contact_id"], h["sequence"], h["ended_at"])]["handoffs"].append(h)
+        groups[key(h["contact_id"], h["sequence"], h["at"])]["handoffs"].append(h)
     prices = _prices(config)
     for m in facts.messages:
         groups[key(m["contact_id"], m["sequence"], to_utc(m["sent_at"]))]["messages"].append(m)
     if not groups:
         groups["all"] = defaultdict(list)
-    return [_figures(k, g, sales_by_contact, won_at, facts.loyalty_starts, prices, start)
+    return [_figures(k, g, sales_by_contact, facts.loyalty_starts, prices, start)
             for k, g in sorted(groups.items())]
 
 
@@ -197,8 +194,7 @@ def _prices(config: Config) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], won_at: dict[int, list[datetime]],
-             loyalty_starts: dict[int, datetime], prices: dict, start: datetime) -> Kpi:
+def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyalty_starts: dict[int, datetime], prices: dict, start: datetime) -> Kpi:
     leads = g["leads"]
     converted_leads, days = 0, []
     for cid, at in leads:
@@ -207,7 +203,7 @@ def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], won_a
             converted_leads += 1
             days.append((min(after) - at).total_seconds() / 86400)
     handoffs = g["handoffs"]
-    won = sum(1 for h in handoffs if any(w >= h["ended_at"] for w in won_at.get(h["contact_id"], [])))
+    won = sum(1 for h in handoffs if h["outcome"] == WON)
     revenue = sum(e["value"] or 0 for e in g["conversions"])
     buyers = {e["contact_id"] for e in g["conversions"]}
     lifetime = {cid: sum(s["value"] or 0 for s in sales[cid]) for cid in buyers}

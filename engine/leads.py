@@ -2,6 +2,7 @@
 
 Outcomes: ``won`` (with a value) records a ``converted`` event credited to the handoff (``attributed_by``
 ``handoff``); ``lost`` takes an objection from ``sales.objections`` or free text; ``follow_up_later`` a date.
+Each outcome queues a ``lead_outcome`` webhook event (outcome, value, objection, rep) in the same transaction.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .config import Config
 from .errors import InputError
 from .lead_tokens import csrf_for, lead_url, make_lead_token, read_lead_token, renew, revoke
 from .models import Contact, ContactEvent, Handoff, LeadOutcome
+from .outbox import emit
 
 __all__ = ["make_lead_token", "read_lead_token", "csrf_for", "record_outcome", "revoke", "renew", "lead_url",
            "OUTCOMES"]
@@ -72,6 +74,8 @@ def record_outcome(conn: sa.Connection, config: Config, handoff: dict, outcome: 
     conn.execute(sa.update(handoffs).where(handoffs.c.id == handoff["id"]).values(**values))
     if outcome == LeadOutcome.WON.value:
         _credit_won(conn, config, handoff, values["value"], by)
+    emit(conn, config, "lead_outcome", handoff["contact_id"],
+         {"outcome": outcome, "value": values["value"], "objection": values["objection"], "rep": handoff["rep"]})
     return dict(conn.execute(sa.select(handoffs).where(handoffs.c.id == handoff["id"])).mappings().one())
 
 

@@ -16,7 +16,9 @@ from engine.errors import InputError
 
 from engine.events import end_enrollments
 from engine.kpi import DEFINITIONS, kpi_report
-from engine.models import Enrollment
+from engine.clock import now
+from engine.leads import record_outcome
+from engine.models import Enrollment, Handoff
 from tests.conftest import simple_sequence
 from tests.service_support import api_client, auth
 
@@ -24,13 +26,24 @@ PRICED = {"providers": {"sms": [{"name": "mem-sms", "type": "memory", "price_per
                         "email": [{"name": "mem-email", "type": "memory", "price_per_email": 10}]}}
 
 
-def hand_off(world, contact_id: int) -> None:
-    """What the handoff of sales does to stored state: the enrollment ends as handed_off."""
+def hand_off(world, contact_id: int, rep: str) -> None:
+    """What the handoff of sales writes: the enrollment ends as handed_off and a handoffs row names the rep."""
     table = Enrollment.__table__
     with world.engine.begin() as conn:
         rows = [dict(r) for r in conn.execute(sa.select(table).where(table.c.contact_id == contact_id))
                 .mappings()]
-        end_enrollments(conn, rows, "handed_off", "handed off to sales")
+        end_enrollments(conn, rows, "handed_off", f"handed off to {rep}")
+        conn.execute(sa.insert(Handoff.__table__).values(
+            contact_id=contact_id, enrollment_id=rows[0]["id"], sequence=rows[0]["sequence"], rep=rep,
+            fired_by="replied", score=20, at=now(), token_nonce="0" * 32, token_expires_at=now() + timedelta(days=7)))
+
+
+def outcome(world, contact_id: int, what: str, **kw) -> None:
+    """The rep records an outcome of the contact's handoff (as the CLI, API and lead page do)."""
+    table = Handoff.__table__
+    with world.engine.begin() as conn:
+        row = dict(conn.execute(sa.select(table).where(table.c.contact_id == contact_id)).mappings().one())
+        record_outcome(conn, world.config, row, what, **kw)
 
 
 def build_shop(make_world, frozen, **settings):
@@ -53,13 +66,12 @@ def build_shop(make_world, frozen, **settings):
     frozen.tick(timedelta(hours=1))
     world.event(a, "converted", value=1000)
     frozen.tick(timedelta(hours=1))
-    for contact in (b, c, d):
-        hand_off(world, contact)
+    for contact, rep in ((b, "reza"), (c, "reza"), (d, "mina")):
+        hand_off(world, contact, rep)
     frozen.tick(timedelta(hours=21))  # t0 + 1 day
-    world.event(b, "lead_won", data={"rep": "reza"})
-    world.event(b, "converted", value=2000)
-    world.event(c, "lead_lost", data={"rep": "reza", "objection": "price"})
-    world.event(d, "lead_lost", data={"rep": "mina", "objection": "timing"})
+    outcome(world, b, "won", value=2000)  # the won lead's converted event, credited to the handoff
+    outcome(world, c, "lost", objection="price")
+    outcome(world, d, "lost", objection="timing")
     frozen.tick(timedelta(days=1))
     world.event(a, "converted", value=500)
     world.ids = (a, b, c, d)
