@@ -59,6 +59,7 @@ from .db import is_sqlite, make_engine
 from .durations import format_duration
 from .kinds import suppress as suppress_contact
 from .links import LinkBook
+from .journey_checks import JourneyChecks
 from .journal import Change, apply, apply_to_touch, execute, is_in
 from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, SequenceVersion,
                      WorkerStatus)
@@ -90,7 +91,7 @@ DUE_SQL = f"SELECT id FROM messages WHERE {DUE_WHERE}"
 #: what the checks, the rendering and the log need of a claimed message (no datetimes: each costs a parse
 #: on SQLite, and the lease's end is known without reading it back)
 WORK_FIELDS = ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch", "channel", "urgent", "status",
-               "attempt", "provider")
+               "attempt", "provider", "variant")
 ENROLLMENT_FIELDS = ("id", "contact_id", "sequence", "sequence_hash", "status", "ended_reason", "offer_code",
                      "offer_expires_at", "event_key", "event_data")
 CONTACT_FIELDS = ("id", "phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "attrs",
@@ -255,6 +256,8 @@ class Dispatcher:
             # text form of a time sorts as the time does)
             rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
             claimed = [dict(zip(WORK_FIELDS, r)) for r in rows]  # zip stops at the last work field
+            for row, r in zip(claimed, rows):  # hook: journeys (an event wait starts at its due_at)
+                row["due_at"] = r[-1]
             _checkpoint("after_claim")
             self._phase("render")
             applied, prepared = self._prepare(conn, claimed, token, at, lease_until)
@@ -314,6 +317,7 @@ class Dispatcher:
         Returns the changes written, and what :meth:`_send_batch` needs to send (None when nothing goes out).
         """
         ctx = self._context(conn, rows)
+        journey = JourneyChecks(conn, rows, ctx)  # hook: journeys (facts and A/B winners, read once per batch)
         links = LinkBook.load(conn, self.settings, [r["id"] for r in rows], at)  # codes given before keep
         lease = {"lease_owner": self.worker_id, "lease_token": token, "lease_until": lease_until}
         release = LEASE_RELEASED
@@ -340,6 +344,8 @@ class Dispatcher:
                               sent_times=ctx["sent"].setdefault(row["contact_id"], []), opens=opens,
                               held=ctx["held"].get(row["sequence"]), hold=HOLD,
                               kind=plan.touches[row["touch_index"]].kind)
+            # hook: journeys (event waits and only_if)
+            decision = journey.check(decision, plan.touches[row["touch_index"]], row, enrollment, contact, at)
             if decision.action == "deferred":
                 first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
                                                       "reason": decision.reason, **release}, reason=decision.reason))
@@ -350,7 +356,7 @@ class Dispatcher:
                 if decision.action == "skipped":
                     ended.append((row, at))
                 continue
-            touch = plan.touches[row["touch_index"]]
+            touch, variant = journey.variant(plan.touches[row["touch_index"]], row)  # hook: journeys (A/B)
             built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
                                   self.reference_prefix, links)
             if isinstance(built, NotSent):  # a broken template or a too long SMS: the sequence goes on
@@ -359,8 +365,11 @@ class Dispatcher:
                 ended.append((row, at))
                 continue
             provider_name = providers.get(row["channel"])
-            first.append(Change(row, "sending", {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at,
-                                                 "provider": provider_name, **lease}, provider=provider_name))
+            sending = {"status": "sending", "attempt": row["attempt"] + 1, "sent_at": at, "provider": provider_name,
+                       **lease}
+            if variant is not None:  # hook: journeys (the variant is kept on the message)
+                sending["variant"] = variant
+            first.append(Change(row, "sending", sending, provider=provider_name))
             ctx["sent"][row["contact_id"]].append(at)
             to_send.append((row, built))
         # no fence: the rows are this transaction's own (locked on PostgreSQL, the write lock on SQLite)
