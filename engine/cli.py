@@ -520,6 +520,8 @@ from .cli_contacts import contacts_forget, contacts_list, contacts_show, export 
 for _command in (contacts_list, contacts_show, contacts_forget):
     contacts.add_command(_command)
 cli.add_command(export)
+from .cli_ab import ab_cmd  # noqa: E402  (registers `ab`)
+cli.add_command(ab_cmd)
 
 
 def main() -> None:

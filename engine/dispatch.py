@@ -51,6 +51,7 @@ import sqlalchemy as sa
 
 from providers.base import OutgoingMessage, Provider
 
+from .abtests import EVERY as AB_EVERY, evaluate_due
 from .catalog import sync_catalog
 from .clock import now, to_utc
 from .config import Config
@@ -163,6 +164,7 @@ class Dispatcher:
         self.phases = Phases()  # the tick names its phase here; the watchdog and the SIGTERM deadline read it
         self._sleep = None if sleep is time.sleep else sleep  # tests inject a sleep that records the waits
         self._plans: dict[str, SequencePlan] = {}
+        self._ab_at: datetime | None = None  # when this worker last evaluated the A/B tests
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
         # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
         self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
@@ -193,11 +195,22 @@ class Dispatcher:
             self._phase("recovery")
             self.recover(report)
             self._pipeline(report, max_batches)
+            self._ab_tests()  # hook: journeys (A/B tests evaluated at most once a minute)
             self._phase("heartbeat")
             self._heartbeat(report, time.monotonic() - started)
         finally:
             self.phases.end("tick")
         return report
+
+    def _ab_tests(self) -> None:
+        """Evaluate the A/B tests not evaluated in the last minute (nothing when no touch has ``ab:``)."""
+        at = now()
+        if self._ab_at is not None and at - self._ab_at < AB_EVERY:
+            return
+        self._ab_at = at
+        if any(t.ab is not None for seq in self.config.sequences.values() for t in seq.touches):
+            with self._write() as conn:
+                evaluate_due(conn, self.config.sequences, at)
 
     def _phase(self, name: str) -> None:
         self.phases.enter("tick", name)
