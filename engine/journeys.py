@@ -6,15 +6,17 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Iterator
 
 from .conditions import describe, max_sends_on_a_path, never_true, parse_condition
 from .variants import AbSpec, Variant, parse_ab, parse_variants
 from .waits import EventWait, parse_wait
+from .errors import Problem
 from .yamlfile import YamlDoc, join_path
 
 __all__ = ["MAX_SENDS_ON_A_PATH", "MAX_BRANCHED_TOUCHES", "max_touches", "touch_condition", "touch_wait",
-           "touch_variants", "check_paths", "check_exits", "trim_json", "branches"]
+           "touch_variants", "check_paths", "check_exits", "each_template", "variant_problems", "trim_json", "branches"]
 
 #: 3–5 honest follow-ups: the most messages one contact may be sent on any path through a sequence
 MAX_SENDS_ON_A_PATH = 5
@@ -108,3 +110,32 @@ def trim_json(touches: list[dict]) -> None:
                 touch.pop(key, None)
         if not touch.get("variants"):
             touch.pop("variants", None)
+
+
+def each_template(touches: list) -> Iterator[Any]:
+    """Each touch as ``validate`` renders it: a touch with variants once per variant's template."""
+    for touch in touches:
+        if touch.variants:
+            yield from (replace(touch, template=v.template) for v in touch.variants)
+        else:
+            yield touch
+
+
+def variant_problems(config: Any, seq: Any, seq_file: str) -> list[Problem]:
+    """An urgent touch's variants must all speak of the real offer (honest urgency holds for each of them)."""
+    problems = []
+    for touch in seq.touches:
+        if not (touch.urgent and touch.variants):
+            continue
+        for i, variant in enumerate(touch.variants):
+            try:
+                used = config.renderer.variables(variant.template)
+            except Exception:  # noqa: BLE001 - a template that does not load is reported by the template check
+                continue
+            if "offer" not in used:
+                problems.append(Problem(seq_file, f"touches[{touch.index}].variants[{i}].template",
+                                        f"variant {variant.name!r} of urgent touch {touch.name!r} never uses `offer` "
+                                        f"({variant.template}); every variant of an urgent touch must speak of "
+                                        "offer.expires_at, offer.time_left or offer.stock_left, or drop urgent: true",
+                                        touch.line))
+    return problems

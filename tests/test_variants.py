@@ -158,3 +158,21 @@ def test_ab_command_shows_promotes_and_resets(make_world, frozen):
     assert all(v["sent"] == 0 for v in reset["variants"].values())  # counted from the reset
     bad = CliRunner().invoke(cli, ["--config", config, "ab", "coats", "value", "--promote", "nope"], obj=State())
     assert bad.exit_code != 0 and "not a variant" in str(bad.exception)
+
+
+def test_validate_wants_every_variant_of_an_urgent_touch_to_use_the_offer(make_world):
+    from engine.validate import validate
+
+    seq = {"name": "coats", "offer": {"code": "W20", "title": "۲۰٪", "expires_after": "72h"}, "touches": [
+        {"name": "hello", "after": "0s", "channel": "sms", "template": "plain.sms.j2"},
+        {"name": "value", "after": "1d", "channel": "sms", "template": "plain.sms.j2"},
+        {"name": "last", "after": "1d", "channel": "sms", "urgent": True,
+         "variants": [{"name": "clock", "template": "winter/last-chance.sms.j2"},
+                      {"name": "plain", "template": "story.sms.j2"}]}]}
+    world = make_world([seq], templates=TEMPLATES)
+    _, problems = validate(world.root / "config")
+    found = [str(p) for p in problems if "variant" in str(p)]
+    assert len(found) == 1, [str(p) for p in problems]
+    assert "coats.yaml:" in found[0] and "touches[2].variants[1].template" in found[0] and "'plain'" in found[0]
+    where = found[0].split("coats.yaml:")[1].split(":")[0]
+    assert where.isdigit()
