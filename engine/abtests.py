@@ -18,7 +18,7 @@ from .journal import append_log
 from .models import AbTest
 from .variants import AbSpec, judge
 
-__all__ = ["figures", "evaluate", "evaluate_due", "promote", "reset", "standing", "EVERY"]
+__all__ = ["variant_report", "figures", "evaluate", "evaluate_due", "promote", "reset", "standing", "EVERY"]
 
 ab_t = AbTest.__table__
 #: the worker evaluates a test at most this often
@@ -126,3 +126,9 @@ def reset(conn: sa.Connection, sequence: str, touch: str, at: datetime) -> None:
     """Restart the test: no winner, figures counted from now, assignments by the hash again."""
     _save(conn, sequence, touch, at, state="running", winner=None, decided_by=None, started_at=at,
           evaluated_at=None, detail=None)
+
+
+def variant_report(conn: sa.Connection, seq: Any) -> dict[str, dict[str, Any]]:
+    """Every touch of ``seq`` with variants: its test's table (:func:`standing`), by touch name."""
+    return {t.name: standing(conn, seq.name, t.name, t.ab or AbSpec(), [v.name for v in t.variants])
+            for t in seq.touches if t.variants}

@@ -442,12 +442,15 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
     from rich.table import Table
 
+    from .abtests import variant_report
     from .reports import funnel, provider_states, unattributed
 
     config = state.config
     names = [config.sequence(sequence).name] if sequence else sorted(config.sequences)
     with state.engine().connect() as conn:
         data = [funnel(conn, n, [t.name for t in config.sequences[n].touches]) for n in names]
+        for item in data:  # hook: journeys (per-variant figures)
+            item["variants"] = variant_report(conn, config.sequences[item["sequence"]])
         paused = {k: v for k, v in provider_states(conn).items() if v["state"] == "paused"}
         loose = unattributed(conn)
     if as_json:
@@ -466,6 +469,12 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
                           f"{c['click_rate']:.1%}", str(c["attributed_conversions"]), grouped(c["attributed_revenue"]),
                           grouped(c["revenue_per_sent"]))
         out.print(table)
+        for touch, test in item["variants"].items():
+            out.print(f"{item['sequence']}/{touch} A/B ({test['metric']}): {test['state']}"
+                      + (f", winner {test['winner']}" if test["winner"] else "") + "; " + ", ".join(
+                          f"{name} sent {v['sent']} clicks {v['clicks']} conversions {v['conversions']} "
+                          f"revenue {grouped(v['revenue'])} P(best) {v['p_best']:.2f}"
+                          for name, v in test["variants"].items()), markup=False)
         out.print(f"{item['sequence']}: {item['clicks']} messages clicked ({item['click_rate']:.1%} of sent), "
                   f"{item['attributed_conversions']} conversions attributed, revenue "
                   f"{grouped(item['attributed_revenue'])} ({grouped(item['revenue_per_sent'])} per message sent)",
