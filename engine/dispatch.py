@@ -358,7 +358,8 @@ class Dispatcher:
                               held=ctx["held"].get(row["sequence"]), hold=HOLD,
                               kind=plan.touches[row["touch_index"]].kind)
             # hook: journeys (event waits and only_if)
-            decision = journey.check(decision, plan.touches[row["touch_index"]], row, enrollment, contact, at)
+            decision = journey.check(decision, plan.touches[row["touch_index"]], row, enrollment, contact, at,
+                                     ctx["held"].get(row["sequence"]))
             if decision.action == "deferred":
                 first.append(Change(row, "deferred", {"status": "scheduled", "next_attempt_at": decision.until,
                                                       "reason": decision.reason, **release}, reason=decision.reason))

@@ -38,10 +38,11 @@ class JourneyChecks:
                 conn, "SELECT sequence, touch, winner FROM ab_tests WHERE winner IS NOT NULL", {})}
 
     def check(self, decision: Decision, touch: TouchPlan, row: dict, enrollment: dict, contact: dict,
-              at: datetime) -> Decision:
-        """``decision`` (send or deferred by the window) as the touch's wait and ``only_if`` leave it."""
-        if self.facts is None or decision.action not in ("send", "deferred"):
-            return decision
+              at: datetime, held: str | None = None) -> Decision:
+        """``decision`` (send or deferred by the window) as the touch's wait and ``only_if`` leave it;
+        ``held``: why the sequence holds its messages (paused), if it does."""
+        if self.facts is None or decision.action not in ("send", "deferred") or held:
+            return decision  # a held sequence's messages wait for it, not for an event
         facts = self.facts.of(enrollment, contact)
         if touch.wait is not None:
             waited = wait_decision(touch.wait, to_utc(row["due_at"]) or at, at, facts)
