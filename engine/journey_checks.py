@@ -32,6 +32,7 @@ class JourneyChecks:
         self.facts: Facts | None = None
         if any(t.only_if is not None or t.wait is not None for t in touches):
             self.facts = read_facts(conn, {r["enrollment_id"] for r in rows})
+        self._rendered: dict[tuple[int, str], TouchPlan] = {}  # each touch with each variant's template, made once
         self.winners: dict[tuple[str, str], str] = {}
         if any(t.variants for t in touches):
             self.winners = {(s, t): w for s, t, w in execute(
@@ -61,4 +62,7 @@ class JourneyChecks:
         by_name = {v.name: v for v in touch.variants}
         chosen = by_name.get(row.get("variant") or "") or by_name.get(self.winners.get((row["sequence"], touch.name), ""))
         chosen = chosen or assign(touch.variants, row["contact_id"], row["sequence"], touch.name)
-        return replace(touch, template=chosen.template), chosen.name
+        key = (id(touch), chosen.name)
+        if key not in self._rendered:
+            self._rendered[key] = replace(touch, template=chosen.template)
+        return self._rendered[key], chosen.name
