@@ -61,6 +61,7 @@ from .durations import format_duration
 from .kinds import suppress as suppress_contact
 from .links import LinkBook
 from .journey_checks import JourneyChecks
+from .waits import first_look
 from .journal import Change, apply, apply_to_touch, execute, is_in
 from .models import (COUNTS_AS_SENT, LEASE_RELEASED, status_is, Enrollment, Message, SequenceVersion,
                      WorkerStatus)
@@ -610,8 +611,9 @@ class Dispatcher:
             plan = ctx["plans"][seq_hash]
             after = plan.touches[index].after
             due = ended_at + after
+            look = first_look(plan.touches[index])  # hook: journeys (an event wait looks first a little later)
             apply_to_touch(conn, enrollment_ids, index, event="scheduled", worker=self.worker_id,
-                           values={"status": "scheduled", "due_at": due, "next_attempt_at": due},
+                           values={"status": "scheduled", "due_at": due, "next_attempt_at": due + look},
                            reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, {format_duration(after)} "
                                   f"after {plan.touches[index - 1].name}")
         if finished:

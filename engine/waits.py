@@ -5,6 +5,7 @@ moment). Each time the message is claimed, :func:`wait_decision` looks at the ba
 
 * the event happened at T: the touch is due at T + ``delay`` (sent now if that has passed, else deferred to it);
 * no event and ``within`` has not passed: deferred to the next look, ``LOOK_EVERY`` later (or the timeout);
+  the first look is ``LOOK_EVERY`` after the wait starts (:func:`first_look`);
 * no event at the timeout: ``skipped`` with the reason, or sent (``else: send``). The next touch's ``after``
   counts from that moment, as after any touch.
 
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from .conditions import ANY, ENGAGEMENT_FACTS
 from .durations import format_duration, parse_duration
 
-__all__ = ["EventWait", "parse_wait", "wait_decision", "LOOK_EVERY", "WAIT_KEYS"]
+__all__ = ["EventWait", "parse_wait", "wait_decision", "first_look", "LOOK_EVERY", "WAIT_KEYS"]
 
 #: how often a waiting message looks for its event: its delay counts from the event itself, so a delay of at
 #: least this long is kept exactly; a shorter one ends at most this much late
@@ -88,6 +89,12 @@ def parse_wait(raw: dict, key: str, report: Report, earlier: list[str], channels
     if not ok:
         return None
     return EventWait(event, str(touch), durations["delay"], durations["within"], otherwise)
+
+
+def first_look(touch) -> timedelta:
+    """How long after its wait starts a waiting touch is first claimed (0 for any other touch): an event can
+    hardly have come at the very moment the previous touch ended."""
+    return min(LOOK_EVERY, touch.wait.within) if touch.wait is not None else timedelta(0)
 
 
 @dataclass(frozen=True)
