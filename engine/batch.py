@@ -5,6 +5,7 @@ import queue
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from providers.base import OutgoingMessage
 
@@ -12,9 +13,11 @@ import sqlalchemy as sa
 
 from . import store
 from .config import Config
-from .control import held_sequences
+from .control import HOLD, held_sequences
+from .journey_checks import JourneyChecks
 from .links import LinkBook
-from .plan import SequencePlan, plan_from_json
+from .plan import Decision, SequencePlan, decide, plan_from_json
+from .window import SendWindow, next_allowed
 
 __all__ = ["TickReport", "BatchContext", "Batch", "Pipeline", "CAP_LOOKBACK"]
 
@@ -53,6 +56,8 @@ class BatchContext:
     plans: dict[str, SequencePlan]  # by sequence version
     held: dict[str, str]  # sequences whose messages are held, with why
     links: LinkBook  # the short-link codes of the batch's messages: those given before, and those made now
+    journey: JourneyChecks | None = None  # the event waits, only_if and A/B variants of the batch's touches
+    opens: dict[tuple[str, SendWindow], datetime] = field(default_factory=dict)  # when each zone's window opens
 
     @classmethod
     def read(cls, conn: sa.Connection, rows: list[dict], config: Config, plans: dict[str, SequencePlan],
@@ -61,11 +66,26 @@ class BatchContext:
         ens, cons = store.enrollments_with_contacts(conn, {r["enrollment_id"] for r in rows})
         for seq_hash in {e["sequence_hash"] for e in ens.values()} - set(plans):
             plans[seq_hash] = plan_from_json(store.definition(conn, seq_hash), config.holidays)
-        return cls(enrollments=ens, contacts=cons, offers=store.offers(conn),
-                   sent=store.recent_sends(conn, cons, at - CAP_LOOKBACK),
-                   paused=frozenset(store.active_pauses(conn, at)), plans=plans,
-                   held=held_sequences(conn, config, {r["sequence"] for r in rows}),
-                   links=LinkBook.load(conn, config.settings, [r["id"] for r in rows], at))
+        ctx = cls(enrollments=ens, contacts=cons, offers=store.offers(conn),
+                  sent=store.recent_sends(conn, cons, at - CAP_LOOKBACK),
+                  paused=frozenset(store.active_pauses(conn, at)), plans=plans,
+                  held=held_sequences(conn, config, {r["sequence"] for r in rows}),
+                  links=LinkBook.load(conn, config.settings, [r["id"] for r in rows], at))
+        ctx.journey = JourneyChecks(conn, rows, ctx)  # reads the facts and A/B winners only if a touch needs them
+        return ctx
+
+    def decide(self, row: dict, plan: SequencePlan, enrollment: dict, contact: dict, offer: dict | None,
+               tz: ZoneInfo, at: datetime, settings: Any) -> Decision:
+        """What becomes of a claimed message now: :func:`engine.plan.decide`, then its journey checks."""
+        window = plan.send_window or settings.send_window
+        opens = self.opens.get((tz.key, window)) or self.opens.setdefault((tz.key, window),
+                                                                          next_allowed(at, tz, window))
+        touch, held = plan.touches[row["touch_index"]], self.held.get(row["sequence"])
+        decision = decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
+                          window=window, cap=plan.frequency_cap or settings.frequency_cap,
+                          sent_times=self.sent.setdefault(row["contact_id"], []), opens=opens, held=held, hold=HOLD,
+                          kind=touch.kind)
+        return self.journey.check(decision, touch, row, enrollment, contact, at, held)  # waits and only_if
 
     def hash_of(self) -> dict[int, str]:
         """The sequence version of each enrollment."""

@@ -442,6 +442,7 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     """The funnel per sequence: enrolled, per touch sent/delivered/failed/skipped, converted."""
     from rich.table import Table
 
+    from .abtests import variant_report
     from .reports import funnel, unattributed
     from .store.pauses import active_pauses, pause_text
 
@@ -449,6 +450,8 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     names = [config.sequence(sequence).name] if sequence else sorted(config.sequences)
     with state.engine().connect() as conn:
         data = [funnel(conn, n, [t.name for t in config.sequences[n].touches]) for n in names]
+        for item in data:  # per-variant figures of the touches with A/B variants
+            item["variants"] = variant_report(conn, config.sequences[item["sequence"]])
         paused = active_pauses(conn)
         loose = unattributed(conn)
     if as_json:
@@ -467,6 +470,12 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
                           f"{c['click_rate']:.1%}", str(c["attributed_conversions"]), grouped(c["attributed_revenue"]),
                           grouped(c["revenue_per_sent"]))
         out.print(table)
+        for touch, test in item["variants"].items():
+            out.print(f"{item['sequence']}/{touch} A/B ({test['metric']}): {test['state']}"
+                      + (f", winner {test['winner']}" if test["winner"] else "") + "; " + ", ".join(
+                          f"{name} sent {v['sent']} clicks {v['clicks']} conversions {v['conversions']} "
+                          f"revenue {grouped(v['revenue'])} P(best) {v['p_best']:.2f}"
+                          for name, v in test["variants"].items()), markup=False)
         out.print(f"{item['sequence']}: {item['clicks']} messages clicked ({item['click_rate']:.1%} of sent), "
                   f"{item['attributed_conversions']} conversions attributed, revenue "
                   f"{grouped(item['attributed_revenue'])} ({grouped(item['revenue_per_sent'])} per message sent)",
@@ -527,6 +536,8 @@ from .cli_webhooks import webhooks  # noqa: E402  (registers the `webhooks` grou
 cli.add_command(webhooks)
 from .cli_kpi import kpi  # noqa: E402  (registers `kpi`)
 cli.add_command(kpi)
+from .cli_ab import ab_cmd  # noqa: E402  (registers `ab`)
+cli.add_command(ab_cmd)
 
 
 def main() -> None:

@@ -31,8 +31,13 @@ def _start(value: str | None, tz) -> datetime:
               help="Simulate for the contacts of this CSV (not imported).")
 @click.option("--start", help="When they enroll: 2027-03-15 (00:00 there) or \"2027-03-15 10:00\" (default: now).")
 @click.option("--days", type=click.IntRange(1, 366), default=21, show_default=True, help="How long to simulate.")
+@click.option("--assume", help="What contacts do with each message sent, sampled (seeded): "
+                               "clicked=0.15,opened=0.3,replied=0.02,converted=0.04.")
+@click.option("--crowd", type=click.IntRange(1, 5000), default=None,
+              help="With --assume and the sample contact: simulate this many copies of it (default 1000).")
 @click.pass_obj
-def simulate_cmd(state, sequence: str, tag: str | None, csv_file: Path | None, start: str | None, days: int) -> None:
+def simulate_cmd(state, sequence: str, tag: str | None, csv_file: Path | None, start: str | None, days: int,
+                 assume: str | None, crowd: int | None) -> None:
     """Run SEQUENCE on a simulated clock: per contact, when each touch would go out and why; totals and cost.
 
     The engine's own decisions (send window, holidays, frequency cap, offer deadline) in a throwaway
@@ -41,6 +46,7 @@ def simulate_cmd(state, sequence: str, tag: str | None, csv_file: Path | None, s
     """
     from .console import out
     from .samples import database_attrs, sample_contact
+    from .assume import parse_assume, paths
     from .simulate import contacts_by_tag, simulate
     from .text import grouped
 
@@ -55,7 +61,18 @@ def simulate_cmd(state, sequence: str, tag: str | None, csv_file: Path | None, s
             raise InputError(f"no contact has the tag {tag!r}")
     sample = None if (tag or csv_file) else sample_contact(config, seq, database_attrs(config.settings.database_url))
     at = _start(start, config.settings.timezone)
-    sim = simulate(config, sequence, at, days, rows=rows, csv_file=csv_file, sample=sample)
+    odds = parse_assume(assume)
+    copies = (crowd or 1000) if odds and sample is not None else (crowd or 1)
+    sim = simulate(config, sequence, at, days, rows=rows, csv_file=csv_file, sample=sample, assume=odds,
+                   copies=copies)
+    if odds:  # a crowd: the paths it took, not each contact's story
+        sent = {p.id: [e.touch for e in p.events if e.event == "sent"] for p in sim.contacts}
+        out.print(f"{sequence}: {len(sim.contacts)} contact(s) over {days} days, assuming {assume}", markup=False)
+        for path, count in paths(sent):
+            out.print(f"  {count:>6}  {len(path)} sent: {' → '.join(path) or '(nothing)'}", markup=False)
+        out.print(f"total: {sim.messages} message(s), {sim.skipped} skipped; the most on one path: "
+                  f"{max((len(p) for p in sent.values()), default=0)}", markup=False)
+        return
     zone = config.settings.timezone
     out.print(f"{sequence}: simulated {days} days from {sim.start.astimezone(zone):%Y-%m-%d %H:%M} to "
               f"{sim.end.astimezone(zone):%Y-%m-%d %H:%M} ({zone.key}); nothing was sent or stored", markup=False)

@@ -47,18 +47,18 @@ import sqlalchemy as sa
 from providers.base import OutgoingMessage, Provider
 
 from . import store
+from .abtests import AbSchedule
 from .batch import Batch, BatchContext, Pipeline, TickReport
 from .catalog import sync_catalog
 from .clock import now
 from .config import Config
-from .control import HOLD
 from .db import make_engine
 from .faultpoints import fault_point
 from .installation import reference_prefix
 from .journal import Change
 from .kinds import suppress as suppress_contact
 from .models import MessageStatus
-from .plan import Decision, SequencePlan, decide
+from .plan import SequencePlan
 from .ratebuckets import rate_limiters
 from .recovery import Recovery
 from .render import NotSent, build_message
@@ -67,7 +67,6 @@ from .store import Store, apply
 from .timer import Timer
 from .transitions import ENDS_TOUCH, Facts, Outcome, change
 from .watchdog import Phases
-from .window import SendWindow, next_allowed
 
 __all__ = ["Dispatcher", "TickReport"]
 
@@ -96,6 +95,7 @@ class Dispatcher:
         self.phases = Phases()  # the tick names its phase here; the watchdog and the SIGTERM deadline read it
         self.store = Store(self.engine)
         self._plans: dict[str, SequencePlan] = {}
+        self._ab = AbSchedule()  # the A/B tests, evaluated at most once a minute
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
         # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
         self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
@@ -118,6 +118,7 @@ class Dispatcher:
             self._phase("recovery")
             self.recover(report)
             self._pipeline(report, max_batches)
+            self._ab.run(self.store.write, self.config.sequences, now())
             self._phase("heartbeat")
             with self.store.write() as conn:
                 store.heartbeat(conn, self.worker_id,
@@ -202,40 +203,29 @@ class Dispatcher:
         changes: list[Change] = []
         to_send: list[tuple[dict, OutgoingMessage]] = []
         zones: dict[str, ZoneInfo] = {}
-        windows: dict[tuple[str, SendWindow], datetime] = {}  # when each zone's window next opens
         providers = {channel: next((p.name for p in group if p.name not in ctx.paused), None)
                      for channel, group in self.providers.items()}
         for row in rows:
-            enrollment = ctx.enrollments[row["enrollment_id"]]
-            contact = ctx.contacts[row["contact_id"]]
+            enrollment, contact = ctx.enrollments[row["enrollment_id"]], ctx.contacts[row["contact_id"]]
             plan = ctx.plans[enrollment["sequence_hash"]]
             zone = contact.get("timezone") or self.settings.timezone.key
             tz = zones.get(zone) or zones.setdefault(zone, ZoneInfo(zone))
             offer = ctx.offers.get((row["sequence"], enrollment.get("offer_code")))
-            decision = self._decide(row, ctx, plan, enrollment, contact, offer, tz, windows, at)
+            decision = ctx.decide(row, plan, enrollment, contact, offer, tz, at, self.settings)
             if decision.action != "send":
                 changes.append(change(row, Outcome(decision.action, decision.reason, until=decision.until), facts))
                 continue
-            built = build_message(self.config, row, plan.touches[row["touch_index"]], plan, enrollment, contact,
-                                  offer, tz, at, self.reference_prefix, ctx.links)
+            touch, variant = ctx.journey.variant(plan.touches[row["touch_index"]], row)  # its A/B variant, if any
+            built = build_message(self.config, row, touch, plan, enrollment, contact, offer, tz, at,
+                                  self.reference_prefix, ctx.links)
             if isinstance(built, NotSent):  # a broken template or a too long SMS: the sequence goes on
                 changes.append(change(row, Outcome(built.status, built.reason), facts))
                 continue
-            changes.append(change(row, Outcome("sending", provider=providers.get(row["channel"])), facts))
+            sending = Outcome("sending", provider=providers.get(row["channel"]), variant=variant)
+            changes.append(change(row, sending, facts))
             ctx.sent[row["contact_id"]].append(at)
             to_send.append((row, built))
         return changes, to_send
-
-    def _decide(self, row: dict, ctx: BatchContext, plan: SequencePlan, enrollment: dict, contact: dict,
-                offer: dict | None, tz: ZoneInfo, windows: dict, at: datetime) -> Decision:
-        window = plan.send_window or self.settings.send_window
-        opens = windows.get((tz.key, window))
-        if opens is None:
-            opens = windows[(tz.key, window)] = next_allowed(at, tz, window)
-        return decide(now=at, message=row, enrollment=enrollment, contact=contact, offer=offer, tz=tz,
-                      window=window, cap=plan.frequency_cap or self.settings.frequency_cap,
-                      sent_times=ctx.sent.setdefault(row["contact_id"], []), opens=opens,
-                      held=ctx.held.get(row["sequence"]), hold=HOLD, kind=plan.touches[row["touch_index"]].kind)
 
     # -- send -------------------------------------------------------------------------------------
     def _send(self, batch: Batch, results) -> None:

@@ -196,6 +196,8 @@ class Message(SQLModel, table=True):
     poll_at: Optional[datetime] = _ts(default=None)
     polls: int = 0
     updated_at: datetime = _ts()
+    #: the A/B variant this message was given (see :mod:`engine.variants`); None: the touch has none
+    variant: Optional[str] = Field(default=None, max_length=40)
 
 
 class DeliveryLog(SQLModel, table=True):
@@ -529,3 +531,24 @@ class WebhookEndpoint(SQLModel, table=True):
 
 
 __all__ += ["OutboxStatus", "WebhookOutbox", "EndpointState", "WebhookEndpoint"]
+
+
+class AbTest(SQLModel, table=True):
+    """One touch's A/B test: running, winner (by the rule or promoted by hand) or inconclusive."""
+
+    __tablename__ = "ab_tests"
+
+    sequence: str = Field(primary_key=True, max_length=100)
+    touch: str = Field(primary_key=True, max_length=100)
+    state: str = Field(max_length=20)
+    winner: Optional[str] = Field(default=None, max_length=40)
+    #: rule (the worker's evaluation) or hand (``followup ab --promote``)
+    decided_by: Optional[str] = Field(default=None, max_length=20)
+    #: sends before this moment do not count (``followup ab --reset`` moves it)
+    started_at: datetime = _ts()
+    evaluated_at: Optional[datetime] = _ts(default=None)
+    #: the last evaluation's figures per variant: sends, successes, p_best
+    detail: Optional[dict] = Field(default=None, sa_type=sa.JSON)
+
+
+__all__ += ["AbTest"]

@@ -22,6 +22,8 @@ from .durations import parse_duration
 from .kinds import PROMOTIONAL, blocks
 from .sms import DEFAULT_MAX_SEGMENTS
 from .offdays import NO_OVERRIDES, HolidayOverrides
+from .variants import AbSpec, Variant
+from .waits import EventWait
 from .window import FrequencyCap, SendWindow, closed_reason, local_day_bounds, next_allowed
 
 __all__ = ["TouchPlan", "SequencePlan", "Decision", "decide", "plan_from_json", "unreachable"]
@@ -36,6 +38,11 @@ class TouchPlan:
     template: str
     urgent: bool
     kind: str = PROMOTIONAL
+    #: journeys: see :mod:`engine.conditions`, :mod:`engine.waits`, :mod:`engine.variants`
+    only_if: list | None = None
+    wait: EventWait | None = None
+    variants: tuple[Variant, ...] = ()
+    ab: AbSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,10 @@ def plan_from_json(text: str, holidays: HolidayOverrides = NO_OVERRIDES) -> Sequ
         name=data["name"],
         description=data.get("description", ""),
         touches=tuple(TouchPlan(t["index"], t["name"], parse_duration(t["after"]), t["channel"], t["template"],
-                                t["urgent"], t.get("kind", PROMOTIONAL)) for t in data["touches"]),
+                                t["urgent"], t.get("kind", PROMOTIONAL), t.get("only_if"),
+                                EventWait.from_json(t["wait"]) if t.get("wait") else None,
+                                tuple(Variant(**v) for v in t.get("variants") or ()),
+                                AbSpec(**t["ab"]) if t.get("ab") else None) for t in data["touches"]),
         send_window=SendWindow(window["start"], window["end"], frozenset(window["days"]),
                                window.get("skip_holidays"), window.get("skip_mourning", False),
                                holidays) if window else None,

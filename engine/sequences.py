@@ -16,6 +16,9 @@ from .errors import ConfigError, Problem
 from .eventnames import name_problem, near_built_in
 from .fields import MAX_ATTR_KEY, MAX_ATTR_VALUE
 from .handoff_rules import HandoffRule, parse_handoff
+from . import journeys
+from .variants import AbSpec, Variant
+from .waits import EventWait
 from .kinds import INFORMATIONAL, PROMOTIONAL, TOUCH_KINDS
 from .settings import Settings, parse_cap, parse_window
 from .sms import DEFAULT_MAX_SEGMENTS
@@ -34,7 +37,7 @@ TRIGGER_KEYS = {"event", "sample"}
 NOT_TRIGGERS = ("unsubscribed", "resubscribed")
 #: the most segments a sequence may allow an SMS (the network's own limit for one concatenated SMS)
 MAX_SEGMENTS_ALLOWED = 255
-TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind", "allow_claims"}
+TOUCH_KEYS = {"name", "after", "channel", "template", "urgent", "kind", "allow_claims", "only_if", "variants", "ab"}
 OFFER_KEYS = {"code", "title", "expires_after", "expires_at", "calendar", "stock", "url"}
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
 
@@ -54,6 +57,11 @@ class Touch:
     kind: str = PROMOTIONAL
     #: phrases the honest-urgency lint lets through in this touch's template: ``(text, why)``
     allow_claims: tuple[tuple[str, str], ...] = ()
+    #: journeys (:mod:`engine.journeys`): the condition to send, the event waited for, the A/B variants
+    only_if: list | None = None
+    wait: EventWait | None = None
+    variants: tuple[Variant, ...] = ()
+    ab: AbSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ class Sequence:
                     window.pop(key, None)
         if data.get("trigger"):
             data["trigger"].pop("sample", None)
+        journeys.trim_json(data["touches"])
         return json.dumps(data, default=enc, ensure_ascii=False, sort_keys=True)
 
 
@@ -201,7 +210,7 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
     if not isinstance(raw, list):
         doc.problem("touches", f"must be a list of {MIN_TOUCHES} to {MAX_TOUCHES} touches")
         return []
-    if not MIN_TOUCHES <= len(raw) <= MAX_TOUCHES:
+    if not MIN_TOUCHES <= len(raw) <= journeys.max_touches(raw):
         doc.problem("touches", f"has {len(raw)} touches; a sequence needs {MIN_TOUCHES} to {MAX_TOUCHES} "
                                "(3–5 honest follow-ups convert a lead; more is spam)")
     touches, names = [], set()
@@ -218,17 +227,18 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
         elif name in names:
             doc.problem(join_path(key, "name"), f"{name!r} is used twice in this sequence; names must be unique")
         names.add(name)
-        after = timedelta(0)
-        try:
-            after = parse_duration(item.get("after", "0s"))
-        except ValueError as err:
-            doc.problem(join_path(key, "after"), str(err))
+        after, wait = timedelta(0), None
+        if isinstance(item.get("after"), dict):  # hook: journeys (an event wait)
+            wait = journeys.touch_wait(doc, key, item, raw)
+        else:
+            try:
+                after = parse_duration(item.get("after", "0s"))
+            except ValueError as err:
+                doc.problem(join_path(key, "after"), str(err))
         channel = item.get("channel")
         if channel not in ("sms", "email"):
             doc.problem(join_path(key, "channel"), f"{channel!r}: use sms or email")
         template = item.get("template")
-        if not template or not isinstance(template, str):
-            doc.problem(join_path(key, "template"), "is required: a path under templates_dir, e.g. winter-sale/hello.sms.j2")
         urgent = item.get("urgent", False)
         if not isinstance(urgent, bool):
             doc.problem(join_path(key, "urgent"), f"{urgent!r} must be true or false")
@@ -241,9 +251,16 @@ def _touches(doc: YamlDoc, raw: Any) -> list[Touch]:
         elif kind == INFORMATIONAL and urgent:
             doc.problem(join_path(key, "urgent"), "an informational touch can't be urgent: urgency speaks of an "
                                                   "offer, and informational text carries none")
+        variants, ab = journeys.touch_variants(doc, key, item)  # hook: journeys (A/B variants)
+        if variants and not template:
+            template = variants[0].template
+        elif not template or not isinstance(template, str):
+            doc.problem(join_path(key, "template"), "is required: a path under templates_dir, e.g. winter-sale/hello.sms.j2")
         touches.append(Touch(i, name, after, str(channel), str(template or ""), urgent,
-                             doc.line(join_path(key, "template")), kind,
-                             _allow_claims(doc, join_path(key, "allow_claims"), item.get("allow_claims"))))
+                             doc.line(join_path(key, "template" if "template" in item else "name")), kind,
+                             _allow_claims(doc, join_path(key, "allow_claims"), item.get("allow_claims")),
+                             journeys.touch_condition(doc, key, item, raw), wait, variants, ab))
+    journeys.check_paths(doc, touches)  # hook: journeys (at most 5 sends on any path)
     return touches
 
 
@@ -405,6 +422,7 @@ def _sequence(doc: YamlDoc, tz: ZoneInfo) -> Sequence | None:
     exit_on = _exit_on(doc, raw.get("exit_on"))
     offer = _offer(doc, raw.get("offer"), tz)
     touches = _touches(doc, raw.get("touches"))
+    journeys.check_exits(doc, touches, exit_on)  # hook: journeys
     for touch in touches:
         if touch.urgent and offer is None:
             doc.problem(join_path(join_path("touches", touch.index), "urgent"),

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from providers.memory import MemoryProvider
 
+from .assume import Behaviour
 from .clock import SimulatedClock, to_utc
 from .config import Config
 from .contacts import ImportReport, import_csv, import_summary, parse_row, upsert_contacts
@@ -111,9 +112,13 @@ def _load_contacts(engine: sa.Engine, config: Config, rows: list[dict] | None, c
 
 
 def simulate(config: Config, sequence: str, start: datetime, days: int, *, rows: list[dict] | None = None,
-             csv_file: Path | None = None, sample: dict | None = None) -> Simulation:
+             csv_file: Path | None = None, sample: dict | None = None, assume: dict[str, float] | None = None,
+             copies: int = 1) -> Simulation:
     """Run ``sequence`` for ``days`` from ``start`` for the given contacts (``rows`` read from the database,
-    a ``csv_file``, else the ``sample`` contact) in a throwaway database; return what happened."""
+    a ``csv_file``, else the ``sample`` contact) in a throwaway database; return what happened.
+
+    ``assume`` samples what contacts do with each message sent (:mod:`engine.assume`); ``copies`` enrolls that
+    many copies of the sample contact, so the paths are counted over a crowd."""
     from .dispatch import Dispatcher
 
     config.sequence(sequence)
@@ -125,6 +130,9 @@ def simulate(config: Config, sequence: str, start: datetime, days: int, *, rows:
         engine = make_engine(url)
         try:
             ids = _load_contacts(engine, sim_config, rows, csv_file, sample or {})
+            if copies > 1 and not rows and not csv_file:
+                ids += _copies(engine, ids[0], copies - 1)
+            behaviour = Behaviour(assume or {})
             providers = {channel: [MemoryProvider(f"simulated-{channel}", {"type": "memory"})]
                          for channel in ("sms", "email")}
             with SimulatedClock(start) as clock, _quiet("followup.delivery"):
@@ -132,7 +140,7 @@ def simulate(config: Config, sequence: str, start: datetime, days: int, *, rows:
                 try:
                     with engine.begin() as conn:
                         report = enroll(conn, sim_config, sequence, ids)
-                    _run(dispatcher, engine, clock, end)
+                    _run(dispatcher, engine, clock, end, behaviour, sim_config)
                 finally:
                     dispatcher.close()
             return _collect(config, engine, sequence, start, end, dict(report.refused + report.finished))
@@ -152,10 +160,23 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _run(dispatcher, engine: sa.Engine, clock: SimulatedClock, end: datetime) -> None:
+def _copies(engine: sa.Engine, contact_id: int, n: int) -> list[int]:
+    """``n`` copies of the sample contact, each with its own phone and email (a crowd for ``--assume``)."""
+    with engine.begin() as conn:
+        base = dict(conn.execute(sa.select(contacts_t).where(contacts_t.c.id == contact_id)).mappings().one())
+        base.pop("id")
+        rows = [{**base, "phone": f"+98912{i:07d}" if base.get("phone") else None,
+                 "email": f"sample{i}@example.com" if base.get("email") else None} for i in range(1, n + 1)]
+        conn.execute(sa.insert(contacts_t), rows)
+        return [r[0] for r in conn.execute(sa.select(contacts_t.c.id).where(contacts_t.c.id != contact_id))]
+
+
+def _run(dispatcher, engine: sa.Engine, clock: SimulatedClock, end: datetime, behaviour: Behaviour,
+         config: Config) -> None:
     """Tick, then jump the clock to the next due message, until none is due before ``end``."""
     for _ in range(MAX_TICKS):
         dispatcher.tick()
+        behaviour.after_tick(engine, config)
         with reading(engine) as conn:
             due = to_utc(conn.execute(sa.select(sa.func.min(messages_t.c.next_attempt_at))
                                       .where(messages_t.c.status == MessageStatus.SCHEDULED.value)).scalar())

@@ -117,6 +117,7 @@ class Outcome:
     retry_after: float | None = None
     blocked: dict[str, str] = field(default_factory=dict)  # provider name → why it is paused
     until: datetime | None = None  # a deferral's end
+    variant: str | None = None  # the A/B variant a send renders (kept on the message)
 
 
 @dataclass(slots=True)
@@ -144,15 +145,18 @@ def change(message: dict[str, Any], outcome: Outcome, facts: Facts) -> Change:
     return made
 
 
-def scheduled_values(due: datetime) -> dict[str, Any]:
-    """The columns of a pending touch that becomes due at ``due``."""
-    return {"status": _SCHEDULED, "due_at": due, "next_attempt_at": due}
+def scheduled_values(due: datetime, first_look: timedelta = timedelta(0)) -> dict[str, Any]:
+    """The columns of a pending touch that becomes due at ``due`` (and is first claimed ``first_look`` later)."""
+    return {"status": _SCHEDULED, "due_at": due, "next_attempt_at": due + first_look}
 
 
 # -- the rules, one per kind of outcome -------------------------------------------------------
 def _sending(m: dict, o: Outcome, f: Facts) -> Change:
-    return Change(m, _SENDING, {"status": _SENDING, "attempt": m["attempt"] + 1, "sent_at": f.at,
-                                           "provider": o.provider, **(f.lease or {})}, provider=o.provider)
+    values = {"status": _SENDING, "attempt": m["attempt"] + 1, "sent_at": f.at, "provider": o.provider,
+              **(f.lease or {})}
+    if o.variant is not None:
+        values["variant"] = o.variant
+    return Change(m, _SENDING, values, provider=o.provider)
 
 
 def _ended(m: dict, o: Outcome, f: Facts) -> Change:

@@ -13,6 +13,7 @@ from .deadlines import both_ways
 from .errors import ConfigError, Problem
 from .handoff_rules import public_url_warning
 from .holiday_check import holiday_deadline_problems
+from .journeys import each_template, variant_problems
 from .kinds import INFORMATIONAL
 from .links import SampleLinks
 from .render import template_context
@@ -58,7 +59,7 @@ def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> 
     problems = []
     contact = sample_contact(config, seq, attrs)
     seq_file = os.path.relpath(seq.file) if seq.file else seq.name
-    for touch in seq.touches:
+    for touch in each_template(seq.touches):  # hook: journeys (every variant's template too)
         key = f"touches[{touch.index}].template"
         tpl_path = os.path.relpath(config.settings.templates_dir / touch.template)
         if not (config.settings.templates_dir / touch.template).is_file():
@@ -110,11 +111,12 @@ def _template_problems(config: Config, seq: Sequence, attrs: dict[str, str]) -> 
                                                       f"the sample contact, over max_sms_segments "
                                                       f"{seq.max_sms_segments} of {seq.name}: such messages are "
                                                       f"skipped; shorten it or raise max_sms_segments in {seq_file}"))
-        if touch.urgent and "offer" not in used:
+        if touch.urgent and "offer" not in used and not touch.variants:
             problems.append(Problem(tpl_path, "", f"touch {touch.name!r} is urgent but the template never uses "
                                                   "`offer`; speak of offer.expires_at, offer.time_left or "
                                                   "offer.stock_left, or drop `urgent: true`"))
         problems.extend(claim_problems(config.renderer.source(touch.template), tpl_path, seq_file, seq.name, touch))
+    problems.extend(variant_problems(config, seq, seq_file))  # hook: journeys
     return problems
 
 

@@ -64,9 +64,9 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 # -- every block is accounted for --------------------------------------------------------------
-RUN_HERE = ("name: winter-sale", "database_url: sqlite:///../var/followup.db", "providers:\n  sms:\n",
-            "{{ contact.first_name }}", "curl -s", ".venv/bin/followup logs --follow", "when: {any: [replied",
-            "scoring: {clicked: 5")
+RUN_HERE = ("name: winter-sale", "name: winter-journey", "database_url: sqlite:///../var/followup.db",
+            "providers:\n  sms:\n", "{{ contact.first_name }}", "curl -s", ".venv/bin/followup logs --follow",
+            "when: {any: [replied", "scoring: {clicked: 5")
 
 
 def test_every_readme_block_is_run_or_excused():
@@ -110,6 +110,18 @@ def test_each_provider_example_validates(project, index):
     settings.write_text(text[:start] + example + (text[after + end.start():] if end else ""), encoding="utf-8")
     secrets = {name: f"readme-{name.lower()}-0123456789" for name in re.findall(r"\$\{(\w+)\}", example)}
     ok(run(project, "validate", env=secrets))
+
+
+def test_the_journey_example_validates_and_its_paths_send_at_most_four(project):
+    text = block("yaml", "name: winter-journey")
+    (project / "config/sequences/winter-journey.yaml").write_text(text, encoding="utf-8")
+    ok(run(project, "validate"))
+    from engine.conditions import max_sends_on_a_path
+    from engine.sequences import load_sequences
+
+    touches = load_sequences(project / "config")["winter-journey"].touches
+    waits = [(t.name, t.only_if, (t.wait.event, t.wait.touch, False) if t.wait else None) for t in touches]
+    assert max_sends_on_a_path(waits)[0] == 4  # the click path sends the follow-up, the other the nudge
 
 
 def test_the_template_example_renders(project):

@@ -70,6 +70,20 @@ def test_a_due_message_that_passes_its_checks_is_sending_leased_to_its_worker_wi
     assert made.values == {"status": "sending", "attempt": 1, "sent_at": AT, "provider": "kave", **LEASE}
 
 
+def test_a_send_of_an_ab_touch_keeps_the_variant_it_renders_on_the_message():
+    made = change(message("scheduled"), Outcome("sending", provider="kave", variant="b"), Facts(AT, lease=LEASE))
+    assert made.values["variant"] == "b" and made.values["status"] == "sending"
+    plain = change(message("scheduled"), Outcome("sending", provider="kave"), Facts(AT, lease=LEASE))
+    assert "variant" not in plain.values
+
+
+def test_a_message_waiting_for_an_event_is_deferred_to_its_next_look():
+    look = AT + timedelta(minutes=5)
+    made = change(message("scheduled"), Outcome("deferred", "waiting for clicked value", until=look), Facts(AT))
+    assert made.event == "deferred" and made.values["status"] == "scheduled"
+    assert made.values["next_attempt_at"] == look
+
+
 def test_a_message_outside_its_window_is_deferred_to_when_the_window_opens():
     opens = AT + timedelta(hours=3)
     made = change(message("scheduled"), Outcome("deferred", "outside the send window", until=opens), Facts(AT))
@@ -87,6 +101,11 @@ def test_a_message_the_checks_stop_ends_with_its_reason_and_no_next_attempt(kind
 
 def test_a_pending_touch_becomes_due_after_the_previous_one():
     assert scheduled_values(AT) == {"status": "scheduled", "due_at": AT, "next_attempt_at": AT}
+
+
+def test_an_event_wait_starts_when_due_and_is_first_claimed_at_its_first_look():
+    look = timedelta(minutes=5)
+    assert scheduled_values(AT, look) == {"status": "scheduled", "due_at": AT, "next_attempt_at": AT + look}
 
 
 # -- what the send tells ---------------------------------------------------------------------------

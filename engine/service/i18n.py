@@ -106,6 +106,9 @@ EN: dict[str, str] = {
     "contact.credited": "credited to {touch} (by {by})", "contact.not_attributed": "not attributed",
     "ev:clicked_bot": "clicked (bot)", "ev:opened_bot": "opened (bot)", "ev:engagement": "engagement",
     "ev:link": "short link", "ev:pixel": "open pixel",
+    "ab.heading": "A/B test of {touch} ({metric})", "ab.running": "running: too few sends yet",
+    "ab.inconclusive": "inconclusive: no variant is clearly best", "ab.winner": "winner: {variant}",
+    "col.variant": "variant", "col.p_best": "P(best)",
 }
 
 FA: dict[str, str] = {
@@ -205,6 +208,9 @@ FA: dict[str, str] = {
     "contact.credited": "منتسب به {touch} (با {by})", "contact.not_attributed": "منتسب به هیچ پیامی نیست",
     "ev:clicked": "کلیک کرده", "ev:clicked_bot": "کلیک (ربات)", "ev:opened": "باز کرده",
     "ev:opened_bot": "باز شده (ربات)", "ev:engagement": "تعامل", "ev:link": "پیوند کوتاه", "ev:pixel": "پیکسل باز شدن",
+    "ab.heading": "آزمون A/B پیام {touch} ({metric})", "ab.running": "در جریان: هنوز ارسال کافی نیست",
+    "ab.inconclusive": "بی‌نتیجه: هیچ نسخه‌ای آشکارا بهتر نیست", "ab.winner": "برنده: {variant}",
+    "col.variant": "نسخه", "col.p_best": "احتمال برتری",
     "ev:click": "کلیک", "ev:send": "ارسال",
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..abtests import variant_report
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
@@ -100,6 +101,7 @@ def sequence_stats(conn: sa.Connection, config: Config, name: str) -> dict[str, 
                  "stock": stock, "redeemed": redeemed,
                  "stock_left": None if stock is None else max(0, stock - redeemed)}
     data["offer"] = offer
+    data["variants"] = variant_report(conn, seq)  # hook: journeys (per-variant figures)
     return data
 
 

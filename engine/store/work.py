@@ -14,6 +14,7 @@ from ..models import (COUNTS_AS_SENT, IN_FLIGHT, EnrollmentStatus, Enrollment, M
 from . import driver
 from ..transitions import Event, scheduled_values
 from .log import apply_to_touch
+from ..waits import first_look
 
 __all__ = ["DUE_SQL", "claim_sql", "claim_due", "enrollments_with_contacts", "offers", "recent_sends", "definition",
            "sequence_hashes", "renew_leases", "in_flight_query", "take_over", "schedule_next", "heartbeat", "retire",
@@ -31,7 +32,7 @@ DUE_WHERE = (f"status = '{MessageStatus.SCHEDULED.value}' AND next_attempt_at <=
 DUE_SQL = f"SELECT id FROM messages WHERE {DUE_WHERE}"
 #: what the checks, the rendering and the log need of a claimed message
 WORK_FIELDS = ("id", "enrollment_id", "contact_id", "sequence", "touch_index", "touch", "channel", "urgent", "status",
-               "attempt", "provider")
+               "attempt", "provider", "variant")
 ENROLLMENT_FIELDS = ("id", "contact_id", "sequence", "sequence_hash", "status", "ended_reason", "offer_code",
                      "offer_expires_at", "event_key", "event_data")
 CONTACT_FIELDS = ("id", "phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "attrs",
@@ -48,7 +49,7 @@ def claim_sql(conn: sa.Connection | sa.Engine) -> str:
 
 
 def claim_due(conn: sa.Connection, at: datetime, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` messages due at ``at``, oldest first (``WORK_FIELDS``).
+    """Up to ``limit`` messages due at ``at``, oldest first (``WORK_FIELDS`` and the raw ``due_at``).
 
     On PostgreSQL they stay locked until the transaction ends and a peer claiming now skips them; on
     SQLite the transaction holds the write lock.
@@ -59,8 +60,10 @@ def claim_due(conn: sa.Connection, at: datetime, limit: int) -> list[dict[str, A
     # after a night every deferred message shares 09:00, so due_at decides; SQLite's text form of a time
     # sorts as the time does
     rows.sort(key=lambda r: (r[-2], r[-1] or r[-2], r[0]))
-    width = len(WORK_FIELDS)
-    return [dict(zip(WORK_FIELDS, r[:width])) for r in rows]
+    claimed = [dict(zip(WORK_FIELDS, r)) for r in rows]  # zip stops at the last work field
+    for row, r in zip(claimed, rows):
+        row["due_at"] = r[-1]  # as stored: an event wait starts at its due_at (engine.waits)
+    return claimed
 
 
 def enrollments_with_contacts(conn: sa.Connection, enrollment_ids: set[int]) -> tuple[dict[int, dict], dict[int, dict]]:
@@ -164,8 +167,9 @@ def schedule_next(conn: sa.Connection, ended: list[tuple[dict, datetime]], hash_
         plan = plans[seq_hash]
         after = plan.touches[index].after
         due = ended_at + after
+        # an event wait starts at due_at and is first looked at a little later (engine.waits.first_look)
         apply_to_touch(conn, enrollment_ids, index, event=Event.SCHEDULED.value, worker=worker,
-                       values=scheduled_values(due),
+                       values=scheduled_values(due, first_look(plan.touches[index])),
                        reason=f"due {due:%Y-%m-%dT%H:%M:%SZ}, {format_duration(after)} "
                               f"after {plan.touches[index - 1].name}")
     if finished:
