@@ -27,18 +27,22 @@ REACHED = (MessageStatus.DELIVERED.value, MessageStatus.SENT.value)
 
 @dataclass(frozen=True)
 class Credit:
-    """The credited message: its id, sequence and touch, and ``by`` ``click`` or ``send``."""
+    """The credited message: its id, sequence, touch and A/B variant (None: the touch has none), and ``by``
+    ``click`` or ``send``."""
 
     message_id: int
     sequence: str
     touch: str
     by: str
+    variant: str | None = None
 
 
 def credit(conn: sa.Connection, rules: AttributionSettings, contact_id: int, at: datetime,
            sequence: str | None = None) -> Credit | None:
     """The message a conversion of ``contact_id`` at ``at`` is credited to, or None (not attributed)."""
-    clicked = (sa.select(engagements_t.c.message_id, engagements_t.c.sequence, engagements_t.c.touch)
+    clicked = (sa.select(engagements_t.c.message_id, engagements_t.c.sequence, engagements_t.c.touch,
+                         messages.c.variant)
+               .select_from(engagements_t.outerjoin(messages, messages.c.id == engagements_t.c.message_id))
                .where(engagements_t.c.contact_id == contact_id, engagements_t.c.kind == EngagementKind.CLICKED.value,
                       engagements_t.c.message_id.is_not(None),
                       engagements_t.c.at > at - rules.click_window, engagements_t.c.at <= at))
@@ -46,16 +50,17 @@ def credit(conn: sa.Connection, rules: AttributionSettings, contact_id: int, at:
         clicked = clicked.where(engagements_t.c.sequence == sequence)
     row = conn.execute(clicked.order_by(engagements_t.c.at.desc(), engagements_t.c.id.desc()).limit(1)).first()
     if row is not None:
-        return Credit(row[0], row[1], row[2], "click")
+        return Credit(row[0], row[1], row[2], "click", row[3])
     longest = max(rules.send_window.values())
-    reached = (sa.select(messages.c.id, messages.c.sequence, messages.c.touch, messages.c.channel, messages.c.sent_at)
+    reached = (sa.select(messages.c.id, messages.c.sequence, messages.c.touch, messages.c.channel, messages.c.sent_at,
+                         messages.c.variant)
                .where(messages.c.contact_id == contact_id, messages.c.status.in_(REACHED),
                       messages.c.sent_at > at - longest, messages.c.sent_at <= at))
     if sequence:
         reached = reached.where(messages.c.sequence == sequence)
-    for mid, seq, touch, channel, sent_at in conn.execute(reached.order_by(messages.c.sent_at.desc(),
+    for mid, seq, touch, channel, sent_at, variant in conn.execute(reached.order_by(messages.c.sent_at.desc(),
                                                                            messages.c.id.desc())):
         window = rules.send_window.get(channel)
         if window is not None and at - to_utc(sent_at) < window:
-            return Credit(mid, seq, touch, "send")
+            return Credit(mid, seq, touch, "send", variant)
     return None

@@ -96,7 +96,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
         contact_id=contact["id"], type=kind, sequence=attributed, channel=channel, value=value,
         idempotency_key=idempotency_key, source=source, at=stamp, key=key, data=sa.null() if data is None else data,
         message_id=credited and credited.message_id, touch=credited and credited.touch,
-        attributed_by=credited and credited.by))
+        attributed_by=credited and credited.by, variant=credited and credited.variant))
     if kind in OUT_EVENTS:
         emit(conn, config, kind, contact["id"], {"sequence": attributed, "channel": channel, "value": value,
                                                  "key": key, "data": data, "source": source})
@@ -118,7 +118,8 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     ending = [e for e in exiting(active, key) if kind in _exit_on(conn, config, e)]
     result = EventResult(recorded=True, warning=warning,
                          credited={"message_id": credited.message_id, "sequence": credited.sequence,
-                                   "touch": credited.touch, "by": credited.by} if credited else None)
+                                   "touch": credited.touch, "by": credited.by,
+                                   "variant": credited.variant} if credited else None)
     result.cancelled = end_enrollments(conn, ending, exit_status(kind),
                                        f"contact {kind}" + (f" (key {key})" if key else ""))
     result.ended = [e["sequence"] + (f" ({e['event_key']})" if e["event_key"] else "") for e in ending]

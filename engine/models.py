@@ -246,6 +246,8 @@ class ContactEvent(SQLModel, table=True):
     message_id: Optional[int] = None
     touch: Optional[str] = Field(default=None, max_length=100)
     attributed_by: Optional[str] = Field(default=None, max_length=10)
+    #: the credited message's A/B variant (see :mod:`engine.variants`), if its touch has variants
+    variant: Optional[str] = Field(default=None, max_length=40)
 
 
 class ProviderState(SQLModel, table=True):

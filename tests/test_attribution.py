@@ -151,7 +151,22 @@ def test_the_api_says_which_message_a_sale_was_credited_to(make_world, frozen):
     client, key = api_client(world)
     sale = {"contact": SARA["phone"], "type": "converted", "value": 1_200_000}
     first = client.post("/api/v1/events", json=sale, headers=auth(key)).json()
-    assert first["credited"] == {"message_id": t0, "sequence": "coats", "touch": "t0", "by": "click"}
+    assert first["credited"] == {"message_id": t0, "sequence": "coats", "touch": "t0", "by": "click",
+                                  "variant": None}
     frozen.tick(timedelta(days=6))
     later = client.post("/api/v1/events", json=sale, headers=auth(key)).json()
     assert later["credited"] is None  # converted, not attributed
+
+
+def test_the_conversion_stores_the_variant_of_the_message_it_is_credited_to(make_world, frozen):
+    world, sara = two_touches_sent(make_world, frozen)
+    t0 = click(world, "t0")
+    with world.engine.begin() as conn:  # as the worker records a variant touch's message
+        conn.execute(sa.update(Message.__table__).where(Message.__table__.c.id == t0).values(variant="story"))
+    world.event(sara, "converted", value=900_000)
+    sale = conversion(world)
+    assert (sale["message_id"], sale["variant"], sale["attributed_by"]) == (t0, "story", "click")
+    frozen.tick(timedelta(days=6))  # past the click window: the last delivered message (no variant) within a day
+    world.tick()
+    world.event(sara, "converted", value=1)
+    assert conversion(world)["variant"] is None
