@@ -95,18 +95,11 @@ def served(make_world, tmp_path, db_url):
 @pytest.mark.slow
 @browser
 def test_the_dashboard_shows_clicks_and_revenue_per_touch_in_both_languages(served, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    from tests.test_service_dashboard import FLAGS, log_in
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from tests.test_service_dashboard import dashboard_page
 
     base, _key, sara = served
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                        headless=True, args=FLAGS)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.goto(base + "/dashboard/sequences")
-        log_in(page, base + "/dashboard/sequences*", refused="گذرواژه یا کلید نادرست است.")
-        page.goto(base + "/dashboard/sequences?lang=en")
+    with dashboard_page(base, tmp_path / "profile") as page:
         row = page.locator("#seq-coats tr[data-touch=t0]")
         assert row.locator("td.clicks").inner_text() == "1"
         assert row.locator("td.click-rate").inner_text() == "50.0%"
@@ -123,4 +116,3 @@ def test_the_dashboard_shows_clicks_and_revenue_per_touch_in_both_languages(serv
         timeline = page.locator("#timeline").inner_text()
         assert "clicked (bot)" in timeline and "credited to t0 (by click)" in timeline
         assert "value 1,200,000" in timeline
-        context.close()

@@ -10,6 +10,8 @@ Vazirmatn font; the screenshots docs/dashboard-fa.png and docs/dashboard-en.png 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import os
 import re
 from datetime import datetime, timedelta, timezone
@@ -97,6 +99,26 @@ def log_in(page, landing: str, refused: str) -> None:
     page.fill("input[name=secret]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(landing)
+
+
+@contextmanager
+def dashboard_page(base: str, profile: Path, path: str = "/dashboard/sequences"):
+    """A headless Chromium page logged in to the dashboard at ``base`` (after a refused wrong password), on
+    ``path`` in English; the browser is closed afterwards."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                        args=FLAGS)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            page.goto(base + path)
+            log_in(page, base + path + "*", refused="گذرواژه یا کلید نادرست است.")
+            page.goto(base + path + "?lang=en")
+            yield page
+        finally:
+            context.close()
 
 
 def no_secrets(page, key: str) -> None:

@@ -14,7 +14,7 @@ from engine.cli import State, cli
 from engine.clock import now
 from tests.journey_support import engage
 from tests.service_support import SERVICE_SETTINGS, api_client, auth, serving
-from tests.test_link_stats import CHROMIUM, browser
+from tests.test_link_stats import browser
 from tests.test_variants import TEMPLATES, ab_sequence, contacts, value_messages
 
 
@@ -61,18 +61,11 @@ def served(make_world, tmp_path, db_url):
 @pytest.mark.slow
 @browser
 def test_the_dashboard_shows_the_variants_and_the_winner(served, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    from tests.test_service_dashboard import FLAGS, log_in
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from tests.test_service_dashboard import dashboard_page
 
     base, sent = served
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                        headless=True, args=FLAGS)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.goto(base + "/dashboard/sequences")
-        log_in(page, base + "/dashboard/sequences*", refused="گذرواژه یا کلید نادرست است.")
-        page.goto(base + "/dashboard/sequences?lang=en")
+    with dashboard_page(base, tmp_path / "profile") as page:
         test = page.locator("#ab-coats-value")
         assert test.get_attribute("data-state") == "winner"
         assert test.locator("p.ab-state").inner_text() == "winner: story"
@@ -82,4 +75,3 @@ def test_the_dashboard_shows_the_variants_and_the_winner(served, tmp_path):
         assert test.locator("tr[data-variant=discount] td.clicks").inner_text() == "0"
         page.goto(base + "/dashboard/sequences?lang=fa")
         assert page.locator("#ab-coats-value p.ab-state").inner_text() == "برنده: story"
-        context.close()
