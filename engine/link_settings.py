@@ -21,7 +21,8 @@ from typing import Any
 from .durations import parse_duration
 from .yamlfile import YamlDoc, join_path
 
-__all__ = ["LinkSettings", "AttributionSettings", "parse_links", "parse_attribution"]
+__all__ = ["LinkSettings", "AttributionSettings", "parse_links", "parse_attribution", "setting_mapping",
+           "setting_duration"]
 
 LINK_KEYS = ("base_url", "track_email", "track_opens", "expire_after")
 ATTRIBUTION_KEYS = ("click_window", "send_window")
@@ -46,7 +47,7 @@ class AttributionSettings:
                                                                        "email": timedelta(days=3)})
 
 
-def _mapping(doc: YamlDoc, key: str, raw: Any, keys: tuple[str, ...], example: str) -> dict:
+def setting_mapping(doc: YamlDoc, key: str, raw: Any, keys: tuple[str, ...], example: str) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -57,7 +58,7 @@ def _mapping(doc: YamlDoc, key: str, raw: Any, keys: tuple[str, ...], example: s
     return raw
 
 
-def _duration(doc: YamlDoc, key: str, raw: Any, default: timedelta) -> timedelta:
+def setting_duration(doc: YamlDoc, key: str, raw: Any, default: timedelta) -> timedelta:
     if raw is None:
         return default
     try:
@@ -82,7 +83,7 @@ def _flag(doc: YamlDoc, key: str, raw: Any) -> bool:
 
 def parse_links(doc: YamlDoc, raw: Any) -> LinkSettings:
     """``links:`` → :class:`LinkSettings` (problems recorded on ``doc``)."""
-    raw = _mapping(doc, "links", raw, LINK_KEYS, "{base_url: https://s.shop.example, track_email: true}")
+    raw = setting_mapping(doc, "links", raw, LINK_KEYS, "{base_url: https://s.shop.example, track_email: true}")
     base = doc.expand_env(raw.get("base_url"), "links.base_url")
     if base is not None and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", str(base)):
         doc.problem("links.base_url", f"{base!r} must be an http(s) address without a query, "
@@ -91,15 +92,16 @@ def parse_links(doc: YamlDoc, raw: Any) -> LinkSettings:
     return LinkSettings(base_url=str(base).rstrip("/") if base else None,
                         track_email=_flag(doc, "links.track_email", raw.get("track_email")),
                         track_opens=_flag(doc, "links.track_opens", raw.get("track_opens")),
-                        expire_after=_duration(doc, "links.expire_after", raw.get("expire_after"),
+                        expire_after=setting_duration(doc, "links.expire_after", raw.get("expire_after"),
                                                LinkSettings.expire_after))
 
 
 def parse_attribution(doc: YamlDoc, raw: Any) -> AttributionSettings:
     """``attribution:`` → :class:`AttributionSettings` (problems recorded on ``doc``)."""
-    raw = _mapping(doc, "attribution", raw, ATTRIBUTION_KEYS, "{click_window: 5d, send_window: {sms: 1d, email: 3d}}")
+    raw = setting_mapping(doc, "attribution", raw, ATTRIBUTION_KEYS,
+                          "{click_window: 5d, send_window: {sms: 1d, email: 3d}}")
     default = AttributionSettings()
-    click = _duration(doc, "attribution.click_window", raw.get("click_window"), default.click_window)
+    click = setting_duration(doc, "attribution.click_window", raw.get("click_window"), default.click_window)
     sends = dict(default.send_window)
     given = raw.get("send_window")
     if isinstance(given, dict):
@@ -108,9 +110,9 @@ def parse_attribution(doc: YamlDoc, raw: Any) -> AttributionSettings:
             if channel not in sends:
                 doc.problem(key, "unknown channel; send_window takes sms and email")
                 continue
-            sends[channel] = _duration(doc, key, value, sends[channel])
+            sends[channel] = setting_duration(doc, key, value, sends[channel])
     elif given is not None:
-        one = _duration(doc, "attribution.send_window", given, timedelta(0))
+        one = setting_duration(doc, "attribution.send_window", given, timedelta(0))
         if one:
             sends = {channel: one for channel in sends}
     return AttributionSettings(click_window=click, send_window=sends)

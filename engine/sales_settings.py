@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .addresses import normalize_email, normalize_phone
-from .link_settings import _duration, _mapping
+from .link_settings import setting_duration, setting_mapping
 from .yamlfile import YamlDoc, join_path
 
 __all__ = ["ScoringSettings", "SalesSettings", "Rep", "FACTS", "DEFAULT_OBJECTIONS", "parse_scoring", "parse_sales"]
@@ -68,7 +68,7 @@ class SalesSettings:
 
 def parse_scoring(doc: YamlDoc, raw: Any) -> ScoringSettings:
     """``scoring:`` → :class:`ScoringSettings` (problems recorded on ``doc``)."""
-    raw = _mapping(doc, "scoring", raw, SCORING_KEYS, "{clicked: 5, replied: 20, opened: 1, half_life: 14d}")
+    raw = setting_mapping(doc, "scoring", raw, SCORING_KEYS, "{clicked: 5, replied: 20, opened: 1, half_life: 14d}")
     points = dict(FACTS)
     for fact in FACTS:
         value = raw.get(fact)
@@ -79,7 +79,7 @@ def parse_scoring(doc: YamlDoc, raw: Any) -> ScoringSettings:
                                                     f"e.g. {fact}: {int(FACTS[fact])}")
             continue
         points[fact] = float(value)
-    return ScoringSettings(points=points, half_life=_duration(doc, "scoring.half_life", raw.get("half_life"),
+    return ScoringSettings(points=points, half_life=setting_duration(doc, "scoring.half_life", raw.get("half_life"),
                                                               ScoringSettings.half_life))
 
 
@@ -126,7 +126,7 @@ def _rep(doc: YamlDoc, key: str, raw: Any, region: str) -> Rep | None:
 
 def parse_sales(doc: YamlDoc, raw: Any, region: str) -> SalesSettings:
     """``sales:`` → :class:`SalesSettings` (problems recorded on ``doc``)."""
-    raw = _mapping(doc, "sales", raw, SALES_KEYS, "{team: [{name: Sara, phone: '+989121234567'}]}")
+    raw = setting_mapping(doc, "sales", raw, SALES_KEYS, "{team: [{name: Sara, phone: '+989121234567'}]}")
     team_raw = raw.get("team") or []
     if not isinstance(team_raw, list):
         doc.problem("sales.team", "must be a list of reps, e.g. [{name: Sara, phone: '+989121234567'}]")
@@ -144,5 +144,5 @@ def parse_sales(doc: YamlDoc, raw: Any, region: str) -> SalesSettings:
         doc.problem("sales.objections", "must be a list of short texts, e.g. [price, timing, competitor]")
         objections = list(DEFAULT_OBJECTIONS)
     return SalesSettings(team=tuple(team), objections=tuple(dict.fromkeys(objections)),
-                         page_expires_after=_duration(doc, "sales.page_expires_after", raw.get("page_expires_after"),
+                         page_expires_after=setting_duration(doc, "sales.page_expires_after", raw.get("page_expires_after"),
                                                       SalesSettings.page_expires_after))
