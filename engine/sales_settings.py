@@ -79,8 +79,8 @@ def parse_scoring(doc: YamlDoc, raw: Any) -> ScoringSettings:
                                                     f"e.g. {fact}: {int(FACTS[fact])}")
             continue
         points[fact] = float(value)
-    return ScoringSettings(points=points, half_life=setting_duration(doc, "scoring.half_life", raw.get("half_life"),
-                                                              ScoringSettings.half_life))
+    half_life = setting_duration(doc, "scoring.half_life", raw.get("half_life"), ScoringSettings.half_life)
+    return ScoringSettings(points=points, half_life=half_life)
 
 
 def _rep(doc: YamlDoc, key: str, raw: Any, region: str) -> Rep | None:
@@ -135,7 +135,8 @@ def parse_sales(doc: YamlDoc, raw: Any, region: str) -> SalesSettings:
     for i, item in enumerate(team_raw):
         rep = _rep(doc, join_path("sales.team", i), item, region)
         if rep is not None and any(r.name == rep.name for r in team):
-            doc.problem(join_path(join_path("sales.team", i), "name"), f"{rep.name!r} is named twice; names must be unique")
+            doc.problem(join_path(join_path("sales.team", i), "name"),
+                        f"{rep.name!r} is named twice; names must be unique")
         elif rep is not None:
             team.append(rep)
     objections = raw.get("objections", list(DEFAULT_OBJECTIONS))
@@ -143,6 +144,7 @@ def parse_sales(doc: YamlDoc, raw: Any, region: str) -> SalesSettings:
             or not all(isinstance(o, str) and 0 < len(o) <= 100 for o in objections)):
         doc.problem("sales.objections", "must be a list of short texts, e.g. [price, timing, competitor]")
         objections = list(DEFAULT_OBJECTIONS)
+    expires_after = setting_duration(doc, "sales.page_expires_after", raw.get("page_expires_after"),
+                                     SalesSettings.page_expires_after)
     return SalesSettings(team=tuple(team), objections=tuple(dict.fromkeys(objections)),
-                         page_expires_after=setting_duration(doc, "sales.page_expires_after", raw.get("page_expires_after"),
-                                                      SalesSettings.page_expires_after))
+                         page_expires_after=expires_after)
