@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
-from .store.links import LINK_FIELDS, insert_links, link_codes
+from .store.links import insert_links, link_codes
 from .models import Link
 from .sandbox import plain_call
 
@@ -174,7 +174,7 @@ class LinkBook:
     at: datetime
     expire_after: timedelta
     codes: dict[tuple[int, str], str] = field(default_factory=dict)
-    #: the links made since load, as tuples in NEW_FIELDS order
+    #: the links made since load, as tuples in LINK_FIELDS order (engine.store.links)
     new: list[tuple] = field(default_factory=list)
 
     @classmethod
@@ -195,9 +195,6 @@ class LinkBook:
         self.new = []
         insert_links(conn, rows, self.at, self.at + self.expire_after)
         return len(rows)
-
-
-NEW_FIELDS = LINK_FIELDS
 
 
 class SampleLinks:
