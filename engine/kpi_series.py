@@ -1,4 +1,6 @@
-"""What the KPI page draws besides the figures: each sequence's funnel and the daily sends, clicks and sales."""
+"""What the KPI page draws besides the figures: each sequence's funnel, its funnel per touch and the daily sends,
+clicks and sales. What each funnel step counts is :data:`STEPS` (the README and the page's hover text say the same).
+"""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -9,14 +11,30 @@ import sqlalchemy as sa
 
 from .clock import to_utc
 from .engagement import HUMAN_KINDS
-from .models import COUNTS_AS_SENT, ContactEvent, Engagement, EngagementKind, Enrollment, Message
+from .models import COUNTS_AS_SENT, ContactEvent, Engagement, EngagementKind, Enrollment, Message, MessageStatus
 
-__all__ = ["funnels", "daily"]
+__all__ = ["STEPS", "SEQUENCE_STEPS", "TOUCH_STEPS", "funnels", "touch_funnels", "daily"]
 
 enrollments_t = Enrollment.__table__
 messages_t = Message.__table__
 engagements_t = Engagement.__table__
 events_t = ContactEvent.__table__
+
+#: each step of the funnels and what it counts (a sequence's steps count contacts, a touch's count messages)
+STEPS = {
+    "enrolled": "contacts enrolled in the sequence within the window",
+    "sent": "of those contacts, the ones sent a message of the sequence within the window",
+    "clicked": "of those contacts, the ones who clicked a message of the sequence within the window (a person's "
+               "click, not a bot's)",
+    "converted": "of those contacts, the ones with a conversion credited to the sequence within the window",
+    "touch_sent": "messages of the touch sent within the window",
+    "touch_delivered": "of those messages, the ones a delivery receipt confirmed",
+    "touch_clicked": "of those messages, the ones a person clicked",
+    "touch_converted": "conversions credited to those messages (the last message clicked within the click window, "
+                       "else the last one that reached the contact within the send window)",
+}
+SEQUENCE_STEPS = ("enrolled", "sent", "clicked", "converted")
+TOUCH_STEPS = ("touch_sent", "touch_delivered", "touch_clicked", "touch_converted")
 
 
 def funnels(conn: sa.Connection, start: datetime, until: datetime) -> dict[str, list[tuple[str, int]]]:
@@ -42,6 +60,40 @@ def funnels(conn: sa.Connection, start: datetime, until: datetime) -> dict[str, 
     return {seq: [("enrolled", len(cids)), ("sent", len(reached[seq] & cids)), ("clicked", len(clicked[seq] & cids)),
                   ("converted", len(converted[seq] & cids))]
             for seq, cids in sorted(enrolled.items())}
+
+
+def touch_funnels(conn: sa.Connection, start: datetime, until: datetime,
+                  order: dict[str, list[str]]) -> dict[str, list[tuple[str, list[tuple[str, int]]]]]:
+    """Per sequence, per touch (in ``order``, each sequence's touch names; others after them by name), the
+    :data:`TOUCH_STEPS` of the messages sent within the window. A conversion is credited to a message by
+    :mod:`engine.attribution` when it is recorded (the event's ``message_id``)."""
+    sent_in_window = sa.and_(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at.between(start, until))
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOUCH_STEPS, 0))
+    delivered = sa.func.sum(sa.case((messages_t.c.status == MessageStatus.DELIVERED.value, 1), else_=0))
+    for seq, touch, n, n_delivered in conn.execute(
+            sa.select(messages_t.c.sequence, messages_t.c.touch, sa.func.count(), delivered)
+            .where(sent_in_window).group_by(messages_t.c.sequence, messages_t.c.touch)):
+        counts[seq, touch].update(touch_sent=n, touch_delivered=int(n_delivered or 0))
+    clicked = (sa.select(messages_t.c.sequence, messages_t.c.touch, sa.func.count(sa.distinct(messages_t.c.id)))
+               .select_from(engagements_t.join(messages_t, messages_t.c.id == engagements_t.c.message_id))
+               .where(sent_in_window, engagements_t.c.kind == EngagementKind.CLICKED.value,
+                      engagements_t.c.at <= until)
+               .group_by(messages_t.c.sequence, messages_t.c.touch))
+    credited = (sa.select(messages_t.c.sequence, messages_t.c.touch, sa.func.count())
+                .select_from(events_t.join(messages_t, messages_t.c.id == events_t.c.message_id))
+                .where(sent_in_window, events_t.c.type == "converted", events_t.c.at <= until)
+                .group_by(messages_t.c.sequence, messages_t.c.touch))
+    for step, query in (("touch_clicked", clicked), ("touch_converted", credited)):
+        for seq, touch, n in conn.execute(query):
+            counts[seq, touch][step] = n
+    out: dict[str, list[tuple[str, list[tuple[str, int]]]]] = defaultdict(list)
+    for seq, touch in sorted(counts, key=lambda k: (k[0], _rank(order.get(k[0], []), k[1]), k[1])):
+        out[seq].append((touch, [(step, counts[seq, touch][step]) for step in TOUCH_STEPS]))
+    return dict(out)
+
+
+def _rank(names: list[str], name: str) -> int:
+    return names.index(name) if name in names else len(names)
 
 
 def daily(conn: sa.Connection, start: datetime, until: datetime, tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:

@@ -16,7 +16,7 @@ from .clock import now, to_utc
 from .config import Config
 from .models import Handoff
 
-__all__ = ["make_lead_token", "read_lead_token", "csrf_for", "revoke", "renew", "lead_url"]
+__all__ = ["make_lead_token", "read_lead_token", "open_lead_token", "csrf_for", "revoke", "renew", "lead_url"]
 
 handoffs = Handoff.__table__
 
@@ -34,18 +34,26 @@ def make_lead_token(secret: str, handoff_id: int, nonce: str, expires_at: dateti
 
 def read_lead_token(conn: sa.Connection, secret: str | None, token: str) -> dict | None:
     """The handoff row a token opens, or None: forged, damaged, revoked or expired all read the same."""
+    return open_lead_token(conn, secret, token)[0]
+
+
+def open_lead_token(conn: sa.Connection, secret: str | None, token: str) -> tuple[dict | None, str]:
+    """The handoff row a token opens and ``""``, or None and why: ``expired`` (a genuine token past its time:
+    only its holder learns that) or ``invalid`` (forged, damaged or revoked read the same)."""
     parts = token.split(".")
     if not secret or len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 12:
-        return None
+        return None, "invalid"
     row = conn.execute(sa.select(handoffs).where(handoffs.c.id == int(parts[0]))).mappings().first()
     if row is None or not row["token_nonce"]:
-        return None
-    expires = to_utc(row["token_expires_at"])
-    if int(parts[1]) != int(expires.timestamp()) or expires <= now():
-        return None
+        return None, "invalid"
     if not hmac.compare_digest(parts[2], _sign(secret, f"lead:{parts[0]}:{parts[1]}:{row['token_nonce']}")):
-        return None
-    return dict(row)
+        return None, "invalid"
+    expires = to_utc(row["token_expires_at"])
+    if int(parts[1]) != int(expires.timestamp()):
+        return None, "invalid"
+    if expires <= now():
+        return None, "expired"
+    return dict(row), ""
 
 
 def csrf_for(secret: str, token: str) -> str:

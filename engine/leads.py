@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .lead_tokens import csrf_for, lead_url, make_lead_token, read_lead_token, renew, revoke
+from .lead_tokens import csrf_for, lead_url, make_lead_token, open_lead_token, read_lead_token, renew, revoke
 from .models import Contact, ContactEvent, Handoff, LeadOutcome
 from .outbox import emit
 
-__all__ = ["make_lead_token", "read_lead_token", "csrf_for", "record_outcome", "revoke", "renew", "lead_url",
-           "OUTCOMES"]
+__all__ = ["make_lead_token", "read_lead_token", "open_lead_token", "csrf_for", "record_outcome", "revoke", "renew",
+           "lead_url", "OUTCOMES", "OutcomeError"]
 
 handoffs = Handoff.__table__
 contacts = Contact.__table__
@@ -29,12 +29,23 @@ MAX_TEXT = 300
 MAX_VALUE = 1e13
 
 
+class OutcomeError(InputError):
+    """An outcome refused, saying why in English; ``code`` and ``values`` let a page say it in its reader's words
+    (the lead page's ``lead.error.<code>``)."""
+
+    def __init__(self, code: str, message: str, **values: object):
+        super().__init__(message)
+        self.code = code
+        self.values = values
+
+
 def _text(value: str | None, what: str) -> str | None:
     if value is None:
         return None
     value = value.strip()
     if "\x00" in value or len(value) > MAX_TEXT:
-        raise InputError(f"{what} must be at most {MAX_TEXT} characters, without NUL")
+        raise OutcomeError("too_long", f"the {what} must be at most {MAX_TEXT} characters, without NUL",
+                           what=what, limit=MAX_TEXT)
     return value or None
 
 
@@ -45,18 +56,18 @@ def record_outcome(conn: sa.Connection, config: Config, handoff: dict, outcome: 
 
     Raises :class:`InputError` saying what is wrong (nothing is written then)."""
     if outcome not in OUTCOMES:
-        raise InputError(f"{outcome!r} is not an outcome; use {', '.join(OUTCOMES)}")
-    note = _text(note, "the note")
+        raise OutcomeError("not_an_outcome", f"{outcome!r} is not an outcome; use {', '.join(OUTCOMES)}")
+    note = _text(note, "note")
     values: dict = {"outcome": outcome, "value": None, "objection": None, "follow_up_on": None, "note": note,
                     "outcome_at": now(), "outcome_by": by[:120]}
     if outcome == LeadOutcome.WON.value:
         if value is None or isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= MAX_VALUE:
-            raise InputError("a won lead needs its value: a number from 0 (e.g. --value 1200000)")
+            raise OutcomeError("needs_value", "a won lead needs its value: a number from 0 (e.g. --value 1200000)")
         values["value"] = float(value)
     elif outcome == LeadOutcome.LOST.value:
-        objection = _text(objection, "the objection")
+        objection = _text(objection, "objection")
         if not objection:
-            raise InputError(f"a lost lead needs its objection: one of {', '.join(config.settings.sales.objections)} "
+            raise OutcomeError("needs_objection", f"a lost lead needs its objection: one of {', '.join(config.settings.sales.objections)} "
                              "or your own words")
         values["objection"] = objection
     else:
@@ -64,13 +75,15 @@ def record_outcome(conn: sa.Connection, config: Config, handoff: dict, outcome: 
             try:
                 follow_up_on = date.fromisoformat(follow_up_on.strip())
             except ValueError:
-                raise InputError(f"{follow_up_on!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-12-20") from None
+                raise OutcomeError("not_a_date", f"{follow_up_on!r} is not a date; write it as YYYY-MM-DD, "
+                                   "e.g. 2026-12-20", value=follow_up_on) from None
         today = now().astimezone(config.settings.timezone).date()
         if not isinstance(follow_up_on, date) or follow_up_on < today:
-            raise InputError(f"follow_up_later needs a date from today ({today.isoformat()}) on, as YYYY-MM-DD")
+            raise OutcomeError("date_from_today", f"follow_up_later needs a date from today ({today.isoformat()}) on, "
+                               "as YYYY-MM-DD", today=today.isoformat())
         values["follow_up_on"] = follow_up_on
     if handoff.get("outcome") == LeadOutcome.WON.value and outcome == LeadOutcome.WON.value:
-        raise InputError("this lead is already recorded as won; its sale is counted once")
+        raise OutcomeError("already_won", "this lead is already recorded as won; its sale is counted once")
     conn.execute(sa.update(handoffs).where(handoffs.c.id == handoff["id"]).values(**values))
     if outcome == LeadOutcome.WON.value:
         _credit_won(conn, config, handoff, values["value"], by)

@@ -45,7 +45,7 @@ def post(client, path: str, **fields):
 
 def test_the_page_shows_the_lead_rtl_on_a_phone_with_its_timeline(lead):
     client, _, path = lead
-    page = client.get(path)
+    page = client.get(path + "?lang=fa")
     assert page.status_code == 200
     assert '<html lang="fa" dir="rtl">' in page.text and 'name="viewport"' in page.text
     assert "سارا رضایی" in page.text and 'href="tel:+989121234567"' in page.text
@@ -63,9 +63,10 @@ def test_won_records_a_converted_event_credited_to_the_handoff(lead, world):
     assert (handoff["outcome"], handoff["value"], handoff["outcome_by"]) == ("won", 1200000, "rep Mina (lead page)")
     (sale,) = events(world, "converted")
     assert (sale["value"], sale["attributed_by"], sale["sequence"], sale["source"]) == (1200000, "handoff", "coats", "lead")
-    shown = client.get(f"{path}?saved=1").text
-    assert 'id="saved"' in shown, shown[:3000]
-    assert "مبلغ 1,200,000" in shown, shown[:3000]
+    shown = client.get(f"{path}?saved=1&lang=fa").text
+    assert 'id="saved"' in shown and "نتیجه ثبت شد." in shown, shown[:3000]
+    assert "مبلغ ۱٬۲۰۰٬۰۰۰" in shown, shown[:3000]
+    assert "value 1,200,000" in client.get(f"{path}?lang=en").text
     # the same sale again is refused, and counted once
     assert post(client, path, outcome="won", value="5").status_code == 400
     assert len(events(world, "converted")) == 1
@@ -83,21 +84,42 @@ def test_lost_takes_a_listed_objection_or_free_text_and_later_a_date(lead, world
     assert events(world, "converted") == []
 
 
-@pytest.mark.parametrize("fields, says", [
-    ({"outcome": "won"}, "needs its value"),
-    ({"outcome": "won", "value": "lots"}, "must be a number"),
-    ({"outcome": "won", "value": "-5"}, "needs its value"),
-    ({"outcome": "lost"}, "needs its objection"),
-    ({"outcome": "follow_up_later", "follow_up_on": "tomorrow"}, "YYYY-MM-DD"),
-    ({"outcome": "follow_up_later", "follow_up_on": "2020-01-01"}, "from today"),
-    ({"outcome": "maybe"}, "is not an outcome"),
-    ({"outcome": "lost", "objection_other": "x" * 301}, "at most 300"),
+ERROR = re.compile(r'<p class="error" id="error" data-why="(\w+)">(.*?)</p>', re.S)
+
+
+@pytest.mark.parametrize("fields, code, says, in_persian", [
+    ({"outcome": "won"}, "needs_value", "needs its value", "برای فروش، مبلغ آن را بنویسید"),
+    ({"outcome": "won", "value": "lots"}, "not_a_number", "must be a number", "مبلغ باید عدد باشد"),
+    ({"outcome": "won", "value": "-5"}, "needs_value", "needs its value", "برای فروش، مبلغ آن را بنویسید"),
+    ({"outcome": "lost"}, "needs_objection", "needs its objection", "اعتراض را برگزینید"),
+    ({"outcome": "follow_up_later", "follow_up_on": "tomorrow"}, "not_a_date", "YYYY-MM-DD", "«tomorrow» تاریخ نیست"),
+    ({"outcome": "follow_up_later", "follow_up_on": "2020-01-01"}, "date_from_today", "from today",
+     "از امروز (۲۰۲۶-۱۲-۰۵) به بعد"),
+    ({"outcome": "maybe"}, "not_an_outcome", "Choose an outcome", "یک نتیجه را برگزینید"),
+    ({"outcome": "lost", "objection_other": "x" * 301}, "too_long", "objection must be at most 300",
+     "اعتراض باید حداکثر ۳۰۰ نویسه باشد"),
 ])
-def test_bad_input_is_a_400_with_the_reason_and_writes_nothing(lead, world, fields, says):
+def test_bad_input_is_a_400_with_the_reason_in_persian_or_english_and_writes_nothing(lead, world, frozen, fields,
+                                                                                    code, says, in_persian):
     client, _, path = lead
-    answer = post(client, path, **fields)
-    assert answer.status_code == 400 and says in answer.text
+    for lang, words in (("en", says), ("fa", in_persian)):
+        answer = post(client, f"{path}?lang={lang}", **fields)
+        assert answer.status_code == 400
+        why, text = ERROR.search(answer.text).groups()
+        assert why == code and words in text, (lang, text)
     assert handoffs(world)[0]["outcome"] is None
+
+
+def test_every_refusal_of_an_outcome_has_its_words_in_both_locales():
+    from pathlib import Path
+
+    from engine.service.i18n import EN, FA
+
+    source = (Path(__file__).resolve().parent.parent / "engine" / "leads.py").read_text(encoding="utf-8")
+    codes = set(re.findall(r'OutcomeError\("(\w+)"', source))
+    assert {"needs_value", "needs_objection", "not_a_date", "too_long", "already_won"} <= codes
+    for code in codes | {"bad_form", "cross_site", "not_a_number"}:
+        assert f"lead.error.{code}" in EN and f"lead.error.{code}" in FA, code
 
 
 def test_the_form_needs_its_csrf_token_and_the_same_origin(lead, world):
@@ -122,18 +144,24 @@ def test_an_expired_a_revoked_or_a_forged_token_is_a_404(lead, world, frozen, mo
     head, stamp, sig = path[len("/leads/"):].split(".")
     for forged in (f"{head}.{stamp}.{sig[:-1]}A" if sig[-1] != "A" else f"{head}.{stamp}.{sig[:-1]}B",
                    f"{int(head) + 1}.{stamp}.{sig}", f"{head}.{int(stamp) + 86400}.{sig}", "x", "1.2", "9" * 300):
-        assert client.get(f"/leads/{forged}").status_code == 404, forged
+        forged_page = client.get(f"/leads/{forged}")
+        assert forged_page.status_code == 404 and 'data-why="invalid"' in forged_page.text, forged
     monkeypatch.setenv("FOLLOWUP_CONFIG", str(world.root / "config"))
     runner = CliRunner()
     assert runner.invoke(cli, ["lead", "revoke", SARA["phone"]]).exit_code == 0
-    assert client.get(path).status_code == 404
+    refused = client.get(path + "?lang=fa")
+    assert refused.status_code == 404 and 'data-why="invalid"' in refused.text and "این پیوند معتبر نیست" in refused.text
     assert post_blind(client, path).status_code == 404
     renewed = runner.invoke(cli, ["lead", "link", SARA["phone"], "--renew"])
     assert renewed.exit_code == 0, renewed.output
     new_path = renewed.output.split()[0][renewed.output.index("/leads/"):]
     assert new_path != path and client.get(new_path).status_code == 200
     frozen.tick(world.config.settings.sales.page_expires_after + timedelta(seconds=1))
-    assert client.get(new_path).status_code == 404
+    expired = client.get(new_path)
+    assert expired.status_code == 404 and 'data-why="expired"' in expired.text
+    assert "This lead link has expired" in expired.text
+    assert "مهلت این پیوند گذشته است" in client.get(new_path + "?lang=fa").text
+    assert post_blind(client, new_path).status_code == 404
 
 
 def post_blind(client, path):
@@ -226,8 +254,8 @@ def test_a_rep_records_a_sale_on_a_phone_sized_screen(served_lead, tmp_path):
         assert page.locator("#saved").is_visible()
         assert "فروش" in page.locator("#outcome").inner_text()
         page.locator("input[name=outcome][value=lost]").check()
-        page.locator("#save").click()  # no objection: refused, with the reason
-        assert "needs its objection" in page.locator("#error").inner_text()
+        page.locator("#save").click()  # no objection: refused, with the reason in Persian (the config's locale)
+        assert "اعتراض را برگزینید" in page.locator("#error").inner_text()
         browser.close()
     assert handoffs(world)[0]["outcome"] == "won"
     (sale,) = events(world, "converted")

@@ -3,7 +3,9 @@
 ``translate(locale, key, **values)`` formats the entry with ``str.format``; a key missing from a locale
 falls back to English, and a key missing everywhere is an error (a test checks that every ``t("...")`` in
 the templates exists in both dicts). Words for stored values (events, statuses, channels) are the keys
-``ev:<value>``; a value with no entry is shown as it is. ``reason_phrases`` turns the engine's reasons
+``ev:<value>``; a value with no entry is shown as it is. The KPI page's hover text is ``kpi.def.<figure>``: in
+English the engine's own definitions (:data:`engine.kpi.DEFINITIONS`, :data:`engine.kpi_series.STEPS`, which the
+README lists), in Persian the same said in Persian. The lead page's refusals are ``lead.error.<code>``. ``reason_phrases`` turns the engine's reasons
 (English, with codes like ``offer_expired:``) into words of the locale; their timestamps are shown by
 :mod:`.pages` in the local time zone.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 import re
 
 from ..durations import parse_duration
+from ..kpi import DEFINITIONS
+from ..kpi_series import STEPS
 from ..templates import human_duration
 
 __all__ = ["LOCALES", "CATALOG", "text", "translate", "reason_phrases", "duration_words", "TIMESTAMP"]
@@ -56,6 +60,33 @@ EN: dict[str, str] = {
     "kpi.converted": "converted",
     "kpi.sends": "sends",
     "kpi.clicks": "clicks",
+    "kpi.touch_funnel": "Funnel per touch",
+    "kpi.touch_sent": "sent",
+    "kpi.touch_delivered": "delivered",
+    "kpi.touch_clicked": "clicked",
+    "kpi.touch_converted": "converted",
+    **{f"kpi.def.{key}": words for key, words in {**DEFINITIONS, **STEPS}.items()},
+    "lead.title": "Lead", "lead.invalid": "This lead link is not valid",
+    "lead.invalid_text": "The link of this lead's page is wrong or was revoked. Ask for a new one.",
+    "lead.expired": "This lead link has expired",
+    "lead.expired_text": "Ask for a new link (followup lead link KEY --renew).",
+    "lead.phone": "Phone:", "lead.email": "Email:", "lead.score": "Score:", "lead.sequence": "Sequence:",
+    "lead.fired_by": "Handed off because:", "lead.rep": "Rep:", "lead.saved": "The outcome is saved.",
+    "lead.recorded": "Recorded outcome:", "lead.value_of": "value {value}", "lead.objection_of": "objection:",
+    "lead.follow_up_of": "follow up on:", "lead.outcome": "Outcome", "lead.won": "won", "lead.value": "value",
+    "lead.lost": "lost", "lead.objection": "objection", "lead.own_words": "or in your own words",
+    "lead.later": "follow up later", "lead.date": "date", "lead.note": "note", "lead.save": "Save the outcome",
+    "lead.error.bad_form": "This form could not be read; open the page again.",
+    "lead.error.cross_site": "This form was posted from another site; open the page again.",
+    "lead.error.not_a_number": "The value must be a number, e.g. 1200000.",
+    "lead.error.not_an_outcome": "Choose an outcome: won, lost or follow up later.",
+    "lead.error.too_long": "The {what} must be at most {limit} characters.",
+    "lead.error.needs_value": "A won lead needs its value: a number from 0, e.g. 1200000.",
+    "lead.error.needs_objection": "A lost lead needs its objection: one of the list or your own words.",
+    "lead.error.not_a_date": "{value} is not a date; write it as YYYY-MM-DD, e.g. 2026-12-20.",
+    "lead.error.date_from_today": "Follow up later needs a date from today ({today}) on.",
+    "lead.error.already_won": "This lead is already recorded as won; its sale is counted once.",
+    "lead.what.note": "note", "lead.what.objection": "objection", "lead.error.input": "{text}",
     "overview.webhooks": "Webhooks",
     "col.url": "URL",
     "col.pending": "pending",
@@ -149,6 +180,58 @@ FA: dict[str, str] = {
     "kpi.converted": "خرید",
     "kpi.sends": "ارسال‌ها",
     "kpi.clicks": "کلیک‌ها",
+    "kpi.touch_funnel": "قیف هر پیام",
+    "kpi.touch_sent": "ارسال",
+    "kpi.touch_delivered": "تحویل",
+    "kpi.touch_clicked": "کلیک",
+    "kpi.touch_converted": "خرید",
+    "kpi.def.leads": "مخاطبانی که در بازه در یک دنباله ثبت‌نام شدند (ثبت‌نام فروشنده‌ها در دنبالهٔ ‎_sales‎ حساب نمی‌شود)",
+    "kpi.def.handoffs": "سرنخ‌هایی که در بازه به یک فروشنده واگذار شدند",
+    "kpi.def.conversions": "رویدادهای خرید (converted) در بازه",
+    "kpi.def.conversion_rate": "سهم سرنخ‌های بازه که پس از ثبت‌نام خرید کردند",
+    "kpi.def.handoff_win_rate": "سهم واگذاری‌های بازه که فروشنده‌شان آن‌ها را «فروش» ثبت کرد",
+    "kpi.def.median_days_to_convert": "میانهٔ روزها از ثبت‌نام هر سرنخ تا نخستین خریدش پس از آن",
+    "kpi.def.revenue": "جمع مبلغ خریدهای بازه",
+    "kpi.def.revenue_per_lead": "درآمد تقسیم بر تعداد سرنخ‌ها",
+    "kpi.def.lead_quality": "سهم واگذاری‌های موفق، بر اساس منبع سرنخ (source یا utm_source مخاطب)",
+    "kpi.def.customer_lifetime_value": "میانگین جمع همهٔ خریدهای مخاطبانی که در بازه خرید کردند، از آغاز تا کنون",
+    "kpi.def.repeat_purchase_rate": "سهمی از همان مخاطبان که دو خرید یا بیشتر دارند",
+    "kpi.def.repeat_customer_value": "میانگین ارزش طول عمر مخاطبانی که دو خرید یا بیشتر دارند",
+    "kpi.def.repeat_after_loyalty": "خریدهای بازه از مخاطبانی که پیش‌تر وارد دنبالهٔ پس از خرید (on_converted) شده بودند",
+    "kpi.def.cost": "بخش‌های پیامک × price_per_segment سرویس‌دهنده به‌اضافهٔ ایمیل‌ها × price_per_email آن، برای "
+                    "پیام‌هایی که در بازه فرستاده شدند",
+    "kpi.def.return_on_cost": "(درآمد − هزینه) ÷ هزینه",
+    "kpi.def.top_objections": "اعتراض‌هایی که فروشنده‌ها برای سرنخ‌های از دست رفتهٔ بازه ثبت کردند: تعداد و سهم",
+    "kpi.def.enrolled": "مخاطبانی که در بازه در این دنباله ثبت‌نام شدند",
+    "kpi.def.sent": "از آن مخاطبان، آن‌هایی که در بازه پیامی از این دنباله برایشان فرستاده شد",
+    "kpi.def.clicked": "از آن مخاطبان، آن‌هایی که در بازه روی پیامی از این دنباله کلیک کردند (کلیک انسان، نه ربات)",
+    "kpi.def.converted": "از آن مخاطبان، آن‌هایی که در بازه خریدی منتسب به این دنباله داشتند",
+    "kpi.def.touch_sent": "ارسال‌های این پیام در بازه",
+    "kpi.def.touch_delivered": "از آن ارسال‌ها، آن‌هایی که گزارش تحویل رسیدنشان را تأیید کرد",
+    "kpi.def.touch_clicked": "از آن ارسال‌ها، آن‌هایی که انسانی (نه ربات) رویشان کلیک کرد",
+    "kpi.def.touch_converted": "خریدهای منتسب به آن ارسال‌ها (آخرین پیام کلیک‌شده در بازهٔ کلیک، وگرنه آخرین پیامی "
+                               "که در بازهٔ ارسال به مخاطب رسید)",
+    "lead.title": "سرنخ", "lead.invalid": "این پیوند معتبر نیست",
+    "lead.invalid_text": "پیوند صفحهٔ این سرنخ نادرست است یا باطل شده. پیوند تازه بخواهید.",
+    "lead.expired": "مهلت این پیوند گذشته است",
+    "lead.expired_text": "پیوند تازه بخواهید (followup lead link KEY --renew).",
+    "lead.phone": "تلفن:", "lead.email": "ایمیل:", "lead.score": "امتیاز:", "lead.sequence": "کارزار:",
+    "lead.fired_by": "دلیل واگذاری:", "lead.rep": "فروشنده:", "lead.saved": "نتیجه ثبت شد.",
+    "lead.recorded": "نتیجهٔ ثبت‌شده:", "lead.value_of": "مبلغ {value}", "lead.objection_of": "اعتراض:",
+    "lead.follow_up_of": "تاریخ پیگیری:", "lead.outcome": "نتیجه", "lead.won": "فروش", "lead.value": "مبلغ",
+    "lead.lost": "از دست رفت", "lead.objection": "اعتراض", "lead.own_words": "یا به قلم خودتان",
+    "lead.later": "پیگیری بعدی", "lead.date": "تاریخ", "lead.note": "یادداشت", "lead.save": "ثبت نتیجه",
+    "lead.error.bad_form": "این فرم خوانده نشد؛ صفحه را دوباره باز کنید.",
+    "lead.error.cross_site": "این فرم از جای دیگری ارسال شده است؛ صفحه را دوباره باز کنید.",
+    "lead.error.not_a_number": "مبلغ باید عدد باشد، مثلاً ۱۲۰۰۰۰۰.",
+    "lead.error.not_an_outcome": "یک نتیجه را برگزینید: فروش، از دست رفت یا پیگیری بعدی.",
+    "lead.error.too_long": "{what} باید حداکثر {limit} نویسه باشد.",
+    "lead.error.needs_value": "برای فروش، مبلغ آن را بنویسید: عددی از ۰ به بالا، مثلاً ۱۲۰۰۰۰۰.",
+    "lead.error.needs_objection": "برای سرنخ از دست رفته، اعتراض را برگزینید یا به قلم خودتان بنویسید.",
+    "lead.error.not_a_date": "«{value}» تاریخ نیست؛ آن را به شکل YYYY-MM-DD بنویسید، مثلاً 2026-12-20.",
+    "lead.error.date_from_today": "برای پیگیری بعدی تاریخی از امروز ({today}) به بعد لازم است.",
+    "lead.error.already_won": "این سرنخ پیش‌تر «فروش» ثبت شده است؛ هر فروش یک بار شمرده می‌شود.",
+    "lead.what.note": "یادداشت", "lead.what.objection": "اعتراض", "lead.error.input": "{text}",
     "overview.webhooks": "وب‌هوک‌ها",
     "col.url": "نشانی",
     "col.pending": "در صف",

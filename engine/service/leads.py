@@ -4,7 +4,9 @@
 The page shows the lead (name, phone, email, score, why it was handed off), its timeline, and a form
 to record the outcome. The form carries a CSRF token bound to the page token and is refused (403) when
 posted from another origin; its body is limited like every form (:mod:`.limits`); bad input answers 400
-with the page and the reason, nothing written. A forged, revoked or expired token answers 404.
+with the page and the reason, nothing written. A forged, revoked or expired token answers 404 (an expired
+genuine one says so). The page is in the request's locale (:func:`.pages.page_locale`: Persian by default where
+the time zone is Tehran, ``?lang=en`` for English), its refusals ``lead.error.<code>`` of :mod:`.i18n`.
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ..contacts import find_contact
 from ..errors import InputError
-from ..leads import csrf_for, lead_summary, read_lead_token, record_outcome
+from ..leads import OutcomeError, csrf_for, lead_summary, open_lead_token, record_outcome
 from ..models import Contact, Handoff
 from .auth import require_api_key, same_origin
 from .context import ServiceContext, get_context
 from .errors import ApiError
+from .i18n import LOCALES
 from .pages import templates
 from .queries import contact_timeline
 
@@ -39,17 +42,25 @@ HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Rob
 MAX_TOKEN = 200
 
 
-def _open(ctx: ServiceContext, token: str) -> dict | None:
+def _open(ctx: ServiceContext, token: str) -> tuple[dict | None, str]:
     if len(token) > MAX_TOKEN:
-        return None
+        return None, "invalid"
     with ctx.engine.connect() as conn:
-        return read_lead_token(conn, ctx.config.settings.secret_key, token)
+        return open_lead_token(conn, ctx.config.settings.secret_key, token)
+
+
+def _lang(request: Request) -> str:
+    """``lang=..`` of the request's URL, kept on the form's action and the redirect after saving."""
+    asked = request.query_params.get("lang")
+    return f"lang={asked}" if asked in LOCALES else ""
 
 
 def _page(request: Request, ctx: ServiceContext, token: str, handoff: dict | None, *, status: int = 200,
-          error: str = "", form: dict | None = None) -> HTMLResponse:
-    data: dict[str, Any] = {"handoff": handoff, "error": error, "form": form or {}, "token": token,
-                            "objections": ctx.config.settings.sales.objections, "saved": False}
+          error: tuple[str, dict] | None = None, form: dict | None = None, refused: str = "") -> HTMLResponse:
+    code, values = error or ("", {})
+    data: dict[str, Any] = {"handoff": handoff, "error": code, "error_values": values, "form": form or {},
+                            "token": token, "objections": ctx.config.settings.sales.objections, "saved": False,
+                            "refused": refused, "lang": _lang(request)}
     if handoff is not None:
         with ctx.engine.connect() as conn:
             contact = dict(conn.execute(sa.select(contacts).where(contacts.c.id == handoff["contact_id"]))
@@ -64,35 +75,38 @@ def _page(request: Request, ctx: ServiceContext, token: str, handoff: dict | Non
 @page_router.get("/leads/{token}", response_class=HTMLResponse)
 def lead_page(token: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
     """The lead, its timeline and the outcome form; changes nothing."""
-    handoff = _open(ctx, token)
-    return _page(request, ctx, token, handoff, status=200 if handoff else 404)
+    handoff, refused = _open(ctx, token)
+    return _page(request, ctx, token, handoff, status=200 if handoff else 404, refused=refused)
 
 
 @page_router.post("/leads/{token}", response_class=HTMLResponse)
 async def lead_outcome(token: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> Response:
     """Record the outcome the form says; 303 back to the page when saved."""
-    handoff = await run_in_threadpool(_open, ctx, token)
+    handoff, refused = await run_in_threadpool(_open, ctx, token)
     if handoff is None:
-        return _page(request, ctx, token, None, status=404)
+        return await run_in_threadpool(_page, request, ctx, token, None, status=404, refused=refused)
     try:
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     except Exception:  # a body that is not a form
-        return await run_in_threadpool(_page, request, ctx, token, handoff, status=400, error="bad_form")
+        return await run_in_threadpool(_page, request, ctx, token, handoff, status=400, error=("bad_form", {}))
     expected = csrf_for(ctx.config.settings.secret_key, token)
     if not same_origin(request, ctx.options.public_url) or not hmac.compare_digest(form.get("csrf", ""), expected):
-        return await run_in_threadpool(_page, request, ctx, token, handoff, status=403, error="cross_site")
+        return await run_in_threadpool(_page, request, ctx, token, handoff, status=403, error=("cross_site", {}))
     try:
-        value = float(form["value"].replace(",", "")) if form.get("value", "").strip() else None
+        value = float(form["value"].replace(",", "").replace("\u066c", "")) if form.get("value", "").strip() else None
     except ValueError:
         return await run_in_threadpool(_page, request, ctx, token, handoff, status=400, form=form,
-                                       error="the value must be a number, e.g. 1200000")
+                                       error=("not_a_number", {}))
     objection = form.get("objection_other", "").strip() or form.get("objection") or None
     try:
         await run_in_threadpool(_record, ctx, handoff, form.get("outcome", ""), value, objection,
                                 form.get("follow_up_on") or None, form.get("note") or None)
-    except InputError as err:
-        return await run_in_threadpool(_page, request, ctx, token, handoff, status=400, form=form, error=str(err))
-    return RedirectResponse(f"/leads/{token}?saved=1", status_code=303, headers=HEADERS)
+    except InputError as err:  # an OutcomeError says why in the reader's words, any other in the engine's
+        why = (err.code, err.values) if isinstance(err, OutcomeError) else ("input", {"text": str(err)})
+        return await run_in_threadpool(_page, request, ctx, token, handoff, status=400, form=form, error=why)
+    lang = _lang(request)
+    return RedirectResponse(f"/leads/{token}?saved=1" + (f"&{lang}" if lang else ""), status_code=303,
+                            headers=HEADERS)
 
 
 def _record(ctx: ServiceContext, handoff: dict, outcome: str, value, objection, follow_up_on, note) -> None:
