@@ -167,7 +167,7 @@ def test_the_page_shows_each_figure_with_its_definition_and_draws_svg(shop):
     assert page.status_code == 200
     html = page.text
     assert f'title="{escape(DEFINITIONS["conversion_rate"])}"' in html and "3,500" in html
-    assert html.count("<svg") == 4 and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert html.count("<svg") == 5 and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     fa = client.get("/dashboard/kpi", params={"lang": "fa", "by": "source"}, headers=auth(key))
     assert fa.status_code == 200 and 'dir="rtl"' in fa.text and "instagram" in fa.text
     assert client.get("/dashboard/kpi", params={"since": "x"}, headers=auth(key)).status_code == 400
@@ -204,3 +204,76 @@ def test_on_converted_must_name_another_sequence(make_world):
         make_world([simple_sequence("a", on_converted={"enroll": "thanks"})])
     (problem,) = caught.value.problems
     assert problem.key == "on_converted.enroll" and "'thanks' names no sequence" in problem.message
+
+
+# -- the funnel per touch ----------------------------------------------------------------------------------
+def build_touch_shop(make_world, frozen, **settings):
+    """Four contacts P, Q, R, S enrolled at t0 in ``coats`` (three SMS touches a day apart, each with a short link):
+
+    - day 0: t0 goes to all four (4 sent); receipts confirm P's, Q's and R's (3 delivered); P and Q click it and
+      a bot follows S's link (2 clicked: a bot's is not a person's); P buys 1,000 two hours in, credited to t0 by
+      its click (1 converted);
+    - day 1: t1 goes to Q, R and S (3 sent); a receipt confirms Q's (1 delivered); Q clicks it (1 clicked) and buys
+      2,000 an hour later, credited to t1 by the click; R buys 500 without a click, credited to t1 by the send
+      (the last message that reached R, within a day) (2 converted);
+    - day 2: t2 goes to S only (1 sent, nothing else).
+    """
+    from engine.receipts import apply_reports
+    from providers.base import DeliveryReport, DeliveryState
+    from tests.test_attribution import click
+    from tests.test_links import LINKS, TEMPLATES, link_sequence
+
+    world = make_world([link_sequence("coats")], settings={**LINKS, **settings}, templates=TEMPLATES)
+    p, q, r, s = world.add_contacts(*({"phone": f"0912000001{i}"} for i in range(4)))
+    world.enroll("coats", p, q, r, s)
+
+    def delivered(touch: str, *contacts: int) -> None:
+        rows = [m for m in world.messages(touch=touch) if m["contact_id"] in contacts]
+        with world.engine.begin() as conn:
+            changed = apply_reports(conn, world.config, rows[0]["provider"],
+                                    [DeliveryReport(m["provider_message_id"], DeliveryState.DELIVERED) for m in rows])
+        assert changed == len(contacts)
+
+    world.tick()
+    delivered("t0", p, q, r)
+    click(world, "t0", contact=p)
+    click(world, "t0", contact=q)
+    click(world, "t0", contact=s, agent="WhatsApp/2.23.20.0")
+    frozen.tick(timedelta(hours=2))
+    world.event(p, "converted", value=1000)
+    frozen.tick(timedelta(hours=22))
+    world.tick()
+    delivered("t1", q)
+    click(world, "t1", contact=q)
+    frozen.tick(timedelta(hours=1))
+    world.event(q, "converted", value=2000)
+    world.event(r, "converted", value=500)
+    frozen.tick(timedelta(hours=23))
+    world.tick()
+    world.ids = (p, q, r, s)
+    return world
+
+
+#: what build_touch_shop's story makes of each touch: sent, delivered, clicked, converted
+TOUCH_FIGURES = {"t0": [4, 3, 2, 1], "t1": [3, 1, 1, 2], "t2": [1, 0, 0, 0]}
+
+
+def test_the_funnel_per_touch_matches_the_hand_worked_figures(make_world, frozen):
+    from engine.kpi_series import TOUCH_STEPS, funnels, touch_funnels
+
+    world = build_touch_shop(make_world, frozen)
+    from engine.models import ContactEvent
+
+    credited = {(e["contact_id"], e["touch"], e["attributed_by"])
+                for e in world._rows(ContactEvent.__table__, {"type": "converted"})}
+    p, q, r, _ = world.ids
+    assert credited == {(p, "t0", "click"), (q, "t1", "click"), (r, "t1", "send")}
+    until = now()
+    with world.engine.connect() as conn:
+        per_touch = touch_funnels(conn, until - timedelta(days=30), until, {"coats": ["t0", "t1", "t2"]})
+        assert funnels(conn, until - timedelta(days=30), until)["coats"] == [
+            ("enrolled", 4), ("sent", 4), ("clicked", 2), ("converted", 3)]
+        # a window that starts after day 0's sends leaves t0 out, and its conversion with it
+        later = touch_funnels(conn, until - timedelta(hours=30), until, {"coats": ["t0", "t1", "t2"]})
+    assert per_touch == {"coats": [(touch, list(zip(TOUCH_STEPS, n))) for touch, n in TOUCH_FIGURES.items()]}
+    assert [touch for touch, _ in later["coats"]] == ["t1", "t2"]

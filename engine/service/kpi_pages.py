@@ -1,5 +1,7 @@
 """The shared KPIs over HTTP: ``GET /api/v1/kpi`` (API key) and the dashboard page ``/dashboard/kpi`` (a viewer),
-both with ``?since=30d&by=source|sequence|rep|month``. The page draws its charts as SVG on the server."""
+both with ``?since=30d&by=source|sequence|rep|month``. The page draws its charts as SVG on the server, in the
+page's locale (right to left and Persian digits in fa); every figure and funnel step carries its definition
+(``kpi.def.<name>`` of :mod:`.i18n`) on hover."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,13 +12,15 @@ from fastapi.responses import HTMLResponse
 from ..clock import now
 from ..durations import parse_duration
 from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report
-from ..kpi_series import daily, funnels
+from ..kpi_series import SEQUENCE_STEPS, TOUCH_STEPS, daily, funnels, touch_funnels
+from ..templates import jalali
+from ..text import fa_digits
 from .auth import require_api_key, require_viewer
-from .charts import bars, lines
+from .charts import Bar, bars, lines, sections
 from .context import ServiceContext, get_context
 from .errors import ApiError
 from .i18n import translate
-from .pages import page_locale, templates
+from .pages import locale_number, page_locale, templates
 
 __all__ = ["api_router", "router"]
 
@@ -50,34 +54,54 @@ def get_kpi(since: str = Query("30d", max_length=20), by: str | None = Query(Non
 @router.get("/dashboard/kpi", response_class=HTMLResponse)
 def kpi_page(request: Request, since: str = Query("30d", max_length=20),
              by: str | None = Query(None, pattern=BY_PATTERN), ctx: ServiceContext = Depends(get_context)):
-    """The figures (each defined on hover), the funnel per sequence, sends/clicks/conversions per day, revenue by
-    source and the objections' shares."""
+    """The figures (each defined on hover), the funnel per sequence and per touch, sends/clicks/conversions per
+    day, revenue by source and the objections' shares."""
     span, problem = _window(since)
     if problem:
         raise HTTPException(400, f"since: {problem} (e.g. 30d)")
     locale = page_locale(request)
     rtl = locale == "fa"
     until = now()
+    touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
     with ctx.engine.connect() as conn:
         groups = kpi_report(conn, ctx.config, since=span, by=by, until=until)
         totals = groups if by is None else kpi_report(conn, ctx.config, since=span, until=until)
         by_source = kpi_report(conn, ctx.config, since=span, by="source", until=until)
         sequence_funnels = funnels(conn, until - span, until)
+        per_touch = touch_funnels(conn, until - span, until, touch_order)
         days = daily(conn, until - span, until, ctx.config.settings.timezone)
 
     def word(key: str) -> str:
         return translate(locale, f"kpi.{key}")
 
+    def number(value: float) -> str:
+        return locale_number(locale, value)
+
+    def step_bars(steps: list[tuple[str, int]]) -> list[Bar]:
+        return [Bar(word(step), n, number(n), step, word(f"def.{step}")) for step, n in steps]
+
+    def share(value: float) -> str:
+        shown = translate(locale, "percent", n=f"{value * 100:.0f}")
+        return fa_digits(shown) if rtl else shown
+
+    def day_label(day) -> str:
+        return jalali(day) if rtl else f"{day:%m-%d}"
+
     charts = {
-        "funnels": [(seq, bars(seq, [(word(step), n, f"{n:,}") for step, n in steps], rtl=rtl))
-                    for seq, steps in sequence_funnels.items()],
-        "daily": lines(word("daily"), [f"{d:%m-%d}" for d, _ in days["sends"]],
-                       {k: [n for _, n in v] for k, v in days.items()}, {k: word(k) for k in days}, rtl=rtl),
-        "revenue": bars(word("revenue_by_source"), [(g.group, g.figures["revenue"], f"{g.figures['revenue']:,.0f}")
-                                                    for g in by_source], rtl=rtl),
-        "objections": bars(word("objections"), [(o["objection"], o["count"], f"{o['share']:.0%}")
-                                                 for o in totals[0].objections], rtl=rtl),
+        "funnels": [(seq, bars(seq, step_bars(steps), rtl=rtl)) for seq, steps in sequence_funnels.items()],
+        "touches": [(seq, sections(f"{seq}: {word('touch_funnel')}", [(touch, step_bars(steps)) for touch, steps in rows],
+                                   rtl=rtl))
+                    for seq, rows in per_touch.items()],
+        "daily": lines(word("daily"), [day_label(d) for d, _ in days["sends"]],
+                       {k: [n for _, n in v] for k, v in days.items()}, {k: word(k) for k in days}, rtl=rtl,
+                       number=number),
+        "revenue": bars(word("revenue_by_source"), [Bar(g.group, g.figures["revenue"], number(g.figures["revenue"]),
+                                                        hint=word("def.revenue")) for g in by_source], rtl=rtl),
+        "objections": bars(word("objections"), [Bar(o["objection"], o["count"], share(o["share"]),
+                                                    hint=word("def.top_objections")) for o in totals[0].objections],
+                           rtl=rtl),
     }
     return templates.TemplateResponse(request, "kpi.html", {
-        "groups": groups, "figures": FIGURES, "definitions": DEFINITIONS, "since": since, "by": by, "by_choices": BY,
-        "charts": charts, "labels": {k: word(k) for k in (*FIGURES, *(f"by_{b}" for b in BY))}}, headers={"Cache-Control": "no-store"})
+        "groups": groups, "figures": FIGURES, "since": since, "by": by, "by_choices": BY, "charts": charts,
+        "labels": {k: word(k) for k in (*FIGURES, *(f"by_{b}" for b in BY))},
+        "steps": {"sequence": SEQUENCE_STEPS, "touch": TOUCH_STEPS}}, headers={"Cache-Control": "no-store"})

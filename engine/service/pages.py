@@ -29,7 +29,7 @@ from ..templates import jalali
 from ..text import fa_digits, grouped
 from .i18n import CATALOG, EN, LOCALES, TIMESTAMP, duration_words, reason_phrases, text
 
-__all__ = ["templates", "page_locale", "LANG_COOKIE", "FONTS"]
+__all__ = ["templates", "page_locale", "locale_number", "LANG_COOKIE", "FONTS"]
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "followup_lang"
@@ -95,11 +95,16 @@ def stamp(context: Any, value: datetime | None) -> Markup:
         local.isoformat(timespec="minutes"), direction, other, shown)
 
 
+def locale_number(locale: str, value: Any) -> str:
+    """An amount or count grouped as people of ``locale`` read it: ``1,200,000`` in en, ``۱٬۲۰۰٬۰۰۰`` in fa."""
+    text = grouped(value)
+    return fa_digits(text.translate(_FA_SEPARATORS)) if locale == "fa" else text
+
+
 @pass_context
 def money(context: Any, value: Any) -> str:
     """An amount grouped as people read it: ``1,200,000`` in en, ``۱٬۲۰۰٬۰۰۰`` in fa; never ``1.2e+06``."""
-    text = grouped(value)
-    return fa_digits(text.translate(_FA_SEPARATORS)) if _locale(context) == "fa" else text
+    return locale_number(_locale(context), value)
 
 
 @pass_context
