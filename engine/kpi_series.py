@@ -26,7 +26,8 @@ STEPS = {
     "sent": "of those contacts, the ones sent a message of the sequence within the window",
     "clicked": "of those contacts, the ones who clicked a message of the sequence within the window (a person's "
                "click, not a bot's)",
-    "converted": "of those contacts, the ones with a conversion credited to the sequence within the window",
+    "converted": "of those contacts, the ones with a conversion counted for the sequence within the window "
+                 "(credited to one of its messages, a sale named for it, or a won lead it handed off)",
     "touch_sent": "messages of the touch sent within the window",
     "touch_delivered": "of those messages, the ones a delivery receipt confirmed",
     "touch_clicked": "of those messages, the ones a person clicked",

@@ -4,7 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 import sqlalchemy as sa
@@ -277,3 +279,45 @@ def test_the_funnel_per_touch_matches_the_hand_worked_figures(make_world, frozen
         later = touch_funnels(conn, until - timedelta(hours=30), until, {"coats": ["t0", "t1", "t2"]})
     assert per_touch == {"coats": [(touch, list(zip(TOUCH_STEPS, n))) for touch, n in TOUCH_FIGURES.items()]}
     assert [touch for touch, _ in later["coats"]] == ["t1", "t2"]
+
+
+def readme_definitions() -> dict[str, str]:
+    """The README's list of the KPI page's figures and funnel steps: name → definition (without Markdown)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Shared KPIs"):]
+    section = section[:section.index("\n## ")]
+    return {name: words.replace("`", "") for name, words in re.findall(r"^\| `(\w+)` \| (.+) \|$", section, re.M)}
+
+
+def hover_texts(html: str) -> dict[str, set[str]]:
+    """Each figure or step on the page and the definitions its hover shows (a table row's or a step's ``title``,
+    a chart bar's ``<title>`` after its value)."""
+    shown: dict[str, set[str]] = {}
+    for name, words in re.findall(r'data-(?:figure|step)="(\w+)"><th title="([^"]*)"', html) + \
+            re.findall(r'<abbr data-step="(\w+)" title="([^"]*)"', html):
+        shown.setdefault(name, set()).add(unescape(words))
+    for name, words in re.findall(r'<g class="row" data-step="(\w+)"><title>[^<]*?: [^<(]* \(([^<]*)\)</title>', html):
+        shown.setdefault(name, set()).add(unescape(words))
+    return shown
+
+
+def test_every_figure_on_the_page_has_its_readme_definition_in_english_and_persian(make_world, frozen):
+    from engine.kpi_series import STEPS
+    from engine.service.i18n import EN, FA
+    from engine.text import fa_digits
+
+    world = build_touch_shop(make_world, frozen)
+    client, key = api_client(world)
+    readme = readme_definitions()
+    assert readme == {**DEFINITIONS, **STEPS}, "the README lists each figure with the engine's own definition"
+    pages = {lang: client.get("/dashboard/kpi", params={"lang": lang}, headers=auth(key)) for lang in ("en", "fa")}
+    assert all(page.status_code == 200 for page in pages.values())
+    english, persian = hover_texts(pages["en"].text), hover_texts(pages["fa"].text)
+    assert set(english) == set(persian) == set(readme)
+    for name, words in readme.items():
+        assert english[name] == {words}, name
+        in_persian = FA[f"kpi.def.{name}"]
+        assert persian[name] == {fa_digits(in_persian)}, name
+        assert in_persian != EN[f"kpi.def.{name}"] and re.search("[\u0600-\u06ff]", in_persian), name
