@@ -1,5 +1,5 @@
-"""The KPI page in a real browser (Chromium): the figures with their definitions on hover, the four SVG charts,
-and right to left in Persian."""
+"""The KPI page in a real browser (Chromium): the figures with their definitions on hover, the five SVG charts,
+and right to left in Persian; the funnel per touch on a hand-worked story (tests.test_kpi.build_touch_shop)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -50,7 +50,7 @@ def test_the_kpi_page_shows_the_figures_defined_on_hover_and_charts_right_to_lef
         assert page.locator("tr[data-figure=conversion_rate] td").inner_text() == "50.0%"
         assert page.locator("tr[data-figure=return_on_cost] td").inner_text() == "3.38"
         assert "price 1" in page.locator("tr[data-figure=top_objections] td").inner_text()
-        assert page.locator("svg.chart").count() == 4
+        assert page.locator("svg.chart").count() == 5  # the funnels per sequence and per touch, daily, revenue, objections
         assert page.locator("svg.chart polyline.series").count() == 3
         ltr_label, chart = (page.locator("svg.chart").first.locator("text").first.bounding_box(),
                             page.locator("svg.chart").first.bounding_box())
@@ -63,3 +63,54 @@ def test_the_kpi_page_shows_the_figures_defined_on_hover_and_charts_right_to_lef
         assert ltr_label["x"] + ltr_label["width"] < middle < rtl_label["x"]
         assert all(u.startswith(base) for u in requests), [u for u in requests if not u.startswith(base)]
         context.close()
+
+
+@pytest.fixture
+def served_touches(make_world):
+    from tests.test_kpi import build_touch_shop
+
+    with freeze_time(a_recent_saturday(), tz_offset=0) as clock:
+        world = build_touch_shop(make_world, clock, **SERVICE_SETTINGS)
+    with serving(world.config.dir) as base:
+        yield base
+
+
+def test_the_funnel_per_touch_shows_the_hand_worked_figures_right_to_left_with_persian_hover(served_touches, tmp_path):
+    from engine.service.i18n import FA
+    from engine.text import fa_digits
+    from tests.test_kpi import TOUCH_FIGURES
+    from tests.test_service_dashboard import SHOTS, dashboard_page
+
+    base = served_touches
+    with dashboard_page(base, tmp_path / "profile", "/dashboard/kpi") as page:
+        page.goto(base + "/dashboard/kpi?lang=fa")
+        assert page.locator("html").get_attribute("dir") == "rtl"
+        funnel = page.locator("section.touch-funnel[data-sequence=coats] svg.chart")
+        assert funnel.count() == 1
+        for touch, figures in TOUCH_FIGURES.items():
+            rows = funnel.locator(f"g.section[data-section={touch}] g.row")
+            assert rows.locator("text.value").all_text_contents() == [fa_digits(n) for n in figures], touch
+            assert [rows.nth(i).get_attribute("data-step") for i in range(4)] == \
+                ["touch_sent", "touch_delivered", "touch_clicked", "touch_converted"]
+        # hover: each bar's <title> names the step, its figure and its definition in Persian
+        converted = funnel.locator("g.section[data-section=t1] g.row[data-step=touch_converted] > title")
+        assert converted.text_content() == f"خرید: ۲ ({FA['kpi.def.touch_converted']})"
+        sent = page.locator("abbr[data-step=touch_sent]")
+        assert sent.get_attribute("title") == FA["kpi.def.touch_sent"]
+        assert page.locator("tr[data-figure=leads] th").get_attribute("title") == FA["kpi.def.leads"]
+        # right to left: the step's label stands right of its bar, inside the drawing, and the figure left of the
+        # bar, which grows leftwards from the same edge as the next one
+        first = funnel.locator("g.section[data-section=t0] g.row").first
+        label, bar = first.locator("text").first.bounding_box(), first.locator("rect").bounding_box()
+        figure, drawing = first.locator("text.value").bounding_box(), funnel.bounding_box()
+        assert figure["x"] + figure["width"] <= bar["x"] and bar["x"] + bar["width"] <= label["x"]
+        assert label["x"] + label["width"] <= drawing["x"] + drawing["width"] and figure["x"] >= drawing["x"]
+        smaller = funnel.locator("g.section[data-section=t0] g.row").nth(1).locator("rect").bounding_box()
+        assert abs((smaller["x"] + smaller["width"]) - (bar["x"] + bar["width"])) < 1 and smaller["x"] > bar["x"]
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "kpi-touch-funnel-fa.png"), full_page=True)
+        page.goto(base + "/dashboard/kpi?lang=en")
+        en_rows = page.locator("section.touch-funnel svg g.section[data-section=t0] g.row")
+        assert en_rows.locator("text.value").all_text_contents() == ["4", "3", "2", "1"]
+        assert page.locator("abbr[data-step=touch_sent]").get_attribute("title") == \
+            "messages of the touch sent within the window"
