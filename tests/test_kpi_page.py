@@ -9,7 +9,7 @@ from freezegun import freeze_time
 
 from engine.kpi import DEFINITIONS
 from tests.service_support import SERVICE_SETTINGS, serving
-from tests.test_kpi import build_shop
+from tests.test_kpi import build_shop, build_touch_shop
 
 # the browser tests' marks (slow; skipped without Chromium or Playwright) and their SQLite-only database
 from tests.test_service_dashboard import CHROMIUM, FLAGS, db_url, log_in, pytestmark, sync_api  # noqa: F401
@@ -25,9 +25,11 @@ def a_recent_saturday() -> datetime:
 
 
 @pytest.fixture
-def served(make_world):
+def served(make_world, request):
+    """The story of the fixture's parameter (a builder of tests.test_kpi; build_shop unless given), served."""
+    build = getattr(request, "param", build_shop)
     with freeze_time(a_recent_saturday(), tz_offset=0) as clock:
-        world = build_shop(make_world, clock, **SERVICE_SETTINGS)
+        world = build(make_world, clock, **SERVICE_SETTINGS)
     with serving(world.config.dir) as base:
         yield base
 
@@ -65,23 +67,14 @@ def test_the_kpi_page_shows_the_figures_defined_on_hover_and_charts_right_to_lef
         context.close()
 
 
-@pytest.fixture
-def served_touches(make_world):
-    from tests.test_kpi import build_touch_shop
-
-    with freeze_time(a_recent_saturday(), tz_offset=0) as clock:
-        world = build_touch_shop(make_world, clock, **SERVICE_SETTINGS)
-    with serving(world.config.dir) as base:
-        yield base
-
-
-def test_the_funnel_per_touch_shows_the_hand_worked_figures_right_to_left_with_persian_hover(served_touches, tmp_path):
+@pytest.mark.parametrize("served", [build_touch_shop], indirect=True)
+def test_the_funnel_per_touch_shows_the_hand_worked_figures_right_to_left_with_persian_hover(served, tmp_path):
     from engine.service.i18n import FA
     from engine.text import fa_digits
     from tests.test_kpi import TOUCH_FIGURES
     from tests.test_service_dashboard import SHOTS, dashboard_page
 
-    base = served_touches
+    base = served
     with dashboard_page(base, tmp_path / "profile", "/dashboard/kpi") as page:
         page.goto(base + "/dashboard/kpi?lang=fa")
         assert page.locator("html").get_attribute("dir") == "rtl"
