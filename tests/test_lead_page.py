@@ -260,3 +260,19 @@ def test_a_rep_records_a_sale_on_a_phone_sized_screen(served_lead, tmp_path):
     assert handoffs(world)[0]["outcome"] == "won"
     (sale,) = events(world, "converted")
     assert (sale["value"], sale["attributed_by"]) == (2500000, "handoff")
+
+
+def test_a_value_in_persian_digits_is_read_and_hostile_input_is_a_4xx_in_the_readers_words(lead, world):
+    client, _, path = lead
+    page = client.get(path + "?lang=xx")  # an unknown language: the default (English in this test client)
+    assert page.status_code == 200 and '<html lang="en" dir="ltr">' in page.text
+    csrf = CSRF.search(page.text).group(1)
+    broken = client.post(path + "?lang=fa", content=b"--x\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n",
+                         headers={"Content-Type": "multipart/form-data"})  # no boundary: unreadable
+    assert broken.status_code == 400 and "این فرم خوانده نشد" in broken.text
+    answer = client.post(path + "?lang=fa", data={"csrf": csrf, "outcome": "won", "value": "۱٬۲۰۰٬۰۰۰"},
+                         follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == f"{path}?saved=1&lang=fa"
+    assert handoffs(world)[0]["value"] == 1200000
+    again = client.post(path + "?lang=fa", data={"csrf": csrf, "outcome": "won", "value": "5"})
+    assert again.status_code == 400 and "هر فروش یک بار شمرده می‌شود" in again.text
