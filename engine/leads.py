@@ -67,8 +67,8 @@ def record_outcome(conn: sa.Connection, config: Config, handoff: dict, outcome: 
     elif outcome == LeadOutcome.LOST.value:
         objection = _text(objection, "objection")
         if not objection:
-            raise OutcomeError("needs_objection", f"a lost lead needs its objection: one of {', '.join(config.settings.sales.objections)} "
-                             "or your own words")
+            listed = ", ".join(config.settings.sales.objections)
+            raise OutcomeError("needs_objection", f"a lost lead needs its objection: one of {listed} or your own words")
         values["objection"] = objection
     else:
         if isinstance(follow_up_on, str):

@@ -52,7 +52,8 @@ def test_the_kpi_page_shows_the_figures_defined_on_hover_and_charts_right_to_lef
         assert page.locator("tr[data-figure=conversion_rate] td").inner_text() == "50.0%"
         assert page.locator("tr[data-figure=return_on_cost] td").inner_text() == "3.38"
         assert "price 1" in page.locator("tr[data-figure=top_objections] td").inner_text()
-        assert page.locator("svg.chart").count() == 5  # the funnels per sequence and per touch, daily, revenue, objections
+        # the funnels per sequence and per touch, the days, revenue by source, the objections
+        assert page.locator("svg.chart").count() == 5
         assert page.locator("svg.chart polyline.series").count() == 3
         ltr_label, chart = (page.locator("svg.chart").first.locator("text").first.bounding_box(),
                             page.locator("svg.chart").first.bounding_box())

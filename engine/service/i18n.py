@@ -5,9 +5,9 @@ falls back to English, and a key missing everywhere is an error (a test checks t
 the templates exists in both dicts). Words for stored values (events, statuses, channels) are the keys
 ``ev:<value>``; a value with no entry is shown as it is. The KPI page's hover text is ``kpi.def.<figure>``: in
 English the engine's own definitions (:data:`engine.kpi.DEFINITIONS`, :data:`engine.kpi_series.STEPS`, which the
-README lists), in Persian the same said in Persian. The lead page's refusals are ``lead.error.<code>``. ``reason_phrases`` turns the engine's reasons
-(English, with codes like ``offer_expired:``) into words of the locale; their timestamps are shown by
-:mod:`.pages` in the local time zone.
+README lists), in Persian the same said in Persian. The lead page's refusals are ``lead.error.<code>``.
+``reason_phrases`` turns the engine's reasons (English, with codes like ``offer_expired:``) into words of the
+locale; their timestamps are shown by :mod:`.pages` in the local time zone.
 """
 from __future__ import annotations
 

@@ -89,8 +89,8 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
 
     charts = {
         "funnels": [(seq, bars(seq, step_bars(steps), rtl=rtl)) for seq, steps in sequence_funnels.items()],
-        "touches": [(seq, sections(f"{seq}: {word('touch_funnel')}", [(touch, step_bars(steps)) for touch, steps in rows],
-                                   rtl=rtl))
+        "touches": [(seq, sections(f"{seq}: {word('touch_funnel')}",
+                                   [(touch, step_bars(steps)) for touch, steps in rows], rtl=rtl))
                     for seq, rows in per_touch.items()],
         "daily": lines(word("daily"), [day_label(d) for d, _ in days["sends"]],
                        {k: [n for _, n in v] for k, v in days.items()}, {k: word(k) for k in days}, rtl=rtl,
