@@ -1,46 +1,59 @@
 """Delivering the webhook outbox (:mod:`engine.outbox`): signed, at least once, in order per contact and URL.
 
-Each round takes, for every URL and contact, only the oldest event not yet delivered (the *head*), and only
-when it is due; the next event of that contact waits until the head is delivered. A delivery::
+The pending rows of one URL and contact form a *chain*; only its oldest row (the head) may go out, and each
+next one only after the one before was taken. A round takes the chains whose head is due (oldest head first,
+each cut at :data:`engine.store.outbox.CHAIN_ROWS` rows) and hands each whole chain to one of
+:data:`CONCURRENCY` lanes, which POSTs its rows one after the other, while other lanes serve other chains::
 
-    POST, signed (Standard Webhooks) → 2xx → row delivered, committed
-                                      → else: tenacity retries a few times at once (short network trouble),
-                                        then the row waits until next_attempt_at (stored: survives restarts)
+    lane:  POST, signed (Standard Webhooks) → 2xx → outcome queued, next row of the chain
+                                             → else: tenacity retries a few times at once (short network
+                                               trouble), then the failure is queued and the chain stops
+    main:  every FLUSH_SECONDS, the outcomes queued so far in one transaction: rows delivered; a failed row
+           waits until its next_attempt_at (stored: survives restarts), and the rest of its chain behind it
 
-A crash between the POST and the commit sends the event again on the next round: the receiver drops the
-repeat by its ``webhook-id``. A URL that has failed for :data:`PAUSE_AFTER` without one success is paused
-(``followup webhooks`` shows it; ``followup webhooks resume URL`` delivers again).
+A lane queues a chain's outcomes in the chain's order and a flush takes all queued so far, so a row is never
+recorded as delivered before the rows of its chain ahead of it. A crash between a POST and the flush that
+records it sends the row (and those after it in its chain) again, in order: the receiver drops a repeat by its
+``webhook-id``. A URL that has failed for :data:`PAUSE_AFTER` without one success is paused (``followup
+webhooks`` shows it; ``followup webhooks resume URL`` delivers again); its lanes stop at once.
 """
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Callable
 
 import requests
 import sqlalchemy as sa
+from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from .clock import now, to_utc
 from .config import Config
-from .models import EndpointState, OutboxStatus, WebhookEndpoint, WebhookOutbox, status_is
+from .models import EndpointState
+from .store.outbox import due_chains, endpoint_failing_since, mark_delivered, mark_failed, paused_urls, set_endpoint
 from .webhook_settings import WebhookEndpointSettings, masked_url
 
 __all__ = ["Deliverer", "DeliveryReport", "PAUSE_AFTER", "backoff", "sign"]
 
 logger = logging.getLogger("followup.webhooks")
-outbox_t = WebhookOutbox.__table__
-endpoints_t = WebhookEndpoint.__table__
 #: a URL failing this long without one success is paused
 PAUSE_AFTER = timedelta(hours=24)
 #: quick tries within one round before the row waits for its next_attempt_at
 QUICK_TRIES = 3
-#: POSTs in flight at once, each to another contact (a contact's events go one after the other)
+#: lanes: POSTs in flight at once, each of another chain
 CONCURRENCY = 16
+#: chains taken per round
+CHAINS_PER_ROUND = 1000
+#: how often the outcomes so far are recorded (a crash sends at most this much again)
+FLUSH_SECONDS = 0.2
 TIMEOUT = (5, 10)  # connect, read (seconds)
 USER_AGENT = "followup-webhooks/1"
 
@@ -51,11 +64,11 @@ class DeliveryFailed(Exception):
 
 @dataclass
 class DeliveryReport:
-    """What one round did."""
+    """What one run did."""
 
     delivered: int = 0
     failed: int = 0
-    paused: list[str] = field(default_factory=list)  # masked URLs paused in this round
+    paused: list[str] = field(default_factory=list)  # masked URLs paused in this run
 
 
 def backoff(attempts: int) -> timedelta:
@@ -63,71 +76,125 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+@lru_cache(maxsize=64)
+def _signer(secret: str) -> Webhook:
+    return Webhook(secret)
+
+
 def sign(secret: str, event_id: str, at: datetime, body: str) -> dict[str, str]:
     """The Standard Webhooks headers of ``body`` (``webhook-id``, ``-timestamp``, ``-signature``)."""
     return {"webhook-id": event_id, "webhook-timestamp": str(int(at.timestamp())),
-            "webhook-signature": Webhook(secret).sign(event_id, at, body),
+            "webhook-signature": _signer(secret).sign(event_id, at, body),
             "content-type": "application/json", "user-agent": USER_AGENT}
 
 
+def _session(lanes: int) -> requests.Session:
+    """A keep-alive session with a connection for every lane (requests keeps 10 per host by default)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=lanes)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@dataclass
+class _Round:
+    """What the lanes of one round share with the main thread."""
+
+    outcomes: "queue.SimpleQueue[tuple[dict, str | None]]" = field(default_factory=queue.SimpleQueue)
+    paused: set[str] = field(default_factory=set)
+    halt: threading.Event = field(default_factory=threading.Event)
+
+
 class Deliverer:
-    """Delivers due outbox rows to their URLs; :meth:`run` is one round (the worker runs it on its clock)."""
+    """Delivers due outbox rows to their URLs; :meth:`run` delivers until nothing is due (the worker runs it
+    on its clock), :meth:`stop` ends a run early."""
 
     def __init__(self, config: Config, engine: sa.Engine, *, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep, batch: int = 500):
+                 sleep: Callable[[float], None] = time.sleep, batch: int = CHAINS_PER_ROUND,
+                 concurrency: int = CONCURRENCY):
         self.config = config
         self.engine = engine
-        self.session = session or requests.Session()
+        self.concurrency = concurrency
+        self.session = session or _session(concurrency)
         self.sleep = sleep
         self.batch = batch
         self.endpoints: dict[str, WebhookEndpointSettings] = {w.url: w for w in config.settings.webhooks}
+        self.stopping = threading.Event()
 
-    def run(self, rounds: int = 20) -> DeliveryReport:
-        """Deliver due events, head by head, until none is due or ``rounds`` passes are done; return what was
-        done."""
+    def stop(self) -> None:
+        """End the current run after the POSTs in flight (their outcomes are recorded)."""
+        self.stopping.set()
+
+    def run(self, rounds: int | None = None) -> DeliveryReport:
+        """Deliver due events, round after round, until a round delivers nothing, ``rounds`` are done or
+        :meth:`stop` is called; return what was done."""
         report = DeliveryReport()
-        for _ in range(rounds):
-            delivered = report.delivered
-            self._round(report)
-            if report.delivered == delivered:
-                break
+        done = 0
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook") as pool:
+            while not self.stopping.is_set() and (rounds is None or done < rounds):
+                delivered = report.delivered
+                self._round(pool, report)
+                done += 1
+                if report.delivered == delivered:
+                    break
         return report
 
-    def _round(self, report: DeliveryReport) -> None:
-        """Deliver every due head once: POSTs to different contacts run side by side (at most
-        :data:`CONCURRENCY`); the outcomes are committed on this thread as they come back."""
+    def _round(self, pool: ThreadPoolExecutor, report: DeliveryReport) -> None:
+        """Deliver the due chains, one lane each; record the outcomes as they come back."""
         with self.engine.connect() as conn:
-            paused = {u for (u,) in conn.execute(sa.select(endpoints_t.c.url).where(
-                endpoints_t.c.state == EndpointState.PAUSED.value))}
-            heads = [h for h in self._heads(conn, paused) if h["url"] in self.endpoints]
-        if not heads:
+            paused = paused_urls(conn)
+            chains = due_chains(conn, [u for u in self.endpoints if u not in paused], now(), self.batch)
+        if not chains:
             return
-        with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(heads)), thread_name_prefix="webhook") as pool:
-            posts = {pool.submit(self._post, self.endpoints[row["url"]], row): row for row in heads}
-            waiting = set(posts)
+        shared = _Round(paused=paused)
+        lanes = [pool.submit(self._chain, chain, shared) for chain in chains]
+        waiting = set(lanes)
+        try:
             while waiting:
-                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-                with self.engine.begin() as conn:  # what came back meanwhile, in one transaction
-                    delivered = [posts[f] for f in done if f.result() is None]
-                    if delivered:
-                        self._delivered(conn, delivered)
-                        report.delivered += len(delivered)
-                    for future in done:
-                        if future.result() is not None:
-                            report.failed += 1
-                            if self._failed(conn, posts[future], future.result()):
-                                report.paused.append(masked_url(posts[future]["url"]))
+                _, waiting = wait(waiting, timeout=FLUSH_SECONDS, return_when=ALL_COMPLETED)
+                self._flush(shared, report)
+        except BaseException:
+            shared.halt.set()  # the outcomes cannot be recorded: stop sending more
+            raise
+        for lane in lanes:
+            lane.result()
 
-    def _heads(self, conn: sa.Connection, paused: set[str]) -> list[dict]:
-        """The oldest pending row of each URL and contact, where it is due, oldest first."""
-        pending = status_is(outbox_t.c.status, OutboxStatus.PENDING.value)
-        first = (sa.select(sa.func.min(outbox_t.c.id)).where(pending)
-                 .group_by(outbox_t.c.url, outbox_t.c.contact_id))
-        query = (sa.select(outbox_t).where(outbox_t.c.id.in_(first), outbox_t.c.next_attempt_at <= now())
-                 .order_by(outbox_t.c.id).limit(self.batch))
-        if paused:
-            query = query.where(outbox_t.c.url.not_in(paused))
-        return [dict(r) for r in conn.execute(query).mappings()]
+    def _chain(self, chain: list[dict], shared: _Round) -> None:
+        """POST the rows of one chain in order, until one fails or one is not due yet (a lane)."""
+        endpoint = self.endpoints[chain[0]["url"]]
+        for row in chain:
+            if shared.halt.is_set() or self.stopping.is_set() or row["url"] in shared.paused:
+                return
+            due = row["next_attempt_at"]
+            if due is not None and to_utc(due) > now():
+                return
+            error = self._post(endpoint, row)
+            shared.outcomes.put((row, error))
+            if error is not None:
+                return
+
+    def _flush(self, shared: _Round, report: DeliveryReport) -> None:
+        """Record the outcomes queued so far, in one transaction."""
+        taken = []
+        while True:
+            try:
+                taken.append(shared.outcomes.get_nowait())
+            except queue.Empty:
+                break
+        if not taken:
+            return
+        with self.engine.begin() as conn:
+            stamp = now()
+            delivered = [row for row, error in taken if error is None]
+            mark_delivered(conn, delivered, stamp)
+            report.delivered += len(delivered)
+            for row, error in taken:
+                if error is not None:
+                    report.failed += 1
+                    if self._failed(conn, row, error, stamp):
+                        shared.paused.add(row["url"])
+                        report.paused.append(masked_url(row["url"]))
 
     def _post(self, endpoint: WebhookEndpointSettings, row: dict) -> str | None:
         """POST one row, with quick retries; None when the URL took it, else why not (no secret in it)."""
@@ -148,36 +215,15 @@ class Deliverer:
             return str(err.last_attempt.exception())[:500]
         return None
 
-    def _delivered(self, conn: sa.Connection, rows: list[dict]) -> None:
-        stamp = now()
-        conn.execute(sa.update(outbox_t).where(outbox_t.c.id == sa.bindparam("row_id")).values(
-            status=OutboxStatus.DELIVERED.value, delivered_at=stamp, attempts=sa.bindparam("tries"),
-            next_attempt_at=None, last_error=None),
-            [{"row_id": r["id"], "tries": r["attempts"] + 1} for r in rows])
-        for url in {r["url"] for r in rows}:
-            self._endpoint(conn, url, failing_since=None, last_error=None)
-
-    def _failed(self, conn: sa.Connection, row: dict, error: str) -> bool:
+    def _failed(self, conn: sa.Connection, row: dict, error: str, stamp: datetime) -> bool:
         """Record a failed round of ``row``; return True when its URL is paused now."""
-        stamp = now()
-        attempts = row["attempts"] + 1
-        conn.execute(sa.update(outbox_t).where(outbox_t.c.id == row["id"]).values(
-            attempts=attempts, next_attempt_at=stamp + backoff(attempts), last_error=error))
-        current = conn.execute(sa.select(endpoints_t).where(endpoints_t.c.url == row["url"])).mappings().first()
-        since = to_utc(current["failing_since"]) if current and current["failing_since"] else stamp
+        mark_failed(conn, row, error, stamp + backoff(row["attempts"] + 1))
+        since = endpoint_failing_since(conn, row["url"]) or stamp
         pause = stamp - since >= PAUSE_AFTER
         values = {"failing_since": since, "last_error": error}
         if pause:
             values.update(state=EndpointState.PAUSED.value, paused_at=stamp)
             logger.warning("webhook %s paused: failing since %s (%s); `followup webhooks resume` delivers again",
                            masked_url(row["url"]), f"{since:%Y-%m-%d %H:%M} UTC", error)
-        self._endpoint(conn, row["url"], **values)
+        set_endpoint(conn, row["url"], stamp, **values)
         return pause
-
-    @staticmethod
-    def _endpoint(conn: sa.Connection, url: str, **values) -> None:
-        values["updated_at"] = now()
-        done = conn.execute(sa.update(endpoints_t).where(endpoints_t.c.url == url).values(**values))
-        if done.rowcount == 0:
-            conn.execute(sa.insert(endpoints_t).values(url=url, state=EndpointState.ACTIVE.value,
-                                                       **{"failing_since": None, "last_error": None, **values}))
