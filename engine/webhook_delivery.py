@@ -19,6 +19,7 @@ webhooks`` shows it; ``followup webhooks resume URL`` delivers again); its lanes
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import queue
 import threading
@@ -29,9 +30,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Callable
 
-import requests
 import sqlalchemy as sa
-from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -39,6 +38,7 @@ from .clock import now, to_utc
 from .config import Config
 from .models import EndpointState
 from .store.outbox import due_chains, endpoint_failing_since, mark_delivered, mark_failed, paused_urls, set_endpoint
+from .webhook_http import Poster
 from .webhook_settings import WebhookEndpointSettings, masked_url
 
 __all__ = ["Deliverer", "DeliveryReport", "PAUSE_AFTER", "backoff", "sign"]
@@ -49,7 +49,7 @@ PAUSE_AFTER = timedelta(hours=24)
 #: quick tries within one round before the row waits for its next_attempt_at
 QUICK_TRIES = 3
 #: lanes: POSTs in flight at once, each of another chain
-CONCURRENCY = 16
+CONCURRENCY = 32
 #: chains taken per round
 CHAINS_PER_ROUND = 1000
 #: how often the outcomes so far are recorded (a crash sends at most this much again)
@@ -88,15 +88,6 @@ def sign(secret: str, event_id: str, at: datetime, body: str) -> dict[str, str]:
             "content-type": "application/json", "user-agent": USER_AGENT}
 
 
-def _session(lanes: int) -> requests.Session:
-    """A keep-alive session with a connection for every lane (requests keeps 10 per host by default)."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=lanes)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 @dataclass
 class _Round:
     """What the lanes of one round share with the main thread."""
@@ -110,17 +101,20 @@ class Deliverer:
     """Delivers due outbox rows to their URLs; :meth:`run` delivers until nothing is due (the worker runs it
     on its clock), :meth:`stop` ends a run early."""
 
-    def __init__(self, config: Config, engine: sa.Engine, *, session: requests.Session | None = None,
+    def __init__(self, config: Config, engine: sa.Engine, *, poster: Poster | None = None,
                  sleep: Callable[[float], None] = time.sleep, batch: int = CHAINS_PER_ROUND,
                  concurrency: int = CONCURRENCY):
         self.config = config
         self.engine = engine
         self.concurrency = concurrency
-        self.session = session or _session(concurrency)
+        self.poster = poster or Poster(*TIMEOUT)
         self.sleep = sleep
         self.batch = batch
         self.endpoints: dict[str, WebhookEndpointSettings] = {w.url: w for w in config.settings.webhooks}
         self.stopping = threading.Event()
+        # one controller for every lane: tenacity keeps each call's state per thread
+        self.retrying = Retrying(stop=stop_after_attempt(QUICK_TRIES), wait=wait_exponential(multiplier=0.5, max=4),
+                                 retry=retry_if_exception_type(DeliveryFailed), sleep=sleep, reraise=False)
 
     def stop(self) -> None:
         """End the current run after the POSTs in flight (their outcomes are recorded)."""
@@ -131,13 +125,16 @@ class Deliverer:
         :meth:`stop` is called; return what was done."""
         report = DeliveryReport()
         done = 0
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook") as pool:
-            while not self.stopping.is_set() and (rounds is None or done < rounds):
-                delivered = report.delivered
-                self._round(pool, report)
-                done += 1
-                if report.delivered == delivered:
-                    break
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook") as pool:
+                while not self.stopping.is_set() and (rounds is None or done < rounds):
+                    delivered = report.delivered
+                    self._round(pool, report)
+                    done += 1
+                    if report.delivered == delivered:
+                        break
+        finally:
+            self.poster.close()  # the lanes' threads are gone with the pool
         return report
 
     def _round(self, pool: ThreadPoolExecutor, report: DeliveryReport) -> None:
@@ -201,16 +198,14 @@ class Deliverer:
         def attempt() -> None:
             headers = sign(endpoint.secret, row["event_id"], now(), row["body"])
             try:
-                answer = self.session.post(endpoint.url, data=row["body"].encode("utf-8"), headers=headers,
-                                           timeout=TIMEOUT, allow_redirects=False)
-            except requests.RequestException as err:
+                status = self.poster.post(endpoint.url, row["body"].encode("utf-8"), headers)
+            except (OSError, http.client.HTTPException) as err:
                 raise DeliveryFailed(type(err).__name__) from err
-            if not 200 <= answer.status_code < 300:
-                raise DeliveryFailed(f"HTTP {answer.status_code}")
+            if not 200 <= status < 300:
+                raise DeliveryFailed(f"HTTP {status}")
 
         try:
-            Retrying(stop=stop_after_attempt(QUICK_TRIES), wait=wait_exponential(multiplier=0.5, max=4),
-                     retry=retry_if_exception_type(DeliveryFailed), sleep=self.sleep, reraise=False)(attempt)
+            self.retrying(attempt)
         except RetryError as err:
             return str(err.last_attempt.exception())[:500]
         return None

@@ -21,6 +21,8 @@ outbox_t = WebhookOutbox.__table__
 endpoints_t = WebhookEndpoint.__table__
 #: rows of one chain handed out at once (a long chain is taken again, in parts, by the next rounds)
 CHAIN_ROWS = 10
+#: rows recorded as delivered by one statement
+MARK_CHUNK = 500
 
 
 def paused_urls(conn: sa.Connection) -> set[str]:
@@ -67,10 +69,11 @@ def mark_delivered(conn: sa.Connection, rows: list[dict], at: datetime) -> None:
     """Record ``rows`` as delivered at ``at`` (each after one more attempt), and their URLs as working."""
     if not rows:
         return
-    conn.execute(sa.update(outbox_t).where(outbox_t.c.id == sa.bindparam("row_id")).values(
-        status=OutboxStatus.DELIVERED.value, delivered_at=at, attempts=sa.bindparam("tries"),
-        next_attempt_at=None, last_error=None),
-        [{"row_id": r["id"], "tries": r["attempts"] + 1} for r in rows])
+    ids = [r["id"] for r in rows]
+    for lo in range(0, len(ids), MARK_CHUNK):
+        conn.execute(sa.update(outbox_t).where(outbox_t.c.id.in_(ids[lo:lo + MARK_CHUNK])).values(
+            status=OutboxStatus.DELIVERED.value, delivered_at=at, attempts=outbox_t.c.attempts + 1,
+            next_attempt_at=None, last_error=None))
     for url in {r["url"] for r in rows}:
         set_endpoint(conn, url, at, failing_since=None, last_error=None)
 
