@@ -4,6 +4,8 @@
         hooks.url             # where to point settings' webhooks at
         hooks.accepted        # bodies of the events taken, first time each, in arrival order
         hooks.fail = 503      # answer every request with this status (None: 204)
+        hooks.fail_contacts   # contact ids whose events are answered 503
+        hooks.gather = threading.Barrier(4)   # the next 4 requests are answered only once all 4 have come
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ class Receiver:
         self.repeats: list[str] = []
         self.rejected: list[str] = []
         self.fail: int | None = None
+        self.fail_contacts: set[int] = set()
+        self.gather: threading.Barrier | None = None
+        #: the contacts of the requests that met at ``gather``
+        self.gathered: list[int | None] = []
         #: set: the next request is taken, but its answer waits until ``release`` is set (a crash test kills the
         #: sender meanwhile)
         self.hold = threading.Event()
@@ -40,6 +46,13 @@ class Receiver:
         with self._lock:
             held = self.hold.is_set()
             self.hold.clear()
+            gather = self.gather
+            if gather is not None:
+                self.gathered.append((req.json.get("data", {}).get("contact") or {}).get("id"))
+                if len(self.gathered) == gather.parties:
+                    self.gather = None
+        if gather is not None:
+            gather.wait(30)  # broken (an error in the test) when fewer requests come at once
         reply = self._take(req)
         if held:  # taken, but the answer waits: the sender is killed before it reads it
             self.held_id = {k.lower(): v for k, v in req.headers.items()}["webhook-id"]
@@ -50,6 +63,8 @@ class Receiver:
     def _take(self, req: Request) -> Reply:
         if self.fail is not None:
             return Reply(self.fail)
+        if (req.json.get("data", {}).get("contact") or {}).get("id") in self.fail_contacts:
+            return Reply(503)
         try:
             body = self.verifier.verify(req.body, req.headers)
         except WebhookVerificationError as err:
