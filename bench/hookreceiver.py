@@ -24,6 +24,8 @@ import json
 import sys
 import time
 
+from .miniserver import serve
+
 
 class State:
     def __init__(self, secret: str, delay: float):
@@ -71,47 +73,10 @@ async def handle_one(state: State, method: str, path: str, headers: dict[str, st
     return reply(204 if good else 400)
 
 
-async def serve_conn(state: State, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                break
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length", "0"))
-            try:
-                body = await reader.readexactly(length) if length else b""
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            out = await handle_one(state, method, target.split("?", 1)[0], headers, body)
-            try:
-                writer.write(out)
-                await writer.drain()
-            except ConnectionError:
-                break
-            if "close" in headers.get("connection", ""):
-                break
-    finally:
-        try:
-            writer.close()
-        except Exception:
-            pass
-
-
 async def main_async(args) -> None:
     state = State(args.secret, args.delay)
-    server = await asyncio.start_server(lambda r, w: serve_conn(state, r, w), "127.0.0.1", args.port,
-                                        backlog=2048, limit=1 << 20)
-    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await serve(lambda method, target, headers, body: handle_one(state, method, target.split("?", 1)[0], headers,
+                                                                 body), args.port)
 
 
 def main() -> int:

@@ -108,7 +108,6 @@ class Deliverer:
         self.engine = engine
         self.concurrency = concurrency
         self.poster = poster or Poster(*TIMEOUT)
-        self.sleep = sleep
         self.batch = batch
         self.endpoints: dict[str, WebhookEndpointSettings] = {w.url: w for w in config.settings.webhooks}
         self.stopping = threading.Event()

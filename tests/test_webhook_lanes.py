@@ -15,20 +15,9 @@ from engine.webhook_delivery import Deliverer, backoff
 from engine.webhook_http import Poster
 from tests.conftest import simple_sequence
 from tests.fakes.httpserver import FakeHttpServer, Reply
-from tests.webhook_receiver import SECRET, Receiver, settings_for
+from tests.webhook_receiver import Receiver, receiver, settings_for, webhook_secret  # noqa: F401 (fixtures)
 
 outbox_t = WebhookOutbox.__table__
-
-
-@pytest.fixture(autouse=True)
-def _secret(monkeypatch):
-    monkeypatch.setenv("CRM_WEBHOOK_SECRET", SECRET)
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as hooks:
-        yield hooks
 
 
 def world_with_events(make_world, url: str, contacts: int, per_contact: int):

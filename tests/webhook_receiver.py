@@ -6,12 +6,16 @@
         hooks.fail = 503      # answer every request with this status (None: 204)
         hooks.fail_contacts   # contact ids whose events are answered 503
         hooks.gather = threading.Barrier(4)   # the next 4 requests are answered only once all 4 have come
+
+Fixtures (import them into a test module): ``webhook_secret`` (autouse: sets ``CRM_WEBHOOK_SECRET``) and
+``receiver``.
 """
 from __future__ import annotations
 
 import base64
 import threading
 
+import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.fakes.httpserver import FakeHttpServer, Reply, Request
@@ -93,6 +97,19 @@ class Receiver:
         self.server.__exit__(*exc)
 
 
+@pytest.fixture(autouse=True)
+def webhook_secret(monkeypatch):
+    """The secret the settings of :func:`settings_for` read (autouse where imported)."""
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", SECRET)
+
+
+@pytest.fixture
+def receiver():
+    """A :class:`Receiver`, running."""
+    with Receiver() as hooks:
+        yield hooks
+
+
 def settings_for(url: str, events=("converted", "replied", "unsubscribed", "clicked")) -> dict:
     return {"webhooks": [{"url": url, "events": list(events), "secret": "${CRM_WEBHOOK_SECRET}"}]}
 
@@ -101,4 +118,4 @@ def bodies(receiver: Receiver) -> list[tuple[str, int]]:
     return [(b["type"], b["data"]["contact"]["id"]) for b in receiver.accepted]
 
 
-__all__ = ["Receiver", "SECRET", "settings_for", "bodies"]
+__all__ = ["Receiver", "SECRET", "settings_for", "bodies", "webhook_secret", "receiver"]
