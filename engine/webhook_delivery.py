@@ -1,19 +1,22 @@
 """Delivering the webhook outbox (:mod:`engine.outbox`): signed, at least once, in order per contact and URL.
 
 The pending rows of one URL and contact form a *chain*; only its oldest row (the head) may go out, and each
-next one only after the one before was taken. A round takes the chains whose head is due (oldest head first,
-each cut at :data:`engine.store.outbox.CHAIN_ROWS` rows) and hands each whole chain to one of
+next one only after the one before was taken. The main thread takes the chains whose head is due (oldest head
+first, each cut at :data:`engine.store.outbox.CHAIN_ROWS` rows) and hands each whole chain to one of
 :data:`CONCURRENCY` lanes, which POSTs its rows one after the other, while other lanes serve other chains::
 
     lane:  POST, signed (Standard Webhooks) → 2xx → outcome queued, next row of the chain
                                              → else: tenacity retries a few times at once (short network
                                                trouble), then the failure is queued and the chain stops
     main:  every FLUSH_SECONDS, the outcomes queued so far in one transaction: rows delivered; a failed row
-           waits until its next_attempt_at (stored: survives restarts), and the rest of its chain behind it
+           waits until its next_attempt_at (stored: survives restarts), and the rest of its chain behind it;
+           when few chains are left to start, more are taken, none of a URL and contact still *active*
 
-A lane queues a chain's outcomes in the chain's order and a flush takes all queued so far, so a row is never
-recorded as delivered before the rows of its chain ahead of it. A crash between a POST and the flush that
-records it sends the row (and those after it in its chain) again, in order: the receiver drops a repeat by its
+A chain stays active from the moment it is taken until its lane is done and every outcome it queued is
+recorded, so a contact is never in two lanes at once and is taken again only as the database has it. A lane
+queues a chain's outcomes in the chain's order and a flush takes all queued so far, so a row is never recorded
+as delivered before the rows of its chain ahead of it. A crash between a POST and the flush that records it
+sends the row (and those after it in its chain) again, in order: the receiver drops a repeat by its
 ``webhook-id``. A URL that has failed for :data:`PAUSE_AFTER` without one success is paused (``followup
 webhooks`` shows it; ``followup webhooks resume URL`` delivers again); its lanes stop at once.
 """
@@ -24,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ALL_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -46,12 +49,12 @@ __all__ = ["Deliverer", "DeliveryReport", "PAUSE_AFTER", "backoff", "sign"]
 logger = logging.getLogger("followup.webhooks")
 #: a URL failing this long without one success is paused
 PAUSE_AFTER = timedelta(hours=24)
-#: quick tries within one round before the row waits for its next_attempt_at
+#: quick tries before the row waits for its next_attempt_at
 QUICK_TRIES = 3
 #: lanes: POSTs in flight at once, each of another chain
 CONCURRENCY = 32
-#: chains taken per round
-CHAINS_PER_ROUND = 1000
+#: chains taken at once (more are taken when half of them are done)
+CHAINS_PER_TAKE = 1000
 #: how often the outcomes so far are recorded (a crash sends at most this much again)
 FLUSH_SECONDS = 0.2
 TIMEOUT = (5, 10)  # connect, read (seconds)
@@ -88,13 +91,42 @@ def sign(secret: str, event_id: str, at: datetime, body: str) -> dict[str, str]:
             "content-type": "application/json", "user-agent": USER_AGENT}
 
 
-@dataclass
-class _Round:
-    """What the lanes of one round share with the main thread."""
+class _Lanes:
+    """What the lanes of one run share with the main thread."""
 
-    outcomes: "queue.SimpleQueue[tuple[dict, str | None]]" = field(default_factory=queue.SimpleQueue)
-    paused: set[str] = field(default_factory=set)
-    halt: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, paused: set[str]):
+        self.outcomes: queue.SimpleQueue[tuple[dict, str | None]] = queue.SimpleQueue()
+        self.finished: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
+        self.paused = paused
+        self.halt = threading.Event()
+        self.idle = threading.Event()
+        self.errors: list[BaseException] = []
+        #: (url, contact) of the chains taken and not yet released (main thread only)
+        self.active: set[tuple[str, int | None]] = set()
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def starting(self, chains: int) -> None:
+        with self._lock:
+            self._running += chains
+            self.idle.clear()
+
+    def done(self, key: tuple[str, int | None]) -> None:
+        """A lane is done with a chain (after queueing its last outcome)."""
+        self.finished.put(key)
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                self.idle.set()
+
+
+def _drain(q: queue.SimpleQueue) -> list:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
 
 
 class Deliverer:
@@ -102,7 +134,7 @@ class Deliverer:
     on its clock), :meth:`stop` ends a run early."""
 
     def __init__(self, config: Config, engine: sa.Engine, *, poster: Poster | None = None,
-                 sleep: Callable[[float], None] = time.sleep, batch: int = CHAINS_PER_ROUND,
+                 sleep: Callable[[float], None] = time.sleep, batch: int = CHAINS_PER_TAKE,
                  concurrency: int = CONCURRENCY):
         self.config = config
         self.engine = engine
@@ -119,65 +151,73 @@ class Deliverer:
         """End the current run after the POSTs in flight (their outcomes are recorded)."""
         self.stopping.set()
 
-    def run(self, rounds: int | None = None) -> DeliveryReport:
-        """Deliver due events, round after round, until a round delivers nothing, ``rounds`` are done or
-        :meth:`stop` is called; return what was done."""
+    def run(self) -> DeliveryReport:
+        """Deliver due events until none is left to take and every lane is done, or :meth:`stop` is called;
+        return what was done."""
         report = DeliveryReport()
-        done = 0
+        with self.engine.connect() as conn:
+            lanes = _Lanes(paused_urls(conn))
+        more = True  # False after a take found nothing, until a chain is released
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook") as pool:
-                while not self.stopping.is_set() and (rounds is None or done < rounds):
-                    delivered = report.delivered
-                    self._round(pool, report)
-                    done += 1
-                    if report.delivered == delivered:
-                        break
+                try:
+                    while True:
+                        ending = self.stopping.is_set() or lanes.halt.is_set()
+                        if more and not ending and len(lanes.active) <= self.batch // 2:
+                            more = self._take(pool, lanes)
+                        if not lanes.active:
+                            break
+                        lanes.idle.wait(FLUSH_SECONDS)
+                        released = _drain(lanes.finished)  # before the outcomes: theirs are all queued
+                        self._flush(lanes, report)
+                        if released:
+                            lanes.active.difference_update(released)
+                            more = True
+                except BaseException:
+                    lanes.halt.set()  # the outcomes cannot be recorded: stop sending more
+                    raise
         finally:
             self.poster.close()  # the lanes' threads are gone with the pool
+        if lanes.errors:
+            raise lanes.errors[0]
         return report
 
-    def _round(self, pool: ThreadPoolExecutor, report: DeliveryReport) -> None:
-        """Deliver the due chains, one lane each; record the outcomes as they come back."""
+    def _take(self, pool: ThreadPoolExecutor, lanes: _Lanes) -> bool:
+        """Hand the next due chains (none of an active key) to the lanes; False when there was none."""
         with self.engine.connect() as conn:
-            paused = paused_urls(conn)
-            chains = due_chains(conn, [u for u in self.endpoints if u not in paused], now(), self.batch)
+            urls = [u for u in self.endpoints if u not in lanes.paused]
+            chains = due_chains(conn, urls, now(), self.batch, skip=lanes.active)
         if not chains:
-            return
-        shared = _Round(paused=paused)
-        lanes = [pool.submit(self._chain, chain, shared) for chain in chains]
-        waiting = set(lanes)
-        try:
-            while waiting:
-                _, waiting = wait(waiting, timeout=FLUSH_SECONDS, return_when=ALL_COMPLETED)
-                self._flush(shared, report)
-        except BaseException:
-            shared.halt.set()  # the outcomes cannot be recorded: stop sending more
-            raise
-        for lane in lanes:
-            lane.result()
+            return False
+        lanes.starting(len(chains))
+        for chain in chains:
+            lanes.active.add((chain[0]["url"], chain[0]["contact_id"]))
+            pool.submit(self._chain, chain, lanes)
+        return True
 
-    def _chain(self, chain: list[dict], shared: _Round) -> None:
+    def _chain(self, chain: list[dict], lanes: _Lanes) -> None:
         """POST the rows of one chain in order, until one fails or one is not due yet (a lane)."""
-        endpoint = self.endpoints[chain[0]["url"]]
-        for row in chain:
-            if shared.halt.is_set() or self.stopping.is_set() or row["url"] in shared.paused:
-                return
-            due = row["next_attempt_at"]
-            if due is not None and to_utc(due) > now():
-                return
-            error = self._post(endpoint, row)
-            shared.outcomes.put((row, error))
-            if error is not None:
-                return
+        try:
+            endpoint = self.endpoints[chain[0]["url"]]
+            for row in chain:
+                if lanes.halt.is_set() or self.stopping.is_set() or row["url"] in lanes.paused:
+                    return
+                due = row["next_attempt_at"]
+                if due is not None and to_utc(due) > now():
+                    return
+                error = self._post(endpoint, row)
+                lanes.outcomes.put((row, error))
+                if error is not None:
+                    return
+        except BaseException as err:  # raised by run() once every lane is done
+            lanes.errors.append(err)
+            lanes.halt.set()
+        finally:
+            lanes.done((chain[0]["url"], chain[0]["contact_id"]))
 
-    def _flush(self, shared: _Round, report: DeliveryReport) -> None:
+    def _flush(self, lanes: _Lanes, report: DeliveryReport) -> None:
         """Record the outcomes queued so far, in one transaction."""
-        taken = []
-        while True:
-            try:
-                taken.append(shared.outcomes.get_nowait())
-            except queue.Empty:
-                break
+        taken = _drain(lanes.outcomes)
         if not taken:
             return
         with self.engine.begin() as conn:
@@ -189,7 +229,7 @@ class Deliverer:
                 if error is not None:
                     report.failed += 1
                     if self._failed(conn, row, error, stamp):
-                        shared.paused.add(row["url"])
+                        lanes.paused.add(row["url"])
                         report.paused.append(masked_url(row["url"]))
 
     def _post(self, endpoint: WebhookEndpointSettings, row: dict) -> str | None:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from engine import webhook_delivery
 from engine.models import WebhookOutbox
+from engine.store import outbox as store_outbox
 from engine.outbox import emit
 from engine.webhook_delivery import Deliverer, backoff
 from engine.webhook_http import Poster
@@ -54,6 +55,17 @@ def test_lanes_post_to_different_contacts_at_once_and_each_contact_in_order(make
     assert receiver.rejected == [] and receiver.repeats == []
     assert arrivals(receiver) == {c: [0, 1, 2, 3] for c in ids}
     assert {r["status"] for r in outbox(world)} == {"delivered"}
+
+
+def test_a_contact_still_in_a_lane_is_not_taken_again(make_world, frozen, receiver, monkeypatch):
+    world, ids = world_with_events(make_world, receiver.url, contacts=12, per_contact=5)
+    monkeypatch.setattr(store_outbox, "CHAIN_ROWS", 2)  # each contact's five events are taken in three parts
+    receiver.hold.set()  # the first POST is answered only once the 55 events of the other contacts are in
+    receiver.release_after = 1 + 55
+    report = Deliverer(world.config, world.engine, sleep=lambda s: None, concurrency=4, batch=4).run()
+    assert (report.delivered, report.failed) == (60, 0)
+    assert receiver.repeats == []  # taken many times meanwhile, the held contact never went to a second lane
+    assert arrivals(receiver) == {c: [0, 1, 2, 3, 4] for c in ids}
 
 
 def test_a_failing_contact_holds_back_only_its_own_events(make_world, frozen, receiver):

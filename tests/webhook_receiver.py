@@ -43,6 +43,8 @@ class Receiver:
         self.holding = threading.Event()
         self.release = threading.Event()
         self.held_id: str | None = None
+        #: set: ``release`` is set once this many events have been accepted
+        self.release_after: int | None = None
         self._lock = threading.Lock()
         self.server = FakeHttpServer(self._handle)
 
@@ -82,6 +84,8 @@ class Receiver:
             else:
                 self.seen.add(event_id)
                 self.accepted.append(body)
+                if self.release_after is not None and len(self.accepted) >= self.release_after:
+                    self.release.set()
         return Reply(204)
 
     @property

@@ -7,7 +7,7 @@ each cut at :data:`CHAIN_ROWS` rows; the rows of a NULL contact form one chain p
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
+from typing import Collection, Iterable
 
 import sqlalchemy as sa
 
@@ -31,9 +31,11 @@ def paused_urls(conn: sa.Connection) -> set[str]:
                                        .where(endpoints_t.c.state == EndpointState.PAUSED.value))}
 
 
-def due_chains(conn: sa.Connection, urls: Iterable[str], at: datetime, limit: int) -> list[list[dict]]:
-    """Up to ``limit`` chains of ``urls`` whose head is due at ``at``, oldest head first; each chain is its
-    first :data:`CHAIN_ROWS` pending rows in order (rows after the head are not checked for being due)."""
+def due_chains(conn: sa.Connection, urls: Iterable[str], at: datetime, limit: int,
+               skip: Collection[tuple[str, int | None]] = ()) -> list[list[dict]]:
+    """Up to ``limit`` chains of ``urls`` whose head is due at ``at``, oldest head first, but none of the
+    (url, contact) keys in ``skip``; each chain is its first :data:`CHAIN_ROWS` pending rows in order (rows
+    after the head are not checked for being due)."""
     urls = list(urls)
     if not urls:
         return []
@@ -42,10 +44,10 @@ def due_chains(conn: sa.Connection, urls: Iterable[str], at: datetime, limit: in
              .group_by(outbox_t.c.url, outbox_t.c.contact_id))
     heads = conn.execute(sa.select(outbox_t.c.url, outbox_t.c.contact_id)
                          .where(outbox_t.c.id.in_(first), outbox_t.c.next_attempt_at <= at)
-                         .order_by(outbox_t.c.id).limit(limit)).all()
-    if not heads:
+                         .order_by(outbox_t.c.id).limit(limit + len(skip))).all()
+    keys = [(url, contact) for url, contact in heads if (url, contact) not in skip][:limit]
+    if not keys:
         return []
-    keys = [(url, contact) for url, contact in heads]
     chains: dict[tuple[str, int | None], list[dict]] = {k: [] for k in keys}
     by_url: dict[str, list[int | None]] = {}
     for url, contact in keys:
