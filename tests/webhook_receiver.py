@@ -69,13 +69,13 @@ class Receiver:
     def _take(self, req: Request) -> Reply:
         if self.fail is not None:
             return Reply(self.fail)
-        if (req.json.get("data", {}).get("contact") or {}).get("id") in self.fail_contacts:
-            return Reply(503)
         try:
             body = self.verifier.verify(req.body, req.headers)
         except WebhookVerificationError as err:
             self.rejected.append(str(err))
             return Reply(400, "bad signature")
+        if (body["data"].get("contact") or {}).get("id") in self.fail_contacts:
+            return Reply(503)
         event_id = {k.lower(): v for k, v in req.headers.items()}["webhook-id"]
         assert body["id"] == event_id
         with self._lock:
