@@ -29,6 +29,8 @@ import sys
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from .miniserver import serve
+
 
 class State:
     def __init__(self, delay: float, fail5xx: float, fail429: float, seed: int, limit: float = 0.0,
@@ -126,50 +128,9 @@ async def handle_one(state: State, method: str, target: str, body: bytes) -> byt
     return reply(404, b'{"return": {"status": 404, "message": "not found"}, "entries": null}')
 
 
-async def serve_conn(state: State, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                break
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            length = 0
-            close = False
-            for line in lines[1:]:
-                low = line.lower()
-                if low.startswith("content-length:"):
-                    length = int(line.split(":", 1)[1])
-                elif low.startswith("connection:") and "close" in low:
-                    close = True
-            try:
-                body = await reader.readexactly(length) if length else b""
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            out = await handle_one(state, method, target, body)
-            try:
-                writer.write(out)
-                await writer.drain()
-            except ConnectionError:
-                break
-            if close:
-                break
-    finally:
-        try:
-            writer.close()
-        except Exception:
-            pass
-
-
 async def main_async(args) -> None:
     state = State(args.delay, args.fail5xx, args.fail429, args.seed, args.limit, args.burst)
-    server = await asyncio.start_server(lambda r, w: serve_conn(state, r, w), "127.0.0.1", args.port,
-                                        backlog=2048, limit=1 << 20)
-    port = server.sockets[0].getsockname()[1]
-    print(f"READY {port}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await serve(lambda method, target, _headers, body: handle_one(state, method, target, body), args.port)
 
 
 def main() -> int:

@@ -1,46 +1,62 @@
 """Delivering the webhook outbox (:mod:`engine.outbox`): signed, at least once, in order per contact and URL.
 
-Each round takes, for every URL and contact, only the oldest event not yet delivered (the *head*), and only
-when it is due; the next event of that contact waits until the head is delivered. A delivery::
+The pending rows of one URL and contact form a *chain*; only its oldest row (the head) may go out, and each
+next one only after the one before was taken. The main thread takes the chains whose head is due (oldest head
+first, each cut at :data:`engine.store.outbox.CHAIN_ROWS` rows) and hands each whole chain to one of
+:data:`CONCURRENCY` lanes, which POSTs its rows one after the other, while other lanes serve other chains::
 
-    POST, signed (Standard Webhooks) → 2xx → row delivered, committed
-                                      → else: tenacity retries a few times at once (short network trouble),
-                                        then the row waits until next_attempt_at (stored: survives restarts)
+    lane:  POST, signed (Standard Webhooks) → 2xx → outcome queued, next row of the chain
+                                             → else: tenacity retries a few times at once (short network
+                                               trouble), then the failure is queued and the chain stops
+    main:  every FLUSH_SECONDS, the outcomes queued so far in one transaction: rows delivered; a failed row
+           waits until its next_attempt_at (stored: survives restarts), and the rest of its chain behind it;
+           when few chains are left to start, more are taken, none of a URL and contact still *active*
 
-A crash between the POST and the commit sends the event again on the next round: the receiver drops the
-repeat by its ``webhook-id``. A URL that has failed for :data:`PAUSE_AFTER` without one success is paused
-(``followup webhooks`` shows it; ``followup webhooks resume URL`` delivers again).
+A chain stays active from the moment it is taken until its lane is done and every outcome it queued is
+recorded, so a contact is never in two lanes at once and is taken again only as the database has it. A lane
+queues a chain's outcomes in the chain's order and a flush takes all queued so far, so a row is never recorded
+as delivered before the rows of its chain ahead of it. A crash between a POST and the flush that records it
+sends the row (and those after it in its chain) again, in order: the receiver drops a repeat by its
+``webhook-id``. A URL that has failed for :data:`PAUSE_AFTER` without one success is paused (``followup
+webhooks`` shows it; ``followup webhooks resume URL`` delivers again); its lanes stop at once.
 """
 from __future__ import annotations
 
+import http.client
 import logging
+import queue
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Callable
 
-import requests
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from .clock import now, to_utc
 from .config import Config
-from .models import EndpointState, OutboxStatus, WebhookEndpoint, WebhookOutbox, status_is
+from .models import EndpointState
+from .store.outbox import due_chains, endpoint_failing_since, mark_delivered, mark_failed, paused_urls, set_endpoint
+from .webhook_http import Poster
 from .webhook_settings import WebhookEndpointSettings, masked_url
 
 __all__ = ["Deliverer", "DeliveryReport", "PAUSE_AFTER", "backoff", "sign"]
 
 logger = logging.getLogger("followup.webhooks")
-outbox_t = WebhookOutbox.__table__
-endpoints_t = WebhookEndpoint.__table__
 #: a URL failing this long without one success is paused
 PAUSE_AFTER = timedelta(hours=24)
-#: quick tries within one round before the row waits for its next_attempt_at
+#: quick tries before the row waits for its next_attempt_at
 QUICK_TRIES = 3
-#: POSTs in flight at once, each to another contact (a contact's events go one after the other)
-CONCURRENCY = 16
+#: lanes: POSTs in flight at once, each of another chain
+CONCURRENCY = 32
+#: chains taken at once (more are taken when half of them are done)
+CHAINS_PER_TAKE = 1000
+#: how often the outcomes so far are recorded (a crash sends at most this much again)
+FLUSH_SECONDS = 0.2
 TIMEOUT = (5, 10)  # connect, read (seconds)
 USER_AGENT = "followup-webhooks/1"
 
@@ -51,11 +67,11 @@ class DeliveryFailed(Exception):
 
 @dataclass
 class DeliveryReport:
-    """What one round did."""
+    """What one run did."""
 
     delivered: int = 0
     failed: int = 0
-    paused: list[str] = field(default_factory=list)  # masked URLs paused in this round
+    paused: list[str] = field(default_factory=list)  # masked URLs paused in this run
 
 
 def backoff(attempts: int) -> timedelta:
@@ -63,121 +79,185 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+@lru_cache(maxsize=64)
+def _signer(secret: str) -> Webhook:
+    return Webhook(secret)
+
+
 def sign(secret: str, event_id: str, at: datetime, body: str) -> dict[str, str]:
     """The Standard Webhooks headers of ``body`` (``webhook-id``, ``-timestamp``, ``-signature``)."""
     return {"webhook-id": event_id, "webhook-timestamp": str(int(at.timestamp())),
-            "webhook-signature": Webhook(secret).sign(event_id, at, body),
+            "webhook-signature": _signer(secret).sign(event_id, at, body),
             "content-type": "application/json", "user-agent": USER_AGENT}
 
 
-class Deliverer:
-    """Delivers due outbox rows to their URLs; :meth:`run` is one round (the worker runs it on its clock)."""
+class _Lanes:
+    """What the lanes of one run share with the main thread."""
 
-    def __init__(self, config: Config, engine: sa.Engine, *, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep, batch: int = 500):
+    def __init__(self, paused: set[str]):
+        self.outcomes: queue.SimpleQueue[tuple[dict, str | None]] = queue.SimpleQueue()
+        self.finished: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
+        self.paused = paused
+        self.halt = threading.Event()
+        self.idle = threading.Event()
+        self.errors: list[BaseException] = []
+        #: (url, contact) of the chains taken and not yet released (main thread only)
+        self.active: set[tuple[str, int | None]] = set()
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def starting(self, chains: int) -> None:
+        with self._lock:
+            self._running += chains
+            self.idle.clear()
+
+    def done(self, key: tuple[str, int | None]) -> None:
+        """A lane is done with a chain (after queueing its last outcome)."""
+        self.finished.put(key)
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                self.idle.set()
+
+
+def _drain(q: queue.SimpleQueue) -> list:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
+
+
+class Deliverer:
+    """Delivers due outbox rows to their URLs; :meth:`run` delivers until nothing is due (the worker runs it
+    on its clock), :meth:`stop` ends a run early."""
+
+    def __init__(self, config: Config, engine: sa.Engine, *, poster: Poster | None = None,
+                 sleep: Callable[[float], None] = time.sleep, batch: int = CHAINS_PER_TAKE,
+                 concurrency: int = CONCURRENCY):
         self.config = config
         self.engine = engine
-        self.session = session or requests.Session()
-        self.sleep = sleep
+        self.concurrency = concurrency
+        self.poster = poster or Poster(*TIMEOUT)
         self.batch = batch
         self.endpoints: dict[str, WebhookEndpointSettings] = {w.url: w for w in config.settings.webhooks}
+        self.stopping = threading.Event()
+        # one controller for every lane: tenacity keeps each call's state per thread
+        self.retrying = Retrying(stop=stop_after_attempt(QUICK_TRIES), wait=wait_exponential(multiplier=0.5, max=4),
+                                 retry=retry_if_exception_type(DeliveryFailed), sleep=sleep, reraise=False)
 
-    def run(self, rounds: int = 20) -> DeliveryReport:
-        """Deliver due events, head by head, until none is due or ``rounds`` passes are done; return what was
-        done."""
+    def stop(self) -> None:
+        """End the current run after the POSTs in flight (their outcomes are recorded)."""
+        self.stopping.set()
+
+    def run(self) -> DeliveryReport:
+        """Deliver due events until none is left to take and every lane is done, or :meth:`stop` is called;
+        return what was done."""
         report = DeliveryReport()
-        for _ in range(rounds):
-            delivered = report.delivered
-            self._round(report)
-            if report.delivered == delivered:
-                break
+        with self.engine.connect() as conn:
+            lanes = _Lanes(paused_urls(conn))
+        more = True  # False after a take found nothing, until a chain is released
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook") as pool:
+                try:
+                    while True:
+                        ending = self.stopping.is_set() or lanes.halt.is_set()
+                        if more and not ending and len(lanes.active) <= self.batch // 2:
+                            more = self._take(pool, lanes)
+                        if not lanes.active:
+                            break
+                        lanes.idle.wait(FLUSH_SECONDS)
+                        released = _drain(lanes.finished)  # before the outcomes: theirs are all queued
+                        self._flush(lanes, report)
+                        if released:
+                            lanes.active.difference_update(released)
+                            more = True
+                except BaseException:
+                    lanes.halt.set()  # the outcomes cannot be recorded: stop sending more
+                    raise
+        finally:
+            self.poster.close()  # the lanes' threads are gone with the pool
+        if lanes.errors:
+            raise lanes.errors[0]
         return report
 
-    def _round(self, report: DeliveryReport) -> None:
-        """Deliver every due head once: POSTs to different contacts run side by side (at most
-        :data:`CONCURRENCY`); the outcomes are committed on this thread as they come back."""
+    def _take(self, pool: ThreadPoolExecutor, lanes: _Lanes) -> bool:
+        """Hand the next due chains (none of an active key) to the lanes; False when there was none."""
         with self.engine.connect() as conn:
-            paused = {u for (u,) in conn.execute(sa.select(endpoints_t.c.url).where(
-                endpoints_t.c.state == EndpointState.PAUSED.value))}
-            heads = [h for h in self._heads(conn, paused) if h["url"] in self.endpoints]
-        if not heads:
-            return
-        with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(heads)), thread_name_prefix="webhook") as pool:
-            posts = {pool.submit(self._post, self.endpoints[row["url"]], row): row for row in heads}
-            waiting = set(posts)
-            while waiting:
-                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-                with self.engine.begin() as conn:  # what came back meanwhile, in one transaction
-                    delivered = [posts[f] for f in done if f.result() is None]
-                    if delivered:
-                        self._delivered(conn, delivered)
-                        report.delivered += len(delivered)
-                    for future in done:
-                        if future.result() is not None:
-                            report.failed += 1
-                            if self._failed(conn, posts[future], future.result()):
-                                report.paused.append(masked_url(posts[future]["url"]))
+            urls = [u for u in self.endpoints if u not in lanes.paused]
+            chains = due_chains(conn, urls, now(), self.batch, skip=lanes.active)
+        if not chains:
+            return False
+        lanes.starting(len(chains))
+        for chain in chains:
+            lanes.active.add((chain[0]["url"], chain[0]["contact_id"]))
+            pool.submit(self._chain, chain, lanes)
+        return True
 
-    def _heads(self, conn: sa.Connection, paused: set[str]) -> list[dict]:
-        """The oldest pending row of each URL and contact, where it is due, oldest first."""
-        pending = status_is(outbox_t.c.status, OutboxStatus.PENDING.value)
-        first = (sa.select(sa.func.min(outbox_t.c.id)).where(pending)
-                 .group_by(outbox_t.c.url, outbox_t.c.contact_id))
-        query = (sa.select(outbox_t).where(outbox_t.c.id.in_(first), outbox_t.c.next_attempt_at <= now())
-                 .order_by(outbox_t.c.id).limit(self.batch))
-        if paused:
-            query = query.where(outbox_t.c.url.not_in(paused))
-        return [dict(r) for r in conn.execute(query).mappings()]
+    def _chain(self, chain: list[dict], lanes: _Lanes) -> None:
+        """POST the rows of one chain in order, until one fails or one is not due yet (a lane)."""
+        try:
+            endpoint = self.endpoints[chain[0]["url"]]
+            for row in chain:
+                if lanes.halt.is_set() or self.stopping.is_set() or row["url"] in lanes.paused:
+                    return
+                due = row["next_attempt_at"]
+                if due is not None and to_utc(due) > now():
+                    return
+                error = self._post(endpoint, row)
+                lanes.outcomes.put((row, error))
+                if error is not None:
+                    return
+        except BaseException as err:  # raised by run() once every lane is done
+            lanes.errors.append(err)
+            lanes.halt.set()
+        finally:
+            lanes.done((chain[0]["url"], chain[0]["contact_id"]))
+
+    def _flush(self, lanes: _Lanes, report: DeliveryReport) -> None:
+        """Record the outcomes queued so far, in one transaction."""
+        taken = _drain(lanes.outcomes)
+        if not taken:
+            return
+        with self.engine.begin() as conn:
+            stamp = now()
+            delivered = [row for row, error in taken if error is None]
+            mark_delivered(conn, delivered, stamp)
+            report.delivered += len(delivered)
+            for row, error in taken:
+                if error is not None:
+                    report.failed += 1
+                    if self._failed(conn, row, error, stamp):
+                        lanes.paused.add(row["url"])
+                        report.paused.append(masked_url(row["url"]))
 
     def _post(self, endpoint: WebhookEndpointSettings, row: dict) -> str | None:
         """POST one row, with quick retries; None when the URL took it, else why not (no secret in it)."""
         def attempt() -> None:
             headers = sign(endpoint.secret, row["event_id"], now(), row["body"])
             try:
-                answer = self.session.post(endpoint.url, data=row["body"].encode("utf-8"), headers=headers,
-                                           timeout=TIMEOUT, allow_redirects=False)
-            except requests.RequestException as err:
+                status = self.poster.post(endpoint.url, row["body"].encode("utf-8"), headers)
+            except (OSError, http.client.HTTPException) as err:
                 raise DeliveryFailed(type(err).__name__) from err
-            if not 200 <= answer.status_code < 300:
-                raise DeliveryFailed(f"HTTP {answer.status_code}")
+            if not 200 <= status < 300:
+                raise DeliveryFailed(f"HTTP {status}")
 
         try:
-            Retrying(stop=stop_after_attempt(QUICK_TRIES), wait=wait_exponential(multiplier=0.5, max=4),
-                     retry=retry_if_exception_type(DeliveryFailed), sleep=self.sleep, reraise=False)(attempt)
+            self.retrying(attempt)
         except RetryError as err:
             return str(err.last_attempt.exception())[:500]
         return None
 
-    def _delivered(self, conn: sa.Connection, rows: list[dict]) -> None:
-        stamp = now()
-        conn.execute(sa.update(outbox_t).where(outbox_t.c.id == sa.bindparam("row_id")).values(
-            status=OutboxStatus.DELIVERED.value, delivered_at=stamp, attempts=sa.bindparam("tries"),
-            next_attempt_at=None, last_error=None),
-            [{"row_id": r["id"], "tries": r["attempts"] + 1} for r in rows])
-        for url in {r["url"] for r in rows}:
-            self._endpoint(conn, url, failing_since=None, last_error=None)
-
-    def _failed(self, conn: sa.Connection, row: dict, error: str) -> bool:
+    def _failed(self, conn: sa.Connection, row: dict, error: str, stamp: datetime) -> bool:
         """Record a failed round of ``row``; return True when its URL is paused now."""
-        stamp = now()
-        attempts = row["attempts"] + 1
-        conn.execute(sa.update(outbox_t).where(outbox_t.c.id == row["id"]).values(
-            attempts=attempts, next_attempt_at=stamp + backoff(attempts), last_error=error))
-        current = conn.execute(sa.select(endpoints_t).where(endpoints_t.c.url == row["url"])).mappings().first()
-        since = to_utc(current["failing_since"]) if current and current["failing_since"] else stamp
+        mark_failed(conn, row, error, stamp + backoff(row["attempts"] + 1))
+        since = endpoint_failing_since(conn, row["url"]) or stamp
         pause = stamp - since >= PAUSE_AFTER
         values = {"failing_since": since, "last_error": error}
         if pause:
             values.update(state=EndpointState.PAUSED.value, paused_at=stamp)
             logger.warning("webhook %s paused: failing since %s (%s); `followup webhooks resume` delivers again",
                            masked_url(row["url"]), f"{since:%Y-%m-%d %H:%M} UTC", error)
-        self._endpoint(conn, row["url"], **values)
+        set_endpoint(conn, row["url"], stamp, **values)
         return pause
-
-    @staticmethod
-    def _endpoint(conn: sa.Connection, url: str, **values) -> None:
-        values["updated_at"] = now()
-        done = conn.execute(sa.update(endpoints_t).where(endpoints_t.c.url == url).values(**values))
-        if done.rowcount == 0:
-            conn.execute(sa.insert(endpoints_t).values(url=url, state=EndpointState.ACTIVE.value,
-                                                       **{"failing_since": None, "last_error": None, **values}))

@@ -139,6 +139,8 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
                     signal.Signals(received[0]).name, drain)
         deadline = _exit_after(drain, dispatcher.phases)
         dispatcher.stop()
+        if deliverer is not None:
+            deliverer.stop()
         scheduler.shutdown(wait=True)
         dispatcher.retire()
         dispatcher.close()

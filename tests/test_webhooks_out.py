@@ -20,21 +20,10 @@ from engine.webhook_delivery import Deliverer, backoff, sign
 from engine.webhook_settings import masked_url
 from tests.conftest import simple_sequence
 from tests.service_support import SERVICE_SETTINGS, api_client, auth
-from tests.webhook_receiver import SECRET, Receiver, bodies, settings_for
+from tests.webhook_receiver import SECRET, bodies, receiver, settings_for, webhook_secret  # noqa: F401 (fixtures)
 
 FOLLOWUP = str(Path(sys.executable).parent / "followup")
 outbox_t = WebhookOutbox.__table__
-
-
-@pytest.fixture(autouse=True)
-def _secret(monkeypatch):
-    monkeypatch.setenv("CRM_WEBHOOK_SECRET", SECRET)
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as hooks:
-        yield hooks
 
 
 def hooked_world(make_world, url: str, **extra):

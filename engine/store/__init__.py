@@ -10,6 +10,7 @@ leaves this package. SQLite and PostgreSQL differences live here only.
 * :mod:`.receipts` what receipts, inbound SMS and the delivery poller read and write
 * :mod:`.slots`    the shared rate's lease statement
 * :mod:`.journeys` what waits and ``only_if`` read of a batch, A/B winners and per-variant figures
+* :mod:`.outbox`   what webhook delivery reads and writes: the due chains of the outbox, the URLs' states
 
 :class:`Store` owns the worker's transactions: on SQLite this process's writers queue for the database's
 single write lock on a lock of their own, and the WAL is checkpointed after writes.
