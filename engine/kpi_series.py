@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from .clock import to_utc
 from .engagement import HUMAN_KINDS
+from .store.reports import QUARTER, quarter_hour
 from .models import COUNTS_AS_SENT, ContactEvent, Engagement, EngagementKind, Enrollment, Message
 
 __all__ = ["funnels", "daily"]
@@ -45,19 +45,22 @@ def funnels(conn: sa.Connection, start: datetime, until: datetime) -> dict[str, 
 
 
 def daily(conn: sa.Connection, start: datetime, until: datetime, tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:
-    """Sends, clicks (a person's) and conversions per local day of the window, every day present."""
+    """Sends, clicks (a person's) and conversions per local day of the window, every day present.
+
+    The database counts them by quarter hour (every zone's offset from UTC is a whole number of quarter hours,
+    so a quarter hour lies within one local day); each quarter hour's count goes to its local day here."""
     series = {"sends": Counter(), "clicks": Counter(), "conversions": Counter()}
     queries = {
-        "sends": sa.select(messages_t.c.sent_at).where(messages_t.c.status.in_(COUNTS_AS_SENT),
-                                                       messages_t.c.sent_at.between(start, until)),
-        "clicks": sa.select(engagements_t.c.at).where(engagements_t.c.kind.in_(HUMAN_KINDS[:1]),
-                                                      engagements_t.c.at.between(start, until)),
-        "conversions": sa.select(events_t.c.at).where(events_t.c.type == "converted",
-                                                      events_t.c.at.between(start, until)),
+        "sends": (messages_t.c.sent_at, [messages_t.c.status.in_(COUNTS_AS_SENT),
+                                         messages_t.c.sent_at.between(start, until)]),
+        "clicks": (engagements_t.c.at, [engagements_t.c.kind.in_(HUMAN_KINDS[:1]),
+                                        engagements_t.c.at.between(start, until)]),
+        "conversions": (events_t.c.at, [events_t.c.type == "converted", events_t.c.at.between(start, until)]),
     }
-    for name, query in queries.items():
-        for (at,) in conn.execute(query):
-            series[name][to_utc(at).astimezone(tz).date()] += 1
+    for name, (column, where) in queries.items():
+        bucket = quarter_hour(conn, column)
+        for quarter, count in conn.execute(sa.select(bucket, sa.func.count()).where(*where).group_by(bucket)):
+            series[name][datetime.fromtimestamp(quarter * QUARTER, tz).date()] += count
     first, last = start.astimezone(tz).date(), until.astimezone(tz).date()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     return {name: [(d, counts[d]) for d in days] for name, counts in series.items()}
