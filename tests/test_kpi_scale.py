@@ -16,7 +16,7 @@ from engine.config import load_config
 from engine.db import make_engine
 from engine.engagement import HUMAN_KINDS
 from engine.kpi import BY, NONE, _figures, _prices, _source, kpi_report
-from engine.kpi_series import daily
+from engine.kpi_series import daily, funnels
 from engine.models import COUNTS_AS_SENT, Contact, ContactEvent, Engagement, Enrollment, Handoff, Message
 
 ODD = {1: {"source": "", "utm_source": "google"}, 2: {"source": 5}, 3: {"source": None, "utm_source": "x"},
@@ -122,3 +122,29 @@ def test_the_daily_series_counts_each_send_click_and_sale_on_its_local_day(shop,
         }.items()}
     assert {name: [(d, plain[name][d]) for d, _ in days] for name, days in got.items()} == got
     assert all(sum(n for _, n in days) for days in got.values())
+
+
+def test_each_sequences_funnel_counts_the_contacts_a_plain_read_finds(shop):
+    config, engine = shop
+    until = now()
+    start = until - timedelta(days=30)
+    e, m, g, ev = Enrollment.__table__, Message.__table__, Engagement.__table__, ContactEvent.__table__
+
+    def pairs(conn, query):
+        found = defaultdict(set)
+        for seq, cid in conn.execute(query):
+            found[seq].add(cid)
+        return found
+
+    with engine.connect() as conn:
+        got = funnels(conn, start, until)
+        enrolled = pairs(conn, sa.select(e.c.sequence, e.c.contact_id).where(e.c.enrolled_at.between(start, until)))
+        steps = {"sent": pairs(conn, sa.select(m.c.sequence, m.c.contact_id).where(
+                     m.c.status.in_(COUNTS_AS_SENT), m.c.sent_at.between(start, until))),
+                 "clicked": pairs(conn, sa.select(g.c.sequence, g.c.contact_id).where(
+                     g.c.kind == "clicked", g.c.at.between(start, until))),
+                 "converted": pairs(conn, sa.select(ev.c.sequence, ev.c.contact_id).where(
+                     ev.c.type == "converted", ev.c.at.between(start, until)))}
+    assert got == {seq: [("enrolled", len(cids)), *((step, len(found[seq] & cids)) for step, found in steps.items())]
+                   for seq, cids in sorted(enrolled.items())}
+    assert list(got) == ["abandoned-cart", "welcome-en", "winter-sale"] and all(n for _, n in got["winter-sale"])

@@ -11,7 +11,8 @@ from ..abtests import variant_report
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, WorkerStatus
+from ..models import (ERROR_EVENTS, ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, WorkerStatus,
+                      status_is)
 from ..reports import contact_labels, funnel, queue_state
 from ..store.pauses import active_pauses
 from ..text import mask_address
@@ -26,7 +27,6 @@ events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 offers = Offer.__table__
 LOG_FILTERS = ("sequence", "touch", "channel", "provider", "event")
-ERROR_EVENTS = ("failed", "retry", "unknown", "undelivered")
 
 
 def _masked(text: str | None) -> str | None:
@@ -130,7 +130,7 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
             attempts = c.get("sent", 0) + c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
             errors = c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
             last = conn.execute(sa.select(log_t.c.at, log_t.c.event, log_t.c.reason)
-                                .where(log_t.c.provider == name, log_t.c.event.in_(ERROR_EVENTS))
+                                .where(log_t.c.provider == name, status_is(log_t.c.event, *ERROR_EVENTS))
                                 .order_by(log_t.c.id.desc()).limit(1)).mappings().first()
             out.append({"name": name, "type": entry.get("type"), "channel": channel,
                         "role": "primary" if i == 0 else f"failover {i}",
