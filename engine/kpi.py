@@ -20,7 +20,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -81,7 +81,12 @@ class Kpi:
 
 
 def _month(at: datetime) -> str:
-    return f"{at:%Y-%m}"
+    return f"{at.astimezone(timezone.utc):%Y-%m}"
+
+
+def _aware(at: datetime) -> datetime:
+    """A stored time as an aware datetime (SQLite's are naive UTC); the same instant, in any zone."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 def _ratio(a: float, b: float, digits: int = 4) -> float | None:
@@ -95,7 +100,7 @@ class _Facts:
     def __init__(self, conn: sa.Connection, since: datetime, until: datetime, by: str | None):
         #: a contact's source, read with its rows when the report is by source
         self.sources: dict[int, str] = {}
-        self.enrollments = [(cid, seq, to_utc(at)) for cid, seq, at in self._read(
+        self.enrollments = [(cid, seq, _aware(at)) for cid, seq, at in self._read(
             conn, by, enrollments_t.c.contact_id,
             sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.enrolled_at)
             .where(enrollments_t.c.enrolled_at >= since, enrollments_t.c.enrolled_at <= until,
@@ -105,10 +110,14 @@ class _Facts:
             conn, by, handoffs_t.c.contact_id,
             sa.select(*(handoffs_t.c[k] for k in HANDOFF_KEYS))
             .where(handoffs_t.c.at <= until).order_by(handoffs_t.c.at, handoffs_t.c.id))]
+        #: the conversions of the window, and every earlier one of the contacts converting within it (their
+        #: lifetime); a lead's conversion after it enrolled is within the window too
+        buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
+                                                        events_t.c.at.between(since, until))
         self.events = [dict(zip(EVENT_KEYS, r)) for r in self._read(
             conn, by, events_t.c.contact_id,
             sa.select(*(events_t.c[k] for k in EVENT_KEYS))
-            .where(events_t.c.type == "converted", events_t.c.at <= until)
+            .where(events_t.c.type == "converted", events_t.c.at <= until, events_t.c.contact_id.in_(buyers))
             .order_by(events_t.c.at, events_t.c.id))]
         for row in self.all_handoffs + self.events:
             for key in ("at", "outcome_at"):
@@ -122,11 +131,11 @@ class _Facts:
     def _read(self, conn: sa.Connection, by: str | None, contact_id: sa.Column, query: sa.Select) -> Iterable[tuple]:
         """The query's rows; by source, each contact's source is noted (read in the same query) on the way."""
         if by != "source":
-            yield from conn.execute(query)
+            yield from conn.execute(query).all()  # fetched at once: row by row costs more than the database
             return
         query = query.add_columns(*_source_columns()).select_from(
             contact_id.table.outerjoin(contacts_t, contacts_t.c.id == contact_id))
-        for *row, source, utm_source in conn.execute(query):
+        for *row, source, utm_source in conn.execute(query).all():
             if row[0] not in self.sources:
                 self.sources[row[0]] = _source_of(source, utm_source)
             yield tuple(row)
@@ -249,7 +258,9 @@ def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyal
     leads = g["leads"]
     converted_leads, days = 0, []
     for cid, at in leads:
-        after = [s["at"] for s in sales.get(cid, []) if s["at"] >= at]
+        if cid not in sales:
+            continue
+        after = [s["at"] for s in sales[cid] if s["at"] >= at]
         if after:
             converted_leads += 1
             days.append((min(after) - at).total_seconds() / 86400)

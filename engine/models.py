@@ -437,7 +437,8 @@ class Engagement(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_engagements_message", "message_id", "kind"),
         sa.Index("ix_engagements_contact", "contact_id", "at"),
-        sa.Index("ix_engagements_sequence", "sequence", "kind"),
+        # a sequence's clicks per touch from the index alone
+        sa.Index("ix_engagements_sequence_touch", "sequence", "kind", "touch", "message_id"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
