@@ -66,6 +66,7 @@ def benches(pg: str | None, quick: bool, profile: str | None) -> list[tuple[str,
         ("redirect", ["redirect", *q]),
         ("celery", ["celery_vs", *q]),
         ("outbox", ["outbox", *q, *pgargs]),
+        ("reports", ["reports", *q, *pgargs]),
     ]
 
 
@@ -73,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, one run each (about 5 minutes)")
     parser.add_argument("--only", nargs="*", help="run only these benches (throughput, bookkeeping, tick, memory, "
-                                                  "import, latency, faults, scaleout, ratelimit, redirect, celery, outbox)")
+                                                  "import, latency, faults, scaleout, ratelimit, redirect, celery, outbox, reports)")
     parser.add_argument("--profile", help="write pyinstrument profiles into this folder")
     args = parser.parse_args()
     print(machine(), flush=True)

@@ -15,10 +15,12 @@ any, those figures are 0.
 """
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -27,6 +29,7 @@ from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
 from .control import SALES_SEQUENCE
+from .store.reports import attr_json, utc_month
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
 __all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report"]
@@ -78,7 +81,12 @@ class Kpi:
 
 
 def _month(at: datetime) -> str:
-    return f"{at:%Y-%m}"
+    return f"{at.astimezone(timezone.utc):%Y-%m}"
+
+
+def _aware(at: datetime) -> datetime:
+    """A stored time as an aware datetime (SQLite's are naive UTC); the same instant, in any zone."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 def _ratio(a: float, b: float, digits: int = 4) -> float | None:
@@ -86,48 +94,101 @@ def _ratio(a: float, b: float, digits: int = 4) -> float | None:
 
 
 class _Facts:
-    """The rows of the window (and each contact's lifetime conversions), read once."""
+    """The rows of the window (and each contact's lifetime conversions), read once; the messages' cost is
+    summed in the database, by the group of ``by`` (see :func:`_costs`)."""
 
-    def __init__(self, conn: sa.Connection, since: datetime, until: datetime):
-        self.enrollments = [dict(r) for r in conn.execute(
-            sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.status,
-                      enrollments_t.c.enrolled_at, enrollments_t.c.ended_at)
+    def __init__(self, conn: sa.Connection, since: datetime, until: datetime, by: str | None):
+        #: a contact's source, read with its rows when the report is by source
+        self.sources: dict[int, str] = {}
+        self.enrollments = [(cid, seq, _aware(at)) for cid, seq, at in self._read(
+            conn, by, enrollments_t.c.contact_id,
+            sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.enrolled_at)
             .where(enrollments_t.c.enrolled_at >= since, enrollments_t.c.enrolled_at <= until,
-                   enrollments_t.c.sequence != SALES_SEQUENCE)).mappings()]
+                   enrollments_t.c.sequence != SALES_SEQUENCE))]
         #: every handoff until the window's end (a rep's latest, and outcomes of earlier handoffs, count)
-        self.all_handoffs = [dict(r) for r in conn.execute(
-            sa.select(handoffs_t.c.contact_id, handoffs_t.c.sequence, handoffs_t.c.rep, handoffs_t.c.at,
-                      handoffs_t.c.outcome, handoffs_t.c.objection, handoffs_t.c.outcome_at)
-            .where(handoffs_t.c.at <= until).order_by(handoffs_t.c.at, handoffs_t.c.id)).mappings()]
-        self.events = [dict(r) for r in conn.execute(
-            sa.select(events_t.c.contact_id, events_t.c.type, events_t.c.sequence, events_t.c.value, events_t.c.at,
-                      events_t.c.data)
-            .where(events_t.c.type == "converted", events_t.c.at <= until)
-            .order_by(events_t.c.at, events_t.c.id)).mappings()]
-        for row in self.enrollments + self.all_handoffs + self.events:
-            for key in ("enrolled_at", "ended_at", "at", "outcome_at"):
+        self.all_handoffs = [dict(zip(HANDOFF_KEYS, r)) for r in self._read(
+            conn, by, handoffs_t.c.contact_id,
+            sa.select(*(handoffs_t.c[k] for k in HANDOFF_KEYS))
+            .where(handoffs_t.c.at <= until).order_by(handoffs_t.c.at, handoffs_t.c.id))]
+        #: the conversions of the window, and every earlier one of the contacts converting within it (their
+        #: lifetime); a lead's conversion after it enrolled is within the window too
+        buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
+                                                        events_t.c.at.between(since, until))
+        self.events = [dict(zip(EVENT_KEYS, r)) for r in self._read(
+            conn, by, events_t.c.contact_id,
+            sa.select(*(events_t.c[k] for k in EVENT_KEYS))
+            .where(events_t.c.type == "converted", events_t.c.at <= until, events_t.c.contact_id.in_(buyers))
+            .order_by(events_t.c.at, events_t.c.id))]
+        for row in self.all_handoffs + self.events:
+            for key in ("at", "outcome_at"):
                 if row.get(key) is not None:
                     row[key] = to_utc(row[key])
         self.handoffs = [h for h in self.all_handoffs if h["at"] >= since]
         self.lost = [h for h in self.all_handoffs if h["outcome"] == LOST and h["outcome_at"] is not None
                      and since <= h["outcome_at"] <= until]
-        self.messages = [dict(r) for r in conn.execute(
-            sa.select(messages_t.c.contact_id, messages_t.c.sequence, messages_t.c.channel, messages_t.c.provider,
-                      messages_t.c.segments, messages_t.c.sent_at)
-            .where(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at >= since,
-                   messages_t.c.sent_at <= until)).mappings()]
-        ids = {r["contact_id"] for r in self.enrollments + self.all_handoffs + self.events + self.messages}
-        self.attrs: dict[int, dict] = {}
-        for chunk in _chunks(sorted(ids), 5000):
-            for cid, attrs in conn.execute(sa.select(contacts_t.c.id, contacts_t.c.attrs)
-                                           .where(contacts_t.c.id.in_(chunk))):
-                self.attrs[cid] = attrs or {}
         self.loyalty_starts: dict[int, datetime] = {}
 
+    def _read(self, conn: sa.Connection, by: str | None, contact_id: sa.Column, query: sa.Select) -> Iterable[tuple]:
+        """The query's rows; by source, each contact's source is noted (read in the same query) on the way."""
+        if by != "source":
+            yield from conn.execute(query).all()  # fetched at once: row by row costs more than the database
+            return
+        query = query.add_columns(*_source_columns()).select_from(
+            contact_id.table.outerjoin(contacts_t, contacts_t.c.id == contact_id))
+        for *row, source, utm_source in conn.execute(query).all():
+            if row[0] not in self.sources:
+                self.sources[row[0]] = _source_of(source, utm_source)
+            yield tuple(row)
 
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+
+HANDOFF_KEYS = ("contact_id", "sequence", "rep", "at", "outcome", "objection", "outcome_at")
+EVENT_KEYS = ("contact_id", "sequence", "value", "at")
+
+
+def _source_columns() -> tuple[sa.ColumnElement, sa.ColumnElement]:
+    return attr_json(contacts_t.c.attrs, "source"), attr_json(contacts_t.c.attrs, "utm_source")
+
+
+@lru_cache(maxsize=4096)
+def _source_of(source: str | None, utm_source: str | None) -> str:
+    """:func:`_source` of the attributes whose ``source`` and ``utm_source`` are these JSON texts."""
+    return _source({"source": None if source is None else json.loads(source),
+                    "utm_source": None if utm_source is None else json.loads(utm_source)})
+
+
+def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None, rep_of: dict[int, str],
+           prices: dict[str, tuple[float, float]]) -> Iterable[tuple[str, float]]:
+    """(group, cost) of the messages sent within the window, counted and their segments summed in the database
+    by group, provider and channel (a group may come more than once)."""
+    m = messages_t.c
+    if by == "source":
+        keys = _source_columns()
+    elif by == "sequence":
+        keys = (m.sequence,)
+    elif by == "month":
+        keys = (utc_month(conn, m.sent_at),)
+    elif by == "rep":  # a rep's leads: the contacts with a handoff until the window's end; the rest have none
+        keys = (sa.case((m.contact_id.in_(sa.select(handoffs_t.c.contact_id).where(handoffs_t.c.at <= until)),
+                         m.contact_id), else_=sa.null()),)
+    else:
+        keys = ()
+    segments = sa.func.sum(sa.case((sa.func.coalesce(m.segments, 0) == 0, 1), else_=m.segments))
+    query = (sa.select(*keys, m.provider, m.channel, sa.func.count(), segments)
+             .where(m.status.in_(COUNTS_AS_SENT), m.sent_at >= since, m.sent_at <= until)
+             .group_by(*keys, m.provider, m.channel))
+    if by == "source":
+        query = query.select_from(messages_t.outerjoin(contacts_t, contacts_t.c.id == m.contact_id))
+    for *key, provider, channel, count, segment_count in conn.execute(query):
+        if by == "source":
+            group = _source_of(*key)
+        elif by == "rep":
+            group = rep_of.get(key[0], NONE)
+        elif by in ("sequence", "month"):
+            group = key[0] or NONE
+        else:
+            group = "all"
+        per_segment, per_email = prices.get(provider, (0.0, 0.0))
+        yield group, segment_count * per_segment if channel == "sms" else count * per_email
 
 
 def _source(attrs: dict) -> str:
@@ -141,13 +202,13 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
         raise InputError(f"--by {by!r}: use one of {', '.join(BY)}")
     until = until or now()
     start = until - since
-    facts = _Facts(conn, start, until)
+    facts = _Facts(conn, start, until, by)
     loyalty = {target for s in config.sequences.values() if (target := getattr(s, "on_converted", None))}
     rep_of = {h["contact_id"]: h["rep"] for h in facts.all_handoffs}  # ordered by time: the latest wins
 
     def key(contact_id: int, sequence: str | None, at: datetime) -> str:
         if by == "source":
-            return _source(facts.attrs.get(contact_id, {}))
+            return facts.sources.get(contact_id, NONE)
         if by == "sequence":
             return sequence or NONE
         if by == "rep":
@@ -158,13 +219,12 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
 
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     first_enrolled: dict[tuple[str, int], datetime] = {}
-    for e in facts.enrollments:
-        k = key(e["contact_id"], e["sequence"], e["enrolled_at"])
-        slot = (k, e["contact_id"])
-        if slot not in first_enrolled or e["enrolled_at"] < first_enrolled[slot]:
-            first_enrolled[slot] = e["enrolled_at"]
-        if e["sequence"] in loyalty:
-            facts.loyalty_starts.setdefault(e["contact_id"], e["enrolled_at"])
+    for contact_id, sequence, enrolled_at in facts.enrollments:
+        slot = (key(contact_id, sequence, enrolled_at), contact_id)
+        if slot not in first_enrolled or enrolled_at < first_enrolled[slot]:
+            first_enrolled[slot] = enrolled_at
+        if sequence in loyalty:
+            facts.loyalty_starts.setdefault(contact_id, enrolled_at)
     for (k, cid), at in first_enrolled.items():
         groups[k]["leads"].append((cid, at))
     sales_by_contact: dict[int, list[dict]] = defaultdict(list)
@@ -177,8 +237,8 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
     for h in facts.handoffs:
         groups[key(h["contact_id"], h["sequence"], h["at"])]["handoffs"].append(h)
     prices = _prices(config)
-    for m in facts.messages:
-        groups[key(m["contact_id"], m["sequence"], to_utc(m["sent_at"]))]["messages"].append(m)
+    for group, cost in _costs(conn, start, until, by, rep_of, prices):
+        groups[group]["costs"].append(cost)
     if not groups:
         groups["all"] = defaultdict(list)
     return [_figures(k, g, sales_by_contact, facts.loyalty_starts, prices, start)
@@ -198,7 +258,9 @@ def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyal
     leads = g["leads"]
     converted_leads, days = 0, []
     for cid, at in leads:
-        after = [s["at"] for s in sales.get(cid, []) if s["at"] >= at]
+        if cid not in sales:
+            continue
+        after = [s["at"] for s in sales[cid] if s["at"] >= at]
         if after:
             converted_leads += 1
             days.append((min(after) - at).total_seconds() / 86400)
@@ -211,9 +273,8 @@ def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyal
     after_loyalty = sum(1 for e in g["conversions"]
                         if e["contact_id"] in loyalty_starts and e["at"] > loyalty_starts[e["contact_id"]])
     cost = 0.0
-    for m in g["messages"]:
-        per_segment, per_email = prices.get(m["provider"], (0.0, 0.0))
-        cost += (m["segments"] or 1) * per_segment if m["channel"] == "sms" else per_email
+    for part in g["costs"]:
+        cost += part
     counts = Counter(g["objections"])
     total = sum(counts.values())
     kpi = Kpi(group)

@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "MessageStatus", "EnrollmentStatus", "Contact", "SequenceVersion", "Offer", "Enrollment",
     "Message", "DeliveryLog", "ContactEvent", "ProviderState", "WorkerStatus", "metadata",
-    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT", "ACCEPTED", "RECEIPT_FROM", "status_is",
+    "OPEN_STATUSES", "IN_FLIGHT", "FINAL_STATUSES", "COUNTS_AS_SENT", "ACCEPTED", "RECEIPT_FROM", "status_is", "ERROR_EVENTS",
 ]
 
 
@@ -138,6 +138,9 @@ class Enrollment(SQLModel, table=True):
         # one run per contact, sequence and event key (a cart), whatever became of it
         sa.Index("uq_enrollment_event_key", "contact_id", "sequence", "event_key", unique=True,
                  sqlite_where=sa.text(KEYED), postgresql_where=sa.text(KEYED)),
+        # the runs of a KPI window; a sequence's enrolled and converted counts from the index alone
+        sa.Index("ix_enrollments_enrolled_at", "enrolled_at"),
+        sa.Index("ix_enrollments_sequence_status", "sequence", "status"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -170,6 +173,9 @@ class Message(SQLModel, table=True):
         _partial("ix_messages_contact_sent", "contact_id", "sent_at", where="sent_at IS NOT NULL"),
         _partial("ix_messages_provider_id", "provider_message_id", where="provider_message_id IS NOT NULL"),
         sa.Index("ix_messages_enrollment", "enrollment_id", "touch_index", unique=True),
+        # a sequence's funnel per touch, from the index alone; the sends of a KPI window
+        sa.Index("ix_messages_sequence_touch", "sequence", "touch", "status"),
+        _partial("ix_messages_sent_at", "sent_at", where="sent_at IS NOT NULL"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -200,6 +206,10 @@ class Message(SQLModel, table=True):
     variant: Optional[str] = Field(default=None, max_length=40)
 
 
+#: the log's events that count as a provider's errors
+ERROR_EVENTS = ("failed", "retry", "unknown", "undelivered")
+
+
 class DeliveryLog(SQLModel, table=True):
     """One row per state change of a message; rows are only ever appended."""
 
@@ -207,6 +217,8 @@ class DeliveryLog(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_log_contact", "contact_id", "id"),
         sa.Index("ix_log_sequence", "sequence", "id"),
+        # a provider's last error (the query names the events as literals, so the partial index serves it)
+        _partial("ix_log_provider_errors", "provider", "id", where=f"event IN {ERROR_EVENTS!r}"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -228,6 +240,8 @@ class ContactEvent(SQLModel, table=True):
     """What a contact did: converted, replied, unsubscribed, resubscribed, or any named event (cart_abandoned)."""
 
     __tablename__ = "contact_events"
+    #: a sequence's revenue and credited conversions
+    __table_args__ = (sa.Index("ix_contact_events_sequence", "sequence", "type"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
@@ -423,7 +437,8 @@ class Engagement(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_engagements_message", "message_id", "kind"),
         sa.Index("ix_engagements_contact", "contact_id", "at"),
-        sa.Index("ix_engagements_sequence", "sequence", "kind"),
+        # a sequence's clicks per touch from the index alone
+        sa.Index("ix_engagements_sequence_touch", "sequence", "kind", "touch", "message_id"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)

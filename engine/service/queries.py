@@ -11,7 +11,8 @@ from ..abtests import variant_report
 from ..clock import now, to_utc
 from ..config import Config
 from ..durations import format_duration
-from ..models import ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, WorkerStatus
+from ..models import (ERROR_EVENTS, ContactEvent, DeliveryLog, Engagement, Enrollment, Message, Offer, WorkerStatus,
+                      status_is)
 from ..reports import contact_labels, funnel, queue_state
 from ..store.pauses import active_pauses
 from ..text import mask_address
@@ -26,7 +27,6 @@ events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 offers = Offer.__table__
 LOG_FILTERS = ("sequence", "touch", "channel", "provider", "event")
-ERROR_EVENTS = ("failed", "retry", "unknown", "undelivered")
 
 
 def _masked(text: str | None) -> str | None:
@@ -51,7 +51,9 @@ def contact_timeline(conn: sa.Connection, contact: dict[str, Any], limit: int = 
     for r in conn.execute(sa.select(messages.c.id, messages.c.sequence, messages.c.touch, messages.c.channel,
                                     messages.c.urgent, messages.c.status, messages.c.reason, messages.c.due_at,
                                     messages.c.next_attempt_at, messages.c.sent_at, messages.c.provider)
-                          .where(messages.c.contact_id == cid).order_by(messages.c.id)).mappings():
+                          # by its runs: the index on (enrollment_id, touch_index) finds them at once
+                          .where(messages.c.enrollment_id.in_([e["id"] for e in enr]), messages.c.contact_id == cid)
+                          .order_by(messages.c.id)).mappings():
         row = _times(dict(r), "due_at", "next_attempt_at", "sent_at")
         row["reason"] = _masked(row["reason"])
         msgs.append(row)
@@ -130,7 +132,7 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
             attempts = c.get("sent", 0) + c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
             errors = c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
             last = conn.execute(sa.select(log_t.c.at, log_t.c.event, log_t.c.reason)
-                                .where(log_t.c.provider == name, log_t.c.event.in_(ERROR_EVENTS))
+                                .where(log_t.c.provider == name, status_is(log_t.c.event, *ERROR_EVENTS))
                                 .order_by(log_t.c.id.desc()).limit(1)).mappings().first()
             out.append({"name": name, "type": entry.get("type"), "channel": channel,
                         "role": "primary" if i == 0 else f"failover {i}",

@@ -1,0 +1,150 @@
+"""The KPIs as the database sums them equal the KPIs of every row read plainly, on a shop the reports bench
+fills (three sequences, sends in every final state, clicks, handoffs with outcomes, repeat purchases), with
+contacts whose source attributes are odd (empty, a number, Persian, only a utm_source)."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from bench.reports import fill, write_config
+from engine.clock import now, to_utc
+from engine.config import load_config
+from engine.db import make_engine
+from engine.engagement import HUMAN_KINDS
+from engine.kpi import BY, NONE, _figures, _prices, _source, kpi_report
+from engine.kpi_series import daily, funnels
+from engine.models import COUNTS_AS_SENT, Contact, ContactEvent, Engagement, Enrollment, Handoff, Message
+
+ODD = {1: {"source": "", "utm_source": "google"}, 2: {"source": 5}, 3: {"source": None, "utm_source": "x"},
+       4: {"source": "اینستاگرام", "utm_source": "google"}, 5: {"utm_source": ""}}
+
+
+@pytest.fixture
+def shop(db_url, tmp_path):
+    fill(db_url, 1200)
+    engine = make_engine(db_url)
+    contacts = Contact.__table__
+    with engine.begin() as conn:
+        for cid, attrs in ODD.items():
+            conn.execute(sa.update(contacts).where(contacts.c.id == cid).values(attrs=attrs))
+        # their runs and sends fall inside the 30-day window too
+        at = now() - timedelta(days=2)
+        for table in (Enrollment.__table__, Message.__table__):
+            stamp = "enrolled_at" if table is Enrollment.__table__ else "sent_at"
+            conn.execute(sa.update(table).where(table.c.contact_id.in_(list(ODD))).values({stamp: at}))
+    config = load_config(write_config(tmp_path, db_url))
+    yield config, engine
+    engine.dispose()
+
+
+def plain_report(conn: sa.Connection, config, *, since: timedelta, by: str | None, until):
+    """The report from every row in Python: each message's cost added one by one, each contact's attributes."""
+    start = until - since
+    e, h, ev, m = (Enrollment.__table__, Handoff.__table__, ContactEvent.__table__, Message.__table__)
+    attrs = {cid: a or {} for cid, a in conn.execute(sa.select(Contact.__table__.c.id, Contact.__table__.c.attrs))}
+    enrollments = conn.execute(sa.select(e.c.contact_id, e.c.sequence, e.c.enrolled_at)
+                               .where(e.c.enrolled_at >= start, e.c.enrolled_at <= until, e.c.sequence != "_sales")
+                               .order_by(e.c.id)).all()
+    handoffs = [dict(r) for r in conn.execute(sa.select(h).where(h.c.at <= until).order_by(h.c.at, h.c.id))
+                .mappings()]
+    events = [dict(r) for r in conn.execute(sa.select(ev).where(ev.c.type == "converted", ev.c.at <= until)
+                                            .order_by(ev.c.at, ev.c.id)).mappings()]
+    for row in handoffs + events:
+        row["at"], row["outcome_at"] = to_utc(row["at"]), to_utc(row.get("outcome_at"))
+    rep_of = {r["contact_id"]: r["rep"] for r in handoffs}
+    loyalty = {t for s in config.sequences.values() if (t := getattr(s, "on_converted", None))}
+
+    def key(cid, sequence, at):
+        return {"source": lambda: _source(attrs.get(cid, {})), "sequence": lambda: sequence or NONE,
+                "rep": lambda: rep_of.get(cid, NONE), "month": lambda: f"{at:%Y-%m}"}.get(by, lambda: "all")()
+
+    groups = defaultdict(lambda: defaultdict(list))
+    first, loyalty_starts = {}, {}
+    for cid, sequence, at in enrollments:
+        at = to_utc(at)
+        slot = (key(cid, sequence, at), cid)
+        first[slot] = min(first.get(slot, at), at)
+        if sequence in loyalty:
+            loyalty_starts.setdefault(cid, at)
+    for (k, cid), at in first.items():
+        groups[k]["leads"].append((cid, at))
+    sales = defaultdict(list)
+    for row in events:
+        sales[row["contact_id"]].append(row)
+        if row["at"] >= start:
+            groups[key(row["contact_id"], row["sequence"], row["at"])]["conversions"].append(row)
+    for row in handoffs:
+        if row["outcome"] == "lost" and row["outcome_at"] and start <= row["outcome_at"] <= until:
+            groups[key(row["contact_id"], row["sequence"], row["outcome_at"])]["objections"].append(
+                row["objection"] or NONE)
+        if row["at"] >= start:
+            groups[key(row["contact_id"], row["sequence"], row["at"])]["handoffs"].append(row)
+    prices = _prices(config)
+    for row in conn.execute(sa.select(m).where(m.c.status.in_(COUNTS_AS_SENT), m.c.sent_at >= start,
+                                               m.c.sent_at <= until)).mappings():
+        per_segment, per_email = prices.get(row["provider"], (0.0, 0.0))
+        cost = (row["segments"] or 1) * per_segment if row["channel"] == "sms" else per_email
+        groups[key(row["contact_id"], row["sequence"], to_utc(row["sent_at"]))]["costs"].append(cost)
+    return [_figures(k, g, sales, loyalty_starts, prices, start).as_dict() for k, g in sorted(groups.items())]
+
+
+@pytest.mark.parametrize("days", [30, 400])
+def test_every_grouping_of_the_report_equals_the_plain_read_of_every_row(shop, days):
+    config, engine = shop
+    until = now()
+    with engine.connect() as conn:
+        for by in (None, *BY):
+            expected = plain_report(conn, config, since=timedelta(days=days), by=by, until=until)
+            got = [g.as_dict() for g in kpi_report(conn, config, since=timedelta(days=days), by=by, until=until)]
+            assert got == expected, by
+            assert sum(g["leads"] for g in got) >= 1 and any(g["cost"] for g in got)
+    with engine.connect() as conn:
+        sources = {g.group for g in kpi_report(conn, config, by="source", until=until)}
+    assert {"google", "5", "x", "اینستاگرام", NONE} <= sources
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tehran", "Asia/Kathmandu", "America/St_Johns"])
+def test_the_daily_series_counts_each_send_click_and_sale_on_its_local_day(shop, zone):
+    config, engine = shop
+    tz, until = ZoneInfo(zone), now()
+    start = until - timedelta(days=30)
+    m, g, ev = Message.__table__, Engagement.__table__, ContactEvent.__table__
+    with engine.connect() as conn:
+        got = daily(conn, start, until, tz)
+        plain = {name: Counter(to_utc(at).astimezone(tz).date() for (at,) in conn.execute(query)) for name, query in {
+            "sends": sa.select(m.c.sent_at).where(m.c.status.in_(COUNTS_AS_SENT), m.c.sent_at.between(start, until)),
+            "clicks": sa.select(g.c.at).where(g.c.kind.in_(HUMAN_KINDS[:1]), g.c.at.between(start, until)),
+            "conversions": sa.select(ev.c.at).where(ev.c.type == "converted", ev.c.at.between(start, until)),
+        }.items()}
+    assert {name: [(d, plain[name][d]) for d, _ in days] for name, days in got.items()} == got
+    assert all(sum(n for _, n in days) for days in got.values())
+
+
+def test_each_sequences_funnel_counts_the_contacts_a_plain_read_finds(shop):
+    config, engine = shop
+    until = now()
+    start = until - timedelta(days=30)
+    e, m, g, ev = Enrollment.__table__, Message.__table__, Engagement.__table__, ContactEvent.__table__
+
+    def pairs(conn, query):
+        found = defaultdict(set)
+        for seq, cid in conn.execute(query):
+            found[seq].add(cid)
+        return found
+
+    with engine.connect() as conn:
+        got = funnels(conn, start, until)
+        enrolled = pairs(conn, sa.select(e.c.sequence, e.c.contact_id).where(e.c.enrolled_at.between(start, until)))
+        steps = {"sent": pairs(conn, sa.select(m.c.sequence, m.c.contact_id).where(
+                     m.c.status.in_(COUNTS_AS_SENT), m.c.sent_at.between(start, until))),
+                 "clicked": pairs(conn, sa.select(g.c.sequence, g.c.contact_id).where(
+                     g.c.kind == "clicked", g.c.at.between(start, until))),
+                 "converted": pairs(conn, sa.select(ev.c.sequence, ev.c.contact_id).where(
+                     ev.c.type == "converted", ev.c.at.between(start, until)))}
+    assert got == {seq: [("enrolled", len(cids)), *((step, len(found[seq] & cids)) for step, found in steps.items())]
+                   for seq, cids in sorted(enrolled.items())}
+    assert list(got) == ["abandoned-cart", "welcome-en", "winter-sale"] and all(n for _, n in got["winter-sale"])
