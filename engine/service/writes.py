@@ -1,0 +1,96 @@
+"""Group commit: requests' writes run on one thread, many in one transaction, each answered after its commit.
+
+A request hands :meth:`GroupWriter.submit` its write (a function of a connection) and waits for the future it
+gets back. The writer thread takes every write queued, runs each in a savepoint of one transaction and
+commits them together: one transaction (on SQLite, one wait for the database's write lock, often held by the
+worker) and one commit for all the requests that arrived meanwhile, instead of one each. While a batch
+commits, the next one queues.
+
+Each write stays all-or-nothing and on its own: one that raises is rolled back to its savepoint and its
+future gets the exception; the others of its batch go on. A future gets its result only once the batch is
+committed, so no request is answered before what it wrote is durable. When the transaction itself fails
+(its BEGIN or COMMIT), every write of the batch gets the exception and nothing of it was written.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+__all__ = ["GroupWriter", "MAX_BATCH"]
+
+logger = logging.getLogger(__name__)
+#: writes at most in one transaction (a batch that big already amortizes its commit)
+MAX_BATCH = 200
+
+
+class GroupWriter:
+    """One thread that runs the writes it is given in shared transactions (started on the first write)."""
+
+    def __init__(self, engine: sa.Engine, *, name: str = "group-writer", max_batch: int = MAX_BATCH):
+        self.engine = engine
+        self.name = name
+        self.max_batch = max_batch
+        self._queue: list[tuple[Callable[[sa.Connection], Any], Future]] = []
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, write: Callable[[sa.Connection], Any]) -> Future:
+        """Queue ``write``; the future has its return value once committed, or the exception it raised."""
+        future: Future = Future()
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the service is shutting down")
+            self._queue.append((write, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def close(self) -> None:
+        """Run what is queued, then stop the thread (the service's shutdown)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[Callable[[sa.Connection], Any], Future]]) -> None:
+        done: list[tuple[Future, Any]] = []
+        failed: list[tuple[Future, BaseException]] = []
+        try:
+            with self.engine.begin() as conn:
+                for write, future in batch:
+                    if not future.set_running_or_notify_cancel():
+                        continue
+                    try:
+                        with conn.begin_nested():
+                            done.append((future, write(conn)))
+                    except Exception as err:  # rolled back to its savepoint; the others go on
+                        failed.append((future, err))
+        except Exception as err:  # the transaction failed: nothing of the batch was written
+            logger.warning("a batch of %s writes failed: %s", len(batch), type(err).__name__)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for future, value in done:
+            future.set_result(value)
+        for future, err in failed:
+            future.set_exception(err)
