@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from ..db import writing_soon
+
 __all__ = ["GroupWriter", "MAX_BATCH"]
 
 logger = logging.getLogger(__name__)
@@ -43,17 +45,19 @@ class GroupWriter:
         """Queue ``write``; the future has its return value once committed, or the exception it raised."""
         future: Future = Future()
         with self._ready:
-            if self._closed:
-                raise RuntimeError("the service is shutting down")
-            self._queue.append((write, future))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-            self._ready.notify()
+            if not self._closed:
+                self._queue.append((write, future))
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                    self._thread.start()
+                self._ready.notify()
+                return future
+        self._write([(write, future)])  # after close: in the caller's thread, in a transaction of its own
         return future
 
     def close(self) -> None:
-        """Run what is queued, then stop the thread (the service's shutdown)."""
+        """Run what is queued, then stop the thread (the service's shutdown). A write submitted later runs at
+        once, in its caller's thread."""
         with self._ready:
             self._closed = True
             self._ready.notify()
@@ -75,7 +79,7 @@ class GroupWriter:
         done: list[tuple[Future, Any]] = []
         failed: list[tuple[Future, BaseException]] = []
         try:
-            with self.engine.begin() as conn:
+            with writing_soon(self.engine) as conn:
                 for write, future in batch:
                     if not future.set_running_or_notify_cancel():
                         continue
