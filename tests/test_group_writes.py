@@ -1,8 +1,9 @@
 """Group commit of the API's events (engine.service.writes) and a list's events recorded together
 (engine.events.record_events), on SQLite and, with FOLLOWUP_TEST_POSTGRES_URL, on PostgreSQL.
 
-* Writes queued while the writer is busy share one transaction; one that raises is rolled back alone, and
-  its future says why; the others of its batch are committed.
+* Writes queued while the writer is busy share one transaction; one that raises is rolled back alone (the
+  batch runs again, each write in a savepoint), and its future says why; the others of its batch are
+  committed.
 * A write's future is answered only once its batch is committed (before that, no other connection sees it).
 * Writes submitted from many threads at once are all recorded.
 * ``record_events`` answers and stores exactly what ``record_event`` one by one does, for a list mixing plain
@@ -72,15 +73,18 @@ def test_a_batch_commits_together_and_a_write_that_fails_is_rolled_back_alone(wo
         raise InputError("this one fails")
 
     first = writer.submit(blocker)
-    busy.wait()  # the writer is inside its first batch: the next three queue for the second
-    one, bad, two = writer.submit(viewed(world, "a")), writer.submit(failing), writer.submit(viewed(world, "b"))
+    busy.wait()  # the writer is inside its first batch: the next ones queue for the second
+    one, bad, two, worse, three = (writer.submit(viewed(world, "a")), writer.submit(failing),
+                                   writer.submit(viewed(world, "b")), writer.submit(failing),
+                                   writer.submit(viewed(world, "c")))
     go.set()
     first.result()
-    assert one.result() == two.result()  # the same transaction
-    with pytest.raises(InputError, match="this one fails"):
-        bad.result()
+    assert one.result() == two.result() == three.result()  # the same transaction
+    for failed in (bad, worse):  # the first in the batch's first run, the second in its run with savepoints
+        with pytest.raises(InputError, match="this one fails"):
+            failed.result()
     writer.close()
-    assert [row[2] for row in stored(world)] == ["a", "b"]
+    assert [row[2] for row in stored(world)] == ["a", "b", "c"]
 
 
 def test_a_write_is_answered_only_once_its_batch_is_committed(world):

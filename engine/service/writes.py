@@ -1,15 +1,18 @@
 """Group commit: requests' writes run on one thread, many in one transaction, each answered after its commit.
 
 A request hands :meth:`GroupWriter.submit` its write (a function of a connection) and waits for the future it
-gets back. The writer thread takes every write queued, runs each in a savepoint of one transaction and
-commits them together: one transaction (on SQLite, one wait for the database's write lock, often held by the
+gets back. The writer thread takes every write queued, runs them in one transaction and commits them
+together: one transaction (on SQLite, one wait for the database's write lock, often held by the
 worker) and one commit for all the requests that arrived meanwhile, instead of one each. While a batch
 commits, the next one queues.
 
-Each write stays all-or-nothing and on its own: one that raises is rolled back to its savepoint and its
-future gets the exception; the others of its batch go on. A future gets its result only once the batch is
-committed, so no request is answered before what it wrote is durable. When the transaction itself fails
-(its BEGIN or COMMIT), every write of the batch gets the exception and nothing of it was written.
+Each write stays all-or-nothing and on its own. A batch first runs its writes one after another in one
+transaction; when one raises, the transaction is rolled back, that write's future gets the exception, and the
+others run again in a new transaction, each in a savepoint (one that raises there is rolled back to its
+savepoint alone). Savepoints cost two statements a write, so they are taken only when a write failed. A
+future gets its result only once its transaction is committed, so no request is answered before what it wrote
+is durable. When the transaction itself fails (its BEGIN or COMMIT), every write in it gets the exception and
+nothing of it was written.
 """
 from __future__ import annotations
 
@@ -76,25 +79,48 @@ class GroupWriter:
             self._write(batch)
 
     def _write(self, batch: list[tuple[Callable[[sa.Connection], Any], Future]]) -> None:
+        pending = [(write, future) for write, future in batch if future.set_running_or_notify_cancel()]
+        culprit: Future | None = None
+        try:
+            with writing_soon(self.engine) as conn:
+                values = []
+                for write, future in pending:
+                    culprit = future
+                    values.append(write(conn))
+                culprit = None
+        except Exception as err:
+            if culprit is None:
+                self._fail(pending, err)
+                return
+            # all rolled back: the write that raised is told, the others run again, each in a savepoint
+            culprit.set_exception(err)
+            self._write_apart([(w, f) for w, f in pending if f is not culprit])
+            return
+        for (_, future), value in zip(pending, values):
+            future.set_result(value)
+
+    def _write_apart(self, pending: list[tuple[Callable[[sa.Connection], Any], Future]]) -> None:
         done: list[tuple[Future, Any]] = []
         failed: list[tuple[Future, BaseException]] = []
         try:
             with writing_soon(self.engine) as conn:
-                for write, future in batch:
-                    if not future.set_running_or_notify_cancel():
-                        continue
+                for write, future in pending:
                     try:
                         with conn.begin_nested():
                             done.append((future, write(conn)))
                     except Exception as err:  # rolled back to its savepoint; the others go on
                         failed.append((future, err))
-        except Exception as err:  # the transaction failed: nothing of the batch was written
-            logger.warning("a batch of %s writes failed: %s", len(batch), type(err).__name__)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
+        except Exception as err:
+            self._fail(pending, err)
             return
         for future, value in done:
             future.set_result(value)
         for future, err in failed:
+            future.set_exception(err)
+
+    @staticmethod
+    def _fail(pending: list[tuple[Callable[[sa.Connection], Any], Future]], err: BaseException) -> None:
+        """The transaction itself failed (its BEGIN or COMMIT): nothing of it was written."""
+        logger.warning("a transaction of %s writes failed: %s", len(pending), type(err).__name__)
+        for _, future in pending:
             future.set_exception(err)

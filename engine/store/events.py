@@ -26,11 +26,20 @@ def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
         yield values[start:start + CHUNK]
 
 
+_VALUES = sa.bindparam("values", expanding=True)
+_CONTACTS_BY = {column: sa.select(contacts).where(contacts.c[column].in_(_VALUES))
+                for column in ("phone", "email", "external_id")}
+_RECORDED = sa.select(events.c.idempotency_key).where(events.c.idempotency_key.in_(_VALUES))
+_ACTIVE = (sa.select(enrollments).where(enrollments.c.contact_id.in_(_VALUES),
+                                        enrollments.c.status == EnrollmentStatus.ACTIVE.value)
+           .order_by(enrollments.c.enrolled_at.desc()))
+
+
 def contacts_by(conn: sa.Connection, column: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The contacts whose ``column`` (phone, email or external_id) is one of ``values``: value → contact."""
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(values):
-        for row in conn.execute(sa.select(contacts).where(contacts.c[column].in_(chunk))).mappings():
+        for row in conn.execute(_CONTACTS_BY[column], {"values": chunk}).mappings():
             found.setdefault(row[column], dict(row))
     return found
 
@@ -39,8 +48,7 @@ def recorded_keys(conn: sa.Connection, keys: Iterable[str]) -> set[str]:
     """Those of the idempotency ``keys`` an event already has."""
     seen: set[str] = set()
     for chunk in _chunks(keys):
-        seen.update(conn.execute(sa.select(events.c.idempotency_key)
-                                 .where(events.c.idempotency_key.in_(chunk))).scalars())
+        seen.update(conn.execute(_RECORDED, {"values": chunk}).scalars())
     return seen
 
 
@@ -48,10 +56,7 @@ def active_enrollments(conn: sa.Connection, contact_ids: Iterable[int]) -> dict[
     """Each contact's active enrollments, the latest enrolled first (contacts without one are absent)."""
     found: dict[int, list[dict[str, Any]]] = {}
     for chunk in _chunks(contact_ids):
-        query = (sa.select(enrollments).where(enrollments.c.contact_id.in_(chunk),
-                                              enrollments.c.status == EnrollmentStatus.ACTIVE.value)
-                 .order_by(enrollments.c.enrolled_at.desc()))
-        for row in conn.execute(query).mappings():
+        for row in conn.execute(_ACTIVE, {"values": chunk}).mappings():
             found.setdefault(row["contact_id"], []).append(dict(row))
     return found
 
@@ -68,8 +73,11 @@ def insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     _insert(conn, run)
 
 
+_INSERT = sa.insert(events)
+
+
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     if rows and rows[0]["data"] is None:
         rows = [{k: v for k, v in row.items() if k != "data"} for row in rows]
     if rows:
-        conn.execute(sa.insert(events), rows)
+        conn.execute(_INSERT, rows)
