@@ -203,3 +203,53 @@ def test_a_list_through_the_api_is_all_or_nothing_when_an_event_fails(world, mon
     assert good.status_code == 200, good.text
     assert [r["recorded"] for r in good.json()["results"]] == [True, True]
     assert [row[:3] for row in stored(world)] == [(1, "product_viewed", "k")] * 2
+
+
+def test_requests_batched_together_are_answered_each_on_its_own(world, monkeypatch):
+    from engine.service.api import _EventWrite
+    from engine.service.errors import ApiError
+    from engine.service.schemas import EventIn
+
+    client, _ = api_client(world)
+    ctx = client.app.state.ctx
+    real = engine.events.record_event
+
+    def failing(conn, config, contact, kind, **kw):
+        if kw.get("value") == 13:
+            raise InputError("the thirteenth")
+        return real(conn, config, contact, kind, **kw)
+
+    monkeypatch.setattr(engine.events, "record_event", failing)
+
+    def request(*events: dict) -> _EventWrite:
+        return _EventWrite(ctx, [EventIn(**e) for e in events], len(events) > 1)
+
+    writer = GroupWriter(world.engine)
+    busy, go = threading.Event(), threading.Event()
+
+    def blocker(conn):
+        busy.set()
+        go.wait()
+
+    first = writer.submit(blocker)
+    busy.wait()  # the four requests below queue into one batch
+    futures = [writer.submit(request({"contact": PHONES[0], "type": "product_viewed", "key": "a"},
+                                     {"contact": PHONES[1], "type": "product_viewed", "key": "b"})),
+               writer.submit(request({"contact": "09129999999", "type": "product_viewed", "key": "nobody"})),
+               writer.submit(request({"contact": PHONES[2], "type": "product_viewed", "key": "c"},
+                                     {"contact": PHONES[2], "type": "converted", "value": 13})),
+               writer.submit(request({"contact": PHONES[2], "type": "product_viewed", "key": "d",
+                                      "idempotency_key": "once"})),
+               writer.submit(request({"contact": PHONES[1], "type": "product_viewed", "key": "e",
+                                      "idempotency_key": "once"}))]
+    go.set()
+    first.result()
+    assert [r["recorded"] for r in futures[0].result()] == [True, True]
+    with pytest.raises(ApiError) as unknown:
+        futures[1].result()
+    assert unknown.value.status == 422
+    with pytest.raises(InputError, match="thirteenth"):
+        futures[2].result()
+    assert futures[3].result()[0]["recorded"] is True and futures[4].result()[0]["recorded"] is False
+    writer.close()
+    assert [row[2] for row in stored(world)] == ["a", "b", "d"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from .. import control
 from ..contacts import KNOWN_COLUMNS, ImportReport, find_contact, find_contacts, parse_row, upsert_contacts
 from ..enrollment import enroll
 from ..errors import InputError
-from ..events import Event, record_events
+from ..events import Event, EventResult, record_events
 from .auth import require_api_key
 from .context import ServiceContext, get_context
 from .errors import ApiError
@@ -80,8 +80,16 @@ def post_contacts(body: Batch(ContactIn), ctx: ServiceContext = Depends(get_cont
 
 def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: bool) -> list[dict]:
     """Each item's contact (and sequence, where named); every unknown one is an error."""
-    errors = []
     found = find_contacts(conn, [item.contact for item in items], ctx.config.settings.default_region)
+    refused = _unknown(ctx, items, many, found)
+    if refused:
+        raise refused
+    return found
+
+
+def _unknown(ctx: ServiceContext, items: list[Any], many: bool, found: list[dict | None]) -> ApiError | None:
+    """The 422 for the items whose contact was not found or whose sequence is unknown, if any."""
+    errors = []
     for i, (item, contact) in enumerate(zip(items, found)):
         if getattr(item, "sequence", None) and item.sequence not in ctx.config.sequences:
             known = ", ".join(sorted(ctx.config.sequences)) or "none"
@@ -90,8 +98,8 @@ def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: b
             errors.append((_where(many, i, "contact"), "no contact matches this key (a phone, an email or an "
                                                        "external id); create it with POST /api/v1/contacts"))
     if errors:
-        raise ApiError(422, "unknown contact or sequence" + ("; nothing was written" if many else ""), errors)
-    return found
+        return ApiError(422, "unknown contact or sequence" + ("; nothing was written" if many else ""), errors)
+    return None
 
 
 @router.post("/enrollments", summary="Enroll contacts in sequences (one or a list, all-or-nothing)")
@@ -119,16 +127,53 @@ def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(ge
     return {"enrolled": sum(r["status"] == "enrolled" for r in results), "results": results}
 
 
-def _record(ctx: ServiceContext, items: list[EventIn], many: bool, conn: sa.Connection) -> list[dict[str, Any]]:
-    contacts = _resolve(ctx, conn, items, many)
-    results = record_events(conn, ctx.config, contacts, [
-        Event(item.type, sequence=item.sequence, channel=item.channel, value=item.value,
-              idempotency_key=item.idempotency_key, key=item.key, data=item.data) for item in items], source="api")
-    return [{"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
-             "cancelled": result.cancelled, "note": result.note, "started": [s.as_dict() for s in result.started],
-             **({"credited": result.credited} if item.type == "converted" and result.recorded else {}),
-             **({"warning": result.warning} if result.warning else {})}
-            for item, contact, result in zip(items, contacts, results)]
+@dataclass(frozen=True)
+class _EventWrite:
+    """One request's events, as a write of the group writer (:mod:`engine.service.writes`)."""
+
+    ctx: ServiceContext
+    items: list[EventIn]
+    many: bool
+
+    def __call__(self, conn: sa.Connection) -> list[dict[str, Any]]:
+        contacts = _resolve(self.ctx, conn, self.items, self.many)
+        return self.answers(contacts, record_events(conn, self.ctx.config, contacts, self.events(), source="api"))
+
+    def events(self) -> list[Event]:
+        return [Event(item.type, sequence=item.sequence, channel=item.channel, value=item.value,
+                      idempotency_key=item.idempotency_key, key=item.key, data=item.data) for item in self.items]
+
+    def answers(self, contacts: list[dict], results: list[EventResult]) -> list[dict[str, Any]]:
+        return [{"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
+                 "cancelled": result.cancelled, "note": result.note, "started": [s.as_dict() for s in result.started],
+                 **({"credited": result.credited} if item.type == "converted" and result.recorded else {}),
+                 **({"warning": result.warning} if result.warning else {})}
+                for item, contact, result in zip(self.items, contacts, results)]
+
+    @staticmethod
+    def together(conn: sa.Connection, writes: list["_EventWrite"]) -> list[Any]:
+        """Several requests' events with one read of their contacts and one :func:`record_events` for all, in
+        the order the requests came: a request with an unknown contact or sequence gets its 422 and writes
+        nothing; the others get their answers."""
+        ctx = writes[0].ctx
+        found = find_contacts(conn, [item.contact for w in writes for item in w.items],
+                              ctx.config.settings.default_region)
+        outcomes: list[Any] = []
+        accepted: list[tuple[int, list[dict]]] = []
+        start = 0
+        for i, write in enumerate(writes):
+            contacts, start = found[start:start + len(write.items)], start + len(write.items)
+            refused = _unknown(ctx, write.items, write.many, contacts)
+            outcomes.append(refused)
+            if refused is None:
+                accepted.append((i, contacts))
+        results = record_events(conn, ctx.config, [c for _, contacts in accepted for c in contacts],
+                                [e for i, _ in accepted for e in writes[i].events()], source="api")
+        start = 0
+        for i, contacts in accepted:
+            outcomes[i] = writes[i].answers(contacts, results[start:start + len(contacts)])
+            start += len(contacts)
+        return outcomes
 
 
 @router.post("/events", summary="Record what contacts did (one or a list, all-or-nothing)")
@@ -144,7 +189,7 @@ async def post_events(body: Batch(EventIn), ctx: ServiceContext = Depends(get_co
     commit, :mod:`engine.service.writes`): the answer comes once that transaction is committed.
     """
     items, many = _items(body)
-    write = partial(_record, ctx, items, many)
+    write = _EventWrite(ctx, items, many)
     try:
         results = await asyncio.wrap_future(ctx.writes.submit(write))
     except sa.exc.IntegrityError:

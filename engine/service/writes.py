@@ -6,10 +6,15 @@ together: one transaction (on SQLite, one wait for the database's write lock, of
 worker) and one commit for all the requests that arrived meanwhile, instead of one each. While a batch
 commits, the next one queues.
 
-Each write stays all-or-nothing and on its own. A batch first runs its writes one after another in one
-transaction; when one raises, the transaction is rolled back, that write's future gets the exception, and the
-others run again in a new transaction, each in a savepoint (one that raises there is rolled back to its
-savepoint alone). Savepoints cost two statements a write, so they are taken only when a write failed. A
+A batch of writes of one class with a ``together(conn, writes)`` (a static method) is run by it: one call for
+all, which answers one outcome per write (its value, or the exception it is refused with, having written
+nothing). The API's events are such writes: a batch of requests reads and inserts its events with a few
+statements in all (:func:`engine.events.record_events`). Other writes run one after another.
+
+Each write stays all-or-nothing and on its own. When the batch's run raises, its transaction is rolled
+back and its writes run again in a new transaction, each in a savepoint: one that raises there is rolled
+back to its savepoint alone and its future gets the exception. Savepoints cost two statements a write, so
+they are taken only when a write failed. A
 future gets its result only once its transaction is committed, so no request is answered before what it wrote
 is durable. When the transaction itself fails (its BEGIN or COMMIT), every write in it gets the exception and
 nothing of it was written.
@@ -80,24 +85,26 @@ class GroupWriter:
 
     def _write(self, batch: list[tuple[Callable[[sa.Connection], Any], Future]]) -> None:
         pending = [(write, future) for write, future in batch if future.set_running_or_notify_cancel()]
-        culprit: Future | None = None
+        writes = [write for write, _ in pending]
+        kinds = {type(write) for write in writes}
+        together = getattr(kinds.pop(), "together", None) if len(kinds) == 1 else None
+        stage = "begin"
         try:
             with writing_soon(self.engine) as conn:
-                values = []
-                for write, future in pending:
-                    culprit = future
-                    values.append(write(conn))
-                culprit = None
+                stage = "write"
+                outcomes = together(conn, writes) if together else [write(conn) for write in writes]
+                stage = "commit"
         except Exception as err:
-            if culprit is None:
+            if stage == "write":  # a write raised and all was rolled back: again, each in a savepoint of its own
+                self._write_apart(pending)
+            else:
                 self._fail(pending, err)
-                return
-            # all rolled back: the write that raised is told, the others run again, each in a savepoint
-            culprit.set_exception(err)
-            self._write_apart([(w, f) for w, f in pending if f is not culprit])
             return
-        for (_, future), value in zip(pending, values):
-            future.set_result(value)
+        for (_, future), outcome in zip(pending, outcomes):
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def _write_apart(self, pending: list[tuple[Callable[[sa.Connection], Any], Future]]) -> None:
         done: list[tuple[Future, Any]] = []
