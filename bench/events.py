@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import itertools
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from .common import (FOLLOWUP, PG_URL, FakeSms, env_for, info, kavenegar, pct, phone, result, setup_world,
-                     start_worker, terminate)
+from .common import (PG_URL, FakeSms, info, kavenegar, pct, phone, result, setup_world, start_serve, start_worker,
+                     terminate)
 
 CLIENTS = 50
 LISTS = 3
@@ -50,6 +49,24 @@ class Events:
                 "data": {"sku": f"sku-{i % 997}", "price": 1_250_000}, "idempotency_key": f"{self.run}-{i}"}
 
 
+RETRIES = {"count": 0}
+
+
+async def send(client: httpx.AsyncClient, event: dict | None) -> httpx.Response:
+    """One request (``/healthz`` for None, else the event), sent again when the connection drops (the server
+    closed an idle keep-alive connection as the client reused it): an event's idempotency key makes that safe."""
+    for attempt in range(3):
+        try:
+            if event is None:
+                return await client.get("/healthz")
+            return await client.post("/api/v1/events", json=event)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            RETRIES["count"] += 1
+    raise AssertionError("unreachable")
+
+
 async def closed_loop(base: str, key: str, make, seconds: float) -> tuple[int, int]:
     """C clients asking one after another for ``seconds``: (answers, answers with status 200).
     ``make`` is None for ``/healthz``, else a function giving each request's event."""
@@ -61,10 +78,7 @@ async def closed_loop(base: str, key: str, make, seconds: float) -> tuple[int, i
         async def one() -> None:
             nonlocal done, good
             while time.perf_counter() < end:
-                if make is None:
-                    response = await client.get("/healthz")
-                else:
-                    response = await client.post("/api/v1/events", json=make())
+                response = await send(client, None if make is None else make())
                 done += 1
                 good += response.status_code == 200
         await asyncio.gather(*(one() for _ in range(CLIENTS)))
@@ -80,10 +94,7 @@ async def paced(base: str, key: str, make, rate: float, seconds: float) -> tuple
         async def one() -> None:
             nonlocal good
             started = time.perf_counter()
-            if make is None:
-                response = await client.get("/healthz")
-            else:
-                response = await client.post("/api/v1/events", json=make())
+            response = await send(client, None if make is None else make())
             latencies.append((time.perf_counter() - started) * 1000)
             good += response.status_code == 200
 
@@ -111,15 +122,6 @@ def lists(base: str, key: str, events: Events) -> tuple[list[float], int]:
     return times, good
 
 
-def wait_up(base: str) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code in (200, 503):
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-
-
 def run(url: str, label: str, seconds: float, contacts: int) -> None:
     from engine.apikeys import create_key
     from engine.models import ContactEvent, Message
@@ -133,13 +135,9 @@ def run(url: str, label: str, seconds: float, contacts: int) -> None:
             key = create_key(conn, "bench")
         cfg = config.dir
         worker = start_worker(cfg, tmp / "worker.log")
-        port = 18000 + secrets.randbelow(2000)
-        log = (tmp / "serve.log").open("a")
-        serve = subprocess.Popen([FOLLOWUP, "serve", "--port", str(port)], env=env_for(cfg), stdout=log, stderr=log)
-        base = f"http://127.0.0.1:{port}"
+        serve, base = start_serve(cfg, tmp)
         events = Events(contacts)
         try:
-            wait_up(base)
             health, _ = asyncio.run(closed_loop(base, key, None, seconds))
             posted, ok = asyncio.run(closed_loop(base, key, events.one, seconds))
             health_rate, event_rate = health / seconds, posted / seconds
@@ -161,6 +159,8 @@ def run(url: str, label: str, seconds: float, contacts: int) -> None:
         failed = (posted - ok) + (len(latencies) - ok_paced)
         if failed:
             info(f"[{label}] {failed:,} single events were not answered 200")
+        if RETRIES["count"]:
+            info(f"[{label}] {RETRIES['count']:,} requests sent again after their connection dropped")
         answered = ok + ok_paced + ok_lists
         result(f"events[{label}] rate", f"{event_rate:,.0f}/s vs /healthz {health_rate:,.0f}/s "
                                         f"({event_rate / health_rate:.0%}), C={CLIENTS}, worker sending",

@@ -171,16 +171,18 @@ def record_events(conn: sa.Connection, config: Config, contacts: list[dict], ite
     for i, (contact, event) in enumerate(zip(contacts, items)):
         _check(config, event)
         if event.idempotency_key in keys:
-            results.append(EventResult(recorded=False, note=f"already recorded (idempotency key {event.idempotency_key})"))
+            results.append(EventResult(recorded=False,
+                                       note=f"already recorded (idempotency key {event.idempotency_key})"))
             continue
         if _plain_kind(config, event.kind):
             if active is None:
                 active = store_active(conn, {c["id"] for c in contacts[i:]})
-            mine = [e for e in active.get(contact["id"], ()) if not event.sequence or e["sequence"] == event.sequence]
+            mine = [e for e in active.get(contact["id"], ())
+                    if not event.sequence or e["sequence"] == event.sequence]
             if not any(event.kind in _exit_on(conn, config, e) for e in exiting(mine, event.key)):
                 pending.append({"contact_id": contact["id"], "type": event.kind, "sequence": event.sequence,
-                                "channel": event.channel, "value": event.value, "idempotency_key": event.idempotency_key,
-                                "source": source, "at": now(), "key": event.key, "data": event.data})
+                                "channel": event.channel, "value": event.value, "source": source, "at": now(),
+                                "idempotency_key": event.idempotency_key, "key": event.key, "data": event.data})
                 if event.idempotency_key:
                     keys.add(event.idempotency_key)
                 if event.kind not in warnings:
