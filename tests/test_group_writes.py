@@ -184,9 +184,9 @@ def test_a_list_recorded_together_does_what_each_event_in_turn_does(make_world):
     assert _state(world, ids[3:]) == _state(world, ids[:3])
 
 
-def test_a_list_through_the_api_is_all_or_nothing_when_an_event_fails(world, monkeypatch):
-    client, key = api_client(world)
-    client.headers.update(auth(key))
+@pytest.fixture
+def thirteenth_fails(monkeypatch):
+    """Recording an event of value 13 raises (after the events before it in its list were written)."""
     real = engine.events.record_event
 
     def failing(conn, config, contact, kind, **kw):
@@ -195,6 +195,11 @@ def test_a_list_through_the_api_is_all_or_nothing_when_an_event_fails(world, mon
         return real(conn, config, contact, kind, **kw)
 
     monkeypatch.setattr(engine.events, "record_event", failing)
+
+
+def test_a_list_through_the_api_is_all_or_nothing_when_an_event_fails(world, thirteenth_fails):
+    client, key = api_client(world)
+    client.headers.update(auth(key))
     body = [{"contact": PHONES[0], "type": "product_viewed"}, {"contact": PHONES[1], "type": "converted", "value": 13}]
     response = client.post("/api/v1/events", json=body)
     assert response.status_code == 422 and "thirteenth" in response.text
@@ -205,22 +210,13 @@ def test_a_list_through_the_api_is_all_or_nothing_when_an_event_fails(world, mon
     assert [row[:3] for row in stored(world)] == [(1, "product_viewed", "k")] * 2
 
 
-def test_requests_batched_together_are_answered_each_on_its_own(world, monkeypatch):
+def test_requests_batched_together_are_answered_each_on_its_own(world, thirteenth_fails):
     from engine.service.api import _EventWrite
     from engine.service.errors import ApiError
     from engine.service.schemas import EventIn
 
     client, _ = api_client(world)
     ctx = client.app.state.ctx
-    real = engine.events.record_event
-
-    def failing(conn, config, contact, kind, **kw):
-        if kw.get("value") == 13:
-            raise InputError("the thirteenth")
-        return real(conn, config, contact, kind, **kw)
-
-    monkeypatch.setattr(engine.events, "record_event", failing)
-
     def request(*events: dict) -> _EventWrite:
         return _EventWrite(ctx, [EventIn(**e) for e in events], len(events) > 1)
 
