@@ -64,6 +64,7 @@ def benches(pg: str | None, quick: bool, profile: str | None) -> list[tuple[str,
         ("scaleout", ["scaleout", *q, *pgargs]),
         ("ratelimit", ["ratelimit", *q, *pgargs]),
         ("redirect", ["redirect", *q]),
+        ("events", ["events", *q, *pgargs]),
         ("celery", ["celery_vs", *q]),
         ("outbox", ["outbox", *q, *pgargs]),
         ("reports", ["reports", *q, *pgargs]),
@@ -74,7 +75,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, one run each (about 5 minutes)")
     parser.add_argument("--only", nargs="*", help="run only these benches (throughput, bookkeeping, tick, memory, "
-                                                  "import, latency, faults, scaleout, ratelimit, redirect, celery, outbox, reports)")
+                                                  "import, latency, faults, scaleout, ratelimit, redirect, events, "
+                                                  "celery, outbox, reports)")
     parser.add_argument("--profile", help="write pyinstrument profiles into this folder")
     args = parser.parse_args()
     print(machine(), flush=True)

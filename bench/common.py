@@ -322,6 +322,26 @@ def start_worker(cfg: Path, log: Path, interval: float = 1.0, extra_env: dict | 
     return subprocess.Popen([FOLLOWUP, "worker", "--interval", str(interval)], env=env, stdout=fh, stderr=fh)
 
 
+def start_serve(cfg: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
+    """A real ``followup serve`` on a random port (its output to ``tmp/serve.log``), once it answers /healthz:
+    (the process, its base URL)."""
+    import secrets
+
+    import httpx
+
+    port = 18000 + secrets.randbelow(2000)
+    log = (tmp / "serve.log").open("a")
+    serve = subprocess.Popen([FOLLOWUP, "serve", "--port", str(port)], env=env_for(cfg), stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code in (200, 503):
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return serve, base
+
+
 def wait_for(predicate, timeout: float, step: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from .common import (FOLLOWUP, FakeSms, env_for, info, kavenegar, pct, result, setup_world, start_worker,  # noqa: E402
+from .common import (FakeSms, info, kavenegar, pct, result, setup_world, start_serve, start_worker,  # noqa: E402
                     terminate)
 
 CLIENTS = 50
@@ -91,17 +90,8 @@ def main() -> int:
             codes = [r[0] for r in conn.execute(sa.select(Link.__table__.c.code))]
         cfg = config.dir
         worker = start_worker(cfg, tmp / "worker.log")
-        port = 18000 + secrets.randbelow(2000)
-        log = (tmp / "serve.log").open("a")
-        serve = subprocess.Popen([FOLLOWUP, "serve", "--port", str(port)], env=env_for(cfg), stdout=log, stderr=log)
-        base = f"http://127.0.0.1:{port}"
+        serve, base = start_serve(cfg, tmp)
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code in (200, 503):
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
             health, _ = asyncio.run(closed_loop(base, ["/healthz"], seconds))
             redirects, ok = asyncio.run(closed_loop(base, [f"/l/{c}" for c in codes], seconds))
             health_rate, redirect_rate = health / seconds, redirects / seconds

@@ -18,9 +18,11 @@ from .csvcheck import SAVE_AS, check_readable
 from .errors import InputError
 from .fields import length_problems
 from .models import Contact
+from .store.events import contacts_by
 from .text import fa_letters
 
-__all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "import_summary", "upsert_contacts", "find_contact", "KNOWN_COLUMNS"]
+__all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "import_summary", "upsert_contacts", "find_contact",
+           "find_contacts", "KNOWN_COLUMNS"]
 
 KNOWN_COLUMNS = ("phone", "email", "first_name", "last_name", "timezone", "locale", "tags", "external_id")
 BATCH = 1000
@@ -352,3 +354,20 @@ def find_contact(conn: sa.Connection, key: str, region: str) -> dict[str, Any] |
             return dict(rec)
     rec = conn.execute(sa.select(contacts).where(contacts.c.external_id == key)).mappings().first()
     return dict(rec) if rec else None
+
+
+def find_contacts(conn: sa.Connection, keys: list[str], region: str) -> list[dict[str, Any] | None]:
+    """:func:`find_contact` of each of ``keys``, with one statement per kind of key for them all."""
+    keys = [str(key).strip() for key in keys]
+    addresses = [None if "\x00" in key else read_address(key, region) for key in keys]
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for field_name in ("phone", "email"):
+        values = [a[1] for a in addresses if a is not None and a[0] == field_name]
+        if values:
+            found.update(((field_name, v), c) for v, c in contacts_by(conn, field_name, values).items())
+    out: list[dict[str, Any] | None] = [found.get(a) if a else None for a in addresses]
+    missing = [key for key, contact in zip(keys, out) if contact is None and "\x00" not in key]
+    if missing:
+        by_id = contacts_by(conn, "external_id", missing)
+        out = [c if c is not None or "\x00" in key else by_id.get(key) for key, c in zip(keys, out)]
+    return out

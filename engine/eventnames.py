@@ -9,6 +9,7 @@ import difflib
 import json
 import math
 import re
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["BUILT_IN", "MAX_NAME", "MAX_KEY", "MAX_DATA_BYTES", "name_problem", "near_built_in", "data_problem",
@@ -34,6 +35,7 @@ def name_problem(name: Any) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)
 def near_built_in(name: str) -> str | None:
     """The built-in event ``name`` is probably a misspelling of (``convertd`` → ``converted``), or None."""
     if name in BUILT_IN:

@@ -23,9 +23,10 @@ from .handoff import on_fact
 from .loyalty import after_conversion
 from .outbox import emit
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer
+from .store.events import active_enrollments as store_active, insert_events, recorded_keys
 from .triggers import Started, exit_status, exiting, start_runs, unheard
 
-__all__ = ["EVENT_TYPES", "EventResult", "record_event", "end_enrollments"]
+__all__ = ["EVENT_TYPES", "Event", "EventResult", "record_event", "record_events", "end_enrollments"]
 
 EVENT_TYPES = BUILT_IN
 #: the events that count toward the lead score (:mod:`engine.scoring`)
@@ -35,6 +36,19 @@ enrollments = Enrollment.__table__
 messages = Message.__table__
 events = ContactEvent.__table__
 offers = Offer.__table__
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as given: its name (``kind``) and what :func:`record_event` takes with it."""
+
+    kind: str
+    sequence: str | None = None
+    channel: str | None = None
+    value: float | None = None
+    idempotency_key: str | None = None
+    key: str | None = None
+    data: dict | None = None
 
 
 @dataclass
@@ -54,6 +68,8 @@ class EventResult:
 OUT_EVENTS = ("converted", "replied", "unsubscribed")
 #: a conversion identical to one recorded this recently (same contact and value, no shared key) is warned about
 DUPLICATE_CONVERSION_WINDOW = timedelta(minutes=1)
+#: sequence version hash → its exit_on, as read once (a hash names one definition for good)
+_EXIT_ON: dict[str, tuple[str, ...]] = {}
 
 
 def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, *, sequence: str | None = None,
@@ -63,17 +79,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
 
     ``key`` says what the event is about (a cart): it starts one run per key and, as an exit event, ends
     the run with that key (see :mod:`engine.triggers`); ``data`` is frozen on each run it starts."""
-    problem = name_problem(kind)
-    if problem:
-        raise InputError(f"{problem} (the engine's own are {', '.join(EVENT_TYPES)})")
-    if key is not None and (not 0 < len(key) <= MAX_KEY or "\x00" in key):
-        raise InputError(f"the event key must be 1 to {MAX_KEY} characters without NUL (a cart or order id)")
-    if data is not None and (problem := data_problem(data)):
-        raise InputError(f"the event's data: {problem}")
-    if channel not in (None, "all", "sms", "email"):
-        raise InputError(f"unknown channel {channel!r}; use sms, email or all")
-    if sequence is not None:
-        config.sequence(sequence)
+    _check(config, Event(kind, sequence, channel, value, idempotency_key, key, data))
     if idempotency_key:
         seen = conn.execute(sa.select(events.c.id).where(events.c.idempotency_key == idempotency_key)).first()
         if seen:
@@ -132,6 +138,75 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     return result
 
 
+def _check(config: Config, event: Event) -> None:
+    """InputError when the event cannot be recorded as given."""
+    problem = name_problem(event.kind)
+    if problem:
+        raise InputError(f"{problem} (the engine's own are {', '.join(EVENT_TYPES)})")
+    key = event.key
+    if key is not None and (not 0 < len(key) <= MAX_KEY or "\x00" in key):
+        raise InputError(f"the event key must be 1 to {MAX_KEY} characters without NUL (a cart or order id)")
+    if event.data is not None and (problem := data_problem(event.data)):
+        raise InputError(f"the event's data: {problem}")
+    if event.channel not in (None, "all", "sms", "email"):
+        raise InputError(f"unknown channel {event.channel!r}; use sms, email or all")
+    if event.sequence is not None:
+        config.sequence(event.sequence)
+
+
+def record_events(conn: sa.Connection, config: Config, contacts: list[dict], items: list[Event],
+                  source: str = "api") -> list[EventResult]:
+    """Record ``items[i]`` of ``contacts[i]``, in order, in the caller's transaction: what calling
+    :func:`record_event` for each one in turn does and answers, with fewer statements.
+
+    A plain event (a name no sequence triggers on, that ends none of its contact's active enrollments) is
+    only a row: those are read for the whole list at once (idempotency keys, active enrollments) and
+    inserted together. Any other event goes through :func:`record_event` after the rows before it are
+    inserted, and the enrollments are read again after it (it may have ended or started some)."""
+    results: list[EventResult] = []
+    pending: list[dict] = []  # plain events' rows, not inserted yet
+    keys = recorded_keys(conn, [e.idempotency_key for e in items if e.idempotency_key])
+    active: dict[int, list[dict]] | None = None  # contact id → active enrollments, as of now
+    warnings: dict[str, str] = {}
+    for i, (contact, event) in enumerate(zip(contacts, items)):
+        _check(config, event)
+        if event.idempotency_key in keys:
+            results.append(EventResult(recorded=False,
+                                       note=f"already recorded (idempotency key {event.idempotency_key})"))
+            continue
+        if _plain_kind(config, event.kind):
+            if active is None:
+                active = store_active(conn, {c["id"] for c in contacts[i:]})
+            mine = [e for e in active.get(contact["id"], ())
+                    if not event.sequence or e["sequence"] == event.sequence]
+            if not any(event.kind in _exit_on(conn, config, e) for e in exiting(mine, event.key)):
+                pending.append({"contact_id": contact["id"], "type": event.kind, "sequence": event.sequence,
+                                "channel": event.channel, "value": event.value, "source": source, "at": now(),
+                                "idempotency_key": event.idempotency_key, "key": event.key, "data": event.data})
+                if event.idempotency_key:
+                    keys.add(event.idempotency_key)
+                if event.kind not in warnings:
+                    warnings[event.kind] = unheard(config, event.kind)
+                results.append(EventResult(recorded=True, warning=warnings[event.kind]))
+                continue
+        insert_events(conn, pending)
+        pending = []
+        results.append(record_event(conn, config, contact, event.kind, sequence=event.sequence,
+                                    channel=event.channel, value=event.value, idempotency_key=event.idempotency_key,
+                                    source=source, key=event.key, data=event.data))
+        if event.idempotency_key:
+            keys.add(event.idempotency_key)
+        active = None
+    insert_events(conn, pending)
+    return results
+
+
+def _plain_kind(config: Config, kind: str) -> bool:
+    """Whether an event ``kind`` does nothing but its row, unless it ends an enrollment: not one of the engine's
+    own (those mark contacts, credit sales, score leads, go to webhooks) and no sequence's trigger."""
+    return kind not in BUILT_IN and not any(s.trigger and s.trigger.event == kind for s in config.sequences.values())
+
+
 def _duplicate_conversion(conn: sa.Connection, contact_id: int, value: float | None, stamp) -> str:
     """A warning when the same contact converted with the same value within the last minute."""
     query = sa.select(events.c.at).where(events.c.contact_id == contact_id, events.c.type == "converted",
@@ -146,13 +221,20 @@ def _duplicate_conversion(conn: sa.Connection, contact_id: int, value: float | N
 
 
 def _exit_on(conn: sa.Connection, config: Config, enrollment: dict) -> tuple[str, ...]:
-    """The exit_on of the sequence version this enrollment follows."""
+    """The exit_on of the sequence version this enrollment follows (a version's definition never changes
+    under its hash, so what one says is kept: :data:`_EXIT_ON`)."""
     from .models import SequenceVersion
 
+    found = _EXIT_ON.get(enrollment["sequence_hash"])
+    if found is not None:
+        return found
     row = conn.execute(sa.select(SequenceVersion.__table__.c.definition)
                        .where(SequenceVersion.__table__.c.hash == enrollment["sequence_hash"])).scalar()
     if row:
-        return tuple(json.loads(row).get("exit_on", ()))
+        found = tuple(json.loads(row).get("exit_on", ()))
+        if len(_EXIT_ON) < 10_000:
+            _EXIT_ON[enrollment["sequence_hash"]] = found
+        return found
     seq = config.sequences.get(enrollment["sequence"])
     return seq.exit_on if seq else ("converted", "replied", "unsubscribed")
 

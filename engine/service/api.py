@@ -5,17 +5,20 @@ request with a 4xx naming it (``[3].phone``); nothing is written.
 """
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
 from .. import control
-from ..contacts import KNOWN_COLUMNS, ImportReport, find_contact, parse_row, upsert_contacts
+from ..contacts import KNOWN_COLUMNS, ImportReport, find_contact, find_contacts, parse_row, upsert_contacts
 from ..enrollment import enroll
 from ..errors import InputError
-from ..events import record_event
+from ..events import Event, EventResult, record_events
 from .auth import require_api_key
 from .context import ServiceContext, get_context
 from .errors import ApiError
@@ -78,19 +81,26 @@ def post_contacts(body: Batch(ContactIn), ctx: ServiceContext = Depends(get_cont
 
 def _resolve(ctx: ServiceContext, conn: sa.Connection, items: list[Any], many: bool) -> list[dict]:
     """Each item's contact (and sequence, where named); every unknown one is an error."""
-    errors, found = [], []
-    for i, item in enumerate(items):
+    found = find_contacts(conn, [item.contact for item in items], ctx.config.settings.default_region)
+    refused = _unknown(ctx, items, many, found)
+    if refused:
+        raise refused
+    return found
+
+
+def _unknown(ctx: ServiceContext, items: list[Any], many: bool, found: list[dict | None]) -> ApiError | None:
+    """The 422 for the items whose contact was not found or whose sequence is unknown, if any."""
+    errors = []
+    for i, (item, contact) in enumerate(zip(items, found)):
         if getattr(item, "sequence", None) and item.sequence not in ctx.config.sequences:
             known = ", ".join(sorted(ctx.config.sequences)) or "none"
             errors.append((_where(many, i, "sequence"), f"no sequence named {item.sequence!r} (known: {known})"))
-        contact = find_contact(conn, item.contact, ctx.config.settings.default_region)
         if contact is None:
             errors.append((_where(many, i, "contact"), "no contact matches this key (a phone, an email or an "
                                                        "external id); create it with POST /api/v1/contacts"))
-        found.append(contact)
     if errors:
-        raise ApiError(422, "unknown contact or sequence" + ("; nothing was written" if many else ""), errors)
-    return found
+        return ApiError(422, "unknown contact or sequence" + ("; nothing was written" if many else ""), errors)
+    return None
 
 
 @router.post("/enrollments", summary="Enroll contacts in sequences (one or a list, all-or-nothing)")
@@ -118,38 +128,76 @@ def post_enrollments(body: Batch(EnrollmentIn), ctx: ServiceContext = Depends(ge
     return {"enrolled": sum(r["status"] == "enrolled" for r in results), "results": results}
 
 
-def _record(ctx: ServiceContext, items: list[EventIn], many: bool) -> list[dict[str, Any]]:
-    with ctx.engine.begin() as conn:
-        contacts = _resolve(ctx, conn, items, many)
-        out = []
-        for item, contact in zip(items, contacts):
-            result = record_event(conn, ctx.config, contact, item.type, sequence=item.sequence, channel=item.channel,
-                                  value=item.value, idempotency_key=item.idempotency_key, source="api",
-                                  key=item.key, data=item.data)
-            out.append({"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
-                        "cancelled": result.cancelled, "note": result.note,
-                        "started": [s.as_dict() for s in result.started],
-                        **({"credited": result.credited} if item.type == "converted" and result.recorded else {}),
-                        **({"warning": result.warning} if result.warning else {})})
-        return out
+@dataclass(frozen=True)
+class _EventWrite:
+    """One request's events, as a write of the group writer (:mod:`engine.service.writes`)."""
+
+    ctx: ServiceContext
+    items: list[EventIn]
+    many: bool
+
+    def __call__(self, conn: sa.Connection) -> list[dict[str, Any]]:
+        contacts = _resolve(self.ctx, conn, self.items, self.many)
+        return self.answers(contacts, record_events(conn, self.ctx.config, contacts, self.events(), source="api"))
+
+    def events(self) -> list[Event]:
+        return [Event(item.type, sequence=item.sequence, channel=item.channel, value=item.value,
+                      idempotency_key=item.idempotency_key, key=item.key, data=item.data) for item in self.items]
+
+    def answers(self, contacts: list[dict], results: list[EventResult]) -> list[dict[str, Any]]:
+        return [{"contact_id": contact["id"], "recorded": result.recorded, "ended": result.ended,
+                 "cancelled": result.cancelled, "note": result.note, "started": [s.as_dict() for s in result.started],
+                 **({"credited": result.credited} if item.type == "converted" and result.recorded else {}),
+                 **({"warning": result.warning} if result.warning else {})}
+                for item, contact, result in zip(self.items, contacts, results)]
+
+    @staticmethod
+    def together(conn: sa.Connection, writes: list["_EventWrite"]) -> list[Any]:
+        """Several requests' events with one read of their contacts and one :func:`record_events` for all, in
+        the order the requests came: a request with an unknown contact or sequence gets its 422 and writes
+        nothing; the others get their answers."""
+        ctx = writes[0].ctx
+        found = find_contacts(conn, [item.contact for w in writes for item in w.items],
+                              ctx.config.settings.default_region)
+        outcomes: list[Any] = []
+        accepted: list[tuple[int, list[dict]]] = []
+        start = 0
+        for i, write in enumerate(writes):
+            contacts, start = found[start:start + len(write.items)], start + len(write.items)
+            refused = _unknown(ctx, write.items, write.many, contacts)
+            outcomes.append(refused)
+            if refused is None:
+                accepted.append((i, contacts))
+        results = record_events(conn, ctx.config, [c for _, contacts in accepted for c in contacts],
+                                [e for i, _ in accepted for e in writes[i].events()], source="api")
+        start = 0
+        for i, contacts in accepted:
+            outcomes[i] = writes[i].answers(contacts, results[start:start + len(contacts)])
+            start += len(contacts)
+        return outcomes
 
 
 @router.post("/events", summary="Record what contacts did (one or a list, all-or-nothing)")
-def post_events(body: Batch(EventIn), ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
+async def post_events(body: Batch(EventIn), ctx: ServiceContext = Depends(get_context)) -> JSONResponse:
     """``converted``, ``replied``, ``unsubscribed``, ``resubscribed`` or any event name; ends what it must
     and starts the runs it triggers at once (``started``, one per sequence whose trigger names it).
 
     With a ``key``, an exit event ends only the run with that key (and enrollments without one), and a
     trigger starts one run per key. The same ``idempotency_key`` twice is recorded once (the second answer
     says ``recorded: false``).
+
+    The request's events are written in a savepoint of a transaction shared with other requests' (group
+    commit, :mod:`engine.service.writes`): the answer comes once that transaction is committed.
     """
     items, many = _items(body)
+    write = _EventWrite(ctx, items, many)
     try:
-        results = _record(ctx, items, many)
+        results = await asyncio.wrap_future(ctx.writes.submit(write))
     except sa.exc.IntegrityError:
         # a concurrent request recorded the same idempotency key first: run again, it is now a no-op
-        results = _record(ctx, items, many)
-    return {"results": results} if many else results[0]
+        results = await asyncio.wrap_future(ctx.writes.submit(write))
+    # plain JSON values: answered as they are, without FastAPI's walk over every value of a 1,000-event list
+    return JSONResponse({"results": results} if many else results[0])
 
 
 @router.get("/contacts/{key}/timeline", summary="Every message and event of one contact")

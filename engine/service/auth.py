@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..apikeys import find_key, verify_key
+from ..db import reading
 from ..sessions import check_session, open_session
 from .context import ServiceContext, get_context
 
@@ -43,8 +44,12 @@ def _bearer(request: Request) -> str | None:
 def _key_name(ctx: ServiceContext, key: str | None) -> str | None:
     if not key:
         return None
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:  # a read: on SQLite it does not wait for the write lock
         return verify_key(conn, key)
+
+
+#: where :class:`ApiKeyGate` leaves the name of the key it checked, in the request's state
+CHECKED_KEY = "followup_api_key"
 
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="an API key from `followup apikey create NAME`")
@@ -54,10 +59,14 @@ NO_KEY = ("a valid API key is required: send `Authorization: Bearer KEY` "
           "(create one with `followup apikey create NAME`)")
 
 
-def require_api_key(request: Request, ctx: ServiceContext = Depends(get_context),
-                    _creds: HTTPAuthorizationCredentials | None = Depends(_bearer_scheme)) -> str:
-    """Dependency: the name of the caller's valid API key, else 401 (before anything is written)."""
-    name = _key_name(ctx, _bearer(request))
+async def require_api_key(request: Request, ctx: ServiceContext = Depends(get_context),
+                          _creds: HTTPAuthorizationCredentials | None = Depends(_bearer_scheme)) -> str:
+    """Dependency: the name of the caller's valid API key, else 401 (before anything is written).
+
+    Under ``/api/v1/`` the gate checked the key a moment ago, in this request: its answer is used."""
+    name = request.scope.get("state", {}).get(CHECKED_KEY)
+    if name is None:
+        name = await run_in_threadpool(_key_name, ctx, _bearer(request))
     if name is None:
         raise HTTPException(401, NO_KEY, headers={"WWW-Authenticate": "Bearer"})
     return name
@@ -73,11 +82,13 @@ class ApiKeyGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/v1/"):
             key = _bearer(Request(scope))
-            if await run_in_threadpool(_key_name, self.ctx, key) is None:
+            name = await run_in_threadpool(_key_name, self.ctx, key)
+            if name is None:
                 answer = JSONResponse({"error": NO_KEY, "errors": []}, status_code=401,
                                       headers={"WWW-Authenticate": "Bearer"})
                 await answer(scope, receive, send)
                 return
+            scope.setdefault("state", {})[CHECKED_KEY] = name
         await self.app(scope, receive, send)
 
 

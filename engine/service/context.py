@@ -13,6 +13,7 @@ from ..config import Config
 from .clicks import ClickWriter
 from .options import ServiceOptions
 from .tally import LogTally
+from .writes import GroupWriter
 from .throttle import LoginThrottle, Misses
 
 __all__ = ["ServiceContext", "get_context"]
@@ -29,12 +30,15 @@ class ServiceContext:
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     link_misses: Misses = field(default_factory=Misses)  # unknown short-link codes by address
     clicks: ClickWriter | None = None  # short-link clicks on their way to the database (made from ``engine``)
+    writes: GroupWriter | None = None  # the API's event writes, committed in groups (made from ``engine``)
     _providers: dict[str, Provider] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.clicks is None:
             self.clicks = ClickWriter(self.engine, config=self.config)
+        if self.writes is None:
+            self.writes = GroupWriter(self.engine, name="event-writer")
 
     def provider(self, name: str) -> Provider | None:
         """The configured provider called ``name`` (any channel), or None."""
@@ -46,8 +50,9 @@ class ServiceContext:
         return self._providers.get(name)
 
     def close(self) -> None:
-        """The app's shutdown: the queued clicks written, the providers' sessions closed."""
+        """The app's shutdown: the queued writes and clicks written, the providers' sessions closed."""
         try:
+            self.writes.close()
             self.clicks.close()  # a failure propagates: the shutdown's log says the clicks were not written
         finally:
             for provider in (self._providers or {}).values():
