@@ -15,6 +15,7 @@ from ..models import ContactEvent, DeliveryLog, Engagement, Enrollment, Message,
 from ..reports import contact_labels, funnel, queue_state
 from ..store.pauses import active_pauses
 from ..text import mask_address
+from ..transitions import Event
 
 __all__ = ["contact_timeline", "sequence_stats", "recent_counts", "queue_state", "provider_overview",
            "log_page", "worker_ticks", "contact_labels", "LOG_FILTERS"]
@@ -26,7 +27,7 @@ events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 offers = Offer.__table__
 LOG_FILTERS = ("sequence", "touch", "channel", "provider", "event")
-ERROR_EVENTS = ("failed", "retry", "unknown", "undelivered")
+ERROR_EVENTS = tuple(e.value for e in (Event.FAILED, Event.RETRY, Event.UNKNOWN, Event.UNDELIVERED))
 
 
 def _masked(text: str | None) -> str | None:
@@ -127,8 +128,8 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
             name = entry["name"]
             pause = pauses.get(name)
             c = counts.get(name, {})
-            attempts = c.get("sent", 0) + c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
-            errors = c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
+            errors = sum(c.get(e, 0) for e in ERROR_EVENTS if e != Event.UNDELIVERED)
+            attempts = c.get(Event.SENT.value, 0) + errors
             last = conn.execute(sa.select(log_t.c.at, log_t.c.event, log_t.c.reason)
                                 .where(log_t.c.provider == name, log_t.c.event.in_(ERROR_EVENTS))
                                 .order_by(log_t.c.id.desc()).limit(1)).mappings().first()
