@@ -75,7 +75,8 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
     expired can no longer record a result. Returns the changes that applied.
 
     Changes that set the same columns form a group, one ``UPDATE … RETURNING id`` each: what the group
-    sets alike is written once, the columns that differ come with each row's id.
+    sets alike is written once, the columns that differ come with each row's id. On PostgreSQL the group's
+    log rows are inserted by the same statement (one round trip); on SQLite by one more.
     """
     changes = list(changes)
     if not changes:
@@ -149,7 +150,7 @@ def apply_to_touch(conn: sa.Connection, enrollment_ids: list[int], touch_index: 
     """Set ``values`` on the still-pending touch ``touch_index`` of each enrollment, and log each change.
 
     One statement for the whole set, for changes that share their values (the next touches of a batch
-    that ended together). Returns how many messages changed.
+    that ended together), which on PostgreSQL also inserts their log rows. Returns how many messages changed.
     """
     at = at or now()
     sqlite = driver.is_sqlite(conn)
