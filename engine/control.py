@@ -127,7 +127,8 @@ def resume(conn: sa.Connection, config: Config, name: str) -> str:
     _check_known(conn, config, name)
     _set_state(conn, name, None)
     released = conn.execute(sa.update(messages).where(
-        messages.c.sequence == name, status_is(messages.c.status, MessageStatus.SCHEDULED.value), messages.c.reason == PAUSED)
+        messages.c.sequence == name, status_is(messages.c.status, MessageStatus.SCHEDULED.value),
+        messages.c.reason == PAUSED)
         .values(next_attempt_at=now())).rowcount
     return f"{name}: active; {released} held message(s) due now"
 

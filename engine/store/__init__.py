@@ -37,8 +37,8 @@ from .work import (DUE_SQL, IN_FLIGHT_CHUNK, claim_due, claim_sql, cluster_lease
 WRITER_THREAD = "store-writer"
 
 __all__ = ["Store", "WRITER_THREAD", "apply", "apply_to_touch", "append_log", "LOG_ROWS_PER_INSERT", "Pause",
-           "active_pauses", "pause_providers", "resume_provider", "DUE_SQL", "IN_FLIGHT_CHUNK", "claim_due", "claim_sql",
-           "cluster_lease", "definition", "enrollments_with_contacts", "heartbeat", "in_flight_query", "offers",
+           "active_pauses", "pause_providers", "resume_provider", "DUE_SQL", "IN_FLIGHT_CHUNK", "claim_due",
+           "claim_sql", "cluster_lease", "definition", "enrollments_with_contacts", "heartbeat", "in_flight_query", "offers",
            "recent_sends", "renew_leases", "retire", "schedule_next", "sequence_hashes", "take_over"]
 
 
