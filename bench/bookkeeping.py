@@ -82,13 +82,17 @@ def run(url: str, n: int, root: Path, profile: Path | None, link: bool = False, 
 
 def ceiling(url: str, n: int, root: Path) -> tuple[float, float, int]:
     """One tick on PostgreSQL with every statement it sends recorded, then the same statements with the same
-    data replayed on a fresh copy in a bare loop (no Python work between them): (tick seconds, replay
-    seconds, statements)."""
+    data replayed on a fresh copy in a bare loop, one after the other on one connection (no Python work
+    between them): (tick seconds, replay seconds, statements).
+
+    The tick's statements are those of its thread and of the store's writer thread (the records of the
+    providers' outcomes, which overlap the tick's next claims), in the order they were sent.
+    """
     import threading
 
     import sqlalchemy as sa
 
-    from engine.store import driver
+    from engine.store import WRITER_THREAD, driver
 
     config, engine = setup_world(root / "record", url, sms=MEMORY, contacts=n)
     dispatcher = make_dispatcher(config, engine)
@@ -96,17 +100,21 @@ def ceiling(url: str, n: int, root: Path) -> tuple[float, float, int]:
     sent: list[tuple] = []
     run_raw = driver.run
 
+    def the_tick() -> bool:
+        thread = threading.current_thread()
+        return thread is tick_thread or thread.name.startswith(WRITER_THREAD)
+
     def recorded(conn, sql, params):  # the store's driver-level statements
-        if threading.current_thread() is tick_thread:
+        if the_tick():
             sent.append((sql, params, False))
         return run_raw(conn, sql, params)
 
     def on_execute(conn, cursor, sql, params, context, many):  # the SQLAlchemy Core ones
-        if threading.current_thread() is tick_thread:
+        if the_tick():
             sent.append((sql, params, many))
 
     def on_commit(conn):
-        if threading.current_thread() is tick_thread:
+        if the_tick():
             sent.append(None)
 
     driver.run = recorded

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from engine.db import make_engine
 from engine.installation import SPAN
+from engine.transitions import Event, log_next
 
 from .world import World
 
@@ -31,22 +32,9 @@ FOLLOWUP = str(Path(sys.executable).parent / "followup")
 ANYTIME = {"start": "00:00", "end": "24:00", "days": "all"}
 FINAL = {"sent", "delivered", "undelivered", "failed", "skipped", "cancelled", "unknown"}
 
-#: which log event may follow which (``None``: the first row of a message); anything else goes backwards
-_READY = {"sending", "deferred", "cancelled", "skipped", "failed", "released"}
-ALLOWED_NEXT: dict[str | None, set[str]] = {
-    None: {"scheduled", "pending"},
-    "pending": {"scheduled", "cancelled"},
-    "scheduled": _READY | {"pending"},  # the next touch waits again for a requeued one
-    "released": _READY,
-    "retry": _READY,
-    "deferred": _READY,
-    "sending": {"sent", "failed", "unknown", "retry", "deferred", "released"},
-    # a receipt saying the provider never sent it on (engine/requeue.py): scheduled again
-    "sent": {"delivered", "undelivered", "receipt_timeout", "requeued"},
-    "requeued": _READY,
-    "delivered": set(), "undelivered": set(), "receipt_timeout": {"delivered", "undelivered", "requeued"},
-    "failed": set(), "skipped": set(), "cancelled": set(), "unknown": set(),
-}
+#: which log event may follow which in a message's log (``None``: its first row); anything else goes backwards.
+#: Derived from the engine's one state machine (engine/transitions.py), not a copy of it
+ALLOWED_NEXT: dict[str | None, frozenset[str]] = {e: log_next(e) for e in (None, *(event.value for event in Event))}
 
 
 def own_database(url: str, suffix: str = "faults") -> str:

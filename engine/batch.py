@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import queue
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,3 +111,9 @@ class Pipeline:
     results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     busy: int = 0  # batches whose sends are under way
     open: int = 0  # batches not yet recorded to the end
+    writes: deque = field(default_factory=deque)  # the futures of records not read yet (Store.behind), oldest first
+
+    def written(self, report: TickReport, *, wait: bool = False) -> None:
+        """Count the records that are done, oldest first (with ``wait``, all of them); raise where one failed."""
+        while self.writes and (wait or self.writes[0].done()):
+            report.add_events(self.writes.popleft().result())

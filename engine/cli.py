@@ -443,7 +443,7 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     from .abtests import variant_report
-    from .reports import funnel, unattributed
+    from .reports import TOUCH_COUNTS, funnel, unattributed
     from .store.pauses import active_pauses, pause_text
 
     config = state.config
@@ -460,13 +460,11 @@ def stats(state: State, sequence: str | None, as_json: bool) -> None:
                          ensure_ascii=False, indent=2))
         return
     for item in data:
-        table = Table("touch", "sent", "delivered", "undelivered", "failed", "skipped", "cancelled", "unknown", "waiting",
-                      "clicks", "click rate", "conversions", "revenue", "revenue/sent",
+        table = Table("touch", *TOUCH_COUNTS, "clicks", "click rate", "conversions", "revenue", "revenue/sent",
                       title=f"{item['sequence']}: {item['enrolled']} enrolled, {item['converted']} converted "
                             f"({item['conversion_rate']:.1%}), revenue {grouped(item['revenue'])}")
         for touch, c in item["touches"].items():
-            table.add_row(touch, *(str(c.get(k, 0)) for k in ("sent", "delivered", "undelivered", "failed", "skipped",
-                                                              "cancelled", "unknown", "waiting", "clicks")),
+            table.add_row(touch, *(str(c.get(k, 0)) for k in (*TOUCH_COUNTS, "clicks")),
                           f"{c['click_rate']:.1%}", str(c["attributed_conversions"]), grouped(c["attributed_revenue"]),
                           grouped(c["revenue_per_sent"]))
         out.print(table)

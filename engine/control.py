@@ -21,7 +21,7 @@ from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
 from .ending import end_enrollments
-from .models import Enrollment, EnrollmentStatus, Message, SequenceState, SequenceVersion, status_is
+from .models import Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState, SequenceVersion, status_is
 
 __all__ = ["HOLD", "PAUSED", "ORPHANED", "SequenceRow", "held_sequences", "known_sequences", "list_sequences", "orphan_warnings",
            "pause", "resume", "stop", "unenroll"]
@@ -91,7 +91,7 @@ def list_sequences(conn: sa.Connection, config: Config) -> list[SequenceRow]:
     active = dict(conn.execute(sa.select(enrollments.c.sequence, sa.func.count())
                                .where(enrollments.c.status == EnrollmentStatus.ACTIVE.value)
                                .group_by(enrollments.c.sequence)).all())
-    scheduled = status_is(messages.c.status, "scheduled")
+    scheduled = status_is(messages.c.status, MessageStatus.SCHEDULED.value)
     due = dict(conn.execute(sa.select(messages.c.sequence, sa.func.count())
                             .where(scheduled, messages.c.next_attempt_at <= at + timedelta(hours=24))
                             .group_by(messages.c.sequence)).all())
@@ -127,7 +127,8 @@ def resume(conn: sa.Connection, config: Config, name: str) -> str:
     _check_known(conn, config, name)
     _set_state(conn, name, None)
     released = conn.execute(sa.update(messages).where(
-        messages.c.sequence == name, status_is(messages.c.status, "scheduled"), messages.c.reason == PAUSED)
+        messages.c.sequence == name, status_is(messages.c.status, MessageStatus.SCHEDULED.value),
+        messages.c.reason == PAUSED)
         .values(next_attempt_at=now())).rowcount
     return f"{name}: active; {released} held message(s) due now"
 

@@ -24,10 +24,11 @@ change appends a delivery-log row in the same transaction.
 
 Batches are pipelined: while up to ``MAX_INFLIGHT_BATCHES`` batches are at the provider, the tick's
 thread claims and checks the next and commits it as ``sending``, and settles the outcomes the send threads
-hand back; all database work of a tick is on that one thread. A send that waits between tries
-(``Retry-After``, a backoff) waits on a timer, not on a send thread. On SIGTERM nothing new is claimed;
-sends already under way finish and are recorded, sends waiting between tries and messages of a batch
-that have not reached the provider yet are scheduled again.
+hand back; all database work of a tick is on that one thread (on PostgreSQL the records of those outcomes
+run on the store's writer thread, :meth:`Store.behind`, while the tick claims on). A send that waits
+between tries (``Retry-After``, a backoff) waits on a timer, not on a send thread. On SIGTERM nothing new
+is claimed; sends already under way finish and are recorded, sends waiting between tries and messages of
+a batch that have not reached the provider yet are scheduled again.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -146,6 +147,7 @@ class Dispatcher:
                     self._absorb(pipe, self._next_result(pipe), report)
                 while not pipe.results.empty():
                     self._absorb(pipe, pipe.results.get(), report)
+                pipe.written(report)
                 self._phase("claim")
                 claimed, batch = self._claim(report)
                 if not claimed:
@@ -261,7 +263,8 @@ class Dispatcher:
                 pipe.busy -= 1
             if payload:
                 self._phase("settle")
-                self._settle([batch.to_send[i] for i in payload], list(payload.values()), batch, report)
+                pipe.writes.append(self._settle([batch.to_send[i] for i in payload], list(payload.values()), batch))
+                pipe.written(report)
             return
         pipe.open -= 1
         if not batch.freed:
@@ -273,17 +276,20 @@ class Dispatcher:
     def _absorb_all(self, pipe: Pipeline, report: TickReport) -> Exception | None:
         """Settle every batch still open; return the first failure instead of stopping at it."""
         failure = None
-        while pipe.open:
+        while pipe.open or pipe.writes:
             try:
-                self._absorb(pipe, self._next_result(pipe), report)
+                if pipe.open:
+                    self._absorb(pipe, self._next_result(pipe), report)
+                else:
+                    self._phase("settle")
+                    pipe.written(report, wait=True)
             except Exception as err:
                 failure = failure or err
         return failure
 
-    def _settle(self, sent: list[tuple[dict, OutgoingMessage]], outcomes: list[Outcome], batch: Batch,
-                report: TickReport) -> None:
+    def _settle(self, sent: list[tuple[dict, OutgoingMessage]], outcomes: list[Outcome], batch: Batch) -> Future:
         """Store what the providers said, fenced by the batch's lease; schedule the next touches; pause
-        the providers that refused us."""
+        the providers that refused us. The future of the record (:meth:`Store.behind`): the changes applied."""
         at = now()
         worker = self.settings.worker
         changes, suppress, blocked = [], [], {}
@@ -297,15 +303,19 @@ class Dispatcher:
             changes.append(made)
             if outcome.suppress and made.event == MessageStatus.FAILED:
                 suppress.append((row["contact_id"], row["channel"], outcome.reason, outcome.promotional_only))
-        with self.store.write() as conn:
+        pause_until = at + timedelta(seconds=worker.provider_pause_seconds)
+        return self.store.behind(self._record, changes, batch, suppress, blocked, at, pause_until)
+
+    def _record(self, changes: list[Change], batch: Batch, suppress: list[tuple], blocked: dict[str, str],
+                at: datetime, pause_until: datetime) -> list[Change]:
+        with self.store.write() as conn:  # the transaction of _settle
             applied = apply(conn, changes, worker=self.worker_id, fence=batch.token, at=at)
             store.schedule_next(conn, [(c.message, at) for c in applied if c.values["status"] in ENDS_TOUCH],
                                 batch.ctx.hash_of(), batch.ctx.plans, worker=self.worker_id)
             for contact_id, channel, reason, promotional_only in suppress:
                 suppress_contact(conn, contact_id, channel, reason, promotional_only=promotional_only)
-            store.pause_providers(conn, blocked, until=at + timedelta(seconds=worker.provider_pause_seconds), at=at,
-                                  worker=self.worker_id)
-        report.add_events(applied)
+            store.pause_providers(conn, blocked, until=pause_until, at=at, worker=self.worker_id)
+        return applied
 
     # -- leases of workers that died, and stopping -------------------------------------------------
     def recover(self, report: TickReport | None = None, *, everything: bool = False) -> int:

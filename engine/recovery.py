@@ -84,7 +84,7 @@ class Recovery:
                                    until=at + timedelta(seconds=lease))
         if not rows:
             return 0, True
-        answers = self._ask_providers([r for r in rows if r["status"] != "claimed"], lease / 2)
+        answers = self._ask_providers([r for r in rows if r["status"] != MessageStatus.CLAIMED], lease / 2)
         changes, ended = [], []
         facts = Facts(at)
         for row in rows:

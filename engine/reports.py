@@ -10,7 +10,7 @@ from .clock import now, to_utc
 from .models import (ACCEPTED, FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, ContactEvent, DeliveryLog, Engagement,
                      EngagementKind, Enrollment, Message, MessageStatus, status_is)
 
-__all__ = ["log_query", "funnel", "queue_state", "unattributed"]
+__all__ = ["log_query", "funnel", "queue_state", "unattributed", "TOUCH_COUNTS"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__
@@ -19,6 +19,8 @@ events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 
 SENT_LIKE = ACCEPTED
+#: what :func:`funnel` counts per touch: each final status (``sent``: every accepted one), and waiting (not sent yet)
+TOUCH_COUNTS = (*FINAL_STATUSES, "waiting")
 
 
 def log_query(conn: sa.Connection, *, sequence: str | None = None, contact_id: int | None = None,
@@ -87,8 +89,7 @@ def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, 
         .where(enrollments.c.sequence == sequence)).one()
     value = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(events_t.c.value), 0))
                          .where(events_t.c.sequence == sequence, events_t.c.type == "converted")).scalar_one()
-    per_touch = {t: {"sent": 0, "delivered": 0, "undelivered": 0, "failed": 0, "skipped": 0, "cancelled": 0,
-                     "unknown": 0, "waiting": 0} for t in touches}
+    per_touch = {t: dict.fromkeys(TOUCH_COUNTS, 0) for t in touches}
     rows = conn.execute(sa.select(messages.c.touch, messages.c.status, sa.func.count())
                         .where(messages.c.sequence == sequence).group_by(messages.c.touch, messages.c.status))
     for touch, status, count in rows:

@@ -106,7 +106,7 @@ def notify(conn: sa.Connection, config: Config, handoff: dict, rep: Rep, lead: d
                                                           messages.c.status), rows).mappings().all()
     append_log(conn, [dict(at=stamp, message_id=m["id"], contact_id=rep_id, sequence=SALES_SEQUENCE, touch=m["touch"],
                            channel=m["channel"], provider=None, event=m["status"],
-                           reason=f"lead #{lead['id']} handed to {rep.name}" if m["status"] == "scheduled"
+                           reason=f"lead #{lead['id']} handed to {rep.name}" if m["status"] == MessageStatus.SCHEDULED
                            else "waits for the previous touch", attempt=0, provider_message_id=None, worker=None)
                       for m in inserted])
     return enrollment_id

@@ -34,8 +34,8 @@ from providers.base import SendResult
 from .journal import Change
 from .models import LEASE_RELEASED, MessageStatus
 
-__all__ = ["Event", "Outcome", "Facts", "Change", "TRANSITIONS", "ONLY_BY", "ENDS_TOUCH", "IllegalTransition", "change", "allowed",
-           "POLL_AFTER_SEND", "scheduled_values"]
+__all__ = ["Event", "Outcome", "Facts", "Change", "TRANSITIONS", "ONLY_BY", "ENDS_TOUCH", "IllegalTransition", "change",
+           "allowed", "POLL_AFTER_SEND", "scheduled_values", "EVENT_REACHES", "EVENT_FROM", "FIRST_EVENTS", "log_next"]
 
 S = MessageStatus
 
@@ -78,6 +78,26 @@ TRANSITIONS: dict[S, frozenset[S]] = {
 #: its provider reports that it accepted it and never sent it on
 ONLY_BY: dict[tuple[S, S], str] = {(S.SENT, S.SCHEDULED): Event.REQUEUED.value,
                                    (S.UNKNOWN, S.SCHEDULED): Event.REQUEUED.value}
+#: the status each delivery-log event leaves a message in (``receipt_timeout`` leaves it as it was: sent)
+EVENT_REACHES: dict[Event, S] = {
+    Event.SCHEDULED: S.SCHEDULED, Event.SENDING: S.SENDING, Event.SENT: S.SENT, Event.DELIVERED: S.DELIVERED,
+    Event.UNDELIVERED: S.UNDELIVERED, Event.FAILED: S.FAILED, Event.SKIPPED: S.SKIPPED, Event.CANCELLED: S.CANCELLED,
+    Event.UNKNOWN: S.UNKNOWN, Event.DEFERRED: S.SCHEDULED, Event.RETRY: S.SCHEDULED, Event.RELEASED: S.SCHEDULED,
+    Event.RECEIPT_TIMEOUT: S.SENT, Event.REQUEUED: S.SCHEDULED, Event.PENDING: S.PENDING,
+}
+#: the statuses each event is logged from (where its rule below applies)
+EVENT_FROM: dict[Event, frozenset[S]] = {
+    Event.SCHEDULED: frozenset({S.PENDING}), Event.SENDING: frozenset({S.SCHEDULED}),
+    Event.SENT: frozenset({S.SENDING}), Event.DELIVERED: frozenset({S.SENDING, S.SENT, S.UNKNOWN}),
+    Event.UNDELIVERED: frozenset({S.SENDING, S.SENT, S.UNKNOWN}), Event.FAILED: frozenset({S.SCHEDULED, S.SENDING}),
+    Event.SKIPPED: frozenset({S.PENDING, S.SCHEDULED}), Event.CANCELLED: frozenset({S.PENDING, S.SCHEDULED}),
+    Event.UNKNOWN: frozenset({S.SENDING}), Event.DEFERRED: frozenset({S.SCHEDULED, S.SENDING}),
+    Event.RETRY: frozenset({S.SENDING}), Event.RELEASED: frozenset({S.CLAIMED, S.SENDING}),
+    Event.RECEIPT_TIMEOUT: frozenset({S.SENT}), Event.REQUEUED: frozenset({S.SENT, S.UNKNOWN}),
+    Event.PENDING: frozenset({S.SCHEDULED}),
+}
+#: the events a message's log begins with: its touch created due, or waiting for the touch before it
+FIRST_EVENTS = frozenset({Event.SCHEDULED, Event.PENDING})
 #: a touch that reached one of these is over: the next touch of its sequence is scheduled
 ENDS_TOUCH = frozenset({S.SENT, S.FAILED, S.UNKNOWN, S.SKIPPED})
 #: after a send, when its delivery state is first asked for
@@ -88,6 +108,18 @@ def allowed(before: str, after: str, kind: str | None = None) -> bool:
     """Whether a message may move from status ``before`` to ``after`` (by an outcome of ``kind``: some moves
     only one kind may make)."""
     return after in TRANSITIONS.get(S(before), ()) and ONLY_BY.get((before, after), kind) == kind
+
+
+def log_next(event: str | None) -> frozenset[str]:
+    """The events that may follow ``event`` in a message's delivery log (``None``: its first row), as
+    :data:`TRANSITIONS` allows them. A claim (``scheduled`` → ``claimed``) writes no log row; an event that
+    leaves the status as it was (``receipt_timeout``) happens once."""
+    if event is None:
+        return frozenset(e.value for e in FIRST_EVENTS)
+    status = EVENT_REACHES[Event(event)]
+    statuses = {status, S.CLAIMED} if status == S.SCHEDULED else {status}
+    return frozenset(e.value for e, froms in EVENT_FROM.items() for s in statuses & froms
+                     if allowed(s, EVENT_REACHES[e], e.value) or (EVENT_REACHES[e] == s and e.value != event))
 
 
 class IllegalTransition(ValueError):

@@ -69,9 +69,9 @@ def _backend_pid(conn) -> int:
 @needs_pg
 @pytest.mark.parametrize("where, statement", [
     ("claim", "SELECT id, enrollment_id, contact_id"),  # the claim's choice of due messages
-    ("sending", "INSERT INTO delivery_log"),           # the first log insert of a tick: `sending` rows, in the
-                                                       # claim's transaction
-    ("record", "INSERT INTO delivery_log#2"),          # the second: the provider's results
+    ("sending", "WITH u AS (UPDATE messages"),         # the first update of a tick and its log rows: `sending`
+                                                       # rows, in the claim's transaction
+    ("record", "WITH u AS (UPDATE messages#2"),        # the second: the provider's results
 ])
 def test_a_connection_killed_inside_a_transaction(tmp_path, frozen, monkeypatch, where, statement):
     """The transaction dies with its connection; nothing half-written, and the next ticks finish the job."""

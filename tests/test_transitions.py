@@ -7,8 +7,8 @@ import pytest
 
 from engine.models import (COUNTS_AS_SENT, FINAL_STATUSES, IN_FLIGHT, LEASE_RELEASED, OPEN_STATUSES,
                            MessageStatus as S)
-from engine.transitions import (ENDS_TOUCH, TRANSITIONS, Facts, IllegalTransition, Outcome, allowed, change,
-                                scheduled_values)
+from engine.transitions import (ENDS_TOUCH, EVENT_FROM, EVENT_REACHES, TRANSITIONS, Event, Facts, IllegalTransition,
+                                Outcome, allowed, change, log_next, scheduled_values)
 from providers.base import SendResult
 
 AT = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
@@ -227,3 +227,40 @@ def test_the_touch_after_a_requeued_one_waits_for_it_again():
 def test_an_outcome_the_table_does_not_allow_is_refused(status, outcome):
     with pytest.raises(IllegalTransition, match=f"{status} →"):
         change(message(status, attempt=1), outcome, Facts(AT, max_attempts=5))
+
+
+# -- the delivery log's order, derived from the table ------------------------------------------------
+#: an outcome that logs each event (``scheduled`` is a pending touch becoming due)
+_MAKES = {"scheduled": "due", "released": "released"}
+
+
+@pytest.mark.parametrize("event", list(Event))
+def test_each_event_is_logged_from_the_statuses_declared_and_reaches_its_status(event):
+    for status in EVENT_FROM[event]:
+        kind = _MAKES.get(event.value, event.value)
+        outcome = Outcome(kind, "why", provider="p", until=AT + timedelta(hours=1), result=SendResult("id-1"))
+        made = change(message(status.value, attempt=1), outcome, Facts(AT, max_attempts=3))
+        assert made.event == event.value
+        assert made.values.get("status", status.value) == EVENT_REACHES[event]
+
+
+def test_a_log_begins_due_or_waiting_and_goes_on_as_the_table_allows():
+    assert log_next(None) == {"scheduled", "pending"}
+    assert log_next("pending") == {"scheduled", "cancelled", "skipped"}
+    ready = {"sending", "deferred", "cancelled", "skipped", "failed", "released", "pending"}
+    for event in ("scheduled", "deferred", "retry", "released", "requeued"):  # scheduled again, or claimed unlogged
+        assert log_next(event) == ready
+    assert log_next("sending") == {"sent", "failed", "unknown", "retry", "deferred", "released", "delivered",
+                                   "undelivered"}
+    assert log_next("sent") == {"delivered", "undelivered", "receipt_timeout", "requeued"}
+    assert log_next("receipt_timeout") == {"delivered", "undelivered", "requeued"}  # the polling stops once
+    assert log_next("unknown") == {"delivered", "undelivered", "requeued"}
+    for final in ("delivered", "undelivered", "failed", "skipped", "cancelled"):
+        assert log_next(final) == set()
+
+
+def test_the_fault_audit_checks_the_log_against_the_engines_table_not_a_copy():
+    from bench.faults import ALLOWED_NEXT
+
+    assert ALLOWED_NEXT == {e: log_next(e) for e in (None, *(event.value for event in Event))}
+    assert "sending" not in ALLOWED_NEXT["sent"] and "scheduled" not in ALLOWED_NEXT["sending"]  # never backwards

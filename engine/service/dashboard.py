@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from ..contacts import find_contact
 from ..control import list_sequences
 from ..models import MessageStatus
+from ..transitions import Event
 from ..preview import preview, sms_text
 from ..sessions import end_session
 from ..webhook_admin import endpoint_rows
@@ -36,7 +37,7 @@ __all__ = ["router", "login_router"]
 router = APIRouter(dependencies=[Depends(require_viewer)], include_in_schema=False)
 login_router = APIRouter(include_in_schema=False)
 logger = logging.getLogger("followup.service")
-LOG_EVENTS = sorted({s.value for s in MessageStatus} | {"deferred", "retry", "claimed", "recovered"})
+LOG_EVENTS = sorted({s.value for s in MessageStatus} | {Event.DEFERRED.value, Event.RETRY.value, "recovered"})
 NO_STORE = {"Cache-Control": "no-store"}
 
 

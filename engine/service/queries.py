@@ -16,6 +16,7 @@ from ..models import (ERROR_EVENTS, ContactEvent, DeliveryLog, Engagement, Enrol
 from ..reports import contact_labels, funnel, queue_state
 from ..store.pauses import active_pauses
 from ..text import mask_address
+from ..transitions import Event
 
 __all__ = ["contact_timeline", "sequence_stats", "recent_counts", "queue_state", "provider_overview",
            "log_page", "worker_ticks", "contact_labels", "LOG_FILTERS"]
@@ -129,8 +130,8 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
             name = entry["name"]
             pause = pauses.get(name)
             c = counts.get(name, {})
-            attempts = c.get("sent", 0) + c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
-            errors = c.get("failed", 0) + c.get("retry", 0) + c.get("unknown", 0)
+            errors = sum(c.get(e, 0) for e in ERROR_EVENTS if e != Event.UNDELIVERED)
+            attempts = c.get(Event.SENT.value, 0) + errors
             last = conn.execute(sa.select(log_t.c.at, log_t.c.event, log_t.c.reason)
                                 .where(log_t.c.provider == name, status_is(log_t.c.event, *ERROR_EVENTS))
                                 .order_by(log_t.c.id.desc()).limit(1)).mappings().first()

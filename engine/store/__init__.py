@@ -13,13 +13,16 @@ leaves this package. SQLite and PostgreSQL differences live here only.
 * :mod:`.outbox`   what webhook delivery reads and writes: the due chains of the outbox, the URLs' states
 
 :class:`Store` owns the worker's transactions: on SQLite this process's writers queue for the database's
-single write lock on a lock of their own, and the WAL is checkpointed after writes.
+single write lock on a lock of their own, and the WAL is checkpointed after writes. On PostgreSQL a
+transaction handed to :meth:`Store.behind` runs on the store's writer thread: its round trips overlap the
+caller's Python work.
 """
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -31,9 +34,12 @@ from .work import (DUE_SQL, IN_FLIGHT_CHUNK, claim_due, claim_sql, cluster_lease
                    enrollments_with_contacts, heartbeat, in_flight_query, offers, recent_sends, renew_leases, retire,
                    schedule_next, sequence_hashes, take_over)
 
-__all__ = ["Store", "apply", "apply_to_touch", "append_log", "LOG_ROWS_PER_INSERT", "Pause", "active_pauses",
-           "pause_providers", "resume_provider", "DUE_SQL", "IN_FLIGHT_CHUNK", "claim_due", "claim_sql",
-           "cluster_lease", "definition", "enrollments_with_contacts", "heartbeat", "in_flight_query", "offers",
+#: the name (a prefix) of the writer thread of :meth:`Store.behind`
+WRITER_THREAD = "store-writer"
+
+__all__ = ["Store", "WRITER_THREAD", "apply", "apply_to_touch", "append_log", "LOG_ROWS_PER_INSERT", "Pause",
+           "active_pauses", "pause_providers", "resume_provider", "DUE_SQL", "IN_FLIGHT_CHUNK", "claim_due",
+           "claim_sql", "cluster_lease", "definition", "enrollments_with_contacts", "heartbeat", "in_flight_query", "offers",
            "recent_sends", "renew_leases", "retire", "schedule_next", "sequence_hashes", "take_over"]
 
 
@@ -48,6 +54,8 @@ class Store:
         self._write_lock: Any = threading.RLock() if self.sqlite else nullcontext()
         path = engine.url.database if self.sqlite else None
         self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
+        # SQLite has one write lock: a writer thread would only queue for it
+        self._writer = None if self.sqlite else ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD)
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -57,6 +65,20 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.poke()
 
+    def behind(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run ``fn(*args)`` (a function that opens its own :meth:`write`): on PostgreSQL on the writer thread,
+        after those handed in before it; on SQLite now. Its future, which holds what it returned or raised."""
+        if self._writer is not None:
+            return self._writer.submit(fn, *args)
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as err:  # noqa: BLE001 - raised again where the future is read
+            done.set_exception(err)
+        return done
+
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
         if self._checkpointer is not None:
             self._checkpointer.close()

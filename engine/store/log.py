@@ -30,6 +30,15 @@ _LOG_TYPES = ("timestamptz", "integer", "integer", "text", "text", "text", "text
 #: one array per column, sent in binary: a short statement that psycopg parses once, however many rows
 _INSERT_LOG_UNNEST = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT * FROM unnest("
                       + ", ".join(f"%b::{t}[]" for t in _LOG_TYPES) + ")")
+#: the log rows (one named array per column) of the messages an update in a ``WITH u`` changed, in their order
+_INSERT_LOG_JOINED = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT {', '.join(LOG_FIELDS)} FROM unnest("
+                      + ", ".join(f"%(l_{k})b::{t}[]" for k, t in zip(LOG_FIELDS, _LOG_TYPES))
+                      + f") WITH ORDINALITY AS l({', '.join(LOG_FIELDS)}, n) WHERE l.message_id IN (SELECT id FROM u) "
+                        "ORDER BY l.n RETURNING message_id")
+#: the log rows of the messages an update in a ``WITH u`` changed, each logged alike (``event``, ``reason``)
+_TOUCH_LOG = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT :at, id, contact_id, sequence, touch, "
+              "channel, provider, :event::text, :reason::text, attempt, NULL, :worker::text FROM u "
+              "RETURNING message_id, contact_id, sequence, touch, channel, provider, attempt")
 
 
 def append_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -49,8 +58,13 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
             driver.run(conn, _INSERT_LOG + ", ".join([_LOG_ROW] * len(chunk)), params)
     else:
         driver.run(conn, _INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
-    if logger.isEnabledFor(logging.INFO):
-        logger.info(log_lines(rows))  # one record for the statement's rows, a JSON line each
+    _echo(rows)
+
+
+def _echo(rows: list[tuple]) -> None:
+    """Echo log rows (``LOG_FIELDS`` order) as JSON lines: one record for a statement's rows."""
+    if rows and logger.isEnabledFor(logging.INFO):
+        logger.info(log_lines(rows))
 
 
 def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None = None,
@@ -61,7 +75,8 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
     expired can no longer record a result. Returns the changes that applied.
 
     Changes that set the same columns form a group, one ``UPDATE … RETURNING id`` each: what the group
-    sets alike is written once, the columns that differ come with each row's id.
+    sets alike is written once, the columns that differ come with each row's id. On PostgreSQL the group's
+    log rows are inserted by the same statement (one round trip); on SQLite by one more.
     """
     changes = list(changes)
     if not changes:
@@ -70,25 +85,32 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
     groups: dict[frozenset[str], list[Change]] = {}
     for change in changes:
         groups.setdefault(frozenset(change.values), []).append(change)
+    sqlite = driver.is_sqlite(conn)
     held: set[int] = set()
     for keys, group in groups.items():
         first = group[0].values
         common = {k: v for k, v in first.items() if [c.values[k] for c in group].count(v) == len(group)}
         varying = [k for k in keys if k not in common]
         for start in range(0, len(group), ROWS_PER_UPDATE):
-            rows = [(c.message["id"], *(c.values[k] for k in varying)) for c in group[start:start + ROWS_PER_UPDATE]]
-            held.update(_update_group(conn, common, varying, rows, fence=fence, at=at))
+            part = group[start:start + ROWS_PER_UPDATE]
+            rows = [(c.message["id"], *(c.values[k] for k in varying)) for c in part]
+            if sqlite:
+                held.update(_update_group(conn, common, varying, rows, fence=fence, at=at))
+            else:
+                held.update(_update_group_pg(conn, common, varying, rows, [c.log_row(at, worker) for c in part],
+                                             fence=fence, at=at))
     changes = [c for c in changes if c.message["id"] in held]
-    _insert_log(conn, [c.log_row(at, worker) for c in changes])
+    if sqlite:
+        _insert_log(conn, [c.log_row(at, worker) for c in changes])
+    else:
+        _echo([c.log_row(at, worker) for c in changes])
     return changes
 
 
 def _update_group(conn: sa.Connection, common: dict[str, Any], varying: list[str], rows: list[tuple], *,
                   fence: str | None, at: datetime) -> list[int]:
-    """One ``UPDATE`` for a group of rows (``rows``: the id, then the ``varying`` values), fenced by the
-    lease token; the ids it changed. The rows come as ``VALUES`` on SQLite, one array per column on PostgreSQL."""
-    if not driver.is_sqlite(conn):
-        return _update_group_pg(conn, common, varying, rows, fence=fence, at=at)
+    """SQLite: one ``UPDATE`` for a group of rows (``rows``: the id, then the ``varying`` values, as ``VALUES``),
+    fenced by the lease token; the ids it changed."""
     sets = [f"{k} = ?" for k in common] + [f"{k} = v.column{j + 2}" for j, k in enumerate(varying)]
     one = "(" + ", ".join("?" * (1 + len(varying))) + ")"
     sql = (f"UPDATE messages SET {', '.join(sets + ['updated_at = ?'])} FROM (VALUES {', '.join([one] * len(rows))}) "
@@ -98,17 +120,22 @@ def _update_group(conn: sa.Connection, common: dict[str, Any], varying: list[str
                                                  for v in params])]
 
 
-def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[str], rows: list[tuple], *,
-                     fence: str | None, at: datetime) -> list[int]:
+def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[str], rows: list[tuple],
+                     log_rows: list[tuple], *, fence: str | None, at: datetime) -> list[int]:
+    """PostgreSQL: the ``UPDATE`` of a group of rows and the log rows of those it changed, in ONE statement (the
+    update in a ``WITH``, one array per column for each); the ids it changed.
+
+    ``log_rows`` (``LOG_FIELDS`` order) are the rows' log rows, in the same order as ``rows``.
+    """
     columns = list(zip(*rows))
     names = ["id", *varying]
     arrays = ", ".join(f"%(a_{n})b::{_pg_type(messages.c[n], conn.dialect)}[]" for n in names)
     sets = [f"{k} = %(c_{k})s" for k in common] + [f"{k} = v.{k}" for k in varying]
-    sql = (f"UPDATE messages AS m SET {', '.join(sets + ['updated_at = %(at)s'])} FROM unnest({arrays}) "
+    sql = (f"WITH u AS (UPDATE messages AS m SET {', '.join(sets + ['updated_at = %(at)s'])} FROM unnest({arrays}) "
            f"AS v({', '.join(names)}) WHERE m.id = v.id{' AND m.lease_token = %(fence)s' if fence else ''} "
-           f"RETURNING m.id")
+           f"RETURNING m.id) {_INSERT_LOG_JOINED}")
     params = {**{f"c_{k}": v for k, v in common.items()}, **{f"a_{n}": list(c) for n, c in zip(names, columns)},
-              "at": at, "fence": fence}
+              **{f"l_{k}": list(c) for k, c in zip(LOG_FIELDS, zip(*log_rows))}, "at": at, "fence": fence}
     return [r[0] for r in driver.run(conn, sql, params)]
 
 
@@ -123,18 +150,27 @@ def apply_to_touch(conn: sa.Connection, enrollment_ids: list[int], touch_index: 
     """Set ``values`` on the still-pending touch ``touch_index`` of each enrollment, and log each change.
 
     One statement for the whole set, for changes that share their values (the next touches of a batch
-    that ended together). Returns how many messages changed.
+    that ended together), which on PostgreSQL also inserts their log rows. Returns how many messages changed.
     """
     at = at or now()
+    sqlite = driver.is_sqlite(conn)
     changed = 0
     for start in range(0, len(enrollment_ids), ROWS_PER_UPDATE):
         ids_sql, params = driver.is_in(conn, "enrollment_id", "e", enrollment_ids[start:start + ROWS_PER_UPDATE])
         sets = ", ".join(f"{k} = :v_{k}" for k in values)
-        rows = driver.execute(
-            conn, f"UPDATE messages SET {sets}, updated_at = :v_updated_at WHERE touch_index = :ti "
+        update = (f"UPDATE messages SET {sets}, updated_at = :v_updated_at WHERE touch_index = :ti "
                   f"AND status = '{MessageStatus.PENDING.value}' AND {ids_sql} "
-                  f"RETURNING id, contact_id, sequence, touch, channel, provider, attempt",
-            {**params, **{f"v_{k}": v for k, v in values.items()}, "v_updated_at": at, "ti": touch_index})
-        _insert_log(conn, [(at, r[0], r[1], r[2], r[3], r[4], r[5], event, reason, r[6], None, worker) for r in rows])
+                  f"RETURNING id, contact_id, sequence, touch, channel, provider, attempt")
+        params.update({f"v_{k}": v for k, v in values.items()}, v_updated_at=at, ti=touch_index)
+        if sqlite:
+            rows = driver.execute(conn, update, params)
+        else:  # the update and its log rows in one statement
+            rows = driver.execute(conn, f"WITH u AS ({update}) {_TOUCH_LOG}",
+                                  {**params, "at": at, "event": event, "reason": reason, "worker": worker})
+        log_rows = [(at, r[0], r[1], r[2], r[3], r[4], r[5], event, reason, r[6], None, worker) for r in rows]
+        if sqlite:
+            _insert_log(conn, log_rows)
+        else:
+            _echo(log_rows)
         changed += len(rows)
     return changed
