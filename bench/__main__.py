@@ -65,6 +65,7 @@ def benches(pg: str | None, quick: bool, profile: str | None) -> list[tuple[str,
         ("ratelimit", ["ratelimit", *q, *pgargs]),
         ("redirect", ["redirect", *q]),
         ("celery", ["celery_vs", *q]),
+        ("plain_ab", ["plain_ab", *(["-n", "2000", "--rounds", "3"] if quick else [])]),
     ]
 
 
@@ -72,7 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, one run each (about 5 minutes)")
     parser.add_argument("--only", nargs="*", help="run only these benches (throughput, bookkeeping, tick, memory, "
-                                                  "import, latency, faults, scaleout, ratelimit, redirect, celery)")
+                                                  "import, latency, faults, scaleout, ratelimit, redirect, celery, plain_ab)")
     parser.add_argument("--profile", help="write pyinstrument profiles into this folder")
     args = parser.parse_args()
     print(machine(), flush=True)
