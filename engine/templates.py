@@ -19,7 +19,6 @@ from typing import Any, Iterable
 from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, UndefinedError,
                     meta, pass_context)
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from .claims import literal_urgency  # the lint lives in engine.claims; re-exported for its callers
@@ -248,16 +247,16 @@ class Renderer:
         self.templates_dir = templates_dir
         self.text_env = self._env(autoescape=False)
         self.html_env = self._env(autoescape=True)
-        self._loaded: dict[tuple[int, str], tuple[float, Any, dict[str, Any]]] = {}
+        self._loaded: dict[tuple[int, str], tuple[float, Any]] = {}
 
-    def _load(self, env: SandboxedEnvironment, name: str) -> tuple[float, Any, dict[str, Any]]:
+    def _load(self, env: SandboxedEnvironment, name: str) -> tuple[float, Any]:
         # Jinja checks a template's file on every get_template; on the hot path once in a while is enough
         key = (id(env), name)
         hit = self._loaded.get(key)
         clock = time.monotonic()
         if hit is None or clock - hit[0] > self.RECHECK_SECONDS:
             template = env.get_template(name)
-            hit = self._loaded[key] = (clock, template, dict(template.globals))
+            hit = self._loaded[key] = (clock, template)
         return hit
 
     def _get(self, env: SandboxedEnvironment, name: str):
@@ -277,18 +276,7 @@ class Renderer:
                 pass
 
     def _render_text(self, name: str, context: dict[str, Any]) -> str:
-        # Template.render, less its walk of the globals' ChainMap on every call: the globals are merged
-        # from a plain dict kept with the loaded template. Template.render gives the same text and costs a
-        # whole tick of 4,000 messages 4-20% more CPU (medians of three interleaved A/B runs of 7-9 rounds:
-        # +20%, +4%, +15%; the tick's renders run again: 52 ms against 22 ms, 4.0% of its CPU), so this
-        # stays: python -m bench.plain_ab --only render
-        _, template, globals_ = self._load(self.text_env, name)
-        ctx = new_context(template.environment, template.name, template.blocks, {**globals_, **context}, True, globals_)
-        try:
-            return template.environment.concat(template.root_render_func(ctx))
-        except Exception:
-            template.environment.handle_exception()  # re-raises with the template's lines in the traceback
-            raise
+        return self._get(self.text_env, name).render(context)
 
     def _env(self, autoescape: bool) -> SandboxedEnvironment:
         env = _Sandbox(
