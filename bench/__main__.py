@@ -68,6 +68,7 @@ def benches(pg: str | None, quick: bool, profile: str | None) -> list[tuple[str,
         ("celery", ["celery_vs", *q]),
         ("outbox", ["outbox", *q, *pgargs]),
         ("reports", ["reports", *q, *pgargs]),
+        ("plain_ab", ["plain_ab", *(["-n", "2000", "--rounds", "3"] if quick else [])]),
     ]
 
 
@@ -76,7 +77,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, one run each (about 5 minutes)")
     parser.add_argument("--only", nargs="*", help="run only these benches (throughput, bookkeeping, tick, memory, "
                                                   "import, latency, faults, scaleout, ratelimit, redirect, events, "
-                                                  "celery, outbox, reports)")
+                                                  "celery, outbox, reports, plain_ab)")
     parser.add_argument("--profile", help="write pyinstrument profiles into this folder")
     args = parser.parse_args()
     print(machine(), flush=True)

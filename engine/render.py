@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -85,12 +84,6 @@ def _link_function(links: Any):
     return link
 
 
-@lru_cache(maxsize=256)
-def _views(sequence: str, description: str | None, touch: str, channel: str, index: int) -> dict[str, Any]:
-    # the same for every message of a touch; nothing in a template can change them
-    return {"sequence": SequenceView(sequence, description), "touch": TouchView(touch, channel, index)}
-
-
 def build_message(config: Config, row: dict, touch, plan, enrollment: dict, contact: dict, offer: dict | None,
                   tz: ZoneInfo, at: datetime, reference_prefix: int,
                   links: LinkBook | None = None) -> OutgoingMessage | NotSent:
@@ -104,7 +97,8 @@ def build_message(config: Config, row: dict, touch, plan, enrollment: dict, cont
     ctx = template_context(config, contact=contact, offer_spec_title=plan.offer_title, offer_row=offer,
                            deadline=to_utc(enrollment.get("offer_expires_at")), tz=tz, at=at,
                            event=event_view(enrollment), links=maker, offer_url=plan.offer_url,
-                           **_views(plan.name, plan.description, touch.name, touch.channel, touch.index))
+                           sequence=SequenceView(plan.name, plan.description),
+                           touch=TouchView(touch.name, touch.channel, touch.index))
     try:
         rendered = config.renderer.render(touch.template, touch.channel, ctx)
         if touch.channel == "email" and (config.settings.links.track_email or config.settings.links.track_opens):

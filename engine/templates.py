@@ -19,7 +19,6 @@ from typing import Any, Iterable
 from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, UndefinedError,
                     meta, pass_context)
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from .claims import literal_urgency  # the lint lives in engine.claims; re-exported for its callers
@@ -152,22 +151,14 @@ class TouchView:
 
 
 #: the template's own views: every public field is data, nothing reaches Python internals through them.
-#: The sequence and touch views are shared by every message of a touch, so they are frozen; the contact, offer
-#: and event views are built for one message (a template cannot assign an attribute: Jinja allows that only on
-#: its own namespace objects)
+#: Each message gets its own (a template cannot assign an attribute anyway: Jinja allows that only on its own
+#: namespace objects)
 _VIEWS = frozenset({ContactView, OfferView, SequenceView, TouchView, EventView})
 
 
 class _Sandbox(BoundedSandbox):
-    # the sandbox's generic checks (a dozen type tests, a str.format wrapper) run for every attribute a
-    # template reads; our views hold only data fields and need only the rule that no underscore name
-    # is reachable
+    # a contact's columns and an event's data name themselves when a template uses one they lack
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) in _VIEWS and not attribute.startswith("_"):
-            try:
-                return getattr(obj, attribute)
-            except AttributeError:
-                return self.undefined(obj=obj, name=attribute)
         if type(obj) is EventData:
             # only the event's entries: `event.data.items` is its `items`, never the dict method
             return self._column(obj, attribute, obj[attribute] if attribute in obj else self.undefined(obj=obj, name=attribute))
@@ -186,6 +177,7 @@ class _Sandbox(BoundedSandbox):
         return value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # the views hold only data fields: any but an underscore name may be read
         if type(obj) in _VIEWS:
             return not attr.startswith("_")
         return super().is_safe_attribute(obj, attr, value)
@@ -255,16 +247,16 @@ class Renderer:
         self.templates_dir = templates_dir
         self.text_env = self._env(autoescape=False)
         self.html_env = self._env(autoescape=True)
-        self._loaded: dict[tuple[int, str], tuple[float, Any, dict[str, Any]]] = {}
+        self._loaded: dict[tuple[int, str], tuple[float, Any]] = {}
 
-    def _load(self, env: SandboxedEnvironment, name: str) -> tuple[float, Any, dict[str, Any]]:
+    def _load(self, env: SandboxedEnvironment, name: str) -> tuple[float, Any]:
         # Jinja checks a template's file on every get_template; on the hot path once in a while is enough
         key = (id(env), name)
         hit = self._loaded.get(key)
         clock = time.monotonic()
         if hit is None or clock - hit[0] > self.RECHECK_SECONDS:
             template = env.get_template(name)
-            hit = self._loaded[key] = (clock, template, dict(template.globals))
+            hit = self._loaded[key] = (clock, template)
         return hit
 
     def _get(self, env: SandboxedEnvironment, name: str):
@@ -284,15 +276,7 @@ class Renderer:
                 pass
 
     def _render_text(self, name: str, context: dict[str, Any]) -> str:
-        # Template.render, less its walks of the globals' ChainMap on every call: the globals are
-        # merged from a plain dict kept with the loaded template
-        _, template, globals_ = self._load(self.text_env, name)
-        ctx = new_context(template.environment, template.name, template.blocks, {**globals_, **context}, True, globals_)
-        try:
-            return template.environment.concat(template.root_render_func(ctx))
-        except Exception:
-            template.environment.handle_exception()  # re-raises with the template's lines in the traceback
-            raise
+        return self._get(self.text_env, name).render(context)
 
     def _env(self, autoescape: bool) -> SandboxedEnvironment:
         env = _Sandbox(
