@@ -21,7 +21,6 @@ size); ``--quick``: 100,000 / 300,000 on both.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.clock import now
 from engine.db import make_engine
-from engine.models import Message, status_is
+from engine.models import Message
 from engine.store import claim_sql, in_flight_query
 from engine.store.driver import execute
 

@@ -124,7 +124,6 @@ def provider_overview(conn: sa.Connection, config: Config, since: datetime) -> l
             .where(log_t.c.at >= since, log_t.c.provider.is_not(None)).group_by(log_t.c.provider, log_t.c.event)):
         counts.setdefault(provider, {})[event] = count
     out = []
-    at = now()
     for channel, entries in config.settings.providers.items():
         for i, entry in enumerate(entries):
             name = entry["name"]
