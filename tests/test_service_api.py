@@ -1,6 +1,7 @@
 """The JSON API through the ASGI test client: upserts, all-or-nothing batches, idempotency, auth on every route."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -283,6 +284,26 @@ def test_healthz_says_the_database_answers_and_when_the_worker_ticked(world):
     world.tick()
     body = client.get("/healthz").json()
     assert body["database"] == "ok" and body["last_tick_at"].endswith("Z")
+
+
+def test_reads_answer_while_the_worker_holds_sqlites_write_lock(world, api):
+    """Health, metrics, the stats and the dashboard read a snapshot: a worker's long write does not hold them up."""
+    if world.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    answers: dict[str, int] = {}
+
+    def read_all() -> None:
+        for path in ("/healthz", "/metrics", "/api/v1/sequences/drip/stats", "/api/v1/kpi", "/dashboard",
+                     "/dashboard/sequences", "/dashboard/log"):
+            answers[path] = api.get(path).status_code
+
+    with world.engine.begin() as writer:  # BEGIN IMMEDIATE: the write lock, as a worker's batch holds it
+        writer.execute(sa.update(Contact.__table__).values(first_name="x"))
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        reader.join(timeout=20)  # a read that waited for the lock would wait the 30 s busy timeout
+        assert not reader.is_alive(), f"waiting on the write lock after {list(answers)}"
+    assert set(answers.values()) == {200}, answers
 
 
 def test_metrics_expose_counters_and_gauges(world, api, frozen):  # frozen: inside the send window

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from .. import control
+from ..db import reading
 from ..contacts import KNOWN_COLUMNS, ImportReport, find_contact, find_contacts, parse_row, upsert_contacts
 from ..enrollment import enroll
 from ..errors import InputError
@@ -203,7 +204,7 @@ async def post_events(body: Batch(EventIn), ctx: ServiceContext = Depends(get_co
 @router.get("/contacts/{key}/timeline", summary="Every message and event of one contact")
 def get_timeline(key: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
     """Messages with their current status and reason, and every logged step and event, oldest first."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         contact = find_contact(conn, key, ctx.config.settings.default_region)
         if contact is None:
             raise ApiError(404, "no contact matches this key", [("key", "not a known phone, email or external id")])
@@ -215,14 +216,14 @@ def get_stats(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str
     """Enrolled, per touch sent/delivered/failed/skipped, converted, conversion rate, revenue and the offer."""
     if name not in ctx.config.sequences:
         raise ApiError(404, f"no sequence named {name!r}", [("name", "unknown sequence")])
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return sequence_stats(conn, ctx.config, name)
 
 
 @router.get("/sequences", summary="Every sequence the database or config knows, with its state")
 def get_sequences(ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
     """Version, state (active, paused, stopped, orphaned), active enrollments, messages due in 24 h, next due."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return {"sequences": [row.as_dict() for row in control.list_sequences(conn, ctx.config)]}
 
 
@@ -259,7 +260,7 @@ def post_stop(name: str, ctx: ServiceContext = Depends(get_context)) -> dict[str
 @router.post("/sequences/{name}/unenroll", summary="Take one contact out of a sequence")
 def post_unenroll(name: str, body: UnenrollIn, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
     """The contact's enrollment ends as ``unenrolled`` and its pending messages are cancelled."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         contact = find_contact(conn, body.contact, ctx.config.settings.default_region)
     if contact is None:
         raise ApiError(404, "no contact matches this key", [("contact", "not a known phone, email or external id")])

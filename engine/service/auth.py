@@ -106,7 +106,7 @@ def check_login(ctx: ServiceContext, secret_given: str) -> Login | None:
     password = ctx.options.dashboard_password
     if password and hmac.compare_digest(secret_given.encode(), password.encode()):
         return Login("dashboard", password=password)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         found = find_key(conn, secret_given)
     return Login(f"key:{found[1]}", api_key_id=found[0]) if found else None
 

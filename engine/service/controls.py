@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .. import control
+from ..db import reading
 from ..errors import InputError
 from .auth import check_form, require_viewer
 from .context import ServiceContext, get_context
@@ -27,7 +28,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _known(ctx: ServiceContext, name: str) -> control.SequenceRow:
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         row = next((r for r in control.list_sequences(conn, ctx.config) if r.name == name), None)
     if row is None:
         raise HTTPException(404, f"no sequence named {name!r}")

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from ..db import reading
 from ..contacts import find_contact
 from ..control import list_sequences
 from ..models import MessageStatus
@@ -122,7 +123,7 @@ def root() -> RedirectResponse:
 @router.get("/dashboard", response_class=HTMLResponse)
 def overview(request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
     """Sent / delivered / failed / skipped in the last hour and day, the queue, and each provider's state."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         data = {"hour": recent_counts(conn, since(1)), "day": recent_counts(conn, since(24)),
                 "queue": queue_state(conn), "providers": provider_overview(conn, ctx.config, since(1)),
                 "ticks": worker_ticks(conn), "webhooks": endpoint_rows(conn, ctx.config)}
@@ -138,7 +139,7 @@ def delivery_log(request: Request, ctx: ServiceContext = Depends(get_context),
     """The delivery log, newest first, filtered, 50 rows a page (keyset by id: ``before``)."""
     filters = {"sequence": sequence, "touch": touch, "channel": channel, "provider": provider, "event": event}
     error, rows, next_before = None, [], None
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         contact_id = None
         if contact:
             found = find_contact(conn, contact, ctx.config.settings.default_region)
@@ -175,7 +176,7 @@ def _previews(ctx: ServiceContext, seq) -> list[dict[str, Any]]:
 @router.get("/dashboard/sequences", response_class=HTMLResponse)
 def sequences(request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
     """Each sequence's funnel, its offer's deadline and stock, and every touch rendered for a sample contact."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         items = [{"stats": sequence_stats(conn, ctx.config, name)} for name in sorted(ctx.config.sequences)]
         controls = list_sequences(conn, ctx.config)
     for item in items:
@@ -204,7 +205,7 @@ def _is_row_id(key: str) -> bool:
 @router.get("/dashboard/contacts/{key}", response_class=HTMLResponse)
 def contact_page(key: str, request: Request, ctx: ServiceContext = Depends(get_context)) -> HTMLResponse:
     """One contact: enrollments, messages with reasons, and the whole timeline."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         found = find_contact(conn, key, ctx.config.settings.default_region)
         if found is None and _is_row_id(key):
             from ..models import Contact

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from ..db import reading
 from ..clock import now
 from ..durations import parse_duration
 from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report
@@ -46,7 +47,7 @@ def get_kpi(since: str = Query("30d", max_length=20), by: str | None = Query(Non
     span, problem = _window(since)
     if problem:
         raise ApiError(422, "invalid window", [("since", f"{problem} (e.g. 30d)")])
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         groups = kpi_report(conn, ctx.config, since=span, by=by)
     return {"since": since, "by": by, "groups": [g.as_dict() for g in groups], "definitions": DEFINITIONS}
 
@@ -63,7 +64,7 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     rtl = locale == "fa"
     until = now()
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         groups = kpi_report(conn, ctx.config, since=span, by=by, until=until)
         totals = groups if by is None else kpi_report(conn, ctx.config, since=span, until=until)
         by_source = kpi_report(conn, ctx.config, since=span, by="source", until=until)

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..db import reading
 from ..contacts import find_contact
 from ..errors import InputError
 from ..leads import OutcomeError, csrf_for, lead_summary, open_lead_token, record_outcome
@@ -45,7 +46,7 @@ MAX_TOKEN = 200
 def _open(ctx: ServiceContext, token: str) -> tuple[dict | None, str]:
     if len(token) > MAX_TOKEN:
         return None, "invalid"
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         return open_lead_token(conn, ctx.config.settings.secret_key, token)
 
 
@@ -62,7 +63,7 @@ def _page(request: Request, ctx: ServiceContext, token: str, handoff: dict | Non
                             "token": token, "objections": ctx.config.settings.sales.objections, "saved": False,
                             "refused": refused, "lang": _lang(request)}
     if handoff is not None:
-        with ctx.engine.connect() as conn:
+        with reading(ctx.engine) as conn:
             contact = dict(conn.execute(sa.select(contacts).where(contacts.c.id == handoff["contact_id"]))
                            .mappings().one())
             data.update(contact=contact, lead=lead_summary(conn, ctx.config, contact),
@@ -140,7 +141,7 @@ def _latest(conn: sa.Connection, ctx: ServiceContext, key: str) -> tuple[dict, d
 @api_router.get("/leads/{key}", summary="A contact's lead score and its handoffs to sales")
 def get_lead(key: str, ctx: ServiceContext = Depends(get_context)) -> dict[str, Any]:
     """The score now (decayed) and every handoff with its rep, why it fired and the outcome recorded."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         contact, _ = _latest(conn, ctx, key)
         return lead_summary(conn, ctx.config, contact)
 

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..db import reading
 from ..clock import now
 from .auth import require_api_key
 from .context import ServiceContext, get_context
@@ -30,7 +31,7 @@ class FollowupCollector(Collector):
         self.ctx = ctx
 
     def collect(self):
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             by_event = CounterMetricFamily("followup_messages", "Message state changes by event and provider",
                                            labels=["event", "provider"])
             for (event, provider), count in self.ctx.log_tally.counts(conn).items():
@@ -76,7 +77,7 @@ def metrics(ctx: ServiceContext = Depends(get_context), _key: str = Depends(requ
 def healthz(ctx: ServiceContext = Depends(get_context)) -> JSONResponse:
     """Whether the database answers, and when the worker last ticked. 503 when the database does not answer."""
     try:
-        with ctx.engine.connect() as conn:
+        with reading(ctx.engine) as conn:
             conn.execute(sa.select(1))
             ticks = worker_ticks(conn)
     except Exception:  # noqa: BLE001 - say no, never the error (it may name the database URL)
