@@ -19,6 +19,12 @@ as delivered before the rows of its chain ahead of it. A crash between a POST an
 sends the row (and those after it in its chain) again, in order: the receiver drops a repeat by its
 ``webhook-id``. A URL that has failed for :data:`PAUSE_AFTER` without one success is paused (``followup
 webhooks`` shows it; ``followup webhooks resume URL`` delivers again); its lanes stop at once.
+
+With several workers (PostgreSQL), one delivers at a time: a worker's run holds the cluster-wide lease
+``job:webhooks`` (:data:`LEASE_SECONDS`, renewed every :data:`RENEW_SECONDS` while it runs); the others' runs
+find it held and deliver nothing. (The only worker of a SQLite file runs without one.) A worker that loses the lease stops taking chains and its lanes stop after
+the POST in flight; when a worker dies, another takes the lease once it ends and delivers from what the
+database recorded, so a chain is never in two workers' lanes at once.
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 from .clock import now, to_utc
 from .config import Config
 from .models import EndpointState
+from .poller import cluster_lease
 from .store.outbox import due_chains, endpoint_failing_since, mark_delivered, mark_failed, paused_urls, set_endpoint
 from .webhook_http import Poster
 from .webhook_settings import WebhookEndpointSettings, masked_url
@@ -58,6 +65,9 @@ CHAINS_PER_TAKE = 1000
 #: how often the outcomes so far are recorded (a crash sends at most this much again)
 FLUSH_SECONDS = 0.2
 TIMEOUT = (5, 10)  # connect, read (seconds)
+#: the delivering worker's lease, and how often a run renews it
+LEASE_SECONDS = 30
+RENEW_SECONDS = 5
 USER_AGENT = "followup-webhooks/1"
 
 
@@ -133,11 +143,14 @@ class Deliverer:
     """Delivers due outbox rows to their URLs; :meth:`run` delivers until nothing is due (the worker runs it
     on its clock), :meth:`stop` ends a run early."""
 
-    def __init__(self, config: Config, engine: sa.Engine, *, poster: Poster | None = None,
+    def __init__(self, config: Config, engine: sa.Engine, *, owner: str | None = None, poster: Poster | None = None,
                  sleep: Callable[[float], None] = time.sleep, batch: int = CHAINS_PER_TAKE,
                  concurrency: int = CONCURRENCY):
         self.config = config
         self.engine = engine
+        #: the worker running this deliverer, which holds the cluster-wide lease while it runs (None: no lease,
+        #: a single process such as a test)
+        self.owner = owner
         self.concurrency = concurrency
         self.poster = poster or Poster(*TIMEOUT)
         self.batch = batch
@@ -155,6 +168,9 @@ class Deliverer:
         """Deliver due events until none is left to take and every lane is done, or :meth:`stop` is called;
         return what was done."""
         report = DeliveryReport()
+        if not self._lease():
+            return report
+        renewed = time.monotonic()
         with self.engine.connect() as conn:
             lanes = _Lanes(paused_urls(conn))
         more = True  # False after a take found nothing, until a chain is released
@@ -162,6 +178,10 @@ class Deliverer:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhook") as pool:
                 try:
                     while True:
+                        if time.monotonic() - renewed >= RENEW_SECONDS:
+                            if not self._lease():
+                                lanes.halt.set()  # another worker delivers now: stop after the POSTs in flight
+                            renewed = time.monotonic()
                         ending = self.stopping.is_set() or lanes.halt.is_set()
                         if more and not ending and len(lanes.active) <= self.batch // 2:
                             more = self._take(pool, lanes)
@@ -181,6 +201,10 @@ class Deliverer:
         if lanes.errors:
             raise lanes.errors[0]
         return report
+
+    def _lease(self) -> bool:
+        """Take or renew the delivering worker's lease; True when this one may deliver."""
+        return self.owner is None or cluster_lease(self.engine, "webhooks", self.owner, seconds=LEASE_SECONDS)
 
     def _take(self, pool: ThreadPoolExecutor, lanes: _Lanes) -> bool:
         """Hand the next due chains (none of an active key) to the lanes; False when there was none."""

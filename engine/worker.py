@@ -89,7 +89,8 @@ def run_worker(config: Config, *, interval: float = 10.0, once: bool = False, wa
         watchdog.start()
         if sole and is_sqlite(engine):
             dispatcher.recover(everything=True)
-        deliverer = _deliverer(config, engine)
+        # the only worker of a SQLite file needs no lease to be the only one delivering
+        deliverer = _deliverer(config, engine, None if sole else dispatcher.worker_id)
         if once:
             report = dispatcher.tick()
             if deliverer is not None:
@@ -186,13 +187,13 @@ def _safe_alerts(alerts: Alerts) -> None:
         logger.exception("alert round failed; the next round will try again")
 
 
-def _deliverer(config: Config, engine: sa.Engine):
+def _deliverer(config: Config, engine: sa.Engine, owner: str | None):
     """The webhook outbox's deliverer (:mod:`engine.webhook_delivery`), None when no webhook is configured."""
     if not config.settings.webhooks:
         return None
     from .webhook_delivery import Deliverer
 
-    return Deliverer(config, engine)
+    return Deliverer(config, engine, owner=owner)
 
 
 def _safe_deliver(deliverer) -> None:

@@ -112,3 +112,60 @@ def test_a_connection_the_server_closed_is_opened_again():
         finally:
             poster.close()
     assert statuses == [204, 204, 204] and len(server.requests) == 3
+
+
+def test_one_worker_delivers_at_a_time_and_another_takes_over_when_its_lease_ends(make_world, frozen, receiver):
+    world, ids = world_with_events(make_world, receiver.url, contacts=3, per_contact=2)
+    first = Deliverer(world.config, world.engine, owner="w1", sleep=lambda s: None)
+    second = Deliverer(world.config, world.engine, owner="w2", sleep=lambda s: None)
+    assert first.run().delivered == 6
+    with world.engine.begin() as conn:
+        for contact in ids:
+            emit(conn, world.config, "replied", contact, {"step": 2})
+    assert second.run().delivered == 0  # the first still holds the lease: nothing goes out twice
+    assert [r["status"] for r in outbox(world)][-3:] == ["pending"] * 3
+    frozen.tick(timedelta(seconds=webhook_delivery.LEASE_SECONDS + 1))  # the first worker is gone
+    assert second.run().delivered == 3
+    assert first.run().delivered == 0
+    assert receiver.repeats == [] and arrivals(receiver) == {c: [0, 1, 2] for c in ids}
+
+
+def test_a_worker_that_loses_the_lease_stops_after_the_post_in_flight(make_world, frozen, receiver, monkeypatch):
+    world, (contact,) = world_with_events(make_world, receiver.url, contacts=1, per_contact=5)
+    first = Deliverer(world.config, world.engine, owner="w1", sleep=lambda s: None, concurrency=1)
+    lost = threading.Event()
+    real_lease = Deliverer._lease
+
+    def noting(self) -> bool:  # the real lease, noting when it was refused
+        held = real_lease(self)
+        if not held:
+            lost.set()
+        return held
+
+    monkeypatch.setattr(Deliverer, "_lease", noting)
+    receiver.hold.set()  # the first POST is taken, its answer waits
+    run = threading.Thread(target=lambda: setattr(first, "report", first.run()), daemon=True)
+    run.start()
+    assert receiver.holding.wait(30)
+    frozen.tick(timedelta(seconds=webhook_delivery.LEASE_SECONDS + 1))  # a stalled worker's lease ends...
+    assert webhook_delivery.cluster_lease(world.engine, "webhooks", "w2", webhook_delivery.LEASE_SECONDS)
+    assert lost.wait(30)  # ...and it finds another holds it
+    receiver.release.set()
+    run.join(30)
+    assert not run.is_alive() and first.report.delivered == 1  # the POST in flight is recorded, nothing more
+    second = Deliverer(world.config, world.engine, owner="w2", sleep=lambda s: None)
+    assert second.run().delivered == 4
+    assert receiver.repeats == [] and arrivals(receiver) == {contact: [0, 1, 2, 3, 4]}
+
+
+def test_two_workers_running_at_once_deliver_each_event_once(make_world, receiver):
+    world, ids = world_with_events(make_world, receiver.url, contacts=8, per_contact=5)
+    workers = [Deliverer(world.config, world.engine, owner=f"w{i}", sleep=lambda s: None) for i in (1, 2)]
+    reports: list = []
+    threads = [threading.Thread(target=lambda d=d: reports.append(d.run())) for d in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.delivered for r in reports) == [0, 40]
+    assert receiver.repeats == [] and arrivals(receiver) == {c: [0, 1, 2, 3, 4] for c in ids}

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import now, to_utc
 from ..durations import format_duration
@@ -196,13 +197,14 @@ def retire(conn: sa.Connection, worker_id: str) -> None:
 def cluster_lease(conn: sa.Connection, job: str, owner: str, at: datetime, seconds: int) -> bool:
     """Take or renew the cluster-wide lease on ``job``; True when ``owner`` holds it."""
     name = f"job:{job}"
-    until = at + timedelta(seconds=seconds)
-    taken = conn.execute(sa.update(worker_status).where(
+    # the job's row, made by the first worker to ask: one asking at the same moment waits for it, then finds
+    # it (where an insert after a look would fail on the key)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(worker_status).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
+    return bool(conn.execute(sa.update(worker_status).where(
         worker_status.c.name == name,
         sa.or_(worker_status.c.owner == owner, worker_status.c.until.is_(None), worker_status.c.until < at))
-        .values(owner=owner, until=until, last_tick_at=at)).rowcount
-    if taken:
-        return True
+        .values(owner=owner, until=at + timedelta(seconds=seconds), last_tick_at=at)).rowcount)
     if conn.execute(sa.select(worker_status.c.name).where(worker_status.c.name == name)).first():
         return False
     conn.execute(sa.insert(worker_status).values(name=name, owner=owner, until=until, last_tick_at=at))
