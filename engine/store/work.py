@@ -205,7 +205,3 @@ def cluster_lease(conn: sa.Connection, job: str, owner: str, at: datetime, secon
         worker_status.c.name == name,
         sa.or_(worker_status.c.owner == owner, worker_status.c.until.is_(None), worker_status.c.until < at))
         .values(owner=owner, until=at + timedelta(seconds=seconds), last_tick_at=at)).rowcount)
-    if conn.execute(sa.select(worker_status.c.name).where(worker_status.c.name == name)).first():
-        return False
-    conn.execute(sa.insert(worker_status).values(name=name, owner=owner, until=until, last_tick_at=at))
-    return True
