@@ -22,6 +22,7 @@ from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
 from .handoff import on_fact
 from .loyalty import after_conversion
 from .outbox import emit
+from .people import not_erased
 from .models import Contact, ContactEvent, Enrollment, EnrollmentStatus, Message, Offer
 from .store.events import active_enrollments as store_active, insert_events, recorded_keys
 from .triggers import Started, exit_status, exiting, start_runs, unheard
@@ -109,7 +110,8 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
     channels = ["sms", "email"] if channel in (None, "all") else [channel]
     if kind in ("unsubscribed", "resubscribed"):
         mark = f"unsubscribed ({source}, {stamp:%Y-%m-%d})" if kind == "unsubscribed" else None
-        conn.execute(sa.update(contacts).where(contacts.c.id == contact["id"])
+        # an erased contact stays erased: an old unsubscribe link, or a resubscribe, changes nothing
+        conn.execute(sa.update(contacts).where(contacts.c.id == contact["id"], not_erased(contacts.c.sms_suppressed))
                      .values({**{f"{c}_suppressed": mark for c in channels}, "updated_at": stamp}))
         if kind == "resubscribed" or channel in ("sms", "email"):
             # one channel only: its touches are skipped as they come due, the others go on

@@ -25,6 +25,7 @@ from providers.base import Provider
 from providers.lines import LineClass
 
 from .models import Contact
+from .people import not_erased
 
 __all__ = ["PROMOTIONAL", "INFORMATIONAL", "TOUCH_KINDS", "PROMOTIONAL_ONLY", "BLACKLIST_REASON", "sender_line",
            "blocks", "suppress"]
@@ -56,7 +57,7 @@ def suppress(conn: sa.Connection, contact_id: int, channel: str, reason: str, *,
     """Suppress a contact on ``channel``: for promotional touches only, or for all.
 
     A promotional-only suppression never replaces another one. A full one replaces a promotional-only
-    one always, and any other one where ``replace``.
+    one always, and any other one where ``replace``; an erased contact's marker stays.
     """
     column = getattr(contacts.c, f"{channel}_suppressed")
     if promotional_only:
@@ -65,4 +66,5 @@ def suppress(conn: sa.Connection, contact_id: int, channel: str, reason: str, *,
         where = sa.true()
     else:
         where = sa.or_(column.is_(None), column.startswith(PROMOTIONAL_ONLY, autoescape=True))
-    conn.execute(sa.update(contacts).where(contacts.c.id == contact_id, where).values({column.key: reason[:200]}))
+    conn.execute(sa.update(contacts).where(contacts.c.id == contact_id, where, not_erased(column))
+                 .values({column.key: reason[:200]}))

@@ -18,7 +18,7 @@ from .ending import end_enrollments
 from .store import append_log
 from .models import Contact, DeliveryLog, Enrollment, EnrollmentStatus, Message
 
-__all__ = ["ERASED", "ERASED_REASON", "contact_rows", "contact_detail", "forget", "has_tag", "is_erased", "tags_of"]
+__all__ = ["ERASED", "ERASED_REASON", "contact_rows", "contact_detail", "forget", "has_tag", "is_erased", "not_erased", "tags_of"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
@@ -43,6 +43,12 @@ def has_tag(tag: str) -> sa.ColumnElement[bool]:
 
 def is_erased(row: dict) -> bool:
     return (row.get("sms_suppressed") or "").startswith(ERASED)
+
+
+def not_erased(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """The contacts whose suppression ``column`` is not an erasure's: an erased contact's marker is never
+    replaced (by an old unsubscribe link, a resubscribe or a provider's receipt)."""
+    return sa.func.coalesce(column, "").not_like(f"{ERASED}%")
 
 
 def contact_rows(conn: sa.Connection, *, tag: str | None = None, sequence: str | None = None,
