@@ -82,6 +82,9 @@ def test_lost_takes_a_listed_objection_or_free_text_and_later_a_date(lead, world
     row = handoffs(world)[0]
     assert (row["outcome"], str(row["follow_up_on"]), row["objection"]) == ("follow_up_later", "2026-12-20", None)
     assert events(world, "converted") == []
+    # the date in the page's calendar, the other one on hover
+    assert '<time datetime="2026-12-20" dir="rtl" title="2026-12-20">۲۹ آذر ۱۴۰۵</time>' in client.get(path + "?lang=fa").text
+    assert '<time datetime="2026-12-20" dir="ltr" title="۲۹ آذر ۱۴۰۵">2026-12-20</time>' in client.get(path + "?lang=en").text
 
 
 ERROR = re.compile(r'<p class="error" id="error" data-why="(\w+)">(.*?)</p>', re.S)

@@ -7,6 +7,8 @@ Every page is in the locale of its request (:func:`page_locale`): ``?lang=`` on 
 - ``locale()``: ``fa`` or ``en`` (for ``<html lang dir>``);
 - ``{{ when | stamp }}``: a UTC datetime in the settings' time zone inside ``<time datetime dir title>``, so
   bidi cannot reorder it: the Jalali date first in fa (the Gregorian one on hover), the other way in en;
+- ``{{ on | day }}``: a date (or ``YYYY-MM-DD``) as ``<time>``: Jalali in fa (the Gregorian one on hover), the other
+  way in en;
 - ``{{ n | num }}``: a number in the locale's digits;
 - ``{{ amount | money }}``: an amount grouped in the locale (``1,200,000`` / ``۱٬۲۰۰٬۰۰۰``);
 - ``{{ value | word }}``: a stored value (event, status, channel) in words;
@@ -16,7 +18,7 @@ Every page is in the locale of its request (:func:`page_locale`): ``?lang=`` on 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,17 @@ def stamp(context: Any, value: datetime | None) -> Markup:
         local.isoformat(timespec="minutes"), direction, other, shown)
 
 
+@pass_context
+def day(context: Any, value: date | str | None) -> Markup:
+    """A calendar date as ``<time>`` with its own direction and the other calendar in ``title``."""
+    if not value:
+        return Markup("")
+    on = value if isinstance(value, date) else date.fromisoformat(str(value))
+    persian = jalali(on)
+    shown, other, direction = (persian, on.isoformat(), "rtl") if _locale(context) == "fa" else (on.isoformat(), persian, "ltr")
+    return Markup('<time datetime="{}" dir="{}" title="{}">{}</time>').format(on.isoformat(), direction, other, shown)
+
+
 def locale_number(locale: str, value: Any) -> str:
     """An amount or count grouped as people of ``locale`` read it: ``1,200,000`` in en, ``۱٬۲۰۰٬۰۰۰`` in fa."""
     text = grouped(value)
@@ -170,4 +183,4 @@ def csrf(context: Any) -> str:
 
 
 templates.env.globals.update(t=t, locale=locale, csrf=csrf)
-templates.env.filters.update(stamp=stamp, num=num, word=word, reason=reason, duration=duration, money=money)
+templates.env.filters.update(stamp=stamp, day=day, num=num, word=word, reason=reason, duration=duration, money=money)
