@@ -569,3 +569,18 @@ class AbTest(SQLModel, table=True):
 
 
 __all__ += ["AbTest"]
+
+
+class LogCount(SQLModel, table=True):
+    """The delivery log's rows with an id up to ``upto`` counted by event and provider: where ``/metrics``
+    starts counting (:mod:`engine.service.tally`), so a fresh service never reads the whole log."""
+
+    __tablename__ = "log_counts"
+
+    upto: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    event: str = Field(primary_key=True, max_length=30)
+    provider: str = Field(primary_key=True, max_length=100)  # "" for a row without a provider
+    n: int = Field(sa_type=sa.BigInteger)
+
+
+__all__ += ["LogCount"]

@@ -70,11 +70,16 @@ def plain_report(conn: sa.Connection, config, *, since: timedelta, by: str | Non
         first[slot] = min(first.get(slot, at), at)
         if sequence in loyalty:
             loyalty_starts.setdefault(cid, at)
-    for (k, cid), at in first.items():
-        groups[k]["leads"].append((cid, at))
     sales = defaultdict(list)
     for row in events:
         sales[row["contact_id"]].append(row)
+    for (k, cid), at in first.items():
+        groups[k]["leads"] = (groups[k]["leads"] or 0) + 1
+        after = [s["at"] for s in sales[cid] if s["at"] >= at]
+        if after:
+            groups[k]["converted"] = (groups[k]["converted"] or 0) + 1
+            groups[k]["days"].append((min(after) - at).total_seconds() / 86400)
+    for row in events:
         if row["at"] >= start:
             groups[key(row["contact_id"], row["sequence"], row["at"])]["conversions"].append(row)
     for row in handoffs:

@@ -1,0 +1,52 @@
+"""What ``/metrics`` counts the delivery log with: the log's rows counted by (event, provider) over an id range,
+the newest id settled by a time, and the stored snapshot of the counts up to an id (``log_counts``)."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..models import DeliveryLog, LogCount
+from .driver import is_sqlite
+
+__all__ = ["count_log", "settled_upto", "snapshot", "save_snapshot"]
+
+log_t = DeliveryLog.__table__
+counts_t = LogCount.__table__
+
+
+def count_log(conn: sa.Connection, after: int, upto: int | None = None) -> Counter[tuple[str, str | None]]:
+    """The log's rows with ``after`` < id (<= ``upto``), by (event, provider)."""
+    where = log_t.c.id > after if upto is None else log_t.c.id.between(after + 1, upto)
+    return Counter({(event, provider): n for event, provider, n in conn.execute(
+        sa.select(log_t.c.event, log_t.c.provider, sa.func.count()).where(where)
+        .group_by(log_t.c.event, log_t.c.provider))})
+
+
+def settled_upto(conn: sa.Connection, after: int, before: datetime) -> int | None:
+    """The newest id above ``after`` of the rows logged before ``before`` (None: no such row)."""
+    return conn.execute(sa.select(sa.func.max(log_t.c.id)).where(log_t.c.id > after, log_t.c.at < before)).scalar()
+
+
+def snapshot(conn: sa.Connection, after: int = 0) -> tuple[int, Counter[tuple[str, str | None]]] | None:
+    """The newest stored snapshot (its ``upto`` and counts) if it reaches past ``after``."""
+    upto = conn.execute(sa.select(sa.func.max(counts_t.c.upto))).scalar()
+    if upto is None or upto <= after:
+        return None
+    rows = conn.execute(sa.select(counts_t.c.event, counts_t.c.provider, counts_t.c.n)
+                        .where(counts_t.c.upto == upto))
+    return upto, Counter({(event, provider or None): n for event, provider, n in rows})
+
+
+def save_snapshot(conn: sa.Connection, upto: int, counts: Counter[tuple[str, str | None]]) -> None:
+    """Store the counts of the rows up to ``upto`` as the newest snapshot (older ones go; one already stored
+    for the same ``upto`` by another service holds the same counts and stays)."""
+    rows = [{"upto": upto, "event": event, "provider": provider or "", "n": n}
+            for (event, provider), n in counts.items() if n]
+    if rows:
+        insert = (sqlite_insert if is_sqlite(conn) else pg_insert)(counts_t).on_conflict_do_nothing()
+        conn.execute(insert, rows)
+    conn.execute(sa.delete(counts_t).where(counts_t.c.upto < upto))
