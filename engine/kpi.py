@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .control import SALES_SEQUENCE
 from .store.reports import attr_json, utc_month
 from .kpi_leads import loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message

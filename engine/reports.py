@@ -7,14 +7,14 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .models import (ACCEPTED, FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, ContactEvent, DeliveryLog, Engagement,
-                     EngagementKind, Enrollment, Message, MessageStatus, status_is)
+from .models import (ACCEPTED, FINAL_STATUSES, ContactEvent, DeliveryLog, Engagement, EngagementKind,
+                     EnrollmentStatus, Message, MessageStatus, status_is)
+from .store import rollups
 
 __all__ = ["log_query", "funnel", "queue_state", "unattributed", "TOUCH_COUNTS"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__
-enrollments = Enrollment.__table__
 events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 
@@ -82,23 +82,22 @@ def log_filter_values(conn: sa.Connection, sequences: list[str]) -> dict[str, se
 
 
 def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, Any]:
-    """Enrolled, per touch sent/delivered/failed/skipped, converted and conversion rate."""
-    # one pass over the index on (sequence, status)
-    enrolled, converted = conn.execute(
-        sa.select(sa.func.count(), sa.func.count().filter(enrollments.c.status == "converted")).select_from(enrollments)
-        .where(enrollments.c.sequence == sequence)).one()
+    """Enrolled, per touch sent/delivered/failed/skipped, converted and conversion rate.
+
+    The runs and messages are counted from ``sequence_counts`` (:mod:`.store.rollups`), not the tables."""
+    runs = rollups.counts(conn, rollups.RUN, sequence)
+    enrolled = sum(runs.values())
+    converted = runs[sequence, "", EnrollmentStatus.CONVERTED.value]
     value = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(events_t.c.value), 0))
                          .where(events_t.c.sequence == sequence, events_t.c.type == "converted")).scalar_one()
     per_touch = {t: dict.fromkeys(TOUCH_COUNTS, 0) for t in touches}
-    rows = conn.execute(sa.select(messages.c.touch, messages.c.status, sa.func.count())
-                        .where(messages.c.sequence == sequence).group_by(messages.c.touch, messages.c.status))
-    for touch, status, count in rows:
+    for (_, touch, state), count in rollups.counts(conn, rollups.MESSAGE, sequence).items():
         bucket = per_touch.setdefault(touch, {})
-        if status in SENT_LIKE:
+        if state in SENT_LIKE:
             bucket["sent"] = bucket.get("sent", 0) + count
-        if status in FINAL_STATUSES and status != MessageStatus.SENT:
-            bucket[status] = bucket.get(status, 0) + count
-        if status in OPEN_STATUSES + IN_FLIGHT:
+        if state in FINAL_STATUSES and state != MessageStatus.SENT:
+            bucket[state] = bucket.get(state, 0) + count
+        if state == rollups.WAITING:
             bucket["waiting"] = bucket.get("waiting", 0) + count
     results = _touch_results(conn, sequence, per_touch)
     return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
