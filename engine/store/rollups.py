@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from ..models import FINAL_STATUSES, EnrollmentStatus, SequenceCount
+from .driver import is_sqlite
 
 __all__ = ["MESSAGE", "RUN", "WAITING", "message_state", "run_state", "counts", "fold", "FoldSchedule"]
 
@@ -49,23 +50,29 @@ def counts(conn: sa.Connection, kind: str, sequence: str | None = None) -> Count
     return +out
 
 
+_MOVES = ("SELECT kind, sequence, touch, to_status AS status, n FROM {rows} WHERE to_status IS NOT NULL{upto} "
+          "UNION ALL SELECT kind, sequence, touch, from_status, -n FROM {rows} WHERE from_status IS NOT NULL{upto}")
+_SUMS = ("INSERT INTO sequence_counts (kind, sequence, touch, from_status, to_status, n) "
+         "SELECT kind, sequence, touch, NULL, status, sum(n) FROM ({moves}) AS moves "
+         "GROUP BY kind, sequence, touch, status HAVING sum(n) <> 0")
+#: PostgreSQL: the rows deleted are the rows summed, whatever commits meanwhile
+_FOLD_PG = ("WITH gone AS (DELETE FROM sequence_counts RETURNING kind, sequence, touch, from_status, to_status, n) "
+            + _SUMS.format(moves=_MOVES.format(rows="gone", upto="")))
+#: SQLite: the caller's write transaction holds the database's write lock, so the rows up to an id stay put
+_FOLD_SQLITE = _SUMS.format(moves=_MOVES.format(rows="sequence_counts", upto=" AND id <= :upto"))
+
+
 def fold(conn: sa.Connection) -> int:
-    """Replace the rows of ``sequence_counts`` with one per count (in the caller's transaction); how many rows
-    were folded."""
-    c = counts_t.c
-    rows = conn.execute(sa.delete(counts_t).returning(c.kind, c.sequence, c.touch, c.from_status, c.to_status,
-                                                      c.n)).all()
-    net: Counter[tuple[str, str, str, str]] = Counter()
-    for kind, sequence, touch, was, state, n in rows:
-        if state is not None:
-            net[kind, sequence, touch, state] += n
-        if was is not None:
-            net[kind, sequence, touch, was] -= n
-    folded = [{"kind": kind, "sequence": sequence, "touch": touch, "from_status": None, "to_status": state, "n": n}
-              for (kind, sequence, touch, state), n in net.items() if n]
-    if folded:
-        conn.execute(sa.insert(counts_t), folded)
-    return len(rows)
+    """Replace the rows of ``sequence_counts`` with one per count, in the database, in the caller's (write)
+    transaction; how many rows the table holds after it."""
+    if is_sqlite(conn):
+        upto = conn.execute(sa.select(sa.func.max(counts_t.c.id))).scalar()
+        if upto is not None:
+            conn.execute(sa.text(_FOLD_SQLITE), {"upto": upto})
+            conn.execute(sa.delete(counts_t).where(counts_t.c.id <= upto))
+    else:
+        conn.execute(sa.text(_FOLD_PG))
+    return conn.execute(sa.select(sa.func.count()).select_from(counts_t)).scalar_one()
 
 
 class FoldSchedule:
