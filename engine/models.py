@@ -173,11 +173,12 @@ class Message(SQLModel, table=True):
         _partial("ix_messages_contact_sent", "contact_id", "sent_at", where="sent_at IS NOT NULL"),
         _partial("ix_messages_provider_id", "provider_message_id", where="provider_message_id IS NOT NULL"),
         sa.Index("ix_messages_enrollment", "enrollment_id", "touch_index", unique=True),
-        # a touch's A/B variants' figures (the funnels count from ``sequence_counts``)
-        _partial("ix_messages_sequence_touch", "sequence", "touch", where="variant IS NOT NULL"),
-        # the sends of a KPI window and its days, by sequence, touch, provider and status, from the index alone
-        _partial("ix_messages_sent_at", "sent_at", "status", "sequence", "touch", "provider", "channel", "segments",
-                 where="sent_at IS NOT NULL"),
+        # a sequence's funnel per touch on SQLite, from the index alone (PostgreSQL: ``sequence_counts``)
+        sa.Index("ix_messages_sequence_touch", "sequence", "touch", "status"),
+        # the sends of a KPI window and its days (PostgreSQL: by status, sequence, touch, provider, from the index)
+        sa.Index("ix_messages_sent_at", "sent_at", sqlite_where=sa.text("sent_at IS NOT NULL"),
+                 postgresql_where=sa.text("sent_at IS NOT NULL"),
+                 postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments"]),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -589,10 +590,10 @@ __all__ += ["LogCount"]
 
 
 class SequenceCount(SQLModel, table=True):
-    """How many messages of each sequence's touch, and runs of each sequence, are in each state, as rows to add
-    up: database triggers on ``messages`` and ``enrollments`` append a row for each move between counted states
-    (``from_status`` → ``to_status``; none for a new or deleted row) in the transaction that made it, and
-    :func:`engine.store.rollups.fold` sums the rows into one per count now and then.
+    """PostgreSQL: how many messages of each sequence's touch, and runs of each sequence, are in each state, as
+    rows to add up: database triggers on ``messages`` and ``enrollments`` append a row for each move between
+    counted states (``from_status`` → ``to_status``; none for a new or deleted row) in the transaction that made
+    it, and :func:`engine.store.rollups.fold` sums the rows into one per count now and then. Empty on SQLite.
 
     A message's counted state is its status once final, else ``waiting``; a run's is ``converted`` or ``other``
     (:func:`engine.store.rollups.message_state`, :func:`engine.store.rollups.run_state`)."""

