@@ -2,27 +2,21 @@
 
 The log is append-only, so what was counted stays counted: rows up to a watermark are counted once and
 kept, and only the rows above it are read at each scrape. The watermark trails the log's end by
-``SETTLED``: on PostgreSQL ids are handed out before their transactions commit, so a row with a lower id
-can appear after one with a higher id; past a few minutes nothing of the worker's short transactions is
-still open.
-
-The settled counts are stored too (``log_counts``, filled by the migration that made it): a service that
-starts, or another one beside it, starts from them instead of counting the log from its first row.
+``SETTLED`` (:mod:`engine.store.tally` says why). A service that starts begins from the counts the worker
+stores (``log_counts``, filled by the migration that made it, moved on once a minute), not the log's first row;
+a scrape never writes.
 """
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import timedelta
 
 import sqlalchemy as sa
 
 from ..clock import now
-from ..store.tally import count_log, save_snapshot, settled_upto, snapshot
+from ..store.tally import SETTLED, count_log, settled_upto, snapshot
 
 __all__ = ["LogTally", "SETTLED"]
-
-SETTLED = timedelta(minutes=5)
 
 
 class LogTally:
@@ -35,7 +29,7 @@ class LogTally:
 
     def counts(self, conn: sa.Connection) -> dict[tuple[str, str | None], int]:
         """Every row of the log counted by (event, provider): the settled rows from memory (or the stored
-        snapshot, when it reaches further), the rest read now. A watermark that moved is stored."""
+        snapshot, when it reaches further), the rest read now."""
         with self._lock:
             stored = snapshot(conn, self._upto)
             if stored is not None:
@@ -44,6 +38,4 @@ class LogTally:
             if upto is not None:
                 self._settled.update(count_log(conn, self._upto, upto))
                 self._upto = upto
-                save_snapshot(conn, upto, self._settled)
-                conn.commit()
             return dict(self._settled + count_log(conn, self._upto))

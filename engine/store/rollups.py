@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from ..models import FINAL_STATUSES, Enrollment, EnrollmentStatus, Message, SequenceCount
 from .driver import is_sqlite
+from .tally import advance_snapshot
 
 __all__ = ["MESSAGE", "RUN", "WAITING", "message_state", "run_state", "counts", "fold", "FoldSchedule"]
 
@@ -91,15 +92,17 @@ def fold(conn: sa.Connection) -> int:
 
 
 class FoldSchedule:
-    """A worker's folding of ``sequence_counts``: at most once every ``every``."""
+    """A worker's folding of ``sequence_counts``, and its moving on of the log's stored counts
+    (:func:`engine.store.tally.advance_snapshot`): at most once every ``every``."""
 
     def __init__(self, every: timedelta = timedelta(minutes=1)) -> None:
         self.every = every
         self.at: datetime | None = None
 
     def run(self, conn: sa.Connection, at: datetime) -> None:
-        """Fold in the caller's transaction if the last fold is ``every`` ago."""
+        """Fold and move the log's counts on, in the caller's transaction, if the last time is ``every`` ago."""
         if self.at is not None and at - self.at < self.every:
             return
         self.at = at
         fold(conn)
+        advance_snapshot(conn, at)

@@ -1,9 +1,14 @@
 """What ``/metrics`` counts the delivery log with: the log's rows counted by (event, provider) over an id range,
-the newest id settled by a time, and the stored snapshot of the counts up to an id (``log_counts``)."""
+the newest id settled by a time, and the stored snapshot of the counts up to an id (``log_counts``), which the
+worker moves on (:func:`advance_snapshot`) so that a service starts from it.
+
+The snapshot only holds settled rows, those logged ``SETTLED`` ago: on PostgreSQL ids are handed out before
+their transactions commit, so a row with a lower id can appear after one with a higher id; past a few minutes
+nothing of the worker's short transactions is still open."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -12,7 +17,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..models import DeliveryLog, LogCount
 from .driver import is_sqlite
 
-__all__ = ["count_log", "settled_upto", "snapshot", "save_snapshot"]
+__all__ = ["SETTLED", "count_log", "settled_upto", "snapshot", "save_snapshot", "advance_snapshot"]
+
+SETTLED = timedelta(minutes=5)
 
 log_t = DeliveryLog.__table__
 counts_t = LogCount.__table__
@@ -50,3 +57,11 @@ def save_snapshot(conn: sa.Connection, upto: int, counts: Counter[tuple[str, str
         insert = (sqlite_insert if is_sqlite(conn) else pg_insert)(counts_t).on_conflict_do_nothing()
         conn.execute(insert, rows)
     conn.execute(sa.delete(counts_t).where(counts_t.c.upto < upto))
+
+
+def advance_snapshot(conn: sa.Connection, at: datetime) -> None:
+    """Move the stored snapshot up to the rows settled at ``at`` (in the caller's write transaction)."""
+    upto, counts = snapshot(conn) or (0, Counter())
+    settled = settled_upto(conn, upto, at - SETTLED)
+    if settled is not None:
+        save_snapshot(conn, settled, counts + count_log(conn, upto, settled))
