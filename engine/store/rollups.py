@@ -47,14 +47,14 @@ def counts(conn: sa.Connection, kind: str, sequence: str | None = None) -> Count
     if is_sqlite(conn):
         return _counted(conn, kind, sequence)
     c = counts_t.c
+    moves = []
+    for state, sign in ((c.to_status, 1), (c.from_status, -1)):  # in one statement: a fold between would lose rows
+        query = (sa.select(c.sequence, c.touch, state, sign * sa.func.sum(c.n))
+                 .where(c.kind == kind, state.is_not(None)).group_by(c.sequence, c.touch, state))
+        moves.append(query if sequence is None else query.where(c.sequence == sequence))
     out: Counter[tuple[str, str, str]] = Counter()
-    for state, sign in ((c.to_status, 1), (c.from_status, -1)):
-        query = (sa.select(c.sequence, c.touch, state, sa.func.sum(c.n)).where(c.kind == kind, state.is_not(None))
-                 .group_by(c.sequence, c.touch, state))
-        if sequence is not None:
-            query = query.where(c.sequence == sequence)
-        for seq, touch, st, n in conn.execute(query):
-            out[seq, touch, st] += sign * int(n)
+    for seq, touch, st, n in conn.execute(sa.union_all(*moves)):
+        out[seq, touch, st] += int(n)
     return +out
 
 

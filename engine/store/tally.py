@@ -39,13 +39,14 @@ def settled_upto(conn: sa.Connection, after: int, before: datetime) -> int | Non
 
 
 def snapshot(conn: sa.Connection, after: int = 0) -> tuple[int, Counter[tuple[str, str | None]]] | None:
-    """The newest stored snapshot (its ``upto`` and counts) if it reaches past ``after``."""
-    upto = conn.execute(sa.select(sa.func.max(counts_t.c.upto))).scalar()
-    if upto is None or upto <= after:
+    """The newest stored snapshot (its ``upto`` and counts) if it reaches past ``after``; read in one statement,
+    so a newer snapshot stored meanwhile (which deletes the older ones) cannot leave it half read."""
+    newest = sa.select(sa.func.max(counts_t.c.upto)).scalar_subquery()
+    rows = conn.execute(sa.select(counts_t.c.upto, counts_t.c.event, counts_t.c.provider, counts_t.c.n)
+                        .where(counts_t.c.upto == newest, counts_t.c.upto > after)).all()
+    if not rows:
         return None
-    rows = conn.execute(sa.select(counts_t.c.event, counts_t.c.provider, counts_t.c.n)
-                        .where(counts_t.c.upto == upto))
-    return upto, Counter({(event, provider or None): n for event, provider, n in rows})
+    return rows[0][0], Counter({(event, provider or None): n for _, event, provider, n in rows})
 
 
 def save_snapshot(conn: sa.Connection, upto: int, counts: Counter[tuple[str, str | None]]) -> None:
