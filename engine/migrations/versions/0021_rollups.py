@@ -80,11 +80,12 @@ def upgrade() -> None:
         sa.Column('n', sa.BigInteger(), nullable=False),
     )
     for table, kind, touch, state in () if sqlite else COUNTED:
+        # the trigger first: it locks the table against writes until this commits, so the count below misses none
+        for statement in _pg_triggers(table, kind, touch, state):
+            op.execute(statement)
         op.execute(f"INSERT INTO sequence_counts (kind, sequence, touch, from_status, to_status, n) "
                    f"SELECT '{kind}', sequence, {touch.format(row=table)}, NULL, {state(table)}, count(*) "
                    f"FROM {table} GROUP BY sequence, {'touch, ' if '{row}' in touch else ''}{state(table)}")
-        for statement in _pg_triggers(table, kind, touch, state):
-            op.execute(statement)
     settled = datetime.now(timezone.utc) - timedelta(minutes=5)
     upto = op.get_bind().execute(sa.text("SELECT max(id) FROM delivery_log WHERE at < :at"),
                                  {"at": settled.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else settled}).scalar()
