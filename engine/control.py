@@ -22,6 +22,7 @@ from .config import Config
 from .errors import InputError
 from .ending import end_enrollments
 from .models import Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState, SequenceVersion, status_is
+from .store import rollups
 
 __all__ = ["HOLD", "PAUSED", "ORPHANED", "SequenceRow", "held_sequences", "known_sequences", "list_sequences", "orphan_warnings",
            "pause", "resume", "stop", "unenroll"]
@@ -72,7 +73,7 @@ def held_sequences(conn: sa.Connection, config: Config, names: set[str]) -> dict
 def known_sequences(conn: sa.Connection, config: Config) -> set[str]:
     """Every sequence name the config, the stored versions or the enrollments hold."""
     return (set(config.sequences) | set(conn.execute(sa.select(versions.c.name).distinct()).scalars())
-            | set(conn.execute(sa.select(enrollments.c.sequence).distinct()).scalars()))
+            | {sequence for sequence, _, _ in rollups.counts(conn, rollups.RUN)})
 
 
 def _check_known(conn: sa.Connection, config: Config, name: str) -> None:

@@ -21,18 +21,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .control import SALES_SEQUENCE
 from .store.reports import attr_json, utc_month
+from .kpi_leads import loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
-__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report"]
+__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "revenue_by_source"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
@@ -94,22 +94,21 @@ def _ratio(a: float, b: float, digits: int = 4) -> float | None:
 
 
 class _Facts:
-    """The rows of the window (and each contact's lifetime conversions), read once; the messages' cost is
-    summed in the database, by the group of ``by`` (see :func:`_costs`)."""
+    """What the report reads of the window: its leads counted in the database (:mod:`.kpi_leads`), the handoffs
+    it needs, and its conversions with each converting contact's lifetime ones; the messages' cost is summed in
+    the database, by the group of ``by`` (see :func:`_costs`)."""
 
     def __init__(self, conn: sa.Connection, since: datetime, until: datetime, by: str | None):
         #: a contact's source, read with its rows when the report is by source
         self.sources: dict[int, str] = {}
-        self.enrollments = [(cid, seq, _aware(at)) for cid, seq, at in self._read(
-            conn, by, enrollments_t.c.contact_id,
-            sa.select(enrollments_t.c.contact_id, enrollments_t.c.sequence, enrollments_t.c.enrolled_at)
-            .where(enrollments_t.c.enrolled_at >= since, enrollments_t.c.enrolled_at <= until,
-                   enrollments_t.c.sequence != SALES_SEQUENCE))]
-        #: every handoff until the window's end (a rep's latest, and outcomes of earlier handoffs, count)
+        #: the handoffs read: every one until the window's end by rep (a rep's latest, and outcomes of earlier
+        #: handoffs, count), else those of the window and those lost within it
+        handoffs = sa.select(*(handoffs_t.c[k] for k in HANDOFF_KEYS)).where(handoffs_t.c.at <= until)
+        if by != "rep":
+            handoffs = handoffs.where(sa.or_(handoffs_t.c.at >= since, sa.and_(
+                handoffs_t.c.outcome == LOST, handoffs_t.c.outcome_at.between(since, until))))
         self.all_handoffs = [dict(zip(HANDOFF_KEYS, r)) for r in self._read(
-            conn, by, handoffs_t.c.contact_id,
-            sa.select(*(handoffs_t.c[k] for k in HANDOFF_KEYS))
-            .where(handoffs_t.c.at <= until).order_by(handoffs_t.c.at, handoffs_t.c.id))]
+            conn, by, handoffs_t.c.contact_id, handoffs.order_by(handoffs_t.c.at, handoffs_t.c.id))]
         #: the conversions of the window, and every earlier one of the contacts converting within it (their
         #: lifetime); a lead's conversion after it enrolled is within the window too
         buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
@@ -126,6 +125,7 @@ class _Facts:
         self.handoffs = [h for h in self.all_handoffs if h["at"] >= since]
         self.lost = [h for h in self.all_handoffs if h["outcome"] == LOST and h["outcome_at"] is not None
                      and since <= h["outcome_at"] <= until]
+        #: when each converting contact first entered a post-purchase sequence within the window
         self.loyalty_starts: dict[int, datetime] = {}
 
     def _read(self, conn: sa.Connection, by: str | None, contact_id: sa.Column, query: sa.Select) -> Iterable[tuple]:
@@ -161,34 +161,46 @@ def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None
     """(group, cost) of the messages sent within the window, counted and their segments summed in the database
     by group, provider and channel (a group may come more than once)."""
     m = messages_t.c
-    if by == "source":
-        keys = _source_columns()
-    elif by == "sequence":
-        keys = (m.sequence,)
-    elif by == "month":
-        keys = (utc_month(conn, m.sent_at),)
-    elif by == "rep":  # a rep's leads: the contacts with a handoff until the window's end; the rest have none
-        keys = (sa.case((m.contact_id.in_(sa.select(handoffs_t.c.contact_id).where(handoffs_t.c.at <= until)),
-                         m.contact_id), else_=sa.null()),)
-    else:
-        keys = ()
+    keys = _keys(conn, by, messages_t, m.sent_at, until)
     segments = sa.func.sum(sa.case((sa.func.coalesce(m.segments, 0) == 0, 1), else_=m.segments))
     query = (sa.select(*keys, m.provider, m.channel, sa.func.count(), segments)
              .where(m.status.in_(COUNTS_AS_SENT), m.sent_at >= since, m.sent_at <= until)
              .group_by(*keys, m.provider, m.channel))
     if by == "source":
         query = query.select_from(messages_t.outerjoin(contacts_t, contacts_t.c.id == m.contact_id))
+    group_of = _group_of(by, rep_of)
     for *key, provider, channel, count, segment_count in conn.execute(query):
-        if by == "source":
-            group = _source_of(*key)
-        elif by == "rep":
-            group = rep_of.get(key[0], NONE)
-        elif by in ("sequence", "month"):
-            group = key[0] or NONE
-        else:
-            group = "all"
+        group = group_of(tuple(key))
         per_segment, per_email = prices.get(provider, (0.0, 0.0))
         yield group, segment_count * per_segment if channel == "sms" else count * per_email
+
+
+def _keys(conn: sa.Connection, by: str | None, table: sa.Table, at: sa.Column,
+          until: datetime) -> tuple[sa.ColumnElement, ...]:
+    """What the database groups ``table``'s rows by for ``by`` (the contact's source attributes from ``contacts``
+    joined to it; its time column ``at``); :func:`_group_of` names the group of their values."""
+    if by == "source":
+        return _source_columns()
+    if by == "sequence":
+        return (table.c.sequence,)
+    if by == "month":
+        return (utc_month(conn, at),)
+    if by == "rep":  # a rep's leads: the contacts with a handoff until the window's end; the rest have none
+        contact_id = table.c.contact_id
+        return (sa.case((contact_id.in_(sa.select(handoffs_t.c.contact_id).where(handoffs_t.c.at <= until)),
+                         contact_id), else_=sa.null()),)
+    return ()
+
+
+def _group_of(by: str | None, rep_of: dict[int, str]) -> Callable[[tuple], str]:
+    """The group a row of :func:`_keys`' values falls in."""
+    if by == "source":
+        return lambda key: _source_of(*key)
+    if by == "rep":
+        return lambda key: rep_of.get(key[0], NONE)
+    if by in ("sequence", "month"):
+        return lambda key: key[0] or NONE
+    return lambda key: "all"
 
 
 def _source(attrs: dict) -> str:
@@ -217,16 +229,11 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
             return _month(at)
         return "all"
 
-    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    first_enrolled: dict[tuple[str, int], datetime] = {}
-    for contact_id, sequence, enrolled_at in facts.enrollments:
-        slot = (key(contact_id, sequence, enrolled_at), contact_id)
-        if slot not in first_enrolled or enrolled_at < first_enrolled[slot]:
-            first_enrolled[slot] = enrolled_at
-        if sequence in loyalty:
-            facts.loyalty_starts.setdefault(contact_id, enrolled_at)
-    for (k, cid), at in first_enrolled.items():
-        groups[k]["leads"].append((cid, at))
+    groups: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(list))
+    for k, leads in window_leads(conn, start, until, _keys(conn, by, enrollments_t, enrollments_t.c.enrolled_at, until),
+                                 _group_of(by, rep_of), with_contacts=by == "source").items():
+        groups[k].update(leads=leads.count, converted=leads.converted, days=leads.days)
+    facts.loyalty_starts = loyalty_starts(conn, start, until, loyalty, {e["contact_id"] for e in facts.events})
     sales_by_contact: dict[int, list[dict]] = defaultdict(list)
     for e in facts.events:
         sales_by_contact[e["contact_id"]].append(e)
@@ -245,6 +252,21 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
             for k, g in sorted(groups.items())]
 
 
+def revenue_by_source(conn: sa.Connection, *, since: timedelta, until: datetime) -> list[tuple[str, float]]:
+    """The ``revenue`` of :func:`kpi_report` by source, for the sources with conversions within the window,
+    summed in the database by the converting contacts' source attributes."""
+    start = until - since
+    e = events_t.c
+    keys = _source_columns()
+    revenue: dict[str, float] = defaultdict(float)
+    for source, utm_source, value in conn.execute(
+            sa.select(*keys, sa.func.sum(sa.func.coalesce(e.value, 0)))
+            .select_from(events_t.outerjoin(contacts_t, contacts_t.c.id == e.contact_id))
+            .where(e.type == "converted", e.at.between(start, until)).group_by(*keys)):
+        revenue[_source_of(source, utm_source)] += value or 0
+    return [(source, round(value, 2)) for source, value in sorted(revenue.items())]
+
+
 def _prices(config: Config) -> dict[str, tuple[float, float]]:
     """Each provider's (price_per_segment, price_per_email), 0 where not set."""
     out = {}
@@ -255,15 +277,7 @@ def _prices(config: Config) -> dict[str, tuple[float, float]]:
 
 
 def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyalty_starts: dict[int, datetime], prices: dict, start: datetime) -> Kpi:
-    leads = g["leads"]
-    converted_leads, days = 0, []
-    for cid, at in leads:
-        if cid not in sales:
-            continue
-        after = [s["at"] for s in sales[cid] if s["at"] >= at]
-        if after:
-            converted_leads += 1
-            days.append((min(after) - at).total_seconds() / 86400)
+    leads, converted_leads, days = g["leads"] or 0, g["converted"] or 0, g["days"]
     handoffs = g["handoffs"]
     won = sum(1 for h in handoffs if h["outcome"] == WON)
     revenue = sum(e["value"] or 0 for e in g["conversions"])
@@ -279,11 +293,11 @@ def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyal
     total = sum(counts.values())
     kpi = Kpi(group)
     kpi.figures = {
-        "leads": len(leads), "handoffs": len(handoffs), "conversions": len(g["conversions"]),
-        "conversion_rate": _ratio(converted_leads, len(leads)),
+        "leads": leads, "handoffs": len(handoffs), "conversions": len(g["conversions"]),
+        "conversion_rate": _ratio(converted_leads, leads),
         "handoff_win_rate": _ratio(won, len(handoffs)),
         "median_days_to_convert": round(statistics.median(days), 2) if days else None,
-        "revenue": round(revenue, 2), "revenue_per_lead": _ratio(revenue, len(leads), 2),
+        "revenue": round(revenue, 2), "revenue_per_lead": _ratio(revenue, leads, 2),
         "lead_quality": _ratio(won, len(handoffs)),
         "customer_lifetime_value": _ratio(sum(lifetime.values()), len(buyers), 2),
         "repeat_purchase_rate": _ratio(len(repeaters), len(buyers)),

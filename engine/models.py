@@ -173,9 +173,12 @@ class Message(SQLModel, table=True):
         _partial("ix_messages_contact_sent", "contact_id", "sent_at", where="sent_at IS NOT NULL"),
         _partial("ix_messages_provider_id", "provider_message_id", where="provider_message_id IS NOT NULL"),
         sa.Index("ix_messages_enrollment", "enrollment_id", "touch_index", unique=True),
-        # a sequence's funnel per touch, from the index alone; the sends of a KPI window
+        # a sequence's funnel per touch on SQLite, from the index alone (PostgreSQL: ``sequence_counts``)
         sa.Index("ix_messages_sequence_touch", "sequence", "touch", "status"),
-        _partial("ix_messages_sent_at", "sent_at", where="sent_at IS NOT NULL"),
+        # the sends of a KPI window and its days (PostgreSQL: by status, sequence, touch, provider, from the index)
+        sa.Index("ix_messages_sent_at", "sent_at", sqlite_where=sa.text("sent_at IS NOT NULL"),
+                 postgresql_where=sa.text("sent_at IS NOT NULL"),
+                 postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments"]),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -569,3 +572,42 @@ class AbTest(SQLModel, table=True):
 
 
 __all__ += ["AbTest"]
+
+
+class LogCount(SQLModel, table=True):
+    """The delivery log's rows with an id up to ``upto`` counted by event and provider: where ``/metrics``
+    starts counting (:mod:`engine.service.tally`), so a fresh service never reads the whole log."""
+
+    __tablename__ = "log_counts"
+
+    upto: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    event: str = Field(primary_key=True, max_length=30)
+    provider: str = Field(primary_key=True, max_length=100)  # "" for a row without a provider
+    n: int = Field(sa_type=sa.BigInteger)
+
+
+__all__ += ["LogCount"]
+
+
+class SequenceCount(SQLModel, table=True):
+    """PostgreSQL: how many messages of each sequence's touch, and runs of each sequence, are in each state, as
+    rows to add up: database triggers on ``messages`` and ``enrollments`` append a row for each move between
+    counted states (``from_status`` → ``to_status``; none for a new or deleted row) in the transaction that made
+    it, and :func:`engine.store.rollups.fold` sums the rows into one per count now and then. Empty on SQLite.
+
+    A message's counted state is its status once final, else ``waiting``; a run's is ``converted`` or ``other``
+    (:func:`engine.store.rollups.message_state`, :func:`engine.store.rollups.run_state`)."""
+
+    __tablename__ = "sequence_counts"
+
+    id: Optional[int] = Field(default=None, primary_key=True,
+                              sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
+    kind: str = Field(max_length=10)  # message or run
+    sequence: str = Field(max_length=100)
+    touch: str = Field(max_length=100)  # "" for a run
+    from_status: Optional[str] = Field(default=None, max_length=20)
+    to_status: Optional[str] = Field(default=None, max_length=20)
+    n: int = Field(sa_type=sa.BigInteger)
+
+
+__all__ += ["SequenceCount"]

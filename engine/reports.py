@@ -7,14 +7,14 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .clock import now, to_utc
-from .models import (ACCEPTED, FINAL_STATUSES, IN_FLIGHT, OPEN_STATUSES, ContactEvent, DeliveryLog, Engagement,
-                     EngagementKind, Enrollment, Message, MessageStatus, status_is)
+from .models import (ACCEPTED, FINAL_STATUSES, ContactEvent, DeliveryLog, Engagement, EngagementKind,
+                     EnrollmentStatus, Message, MessageStatus, status_is)
+from .store import rollups
 
 __all__ = ["log_query", "funnel", "queue_state", "unattributed", "TOUCH_COUNTS"]
 
 log_t = DeliveryLog.__table__
 messages = Message.__table__
-enrollments = Enrollment.__table__
 events_t = ContactEvent.__table__
 engagements_t = Engagement.__table__
 
@@ -82,41 +82,43 @@ def log_filter_values(conn: sa.Connection, sequences: list[str]) -> dict[str, se
 
 
 def funnel(conn: sa.Connection, sequence: str, touches: list[str]) -> dict[str, Any]:
-    """Enrolled, per touch sent/delivered/failed/skipped, converted and conversion rate."""
-    # one pass over the index on (sequence, status)
-    enrolled, converted = conn.execute(
-        sa.select(sa.func.count(), sa.func.count().filter(enrollments.c.status == "converted")).select_from(enrollments)
-        .where(enrollments.c.sequence == sequence)).one()
-    value = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(events_t.c.value), 0))
-                         .where(events_t.c.sequence == sequence, events_t.c.type == "converted")).scalar_one()
+    """Enrolled, per touch sent/delivered/failed/skipped, converted and conversion rate.
+
+    The runs and messages are counted from ``sequence_counts`` (:mod:`.store.rollups`), not the tables."""
+    runs = rollups.counts(conn, rollups.RUN, sequence)
+    enrolled = sum(runs.values())
+    converted = runs[sequence, "", EnrollmentStatus.CONVERTED.value]
     per_touch = {t: dict.fromkeys(TOUCH_COUNTS, 0) for t in touches}
-    rows = conn.execute(sa.select(messages.c.touch, messages.c.status, sa.func.count())
-                        .where(messages.c.sequence == sequence).group_by(messages.c.touch, messages.c.status))
-    for touch, status, count in rows:
+    for (_, touch, state), count in rollups.counts(conn, rollups.MESSAGE, sequence).items():
         bucket = per_touch.setdefault(touch, {})
-        if status in SENT_LIKE:
+        if state in SENT_LIKE:
             bucket["sent"] = bucket.get("sent", 0) + count
-        if status in FINAL_STATUSES and status != MessageStatus.SENT:
-            bucket[status] = bucket.get(status, 0) + count
-        if status in OPEN_STATUSES + IN_FLIGHT:
+        if state in FINAL_STATUSES and state != MessageStatus.SENT:
+            bucket[state] = bucket.get(state, 0) + count
+        if state == rollups.WAITING:
             bucket["waiting"] = bucket.get("waiting", 0) + count
-    results = _touch_results(conn, sequence, per_touch)
+    value, results = _touch_results(conn, sequence, per_touch)
     return {"sequence": sequence, "enrolled": enrolled, "converted": converted,
             "conversion_rate": round(converted / enrolled, 4) if enrolled else 0.0,
-            "revenue": float(value or 0), **results, "touches": per_touch}
+            "revenue": value, **results, "touches": per_touch}
 
 
-def _touch_results(conn: sa.Connection, sequence: str, per_touch: dict[str, dict]) -> dict[str, Any]:
-    """Per touch (in place) and for the sequence: unique human clicks, click rate, attributed conversions and
-    revenue, revenue per message sent."""
+def _touch_results(conn: sa.Connection, sequence: str, per_touch: dict[str, dict]) -> tuple[float, dict[str, Any]]:
+    """The sequence's revenue, and per touch (in place) and for the sequence: unique human clicks, click rate,
+    attributed conversions and revenue, revenue per message sent."""
     clicks = dict(conn.execute(
         sa.select(engagements_t.c.touch, sa.func.count(sa.distinct(engagements_t.c.message_id)))
         .where(engagements_t.c.sequence == sequence, engagements_t.c.kind == EngagementKind.CLICKED.value)
         .group_by(engagements_t.c.touch)).all())
-    credited = {touch: (n, float(v or 0)) for touch, n, v in conn.execute(
-        sa.select(events_t.c.touch, sa.func.count(), sa.func.sum(events_t.c.value))
-        .where(events_t.c.sequence == sequence, events_t.c.type == "converted", events_t.c.message_id.is_not(None))
-        .group_by(events_t.c.touch))}
+    credited, value = {}, 0.0
+    attributed = events_t.c.message_id.is_not(None)
+    for touch, n, v, revenue in conn.execute(  # every conversion named for the sequence, in one pass
+            sa.select(events_t.c.touch, sa.func.sum(sa.case((attributed, 1), else_=0)),
+                      sa.func.sum(sa.case((attributed, events_t.c.value), else_=None)), sa.func.sum(events_t.c.value))
+            .where(events_t.c.sequence == sequence, events_t.c.type == "converted").group_by(events_t.c.touch)):
+        value += float(revenue or 0)
+        if n:
+            credited[touch] = (int(n), float(v or 0))
     totals = {"sent": 0, "clicks": 0, "attributed_conversions": 0, "attributed_revenue": 0.0}
     for touch, bucket in per_touch.items():
         sent = bucket.get("sent", 0)
@@ -127,8 +129,8 @@ def _touch_results(conn: sa.Connection, sequence: str, per_touch: dict[str, dict
         for key in totals:
             totals[key] += bucket.get(key, 0)
     sent = totals.pop("sent")
-    return {**totals, "click_rate": round(totals["clicks"] / sent, 4) if sent else 0.0,
-            "revenue_per_sent": round(totals["attributed_revenue"] / sent, 2) if sent else 0.0}
+    return value, {**totals, "click_rate": round(totals["clicks"] / sent, 4) if sent else 0.0,
+                   "revenue_per_sent": round(totals["attributed_revenue"] / sent, 2) if sent else 0.0}
 
 
 def unattributed(conn: sa.Connection) -> dict[str, Any]:

@@ -70,11 +70,16 @@ def plain_report(conn: sa.Connection, config, *, since: timedelta, by: str | Non
         first[slot] = min(first.get(slot, at), at)
         if sequence in loyalty:
             loyalty_starts.setdefault(cid, at)
-    for (k, cid), at in first.items():
-        groups[k]["leads"].append((cid, at))
     sales = defaultdict(list)
     for row in events:
         sales[row["contact_id"]].append(row)
+    for (k, cid), at in first.items():
+        groups[k]["leads"] = (groups[k]["leads"] or 0) + 1
+        after = [s["at"] for s in sales[cid] if s["at"] >= at]
+        if after:
+            groups[k]["converted"] = (groups[k]["converted"] or 0) + 1
+            groups[k]["days"].append((min(after) - at).total_seconds() / 86400)
+    for row in events:
         if row["at"] >= start:
             groups[key(row["contact_id"], row["sequence"], row["at"])]["conversions"].append(row)
     for row in handoffs:
@@ -148,3 +153,15 @@ def test_each_sequences_funnel_counts_the_contacts_a_plain_read_finds(shop):
     assert got == {seq: [("enrolled", len(cids)), *((step, len(found[seq] & cids)) for step, found in steps.items())]
                    for seq, cids in sorted(enrolled.items())}
     assert list(got) == ["abandoned-cart", "welcome-en", "winter-sale"] and all(n for _, n in got["winter-sale"])
+
+
+def test_the_pages_revenue_by_source_is_the_reports_for_each_source_with_sales(shop):
+    from engine.kpi import revenue_by_source
+
+    config, engine = shop
+    until = now()
+    with engine.connect() as conn:
+        report = kpi_report(conn, config, by="source", until=until)
+        got = revenue_by_source(conn, since=timedelta(days=30), until=until)
+    assert got == [(g.group, g.figures["revenue"]) for g in report if g.figures["conversions"]]
+    assert len(got) >= 3

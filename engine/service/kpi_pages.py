@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from ..db import reading
 from ..clock import now
 from ..durations import parse_duration
-from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report
+from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, revenue_by_source
 from ..kpi_series import SEQUENCE_STEPS, TOUCH_STEPS, daily, funnels, touch_funnels
 from ..templates import jalali
 from ..text import fa_digits
@@ -67,7 +67,7 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     with reading(ctx.engine) as conn:
         groups = kpi_report(conn, ctx.config, since=span, by=by, until=until)
         totals = groups if by is None else kpi_report(conn, ctx.config, since=span, until=until)
-        by_source = kpi_report(conn, ctx.config, since=span, by="source", until=until)
+        by_source = revenue_by_source(conn, since=span, until=until)
         sequence_funnels = funnels(conn, until - span, until)
         per_touch = touch_funnels(conn, until - span, until, touch_order)
         days = daily(conn, until - span, until, ctx.config.settings.timezone)
@@ -96,8 +96,8 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
         "daily": lines(word("daily"), [day_label(d) for d, _ in days["sends"]],
                        {k: [n for _, n in v] for k, v in days.items()}, {k: word(k) for k in days}, rtl=rtl,
                        number=number),
-        "revenue": bars(word("revenue_by_source"), [Bar(g.group, g.figures["revenue"], number(g.figures["revenue"]),
-                                                        hint=word("def.revenue")) for g in by_source], rtl=rtl),
+        "revenue": bars(word("revenue_by_source"), [Bar(source, revenue, number(revenue), hint=word("def.revenue"))
+                                                    for source, revenue in by_source], rtl=rtl),
         "objections": bars(word("objections"), [Bar(o["objection"], o["count"], share(o["share"]),
                                                     hint=word("def.top_objections")) for o in totals[0].objections],
                            rtl=rtl),

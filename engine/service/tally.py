@@ -2,25 +2,21 @@
 
 The log is append-only, so what was counted stays counted: rows up to a watermark are counted once and
 kept, and only the rows above it are read at each scrape. The watermark trails the log's end by
-``SETTLED``: on PostgreSQL ids are handed out before their transactions commit, so a row with a lower id
-can appear after one with a higher id; past a few minutes nothing of the worker's short transactions is
-still open.
+``SETTLED`` (:mod:`engine.store.tally` says why). A service that starts begins from the counts the worker
+stores (``log_counts``, filled by the migration that made it, moved on once a minute), not the log's first row;
+a scrape never writes.
 """
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import timedelta
 
 import sqlalchemy as sa
 
 from ..clock import now
-from ..models import DeliveryLog
+from ..store.tally import SETTLED, count_log, settled_upto, snapshot
 
 __all__ = ["LogTally", "SETTLED"]
-
-log_t = DeliveryLog.__table__
-SETTLED = timedelta(minutes=5)
 
 
 class LogTally:
@@ -32,16 +28,14 @@ class LogTally:
         self._upto = 0  # every row with an id up to this one is in _settled
 
     def counts(self, conn: sa.Connection) -> dict[tuple[str, str | None], int]:
-        """Every row of the log counted by (event, provider): the settled rows from memory, the rest read now."""
-        def grouped(where) -> Counter[tuple[str, str | None]]:
-            return Counter({(event, provider): n for event, provider, n in conn.execute(
-                sa.select(log_t.c.event, log_t.c.provider, sa.func.count()).where(where)
-                .group_by(log_t.c.event, log_t.c.provider))})
-
+        """Every row of the log counted by (event, provider): the settled rows from memory (or the stored
+        snapshot, when it reaches further), the rest read now."""
         with self._lock:
-            upto = conn.execute(sa.select(sa.func.max(log_t.c.id))
-                                .where(log_t.c.id > self._upto, log_t.c.at < now() - SETTLED)).scalar()
+            stored = snapshot(conn, self._upto)
+            if stored is not None:
+                self._upto, self._settled = stored
+            upto = settled_upto(conn, self._upto, now() - SETTLED)
             if upto is not None:
-                self._settled.update(grouped(log_t.c.id.between(self._upto + 1, upto)))
+                self._settled.update(count_log(conn, self._upto, upto))
                 self._upto = upto
-            return dict(self._settled + grouped(log_t.c.id > self._upto))
+            return dict(self._settled + count_log(conn, self._upto))

@@ -1,0 +1,84 @@
+"""The window's leads, counted in the database: per group, how many contacts enrolled, how many of them
+converted after they enrolled and the days each took (:data:`engine.kpi.DEFINITIONS`: ``leads``,
+``conversion_rate``, ``median_days_to_convert``), and when converting contacts entered a post-purchase sequence.
+
+A lead is a (group, contact) pair of the window's enrollments, enrolled at its first enrollment in the group; the
+database groups the runs into leads, and only the leads that converted come back as rows.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import sqlalchemy as sa
+
+from .clock import to_utc
+from .control import SALES_SEQUENCE
+from .models import Contact, ContactEvent, Enrollment
+
+__all__ = ["Leads", "window_leads", "loyalty_starts"]
+
+contacts_t = Contact.__table__
+enrollments_t = Enrollment.__table__
+events_t = ContactEvent.__table__
+
+
+@dataclass
+class Leads:
+    """One group's leads: how many, how many converted after they enrolled, and the days each of those took."""
+
+    count: int = 0
+    converted: int = 0
+    days: list[float] = field(default_factory=list)
+
+
+def _in_window(start: datetime, until: datetime) -> sa.ColumnElement:
+    return sa.and_(enrollments_t.c.enrolled_at >= start, enrollments_t.c.enrolled_at <= until,
+                   enrollments_t.c.sequence != SALES_SEQUENCE)
+
+
+def window_leads(conn: sa.Connection, start: datetime, until: datetime, keys: tuple[sa.ColumnElement, ...],
+                 group_of: Callable[[tuple], str], *, with_contacts: bool = False) -> dict[str, Leads]:
+    """The leads of the runs enrolled within the window, by group.
+
+    ``keys`` are what the database groups the runs by (columns of ``enrollments``, and of ``contacts`` joined
+    when ``with_contacts``); ``group_of`` names the group of a key's values. Keys whose contacts fall in
+    one group each (a contact's source, its rep) may name one group from many keys: their counts add up."""
+    e = enrollments_t
+    query = sa.select(*(k.label(f"k{i}") for i, k in enumerate(keys)), e.c.contact_id,
+                      sa.func.min(e.c.enrolled_at).label("first")).where(_in_window(start, until))
+    if with_contacts:
+        query = query.select_from(e.outerjoin(contacts_t, contacts_t.c.id == e.c.contact_id))
+    runs = query.group_by(*keys, e.c.contact_id).cte("runs")
+    key_columns = [runs.c[f"k{i}"] for i in range(len(keys))]
+    # one statement (the runs grouped once): a row per group with its count, then a row per converted lead
+    counts = sa.select(*key_columns, sa.func.count(), sa.null(), sa.null()).select_from(runs).group_by(*key_columns)
+    converted = (sa.select(*key_columns, sa.null(), runs.c.first, sa.func.min(events_t.c.at))
+                 .select_from(runs.join(events_t, sa.and_(events_t.c.contact_id == runs.c.contact_id,
+                                                          events_t.c.type == "converted",
+                                                          events_t.c.at >= runs.c.first, events_t.c.at >= start,
+                                                          events_t.c.at <= until)))
+                 .group_by(*key_columns, runs.c.contact_id, runs.c.first))
+    out: dict[str, Leads] = defaultdict(Leads)
+    for *key, n, first, at in conn.execute(sa.union_all(counts, converted)):
+        leads = out[group_of(tuple(key))]
+        if n is not None:
+            leads.count += n
+        else:
+            leads.converted += 1
+            leads.days.append((to_utc(at) - to_utc(first)).total_seconds() / 86400)
+    return dict(out)
+
+
+def loyalty_starts(conn: sa.Connection, start: datetime, until: datetime, loyalty: set[str],
+                   contacts: set[int]) -> dict[int, datetime]:
+    """When each of ``contacts`` first entered one of the ``loyalty`` sequences within the window."""
+    if not loyalty or not contacts:
+        return {}
+    e = enrollments_t
+    rows = conn.execute(sa.select(e.c.contact_id, sa.func.min(e.c.enrolled_at))
+                        .where(_in_window(start, until), e.c.sequence.in_(sorted(loyalty)))
+                        .group_by(e.c.contact_id))
+    return {cid: to_utc(at) for cid, at in rows if cid in contacts}

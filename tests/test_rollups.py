@@ -1,0 +1,153 @@
+"""The counts the database keeps for the reports equal the tables counted plainly.
+
+``sequence_counts`` (kept by triggers) after a varied story through the engine: enrollments, sends, receipts,
+people's and bots' clicks, credited conversions, sends that fail and are retried, a send that fails for good,
+handoffs won and lost, an unsubscribe, an erased contact; folded by the worker, by hand, or not at all; a
+database upgraded from before the counts gets them from its tables. ``log_counts``: /metrics starts from it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from engine.clock import now
+from engine.models import DeliveryLog, Enrollment, LogCount, Message, SequenceCount
+from engine.reports import TOUCH_COUNTS, funnel
+from engine.store.rollups import MESSAGE, RUN, counts, fold, message_state, run_state
+from providers.errors import PermanentRecipientError, TransientError
+from tests.test_kpi import build_touch_shop, hand_off, outcome
+
+
+def plain(conn: sa.Connection) -> tuple[Counter, Counter]:
+    """Each (sequence, touch, counted state) of the messages and (sequence, "", state) of the runs, counted
+    from the tables row by row."""
+    m, e = Message.__table__, Enrollment.__table__
+    messages = Counter((seq, touch, message_state(status))
+                       for seq, touch, status in conn.execute(sa.select(m.c.sequence, m.c.touch, m.c.status)))
+    runs = Counter((seq, "", run_state(status)) for seq, status in conn.execute(sa.select(e.c.sequence, e.c.status)))
+    return messages, runs
+
+
+def assert_counts_match(world) -> None:
+    with world.engine.connect() as conn:
+        messages, runs = plain(conn)
+        assert counts(conn, MESSAGE) == messages
+        assert counts(conn, RUN) == runs
+        assert counts(conn, MESSAGE, "coats") == Counter({k: n for k, n in messages.items() if k[0] == "coats"})
+        stats = funnel(conn, "coats", ["t0", "t1", "t2"])
+    m = Message.__table__
+    with world.engine.connect() as conn:
+        statuses = Counter(conn.execute(sa.select(m.c.touch, m.c.status).where(m.c.sequence == "coats")).all())
+    for touch, bucket in stats["touches"].items():
+        expected = dict.fromkeys(TOUCH_COUNTS, 0)
+        for (t, status), n in statuses.items():
+            if t != touch:
+                continue
+            state = message_state(status)
+            if status in ("sent", "delivered", "undelivered"):
+                expected["sent"] += n
+            if state == "waiting":
+                expected["waiting"] += n
+            elif status != "sent":
+                expected[status] += n
+        assert {k: bucket[k] for k in TOUCH_COUNTS} == expected, touch
+    assert (stats["enrolled"], stats["converted"]) == (sum(runs.values()), runs["coats", "", "converted"])
+
+
+def test_the_kept_counts_equal_the_tables_through_a_varied_story(make_world, frozen):
+    world = build_touch_shop(make_world, frozen)  # sends, receipts, clicks, conversions credited
+    assert_counts_match(world)
+    p, q, r, s = world.ids
+    more = world.add_contacts(*({"phone": f"0912000002{i}"} for i in range(5)))
+    world.sms.fail_next(TransientError("gateway busy"), times=2)  # retried, then sent
+    world.enroll("coats", *more)
+    world.tick()
+    assert_counts_match(world)
+    frozen.tick(timedelta(minutes=10))
+    world.tick()
+    world.sms.fail_next(PermanentRecipientError("receptor is on the advertising blacklist", code=14))
+    frozen.tick(timedelta(days=1))
+    world.tick()
+    assert_counts_match(world)
+    with world.engine.begin() as conn:
+        fold(conn)  # PostgreSQL: the rows become one per count, and moves keep coming after it
+    assert_counts_match(world)
+    hand_off(world, more[0], "reza")
+    hand_off(world, more[1], "mina")
+    frozen.tick(timedelta(hours=3))
+    outcome(world, more[0], "won", value=2000)
+    outcome(world, more[1], "lost", objection="price")
+    world.event(more[2], "unsubscribed")
+    world.event(more[3], "converted", value=700)
+    assert_counts_match(world)
+    from engine.people import forget
+    from engine.models import Contact
+
+    (late,) = world.add_contacts({"phone": "09120000030"})
+    world.enroll("coats", late)
+    m, e = Message.__table__, Enrollment.__table__
+    with world.engine.begin() as conn:
+        contact = dict(conn.execute(sa.select(Contact.__table__).where(Contact.__table__.c.id == more[4]))
+                       .mappings().one())
+        forget(conn, contact)
+        # rows deleted (a shop cleaning up by hand) leave the counts too: a cancelled message, a run not sent yet
+        conn.execute(sa.delete(m).where(m.c.contact_id == more[4], m.c.status == "cancelled"))
+        conn.execute(sa.delete(m).where(m.c.contact_id == late))
+        conn.execute(sa.delete(e).where(e.c.contact_id == late))
+    assert_counts_match(world)
+    frozen.tick(timedelta(days=2))
+    world.tick()  # the worker folds as it ticks
+    with world.engine.connect() as conn:
+        folded = conn.execute(sa.select(sa.func.count()).select_from(SequenceCount.__table__)
+                              .where(SequenceCount.__table__.c.from_status.is_not(None))).scalar()
+    assert folded == 0
+    assert_counts_match(world)
+
+
+def test_an_upgraded_database_gets_its_counts_from_its_tables(make_world, frozen, db_url):
+    from alembic import command
+
+    from engine.db import _alembic_config, make_engine, upgrade
+
+    world = build_touch_shop(make_world, frozen)
+    engine = make_engine(db_url)
+    cfg = _alembic_config(db_url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0020_kpi_scale")
+    frozen.tick(timedelta(minutes=10))  # the log's rows are settled: the migration counts them
+    upgrade(db_url)
+    assert_counts_match(world)
+    log, stored = DeliveryLog.__table__, LogCount.__table__
+    with engine.connect() as conn:
+        whole = Counter({(e, p or ""): n for e, p, n in conn.execute(
+            sa.select(log.c.event, log.c.provider, sa.func.count()).group_by(log.c.event, log.c.provider))})
+        kept = Counter({(e, p): n for e, p, n in conn.execute(sa.select(stored.c.event, stored.c.provider,
+                                                                         stored.c.n))})
+    assert kept == whole and sum(n for (event, _), n in kept.items() if event == "sent") == 8
+    engine.dispose()
+
+
+def test_a_fresh_service_counts_the_log_from_the_stored_snapshot(make_world, frozen):
+    from engine.service.tally import LogTally
+    from tests.conftest import simple_sequence
+
+    world = make_world([simple_sequence("drip")])
+    (cid,) = world.add_contacts({"phone": "09121111111"})
+    world.enroll("drip", cid)
+    world.tick()
+    frozen.tick(timedelta(minutes=10))
+    world.tick()  # the worker stores the counts of the settled rows
+    log = DeliveryLog.__table__
+    with world.engine.connect() as conn:
+        whole = {(e, p): n for e, p, n in conn.execute(
+            sa.select(log.c.event, log.c.provider, sa.func.count()).group_by(log.c.event, log.c.provider))}
+        upto = conn.execute(sa.select(sa.func.max(LogCount.__table__.c.upto))).scalar()
+        assert upto >= 2  # the enrollment's and the send's rows
+    with world.engine.begin() as conn:  # rows only the snapshot can know now: a fresh tally must not read them
+        conn.execute(sa.update(log).where(log.c.id <= upto).values(event="renamed"))
+        conn.execute(sa.insert(log).values(at=now(), event="late", provider="p"))
+    with world.engine.connect() as conn:
+        assert LogTally().counts(conn) == {**whole, ("late", "p"): 1}
