@@ -326,7 +326,8 @@ class Dispatcher:
         return self.recovery.recover(report, everything=everything)
 
     def retire(self) -> None:
-        """Remove this worker's heartbeat on a clean stop: only a worker that died or hangs is silent."""
+        """Remove this worker's heartbeat and end its cluster leases on a clean stop: only a worker that died or
+        hangs is silent."""
         try:
             with self.store.write() as conn:
                 store.retire(conn, self.worker_id)

@@ -169,3 +169,15 @@ def test_two_workers_running_at_once_deliver_each_event_once(make_world, receive
         t.join(60)
     assert sorted(r.delivered for r in reports) == [0, 40]
     assert receiver.repeats == [] and arrivals(receiver) == {c: [0, 1, 2, 3, 4] for c in ids}
+
+
+def test_a_worker_stopping_cleanly_hands_the_lease_on_at_once(make_world, frozen, receiver):
+    from engine import store
+
+    world, ids = world_with_events(make_world, receiver.url, contacts=2, per_contact=1)
+    first = Deliverer(world.config, world.engine, owner="w1", sleep=lambda s: None)
+    assert first.run().delivered == 2
+    with world.engine.begin() as conn:
+        emit(conn, world.config, "replied", ids[0], {"step": 1})
+        store.retire(conn, "w1")  # what a worker does on SIGTERM, after its last run
+    assert Deliverer(world.config, world.engine, owner="w2", sleep=lambda s: None).run().delivered == 1

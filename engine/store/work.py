@@ -190,8 +190,11 @@ def heartbeat(conn: sa.Connection, worker_id: str, detail: dict[str, Any], at: d
 
 
 def retire(conn: sa.Connection, worker_id: str) -> None:
-    """Remove worker ``worker_id``'s heartbeat."""
+    """Remove worker ``worker_id``'s heartbeat and end the cluster leases it holds (the next worker takes them
+    at once instead of when they run out)."""
     conn.execute(sa.delete(worker_status).where(worker_status.c.name == f"worker:{worker_id}"))
+    conn.execute(sa.update(worker_status).where(worker_status.c.name.startswith("job:"),
+                                                worker_status.c.owner == worker_id).values(until=None))
 
 
 def cluster_lease(conn: sa.Connection, job: str, owner: str, at: datetime, seconds: int) -> bool:
