@@ -65,7 +65,6 @@ from .recovery import Recovery
 from .render import NotSent, build_message
 from .sending import BatchSend, Later, Sender
 from .store import Store, apply
-from .store.rollups import FoldSchedule
 from .timer import Timer
 from .transitions import ENDS_TOUCH, Facts, Outcome, change
 from .watchdog import Phases
@@ -98,7 +97,6 @@ class Dispatcher:
         self.store = Store(self.engine)
         self._plans: dict[str, SequencePlan] = {}
         self._ab = AbSchedule()  # the A/B tests, evaluated at most once a minute
-        self._folds = FoldSchedule()  # the sequences' counts folded, at most once a minute
         self._pool = ThreadPoolExecutor(max_workers=self.settings.worker.concurrency, thread_name_prefix="send")
         # more batch threads than slots: a batch whose last sends wait between tries holds a thread, not a slot
         self._batches = ThreadPoolExecutor(max_workers=4 * MAX_INFLIGHT_BATCHES, thread_name_prefix="batch")
@@ -126,7 +124,7 @@ class Dispatcher:
             with self.store.write() as conn:
                 store.heartbeat(conn, self.worker_id,
                                 {**report.counts, "duration_seconds": round(time.monotonic() - started, 4)}, now())
-                self._folds.run(conn, now())
+                self.store.fold_counts(conn, now())
         finally:
             self.phases.end("tick")
         return report
@@ -326,8 +324,7 @@ class Dispatcher:
         return self.recovery.recover(report, everything=everything)
 
     def retire(self) -> None:
-        """Remove this worker's heartbeat and end its cluster leases on a clean stop: only a worker that died or
-        hangs is silent."""
+        """On a clean stop, remove this worker's heartbeat and end its leases: only a dead or hung worker is silent."""
         try:
             with self.store.write() as conn:
                 store.retire(conn, self.worker_id)

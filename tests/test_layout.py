@@ -1,4 +1,4 @@
-"""The shape of engine/: SQL text only in the store and the migrations, and no import cycle."""
+"""The shape of engine/: SQL text only in the store and the migrations, no import cycle, a short dispatcher."""
 from __future__ import annotations
 
 import ast
@@ -122,3 +122,9 @@ def test_sql_text_lives_only_in_the_store_and_the_migrations():
                 offenders.append(f"{path.relative_to(ENGINE.parent)}:{node.lineno}: {node.value[:60]!r}")
     assert not offenders, "\n".join(offenders)
 
+
+
+def test_the_dispatcher_stays_short():
+    """claim → decide → render → send → settle, each elsewhere: the dispatcher only strings them together."""
+    lines = len((ENGINE / "dispatch.py").read_text(encoding="utf-8").splitlines())
+    assert lines < 350, f"engine/dispatch.py has {lines} lines: move a job out of it"

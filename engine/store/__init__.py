@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ from ..walcheckpoint import Checkpointer
 from .driver import is_sqlite
 from .log import LOG_ROWS_PER_INSERT, append_log, apply, apply_to_touch
 from .pauses import Pause, active_pauses, pause_providers, resume_provider
+from .rollups import FoldSchedule
 from .work import (DUE_SQL, IN_FLIGHT_CHUNK, claim_due, claim_sql, cluster_lease, definition,
                    enrollments_with_contacts, heartbeat, in_flight_query, offers, recent_sends, renew_leases, retire,
                    schedule_next, sequence_hashes, take_over)
@@ -56,6 +58,11 @@ class Store:
         self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
         # SQLite has one write lock: a writer thread would only queue for it
         self._writer = None if self.sqlite else ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD)
+        self._folds = FoldSchedule()
+
+    def fold_counts(self, conn: sa.Connection, at: datetime) -> None:
+        """Fold the kept counts (:mod:`.rollups`) in the caller's transaction, at most once a minute."""
+        self._folds.run(conn, at)
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
