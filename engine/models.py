@@ -175,10 +175,12 @@ class Message(SQLModel, table=True):
         sa.Index("ix_messages_enrollment", "enrollment_id", "touch_index", unique=True),
         # a sequence's funnel per touch on SQLite, from the index alone (PostgreSQL: ``sequence_counts``)
         sa.Index("ix_messages_sequence_touch", "sequence", "touch", "status"),
-        # the sends of a KPI window and its days (PostgreSQL: by status, sequence, touch, provider, from the index)
+        # the sends of a KPI window, its days and its funnels (PostgreSQL: by status, sequence, touch, provider,
+        # contact and message id, from the index)
         sa.Index("ix_messages_sent_at", "sent_at", sqlite_where=sa.text("sent_at IS NOT NULL"),
                  postgresql_where=sa.text("sent_at IS NOT NULL"),
-                 postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments"]),
+                 postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments", "contact_id",
+                                     "id"]),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
