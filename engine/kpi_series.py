@@ -69,7 +69,8 @@ def touch_funnels(conn: sa.Connection, start: datetime, until: datetime,
     :mod:`engine.attribution` when it is recorded (the event's ``message_id``)."""
     sent_in_window = sa.and_(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at.between(start, until))
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOUCH_STEPS, 0))
-    for (_, seq, touch, state), n in buckets.counts(conn, buckets.SENDS, start, until).items():
+    sends = buckets.counts(conn, buckets.SENDS, start, until, ("sequence", "touch", "state"))
+    for (seq, touch, state), n in sends.items():
         counts[seq, touch]["touch_sent"] += n
         if state == MessageStatus.DELIVERED.value:
             counts[seq, touch]["touch_delivered"] += n
@@ -103,7 +104,7 @@ def daily(conn: sa.Connection, start: datetime, until: datetime, tz: ZoneInfo) -
     local day here."""
     series = {"sends": Counter(), "clicks": Counter(), "conversions": Counter()}
     for name, kind in (("sends", buckets.SENDS), ("clicks", buckets.CLICKS), ("conversions", buckets.SALES)):
-        for (quarter, *_), count in buckets.counts(conn, kind, start, until).items():
+        for (quarter,), count in buckets.counts(conn, kind, start, until, ("quarter",)).items():
             series[name][datetime.fromtimestamp(quarter * QUARTER, tz).date()] += count
     first, last = start.astimezone(tz).date(), until.astimezone(tz).date()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]

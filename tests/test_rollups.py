@@ -67,6 +67,14 @@ def assert_buckets_match(world) -> None:
             expected = plain_buckets(conn, start, until)
             for kind, plain_counts in expected.items():
                 assert buckets.counts(conn, kind, start, until) == plain_counts, (kind, start, until)
+                by_quarter = Counter()
+                for (quarter, *_), n in plain_counts.items():
+                    by_quarter[quarter,] += n
+                assert buckets.counts(conn, kind, start, until, ("quarter",)) == by_quarter
+                by_touch = Counter()
+                for (_, seq, touch, state), n in plain_counts.items():
+                    by_touch[seq, touch, state] += n
+                assert buckets.counts(conn, kind, start, until, ("sequence", "touch", "state")) == by_touch
 
 
 def assert_counts_match(world) -> None:

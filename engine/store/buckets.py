@@ -22,7 +22,7 @@ from ..models import (COUNTS_AS_SENT, BucketCount, BucketMove, ContactEvent, Eng
 from .driver import is_sqlite
 from .reports import QUARTER, quarter_hour
 
-__all__ = ["SENDS", "CLICKS", "SALES", "counts", "counted", "fold"]
+__all__ = ["SENDS", "CLICKS", "SALES", "KEYS", "counts", "counted", "fold"]
 
 SENDS, CLICKS, SALES = "sends", "clicks", "sales"
 counts_t = BucketCount.__table__
@@ -37,10 +37,12 @@ _FOLD = ("WITH gone AS (DELETE FROM bucket_moves RETURNING kind, quarter, sequen
          "SELECT kind, quarter, sequence, touch, state, sum(n) FROM gone GROUP BY kind, quarter, sequence, touch, "
          "state ON CONFLICT (kind, quarter, sequence, touch, state) DO UPDATE SET n = bucket_counts.n + excluded.n")
 
-Key = tuple[int, str, str, str]  # quarter hour (seconds since the epoch ÷ QUARTER), sequence, touch, state
+#: what a count may be keyed by, in this order: the quarter hour (seconds since the epoch ÷ QUARTER), the
+#: sequence, the touch and the state (``sent`` or ``delivered``; ``clicked``; ``converted``)
+KEYS = ("quarter", "sequence", "touch", "state")
 
 
-def _source(conn: sa.Connection, kind: str) -> tuple[sa.ColumnElement, list[sa.ColumnElement], list]:
+def _source(kind: str) -> tuple[sa.ColumnElement, list[sa.ColumnElement], list]:
     """A kind's time column, its key's columns after the quarter hour, and which rows it counts."""
     if kind == SENDS:
         m = messages_t.c
@@ -54,32 +56,40 @@ def _source(conn: sa.Connection, kind: str) -> tuple[sa.ColumnElement, list[sa.C
     return e.at, [sa.func.coalesce(e.sequence, ""), sa.literal(""), sa.literal("converted")], [e.type == "converted"]
 
 
-def counted(conn: sa.Connection, kind: str, start: datetime, until: datetime, *,
-            before: bool = False) -> Counter[Key]:
-    """``kind`` counted from its table, for times from ``start`` to ``until`` (``until`` left out if ``before``)."""
-    at, columns, where = _source(conn, kind)
-    quarter = quarter_hour(conn, at)
-    query = (sa.select(quarter, *columns, sa.func.count())
-             .where(*where, at >= start, at < until if before else at <= until).group_by(quarter, *columns))
-    return Counter({(int(q), seq, touch, state): n for q, seq, touch, state, n in conn.execute(query)})
+def _keyed(rows) -> Counter[tuple]:
+    out: Counter[tuple] = Counter()
+    for *key, n in rows:
+        out[tuple(key)] += int(n)
+    return out
 
 
-def counts(conn: sa.Connection, kind: str, start: datetime, until: datetime) -> Counter[Key]:
-    """``{(quarter hour, sequence, touch, state): how many}`` of ``kind`` (:data:`SENDS`, :data:`CLICKS` or
-    :data:`SALES`) whose time is within ``start``..``until`` (both included); none left out as 0."""
+def counted(conn: sa.Connection, kind: str, start: datetime, until: datetime, by: tuple[str, ...] = KEYS, *,
+            before: bool = False) -> Counter[tuple]:
+    """``kind`` counted from its table by ``by``, for times from ``start`` to ``until`` (``until`` left out if
+    ``before``)."""
+    at, columns, where = _source(kind)
+    named = dict(zip(KEYS, [quarter_hour(conn, at), *columns]))
+    keys = [named[k] for k in by]
+    query = (sa.select(*keys, sa.func.count())
+             .where(*where, at >= start, at < until if before else at <= until).group_by(*keys))
+    return _keyed(conn.execute(query))
+
+
+def counts(conn: sa.Connection, kind: str, start: datetime, until: datetime,
+           by: tuple[str, ...] = KEYS) -> Counter[tuple]:
+    """``{key: how many}`` of ``kind`` (:data:`SENDS`, :data:`CLICKS` or :data:`SALES`) whose time is within
+    ``start``..``until`` (both included), a key being the values of ``by`` (of :data:`KEYS`, in that order);
+    none left out as 0."""
     first, end = math.ceil(start.timestamp() / QUARTER), math.floor(until.timestamp() / QUARTER)
     if is_sqlite(conn) or first >= end:
-        return +counted(conn, kind, start, until)
+        return +counted(conn, kind, start, until, by)
     # the kept counts and the moves not folded yet in one statement: a fold between two reads could lose rows
     kept = sa.union_all(*(sa.select(t.quarter, t.sequence, t.touch, t.state, t.n).where(
         t.kind == kind, t.quarter >= first, t.quarter < end) for t in (counts_t.c, moves_t.c))).subquery()
-    out: Counter[Key] = Counter()
-    for q, seq, touch, state, n in conn.execute(
-            sa.select(kept.c.quarter, kept.c.sequence, kept.c.touch, kept.c.state, sa.func.sum(kept.c.n))
-            .group_by(kept.c.quarter, kept.c.sequence, kept.c.touch, kept.c.state)):
-        out[int(q), seq, touch, state] += int(n)
-    out.update(counted(conn, kind, start, _at(first), before=True))
-    out.update(counted(conn, kind, _at(end), until))
+    keys = [kept.c[k] for k in by]
+    out = _keyed(conn.execute(sa.select(*keys, sa.func.sum(kept.c.n)).group_by(*keys)))
+    out.update(counted(conn, kind, start, _at(first), by, before=True))
+    out.update(counted(conn, kind, _at(end), until, by))
     return +out
 
 
