@@ -82,25 +82,16 @@ def _sent_at_index(include: list[str]) -> None:
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
-    op.create_table(
-        'bucket_moves',
-        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-        sa.Column('kind', sa.String(length=10), nullable=False),
-        sa.Column('quarter', sa.BigInteger(), nullable=False),
-        sa.Column('sequence', sa.String(length=100), nullable=False),
-        sa.Column('touch', sa.String(length=100), nullable=False),
-        sa.Column('state', sa.String(length=20), nullable=False),
-        sa.Column('n', sa.Integer(), nullable=False),
-    )
-    op.create_table(
-        'bucket_counts',
-        sa.Column('kind', sa.String(length=10), primary_key=True),
-        sa.Column('quarter', sa.BigInteger(), primary_key=True),
-        sa.Column('sequence', sa.String(length=100), primary_key=True),
-        sa.Column('touch', sa.String(length=100), primary_key=True),
-        sa.Column('state', sa.String(length=20), primary_key=True),
-        sa.Column('n', sa.BigInteger(), nullable=False),
-    )
+    def key(primary: bool) -> list[sa.Column]:
+        return [sa.Column('kind', sa.String(length=10), primary_key=primary, nullable=False),
+                sa.Column('quarter', sa.BigInteger(), primary_key=primary, nullable=False),
+                *(sa.Column(name, sa.String(length=size), primary_key=primary, nullable=False)
+                  for name, size in (('sequence', 100), ('touch', 100), ('state', 20)))]
+
+    op.create_table('bucket_moves', sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                              primary_key=True),
+                    *key(False), sa.Column('n', sa.Integer(), nullable=False))
+    op.create_table('bucket_counts', *key(True), sa.Column('n', sa.BigInteger(), nullable=False))
     op.create_index('ix_engagements_at', 'engagements', ['at'])
     if sqlite:
         return
