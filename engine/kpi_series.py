@@ -66,7 +66,10 @@ def touch_funnels(conn: sa.Connection, start: datetime, until: datetime,
                   order: dict[str, list[str]]) -> dict[str, list[tuple[str, list[tuple[str, int]]]]]:
     """Per sequence, per touch (in ``order``, each sequence's touch names; others after them by name), the
     :data:`TOUCH_STEPS` of the messages sent within the window. A conversion is credited to a message by
-    :mod:`engine.attribution` when it is recorded (the event's ``message_id``)."""
+    :mod:`engine.attribution` when it is recorded (the event's ``message_id``).
+
+    The sent and delivered counts are :func:`engine.store.buckets.counts`; the clicked and credited ones join
+    the window's sends to their clicks and conversions by message id."""
     sent_in_window = sa.and_(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at.between(start, until))
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOUCH_STEPS, 0))
     sends = buckets.counts(conn, buckets.SENDS, start, until, ("sequence", "touch", "state"))

@@ -15,14 +15,13 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from engine.clock import now
-from engine.models import DeliveryLog, Enrollment, LogCount, Message, SequenceCount
+from engine.clock import now, to_utc
+from engine.models import (COUNTS_AS_SENT, ContactEvent, DeliveryLog, Engagement, Enrollment, LogCount, Message,
+                           SequenceCount)
 from engine.reports import TOUCH_COUNTS, funnel
 from engine.store import buckets
 from engine.store.reports import QUARTER
 from engine.store.rollups import MESSAGE, RUN, counts, fold, message_state, run_state
-from engine.clock import to_utc
-from engine.models import COUNTS_AS_SENT, ContactEvent, Engagement
 from providers.errors import PermanentRecipientError, TransientError
 from tests.test_kpi import build_touch_shop, hand_off, outcome
 
@@ -60,8 +59,11 @@ def plain_buckets(conn: sa.Connection, start, until) -> dict[str, Counter]:
 
 def assert_buckets_match(world) -> None:
     at = now()
-    windows = [(at - timedelta(days=30), at), (at - timedelta(days=3, minutes=7, seconds=13), at - timedelta(seconds=1)),
-               (at - timedelta(minutes=4), at + timedelta(minutes=3)), (at - timedelta(days=400), at + timedelta(days=9))]
+    # whole quarter hours with both edges cut inside one, a window within one quarter hour, all of it
+    windows = [(at - timedelta(days=30), at),
+               (at - timedelta(days=3, minutes=7, seconds=13), at - timedelta(seconds=1)),
+               (at - timedelta(minutes=4), at + timedelta(minutes=3)),
+               (at - timedelta(days=400), at + timedelta(days=9))]
     with world.engine.connect() as conn:
         for start, until in windows:
             expected = plain_buckets(conn, start, until)
