@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from .engagement import HUMAN_KINDS
 from .models import COUNTS_AS_SENT, ContactEvent, Engagement, EngagementKind, Enrollment, Message, MessageStatus
-from .store.reports import QUARTER, quarter_hour
+from .store import buckets
+from .store.reports import QUARTER
 
 __all__ = ["STEPS", "SEQUENCE_STEPS", "TOUCH_STEPS", "funnels", "touch_funnels", "daily"]
 
@@ -66,14 +66,17 @@ def touch_funnels(conn: sa.Connection, start: datetime, until: datetime,
                   order: dict[str, list[str]]) -> dict[str, list[tuple[str, list[tuple[str, int]]]]]:
     """Per sequence, per touch (in ``order``, each sequence's touch names; others after them by name), the
     :data:`TOUCH_STEPS` of the messages sent within the window. A conversion is credited to a message by
-    :mod:`engine.attribution` when it is recorded (the event's ``message_id``)."""
+    :mod:`engine.attribution` when it is recorded (the event's ``message_id``).
+
+    The sent and delivered counts are :func:`engine.store.buckets.counts`; the clicked and credited ones join
+    the window's sends to their clicks and conversions by message id."""
     sent_in_window = sa.and_(messages_t.c.status.in_(COUNTS_AS_SENT), messages_t.c.sent_at.between(start, until))
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOUCH_STEPS, 0))
-    delivered = sa.func.sum(sa.case((messages_t.c.status == MessageStatus.DELIVERED.value, 1), else_=0))
-    for seq, touch, n, n_delivered in conn.execute(
-            sa.select(messages_t.c.sequence, messages_t.c.touch, sa.func.count(), delivered)
-            .where(sent_in_window).group_by(messages_t.c.sequence, messages_t.c.touch)):
-        counts[seq, touch].update(touch_sent=n, touch_delivered=int(n_delivered or 0))
+    sends = buckets.counts(conn, buckets.SENDS, start, until, ("sequence", "touch", "state"))
+    for (seq, touch, state), n in sends.items():
+        counts[seq, touch]["touch_sent"] += n
+        if state == MessageStatus.DELIVERED.value:
+            counts[seq, touch]["touch_delivered"] += n
     clicked = (sa.select(messages_t.c.sequence, messages_t.c.touch, sa.func.count(sa.distinct(messages_t.c.id)))
                .select_from(engagements_t.join(messages_t, messages_t.c.id == engagements_t.c.message_id))
                .where(sent_in_window, engagements_t.c.kind == EngagementKind.CLICKED.value,
@@ -99,19 +102,12 @@ def _rank(names: list[str], name: str) -> int:
 def daily(conn: sa.Connection, start: datetime, until: datetime, tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:
     """Sends, clicks (a person's) and conversions per local day of the window, every day present.
 
-    The database counts them by quarter hour (every zone's offset from UTC is a whole number of quarter hours,
-    so a quarter hour lies within one local day); each quarter hour's count goes to its local day here."""
+    They are counted by quarter hour (:func:`engine.store.buckets.counts`; every zone's offset from UTC is a whole
+    number of quarter hours, so a quarter hour lies within one local day); each quarter hour's count goes to its
+    local day here."""
     series = {"sends": Counter(), "clicks": Counter(), "conversions": Counter()}
-    queries = {
-        "sends": (messages_t.c.sent_at, [messages_t.c.status.in_(COUNTS_AS_SENT),
-                                         messages_t.c.sent_at.between(start, until)]),
-        "clicks": (engagements_t.c.at, [engagements_t.c.kind.in_(HUMAN_KINDS[:1]),
-                                        engagements_t.c.at.between(start, until)]),
-        "conversions": (events_t.c.at, [events_t.c.type == "converted", events_t.c.at.between(start, until)]),
-    }
-    for name, (column, where) in queries.items():
-        bucket = quarter_hour(conn, column)
-        for quarter, count in conn.execute(sa.select(bucket, sa.func.count()).where(*where).group_by(bucket)):
+    for name, kind in (("sends", buckets.SENDS), ("clicks", buckets.CLICKS), ("conversions", buckets.SALES)):
+        for (quarter,), count in buckets.counts(conn, kind, start, until, ("quarter",)).items():
             series[name][datetime.fromtimestamp(quarter * QUARTER, tz).date()] += count
     first, last = start.astimezone(tz).date(), until.astimezone(tz).date()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]

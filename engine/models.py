@@ -175,10 +175,12 @@ class Message(SQLModel, table=True):
         sa.Index("ix_messages_enrollment", "enrollment_id", "touch_index", unique=True),
         # a sequence's funnel per touch on SQLite, from the index alone (PostgreSQL: ``sequence_counts``)
         sa.Index("ix_messages_sequence_touch", "sequence", "touch", "status"),
-        # the sends of a KPI window and its days (PostgreSQL: by status, sequence, touch, provider, from the index)
+        # the sends of a KPI window, its days and its funnels (PostgreSQL: by status, sequence, touch, provider,
+        # contact and message id, from the index)
         sa.Index("ix_messages_sent_at", "sent_at", sqlite_where=sa.text("sent_at IS NOT NULL"),
                  postgresql_where=sa.text("sent_at IS NOT NULL"),
-                 postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments"]),
+                 postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments", "contact_id",
+                                     "id"]),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -442,6 +444,8 @@ class Engagement(SQLModel, table=True):
         sa.Index("ix_engagements_contact", "contact_id", "at"),
         # a sequence's clicks per touch from the index alone
         sa.Index("ix_engagements_sequence_touch", "sequence", "kind", "touch", "message_id"),
+        # the clicks of a KPI window's edges (PostgreSQL keeps the rest per quarter hour: bucket_counts)
+        sa.Index("ix_engagements_at", "at"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -611,3 +615,39 @@ class SequenceCount(SQLModel, table=True):
 
 
 __all__ += ["SequenceCount"]
+
+
+class BucketMove(SQLModel, table=True):
+    """PostgreSQL: a move into (``n`` 1) or out of (``n`` -1) a count of :class:`BucketCount`, appended by a
+    database trigger on ``messages``, ``engagements`` or ``contact_events`` in the transaction that made it;
+    :func:`engine.store.buckets.fold` adds them to ``bucket_counts`` now and then. Empty on SQLite."""
+
+    __tablename__ = "bucket_moves"
+
+    id: Optional[int] = Field(default=None, primary_key=True,
+                              sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
+    kind: str = Field(max_length=10)
+    quarter: int = Field(sa_type=sa.BigInteger)
+    sequence: str = Field(max_length=100)
+    touch: str = Field(max_length=100)
+    state: str = Field(max_length=20)
+    n: int
+
+
+class BucketCount(SQLModel, table=True):
+    """PostgreSQL: per quarter hour (seconds since the epoch ÷ 900), how many of the messages sent then are
+    ``sent`` or ``delivered`` (kind ``sends``, by the message's ``sent_at``), how many clicks by a person
+    (``clicks``, by the click's time) and conversions (``sales``, by the event's time), per sequence and touch;
+    with the rows of ``bucket_moves`` not folded yet, the counts (:mod:`engine.store.buckets`). Empty on SQLite."""
+
+    __tablename__ = "bucket_counts"
+
+    kind: str = Field(max_length=10, primary_key=True)
+    quarter: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    sequence: str = Field(max_length=100, primary_key=True)
+    touch: str = Field(max_length=100, primary_key=True)
+    state: str = Field(max_length=20, primary_key=True)
+    n: int = Field(sa_type=sa.BigInteger)
+
+
+__all__ += ["BucketMove", "BucketCount"]

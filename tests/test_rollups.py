@@ -1,5 +1,8 @@
 """The counts the database keeps for the reports equal the tables counted plainly.
 
+``bucket_counts`` (kept by triggers, per quarter hour): each window's sends, clicks and conversions equal the rows
+counted one by one, windows cut inside quarter hours included.
+
 ``sequence_counts`` (kept by triggers) after a varied story through the engine: enrollments, sends, receipts,
 people's and bots' clicks, credited conversions, sends that fail and are retried, a send that fails for good,
 handoffs won and lost, an unsubscribe, an erased contact; folded by the worker, by hand, or not at all; a
@@ -12,9 +15,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from engine.clock import now
-from engine.models import DeliveryLog, Enrollment, LogCount, Message, SequenceCount
+from engine.clock import now, to_utc
+from engine.models import (COUNTS_AS_SENT, ContactEvent, DeliveryLog, Engagement, Enrollment, LogCount, Message,
+                           SequenceCount)
 from engine.reports import TOUCH_COUNTS, funnel
+from engine.store import buckets
+from engine.store.reports import QUARTER
 from engine.store.rollups import MESSAGE, RUN, counts, fold, message_state, run_state
 from providers.errors import PermanentRecipientError, TransientError
 from tests.test_kpi import build_touch_shop, hand_off, outcome
@@ -30,7 +36,51 @@ def plain(conn: sa.Connection) -> tuple[Counter, Counter]:
     return messages, runs
 
 
+def plain_buckets(conn: sa.Connection, start, until) -> dict[str, Counter]:
+    """Each kind of :mod:`engine.store.buckets` within the window, counted from the tables row by row."""
+    m, g, e = Message.__table__, Engagement.__table__, ContactEvent.__table__
+    out = {kind: Counter() for kind in (buckets.SENDS, buckets.CLICKS, buckets.SALES)}
+
+    def add(kind, at, *key):
+        if at is not None and start <= to_utc(at) <= until:
+            out[kind][int(to_utc(at).timestamp() // QUARTER), *key] += 1
+
+    for seq, touch, status, at in conn.execute(sa.select(m.c.sequence, m.c.touch, m.c.status, m.c.sent_at)):
+        if status in COUNTS_AS_SENT:
+            add(buckets.SENDS, at, seq, touch, "delivered" if status == "delivered" else "sent")
+    for seq, touch, kind, at in conn.execute(sa.select(g.c.sequence, g.c.touch, g.c.kind, g.c.at)):
+        if kind == "clicked":
+            add(buckets.CLICKS, at, seq or "", touch or "", "clicked")
+    for seq, kind, at in conn.execute(sa.select(e.c.sequence, e.c.type, e.c.at)):
+        if kind == "converted":
+            add(buckets.SALES, at, seq or "", "", "converted")
+    return out
+
+
+def assert_buckets_match(world) -> None:
+    at = now()
+    # whole quarter hours with both edges cut inside one, a window within one quarter hour, all of it
+    windows = [(at - timedelta(days=30), at),
+               (at - timedelta(days=3, minutes=7, seconds=13), at - timedelta(seconds=1)),
+               (at - timedelta(minutes=4), at + timedelta(minutes=3)),
+               (at - timedelta(days=400), at + timedelta(days=9))]
+    with world.engine.connect() as conn:
+        for start, until in windows:
+            expected = plain_buckets(conn, start, until)
+            for kind, plain_counts in expected.items():
+                assert buckets.counts(conn, kind, start, until) == plain_counts, (kind, start, until)
+                by_quarter = Counter()
+                for (quarter, *_), n in plain_counts.items():
+                    by_quarter[quarter,] += n
+                assert buckets.counts(conn, kind, start, until, ("quarter",)) == by_quarter
+                by_touch = Counter()
+                for (_, seq, touch, state), n in plain_counts.items():
+                    by_touch[seq, touch, state] += n
+                assert buckets.counts(conn, kind, start, until, ("sequence", "touch", "state")) == by_touch
+
+
 def assert_counts_match(world) -> None:
+    assert_buckets_match(world)
     with world.engine.connect() as conn:
         messages, runs = plain(conn)
         assert counts(conn, MESSAGE) == messages

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from ..models import FINAL_STATUSES, Enrollment, EnrollmentStatus, Message, SequenceCount
+from . import buckets
 from .driver import is_sqlite
 from .tally import advance_snapshot
 
@@ -92,7 +93,7 @@ def fold(conn: sa.Connection) -> int:
 
 
 class FoldSchedule:
-    """A worker's folding of ``sequence_counts``, and its moving on of the log's stored counts
+    """A worker's folding of ``sequence_counts`` and ``bucket_moves`` (:func:`engine.store.buckets.fold`), and its moving on of the log's stored counts
     (:func:`engine.store.tally.advance_snapshot`): at most once every ``every``."""
 
     def __init__(self, every: timedelta = timedelta(minutes=1)) -> None:
@@ -105,4 +106,5 @@ class FoldSchedule:
             return
         self.at = at
         fold(conn)
+        buckets.fold(conn)
         advance_snapshot(conn, at)
