@@ -10,6 +10,7 @@ from freezegun import freeze_time
 
 from bench.faults import end
 from bench.world import World
+from engine.service.context import ServiceContext
 
 from . import databases
 from . import processes as _processes
@@ -88,6 +89,23 @@ def make_world(tmp_path, db_url):
     yield build
     for world in worlds:
         world.close()
+
+
+@pytest.fixture(autouse=True)
+def _apps_shut_down(monkeypatch):
+    """Every service app a test made is shut down after it, as its server would be: its queued clicks and
+    event writes are written then, into this test's database, never by a thread left running in the next."""
+    made: list[ServiceContext] = []
+    post_init = ServiceContext.__post_init__
+
+    def track(ctx: ServiceContext) -> None:
+        post_init(ctx)
+        made.append(ctx)
+
+    monkeypatch.setattr(ServiceContext, "__post_init__", track)
+    yield
+    for ctx in made:
+        ctx.close()
 
 
 @pytest.fixture
