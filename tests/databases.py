@@ -15,13 +15,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.faults import own_database
-from engine.db import VERSION_TABLE, current_revision, head_revision, make_engine, upgrade
-from engine.models import metadata
+from engine.db import current_revision, head_revision, make_engine, upgrade
 
 #: the xdist worker this process is ("gw0", ...), None when tests run in one process
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-#: the tables the migration fills at once: kept when a database is emptied
-SEEDED = {VERSION_TABLE, "installation"}
+#: URL → (the tables, those of them holding rows) of a PostgreSQL database this process migrated from nothing
+_MIGRATED: dict[str, tuple[set[str], set[str]]] = {}
 
 
 def worker_postgres_url(url: str | None) -> str | None:
@@ -40,18 +39,27 @@ def empty_postgres(url: str) -> str:
 
 
 def migrated_postgres(url: str) -> str:
-    """The database at ``url`` at the newest revision with every table empty but the ones migrations fill.
+    """The database at ``url`` as the migrations leave a new one: at the newest revision, every table empty
+    but those the migrations fill (the revision, the installation's reference prefix).
 
-    When a test left it otherwise (its schema dropped, another revision, a table of its own), it is made
-    again from nothing; the usual case costs one TRUNCATE.
+    The first call in a process migrates it from nothing and notes its tables and which of them hold rows;
+    later calls empty the others with one TRUNCATE, unless a test left the database otherwise (its schema
+    dropped, another revision, a table of its own): then it is made again from nothing.
     """
     engine = make_engine(url)
-    tables = set(sa.inspect(engine).get_table_names())
-    if tables != set(metadata.tables) | {VERSION_TABLE} or current_revision(engine) != head_revision():
+    made = _MIGRATED.get(url)
+    if (made is None or set(sa.inspect(engine).get_table_names()) != made[0]
+            or current_revision(engine) != head_revision()):
         upgrade(empty_postgres(url))
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            filled = {name for name in tables
+                      if conn.execute(sa.select(sa.literal(1)).select_from(sa.table(name)).limit(1)).first()}
+        _MIGRATED[url] = (tables, filled)
         return url
+    tables, filled = made
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {', '.join(sorted(tables - SEEDED))} RESTART IDENTITY CASCADE")
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(sorted(tables - filled))} RESTART IDENTITY CASCADE")
     return url
 
 
