@@ -34,9 +34,10 @@ run: $(STAMP)
 	FOLLOWUP_DASHBOARD_PASSWORD=$${FOLLOWUP_DASHBOARD_PASSWORD:-followup} $(BIN)/followup serve --host 127.0.0.1 --port 8080 & \
 	  SERVE=$$!; trap "kill $$SERVE 2>/dev/null" EXIT INT TERM; $(BIN)/followup worker --interval 5
 
-## make test: set up dev dependencies and run the whole suite
+## make test: set up dev dependencies and run the whole suite, one pytest-xdist worker per core (TEST_WORKERS=0: in one process)
+TEST_WORKERS ?= auto
 test: $(DEVSTAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

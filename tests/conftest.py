@@ -10,11 +10,14 @@ from freezegun import freeze_time
 
 from bench.faults import end
 from bench.world import World
-from engine.db import make_engine
+from engine.service.context import ServiceContext
 
+from . import databases
 from . import processes as _processes
 
-PG_URL = os.environ.get("FOLLOWUP_TEST_POSTGRES_URL")
+PG_URL = databases.worker_postgres_url(os.environ.get("FOLLOWUP_TEST_POSTGRES_URL"))
+if PG_URL:  # the tests and the processes they start that read the variable themselves get this worker's database
+    os.environ["FOLLOWUP_TEST_POSTGRES_URL"] = PG_URL
 
 # pytest times each test with _pytest.timing: a frozen clock there would make --durations report nonsense
 freezegun.configure(extend_ignore_list=["_pytest.timing"])
@@ -40,18 +43,31 @@ def simple_sequence(name: str, after: str = "1h", channel: str = "sms", **extra:
         for i in range(3)]}
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory):
+    return databases.migrated_sqlite(tmp_path_factory.mktemp("template"))
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path) -> str:
-    """The store tests run on SQLite always, and on PostgreSQL when FOLLOWUP_TEST_POSTGRES_URL is set."""
+    """A migrated database with nothing in it: on SQLite always, and on PostgreSQL when
+    FOLLOWUP_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        databases.copy_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / "followup.db")
+        return f"sqlite:///{tmp_path}/followup.db"
+    if not PG_URL:
+        pytest.skip("FOLLOWUP_TEST_POSTGRES_URL is not set")
+    return databases.migrated_postgres(PG_URL)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_db_url(request, tmp_path) -> str:
+    """A database with no schema yet, on SQLite and on PostgreSQL (as ``db_url``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/followup.db"
     if not PG_URL:
         pytest.skip("FOLLOWUP_TEST_POSTGRES_URL is not set")
-    engine = make_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    return PG_URL
+    return databases.empty_postgres(PG_URL)
 
 
 @pytest.fixture
@@ -73,6 +89,23 @@ def make_world(tmp_path, db_url):
     yield build
     for world in worlds:
         world.close()
+
+
+@pytest.fixture(autouse=True)
+def _apps_shut_down(monkeypatch):
+    """Every service app a test made is shut down after it, as its server would be: its queued clicks and
+    event writes are written then, into this test's database, never by a thread left running in the next."""
+    made: list[ServiceContext] = []
+    post_init = ServiceContext.__post_init__
+
+    def track(ctx: ServiceContext) -> None:
+        post_init(ctx)
+        made.append(ctx)
+
+    monkeypatch.setattr(ServiceContext, "__post_init__", track)
+    yield
+    for ctx in made:
+        ctx.close()
 
 
 @pytest.fixture

@@ -455,7 +455,7 @@ def test_preview_counts_the_offer_deadline_from_enrollment(make_world, frozen):
     assert "۱ ساعت" in last.rendered.text
 
 
-def test_the_migrations_build_the_schema_the_models_describe(db_url):
+def test_the_migrations_build_the_schema_the_models_describe(fresh_db_url):
     """What `followup db upgrade` creates is what the code expects: no table, column or index differs.
 
     The models are what the worker's statements are written against; a migration that forgets an index
@@ -467,8 +467,8 @@ def test_the_migrations_build_the_schema_the_models_describe(db_url):
     from engine.db import make_engine, upgrade
     from engine.models import metadata
 
-    upgrade(db_url)
-    engine = make_engine(db_url)
+    upgrade(fresh_db_url)
+    engine = make_engine(fresh_db_url)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("delivery_log")}

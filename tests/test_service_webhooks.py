@@ -394,7 +394,8 @@ def test_one_click_post_unsubscribes_that_channel_at_once_and_once(world):
     assert [(e["type"], e["channel"], e["source"]) for e in events] == [("unsubscribed", "email", "link")]
 
 
-@pytest.mark.parametrize("token", ["x", make_token("another-secret", 1, "email"), "A" * 300])
+@pytest.mark.parametrize("token", ["x", make_token("another-secret", 1, "email"), "A" * 300],
+                         ids=["short", "another-secret", "long"])  # ids that every xdist worker collects alike
 def test_forged_or_damaged_tokens_change_nothing(world, token):
     client, _ = api_client(world)
     response = client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click",
