@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from .addresses import landline
 from .catalog import sync_catalog
@@ -21,6 +20,7 @@ from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
 from .store import append_log
+from .store.driver import dialect_insert
 from .kinds import blocks
 from .models import ACTIVE_UNKEYED, KEYED, Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 
@@ -161,8 +161,7 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
         given = _first_deadlines(conn, seq.offer.code, new) if deadline is not None else {}
         # a concurrent enroll may have inserted since we looked: skip it, never fail on uq_enrollment_active
         # (or, for a keyed run, on uq_enrollment_event_key)
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(enrollments).on_conflict_do_nothing(
+        insert = dialect_insert(conn, enrollments).on_conflict_do_nothing(
             index_elements=["contact_id", "sequence"] + (["event_key"] if key is not None else []),
             index_where=sa.text(ACTIVE_UNKEYED if key is None else KEYED))
         result = conn.execute(insert.returning(enrollments.c.id, enrollments.c.contact_id), [

@@ -18,7 +18,8 @@ from .ending import end_enrollments
 from .store import append_log
 from .models import Contact, DeliveryLog, Enrollment, EnrollmentStatus, Message
 
-__all__ = ["ERASED", "ERASED_REASON", "contact_rows", "contact_detail", "forget", "has_tag", "is_erased", "not_erased", "tags_of"]
+__all__ = ["ERASED", "ERASED_REASON", "contact_rows", "contact_detail", "forget", "has_tag", "is_erased", "not_erased",
+           "tags_of"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__

@@ -22,8 +22,8 @@ webhooks`` shows it; ``followup webhooks resume URL`` delivers again); its lanes
 
 With several workers (PostgreSQL), one delivers at a time: a worker's run holds the cluster-wide lease
 ``job:webhooks`` (:data:`LEASE_SECONDS`, renewed every :data:`RENEW_SECONDS` while it runs); the others' runs
-find it held and deliver nothing. (The only worker of a SQLite file runs without one.) A worker that loses the lease stops taking chains and its lanes stop after
-the POST in flight; when a worker dies, another takes the lease once it ends and delivers from what the
+find it held and deliver nothing (the only worker of a SQLite file runs without one). A worker that loses the
+lease stops taking chains and its lanes stop after the POST in flight; when a worker dies, another takes the lease once it ends and delivers from what the
 database recorded, so a chain is never in two workers' lanes at once.
 """
 from __future__ import annotations

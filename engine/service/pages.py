@@ -90,11 +90,8 @@ def stamp(context: Any, value: datetime | None) -> Markup:
     if value is None:
         return Markup("")
     local = value.astimezone(context["request"].app.state.ctx.config.settings.timezone)
-    gregorian = f"{local:%Y-%m-%d %H:%M}"
-    persian = jalali(local, with_time=True)
-    shown, other, direction = (persian, gregorian, "rtl") if _locale(context) == "fa" else (gregorian, persian, "ltr")
-    return Markup('<time datetime="{}" dir="{}" title="{}">{}</time>').format(
-        local.isoformat(timespec="minutes"), direction, other, shown)
+    return _time(context, local.isoformat(timespec="minutes"), f"{local:%Y-%m-%d %H:%M}",
+                 jalali(local, with_time=True))
 
 
 @pass_context
@@ -103,9 +100,14 @@ def day(context: Any, value: date | str | None) -> Markup:
     if not value:
         return Markup("")
     on = value if isinstance(value, date) else date.fromisoformat(str(value))
-    persian = jalali(on)
-    shown, other, direction = (persian, on.isoformat(), "rtl") if _locale(context) == "fa" else (on.isoformat(), persian, "ltr")
-    return Markup('<time datetime="{}" dir="{}" title="{}">{}</time>').format(on.isoformat(), direction, other, shown)
+    return _time(context, on.isoformat(), on.isoformat(), jalali(on))
+
+
+def _time(context: Any, machine: str, gregorian: str, persian: str) -> Markup:
+    """``<time>`` showing the page's calendar, the other one in ``title``, in its own direction (bidi cannot
+    reorder it)."""
+    shown, other, direction = (persian, gregorian, "rtl") if _locale(context) == "fa" else (gregorian, persian, "ltr")
+    return Markup('<time datetime="{}" dir="{}" title="{}">{}</time>').format(machine, direction, other, shown)
 
 
 def locale_number(locale: str, value: Any) -> str:

@@ -11,14 +11,21 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-__all__ = ["execute", "run", "is_in", "sqlite_text", "is_sqlite"]
+__all__ = ["execute", "run", "is_in", "sqlite_text", "is_sqlite", "dialect_insert"]
 
 _NAMED = re.compile(r"(?<!:):(\w+)")
 
 
 def is_sqlite(conn: sa.Connection | sa.Engine) -> bool:
     return conn.dialect.name == "sqlite"
+
+
+def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """The connection's dialect's ``INSERT`` into ``table``, which has ``on_conflict_do_nothing``/``_update``."""
+    return (sqlite_insert if is_sqlite(conn) else pg_insert)(table)
 
 
 def sqlite_text(value: datetime) -> str:

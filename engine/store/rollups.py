@@ -93,8 +93,9 @@ def fold(conn: sa.Connection) -> int:
 
 
 class FoldSchedule:
-    """A worker's folding of ``sequence_counts`` and ``bucket_moves`` (:func:`engine.store.buckets.fold`), and its moving on of the log's stored counts
-    (:func:`engine.store.tally.advance_snapshot`): at most once every ``every``."""
+    """A worker's folding of ``sequence_counts`` and ``bucket_moves`` (:func:`engine.store.buckets.fold`), and its
+    moving on of the log's stored counts (:func:`engine.store.tally.advance_snapshot`): at most once every
+    ``every``."""
 
     def __init__(self, every: timedelta = timedelta(minutes=1)) -> None:
         self.every = every

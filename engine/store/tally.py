@@ -11,11 +11,9 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..models import DeliveryLog, LogCount
-from .driver import is_sqlite
+from .driver import dialect_insert
 
 __all__ = ["SETTLED", "count_log", "settled_upto", "snapshot", "save_snapshot", "advance_snapshot"]
 
@@ -55,8 +53,7 @@ def save_snapshot(conn: sa.Connection, upto: int, counts: Counter[tuple[str, str
     rows = [{"upto": upto, "event": event, "provider": provider or "", "n": n}
             for (event, provider), n in counts.items() if n]
     if rows:
-        insert = (sqlite_insert if is_sqlite(conn) else pg_insert)(counts_t).on_conflict_do_nothing()
-        conn.execute(insert, rows)
+        conn.execute(dialect_insert(conn, counts_t).on_conflict_do_nothing(), rows)
     conn.execute(sa.delete(counts_t).where(counts_t.c.upto < upto))
 
 

@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import now, to_utc
 from ..durations import format_duration
@@ -202,8 +201,8 @@ def cluster_lease(conn: sa.Connection, job: str, owner: str, at: datetime, secon
     name = f"job:{job}"
     # the job's row, made by the first worker to ask: one asking at the same moment waits for it, then finds
     # it (where an insert after a look would fail on the key)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(worker_status).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
+    conn.execute(driver.dialect_insert(conn, worker_status).values(name=name)
+                 .on_conflict_do_nothing(index_elements=["name"]))
     return bool(conn.execute(sa.update(worker_status).where(
         worker_status.c.name == name,
         sa.or_(worker_status.c.owner == owner, worker_status.c.until.is_(None), worker_status.c.until < at))
