@@ -292,15 +292,22 @@ def test_the_real_server_refuses_a_chunked_body_past_the_limit_with_its_memory_b
     assert sent < 64 * MiB  # answered while the body was still coming
 
 
-def test_paths_cannot_forge_access_log_lines_or_send_terminal_escapes(api_world):
+def test_paths_cannot_forge_access_log_lines_or_send_terminal_escapes_and_every_answer_has_its_headers(api_world):
     port = free_port()
     server = followup("serve", "--host", "127.0.0.1", "--port", str(port), config=api_world.config.dir)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_server(base, server)
-        for path in ("/dashboard/a%0AFORGED one", "/dashboard/b%250AFORGED two", "/dashboard/c%1B%5B2J%0DFORGED three",
-                     "/api/v1/x%E2%80%AEFORGED four"):
-            assert httpx.get(base + path.replace(" ", "%20")).status_code in (303, 401, 404)
+        answers = [httpx.get(base + path.replace(" ", "%20")) for path in (
+            "/dashboard/a%0AFORGED one", "/dashboard/b%250AFORGED two", "/dashboard/c%1B%5B2J%0DFORGED three",
+            "/api/v1/x%E2%80%AEFORGED four")]
+        assert [a.status_code for a in answers] == [404, 404, 404, 401]
+        answers += [httpx.get(base + "/healthz"),
+                    httpx.post(base + "/login", content=b"x" * 20_000, headers={"Content-Type": "text/plain"})]
+        assert [a.status_code for a in answers[4:]] == [200, 413]
+        for answer in answers:  # every answer, refused ones too, carries the headers
+            assert answer.headers["x-content-type-options"] == "nosniff", answer.headers
+            assert answer.headers["x-frame-options"] == "DENY", answer.headers
     finally:
         output = stop(server)
     lines = output.splitlines()
@@ -310,6 +317,7 @@ def test_paths_cannot_forge_access_log_lines_or_send_terminal_escapes(api_world)
     assert any(r"/dashboard/b%0AFORGED two" in line for line in lines), output
     assert any(r"/dashboard/c\x1b[2J\rFORGED three" in line for line in lines), output
     assert any(r"/api/v1/x\u202eFORGED four 401" in line for line in lines), output
+    assert any("POST /login 413" in line for line in lines), output
 
 
 def test_service_max_body_bytes_sets_the_api_limit_and_a_bad_value_is_named(make_world, tmp_path):

@@ -1,20 +1,19 @@
 """The FastAPI app factory: ``create_app(config)`` wires the routers, handlers and shared context."""
 from __future__ import annotations
 
-import logging
-import time
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from ..config import Config
 from ..db import make_engine
 from . import api, callbacks, controls, dashboard, kpi_pages, leads, links, metrics, unsubscribe, webhooks
+from .accesslog import AccessLog
 from .auth import ApiKeyGate, require_api_key
 from .context import ServiceContext
-from .errors import install_handlers, log_path
+from .errors import install_handlers
 from .limits import BodyLimit
 from .options import ServiceOptions, service_options
 
@@ -24,8 +23,6 @@ __all__ = ["create_app", "ROUTERS"]
 ROUTERS = (api.router, webhooks.router, callbacks.router, unsubscribe.router, links.router, metrics.router,
            dashboard.login_router, dashboard.router, controls.router, leads.page_router, leads.api_router,
            kpi_pages.api_router, kpi_pages.router)
-
-logger = logging.getLogger("followup.service")
 
 DESCRIPTION = """The followup API. Send `Authorization: Bearer KEY` (a key from `followup apikey create NAME`).
 
@@ -56,15 +53,5 @@ def create_app(config: Config, *, engine: sa.Engine | None = None, options: Serv
     # added last runs first: the access log, then the body limit, then the key check, then routing
     app.add_middleware(ApiKeyGate, ctx=ctx)
     app.add_middleware(BodyLimit, api_max_bytes=ctx.options.max_body_bytes)
-
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        logger.info("%s %s %s %.0fms", request.method, log_path(request.scope["path"]), response.status_code,
-                    (time.perf_counter() - started) * 1000)
-        return response
-
+    app.add_middleware(AccessLog)
     return app
