@@ -158,6 +158,10 @@ class Enrollment(SQLModel, table=True):
     event_key: Optional[str] = Field(default=None, max_length=200)
     #: that event's data, frozen as it arrived: templates read it as ``event.data``
     event_data: Optional[dict] = Field(default=None, sa_type=sa.JSON)
+    #: PostgreSQL (kept by triggers, migration ``0023_run_marks``; NULL on SQLite): when the run's first message
+    #: that counts as sent went out, and a person's first click on one of its messages (the funnel per sequence)
+    first_sent_at: Optional[datetime] = _ts(default=None)
+    first_clicked_at: Optional[datetime] = _ts(default=None)
 
 
 class Message(SQLModel, table=True):
@@ -209,6 +213,10 @@ class Message(SQLModel, table=True):
     updated_at: datetime = _ts()
     #: the A/B variant this message was given (see :mod:`engine.variants`); None: the touch has none
     variant: Optional[str] = Field(default=None, max_length=40)
+    #: PostgreSQL (kept by triggers, migration ``0023_run_marks``; 0 on SQLite): a person's clicks on it and the
+    #: conversions credited to it (the funnel per touch's kept counts)
+    clicks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    credits: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 #: the log's events that count as a provider's errors
@@ -245,8 +253,12 @@ class ContactEvent(SQLModel, table=True):
     """What a contact did: converted, replied, unsubscribed, resubscribed, or any named event (cart_abandoned)."""
 
     __tablename__ = "contact_events"
-    #: a sequence's revenue and credited conversions
-    __table_args__ = (sa.Index("ix_contact_events_sequence", "sequence", "type"),)
+    __table_args__ = (
+        # a sequence's revenue and credited conversions
+        sa.Index("ix_contact_events_sequence", "sequence", "type"),
+        # the conversions credited to a window's sends (the funnel per touch)
+        _partial("ix_contact_events_message", "message_id", where="message_id IS NOT NULL"),
+    )
 
     id: Optional[int] = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)

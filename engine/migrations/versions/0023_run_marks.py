@@ -1,0 +1,174 @@
+"""run marks: what the KPI page's funnels read kept in step with the tables (PostgreSQL)
+
+- ``enrollments.first_sent_at``: when the run's first message that counts as sent went out;
+  ``enrollments.first_clicked_at``: a person's first click on one of the run's messages. The funnel per sequence
+  reads them from the window's runs;
+- ``messages.clicks``: a person's clicks on the message; ``messages.credits``: the conversions credited to it;
+- ``bucket_counts`` kinds ``spend`` (the messages sent then, by sequence, provider (``touch``) and channel
+  (``state``), ``n`` their SMS segments, each email 1), ``clicked`` (the messages sent then that a person clicked)
+  and ``credited`` (the conversions credited to the messages sent then), each by the message's send quarter hour:
+  the window's cost and the funnel per touch;
+- ``contact_events (message_id)``: the conversions credited to the sends at a window's edges.
+
+Triggers keep them all in the transaction that changes a message, a click or a conversion; filled here from the
+tables. On SQLite the columns stay NULL (and 0) and the reports count the tables.
+
+Revision ID: 0023_run_marks
+Revises: 0022_kpi_page
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0023_run_marks'
+down_revision = '0022_kpi_page'
+branch_labels = None
+depends_on = None
+
+QUARTER = 900
+COUNTS_AS_SENT = "('sending', 'sent', 'delivered', 'undelivered', 'unknown')"
+KINDS = ("spend", "clicked", "credited")
+
+
+def sent_at(row: str) -> str:
+    """The message's send time if it counts as sent, else NULL."""
+    return f"CASE WHEN {row}.status IN {COUNTS_AS_SENT} THEN {row}.sent_at END"
+
+
+def _buckets(row: str) -> list[tuple[str, ...]]:
+    """Each kind's (kind, quarter, sequence, touch, state, n) of a message; a NULL state is not counted."""
+    quarter = f"floor(extract(epoch FROM {row}.sent_at) / {QUARTER})::bigint"
+    units = (f"CASE WHEN {row}.channel = 'sms' AND coalesce({row}.segments, 0) <> 0 THEN {row}.segments "
+             "ELSE 1 END")
+    counted = f"{row}.sent_at IS NOT NULL AND {row}.status IN {COUNTS_AS_SENT}"
+    return [("spend", quarter, f"{row}.sequence", f"coalesce({row}.provider, '')",
+             f"CASE WHEN {counted} THEN {row}.channel END", units),
+            ("clicked", quarter, f"{row}.sequence", f"{row}.touch",
+             f"CASE WHEN {counted} AND {row}.clicks > 0 THEN 'clicked' END", "1"),
+            ("credited", quarter, f"{row}.sequence", f"{row}.touch",
+             f"CASE WHEN {counted} AND {row}.credits > 0 THEN 'converted' END", f"{row}.credits")]
+
+
+def _bucket_triggers() -> list[str]:
+    insert = "INSERT INTO bucket_moves (kind, quarter, sequence, touch, state, n) VALUES "
+    body, moved = [], []
+    for old, new in zip(_buckets("OLD"), _buckets("NEW")):
+        kind = old[0]
+        body.append(f"IF TG_OP <> 'INSERT' THEN IF ({old[4]}) IS NOT NULL THEN "
+                    f"{insert}('{kind}', {old[1]}, {old[2]}, {old[3]}, {old[4]}, -({old[5]})); END IF; END IF; "
+                    f"IF TG_OP <> 'DELETE' THEN IF ({new[4]}) IS NOT NULL THEN "
+                    f"{insert}('{kind}', {new[1]}, {new[2]}, {new[3]}, {new[4]}, {new[5]}); END IF; END IF;")
+        moved.append(f"(({old[4]}) IS NOT NULL OR ({new[4]}) IS NOT NULL) AND "
+                     f"({', '.join(old[1:])}) IS DISTINCT FROM ({', '.join(new[1:])})")
+    return [
+        "CREATE FUNCTION bucket_marks_messages() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"{' '.join(body)} RETURN NULL; END $$",
+        "CREATE TRIGGER bucket_marks_messages_new AFTER INSERT OR DELETE ON messages "
+        "FOR EACH ROW EXECUTE FUNCTION bucket_marks_messages()",
+        "CREATE TRIGGER bucket_marks_messages_moved AFTER UPDATE ON messages FOR EACH ROW "
+        f"WHEN ({' OR '.join(f'({m})' for m in moved)}) EXECUTE FUNCTION bucket_marks_messages()",
+    ]
+
+
+#: a run's first click, counted again from its messages' clicks (when a click or a message leaves)
+FIRST_CLICK = ("(SELECT min(g.at) FROM engagements g JOIN messages m ON m.id = g.message_id "
+               "WHERE m.enrollment_id = {run} AND g.kind = 'clicked')")
+FIRST_SEND = ("(SELECT min(sent_at) FROM messages WHERE enrollment_id = {run} AND sent_at IS NOT NULL "
+              f"AND status IN {COUNTS_AS_SENT})")
+
+
+def _run_triggers() -> list[str]:
+    old, new = sent_at("OLD"), sent_at("NEW")
+    return [
+        # a run's first send: a send may only make it earlier; one leaving (or moved) may have been it
+        "CREATE FUNCTION run_marks_messages() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF TG_OP <> 'INSERT' AND ({old}) IS NOT NULL THEN UPDATE enrollments SET first_sent_at = "
+        f"{FIRST_SEND.format(run='OLD.enrollment_id')} WHERE id = OLD.enrollment_id AND first_sent_at >= ({old}); "
+        "END IF; "
+        f"IF TG_OP <> 'INSERT' AND OLD.clicks > 0 THEN UPDATE enrollments SET first_clicked_at = "
+        f"{FIRST_CLICK.format(run='OLD.enrollment_id')} WHERE id = OLD.enrollment_id; END IF; "
+        "IF TG_OP = 'UPDATE' AND NEW.clicks > 0 AND OLD.enrollment_id <> NEW.enrollment_id THEN "
+        f"UPDATE enrollments SET first_clicked_at = {FIRST_CLICK.format(run='NEW.enrollment_id')} "
+        "WHERE id = NEW.enrollment_id; END IF; "
+        f"IF TG_OP <> 'DELETE' AND ({new}) IS NOT NULL THEN UPDATE enrollments SET first_sent_at = ({new}) "
+        f"WHERE id = NEW.enrollment_id AND (first_sent_at IS NULL OR first_sent_at > ({new})); END IF; "
+        "RETURN NULL; END $$",
+        f"CREATE TRIGGER run_marks_messages_new AFTER INSERT ON messages FOR EACH ROW WHEN (({new}) IS NOT NULL) "
+        "EXECUTE FUNCTION run_marks_messages()",
+        f"CREATE TRIGGER run_marks_messages_gone AFTER DELETE ON messages FOR EACH ROW "
+        f"WHEN (({old}) IS NOT NULL OR OLD.clicks > 0) EXECUTE FUNCTION run_marks_messages()",
+        f"CREATE TRIGGER run_marks_messages_moved AFTER UPDATE ON messages FOR EACH ROW "
+        f"WHEN (({old}) IS DISTINCT FROM ({new}) OR OLD.enrollment_id <> NEW.enrollment_id) "
+        "EXECUTE FUNCTION run_marks_messages()",
+        # a person's click: its message's count and its run's first click
+        "CREATE FUNCTION run_marks_engagements() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF TG_OP <> 'INSERT' AND OLD.kind = 'clicked' AND OLD.message_id IS NOT NULL THEN "
+        "UPDATE messages SET clicks = clicks - 1 WHERE id = OLD.message_id; "
+        f"UPDATE enrollments e SET first_clicked_at = {FIRST_CLICK.format(run='e.id')} FROM messages m "
+        "WHERE m.id = OLD.message_id AND e.id = m.enrollment_id AND e.first_clicked_at >= OLD.at; END IF; "
+        "IF TG_OP <> 'DELETE' AND NEW.kind = 'clicked' AND NEW.message_id IS NOT NULL THEN "
+        "UPDATE messages SET clicks = clicks + 1 WHERE id = NEW.message_id; "
+        "UPDATE enrollments e SET first_clicked_at = NEW.at FROM messages m WHERE m.id = NEW.message_id "
+        "AND e.id = m.enrollment_id AND (e.first_clicked_at IS NULL OR e.first_clicked_at > NEW.at); END IF; "
+        "RETURN NULL; END $$",
+        "CREATE TRIGGER run_marks_engagements_new AFTER INSERT OR DELETE ON engagements FOR EACH ROW "
+        "EXECUTE FUNCTION run_marks_engagements()",
+        "CREATE TRIGGER run_marks_engagements_moved AFTER UPDATE ON engagements FOR EACH ROW "
+        "WHEN ((OLD.kind = 'clicked' OR NEW.kind = 'clicked') AND (OLD.kind, OLD.message_id, OLD.at) "
+        "IS DISTINCT FROM (NEW.kind, NEW.message_id, NEW.at)) EXECUTE FUNCTION run_marks_engagements()",
+        # a credited conversion: its message's count
+        "CREATE FUNCTION run_marks_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF TG_OP <> 'INSERT' AND OLD.type = 'converted' AND OLD.message_id IS NOT NULL THEN "
+        "UPDATE messages SET credits = credits - 1 WHERE id = OLD.message_id; END IF; "
+        "IF TG_OP <> 'DELETE' AND NEW.type = 'converted' AND NEW.message_id IS NOT NULL THEN "
+        "UPDATE messages SET credits = credits + 1 WHERE id = NEW.message_id; END IF; "
+        "RETURN NULL; END $$",
+        "CREATE TRIGGER run_marks_events_new AFTER INSERT OR DELETE ON contact_events FOR EACH ROW "
+        "EXECUTE FUNCTION run_marks_events()",
+        "CREATE TRIGGER run_marks_events_moved AFTER UPDATE ON contact_events FOR EACH ROW "
+        "WHEN ((OLD.type = 'converted' OR NEW.type = 'converted') AND (OLD.type, OLD.message_id) "
+        "IS DISTINCT FROM (NEW.type, NEW.message_id)) EXECUTE FUNCTION run_marks_events()",
+    ]
+
+
+def upgrade() -> None:
+    for name in ('first_sent_at', 'first_clicked_at'):
+        op.add_column('enrollments', sa.Column(name, sa.DateTime(timezone=True), nullable=True))
+    for name in ('clicks', 'credits'):
+        op.add_column('messages', sa.Column(name, sa.Integer(), server_default='0', nullable=False))
+    where = sa.text("message_id IS NOT NULL")
+    op.create_index('ix_contact_events_message', 'contact_events', ['message_id'], sqlite_where=where,
+                    postgresql_where=where)
+    if op.get_bind().dialect.name == "sqlite":
+        return
+    # adding the columns locked messages and enrollments until this commits; the triggers lock the rest
+    op.execute("LOCK TABLE engagements, contact_events IN SHARE ROW EXCLUSIVE MODE")
+    op.execute("UPDATE messages SET clicks = c.n FROM (SELECT message_id, count(*) AS n FROM engagements "
+               "WHERE kind = 'clicked' GROUP BY message_id) c WHERE messages.id = c.message_id")
+    op.execute("UPDATE messages SET credits = c.n FROM (SELECT message_id, count(*) AS n FROM contact_events "
+               "WHERE type = 'converted' GROUP BY message_id) c WHERE messages.id = c.message_id")
+    op.execute("UPDATE enrollments SET first_sent_at = s.at FROM (SELECT enrollment_id, min(sent_at) AS at "
+               f"FROM messages WHERE sent_at IS NOT NULL AND status IN {COUNTS_AS_SENT} GROUP BY enrollment_id) s "
+               "WHERE enrollments.id = s.enrollment_id")
+    op.execute("UPDATE enrollments SET first_clicked_at = c.at FROM (SELECT m.enrollment_id, min(g.at) AS at "
+               "FROM engagements g JOIN messages m ON m.id = g.message_id WHERE g.kind = 'clicked' "
+               "GROUP BY m.enrollment_id) c WHERE enrollments.id = c.enrollment_id")
+    for statement in _run_triggers() + _bucket_triggers():
+        op.execute(statement)
+    for kind, *key, state, n in _buckets("messages"):
+        op.execute(f"INSERT INTO bucket_counts (kind, quarter, sequence, touch, state, n) "
+                   f"SELECT '{kind}', {', '.join(key)}, {state}, sum({n}) FROM messages "
+                   f"WHERE ({state}) IS NOT NULL GROUP BY 2, 3, 4, 5")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        for name in ("bucket_marks_messages", "run_marks_messages", "run_marks_engagements", "run_marks_events"):
+            op.execute(f"DROP FUNCTION {name}() CASCADE")
+        for table in ("bucket_counts", "bucket_moves"):
+            op.execute(f"DELETE FROM {table} WHERE kind IN {KINDS!r}")
+    op.drop_index('ix_contact_events_message', table_name='contact_events')
+    for name in ('clicks', 'credits'):
+        op.drop_column('messages', name)
+    for name in ('first_sent_at', 'first_clicked_at'):
+        op.drop_column('enrollments', name)
