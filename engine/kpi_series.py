@@ -18,14 +18,12 @@ __all__ = ["STEPS", "SEQUENCE_STEPS", "TOUCH_STEPS", "funnels", "touch_funnels",
 enrollments_t = Enrollment.__table__
 events_t = ContactEvent.__table__
 
-#: each step of the funnels and what it counts (a sequence's steps count contacts, a touch's count messages)
+#: each step of the funnels and what it counts (a sequence's steps count runs, a touch's count messages)
 STEPS = {
-    "enrolled": "contacts enrolled in the sequence within the window",
-    "sent": "of those contacts, the ones whose run enrolled within the window had sent a message by the window's "
-            "end",
-    "clicked": "of those contacts, the ones who had clicked a message of their run enrolled within the window by "
-               "the window's end (a person's click, not a bot's)",
-    "converted": "of those contacts, the ones with a conversion counted for the sequence within the window "
+    "enrolled": "runs of the sequence enrolled within the window (a contact enrolled twice counts twice)",
+    "sent": "of those runs, the ones that had sent a message by the window's end",
+    "clicked": "of those runs, the ones with a message a person had clicked by the window's end (not a bot)",
+    "converted": "of those runs, the ones whose contact has a conversion counted for the sequence within the window "
                  "(credited to one of its messages, a sale named for it, or a won lead it handed off)",
     "touch_sent": "messages of the touch sent within the window",
     "touch_delivered": "of those messages, the ones a delivery receipt confirmed",
@@ -38,29 +36,21 @@ TOUCH_STEPS = ("touch_sent", "touch_delivered", "touch_clicked", "touch_converte
 
 
 def funnels(conn: sa.Connection, start: datetime, until: datetime) -> dict[str, list[tuple[str, int]]]:
-    """Per sequence, its funnel for runs enrolled in the window: enrolled, sent, clicked, converted (contacts).
+    """Per sequence, its funnel for runs enrolled in the window: enrolled, sent, clicked, converted (runs).
 
-    Counted in the database from the window's runs: their contacts, and those whose run had sent a message
-    and been clicked by the window's end (each run's first send and first click, :mod:`engine.store.marks`);
-    the converted pairs are the window's conversions whose (sequence, contact) has a run in the window."""
-    e = enrollments_t.c
-    in_window = e.enrolled_at.between(start, until)
-
-    def contacts(*where) -> sa.ColumnElement:
-        count = sa.func.count(sa.distinct(e.contact_id))
-        return count.filter(*where) if where else count
-
-    runs = (sa.select(e.sequence, contacts(), contacts(marks.first_sent(conn) <= until),
-                      contacts(marks.first_clicked(conn) <= until))
-            .where(in_window).group_by(e.sequence))
-    v = events_t.c
-    converted = dict(conn.execute(
-        sa.select(v.sequence, sa.func.count(sa.distinct(v.contact_id)))
-        .where(v.type == "converted", v.at.between(start, until), v.sequence.is_not(None),
-               sa.exists().where(e.contact_id == v.contact_id, e.sequence == v.sequence, in_window))
-        .group_by(v.sequence)).all())
-    return {seq: [("enrolled", n), ("sent", sent), ("clicked", clicked), ("converted", converted.get(seq, 0))]
-            for seq, n, sent, clicked in sorted(conn.execute(runs))}
+    Counted in the database in one pass over the window's runs: each run's first send and first click
+    (:mod:`engine.store.marks`), and whether its (sequence, contact) has a conversion within the window."""
+    e, v = enrollments_t.c, events_t.c
+    converted = (sa.select(v.sequence, v.contact_id)
+                 .where(v.type == "converted", v.at.between(start, until), v.sequence.is_not(None))
+                 .distinct().subquery())
+    runs = sa.func.count()
+    query = (sa.select(e.sequence, runs, runs.filter(marks.first_sent(conn) <= until),
+                       runs.filter(marks.first_clicked(conn) <= until), runs.filter(converted.c.contact_id.is_not(None)))
+             .select_from(enrollments_t.outerjoin(converted, sa.and_(converted.c.sequence == e.sequence,
+                                                                     converted.c.contact_id == e.contact_id)))
+             .where(e.enrolled_at.between(start, until)).group_by(e.sequence))
+    return {seq: list(zip(SEQUENCE_STEPS, counts)) for seq, *counts in sorted(conn.execute(query))}
 
 
 def touch_funnels(conn: sa.Connection, start: datetime, until: datetime,

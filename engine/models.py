@@ -138,8 +138,9 @@ class Enrollment(SQLModel, table=True):
         # one run per contact, sequence and event key (a cart), whatever became of it
         sa.Index("uq_enrollment_event_key", "contact_id", "sequence", "event_key", unique=True,
                  sqlite_where=sa.text(KEYED), postgresql_where=sa.text(KEYED)),
-        # the runs of a KPI window; a sequence's enrolled and converted counts from the index alone
-        sa.Index("ix_enrollments_enrolled_at", "enrolled_at"),
+        # the runs of a KPI window (PostgreSQL: their sequence and contact from the index); a sequence's enrolled
+        # and converted counts from the index alone
+        sa.Index("ix_enrollments_enrolled_at", "enrolled_at", postgresql_include=["sequence", "contact_id"]),
         sa.Index("ix_enrollments_sequence_status", "sequence", "status"),
     )
 
@@ -249,6 +250,9 @@ class DeliveryLog(SQLModel, table=True):
     worker: Optional[str] = Field(default=None, max_length=100)
 
 
+CONVERTED = "type = 'converted'"
+
+
 class ContactEvent(SQLModel, table=True):
     """What a contact did: converted, replied, unsubscribed, resubscribed, or any named event (cart_abandoned)."""
 
@@ -258,6 +262,11 @@ class ContactEvent(SQLModel, table=True):
         sa.Index("ix_contact_events_sequence", "sequence", "type"),
         # the conversions credited to a window's sends (the funnel per touch)
         _partial("ix_contact_events_message", "message_id", where="message_id IS NOT NULL"),
+        # a KPI window's conversions, and the lifetime ones of its buyers (PostgreSQL: from the indexes alone)
+        sa.Index("ix_contact_events_converted", "at", sqlite_where=sa.text(CONVERTED),
+                 postgresql_where=sa.text(CONVERTED), postgresql_include=["contact_id", "sequence", "value", "id"]),
+        sa.Index("ix_contact_events_buyer", "contact_id", sqlite_where=sa.text(CONVERTED),
+                 postgresql_where=sa.text(CONVERTED), postgresql_include=["at", "sequence", "value", "id"]),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)

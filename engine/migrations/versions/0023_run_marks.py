@@ -8,7 +8,10 @@
   (``state``), ``n`` their SMS segments, each email 1), ``clicked`` (the messages sent then that a person clicked)
   and ``credited`` (the conversions credited to the messages sent then), each by the message's send quarter hour:
   the window's cost and the funnel per touch;
-- ``contact_events (message_id)``: the conversions credited to the sends at a window's edges.
+- ``contact_events (message_id)``: the conversions credited to the sends at a window's edges; ``(at)`` and
+  ``(contact_id)`` of the conversions: a window's conversions and its buyers' lifetime ones (PostgreSQL: with
+  what the reports read of them, from the indexes alone);
+- PostgreSQL: ``enrollments (enrolled_at)`` carries the run's sequence and contact.
 
 Triggers keep them all in the transaction that changes a message, a click or a conversion; filled here from the
 tables. On SQLite the columns stay NULL (and 0) and the reports count the tables.
@@ -131,6 +134,11 @@ def _run_triggers() -> list[str]:
     ]
 
 
+def _enrolled_at_index(include: list[str]) -> None:
+    op.drop_index('ix_enrollments_enrolled_at', table_name='enrollments')
+    op.create_index('ix_enrollments_enrolled_at', 'enrollments', ['enrolled_at'], postgresql_include=include)
+
+
 def upgrade() -> None:
     for name in ('first_sent_at', 'first_clicked_at'):
         op.add_column('enrollments', sa.Column(name, sa.DateTime(timezone=True), nullable=True))
@@ -139,6 +147,12 @@ def upgrade() -> None:
     where = sa.text("message_id IS NOT NULL")
     op.create_index('ix_contact_events_message', 'contact_events', ['message_id'], sqlite_where=where,
                     postgresql_where=where)
+    converted = sa.text("type = 'converted'")
+    op.create_index('ix_contact_events_converted', 'contact_events', ['at'], sqlite_where=converted,
+                    postgresql_where=converted, postgresql_include=['contact_id', 'sequence', 'value', 'id'])
+    op.create_index('ix_contact_events_buyer', 'contact_events', ['contact_id'], sqlite_where=converted,
+                    postgresql_where=converted, postgresql_include=['at', 'sequence', 'value', 'id'])
+    _enrolled_at_index(['sequence', 'contact_id'])
     if op.get_bind().dialect.name == "sqlite":
         return
     # adding the columns locked messages and enrollments until this commits; the triggers lock the rest
@@ -167,7 +181,9 @@ def downgrade() -> None:
             op.execute(f"DROP FUNCTION {name}() CASCADE")
         for table in ("bucket_counts", "bucket_moves"):
             op.execute(f"DELETE FROM {table} WHERE kind IN {KINDS!r}")
-    op.drop_index('ix_contact_events_message', table_name='contact_events')
+    for name in ('ix_contact_events_message', 'ix_contact_events_converted', 'ix_contact_events_buyer'):
+        op.drop_index(name, table_name='contact_events')
+    _enrolled_at_index([])
     for name in ('clicks', 'credits'):
         op.drop_column('messages', name)
     for name in ('first_sent_at', 'first_clicked_at'):
