@@ -84,13 +84,14 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     until = now()
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
     start = until - span
-    (groups, totals), (by_source, sequence_funnels), (per_touch, days) = _read(ctx.engine, [
-        lambda conn: (report := kpi_report(conn, ctx.config, since=span, by=by, until=until),
-                      report if by is None else kpi_report(conn, ctx.config, since=span, until=until)),
+    groups, (by_source, sequence_funnels), (per_touch, days), *whole = _read(ctx.engine, [
+        lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until),
         lambda conn: (revenue_by_source(conn, since=span, until=until), funnels(conn, start, until)),
         lambda conn: (touch_funnels(conn, start, until, touch_order),
                       daily(conn, start, until, ctx.config.settings.timezone)),
+        *([] if by is None else [lambda conn: kpi_report(conn, ctx.config, since=span, until=until)]),
     ])
+    totals = whole[0] if whole else groups
 
     def word(key: str) -> str:
         return translate(locale, f"kpi.{key}")
