@@ -176,7 +176,6 @@ def filled(engine: sa.Engine) -> str | None:
 def fill(url: str, n: int) -> float:
     """A fresh database at the head revision, filled for n contacts; returns the seconds it took."""
     from engine.db import make_engine
-    from engine.store import buckets
     from engine.store.rollups import fold
 
     from .common import reset_database
@@ -202,8 +201,7 @@ def fill(url: str, n: int) -> float:
         conn.exec_driver_sql(f"INSERT INTO delivery_log ({LOG_COLUMNS}) SELECT {LOG_COLUMNS} FROM bench_log "
                              "ORDER BY at, message_id")
         conn.exec_driver_sql("DROP TABLE bench_log")
-        fold(conn)  # the counts the triggers kept, one row each, as the worker folds them every minute
-        buckets.fold(conn)
+        fold(conn)  # the sequences' counts the triggers kept, one row each
         conn.exec_driver_sql("INSERT INTO offers (sequence, code, title, stock, redeemed) "
                              "VALUES ('winter-sale', 'WINTER20', '', 500, 120)")
         conn.execute(sa.text("INSERT INTO worker_status (name, last_tick_at, detail) VALUES (:n, :t, :d)"),
