@@ -52,57 +52,73 @@ def _buckets(row: str) -> list[tuple[str, ...]]:
              f"CASE WHEN {counted} AND {row}.credits > 0 THEN 'converted' END", f"{row}.credits")]
 
 
+def _statement_triggers(name: str) -> list[str]:
+    """``name``'s triggers on ``messages``: once per statement, with the rows it changed (``gone``: as they were,
+    ``came``: as they are), so a worker's batch of sends costs one set-based write, not one per message."""
+    return [f"CREATE TRIGGER {name}_{event.lower()} AFTER {event} ON messages REFERENCING {tables} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+            for event, tables in (("INSERT", "NEW TABLE AS came"), ("DELETE", "OLD TABLE AS gone"),
+                                  ("UPDATE", "OLD TABLE AS gone NEW TABLE AS came"))]
+
+
 def _bucket_triggers() -> list[str]:
-    insert = "INSERT INTO bucket_moves (kind, quarter, sequence, touch, state, n) VALUES "
-    body, moved = [], []
-    for old, new in zip(_buckets("OLD"), _buckets("NEW")):
-        kind = old[0]
-        body.append(f"IF TG_OP <> 'INSERT' THEN IF ({old[4]}) IS NOT NULL THEN "
-                    f"{insert}('{kind}', {old[1]}, {old[2]}, {old[3]}, {old[4]}, -({old[5]})); END IF; END IF; "
-                    f"IF TG_OP <> 'DELETE' THEN IF ({new[4]}) IS NOT NULL THEN "
-                    f"{insert}('{kind}', {new[1]}, {new[2]}, {new[3]}, {new[4]}, {new[5]}); END IF; END IF;")
-        moved.append(f"(({old[4]}) IS NOT NULL OR ({new[4]}) IS NOT NULL) AND "
-                     f"({', '.join(old[1:])}) IS DISTINCT FROM ({', '.join(new[1:])})")
+    """The moves of a statement's messages in and out of the kinds' counts, summed by key (a message whose key
+    and amount stayed cancels out)."""
+    def moves(table: str, sign: str) -> str:
+        return " UNION ALL ".join(f"SELECT '{kind}' AS kind, {quarter} AS quarter, {seq} AS sequence, "
+                                  f"{touch} AS touch, {state} AS state, {sign}({n}) AS n FROM {table} "
+                                  f"WHERE ({state}) IS NOT NULL"
+                                  for kind, quarter, seq, touch, state, n in _buckets(table))
+
+    insert = ("INSERT INTO bucket_moves (kind, quarter, sequence, touch, state, n) SELECT kind, quarter, sequence, "
+              "touch, state, sum(n) FROM ({}) AS moves GROUP BY kind, quarter, sequence, touch, state "
+              "HAVING sum(n) <> 0;")
     return [
         "CREATE FUNCTION bucket_marks_messages() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"{' '.join(body)} RETURN NULL; END $$",
-        "CREATE TRIGGER bucket_marks_messages_new AFTER INSERT OR DELETE ON messages "
-        "FOR EACH ROW EXECUTE FUNCTION bucket_marks_messages()",
-        "CREATE TRIGGER bucket_marks_messages_moved AFTER UPDATE ON messages FOR EACH ROW "
-        f"WHEN ({' OR '.join(f'({m})' for m in moved)}) EXECUTE FUNCTION bucket_marks_messages()",
+        f"IF TG_OP = 'INSERT' THEN {insert.format(moves('came', ''))} "
+        f"ELSIF TG_OP = 'DELETE' THEN {insert.format(moves('gone', '-'))} "
+        f"ELSE {insert.format(moves('gone', '-') + ' UNION ALL ' + moves('came', ''))} END IF; "
+        "RETURN NULL; END $$",
+        *_statement_triggers("bucket_marks_messages"),
     ]
 
 
-#: a run's first click, counted again from its messages' clicks (when a click or a message leaves)
-FIRST_CLICK = ("(SELECT min(g.at) FROM engagements g JOIN messages m ON m.id = g.message_id "
-               "WHERE m.enrollment_id = {run} AND g.kind = 'clicked')")
+#: a run's first send and first click, counted again from its messages (when one leaves or moves)
 FIRST_SEND = ("(SELECT min(sent_at) FROM messages WHERE enrollment_id = {run} AND sent_at IS NOT NULL "
               f"AND status IN {COUNTS_AS_SENT})")
+FIRST_CLICK = ("(SELECT min(g.at) FROM engagements g JOIN messages m ON m.id = g.message_id "
+               "WHERE m.enrollment_id = {run} AND g.kind = 'clicked')")
 
 
 def _run_triggers() -> list[str]:
-    old, new = sent_at("OLD"), sent_at("NEW")
+    gone, came = sent_at("gone"), sent_at("came")
+    # each message's counted send as it was (-1) and as it is (+1): what is left after they cancel moved
+    sends = {"INSERT": f"SELECT id, enrollment_id, {came} AS at, 1 AS n FROM came WHERE ({came}) IS NOT NULL",
+             "DELETE": f"SELECT id, enrollment_id, {gone} AS at, -1 AS n FROM gone WHERE ({gone}) IS NOT NULL"}
+    sends["UPDATE"] = f"{sends['INSERT']} UNION ALL {sends['DELETE']}"
+    clicked = {"INSERT": "SELECT id, enrollment_id, 1 AS n FROM came WHERE clicks > 0",
+               "DELETE": "SELECT id, enrollment_id, -1 AS n FROM gone WHERE clicks > 0"}
+    clicked["UPDATE"] = f"{clicked['INSERT']} UNION ALL {clicked['DELETE']}"
+
+    def body(op: str) -> str:
+        moved = (f"SELECT enrollment_id, at, sum(n) AS n FROM ({sends[op]}) AS sends "
+                 "GROUP BY id, enrollment_id, at HAVING sum(n) <> 0")
+        # a run's first send counted again where one of its sends left; a send that came may only make it
+        # earlier; a run's first click counted again where a clicked message left it or came to it
+        return (f"UPDATE enrollments SET first_sent_at = {FIRST_SEND.format(run='enrollments.id')} "
+                f"WHERE id IN (SELECT enrollment_id FROM ({moved}) AS moved WHERE n < 0); "
+                "UPDATE enrollments SET first_sent_at = s.at FROM (SELECT enrollment_id, min(at) AS at "
+                f"FROM ({moved}) AS moved WHERE n > 0 GROUP BY enrollment_id) AS s "
+                "WHERE enrollments.id = s.enrollment_id AND (first_sent_at IS NULL OR first_sent_at > s.at); "
+                f"UPDATE enrollments SET first_clicked_at = {FIRST_CLICK.format(run='enrollments.id')} "
+                f"WHERE id IN (SELECT enrollment_id FROM ({clicked[op]}) AS clicked "
+                "GROUP BY id, enrollment_id HAVING sum(n) <> 0);")
+
     return [
-        # a run's first send: a send may only make it earlier; one leaving (or moved) may have been it
         "CREATE FUNCTION run_marks_messages() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF TG_OP <> 'INSERT' AND ({old}) IS NOT NULL THEN UPDATE enrollments SET first_sent_at = "
-        f"{FIRST_SEND.format(run='OLD.enrollment_id')} WHERE id = OLD.enrollment_id AND first_sent_at >= ({old}); "
-        "END IF; "
-        f"IF TG_OP <> 'INSERT' AND OLD.clicks > 0 THEN UPDATE enrollments SET first_clicked_at = "
-        f"{FIRST_CLICK.format(run='OLD.enrollment_id')} WHERE id = OLD.enrollment_id; END IF; "
-        "IF TG_OP = 'UPDATE' AND NEW.clicks > 0 AND OLD.enrollment_id <> NEW.enrollment_id THEN "
-        f"UPDATE enrollments SET first_clicked_at = {FIRST_CLICK.format(run='NEW.enrollment_id')} "
-        "WHERE id = NEW.enrollment_id; END IF; "
-        f"IF TG_OP <> 'DELETE' AND ({new}) IS NOT NULL THEN UPDATE enrollments SET first_sent_at = ({new}) "
-        f"WHERE id = NEW.enrollment_id AND (first_sent_at IS NULL OR first_sent_at > ({new})); END IF; "
-        "RETURN NULL; END $$",
-        f"CREATE TRIGGER run_marks_messages_new AFTER INSERT ON messages FOR EACH ROW WHEN (({new}) IS NOT NULL) "
-        "EXECUTE FUNCTION run_marks_messages()",
-        f"CREATE TRIGGER run_marks_messages_gone AFTER DELETE ON messages FOR EACH ROW "
-        f"WHEN (({old}) IS NOT NULL OR OLD.clicks > 0) EXECUTE FUNCTION run_marks_messages()",
-        f"CREATE TRIGGER run_marks_messages_moved AFTER UPDATE ON messages FOR EACH ROW "
-        f"WHEN (({old}) IS DISTINCT FROM ({new}) OR OLD.enrollment_id <> NEW.enrollment_id) "
-        "EXECUTE FUNCTION run_marks_messages()",
+        f"IF TG_OP = 'INSERT' THEN {body('INSERT')} ELSIF TG_OP = 'DELETE' THEN {body('DELETE')} "
+        f"ELSE {body('UPDATE')} END IF; RETURN NULL; END $$",
+        *_statement_triggers("run_marks_messages"),
         # a person's click: its message's count and its run's first click
         "CREATE FUNCTION run_marks_engagements() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF TG_OP <> 'INSERT' AND OLD.kind = 'clicked' AND OLD.message_id IS NOT NULL THEN "
