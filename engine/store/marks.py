@@ -3,7 +3,8 @@ of its messages (``enrollments.first_sent_at``, ``first_clicked_at``), and a mes
 conversions credited to it (``messages.clicks``, ``credits``).
 
 On PostgreSQL the database keeps them: triggers (migration ``0023_run_marks``) write them in the transaction that
-sends a message, moves it out of the sent states, records or deletes a click or a credited conversion. On SQLite
+sends a message, moves it out of the sent states, records or deletes a click or a credited conversion (on
+``messages`` once per statement: a worker's batch of sends updates its runs in one statement). On SQLite
 the same values are counted from the tables where a report asks for them (:func:`first_sent`, :func:`first_clicked`
 give the expression for either database).
 """

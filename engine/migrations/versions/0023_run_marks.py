@@ -13,8 +13,9 @@
   what the reports read of them, from the indexes alone);
 - PostgreSQL: ``enrollments (enrolled_at)`` carries the run's sequence and contact.
 
-Triggers keep them all in the transaction that changes a message, a click or a conversion; filled here from the
-tables. On SQLite the columns stay NULL (and 0) and the reports count the tables.
+Triggers keep them all in the transaction that changes a message, a click or a conversion (on ``messages`` once
+per statement, from its transition tables: a worker's batch of sends is one set-based write, its moves summed by
+key); filled here from the tables. On SQLite the columns stay NULL (and 0) and the reports count the tables.
 
 Revision ID: 0023_run_marks
 Revises: 0022_kpi_page
