@@ -639,7 +639,7 @@ __all__ += ["SequenceCount"]
 
 
 class BucketMove(SQLModel, table=True):
-    """PostgreSQL: a move into (``n`` 1) or out of (``n`` -1) a count of :class:`BucketCount`, appended by a
+    """PostgreSQL: a move into (``n`` > 0) or out of (``n`` < 0) a count of :class:`BucketCount`, appended by a
     database trigger on ``messages``, ``engagements`` or ``contact_events`` in the transaction that made it;
     :func:`engine.store.buckets.fold` adds them to ``bucket_counts`` now and then. Empty on SQLite."""
 
@@ -659,7 +659,10 @@ class BucketCount(SQLModel, table=True):
     """PostgreSQL: per quarter hour (seconds since the epoch ÷ 900), how many of the messages sent then are
     ``sent`` or ``delivered`` (kind ``sends``, by the message's ``sent_at``), how many clicks by a person
     (``clicks``, by the click's time) and conversions (``sales``, by the event's time), per sequence and touch;
-    with the rows of ``bucket_moves`` not folded yet, the counts (:mod:`engine.store.buckets`). Empty on SQLite."""
+    and by the message's ``sent_at``: the SMS segments and emails of the messages sent then (``spend``, its
+    ``touch`` the provider and its ``state`` the channel), those a person clicked (``clicked``) and the conversions
+    credited to them (``credited``); with the rows of ``bucket_moves`` not folded yet, the counts
+    (:mod:`engine.store.buckets`). Empty on SQLite."""
 
     __tablename__ = "bucket_counts"
 
