@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from .clock import to_utc
 from .control import SALES_SEQUENCE
 from .models import Contact, ContactEvent, Enrollment
+from .store.reports import seconds_between
 
 __all__ = ["Leads", "window_leads", "loyalty_starts"]
 
@@ -60,20 +61,24 @@ def window_leads(conn: sa.Connection, start: datetime, until: datetime, keys: tu
             .where(_in_window(start, until), e.c.contact_id.in_(buyers))
             .group_by(*keys, e.c.contact_id).subquery("runs"))
     key_columns = [runs.c[f"k{i}"] for i in range(len(keys))]
-    converted = (sa.select(*key_columns, sa.null(), runs.c.first, sa.func.min(events_t.c.at))
+    # the days each took: the seconds counted in the database where it can (rows of one float, not two times)
+    took = seconds_between(conn, runs.c.first, sa.func.min(events_t.c.at))
+    converted = (sa.select(*key_columns, sa.null(), *((runs.c.first, sa.func.min(events_t.c.at)) if took is None
+                                                      else (took, sa.null())))
                  .select_from(runs.join(events_t, sa.and_(events_t.c.contact_id == runs.c.contact_id,
                                                           events_t.c.type == "converted",
                                                           events_t.c.at >= runs.c.first, events_t.c.at >= start,
                                                           events_t.c.at <= until)))
                  .group_by(*key_columns, runs.c.contact_id, runs.c.first))
     out: dict[str, Leads] = defaultdict(Leads)
-    for *key, n, first, at in conn.execute(sa.union_all(counts, converted)):
+    for *key, n, took_or_first, at in conn.execute(sa.union_all(counts, converted)):
         leads = out[group_of(tuple(key))]
         if n is not None:
             leads.count += n
-        else:
-            leads.converted += 1
-            leads.days.append((to_utc(at) - to_utc(first)).total_seconds() / 86400)
+            continue
+        leads.converted += 1
+        seconds = took_or_first if took is not None else (to_utc(at) - to_utc(took_or_first)).total_seconds()
+        leads.days.append(seconds / 86400)
     return dict(out)
 
 
