@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .config import Config
 from .errors import InputError
-from .store.reports import attr_json, utc_month
+from .store import buckets
+from .store.reports import QUARTER, attr_json, utc_month
 from .kpi_leads import loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
@@ -82,6 +83,10 @@ class Kpi:
 
 def _month(at: datetime) -> str:
     return f"{at.astimezone(timezone.utc):%Y-%m}"
+
+
+def _quarter_start(quarter: int) -> datetime:
+    return datetime.fromtimestamp(quarter * QUARTER, timezone.utc)
 
 
 def _aware(at: datetime) -> datetime:
@@ -159,7 +164,19 @@ def _source_of(source: str | None, utm_source: str | None) -> str:
 def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None, rep_of: dict[int, str],
            prices: dict[str, tuple[float, float]]) -> Iterable[tuple[str, float]]:
     """(group, cost) of the messages sent within the window, counted and their segments summed in the database
-    by group, provider and channel (a group may come more than once)."""
+    by group, provider and channel (a group may come more than once): by no group, sequence or month from the
+    counts kept per quarter hour (:data:`engine.store.buckets.SPEND`), by source or rep from the messages."""
+    if by in (None, "sequence", "month"):
+        units: Counter[tuple[str, str, str]] = Counter()
+        keys = {None: ("touch", "state"), "sequence": ("sequence", "touch", "state"),
+                "month": ("quarter", "touch", "state")}[by]
+        for (*key, provider, channel), n in buckets.counts(conn, buckets.SPEND, since, until, keys).items():
+            group = "all" if not key else (key[0] or NONE) if by == "sequence" else _month(_quarter_start(key[0]))
+            units[group, provider, channel] += n
+        for (group, provider, channel), n in units.items():
+            per_segment, per_email = prices.get(provider, (0.0, 0.0))
+            yield group, n * per_segment if channel == "sms" else n * per_email
+        return
     m = messages_t.c
     keys = _keys(conn, by, messages_t, m.sent_at, until)
     segments = sa.func.sum(sa.case((sa.func.coalesce(m.segments, 0) == 0, 1), else_=m.segments))

@@ -3,7 +3,8 @@ converted after they enrolled and the days each took (:data:`engine.kpi.DEFINITI
 ``conversion_rate``, ``median_days_to_convert``), and when converting contacts entered a post-purchase sequence.
 
 A lead is a (group, contact) pair of the window's enrollments, enrolled at its first enrollment in the group; the
-database groups the runs into leads, and only the leads that converted come back as rows.
+database counts each group's contacts, and groups into leads only the runs of contacts converting within the
+window: only the leads that converted come back as rows.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from .clock import to_utc
 from .control import SALES_SEQUENCE
 from .models import Contact, ContactEvent, Enrollment
+from .store.reports import seconds_between
 
 __all__ = ["Leads", "window_leads", "loyalty_starts"]
 
@@ -47,28 +49,36 @@ def window_leads(conn: sa.Connection, start: datetime, until: datetime, keys: tu
     when ``with_contacts``); ``group_of`` names the group of a key's values. Keys whose contacts fall in
     one group each (a contact's source, its rep) may name one group from many keys: their counts add up."""
     e = enrollments_t
-    query = sa.select(*(k.label(f"k{i}") for i, k in enumerate(keys)), e.c.contact_id,
-                      sa.func.min(e.c.enrolled_at).label("first")).where(_in_window(start, until))
-    if with_contacts:
-        query = query.select_from(e.outerjoin(contacts_t, contacts_t.c.id == e.c.contact_id))
-    runs = query.group_by(*keys, e.c.contact_id).cte("runs")
+    rows = e.outerjoin(contacts_t, contacts_t.c.id == e.c.contact_id) if with_contacts else e
+    # a row per group with its count of contacts (sorted, not hashed: cheaper for the window's many runs)
+    counts = (sa.select(*keys, sa.func.count(sa.distinct(e.c.contact_id)), sa.null(), sa.null()).select_from(rows)
+              .where(_in_window(start, until)).group_by(*keys))
+    # then a row per converted lead: only the runs of contacts converting within the window can lead to one
+    buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
+                                                    events_t.c.at.between(start, until))
+    runs = (sa.select(*(k.label(f"k{i}") for i, k in enumerate(keys)), e.c.contact_id,
+                      sa.func.min(e.c.enrolled_at).label("first")).select_from(rows)
+            .where(_in_window(start, until), e.c.contact_id.in_(buyers))
+            .group_by(*keys, e.c.contact_id).subquery("runs"))
     key_columns = [runs.c[f"k{i}"] for i in range(len(keys))]
-    # one statement (the runs grouped once): a row per group with its count, then a row per converted lead
-    counts = sa.select(*key_columns, sa.func.count(), sa.null(), sa.null()).select_from(runs).group_by(*key_columns)
-    converted = (sa.select(*key_columns, sa.null(), runs.c.first, sa.func.min(events_t.c.at))
+    # the days each took: the seconds counted in the database where it can (rows of one float, not two times)
+    took = seconds_between(conn, runs.c.first, sa.func.min(events_t.c.at))
+    converted = (sa.select(*key_columns, sa.null(), *((runs.c.first, sa.func.min(events_t.c.at)) if took is None
+                                                      else (took, sa.null())))
                  .select_from(runs.join(events_t, sa.and_(events_t.c.contact_id == runs.c.contact_id,
                                                           events_t.c.type == "converted",
                                                           events_t.c.at >= runs.c.first, events_t.c.at >= start,
                                                           events_t.c.at <= until)))
                  .group_by(*key_columns, runs.c.contact_id, runs.c.first))
     out: dict[str, Leads] = defaultdict(Leads)
-    for *key, n, first, at in conn.execute(sa.union_all(counts, converted)):
+    for *key, n, took_or_first, at in conn.execute(sa.union_all(counts, converted)):
         leads = out[group_of(tuple(key))]
         if n is not None:
             leads.count += n
-        else:
-            leads.converted += 1
-            leads.days.append((to_utc(at) - to_utc(first)).total_seconds() / 86400)
+            continue
+        leads.converted += 1
+        seconds = took_or_first if took is not None else (to_utc(at) - to_utc(took_or_first)).total_seconds()
+        leads.days.append(seconds / 86400)
     return dict(out)
 
 

@@ -138,8 +138,9 @@ class Enrollment(SQLModel, table=True):
         # one run per contact, sequence and event key (a cart), whatever became of it
         sa.Index("uq_enrollment_event_key", "contact_id", "sequence", "event_key", unique=True,
                  sqlite_where=sa.text(KEYED), postgresql_where=sa.text(KEYED)),
-        # the runs of a KPI window; a sequence's enrolled and converted counts from the index alone
-        sa.Index("ix_enrollments_enrolled_at", "enrolled_at"),
+        # the runs of a KPI window (PostgreSQL: their sequence and contact from the index); a sequence's enrolled
+        # and converted counts from the index alone
+        sa.Index("ix_enrollments_enrolled_at", "enrolled_at", postgresql_include=["sequence", "contact_id"]),
         sa.Index("ix_enrollments_sequence_status", "sequence", "status"),
     )
 
@@ -158,6 +159,10 @@ class Enrollment(SQLModel, table=True):
     event_key: Optional[str] = Field(default=None, max_length=200)
     #: that event's data, frozen as it arrived: templates read it as ``event.data``
     event_data: Optional[dict] = Field(default=None, sa_type=sa.JSON)
+    #: PostgreSQL (kept by triggers, migration ``0023_run_marks``; NULL on SQLite): when the run's first message
+    #: that counts as sent went out, and a person's first click on one of its messages (the funnel per sequence)
+    first_sent_at: Optional[datetime] = _ts(default=None)
+    first_clicked_at: Optional[datetime] = _ts(default=None)
 
 
 class Message(SQLModel, table=True):
@@ -209,6 +214,10 @@ class Message(SQLModel, table=True):
     updated_at: datetime = _ts()
     #: the A/B variant this message was given (see :mod:`engine.variants`); None: the touch has none
     variant: Optional[str] = Field(default=None, max_length=40)
+    #: PostgreSQL (kept by triggers, migration ``0023_run_marks``; 0 on SQLite): a person's clicks on it and the
+    #: conversions credited to it (the funnel per touch's kept counts)
+    clicks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    credits: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 #: the log's events that count as a provider's errors
@@ -241,12 +250,24 @@ class DeliveryLog(SQLModel, table=True):
     worker: Optional[str] = Field(default=None, max_length=100)
 
 
+CONVERTED = "type = 'converted'"
+
+
 class ContactEvent(SQLModel, table=True):
     """What a contact did: converted, replied, unsubscribed, resubscribed, or any named event (cart_abandoned)."""
 
     __tablename__ = "contact_events"
-    #: a sequence's revenue and credited conversions
-    __table_args__ = (sa.Index("ix_contact_events_sequence", "sequence", "type"),)
+    __table_args__ = (
+        # a sequence's revenue and credited conversions
+        sa.Index("ix_contact_events_sequence", "sequence", "type"),
+        # the conversions credited to a window's sends (the funnel per touch)
+        _partial("ix_contact_events_message", "message_id", where="message_id IS NOT NULL"),
+        # a KPI window's conversions, and the lifetime ones of its buyers (PostgreSQL: from the indexes alone)
+        sa.Index("ix_contact_events_converted", "at", sqlite_where=sa.text(CONVERTED),
+                 postgresql_where=sa.text(CONVERTED), postgresql_include=["contact_id", "sequence", "value", "id"]),
+        sa.Index("ix_contact_events_buyer", "contact_id", sqlite_where=sa.text(CONVERTED),
+                 postgresql_where=sa.text(CONVERTED), postgresql_include=["at", "sequence", "value", "id"]),
+    )
 
     id: Optional[int] = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
@@ -618,7 +639,7 @@ __all__ += ["SequenceCount"]
 
 
 class BucketMove(SQLModel, table=True):
-    """PostgreSQL: a move into (``n`` 1) or out of (``n`` -1) a count of :class:`BucketCount`, appended by a
+    """PostgreSQL: a move into (``n`` > 0) or out of (``n`` < 0) a count of :class:`BucketCount`, appended by a
     database trigger on ``messages``, ``engagements`` or ``contact_events`` in the transaction that made it;
     :func:`engine.store.buckets.fold` adds them to ``bucket_counts`` now and then. Empty on SQLite."""
 
@@ -638,7 +659,10 @@ class BucketCount(SQLModel, table=True):
     """PostgreSQL: per quarter hour (seconds since the epoch ÷ 900), how many of the messages sent then are
     ``sent`` or ``delivered`` (kind ``sends``, by the message's ``sent_at``), how many clicks by a person
     (``clicks``, by the click's time) and conversions (``sales``, by the event's time), per sequence and touch;
-    with the rows of ``bucket_moves`` not folded yet, the counts (:mod:`engine.store.buckets`). Empty on SQLite."""
+    and by the message's ``sent_at``: the SMS segments and emails of the messages sent then (``spend``, its
+    ``touch`` the provider and its ``state`` the channel), those a person clicked (``clicked``) and the conversions
+    credited to them (``credited``); with the rows of ``bucket_moves`` not folded yet, the counts
+    (:mod:`engine.store.buckets`). Empty on SQLite."""
 
     __tablename__ = "bucket_counts"
 

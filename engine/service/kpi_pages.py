@@ -4,7 +4,10 @@ page's locale (right to left and Persian digits in fa); every figure and funnel 
 (``kpi.def.<name>`` of :mod:`.i18n`) on hover."""
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import sqlalchemy as sa
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
@@ -52,6 +55,22 @@ def get_kpi(since: str = Query("30d", max_length=20), by: str | None = Query(Non
     return {"since": since, "by": by, "groups": [g.as_dict() for g in groups], "definitions": DEFINITIONS}
 
 
+def _read(engine: sa.Engine, reads: list[Callable[[sa.Connection], Any]]) -> list[Any]:
+    """Each read's result. On PostgreSQL they run at once, each on its own connection, so one's time in the
+    database overlaps another's in Python (each statement reads the tables as they are when it starts, as it
+    would one after the other); SQLite reads one after the other on one connection."""
+    if engine.dialect.name == "sqlite":
+        with reading(engine) as conn:
+            return [read(conn) for read in reads]
+
+    def run(read: Callable[[sa.Connection], Any]) -> Any:
+        with reading(engine) as conn:
+            return read(conn)
+
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="kpi-page") as pool:
+        return list(pool.map(run, reads))
+
+
 @router.get("/dashboard/kpi", response_class=HTMLResponse)
 def kpi_page(request: Request, since: str = Query("30d", max_length=20),
              by: str | None = Query(None, pattern=BY_PATTERN), ctx: ServiceContext = Depends(get_context)):
@@ -64,13 +83,15 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     rtl = locale == "fa"
     until = now()
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
-    with reading(ctx.engine) as conn:
-        groups = kpi_report(conn, ctx.config, since=span, by=by, until=until)
-        totals = groups if by is None else kpi_report(conn, ctx.config, since=span, until=until)
-        by_source = revenue_by_source(conn, since=span, until=until)
-        sequence_funnels = funnels(conn, until - span, until)
-        per_touch = touch_funnels(conn, until - span, until, touch_order)
-        days = daily(conn, until - span, until, ctx.config.settings.timezone)
+    start = until - span
+    groups, (by_source, sequence_funnels), (per_touch, days), *whole = _read(ctx.engine, [
+        lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until),
+        lambda conn: (revenue_by_source(conn, since=span, until=until), funnels(conn, start, until)),
+        lambda conn: (touch_funnels(conn, start, until, touch_order),
+                      daily(conn, start, until, ctx.config.settings.timezone)),
+        *([] if by is None else [lambda conn: kpi_report(conn, ctx.config, since=span, until=until)]),
+    ])
+    totals = whole[0] if whole else groups
 
     def word(key: str) -> str:
         return translate(locale, f"kpi.{key}")

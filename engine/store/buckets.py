@@ -1,11 +1,13 @@
 """What the KPI page counts per quarter hour: the messages sent then (``sent`` or ``delivered``, by sequence and
-touch), a person's clicks and the conversions, each by its time.
+touch), a person's clicks and the conversions, each by its time; and by the quarter hour a message was sent: what
+the messages sent then cost (their SMS segments and emails, by provider and channel), how many of them a person
+clicked and how many conversions were credited to them.
 
-On PostgreSQL the database keeps them (``bucket_counts``): triggers (migration ``0022_kpi_page``) append each move
-into or out of a count to ``bucket_moves`` in the transaction that made it, and :func:`fold` adds those rows to
-``bucket_counts`` and deletes them in one statement (the rows it deletes are the rows it adds). A window reads the
-kept counts of the quarter hours wholly within it and counts the tables only for the part of a quarter hour at
-each end, so its figures are the tables' exactly.
+On PostgreSQL the database keeps them (``bucket_counts``): triggers (migrations ``0022_kpi_page`` and
+``0023_run_marks``) append each move into or out of a count to ``bucket_moves`` in the transaction that made it,
+and :func:`fold` adds those rows to ``bucket_counts`` and deletes them in one statement (the rows it deletes are the
+rows it adds). A window reads the kept counts of the quarter hours wholly within it and counts the tables only for
+the part of a quarter hour at each end, so its figures are the tables' exactly.
 
 On SQLite the whole window is counted from the tables (through the indexes on their times).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -22,9 +25,13 @@ from ..models import (COUNTS_AS_SENT, BucketCount, BucketMove, ContactEvent, Eng
 from .driver import is_sqlite
 from .reports import QUARTER, quarter_hour
 
-__all__ = ["SENDS", "CLICKS", "SALES", "KEYS", "counts", "counted", "fold"]
+__all__ = ["SENDS", "CLICKS", "SALES", "SPEND", "CLICKED", "CREDITED", "KEYS", "counts", "counted", "fold"]
 
 SENDS, CLICKS, SALES = "sends", "clicks", "sales"
+#: by the message's send time: ``spend`` keyed by sequence, provider (as ``touch``) and channel (as ``state``),
+#: counting SMS segments (at least one a message) and emails; ``clicked``: the messages a person clicked;
+#: ``credited``: the conversions credited to them
+SPEND, CLICKED, CREDITED = "spend", "clicked", "credited"
 counts_t = BucketCount.__table__
 moves_t = BucketMove.__table__
 messages_t = Message.__table__
@@ -42,24 +49,47 @@ _FOLD = ("WITH gone AS (DELETE FROM bucket_moves RETURNING kind, quarter, sequen
 KEYS = ("quarter", "sequence", "touch", "state")
 
 
-def _source(kind: str) -> tuple[sa.ColumnElement, list[sa.ColumnElement], list]:
-    """A kind's time column, its key's columns after the quarter hour, and which rows it counts."""
+class _Source(NamedTuple):
+    """Where a kind is counted from in the tables: its rows, their time, their key after the quarter hour, which
+    rows count, and what each adds."""
+
+    rows: sa.FromClause
+    at: sa.ColumnElement
+    key: list[sa.ColumnElement]
+    where: list[sa.ColumnElement]
+    amount: sa.ColumnElement
+
+
+def _source(kind: str) -> _Source:
+    m, g, e = messages_t.c, engagements_t.c, events_t.c
+    one = sa.literal(1)
+    clicked = g.kind == EngagementKind.CLICKED.value
     if kind == SENDS:
-        m = messages_t.c
         state = sa.case((m.status == MessageStatus.DELIVERED.value, "delivered"), else_="sent")
-        return m.sent_at, [m.sequence, m.touch, state], [m.status.in_(COUNTS_AS_SENT)]
+        return _Source(messages_t, m.sent_at, [m.sequence, m.touch, state], [m.status.in_(COUNTS_AS_SENT)], one)
     if kind == CLICKS:
-        g = engagements_t.c
-        return g.at, [sa.func.coalesce(g.sequence, ""), sa.func.coalesce(g.touch, ""), sa.literal("clicked")], \
-            [g.kind == EngagementKind.CLICKED.value]
-    e = events_t.c
-    return e.at, [sa.func.coalesce(e.sequence, ""), sa.literal(""), sa.literal("converted")], [e.type == "converted"]
+        return _Source(engagements_t, g.at, [sa.func.coalesce(g.sequence, ""), sa.func.coalesce(g.touch, ""),
+                                             sa.literal("clicked")], [clicked], one)
+    if kind == SALES:
+        return _Source(events_t, e.at, [sa.func.coalesce(e.sequence, ""), sa.literal(""), sa.literal("converted")],
+                       [e.type == "converted"], one)
+    if kind == SPEND:
+        units = sa.case((sa.and_(m.channel == "sms", sa.func.coalesce(m.segments, 0) != 0), m.segments), else_=1)
+        return _Source(messages_t, m.sent_at, [m.sequence, sa.func.coalesce(m.provider, ""), m.channel],
+                       [m.status.in_(COUNTS_AS_SENT)], units)
+    if kind == CLICKED:
+        return _Source(messages_t, m.sent_at, [m.sequence, m.touch, sa.literal("clicked")],
+                       [m.status.in_(COUNTS_AS_SENT), sa.exists().where(g.message_id == m.id, clicked)], one)
+    return _Source(events_t.join(messages_t, m.id == e.message_id), m.sent_at,
+                   [m.sequence, m.touch, sa.literal("converted")],
+                   [m.status.in_(COUNTS_AS_SENT), e.type == "converted"], one)
 
 
 def _keyed(rows) -> Counter[tuple]:
     out: Counter[tuple] = Counter()
     for *key, n in rows:
-        out[tuple(key)] += int(n)
+        if n is not None:
+            out[tuple(key)] += int(n)
     return out
 
 
@@ -67,17 +97,19 @@ def counted(conn: sa.Connection, kind: str, start: datetime, until: datetime, by
             before: bool = False) -> Counter[tuple]:
     """``kind`` counted from its table by ``by``, for times from ``start`` to ``until`` (``until`` left out if
     ``before``)."""
-    at, columns, where = _source(kind)
-    named = dict(zip(KEYS, [quarter_hour(conn, at), *columns]))
+    source = _source(kind)
+    at = source.at
+    named = dict(zip(KEYS, [quarter_hour(conn, at), *source.key]))
     keys = [named[k] for k in by]
-    query = (sa.select(*keys, sa.func.count())
-             .where(*where, at >= start, at < until if before else at <= until).group_by(*keys))
+    query = (sa.select(*keys, sa.func.sum(source.amount)).select_from(source.rows)
+             .where(*source.where, at >= start, at < until if before else at <= until).group_by(*keys))
     return _keyed(conn.execute(query))
 
 
 def counts(conn: sa.Connection, kind: str, start: datetime, until: datetime,
            by: tuple[str, ...] = KEYS) -> Counter[tuple]:
-    """``{key: how many}`` of ``kind`` (:data:`SENDS`, :data:`CLICKS` or :data:`SALES`) whose time is within
+    """``{key: how many}`` of ``kind`` (:data:`SENDS`, :data:`CLICKS`, :data:`SALES`, :data:`SPEND`,
+    :data:`CLICKED` or :data:`CREDITED`) whose time is within
     ``start``..``until`` (both included), a key being the values of ``by`` (of :data:`KEYS`, in that order);
     none left out as 0."""
     first, end = math.ceil(start.timestamp() / QUARTER), math.floor(until.timestamp() / QUARTER)

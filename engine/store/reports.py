@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from .driver import is_sqlite
 
-__all__ = ["utc_month", "quarter_hour", "attr_json", "QUARTER"]
+__all__ = ["utc_month", "quarter_hour", "attr_json", "seconds_between", "QUARTER"]
 
 #: seconds in a quarter hour: every time zone's offset from UTC is a whole number of them
 QUARTER = 900
@@ -29,3 +29,12 @@ def quarter_hour(conn: sa.Connection, column: sa.ColumnElement) -> sa.ColumnElem
 def attr_json(column: sa.ColumnElement, key: str) -> sa.ColumnElement:
     """A JSON column's value under ``key`` as JSON text (NULL or ``null`` when absent), to group by."""
     return sa.cast(column[key], sa.Text)
+
+
+def seconds_between(conn: sa.Connection, earlier: sa.ColumnElement,
+                    later: sa.ColumnElement) -> sa.ColumnElement | None:
+    """PostgreSQL: the seconds from ``earlier`` to ``later`` as a float, the exact interval rounded once (the
+    float ``timedelta.total_seconds()`` gives); SQLite: None (its times are text: the caller subtracts them)."""
+    if is_sqlite(conn):
+        return None
+    return sa.cast(sa.extract("epoch", later - earlier), sa.Float)
