@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from ..db import reading
+from ..db import is_sqlite, reading
 from ..clock import now
 from ..durations import parse_duration
 from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, revenue_by_source
@@ -59,7 +59,7 @@ def _read(engine: sa.Engine, reads: list[Callable[[sa.Connection], Any]]) -> lis
     """Each read's result. On PostgreSQL they run at once, each on its own connection, so one's time in the
     database overlaps another's in Python (each statement reads the tables as they are when it starts, as it
     would one after the other); SQLite reads one after the other on one connection."""
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         with reading(engine) as conn:
             return [read(conn) for read in reads]
 
