@@ -57,11 +57,9 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
     if not rows:
         return
     if driver.is_sqlite(conn):
-        # ``at`` is the only time in a log row, and the rows of a batch share it: each is made text once
-        texts = {at: driver.sqlite_text(at) if isinstance(at, datetime) else at for at in {row[0] for row in rows}}
         for start in range(0, len(rows), LOG_ROWS_PER_INSERT):
             chunk = rows[start:start + LOG_ROWS_PER_INSERT]
-            params = list(chain.from_iterable((texts[row[0]], *row[1:]) for row in chunk))
+            params = [driver.sqlite_text(v) if isinstance(v, datetime) else v for v in chain.from_iterable(chunk)]
             driver.run(conn, _INSERT_LOG + ", ".join([_LOG_ROW] * len(chunk)), params)
     else:
         driver.run(conn, _INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
