@@ -6,6 +6,7 @@ statements go to the driver directly. Everything here stays inside :mod:`engine.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -60,12 +61,13 @@ def run(conn: sa.Connection, sql: str, params: Any) -> list[tuple]:
 
 
 def is_in(conn: sa.Connection, column: str, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
-    """``column IN (…)`` and its parameters.
+    """``column IN (…)`` and its one parameter, whatever the number of values: the text stays the same, so the
+    database parses it once.
 
-    PostgreSQL gets ``column = ANY(:name)`` with one array: the text stays the same whatever the number
-    of values, so psycopg parses it once.
+    PostgreSQL gets ``column = ANY(:name)`` with one array; SQLite ``column IN (SELECT value FROM
+    json_each(:name))`` with one JSON array (SQLite binds a named placeholder by searching the statement's list
+    of them, so hundreds of ``:name0, :name1, …`` cost it a search each).
     """
     if not is_sqlite(conn):
         return f"{column} = ANY(:{name})", {name: list(values)}
-    params = {f"{name}{i}": v for i, v in enumerate(values)}
-    return f"{column} IN (" + ", ".join(":" + k for k in params) + ")", params
+    return f"{column} IN (SELECT value FROM json_each(:{name}))", {name: json.dumps(list(values))}

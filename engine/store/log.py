@@ -30,10 +30,16 @@ _LOG_TYPES = ("timestamptz", "integer", "integer", "text", "text", "text", "text
 #: one array per column, sent in binary: a short statement that psycopg parses once, however many rows
 _INSERT_LOG_UNNEST = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT * FROM unnest("
                       + ", ".join(f"%b::{t}[]" for t in _LOG_TYPES) + ")")
-#: the log rows (one named array per column) of the messages an update in a ``WITH u`` changed, in their order
-_INSERT_LOG_JOINED = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT {', '.join(LOG_FIELDS)} FROM unnest("
-                      + ", ".join(f"%(l_{k})b::{t}[]" for k, t in zip(LOG_FIELDS, _LOG_TYPES))
-                      + f") WITH ORDINALITY AS l({', '.join(LOG_FIELDS)}, n) WHERE l.message_id IN (SELECT id FROM u) "
+#: what differs between the log rows of one update's messages: one named array each
+_LOG_VARYING = {"message_id": "integer", "provider": "text", "event": "text", "reason": "text", "attempt": "integer",
+                "provider_message_id": "text"}
+#: the log rows of the messages an update in a ``WITH u`` changed, in their order: the time and the worker are
+#: the same for all, the message's own columns (contact, sequence, touch, channel) come from its updated row
+_INSERT_LOG_JOINED = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT %(at)s, l.message_id, "
+                      "u.contact_id, u.sequence, u.touch, u.channel, l.provider, l.event, l.reason, l.attempt, "
+                      "l.provider_message_id, %(worker)s::text FROM unnest("
+                      + ", ".join(f"%(l_{k})b::{t}[]" for k, t in _LOG_VARYING.items())
+                      + f") WITH ORDINALITY AS l({', '.join(_LOG_VARYING)}, n) JOIN u ON u.id = l.message_id "
                         "ORDER BY l.n RETURNING message_id")
 #: the log rows of the messages an update in a ``WITH u`` changed, each logged alike (``event``, ``reason``)
 _TOUCH_LOG = (f"INSERT INTO delivery_log ({', '.join(LOG_FIELDS)}) SELECT :at, id, contact_id, sequence, touch, "
@@ -97,7 +103,7 @@ def apply(conn: sa.Connection, changes: Iterable[Change], *, worker: str | None 
                 held.update(_update_group(conn, common, varying, rows, fence=fence, at=at))
             else:
                 held.update(_update_group_pg(conn, common, varying, rows, [c.log_row(at, worker) for c in part],
-                                             fence=fence, at=at))
+                                             fence=fence, at=at, worker=worker))
     changes = [c for c in changes if c.message["id"] in held]
     if sqlite:
         _insert_log(conn, [c.log_row(at, worker) for c in changes])
@@ -120,11 +126,12 @@ def _update_group(conn: sa.Connection, common: dict[str, Any], varying: list[str
 
 
 def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[str], rows: list[tuple],
-                     log_rows: list[tuple], *, fence: str | None, at: datetime) -> list[int]:
+                     log_rows: list[tuple], *, fence: str | None, at: datetime, worker: str | None) -> list[int]:
     """PostgreSQL: the ``UPDATE`` of a group of rows and the log rows of those it changed, in ONE statement (the
-    update in a ``WITH``, one array per column for each); the ids it changed.
+    update in a ``WITH``, one array for each column that differs row by row); the ids it changed.
 
-    ``log_rows`` (``LOG_FIELDS`` order) are the rows' log rows, in the same order as ``rows``.
+    ``log_rows`` (``LOG_FIELDS`` order, logged ``at`` by ``worker``) are the rows' log rows, in the same order as
+    ``rows``.
     """
     columns = list(zip(*rows))
     names = ["id", *varying]
@@ -132,9 +139,11 @@ def _update_group_pg(conn: sa.Connection, common: dict[str, Any], varying: list[
     sets = [f"{k} = %(c_{k})s" for k in common] + [f"{k} = v.{k}" for k in varying]
     sql = (f"WITH u AS (UPDATE messages AS m SET {', '.join(sets + ['updated_at = %(at)s'])} FROM unnest({arrays}) "
            f"AS v({', '.join(names)}) WHERE m.id = v.id{' AND m.lease_token = %(fence)s' if fence else ''} "
-           f"RETURNING m.id) {_INSERT_LOG_JOINED}")
+           f"RETURNING m.id, m.contact_id, m.sequence, m.touch, m.channel) {_INSERT_LOG_JOINED}")
+    logged = dict(zip(LOG_FIELDS, zip(*log_rows)))
     params = {**{f"c_{k}": v for k, v in common.items()}, **{f"a_{n}": list(c) for n, c in zip(names, columns)},
-              **{f"l_{k}": list(c) for k, c in zip(LOG_FIELDS, zip(*log_rows))}, "at": at, "fence": fence}
+              **{f"l_{k}": list(logged[k]) for k in _LOG_VARYING}, "at": at, "worker": worker,
+              "fence": fence}
     return [r[0] for r in driver.run(conn, sql, params)]
 
 
