@@ -251,9 +251,11 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
                                  _group_of(by, rep_of), with_contacts=by == "source").items():
         groups[k].update(leads=leads.count, converted=leads.converted, days=leads.days)
     facts.loyalty_starts = loyalty_starts(conn, start, until, loyalty, {e["contact_id"] for e in facts.events})
-    sales_by_contact: dict[int, list[dict]] = defaultdict(list)
+    purchases: Counter[int] = Counter()  # each converting contact's conversions ever, and their values' sum
+    lifetime: dict[int, float] = defaultdict(float)
     for e in facts.events:
-        sales_by_contact[e["contact_id"]].append(e)
+        purchases[e["contact_id"]] += 1
+        lifetime[e["contact_id"]] += e["value"] or 0
         if e["at"] >= start:
             groups[key(e["contact_id"], e["sequence"], e["at"])]["conversions"].append(e)
     for h in facts.lost:
@@ -265,7 +267,7 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
         groups[group]["costs"].append(cost)
     if not groups:
         groups["all"] = defaultdict(list)
-    return [_figures(k, g, sales_by_contact, facts.loyalty_starts, prices, start)
+    return [_figures(k, g, purchases, lifetime, facts.loyalty_starts)
             for k, g in sorted(groups.items())]
 
 
@@ -293,14 +295,16 @@ def _prices(config: Config) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyalty_starts: dict[int, datetime], prices: dict, start: datetime) -> Kpi:
+def _figures(group: str, g: dict[str, list], purchases: Counter[int], lifetime: dict[int, float],
+             loyalty_starts: dict[int, datetime]) -> Kpi:
+    """One group's figures; ``purchases`` and ``lifetime`` are each converting contact's conversions ever and
+    the sum of their values."""
     leads, converted_leads, days = g["leads"] or 0, g["converted"] or 0, g["days"]
     handoffs = g["handoffs"]
     won = sum(1 for h in handoffs if h["outcome"] == WON)
     revenue = sum(e["value"] or 0 for e in g["conversions"])
     buyers = {e["contact_id"] for e in g["conversions"]}
-    lifetime = {cid: sum(s["value"] or 0 for s in sales[cid]) for cid in buyers}
-    repeaters = [cid for cid in buyers if len(sales[cid]) >= 2]
+    repeaters = [cid for cid in buyers if purchases[cid] >= 2]
     after_loyalty = sum(1 for e in g["conversions"]
                         if e["contact_id"] in loyalty_starts and e["at"] > loyalty_starts[e["contact_id"]])
     cost = 0.0
@@ -316,7 +320,7 @@ def _figures(group: str, g: dict[str, list], sales: dict[int, list[dict]], loyal
         "median_days_to_convert": round(statistics.median(days), 2) if days else None,
         "revenue": round(revenue, 2), "revenue_per_lead": _ratio(revenue, leads, 2),
         "lead_quality": _ratio(won, len(handoffs)),
-        "customer_lifetime_value": _ratio(sum(lifetime.values()), len(buyers), 2),
+        "customer_lifetime_value": _ratio(sum(lifetime[c] for c in buyers), len(buyers), 2),
         "repeat_purchase_rate": _ratio(len(repeaters), len(buyers)),
         "repeat_customer_value": _ratio(sum(lifetime[c] for c in repeaters), len(repeaters), 2),
         "repeat_after_loyalty": after_loyalty,

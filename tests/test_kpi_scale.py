@@ -94,7 +94,9 @@ def plain_report(conn: sa.Connection, config, *, since: timedelta, by: str | Non
         per_segment, per_email = prices.get(row["provider"], (0.0, 0.0))
         cost = (row["segments"] or 1) * per_segment if row["channel"] == "sms" else per_email
         groups[key(row["contact_id"], row["sequence"], to_utc(row["sent_at"]))]["costs"].append(cost)
-    return [_figures(k, g, sales, loyalty_starts, prices, start).as_dict() for k, g in sorted(groups.items())]
+    purchases = Counter({cid: len(rows) for cid, rows in sales.items()})
+    lifetime = {cid: sum(row["value"] or 0 for row in rows) for cid, rows in sales.items()}
+    return [_figures(k, g, purchases, lifetime, loyalty_starts).as_dict() for k, g in sorted(groups.items())]
 
 
 @pytest.mark.parametrize("days", [30, 400])
