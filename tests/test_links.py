@@ -19,7 +19,8 @@ from providers.errors import TransientError
 
 SARA = {"phone": "09121234567", "email": "sara@example.com", "first_name": "سارا"}
 BASE = "https://s.shop.ir"
-SHORT = re.compile(re.escape(BASE) + r"/([A-Za-z0-9_-]{10})\b")
+# a code may end in "-", after which a word boundary (\b) never is: the end is "no code character follows"
+SHORT = re.compile(re.escape(BASE) + r"/([A-Za-z0-9_-]{10})(?![A-Za-z0-9_-])")
 LINKS = {"links": {"base_url": BASE}}
 
 
