@@ -323,10 +323,12 @@ def measure_pages(name: str, config, engine: sa.Engine, headers: dict, n: int, r
     """The real app's pages and APIs (an API key in the Authorization header)."""
     from fastapi.testclient import TestClient
 
+    from engine import heap
     from engine.service import create_app
     from engine.service.options import ServiceOptions
 
     app = create_app(config, engine=engine, options=ServiceOptions(dashboard_password=None, public_url=None))
+    heap.settle()  # as `followup serve` does once its app is loaded
     with TestClient(app) as client:
         def get(path, **params):
             def call():

@@ -23,6 +23,7 @@ def serve(state, host: str, port: int) -> None:
     """
     import uvicorn
 
+    from . import heap
     from .console import out
     from .service import create_app
     from .service.listen import check_password, listen, password_line
@@ -39,6 +40,7 @@ def serve(state, host: str, port: int) -> None:
     # request itself (engine.service.errors.log_path: tokens cut, keys masked, control characters escaped).
     # proxy_headers off: which proxies' X-Forwarded-* to believe is service.trusted_proxies' decision
     config = uvicorn.Config(app, access_log=False, log_config=None, server_header=False, proxy_headers=False)
+    heap.settle()  # the app is loaded: keep it out of the collector's walks
     uvicorn.Server(config).run(sockets=[sock])
 
 
