@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..models import COUNTS_AS_SENT, ContactEvent, Engagement, EngagementKind, Enrollment, Message
+from ..models import COUNTS_AS_SENT, Engagement, EngagementKind, Enrollment, Message
 from .driver import is_sqlite
 
-__all__ = ["first_sent", "first_clicked", "counted_first_sent", "counted_first_clicked", "counted_clicks",
-           "counted_credits"]
+__all__ = ["first_sent", "first_clicked", "counted_first_sent", "counted_first_clicked"]
 
 enrollments_t = Enrollment.__table__
 messages_t = Message.__table__
 engagements_t = Engagement.__table__
-events_t = ContactEvent.__table__
 
 
 def counted_first_sent() -> sa.ScalarSelect:
@@ -37,20 +35,6 @@ def counted_first_clicked() -> sa.ScalarSelect:
     m, g = messages_t.c, engagements_t.c
     return (sa.select(sa.func.min(g.at)).select_from(engagements_t.join(messages_t, m.id == g.message_id))
             .where(m.enrollment_id == enrollments_t.c.id, g.kind == EngagementKind.CLICKED.value)
-            .scalar_subquery())
-
-
-def counted_clicks() -> sa.ScalarSelect:
-    """A message's clicks by a person, counted from ``engagements``."""
-    g = engagements_t.c
-    return (sa.select(sa.func.count()).where(g.message_id == messages_t.c.id, g.kind == EngagementKind.CLICKED.value)
-            .scalar_subquery())
-
-
-def counted_credits() -> sa.ScalarSelect:
-    """The conversions credited to a message, counted from ``contact_events``."""
-    e = events_t.c
-    return (sa.select(sa.func.count()).where(e.message_id == messages_t.c.id, e.type == "converted")
             .scalar_subquery())
 
 
