@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from .durations import parse_duration
 from .errors import InputError
 
 __all__ = ["kpi"]
@@ -27,12 +26,12 @@ def _shown(value) -> str:
 @click.pass_obj
 def kpi(state, since: str, by: str | None, as_json: bool, as_csv: bool) -> None:
     """Leads, handoffs, conversion, revenue, lead quality, objections, lifetime value and cost, in one report."""
-    from .kpi import DEFINITIONS, FIGURES, kpi_report
+    from .kpi import DEFINITIONS, FIGURES, kpi_report, parse_window
 
     if as_json and as_csv:
         raise InputError("give --json or --csv, not both")
     try:
-        span = parse_duration(since)
+        span = parse_window(since)
     except ValueError as err:
         raise InputError(f"--since {since!r}: {err}") from err
     with state.engine().connect() as conn:

@@ -27,13 +27,14 @@ import sqlalchemy as sa
 
 from .clock import now, to_utc
 from .config import Config
+from .durations import parse_duration
 from .errors import InputError
 from .store import buckets
 from .store.reports import QUARTER, attr_json, utc_month
 from .kpi_leads import loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
-__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "revenue_by_source"]
+__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
@@ -79,6 +80,14 @@ class Kpi:
 
     def as_dict(self) -> dict:
         return {"group": self.group, **self.figures, "top_objections": self.objections}
+
+
+def parse_window(since: str) -> timedelta:
+    """A report's window (``30d``): a duration longer than 0, else ValueError saying why."""
+    span = parse_duration(since)
+    if not span:
+        raise ValueError("must be longer than 0s")
+    return span
 
 
 def _month(at: datetime) -> str:

@@ -149,6 +149,8 @@ def test_the_cli_prints_json_and_csv_with_each_definition(shop):
     assert table.exit_code == 0 and "return_on_cost" in table.stdout and "3.375" in table.stdout
     bad = runner.invoke(cli, ["--config", config, "kpi", "--since", "soon"])
     assert isinstance(bad.exception, InputError) and "--since 'soon'" in str(bad.exception)
+    empty = runner.invoke(cli, ["--config", config, "kpi", "--since", "0d"])
+    assert isinstance(empty.exception, InputError) and "longer than 0s" in str(empty.exception)
 
 
 def test_the_api_answers_the_same_report_to_a_key_and_4xx_to_bad_input(shop):

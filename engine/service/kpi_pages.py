@@ -14,8 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from ..db import is_sqlite, reading
 from ..clock import now
-from ..durations import parse_duration
-from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, revenue_by_source
+from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, parse_window, revenue_by_source
 from ..kpi_series import SEQUENCE_STEPS, TOUCH_STEPS, daily, funnels, touch_funnels
 from ..templates import jalali
 from ..text import fa_digits
@@ -35,12 +34,9 @@ BY_PATTERN = "^(" + "|".join(BY) + ")$"
 
 def _window(since: str):
     try:
-        span = parse_duration(since)
+        return parse_window(since), None
     except ValueError as err:
         return None, str(err)
-    if not span:
-        return None, "must be longer than 0s"
-    return span, None
 
 
 @api_router.get("/kpi", summary="The shared KPIs of marketing and sales, optionally by source, sequence, rep or month")
