@@ -195,6 +195,8 @@ def fill(url: str, n: int) -> float:
             for key, table in TABLE_OF.items():
                 if chunk[key]:
                     if pg:
+                        if table == "engagements":  # its row triggers join them: planned with their real sizes
+                            conn.exec_driver_sql("ANALYZE enrollments, messages")
                         _copy(raw, table, chunk[key])
                     else:
                         _sqlite_insert(raw, table, chunk[key])
