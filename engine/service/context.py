@@ -59,6 +59,7 @@ class ServiceContext:
                 provider.close()
 
 
-def get_context(request: Request) -> ServiceContext:
-    """FastAPI dependency: the app's :class:`ServiceContext`."""
+async def get_context(request: Request) -> ServiceContext:
+    """FastAPI dependency: the app's :class:`ServiceContext`. A coroutine, so FastAPI calls it on the event
+    loop: a plain function it would run on its thread pool, a thread hop per request for an attribute read."""
     return request.app.state.ctx
