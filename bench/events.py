@@ -2,11 +2,11 @@
 
 A real ``followup serve`` and a real ``followup worker`` on one database (SQLite, and PostgreSQL with
 ``--postgres``), the worker sending to the 50 ms fake panel throughout. A closed loop of C=50 clients (asyncio,
-keep-alive, beside the server on this machine) asks ``/healthz`` for D seconds, then posts one event a request
-for D seconds (a named event of a known contact, with its data and an idempotency key, as a shop sends them).
-Then, at half the event rate offered at a steady pace, the latency of each event, and of ``/healthz`` at the
-same pace (the machine's own tail, for comparison). Then lists of 1,000 events, one request each. At the end
-every answered event must be in the database.
+keep-alive, :mod:`bench.loadclient`, beside the server on this machine) asks ``/healthz`` for D seconds, then posts
+one event a request for D seconds (a named event of a known contact, with its data and an idempotency key, as a
+shop sends them). Then, at half the event rate offered at a steady pace, the latency of each event, and of
+``/healthz`` at the same pace (the machine's own tail, for comparison). Then lists of 1,000 events, one request
+each. At the end every answered event must be in the database.
 
 Targets (issue 20): the event rate at least 80% of ``/healthz``'s; at half that rate, p99 under 100 ms; a list
 of 1,000 events recorded in under 1 s; no event lost.
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from .common import (PG_URL, FakeSms, info, kavenegar, pct, phone, result, setup_world, start_serve, start_worker,
                      terminate)
+from .loadclient import Connection
 
 CLIENTS = 50
 LISTS = 3
@@ -52,57 +53,68 @@ class Events:
 RETRIES = {"count": 0}
 
 
-async def send(client: httpx.AsyncClient, event: dict | None) -> httpx.Response:
-    """One request (``/healthz`` for None, else the event), sent again when the connection drops (the server
-    closed an idle keep-alive connection as the client reused it): an event's idempotency key makes that safe."""
-    for attempt in range(3):
-        try:
-            if event is None:
-                return await client.get("/healthz")
-            return await client.post("/api/v1/events", json=event)
-        except httpx.TransportError:
-            if attempt == 2:
-                raise
-            RETRIES["count"] += 1
-    raise AssertionError("unreachable")
+async def send(conn: Connection, event: dict | None) -> int:
+    """One request's status (``/healthz`` for None, else the event). The connection sends it again when the
+    server closed it as it was reused (an idle keep-alive): an event's idempotency key makes that safe."""
+    before = conn.retries
+    try:
+        if event is None:
+            return (await conn.get("/healthz"))[0]
+        return (await conn.post_json("/api/v1/events", event))[0]
+    finally:
+        RETRIES["count"] += conn.retries - before
 
 
 async def closed_loop(base: str, key: str, make, seconds: float) -> tuple[int, int]:
-    """C clients asking one after another for ``seconds``: (answers, answers with status 200).
-    ``make`` is None for ``/healthz``, else a function giving each request's event."""
+    """C clients asking one after another for ``seconds``, each on its keep-alive connection: (answers,
+    answers with status 200). ``make`` is None for ``/healthz``, else a function giving each request's event."""
     done = good = 0
     end = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30,
-                                 headers={"Authorization": f"Bearer {key}"}) as client:
-        async def one() -> None:
-            nonlocal done, good
+
+    async def one() -> None:
+        nonlocal done, good
+        conn = Connection(base, {"Authorization": f"Bearer {key}"})
+        try:
             while time.perf_counter() < end:
-                response = await send(client, None if make is None else make())
+                status = await send(conn, None if make is None else make())
                 done += 1
-                good += response.status_code == 200
-        await asyncio.gather(*(one() for _ in range(CLIENTS)))
+                good += status == 200
+        finally:
+            await conn.close()
+    await asyncio.gather(*(one() for _ in range(CLIENTS)))
     return done, good
 
 
 async def paced(base: str, key: str, make, rate: float, seconds: float) -> tuple[list[float], int]:
-    """Requests offered at ``rate`` per second, evenly spaced: (each one's latency in ms, answers with 200)."""
+    """Requests offered at ``rate`` per second, evenly spaced, each on an idle connection of a pool (a new one
+    when none is idle): (each one's latency in ms, answers with 200)."""
     latencies: list[float] = []
     good = 0
-    async with httpx.AsyncClient(base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}"},
-                                 limits=httpx.Limits(max_connections=300, max_keepalive_connections=300)) as client:
-        async def one() -> None:
-            nonlocal good
-            started = time.perf_counter()
-            response = await send(client, None if make is None else make())
-            latencies.append((time.perf_counter() - started) * 1000)
-            good += response.status_code == 200
+    idle: list[Connection] = []
+    opened: list[Connection] = []
 
-        tasks, start, n = [], time.perf_counter(), int(rate * seconds)
+    async def one() -> None:
+        nonlocal good
+        started = time.perf_counter()
+        if idle:
+            conn = idle.pop()
+        else:
+            conn = Connection(base, {"Authorization": f"Bearer {key}"})
+            opened.append(conn)
+        status = await send(conn, None if make is None else make())
+        latencies.append((time.perf_counter() - started) * 1000)
+        good += status == 200
+        idle.append(conn)
+
+    tasks, start, n = [], time.perf_counter(), int(rate * seconds)
+    try:
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
+    finally:
+        for conn in opened:
+            await conn.close()
     return latencies, good
 
 

@@ -1,15 +1,15 @@
 """Short-link redirects: ``GET /l/{code}`` against ``/healthz`` of the same ``followup serve``, while a worker sends.
 
 A real ``followup serve`` and a real ``followup worker`` on one SQLite database (the worker sending to the 50 ms
-fake panel throughout). A closed loop of C=50 clients (asyncio, keep-alive, beside the server on this machine)
-asks ``/healthz`` for D seconds, then follows stored short links for D seconds. Then, at half the redirect rate
-offered at a steady pace, the latency of each redirect, and of ``/healthz`` at the same pace (the machine's own
-tail, for comparison). At the end every redirect's click must be in the database.
+fake panel throughout). A closed loop of C=50 clients (asyncio, keep-alive, :mod:`bench.loadclient`, beside the
+server on this machine) asks ``/healthz`` for D seconds, then follows stored short links for D seconds. Then, at
+half the redirect rate offered at a steady pace, the latency of each redirect, and of ``/healthz`` at the same pace
+(the machine's own tail, for comparison). At the end every redirect's click must be in the database.
 
 Targets (issue 18): the redirect rate at least 80% of ``/healthz``'s; at half that rate, p99 under 50 ms; no
 click lost.
 
-    python bench/redirect.py [--quick]
+    python -m bench.redirect [--quick]
 """
 from __future__ import annotations
 
@@ -22,48 +22,65 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
 
 from .common import (FakeSms, info, kavenegar, pct, result, setup_world, start_serve, start_worker,  # noqa: E402
                     terminate)
+from .loadclient import Connection
 
 CLIENTS = 50
+BROWSER = {"User-Agent": "Mozilla/5.0 bench"}
 
 
 async def closed_loop(base: str, paths: list[str], seconds: float) -> tuple[int, int]:
-    """C clients asking one after another for ``seconds``: (answers, answers with the expected status)."""
+    """C clients asking one after another for ``seconds``, each on its keep-alive connection: (answers, answers
+    with the expected status)."""
     done = good = 0
     end = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
-        async def one(k: int) -> None:
-            nonlocal done, good
-            i = k
+
+    async def one(k: int) -> None:
+        nonlocal done, good
+        i = k
+        conn = Connection(base, BROWSER)
+        try:
             while time.perf_counter() < end:
-                response = await client.get(paths[i % len(paths)], headers={"User-Agent": "Mozilla/5.0 bench"})
+                status, _ = await conn.get(paths[i % len(paths)])
                 done += 1
-                good += response.status_code in (200, 302)
+                good += status in (200, 302)
                 i += CLIENTS
-        await asyncio.gather(*(one(k) for k in range(CLIENTS)))
+        finally:
+            await conn.close()
+    await asyncio.gather(*(one(k) for k in range(CLIENTS)))
     return done, good
 
 
 async def paced(base: str, paths: list[str], rate: float, seconds: float) -> list[float]:
-    """Redirects offered at ``rate`` per second, evenly spaced: each one's latency in ms."""
+    """Redirects offered at ``rate`` per second, evenly spaced, each on an idle connection of a pool (a new one
+    when none is idle): each one's latency in ms."""
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=base, timeout=10,
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)) as client:
-        async def one(path: str) -> None:
-            started = time.perf_counter()
-            await client.get(path, headers={"User-Agent": "Mozilla/5.0 bench"})
-            latencies.append((time.perf_counter() - started) * 1000)
+    idle: list[Connection] = []
+    opened: list[Connection] = []
 
-        tasks, start, n = [], time.perf_counter(), int(rate * seconds)
+    async def one(path: str) -> None:
+        started = time.perf_counter()
+        if idle:
+            conn = idle.pop()
+        else:
+            conn = Connection(base, BROWSER)
+            opened.append(conn)
+        await conn.get(path)
+        latencies.append((time.perf_counter() - started) * 1000)
+        idle.append(conn)
+
+    tasks, start, n = [], time.perf_counter(), int(rate * seconds)
+    try:
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
         await asyncio.gather(*tasks)
+    finally:
+        for conn in opened:
+            await conn.close()
     return latencies
 
 
@@ -80,13 +97,14 @@ def main() -> int:
         url = f"sqlite:///{tmp}/redirect.db"
         config, engine = setup_world(tmp, url, sms=[kavenegar(fake)], contacts=20_000)
         with engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(sa.select(Message.__table__.c.id).limit(5000))]
+            # one link per message, each clicked by its own contact, as a campaign's clicks come
+            ids = conn.execute(sa.select(Message.__table__.c.id, Message.__table__.c.contact_id).limit(5000)).all()
             at = now()
             conn.execute(sa.insert(Link.__table__), [
-                {"code": secrets.token_urlsafe(7), "message_id": i, "contact_id": 1, "sequence": "bench",
+                {"code": secrets.token_urlsafe(7), "message_id": i, "contact_id": c, "sequence": "bench",
                  "touch": "t0", "channel": "sms", "url": "https://shop.example/coats",
                  "target": "https://shop.example/coats?utm_source=followup", "created_at": at - timedelta(hours=1),
-                 "expires_at": at + timedelta(days=90)} for i in ids])
+                 "expires_at": at + timedelta(days=90)} for i, c in ids])
             codes = [r[0] for r in conn.execute(sa.select(Link.__table__.c.code))]
         cfg = config.dir
         worker = start_worker(cfg, tmp / "worker.log")
