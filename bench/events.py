@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from .common import (PG_URL, FakeSms, info, kavenegar, pct, phone, result, setup_world, start_serve, start_worker,
                      terminate)
-from .loadclient import Connection
+from .loadclient import Connection, Pool
 
 CLIENTS = 50
 LISTS = 3
@@ -73,48 +73,33 @@ async def closed_loop(base: str, key: str, make, seconds: float) -> tuple[int, i
 
     async def one() -> None:
         nonlocal done, good
-        conn = Connection(base, {"Authorization": f"Bearer {key}"})
-        try:
+        async with Connection(base, {"Authorization": f"Bearer {key}"}) as conn:
             while time.perf_counter() < end:
                 status = await send(conn, None if make is None else make())
                 done += 1
                 good += status == 200
-        finally:
-            await conn.close()
     await asyncio.gather(*(one() for _ in range(CLIENTS)))
     return done, good
 
 
 async def paced(base: str, key: str, make, rate: float, seconds: float) -> tuple[list[float], int]:
-    """Requests offered at ``rate`` per second, evenly spaced, each on an idle connection of a pool (a new one
-    when none is idle): (each one's latency in ms, answers with 200)."""
+    """Requests offered at ``rate`` per second, evenly spaced, on a :class:`~bench.loadclient.Pool`: (each one's
+    latency in ms, answers with 200)."""
     latencies: list[float] = []
     good = 0
-    idle: list[Connection] = []
-    opened: list[Connection] = []
+    async with Pool(base, {"Authorization": f"Bearer {key}"}) as pool:
+        async def one() -> None:
+            nonlocal good
+            started = time.perf_counter()
+            status = await pool.use(lambda conn: send(conn, None if make is None else make()))
+            latencies.append((time.perf_counter() - started) * 1000)
+            good += status == 200
 
-    async def one() -> None:
-        nonlocal good
-        started = time.perf_counter()
-        if idle:
-            conn = idle.pop()
-        else:
-            conn = Connection(base, {"Authorization": f"Bearer {key}"})
-            opened.append(conn)
-        status = await send(conn, None if make is None else make())
-        latencies.append((time.perf_counter() - started) * 1000)
-        good += status == 200
-        idle.append(conn)
-
-    tasks, start, n = [], time.perf_counter(), int(rate * seconds)
-    try:
+        tasks, start, n = [], time.perf_counter(), int(rate * seconds)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
-    finally:
-        for conn in opened:
-            await conn.close()
     return latencies, good
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Pool"]
+
+T = TypeVar("T")
 
 #: seconds an answer may take before the bench gives up on it
 TIMEOUT = 30.0
@@ -31,6 +33,12 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.retries = 0
+
+    async def __aenter__(self) -> "Connection":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def get(self, path: str) -> tuple[int, bytes]:
         return await self._send(f"GET {path} HTTP/1.1\r\n{self._head}\r\n".encode())
@@ -76,3 +84,32 @@ class Connection:
             except (ConnectionError, OSError):
                 pass
         self._reader = self._writer = None
+
+
+class Pool:
+    """Connections to ``base`` for requests offered at a pace: each request takes an idle one, or opens a new
+    one when none is idle."""
+
+    def __init__(self, base: str, headers: dict[str, str] | None = None):
+        self.base, self.headers = base, headers
+        self._idle: list[Connection] = []
+        self._opened: list[Connection] = []
+
+    async def __aenter__(self) -> "Pool":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for conn in self._opened:
+            await conn.close()
+
+    async def use(self, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """``call``'s result on an idle connection, which is idle again afterwards."""
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            conn = Connection(self.base, self.headers)
+            self._opened.append(conn)
+        try:
+            return await call(conn)
+        finally:
+            self._idle.append(conn)

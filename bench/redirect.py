@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from .common import (FakeSms, info, kavenegar, pct, result, setup_world, start_serve, start_worker,  # noqa: E402
                     terminate)
-from .loadclient import Connection
+from .loadclient import Connection, Pool
 
 CLIENTS = 50
 BROWSER = {"User-Agent": "Mozilla/5.0 bench"}
@@ -41,46 +41,31 @@ async def closed_loop(base: str, paths: list[str], seconds: float) -> tuple[int,
     async def one(k: int) -> None:
         nonlocal done, good
         i = k
-        conn = Connection(base, BROWSER)
-        try:
+        async with Connection(base, BROWSER) as conn:
             while time.perf_counter() < end:
                 status, _ = await conn.get(paths[i % len(paths)])
                 done += 1
                 good += status in (200, 302)
                 i += CLIENTS
-        finally:
-            await conn.close()
     await asyncio.gather(*(one(k) for k in range(CLIENTS)))
     return done, good
 
 
 async def paced(base: str, paths: list[str], rate: float, seconds: float) -> list[float]:
-    """Redirects offered at ``rate`` per second, evenly spaced, each on an idle connection of a pool (a new one
-    when none is idle): each one's latency in ms."""
+    """Redirects offered at ``rate`` per second, evenly spaced, on a :class:`~bench.loadclient.Pool`: each one's
+    latency in ms."""
     latencies: list[float] = []
-    idle: list[Connection] = []
-    opened: list[Connection] = []
+    async with Pool(base, BROWSER) as pool:
+        async def one(path: str) -> None:
+            started = time.perf_counter()
+            await pool.use(lambda conn: conn.get(path))
+            latencies.append((time.perf_counter() - started) * 1000)
 
-    async def one(path: str) -> None:
-        started = time.perf_counter()
-        if idle:
-            conn = idle.pop()
-        else:
-            conn = Connection(base, BROWSER)
-            opened.append(conn)
-        await conn.get(path)
-        latencies.append((time.perf_counter() - started) * 1000)
-        idle.append(conn)
-
-    tasks, start, n = [], time.perf_counter(), int(rate * seconds)
-    try:
+        tasks, start, n = [], time.perf_counter(), int(rate * seconds)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
         await asyncio.gather(*tasks)
-    finally:
-        for conn in opened:
-            await conn.close()
     return latencies
 
 
