@@ -93,7 +93,8 @@ def insert_follows(conn: sa.Connection, rows: list[dict], config: Any = None) ->
     for row in rows:
         if row["kind"] == EngagementKind.CLICKED.value:
             _click_out(conn, config, row, urls.get(row["code"]))
-        on_fact(conn, config, row["contact_id"], row["kind"], sequence=row["sequence"], touch=row["touch"])
+        on_fact(conn, config, row["contact_id"], row["kind"], at=row["at"], sequence=row["sequence"],
+                touch=row["touch"])
 
 
 def _link_urls(conn: sa.Connection, codes: list[str]) -> dict[str, str]:
@@ -120,7 +121,7 @@ def apply_engagements(conn: sa.Connection, provider_name: str, events: list[Enga
                       recorded_facts: list[dict] | None = None, *, config: Any = None) -> int:
     """Record a provider's open and click events of the messages it sent; return how many were recorded.
 
-    Each one recorded is also appended to ``recorded_facts`` (its contact_id, kind, sequence and touch). With
+    Each one recorded is also appended to ``recorded_facts`` (its contact_id, kind, at, sequence and touch). With
     ``config``, a person's click goes out to the webhooks that take ``clicked``."""
     prefix = reference_prefix(conn)
     ours = {e: i for e in events if e.message_id and (i := message_id_of(prefix, e.message_id)) is not None}
@@ -159,6 +160,6 @@ def apply_engagements(conn: sa.Connection, provider_name: str, events: list[Enga
             _click_out(conn, config, row, getattr(event, "url", None))
         recorded += 1
         if recorded_facts is not None:
-            recorded_facts.append({"contact_id": row["contact_id"], "kind": kind, "sequence": row["sequence"],
-                                   "touch": row["touch"]})
+            recorded_facts.append({"contact_id": row["contact_id"], "kind": kind, "at": at,
+                                   "sequence": row["sequence"], "touch": row["touch"]})
     return recorded

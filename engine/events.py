@@ -117,7 +117,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
             # one channel only: its touches are skipped as they come due, the others go on
             return EventResult(recorded=True, note=f"{kind} on {', '.join(channels)}")
     if kind in SCORED_EVENTS:  # before the exits: a reply that hands a lead off ends its run as handed_off
-        on_fact(conn, config, contact["id"], kind, sequence=sequence)
+        on_fact(conn, config, contact["id"], kind, at=stamp, sequence=sequence)
     query = sa.select(enrollments).where(enrollments.c.contact_id == contact["id"],
                                          enrollments.c.status == EnrollmentStatus.ACTIVE.value)
     if sequence:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -28,7 +29,7 @@ from .handoff_rules import Condition, HandoffRule
 from .models import Contact, Enrollment, EnrollmentStatus, Handoff
 from .outbox import emit
 from .sales_settings import Rep, SalesSettings
-from .scoring import refresh_score
+from .scoring import add_fact
 
 __all__ = ["HandedOff", "on_fact", "choose_rep", "fired"]
 
@@ -72,12 +73,13 @@ def choose_rep(conn: sa.Connection, sales: SalesSettings, rule: HandoffRule, con
     return min(team, key=lambda r: (counts.get(r.name, 0) / r.weight, team.index(r)))
 
 
-def on_fact(conn: sa.Connection, config: Config, contact_id: int | None, kind: str, *,
+def on_fact(conn: sa.Connection, config: Config, contact_id: int | None, kind: str, *, at: datetime,
             sequence: str | None = None, touch: str | None = None) -> list[HandedOff]:
-    """Keep the contact's score after a fact and hand it off where a rule says so; what was handed off."""
+    """Keep the contact's score after a fact that happened ``at`` and hand it off where a rule says so; what
+    was handed off."""
     if contact_id is None:
         return []
-    score = refresh_score(conn, config.settings.scoring, contact_id)
+    score = add_fact(conn, config.settings.scoring, contact_id, kind, at)
     ruled = {name for name, seq in config.sequences.items() if seq.handoff is not None}
     if not ruled or not config.settings.sales.team:
         return []

@@ -167,5 +167,6 @@ def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
                + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
                + (apply_engagements(conn, provider_name, engaged, facts, config=config) if engaged else 0))
     for fact in facts:
-        on_fact(conn, config, fact["contact_id"], fact["kind"], sequence=fact["sequence"], touch=fact["touch"])
+        on_fact(conn, config, fact["contact_id"], fact["kind"], at=fact["at"], sequence=fact["sequence"],
+                touch=fact["touch"])
     return changed

@@ -4,11 +4,15 @@ The facts are a person's clicks and opens (:mod:`engine.engagement`; a bot's are
 contact's ``replied`` and ``converted`` events (:mod:`engine.events`). A fact of ``p`` points that happened
 ``age`` ago counts ``p * 0.5 ** (age / half_life)``. Facts after ``at`` are not counted.
 
-The score is kept on the contact (``score`` as of ``score_at``) each time a fact is recorded; as every fact
-decays at the same rate, the kept score at a later time is ``score * 0.5 ** (elapsed / half_life)``.
+The score is kept on the contact (``score`` as of ``score_at``). As every fact decays at the same rate, the
+kept score at a later time is ``score * 0.5 ** (elapsed / half_life)``, and a new fact adds its own decayed
+points to that (:func:`add_fact`): one read and one write of the contact a fact, however many came before.
+A change of ``scoring:`` in the settings counts from the next fact on; earlier facts keep the points they
+earned, decaying at the current half-life.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +22,7 @@ from .clock import now, to_utc
 from .models import Contact, ContactEvent, Engagement
 from .sales_settings import ScoringSettings
 
-__all__ = ["Fact", "facts", "score_of", "decayed", "refresh_score"]
+__all__ = ["Fact", "facts", "score_of", "decayed", "add_fact", "kept_score"]
 
 contacts = Contact.__table__
 engagements_t = Engagement.__table__
@@ -61,19 +65,26 @@ def score_of(found: list[Fact], rules: ScoringSettings, at: datetime) -> float:
     return round(sum(decayed(rules.points.get(f.kind, 0.0), f.at, at, rules) for f in found if f.at <= at), 2)
 
 
-def refresh_score(conn: sa.Connection, rules: ScoringSettings, contact_id: int, at: datetime | None = None) -> float:
-    """Compute one contact's score now from its facts, keep it on the contact and return it."""
+def add_fact(conn: sa.Connection, rules: ScoringSettings, contact_id: int, kind: str, fact_at: datetime,
+             at: datetime | None = None) -> float:
+    """Keep one contact's score after a fact of ``kind`` that happened at ``fact_at``; return it as of ``at``
+    (default now), rounded to 0.01.
+
+    The contact's row is locked first, so two facts of one contact recorded at once both count."""
     at = at or now()
-    score = score_of(facts(conn, contact_id, at), rules, at)
+    row = conn.execute(sa.select(contacts.c.score, contacts.c.score_at).where(contacts.c.id == contact_id)
+                       .with_for_update()).mappings().first()
+    if row is None:
+        return 0.0
+    kept = kept_score(row, rules, at, rounded=False)
+    score = kept + decayed(rules.points.get(kind, 0.0), to_utc(fact_at), at, rules)
     conn.execute(sa.update(contacts).where(contacts.c.id == contact_id).values(score=score, score_at=at))
-    return score
+    return round(score, 2)
 
 
-def kept_score(contact: dict, rules: ScoringSettings, at: datetime | None = None) -> float:
-    """The score kept on a contact row, decayed to ``at`` (0 when none was ever kept)."""
+def kept_score(contact: Mapping, rules: ScoringSettings, at: datetime | None = None, *, rounded: bool = True) -> float:
+    """The score kept on a contact row, decayed to ``at`` (0 when none was ever kept), rounded to 0.01."""
     if contact.get("score") is None or contact.get("score_at") is None:
         return 0.0
-    return round(decayed(contact["score"], to_utc(contact["score_at"]), at or now(), rules), 2)
-
-
-__all__ += ["kept_score"]
+    score = decayed(contact["score"], to_utc(contact["score_at"]), at or now(), rules)
+    return round(score, 2) if rounded else score

@@ -120,3 +120,32 @@ def test_contacts_show_the_api_and_the_dashboard_show_the_score(world, frozen, m
     dashboard = client.get(f"/dashboard/contacts/{world.sara}?lang=en", headers=auth(key))
     assert dashboard.status_code == 200
     assert re.search(r'<p id="score">Lead score: <b>25(\.0)?</b></p>', dashboard.text), dashboard.text[:2000]
+
+
+def test_each_fact_adds_its_decayed_points_to_the_kept_score(world, frozen):
+    """The score kept one fact at a time is the score of all the facts recomputed: clicks through the short
+    link, replies, and provider-reported clicks that arrive days after they happened."""
+    from engine.engagement import EngagementEvent
+    from engine.receipts import apply_pushed
+
+    client, _ = api_client(world)
+    (sent,) = [m for m in world.messages() if m["provider_message_id"]]
+    for i in range(30):
+        frozen.tick(timedelta(hours=7))
+        if i % 3 == 0:
+            world.event(world.sara, "replied")
+        elif i % 3 == 1:
+            click(world, client)
+        else:
+            with world.engine.begin() as conn:
+                apply_pushed(conn, world.config, sent["provider"], [EngagementEvent(
+                    "click", sent["provider_message_id"], at=datetime.now(UTC) - timedelta(days=i % 5),
+                    event_id=f"late-{i}")])
+    with world.engine.connect() as conn:
+        found = facts(conn, world.sara)
+    assert [f.kind for f in found].count("clicked") == 20 and len(found) == 30
+    rules = world.config.settings.scoring
+    row = contact_row(world)
+    assert abs(kept_score(row, rules) - score_of(found, rules, datetime.now(UTC))) <= 0.01
+    frozen.tick(timedelta(days=3))
+    assert abs(kept_score(row, rules) - score_of(found, rules, datetime.now(UTC))) <= 0.01
