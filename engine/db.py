@@ -37,8 +37,10 @@ def reading(engine: sa.Engine) -> sa.Connection:
     return engine.connect().execution_options(**{READ_ONLY: True})
 
 
-#: SQLite connections kept open per process (see :func:`make_engine`)
-SQLITE_POOL = 48
+#: connections kept open per process: the service runs reads and key checks on its thread pool's threads
+#: (anyio's 40) at once, and each needs one; fewer, and a burst of requests opens and closes connections
+#: beyond the pool (on PostgreSQL a new server process each, which cost an API request a fifth of its rate)
+POOL_SIZE = 48
 
 #: how often :func:`writing_soon` asks again for SQLite's write lock, and for how long at most
 LOCK_POLL_SECONDS = 0.002
@@ -127,10 +129,9 @@ def make_engine(url: str, limits: SessionLimits | None = None) -> sa.Engine:
         # None included, it searches for an adapter (two attribute lookups when none is registered). The
         # worker binds thousands of NULLs a second; registered, None is one dictionary hit.
         sqlite3.register_adapter(type(None), _null)
-        # the service reads from its thread pool's threads (anyio's 40) at once: a connection for each is kept
-        # open, since opening one costs a file open and the PRAGMAs below (a tenth of an API request's CPU)
+        # opening a connection costs a file open and the PRAGMAs below (a tenth of an API request's CPU)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                                  pool_size=SQLITE_POOL, max_overflow=10)
+                                  pool_size=POOL_SIZE, max_overflow=10)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -150,7 +151,7 @@ def make_engine(url: str, limits: SessionLimits | None = None) -> sa.Engine:
             conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=10,
                             connect_args=limits.connect_args() if limits else {})
 
 
