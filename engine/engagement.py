@@ -21,7 +21,7 @@ from providers.base import EngagementEvent
 
 from .clock import now, to_utc
 from .installation import message_id_of, reference_prefix
-from .handoff import on_fact
+from .handoff import on_facts
 from .links import PIXEL_URL
 from .outbox import emit
 from .models import Engagement, EngagementKind, Link, Message
@@ -83,7 +83,7 @@ def insert_follows(conn: sa.Connection, rows: list[dict], config: Any = None) ->
 
     With ``config``, what follows from each is done in the same transaction: a person's click goes out to the
     webhooks that take ``clicked`` (:mod:`engine.outbox`), and every follow counts towards the lead score and
-    the sequence's handoff rule (:func:`engine.handoff.on_fact`)."""
+    the sequence's handoff rule (:func:`engine.handoff.on_facts`)."""
     if not rows:
         return
     conn.execute(sa.insert(engagements_t), rows)
@@ -93,8 +93,7 @@ def insert_follows(conn: sa.Connection, rows: list[dict], config: Any = None) ->
     for row in rows:
         if row["kind"] == EngagementKind.CLICKED.value:
             _click_out(conn, config, row, urls.get(row["code"]))
-        on_fact(conn, config, row["contact_id"], row["kind"], at=row["at"], sequence=row["sequence"],
-                touch=row["touch"])
+    on_facts(conn, config, rows)
 
 
 def _link_urls(conn: sa.Connection, codes: list[str]) -> dict[str, str]:

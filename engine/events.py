@@ -19,7 +19,7 @@ from .config import Config
 from .ending import end_enrollments
 from .errors import InputError
 from .eventnames import BUILT_IN, MAX_KEY, data_problem, name_problem
-from .handoff import on_fact
+from .handoff import on_facts
 from .loyalty import after_conversion
 from .outbox import emit
 from .people import not_erased
@@ -117,7 +117,7 @@ def record_event(conn: sa.Connection, config: Config, contact: dict, kind: str, 
             # one channel only: its touches are skipped as they come due, the others go on
             return EventResult(recorded=True, note=f"{kind} on {', '.join(channels)}")
     if kind in SCORED_EVENTS:  # before the exits: a reply that hands a lead off ends its run as handed_off
-        on_fact(conn, config, contact["id"], kind, at=stamp, sequence=sequence)
+        on_facts(conn, config, [{"contact_id": contact["id"], "kind": kind, "at": stamp, "sequence": sequence}])
     query = sa.select(enrollments).where(enrollments.c.contact_id == contact["id"],
                                          enrollments.c.status == EnrollmentStatus.ACTIVE.value)
     if sequence:

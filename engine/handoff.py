@@ -17,8 +17,9 @@ All of it in the caller's transaction, with the fact that caused it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,9 +30,9 @@ from .handoff_rules import Condition, HandoffRule
 from .models import Contact, Enrollment, EnrollmentStatus, Handoff
 from .outbox import emit
 from .sales_settings import Rep, SalesSettings
-from .scoring import add_fact
+from .scoring import add_facts
 
-__all__ = ["HandedOff", "on_fact", "choose_rep", "fired"]
+__all__ = ["HandedOff", "on_facts", "choose_rep", "fired"]
 
 contacts = Contact.__table__
 enrollments = Enrollment.__table__
@@ -73,25 +74,27 @@ def choose_rep(conn: sa.Connection, sales: SalesSettings, rule: HandoffRule, con
     return min(team, key=lambda r: (counts.get(r.name, 0) / r.weight, team.index(r)))
 
 
-def on_fact(conn: sa.Connection, config: Config, contact_id: int | None, kind: str, *, at: datetime,
-            sequence: str | None = None, touch: str | None = None) -> list[HandedOff]:
-    """Keep the contact's score after a fact that happened ``at`` and hand it off where a rule says so; what
-    was handed off."""
-    if contact_id is None:
-        return []
-    score = add_fact(conn, config.settings.scoring, contact_id, kind, at)
+def on_facts(conn: sa.Connection, config: Config, found: Iterable[Mapping[str, Any]]) -> list[HandedOff]:
+    """Keep the scores after facts and hand leads off where a rule says so; what was handed off.
+
+    Each fact is a mapping of its ``contact_id`` (None: not a contact's, skipped), ``kind``, ``at`` (when it
+    happened) and the ``sequence`` and ``touch`` it was about (may be absent), in the order recorded."""
+    found = [f for f in found if f["contact_id"] is not None]
+    scores = add_facts(conn, config.settings.scoring, [(f["contact_id"], f["kind"], f["at"]) for f in found])
     ruled = {name for name, seq in config.sequences.items() if seq.handoff is not None}
     if not ruled or not config.settings.sales.team:
         return []
-    active = [dict(e) for e in conn.execute(sa.select(enrollments).where(
-        enrollments.c.contact_id == contact_id, enrollments.c.status == EnrollmentStatus.ACTIVE.value,
-        enrollments.c.sequence.in_(ruled)).order_by(enrollments.c.id)).mappings()]
     done = []
-    for enrollment in active:
-        rule = config.sequences[enrollment["sequence"]].handoff
-        condition = fired(rule, enrollment["sequence"], kind, sequence, touch, score)
-        if condition is not None and (handed := _hand_off(conn, config, enrollment, rule, condition, score)):
-            done.append(handed)
+    for fact, score in zip(found, scores):
+        active = [dict(e) for e in conn.execute(sa.select(enrollments).where(
+            enrollments.c.contact_id == fact["contact_id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value,
+            enrollments.c.sequence.in_(ruled)).order_by(enrollments.c.id)).mappings()]
+        for enrollment in active:
+            rule = config.sequences[enrollment["sequence"]].handoff
+            condition = fired(rule, enrollment["sequence"], fact["kind"], fact.get("sequence"), fact.get("touch"),
+                              score)
+            if condition is not None and (handed := _hand_off(conn, config, enrollment, rule, condition, score)):
+                done.append(handed)
     return done
 
 

@@ -16,7 +16,7 @@ from .addresses import normalize_phone
 from .clock import now
 from .config import Config
 from .engagement import apply_engagements
-from .handoff import on_fact
+from .handoff import on_facts
 from .events import record_event
 from .installation import message_id_of, reference_prefix
 from .models import RECEIPT_FROM, MessageStatus
@@ -166,7 +166,5 @@ def apply_pushed(conn: sa.Connection, config: Config, provider_name: str,
     changed = ((apply_reports(conn, config, provider_name, reports) if reports else 0)
                + (apply_inbound(conn, config, provider_name, inbound) if inbound else 0)
                + (apply_engagements(conn, provider_name, engaged, facts, config=config) if engaged else 0))
-    for fact in facts:
-        on_fact(conn, config, fact["contact_id"], fact["kind"], at=fact["at"], sequence=fact["sequence"],
-                touch=fact["touch"])
+    on_facts(conn, config, facts)
     return changed

@@ -6,13 +6,14 @@ contact's ``replied`` and ``converted`` events (:mod:`engine.events`). A fact of
 
 The score is kept on the contact (``score`` as of ``score_at``). As every fact decays at the same rate, the
 kept score at a later time is ``score * 0.5 ** (elapsed / half_life)``, and a new fact adds its own decayed
-points to that (:func:`add_fact`): one read and one write of the contact a fact, however many came before.
+points to that (:func:`add_facts`): a batch of facts reads and writes each of its contacts once, however many
+facts came before.
 A change of ``scoring:`` in the settings counts from the next fact on; earlier facts keep the points they
 earned, decaying at the current half-life.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +23,7 @@ from .clock import now, to_utc
 from .models import Contact, ContactEvent, Engagement
 from .sales_settings import ScoringSettings
 
-__all__ = ["Fact", "facts", "score_of", "decayed", "add_fact", "kept_score"]
+__all__ = ["Fact", "facts", "score_of", "decayed", "add_facts", "kept_score"]
 
 contacts = Contact.__table__
 engagements_t = Engagement.__table__
@@ -65,21 +66,33 @@ def score_of(found: list[Fact], rules: ScoringSettings, at: datetime) -> float:
     return round(sum(decayed(rules.points.get(f.kind, 0.0), f.at, at, rules) for f in found if f.at <= at), 2)
 
 
-def add_fact(conn: sa.Connection, rules: ScoringSettings, contact_id: int, kind: str, fact_at: datetime,
-             at: datetime | None = None) -> float:
-    """Keep one contact's score after a fact of ``kind`` that happened at ``fact_at``; return it as of ``at``
-    (default now), rounded to 0.01.
+def add_facts(conn: sa.Connection, rules: ScoringSettings, found: Sequence[tuple[int, str, datetime]],
+              at: datetime | None = None) -> list[float]:
+    """Keep the scores of the contacts of ``found``: (contact_id, kind, when it happened) of each fact, in the
+    order they were recorded. Return each fact's contact's score right after it, as of ``at`` (default now),
+    rounded to 0.01 (0 for a contact that is gone).
 
-    The contact's row is locked first, so two facts of one contact recorded at once both count."""
+    The contacts' rows are read once, locked in id order (two writers of the same contacts never deadlock;
+    two facts of one contact recorded at once both count), and each written once."""
     at = at or now()
-    row = conn.execute(sa.select(contacts.c.score, contacts.c.score_at).where(contacts.c.id == contact_id)
-                       .with_for_update()).mappings().first()
-    if row is None:
-        return 0.0
-    kept = kept_score(row, rules, at, rounded=False)
-    score = kept + decayed(rules.points.get(kind, 0.0), to_utc(fact_at), at, rules)
-    conn.execute(sa.update(contacts).where(contacts.c.id == contact_id).values(score=score, score_at=at))
-    return round(score, 2)
+    ids = sorted({contact_id for contact_id, _, _ in found})
+    if not ids:
+        return []
+    kept = {row["id"]: kept_score(row, rules, at, rounded=False) for row in conn.execute(
+        sa.select(contacts.c.id, contacts.c.score, contacts.c.score_at).where(contacts.c.id.in_(ids))
+        .order_by(contacts.c.id).with_for_update()).mappings()}
+    after = []
+    for contact_id, kind, fact_at in found:
+        if contact_id not in kept:
+            after.append(0.0)
+            continue
+        kept[contact_id] += decayed(rules.points.get(kind, 0.0), to_utc(fact_at), at, rules)
+        after.append(round(kept[contact_id], 2))
+    if kept:
+        conn.execute(sa.update(contacts).where(contacts.c.id == sa.bindparam("contact_id"))
+                     .values(score=sa.bindparam("kept"), score_at=at),
+                     [{"contact_id": contact_id, "kept": score} for contact_id, score in kept.items()])
+    return after
 
 
 def kept_score(contact: Mapping, rules: ScoringSettings, at: datetime | None = None, *, rounded: bool = True) -> float:

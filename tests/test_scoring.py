@@ -101,7 +101,7 @@ def test_bad_scoring_settings_name_the_file_line_and_key(tmp_path, scoring, wher
     with pytest.raises(ConfigError) as err:
         load_config(folder)
     text = str(err.value)
-    assert f"settings.yaml:" in text and where in text and says in text
+    assert "settings.yaml:" in text and where in text and says in text
 
 
 def test_contacts_show_the_api_and_the_dashboard_show_the_score(world, frozen, monkeypatch):
@@ -149,3 +149,23 @@ def test_each_fact_adds_its_decayed_points_to_the_kept_score(world, frozen):
     assert abs(kept_score(row, rules) - score_of(found, rules, datetime.now(UTC))) <= 0.01
     frozen.tick(timedelta(days=3))
     assert abs(kept_score(row, rules) - score_of(found, rules, datetime.now(UTC))) <= 0.01
+
+
+def test_clicks_written_in_one_batch_each_count(world, frozen):
+    """The service writes its queued clicks in one transaction: three clicks of one contact in a batch score
+    three times, with the contact's row read and written once."""
+    from engine.models import Link
+
+    client, _ = api_client(world)
+    with world.engine.connect() as conn:
+        code = conn.execute(sa.select(Link.__table__.c.code)).scalars().first()
+    for _ in range(3):
+        assert client.get(f"/l/{code}", headers={"User-Agent": PHONE_AGENT},
+                          follow_redirects=False).status_code == 302
+        frozen.tick(timedelta(hours=1))
+    assert client.app.state.ctx.clicks.flush() == 3
+    with world.engine.connect() as conn:
+        found = facts(conn, world.sara)
+    assert [f.kind for f in found] == ["clicked"] * 3
+    rules = world.config.settings.scoring
+    assert kept_score(contact_row(world), rules) == score_of(found, rules, datetime.now(UTC)) > 14.9
