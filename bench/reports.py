@@ -322,7 +322,8 @@ def measure_kpi(name: str, cfg: Path, config, engine: sa.Engine, runs: int, kpi_
            f"< {KPI_TARGET:g}s", secs < KPI_TARGET if kpi_target else None)
     for by in ("source", "month"):
         secs, _ = timed(lambda: in_process(by), max(1, runs - 1))
-        result(f"{name} kpi_report --by {by}", f"{secs:.2f}s", f"< {KPI_TARGET:g}s", None)
+        result(f"{name} kpi_report --by {by}", f"{secs:.2f}s", f"< {KPI_TARGET:g}s",
+               secs < KPI_TARGET if kpi_target else None)
 
 
 def measure_pages(name: str, config, engine: sa.Engine, headers: dict, n: int, runs: int) -> None:
@@ -354,7 +355,7 @@ def measure_pages(name: str, config, engine: sa.Engine, headers: dict, n: int, r
         secs, _ = timed(get("/api/v1/kpi"), runs)
         result(f"{name} GET /api/v1/kpi", f"{secs:.2f}s", f"< {KPI_TARGET:g}s", None)
         contact = f"+98912{n - 3:07d}"  # a recent converter of winter-sale
-        pages = [("/dashboard/kpi", {}), ("/dashboard", {}), ("/dashboard/sequences", {}),
+        pages = [("/dashboard/kpi", {}), ("/dashboard/kpi", {"by": "source"}), ("/dashboard", {}), ("/dashboard/sequences", {}),
                  ("/api/v1/sequences/winter-sale/stats", {}), ("/dashboard/log", {}),
                  ("/dashboard/log", {"sequence": "welcome-en", "event": "failed"}),
                  (f"/dashboard/contacts/{contact}", {})]
