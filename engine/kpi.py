@@ -36,7 +36,8 @@ from .store.sources import source_of
 from .kpi_leads import loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
-__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source"]
+__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source",
+           "top_objections"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
@@ -293,6 +294,23 @@ def revenue_by_source(conn: sa.Connection, *, since: timedelta, until: datetime)
     return [(source, round(value, 2)) for source, value in sorted(revenue.items())]
 
 
+def top_objections(conn: sa.Connection, *, since: timedelta, until: datetime) -> list[dict]:
+    """The ``top_objections`` of :func:`kpi_report` without ``by``, read from the handoffs lost within the window
+    alone (in the report's order: by handoff time), for a page that shows them beside a report by group."""
+    start = until - since
+    h = handoffs_t.c
+    lost = conn.execute(sa.select(h.objection).where(h.outcome == LOST, h.outcome_at.between(start, until),
+                                                     h.at <= until).order_by(h.at, h.id)).scalars()
+    return _shares([objection or NONE for objection in lost])
+
+
+def _shares(objections: list[str]) -> list[dict]:
+    """Each objection's count and share of them all, most first (ties in the order they came)."""
+    counts = Counter(objections)
+    total = sum(counts.values())
+    return [{"objection": o, "count": n, "share": _ratio(n, total)} for o, n in counts.most_common()]
+
+
 def _prices(config: Config) -> dict[str, tuple[float, float]]:
     """Each provider's (price_per_segment, price_per_email), 0 where not set."""
     out = {}
@@ -317,8 +335,6 @@ def _figures(group: str, g: dict[str, list], purchases: Counter[int], lifetime: 
     cost = 0.0
     for part in g["costs"]:
         cost += part
-    counts = Counter(g["objections"])
-    total = sum(counts.values())
     kpi = Kpi(group)
     kpi.figures = {
         "leads": leads, "handoffs": len(handoffs), "conversions": len(g["conversions"]),
@@ -333,5 +349,5 @@ def _figures(group: str, g: dict[str, list], purchases: Counter[int], lifetime: 
         "repeat_after_loyalty": after_loyalty,
         "cost": round(cost, 2), "return_on_cost": _ratio(revenue - cost, cost),
     }
-    kpi.objections = [{"objection": o, "count": n, "share": _ratio(n, total)} for o, n in counts.most_common()]
+    kpi.objections = _shares(g["objections"])
     return kpi

@@ -17,7 +17,7 @@ from engine.cli import cli
 from engine.errors import InputError
 
 from engine.events import end_enrollments
-from engine.kpi import DEFINITIONS, kpi_report
+from engine.kpi import DEFINITIONS, kpi_report, top_objections
 from engine.clock import now
 from engine.leads import record_outcome
 from engine.contacts import find_contact
@@ -180,6 +180,15 @@ def test_the_migration_copies_each_contacts_source_onto_its_runs_and_sends(shop,
             assert set(conn.exec_driver_sql("SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'messages'::regclass "
                                             "AND NOT tgisinternal").scalars()) == {"O"}
     engine.dispose()
+
+
+def test_the_objections_beside_a_report_by_group_are_the_whole_reports(shop, frozen):
+    for days in (0, 1, 40):  # lost within the window, and a window with none
+        frozen.tick(timedelta(days=days))
+        (everything,) = report(shop).values()
+        with shop.engine.connect() as conn:
+            assert top_objections(conn, since=timedelta(days=30), until=now()) == everything.objections
+    assert everything.objections == []
 
 
 def test_the_window_leaves_out_what_came_before_it(shop, frozen):
