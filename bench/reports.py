@@ -66,6 +66,8 @@ def mix(i: int) -> int:
 # -- the fill ---------------------------------------------------------------------------------------------------
 def rows(n: int, t: datetime):
     """Every table's rows for n contacts, as {table: iterator of tuples} produced contact by contact."""
+    from engine.store.sources import source_of
+
     step = SPAN / n
     out = {k: [] for k in ("contacts", "enrollments", "messages", "log", "events", "engagements", "handoffs")}
     for i in range(1, n + 1):
@@ -75,6 +77,7 @@ def rows(n: int, t: datetime):
         kind = r % 10
         attrs = ({"source": SOURCES[r % 5]} if kind < 4 else {"utm_source": SOURCES[(r >> 3) % 5], "utm_medium": "cpc"}
                  if kind < 7 else {})
+        source = source_of(attrs)
         out["contacts"].append((i, f"+98912{i:07d}", f"c{i}@example.com" if i % 3 == 2 else None, f"نام{i}", "",
                                 ";bench;", json.dumps(attrs), enrolled, enrolled))
         fate = (r >> 7) % 100
@@ -82,7 +85,7 @@ def rows(n: int, t: datetime):
                   else "completed")
         ended = enrolled + timedelta(days=2, hours=1)
         key = f"cart-{i}" if seq == "abandoned-cart" else None
-        out["enrollments"].append((i, i, seq, "bench", status, enrolled, ended, key))
+        out["enrollments"].append((i, i, seq, "bench", status, enrolled, ended, key, source))
         if key:
             out["events"].append((i, "cart_abandoned", key, json.dumps({"total": 1200000, "items": 2}), None, None,
                                   "api", enrolled - timedelta(minutes=1), None, None, None, None))
@@ -100,7 +103,7 @@ def rows(n: int, t: datetime):
                       "cancelled": "the run ended"}.get(mstatus)
             out["messages"].append((mid, i, i, seq, k, touch, channel, mstatus, due, due, 1 if went else 0,
                                     provider if went else None, f"pm{mid}" if went else None, sent_at, reason,
-                                    segments, due, False, 0))
+                                    segments, due, False, 0, source))
             base = (mid, i, seq, touch, channel)
             if k == 0:
                 out["log"].append((enrolled, *base, None, "scheduled", f"due {due:%Y-%m-%dT%H:%M:%SZ}", 0, None))
@@ -145,9 +148,10 @@ def rows(n: int, t: datetime):
 
 COLUMNS = {
     "contacts": "id, phone, email, first_name, last_name, tags, attrs, created_at, updated_at",
-    "enrollments": "id, contact_id, sequence, sequence_hash, status, enrolled_at, ended_at, event_key",
+    "enrollments": "id, contact_id, sequence, sequence_hash, status, enrolled_at, ended_at, event_key, source",
     "messages": "id, enrollment_id, contact_id, sequence, touch_index, touch, channel, status, due_at, "
-                "next_attempt_at, attempt, provider, provider_message_id, sent_at, reason, segments, updated_at, urgent, polls",
+                "next_attempt_at, attempt, provider, provider_message_id, sent_at, reason, segments, updated_at, urgent, "
+                "polls, source",
     "bench_log": "at, message_id, contact_id, sequence, touch, channel, provider, event, reason, attempt, "
                  "provider_message_id",
     "contact_events": "contact_id, type, key, data, sequence, channel, source, at, message_id, touch, "
@@ -318,7 +322,8 @@ def measure_kpi(name: str, cfg: Path, config, engine: sa.Engine, runs: int, kpi_
            f"< {KPI_TARGET:g}s", secs < KPI_TARGET if kpi_target else None)
     for by in ("source", "month"):
         secs, _ = timed(lambda: in_process(by), max(1, runs - 1))
-        result(f"{name} kpi_report --by {by}", f"{secs:.2f}s", f"< {KPI_TARGET:g}s", None)
+        result(f"{name} kpi_report --by {by}", f"{secs:.2f}s", f"< {KPI_TARGET:g}s",
+               secs < KPI_TARGET if kpi_target else None)
 
 
 def measure_pages(name: str, config, engine: sa.Engine, headers: dict, n: int, runs: int) -> None:
@@ -350,7 +355,7 @@ def measure_pages(name: str, config, engine: sa.Engine, headers: dict, n: int, r
         secs, _ = timed(get("/api/v1/kpi"), runs)
         result(f"{name} GET /api/v1/kpi", f"{secs:.2f}s", f"< {KPI_TARGET:g}s", None)
         contact = f"+98912{n - 3:07d}"  # a recent converter of winter-sale
-        pages = [("/dashboard/kpi", {}), ("/dashboard", {}), ("/dashboard/sequences", {}),
+        pages = [("/dashboard/kpi", {}), ("/dashboard/kpi", {"by": "source"}), ("/dashboard", {}), ("/dashboard/sequences", {}),
                  ("/api/v1/sequences/winter-sale/stats", {}), ("/dashboard/log", {}),
                  ("/dashboard/log", {"sequence": "welcome-en", "event": "failed"}),
                  (f"/dashboard/contacts/{contact}", {})]

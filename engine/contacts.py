@@ -19,6 +19,7 @@ from .errors import InputError
 from .fields import length_problems
 from .models import Contact
 from .store.events import contacts_by
+from .store.sources import changed_sources, follow
 from .text import fa_letters
 
 __all__ = ["ContactRow", "ImportReport", "parse_row", "import_csv", "import_summary", "upsert_contacts", "find_contact",
@@ -199,6 +200,7 @@ def upsert_contacts(conn: sa.Connection, rows: list[ContactRow], report: ImportR
     if conds:
         for rec in conn.execute(sa.select(contacts).where(sa.or_(*conds))).mappings():
             records[rec["id"]] = dict(rec)
+    stored_attrs = {cid: rec["attrs"] for cid, rec in records.items()}
     owner = {(k, rec[k]): cid for cid, rec in records.items() for k in _KEYS if rec[k]}
     stamp = now()
     first_line: dict[Any, int | None] = {}  # contacts first named in this batch → the line naming them
@@ -240,6 +242,7 @@ def upsert_contacts(conn: sa.Connection, rows: list[ContactRow], report: ImportR
         ids = dict(zip(fresh, result.scalars().all()))
     for cid, changes in updates.items():
         conn.execute(sa.update(contacts).where(contacts.c.id == cid).values(**changes, updated_at=stamp))
+    follow(conn, changed_sources(stored_attrs, {cid: c["attrs"] for cid, c in updates.items() if "attrs" in c}))
     for target in first_line:
         if isinstance(target, int):
             cid, kind = target, "updated" if target in updates else "unchanged"

@@ -21,6 +21,7 @@ from .config import Config
 from .errors import InputError
 from .store import append_log
 from .store.driver import dialect_insert
+from .store.sources import source_of
 from .kinds import blocks
 from .models import ACTIVE_UNKEYED, KEYED, Contact, Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState
 
@@ -164,11 +165,12 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
         insert = dialect_insert(conn, enrollments).on_conflict_do_nothing(
             index_elements=["contact_id", "sequence"] + (["event_key"] if key is not None else []),
             index_where=sa.text(ACTIVE_UNKEYED if key is None else KEYED))
+        sources = {cid: source_of(rows[cid]["attrs"]) for cid in new}
         result = conn.execute(insert.returning(enrollments.c.id, enrollments.c.contact_id), [
             dict(contact_id=cid, sequence=seq.name, sequence_hash=seq.hash, status=EnrollmentStatus.ACTIVE.value,
                  enrolled_at=stamp, offer_code=seq.offer.code if seq.offer else None,
                  offer_expires_at=given.get(cid, deadline), event_key=key,
-                 event_data=run.data if run and run.data is not None else sa.null())
+                 event_data=run.data if run and run.data is not None else sa.null(), source=sources[cid])
             for cid in new])
         created = result.all()
         inserted = {cid for _, cid in created}
@@ -184,7 +186,7 @@ def enroll(conn: sa.Connection, config: Config, sequence_name: str, contact_ids:
                     enrollment_id=enrollment_id, contact_id=cid, sequence=seq.name, touch_index=touch.index,
                     touch=touch.name, channel=touch.channel, urgent=touch.urgent,
                     status=MessageStatus.SCHEDULED.value if due else MessageStatus.PENDING.value,
-                    due_at=due, next_attempt_at=due, attempt=0, polls=0, updated_at=stamp))
+                    due_at=due, next_attempt_at=due, attempt=0, polls=0, updated_at=stamp, source=sources[cid]))
         inserted = conn.execute(sa.insert(messages).returning(
             messages.c.id, messages.c.contact_id, messages.c.touch, messages.c.channel, messages.c.status,
             messages.c.next_attempt_at), message_rows).mappings().all()

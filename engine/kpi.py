@@ -8,7 +8,8 @@ What sales records is read from the ``handoffs`` table (:mod:`engine.handoff`, :
 - a handoff: a ``handoffs`` row (its ``at`` is when);
 - an outcome: that row's ``outcome`` (``won`` or ``lost``, ``objection`` on a loss; ``outcome_at`` is when);
 - a lead's rep: the ``rep`` of the contact's latest handoff;
-- a lead's source: the contact's ``source`` attribute, else its ``utm_source`` (from an import or the API).
+- a lead's source: the contact's ``source`` attribute, else its ``utm_source`` (from an import or the API); the
+  runs and sends carry a copy of it (:mod:`engine.store.sources`), which the report groups them by.
 
 Leads leave out the sales reps' own enrollments in the built-in ``_sales`` sequence. Until sales records
 any, those figures are 0.
@@ -31,10 +32,12 @@ from .durations import parse_duration
 from .errors import InputError
 from .store import buckets
 from .store.reports import QUARTER, attr_json, utc_month
+from .store.sources import source_of
 from .kpi_leads import loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
-__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source"]
+__all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source",
+           "top_objections"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
@@ -192,8 +195,6 @@ def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None
     query = (sa.select(*keys, m.provider, m.channel, sa.func.count(), segments)
              .where(m.status.in_(COUNTS_AS_SENT), m.sent_at >= since, m.sent_at <= until)
              .group_by(*keys, m.provider, m.channel))
-    if by == "source":
-        query = query.select_from(messages_t.outerjoin(contacts_t, contacts_t.c.id == m.contact_id))
     group_of = _group_of(by, rep_of)
     for *key, provider, channel, count, segment_count in conn.execute(query):
         group = group_of(tuple(key))
@@ -203,10 +204,10 @@ def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None
 
 def _keys(conn: sa.Connection, by: str | None, table: sa.Table, at: sa.Column,
           until: datetime) -> tuple[sa.ColumnElement, ...]:
-    """What the database groups ``table``'s rows by for ``by`` (the contact's source attributes from ``contacts``
-    joined to it; its time column ``at``); :func:`_group_of` names the group of their values."""
+    """What the database groups ``table``'s rows by for ``by`` (``table`` has the contact's source and time column
+    ``at``); :func:`_group_of` names the group of their values."""
     if by == "source":
-        return _source_columns()
+        return (table.c.source,)
     if by == "sequence":
         return (table.c.sequence,)
     if by == "month":
@@ -220,17 +221,15 @@ def _keys(conn: sa.Connection, by: str | None, table: sa.Table, at: sa.Column,
 
 def _group_of(by: str | None, rep_of: dict[int, str]) -> Callable[[tuple], str]:
     """The group a row of :func:`_keys`' values falls in."""
-    if by == "source":
-        return lambda key: _source_of(*key)
     if by == "rep":
         return lambda key: rep_of.get(key[0], NONE)
-    if by in ("sequence", "month"):
+    if by in ("source", "sequence", "month"):
         return lambda key: key[0] or NONE
     return lambda key: "all"
 
 
 def _source(attrs: dict) -> str:
-    return str(attrs.get("source") or attrs.get("utm_source") or NONE)
+    return source_of(attrs) or NONE
 
 
 def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timedelta(days=30),
@@ -257,7 +256,7 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
 
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(list))
     for k, leads in window_leads(conn, start, until, _keys(conn, by, enrollments_t, enrollments_t.c.enrolled_at, until),
-                                 _group_of(by, rep_of), with_contacts=by == "source").items():
+                                 _group_of(by, rep_of)).items():
         groups[k].update(leads=leads.count, converted=leads.converted, days=leads.days)
     facts.loyalty_starts = loyalty_starts(conn, start, until, loyalty, {e["contact_id"] for e in facts.events})
     purchases: Counter[int] = Counter()  # each converting contact's conversions ever, and their values' sum
@@ -295,6 +294,23 @@ def revenue_by_source(conn: sa.Connection, *, since: timedelta, until: datetime)
     return [(source, round(value, 2)) for source, value in sorted(revenue.items())]
 
 
+def top_objections(conn: sa.Connection, *, since: timedelta, until: datetime) -> list[dict]:
+    """The ``top_objections`` of :func:`kpi_report` without ``by``, read from the handoffs lost within the window
+    alone (in the report's order: by handoff time), for a page that shows them beside a report by group."""
+    start = until - since
+    h = handoffs_t.c
+    lost = conn.execute(sa.select(h.objection).where(h.outcome == LOST, h.outcome_at.between(start, until),
+                                                     h.at <= until).order_by(h.at, h.id)).scalars()
+    return _shares([objection or NONE for objection in lost])
+
+
+def _shares(objections: list[str]) -> list[dict]:
+    """Each objection's count and share of them all, most first (ties in the order they came)."""
+    counts = Counter(objections)
+    total = sum(counts.values())
+    return [{"objection": o, "count": n, "share": _ratio(n, total)} for o, n in counts.most_common()]
+
+
 def _prices(config: Config) -> dict[str, tuple[float, float]]:
     """Each provider's (price_per_segment, price_per_email), 0 where not set."""
     out = {}
@@ -319,8 +335,6 @@ def _figures(group: str, g: dict[str, list], purchases: Counter[int], lifetime: 
     cost = 0.0
     for part in g["costs"]:
         cost += part
-    counts = Counter(g["objections"])
-    total = sum(counts.values())
     kpi = Kpi(group)
     kpi.figures = {
         "leads": leads, "handoffs": len(handoffs), "conversions": len(g["conversions"]),
@@ -335,5 +349,5 @@ def _figures(group: str, g: dict[str, list], purchases: Counter[int], lifetime: 
         "repeat_after_loyalty": after_loyalty,
         "cost": round(cost, 2), "return_on_cost": _ratio(revenue - cost, cost),
     }
-    kpi.objections = [{"objection": o, "count": n, "share": _ratio(n, total)} for o, n in counts.most_common()]
+    kpi.objections = _shares(g["objections"])
     return kpi

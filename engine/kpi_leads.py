@@ -17,12 +17,11 @@ import sqlalchemy as sa
 
 from .clock import to_utc
 from .control import SALES_SEQUENCE
-from .models import Contact, ContactEvent, Enrollment
+from .models import ContactEvent, Enrollment
 from .store.reports import seconds_between
 
 __all__ = ["Leads", "window_leads", "loyalty_starts"]
 
-contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
 events_t = ContactEvent.__table__
 
@@ -42,22 +41,21 @@ def _in_window(start: datetime, until: datetime) -> sa.ColumnElement:
 
 
 def window_leads(conn: sa.Connection, start: datetime, until: datetime, keys: tuple[sa.ColumnElement, ...],
-                 group_of: Callable[[tuple], str], *, with_contacts: bool = False) -> dict[str, Leads]:
+                 group_of: Callable[[tuple], str]) -> dict[str, Leads]:
     """The leads of the runs enrolled within the window, by group.
 
-    ``keys`` are what the database groups the runs by (columns of ``enrollments``, and of ``contacts`` joined
-    when ``with_contacts``); ``group_of`` names the group of a key's values. Keys whose contacts fall in
-    one group each (a contact's source, its rep) may name one group from many keys: their counts add up."""
+    ``keys`` are what the database groups the runs by (of ``enrollments``' columns); ``group_of`` names the
+    group of a key's values. Keys whose contacts fall in one group each (a contact's rep) may name one group
+    from many keys: their counts add up."""
     e = enrollments_t
-    rows = e.outerjoin(contacts_t, contacts_t.c.id == e.c.contact_id) if with_contacts else e
     # a row per group with its count of contacts (sorted, not hashed: cheaper for the window's many runs)
-    counts = (sa.select(*keys, sa.func.count(sa.distinct(e.c.contact_id)), sa.null(), sa.null()).select_from(rows)
+    counts = (sa.select(*keys, sa.func.count(sa.distinct(e.c.contact_id)), sa.null(), sa.null())
               .where(_in_window(start, until)).group_by(*keys))
     # then a row per converted lead: only the runs of contacts converting within the window can lead to one
     buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
                                                     events_t.c.at.between(start, until))
     runs = (sa.select(*(k.label(f"k{i}") for i, k in enumerate(keys)), e.c.contact_id,
-                      sa.func.min(e.c.enrolled_at).label("first")).select_from(rows)
+                      sa.func.min(e.c.enrolled_at).label("first"))
             .where(_in_window(start, until), e.c.contact_id.in_(buyers))
             .group_by(*keys, e.c.contact_id).subquery("runs"))
     key_columns = [runs.c[f"k{i}"] for i in range(len(keys))]

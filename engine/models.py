@@ -13,6 +13,8 @@ from typing import Any, Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from .fields import MAX_ATTR_VALUE
+
 __all__ = [
     "MessageStatus", "EnrollmentStatus", "Contact", "SequenceVersion", "Offer", "Enrollment",
     "Message", "DeliveryLog", "ContactEvent", "ProviderState", "WorkerStatus", "metadata",
@@ -138,9 +140,9 @@ class Enrollment(SQLModel, table=True):
         # one run per contact, sequence and event key (a cart), whatever became of it
         sa.Index("uq_enrollment_event_key", "contact_id", "sequence", "event_key", unique=True,
                  sqlite_where=sa.text(KEYED), postgresql_where=sa.text(KEYED)),
-        # the runs of a KPI window (PostgreSQL: their sequence and contact from the index); a sequence's enrolled
-        # and converted counts from the index alone
-        sa.Index("ix_enrollments_enrolled_at", "enrolled_at", postgresql_include=["sequence", "contact_id"]),
+        # the runs of a KPI window (PostgreSQL: their sequence, contact and source from the index); a sequence's
+        # enrolled and converted counts from the index alone
+        sa.Index("ix_enrollments_enrolled_at", "enrolled_at", postgresql_include=["sequence", "contact_id", "source"]),
         sa.Index("ix_enrollments_sequence_status", "sequence", "status"),
     )
 
@@ -163,6 +165,9 @@ class Enrollment(SQLModel, table=True):
     #: that counts as sent went out, and a person's first click on one of its messages (the funnel per sequence)
     first_sent_at: Optional[datetime] = _ts(default=None)
     first_clicked_at: Optional[datetime] = _ts(default=None)
+    #: the contact's source (its ``source`` attribute, else its ``utm_source``), kept in step with the contact
+    #: (:mod:`engine.store.sources`): the reports by source read it instead of the contacts
+    source: Optional[str] = Field(default=None, max_length=MAX_ATTR_VALUE)
 
 
 class Message(SQLModel, table=True):
@@ -181,11 +186,11 @@ class Message(SQLModel, table=True):
         # a sequence's funnel per touch on SQLite, from the index alone (PostgreSQL: ``sequence_counts``)
         sa.Index("ix_messages_sequence_touch", "sequence", "touch", "status"),
         # the sends of a KPI window, its days and its funnels (PostgreSQL: by status, sequence, touch, provider,
-        # contact and message id, from the index)
+        # contact, message id and source, from the index)
         sa.Index("ix_messages_sent_at", "sent_at", sqlite_where=sa.text("sent_at IS NOT NULL"),
                  postgresql_where=sa.text("sent_at IS NOT NULL"),
                  postgresql_include=["status", "sequence", "touch", "provider", "channel", "segments", "contact_id",
-                                     "id"]),
+                                     "id", "source"]),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -218,6 +223,8 @@ class Message(SQLModel, table=True):
     #: conversions credited to it (the funnel per touch's kept counts)
     clicks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     credits: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    #: the contact's source, as :attr:`Enrollment.source`
+    source: Optional[str] = Field(default=None, max_length=MAX_ATTR_VALUE)
 
 
 #: the log's events that count as a provider's errors

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from .clock import now, to_utc
 from .ending import end_enrollments
 from .store import append_log
+from .store.sources import follow
 from .models import Contact, DeliveryLog, Enrollment, EnrollmentStatus, Message
 
 __all__ = ["ERASED", "ERASED_REASON", "contact_rows", "contact_detail", "forget", "has_tag", "is_erased", "not_erased",
@@ -109,6 +110,7 @@ def forget(conn: sa.Connection, contact: dict) -> dict[str, int]:
     conn.execute(sa.update(contacts).where(contacts.c.id == contact["id"]).values(
         external_id=None, phone=None, email=None, first_name="", last_name="", timezone=None, locale=None,
         tags="", attrs={}, sms_suppressed=mark, email_suppressed=mark, updated_at=stamp))
+    follow(conn, {contact["id"]: None})
     append_log(conn, [dict(at=stamp, message_id=None, contact_id=contact["id"], sequence=None, touch=None,
                            channel=None, provider=None, event="erased", attempt=0, provider_message_id=None,
                            worker=None, reason=f"personal data erased; {len(active)} enrollment(s) ended, "

@@ -20,6 +20,7 @@ from .clock import now, to_utc
 from .config import Config
 from .control import SALES_SEQUENCE
 from .store import append_log
+from .store.sources import contact_source
 from .kinds import INFORMATIONAL
 from .lead_tokens import lead_url
 from .models import Contact, ContactEvent, Engagement, Enrollment, EnrollmentStatus, Message, MessageStatus, \
@@ -88,6 +89,7 @@ def notify(conn: sa.Connection, config: Config, handoff: dict, rep: Rep, lead: d
     """Enroll the rep in ``_sales`` for this handoff; the enrollment's id (None: already told)."""
     digest, data = _version(conn, rep)
     rep_id = _rep_contact(conn, rep)
+    source = contact_source(conn, rep_id)
     stamp = now()
     key = f"handoff-{handoff['id']}"
     if conn.execute(sa.select(enrollments.c.id).where(enrollments.c.sequence == SALES_SEQUENCE,
@@ -95,13 +97,13 @@ def notify(conn: sa.Connection, config: Config, handoff: dict, rep: Rep, lead: d
         return None
     enrollment_id = conn.execute(sa.insert(enrollments).values(
         contact_id=rep_id, sequence=SALES_SEQUENCE, sequence_hash=digest, status=EnrollmentStatus.ACTIVE.value,
-        enrolled_at=stamp, event_key=key, event_data=lead_data(conn, config, handoff, lead))
+        enrolled_at=stamp, event_key=key, event_data=lead_data(conn, config, handoff, lead), source=source)
         .returning(enrollments.c.id)).scalar_one()
     rows = [dict(enrollment_id=enrollment_id, contact_id=rep_id, sequence=SALES_SEQUENCE, touch_index=t["index"],
                  touch=t["name"], channel=t["channel"], urgent=False,
                  status=(MessageStatus.SCHEDULED if t["index"] == 0 else MessageStatus.PENDING).value,
                  due_at=stamp if t["index"] == 0 else None, next_attempt_at=stamp if t["index"] == 0 else None,
-                 attempt=0, polls=0, updated_at=stamp) for t in data["touches"]]
+                 attempt=0, polls=0, updated_at=stamp, source=source) for t in data["touches"]]
     inserted = conn.execute(sa.insert(messages).returning(messages.c.id, messages.c.touch, messages.c.channel,
                                                           messages.c.status), rows).mappings().all()
     append_log(conn, [dict(at=stamp, message_id=m["id"], contact_id=rep_id, sequence=SALES_SEQUENCE, touch=m["touch"],

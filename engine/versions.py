@@ -199,7 +199,8 @@ def _move(conn: sa.Connection, seq, enrollment: dict, found: list[dict], report:
 def _row(enrollment: dict, seq, touch, status: str, due, reason: str, stamp) -> dict:
     return dict(enrollment_id=enrollment["id"], contact_id=enrollment["contact_id"], sequence=seq.name,
                 touch_index=touch.index, touch=touch.name, channel=touch.channel, urgent=touch.urgent, status=status,
-                due_at=due, next_attempt_at=due, attempt=0, polls=0, updated_at=stamp, log_reason=reason)
+                due_at=due, next_attempt_at=due, attempt=0, polls=0, updated_at=stamp, source=enrollment["source"],
+                log_reason=reason)
 
 
 def _offer(conn: sa.Connection, seq, enrollment: dict) -> dict:

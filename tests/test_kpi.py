@@ -17,10 +17,12 @@ from engine.cli import cli
 from engine.errors import InputError
 
 from engine.events import end_enrollments
-from engine.kpi import DEFINITIONS, kpi_report
+from engine.kpi import DEFINITIONS, kpi_report, top_objections
 from engine.clock import now
 from engine.leads import record_outcome
-from engine.models import Enrollment, Handoff
+from engine.contacts import find_contact
+from engine.models import Enrollment, Handoff, Message
+from engine.people import forget
 from tests.conftest import simple_sequence
 from tests.service_support import api_client, auth
 
@@ -123,6 +125,70 @@ def test_lead_quality_by_source_and_figures_by_rep(shop):
     assert [o["objection"] for o in by_rep["mina"].objections] == ["timing"]
     by_month = report(shop, by="month")
     assert list(by_month) == ["2026-12"]
+
+
+def copied_sources(world) -> dict[str, dict[int, set]]:
+    """Each contact's sources as its runs and its sends carry them."""
+    out: dict[str, dict[int, set]] = {}
+    with world.engine.connect() as conn:
+        for table in (Enrollment.__table__, Message.__table__):
+            for cid, source in conn.execute(sa.select(table.c.contact_id, table.c.source)):
+                out.setdefault(table.name, {}).setdefault(cid, set()).add(source)
+    return out
+
+
+def test_the_report_by_source_follows_the_contacts_current_source(shop):
+    a, b, c, d = shop.ids
+    # A moves from instagram to telegram; D, which had none, now has only a utm_source
+    shop.add_contacts({"phone": "09120000001", "source": "telegram"}, {"phone": "09120000004", "utm_source": "bing"})
+    by_source = report(shop, by="source")
+    assert sorted(by_source) == ["bing", "google", "instagram", "telegram"]
+    telegram, instagram, bing = by_source["telegram"].figures, by_source["instagram"].figures, by_source["bing"].figures
+    assert (telegram["leads"], telegram["cost"], telegram["revenue"], telegram["handoffs"]) == (1, 200, 1500, 0)
+    assert (instagram["leads"], instagram["cost"], instagram["revenue"], instagram["lead_quality"]) == (1, 200, 2000, 1.0)
+    assert (bing["leads"], bing["cost"], bing["handoffs"], bing["lead_quality"]) == (1, 200, 1, 0.0)
+    assert {table: rows[a] for table, rows in copied_sources(shop).items()} == {
+        "enrollments": {"telegram"}, "messages": {"telegram"}}
+    with shop.engine.begin() as conn:  # erasure leaves A with no source
+        forget(conn, find_contact(conn, "09120000001", "IR"))
+    by_source = report(shop, by="source")
+    assert "telegram" not in by_source
+    assert (by_source["(none)"].figures["leads"], by_source["(none)"].figures["cost"]) == (1, 200)
+    assert {table: rows[a] for table, rows in copied_sources(shop).items()} == {
+        "enrollments": {None}, "messages": {None}}
+
+
+def test_the_migration_copies_each_contacts_source_onto_its_runs_and_sends(shop, db_url):
+    from alembic import command
+
+    from engine.db import _alembic_config, make_engine, upgrade
+
+    a, b, c, d = shop.ids
+    expected = {k: (g.figures, g.objections) for k, g in report(shop, by="source").items()}
+    engine = make_engine(db_url)
+    cfg = _alembic_config(db_url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0023_run_marks")
+    upgrade(db_url)
+    copies = copied_sources(shop)
+    assert copies["enrollments"] == copies["messages"] == {a: {"instagram"}, b: {"instagram"}, c: {"google"},
+                                                           d: {None}}
+    assert {k: (g.figures, g.objections) for k, g in report(shop, by="source").items()} == expected
+    if engine.dialect.name == "postgresql":  # the triggers the backfill turned off are on again
+        with engine.connect() as conn:
+            assert set(conn.exec_driver_sql("SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'messages'::regclass "
+                                            "AND NOT tgisinternal").scalars()) == {"O"}
+    engine.dispose()
+
+
+def test_the_objections_beside_a_report_by_group_are_the_whole_reports(shop, frozen):
+    for days in (0, 1, 40):  # lost within the window, and a window with none
+        frozen.tick(timedelta(days=days))
+        (everything,) = report(shop).values()
+        with shop.engine.connect() as conn:
+            assert top_objections(conn, since=timedelta(days=30), until=now()) == everything.objections
+    assert everything.objections == []
 
 
 def test_the_window_leaves_out_what_came_before_it(shop, frozen):

@@ -18,6 +18,7 @@ from engine.engagement import HUMAN_KINDS
 from engine.kpi import BY, NONE, _figures, _prices, _source, kpi_report
 from engine.kpi_series import daily, funnels
 from engine.models import COUNTS_AS_SENT, Contact, ContactEvent, Engagement, Enrollment, Handoff, Message
+from engine.store.sources import follow, source_of
 
 ODD = {1: {"source": "", "utm_source": "google"}, 2: {"source": 5}, 3: {"source": None, "utm_source": "x"},
        4: {"source": "اینستاگرام", "utm_source": "google"}, 5: {"utm_source": ""}}
@@ -31,6 +32,7 @@ def shop(db_url, tmp_path):
     with engine.begin() as conn:
         for cid, attrs in ODD.items():
             conn.execute(sa.update(contacts).where(contacts.c.id == cid).values(attrs=attrs))
+        follow(conn, {cid: source_of(attrs) for cid, attrs in ODD.items()})  # as every writer of attrs does
         # their runs and sends fall inside the 30-day window too
         at = now() - timedelta(days=2)
         for table in (Enrollment.__table__, Message.__table__):

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from ..db import is_sqlite, reading
 from ..clock import now
-from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, parse_window, revenue_by_source
+from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, parse_window, revenue_by_source, top_objections
 from ..kpi_series import SEQUENCE_STEPS, TOUCH_STEPS, daily, funnels, touch_funnels
 from ..templates import jalali
 from ..text import fa_digits
@@ -80,14 +80,14 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     until = now()
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
     start = until - span
-    groups, (by_source, sequence_funnels), (per_touch, days), *whole = _read(ctx.engine, [
+    groups, (by_source, sequence_funnels), (per_touch, days), *overall = _read(ctx.engine, [
         lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until),
         lambda conn: (revenue_by_source(conn, since=span, until=until), funnels(conn, start, until)),
         lambda conn: (touch_funnels(conn, start, until, touch_order),
                       daily(conn, start, until, ctx.config.settings.timezone)),
-        *([] if by is None else [lambda conn: kpi_report(conn, ctx.config, since=span, until=until)]),
+        *([] if by is None else [lambda conn: top_objections(conn, since=span, until=until)]),
     ])
-    totals = whole[0] if whole else groups
+    objections = overall[0] if overall else groups[0].objections
 
     def word(key: str) -> str:
         return translate(locale, f"kpi.{key}")
@@ -116,7 +116,7 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
         "revenue": bars(word("revenue_by_source"), [Bar(source, revenue, number(revenue), hint=word("def.revenue"))
                                                     for source, revenue in by_source], rtl=rtl),
         "objections": bars(word("objections"), [Bar(o["objection"], o["count"], share(o["share"]),
-                                                    hint=word("def.top_objections")) for o in totals[0].objections],
+                                                    hint=word("def.top_objections")) for o in objections],
                            rtl=rtl),
     }
     return templates.TemplateResponse(request, "kpi.html", {
