@@ -4,9 +4,11 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from functools import partial
 
 import click
 
+from .db import read_at_once, reading
 from .errors import InputError
 
 __all__ = ["kpi"]
@@ -34,8 +36,9 @@ def kpi(state, since: str, by: str | None, as_json: bool, as_csv: bool) -> None:
         span = parse_window(since)
     except ValueError as err:
         raise InputError(f"--since {since!r}: {err}") from err
-    with state.engine().connect() as conn:
-        groups = kpi_report(conn, state.config, since=span, by=by)
+    engine = state.engine()
+    with reading(engine) as conn:
+        groups = kpi_report(conn, state.config, since=span, by=by, run=partial(read_at_once, engine))
     if as_json:
         click.echo(json.dumps({"since": since, "by": by, "groups": [g.as_dict() for g in groups],
                                "definitions": DEFINITIONS}, ensure_ascii=False, indent=2))

@@ -8,18 +8,19 @@ from __future__ import annotations
 import ast
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from .dberrors import database_error
 from .errors import SchemaError
 
 __all__ = ["SessionLimits", "make_engine", "writing_soon", "upgrade", "check_schema", "current_revision",
-           "head_revision", "is_sqlite", "reading"]
+           "head_revision", "is_sqlite", "reading", "read_at_once"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -35,6 +36,23 @@ def is_sqlite(engine: sa.Engine) -> bool:
 def reading(engine: sa.Engine) -> sa.Connection:
     """A connection for reads only: on SQLite it does not take the write lock (use it in a ``with``)."""
     return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+def read_at_once(engine: sa.Engine, reads: list[Callable[[sa.Connection], Any]]) -> list[Any]:
+    """Each read's result (a read is a function of a connection). On PostgreSQL they run at once, each on a
+    connection of its own, so one's time in the database overlaps another's (each statement reads the tables
+    as they are when it starts, as it would one after the other); SQLite reads one after the other on one
+    connection."""
+    if is_sqlite(engine):
+        with reading(engine) as conn:
+            return [read(conn) for read in reads]
+
+    def run(read: Callable[[sa.Connection], Any]) -> Any:
+        with reading(engine) as conn:
+            return read(conn)
+
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="read-at-once") as pool:
+        return list(pool.map(run, reads))
 
 
 #: connections kept open per process: the service runs reads and key checks on its thread pool's threads

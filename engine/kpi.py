@@ -33,7 +33,7 @@ from .errors import InputError
 from .store import buckets
 from .store.reports import QUARTER, attr_json, utc_month
 from .store.sources import source_of
-from .kpi_leads import loyalty_starts, window_leads
+from .kpi_leads import Leads, loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
 __all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source",
@@ -173,33 +173,33 @@ def _source_of(source: str | None, utm_source: str | None) -> str:
                     "utm_source": None if utm_source is None else json.loads(utm_source)})
 
 
-def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None, rep_of: dict[int, str],
-           prices: dict[str, tuple[float, float]]) -> Iterable[tuple[str, float]]:
-    """(group, cost) of the messages sent within the window, counted and their segments summed in the database
-    by group, provider and channel (a group may come more than once): by no group, sequence or month from the
-    counts kept per quarter hour (:data:`engine.store.buckets.SPEND`), by source or rep from the messages."""
+def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None,
+           prices: dict[str, tuple[float, float]]) -> list[tuple[tuple, float]]:
+    """(key, cost) of the messages sent within the window (:func:`_group_of` names a key's group; a key may come
+    more than once), counted and their segments summed in the database by key, provider and channel: by no
+    group, sequence or month from the counts kept per quarter hour (:data:`engine.store.buckets.SPEND`), by
+    source or rep from the messages."""
+    units: Counter[tuple[tuple, str, str]] = Counter()
     if by in (None, "sequence", "month"):
-        units: Counter[tuple[str, str, str]] = Counter()
         keys = {None: ("touch", "state"), "sequence": ("sequence", "touch", "state"),
                 "month": ("quarter", "touch", "state")}[by]
         for (*key, provider, channel), n in buckets.counts(conn, buckets.SPEND, since, until, keys).items():
-            group = "all" if not key else (key[0] or NONE) if by == "sequence" else _month(_quarter_start(key[0]))
-            units[group, provider, channel] += n
-        for (group, provider, channel), n in units.items():
-            per_segment, per_email = prices.get(provider, (0.0, 0.0))
-            yield group, n * per_segment if channel == "sms" else n * per_email
-        return
+            units[(_month(_quarter_start(key[0])),) if by == "month" else tuple(key), provider, channel] += n
+        return [(key, n * _price(prices, provider, channel)) for (key, provider, channel), n in units.items()]
     m = messages_t.c
     keys = _keys(conn, by, messages_t, m.sent_at, until)
     segments = sa.func.sum(sa.case((sa.func.coalesce(m.segments, 0) == 0, 1), else_=m.segments))
     query = (sa.select(*keys, m.provider, m.channel, sa.func.count(), segments)
              .where(m.status.in_(COUNTS_AS_SENT), m.sent_at >= since, m.sent_at <= until)
              .group_by(*keys, m.provider, m.channel))
-    group_of = _group_of(by, rep_of)
-    for *key, provider, channel, count, segment_count in conn.execute(query):
-        group = group_of(tuple(key))
-        per_segment, per_email = prices.get(provider, (0.0, 0.0))
-        yield group, segment_count * per_segment if channel == "sms" else count * per_email
+    return [(tuple(key), (segment_count if channel == "sms" else count) * _price(prices, provider, channel))
+            for *key, provider, channel, count, segment_count in conn.execute(query)]
+
+
+def _price(prices: dict[str, tuple[float, float]], provider: str, channel: str) -> float:
+    """What one SMS segment (``channel`` sms) or one email of ``provider`` costs."""
+    per_segment, per_email = prices.get(provider, (0.0, 0.0))
+    return per_segment if channel == "sms" else per_email
 
 
 def _keys(conn: sa.Connection, by: str | None, table: sa.Table, at: sa.Column,
@@ -232,16 +232,31 @@ def _source(attrs: dict) -> str:
     return source_of(attrs) or NONE
 
 
+#: reads of the database, each a function of a connection
+Reads = list[Callable[[sa.Connection], Any]]
+
+
 def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timedelta(days=30),
-               by: str | None = None, until: datetime | None = None) -> list[Kpi]:
-    """The KPIs of the last ``since``, one :class:`Kpi` per group of ``by`` (one ``all`` group without)."""
+               by: str | None = None, until: datetime | None = None,
+               run: Callable[[Reads], list[Any]] | None = None) -> list[Kpi]:
+    """The KPIs of the last ``since``, one :class:`Kpi` per group of ``by`` (one ``all`` group without).
+
+    The report's three reads (the handoffs and conversions, the leads, the cost) do not depend on each other:
+    ``run`` runs such reads and returns their results in order. By default they run one after the other on
+    ``conn``; the dashboard runs them at once, each on a connection of its own."""
     if by is not None and by not in BY:
         raise InputError(f"--by {by!r}: use one of {', '.join(BY)}")
     until = until or now()
     start = until - since
-    facts = _Facts(conn, start, until, by)
+    prices = _prices(config)
+    reads: Reads = [
+        lambda c: _Facts(c, start, until, by),
+        lambda c: window_leads(c, start, until, _keys(c, by, enrollments_t, enrollments_t.c.enrolled_at, until)),
+        lambda c: _costs(c, start, until, by, prices)]
+    facts, leads_by_key, costs = run(reads) if run is not None else [read(conn) for read in reads]
     loyalty = {target for s in config.sequences.values() if (target := getattr(s, "on_converted", None))}
     rep_of = {h["contact_id"]: h["rep"] for h in facts.all_handoffs}  # ordered by time: the latest wins
+    group_of = _group_of(by, rep_of)
 
     def key(contact_id: int, sequence: str | None, at: datetime) -> str:
         if by == "source":
@@ -255,9 +270,11 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
         return "all"
 
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(list))
-    for k, leads in window_leads(conn, start, until, _keys(conn, by, enrollments_t, enrollments_t.c.enrolled_at, until),
-                                 _group_of(by, rep_of)).items():
-        groups[k].update(leads=leads.count, converted=leads.converted, days=leads.days)
+    leads: dict[str, Leads] = defaultdict(Leads)
+    for k, found in leads_by_key.items():
+        leads[group_of(k)].add(found)
+    for k, found in leads.items():
+        groups[k].update(leads=found.count, converted=found.converted, days=found.days)
     facts.loyalty_starts = loyalty_starts(conn, start, until, loyalty, {e["contact_id"] for e in facts.events})
     purchases: Counter[int] = Counter()  # each converting contact's conversions ever, and their values' sum
     lifetime: dict[int, float] = defaultdict(float)
@@ -270,9 +287,8 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
         groups[key(h["contact_id"], h["sequence"], h["outcome_at"])]["objections"].append(h["objection"] or NONE)
     for h in facts.handoffs:
         groups[key(h["contact_id"], h["sequence"], h["at"])]["handoffs"].append(h)
-    prices = _prices(config)
-    for group, cost in _costs(conn, start, until, by, rep_of, prices):
-        groups[group]["costs"].append(cost)
+    for k, cost in costs:
+        groups[group_of(k)]["costs"].append(cost)
     if not groups:
         groups["all"] = defaultdict(list)
     return [_figures(k, g, purchases, lifetime, facts.loyalty_starts)

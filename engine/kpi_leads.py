@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 import sqlalchemy as sa
 
@@ -34,19 +33,22 @@ class Leads:
     converted: int = 0
     days: list[float] = field(default_factory=list)
 
+    def add(self, other: "Leads") -> None:
+        self.count += other.count
+        self.converted += other.converted
+        self.days += other.days
+
 
 def _in_window(start: datetime, until: datetime) -> sa.ColumnElement:
     return sa.and_(enrollments_t.c.enrolled_at >= start, enrollments_t.c.enrolled_at <= until,
                    enrollments_t.c.sequence != SALES_SEQUENCE)
 
 
-def window_leads(conn: sa.Connection, start: datetime, until: datetime, keys: tuple[sa.ColumnElement, ...],
-                 group_of: Callable[[tuple], str]) -> dict[str, Leads]:
-    """The leads of the runs enrolled within the window, by group.
-
-    ``keys`` are what the database groups the runs by (of ``enrollments``' columns); ``group_of`` names the
-    group of a key's values. Keys whose contacts fall in one group each (a contact's rep) may name one group
-    from many keys: their counts add up."""
+def window_leads(conn: sa.Connection, start: datetime, until: datetime,
+                 keys: tuple[sa.ColumnElement, ...]) -> dict[tuple, Leads]:
+    """The leads of the runs enrolled within the window, by the values of ``keys`` (what the database groups
+    the runs by, of ``enrollments``' columns). Keys whose contacts fall in one group each (a contact's rep)
+    may make one group of many keys: their counts add up (:meth:`Leads.add`)."""
     e = enrollments_t
     # a row per group with its count of contacts (sorted, not hashed: cheaper for the window's many runs)
     counts = (sa.select(*keys, sa.func.count(sa.distinct(e.c.contact_id)), sa.null(), sa.null())
@@ -68,9 +70,9 @@ def window_leads(conn: sa.Connection, start: datetime, until: datetime, keys: tu
                                                           events_t.c.at >= runs.c.first, events_t.c.at >= start,
                                                           events_t.c.at <= until)))
                  .group_by(*key_columns, runs.c.contact_id, runs.c.first))
-    out: dict[str, Leads] = defaultdict(Leads)
+    out: dict[tuple, Leads] = defaultdict(Leads)
     for *key, n, took_or_first, at in conn.execute(sa.union_all(counts, converted)):
-        leads = out[group_of(tuple(key))]
+        leads = out[tuple(key)]
         if n is not None:
             leads.count += n
             continue

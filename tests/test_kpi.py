@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+from functools import partial
 from datetime import timedelta
 from html import unescape
 
@@ -17,7 +18,8 @@ from engine.cli import cli
 from engine.errors import InputError
 
 from engine.events import end_enrollments
-from engine.kpi import DEFINITIONS, kpi_report, top_objections
+from engine.db import read_at_once
+from engine.kpi import BY, DEFINITIONS, kpi_report, top_objections
 from engine.clock import now
 from engine.leads import record_outcome
 from engine.contacts import find_contact
@@ -125,6 +127,14 @@ def test_lead_quality_by_source_and_figures_by_rep(shop):
     assert [o["objection"] for o in by_rep["mina"].objections] == ["timing"]
     by_month = report(shop, by="month")
     assert list(by_month) == ["2026-12"]
+
+
+@pytest.mark.parametrize("by", [None, *BY])
+def test_the_reads_run_at_once_give_the_same_report(shop, by):
+    """The dashboard runs the report's reads at once, each on a connection of its own."""
+    with shop.engine.connect() as conn:
+        at_once = kpi_report(conn, shop.config, by=by, run=partial(read_at_once, shop.engine))
+    assert [g.as_dict() for g in at_once] == [g.as_dict() for g in report(shop, by=by).values()]
 
 
 def copied_sources(world) -> dict[str, dict[int, set]]:

@@ -4,15 +4,13 @@ page's locale (right to left and Persian digits in fa); every figure and funnel 
 (``kpi.def.<name>`` of :mod:`.i18n`) on hover."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
-
-import sqlalchemy as sa
+from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from ..db import is_sqlite, reading
+from ..db import read_at_once, reading
 from ..clock import now
 from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, parse_window, revenue_by_source, top_objections
 from ..kpi_series import SEQUENCE_STEPS, TOUCH_STEPS, daily, funnels, touch_funnels
@@ -47,24 +45,8 @@ def get_kpi(since: str = Query("30d", max_length=20), by: str | None = Query(Non
     if problem:
         raise ApiError(422, "invalid window", [("since", f"{problem} (e.g. 30d)")])
     with reading(ctx.engine) as conn:
-        groups = kpi_report(conn, ctx.config, since=span, by=by)
+        groups = kpi_report(conn, ctx.config, since=span, by=by, run=partial(read_at_once, ctx.engine))
     return {"since": since, "by": by, "groups": [g.as_dict() for g in groups], "definitions": DEFINITIONS}
-
-
-def _read(engine: sa.Engine, reads: list[Callable[[sa.Connection], Any]]) -> list[Any]:
-    """Each read's result. On PostgreSQL they run at once, each on its own connection, so one's time in the
-    database overlaps another's in Python (each statement reads the tables as they are when it starts, as it
-    would one after the other); SQLite reads one after the other on one connection."""
-    if is_sqlite(engine):
-        with reading(engine) as conn:
-            return [read(conn) for read in reads]
-
-    def run(read: Callable[[sa.Connection], Any]) -> Any:
-        with reading(engine) as conn:
-            return read(conn)
-
-    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="kpi-page") as pool:
-        return list(pool.map(run, reads))
 
 
 @router.get("/dashboard/kpi", response_class=HTMLResponse)
@@ -80,8 +62,8 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     until = now()
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
     start = until - span
-    groups, (by_source, sequence_funnels), (per_touch, days), *overall = _read(ctx.engine, [
-        lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until),
+    groups, (by_source, sequence_funnels), (per_touch, days), *overall = read_at_once(ctx.engine, [
+        lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until, run=partial(read_at_once, ctx.engine)),
         lambda conn: (revenue_by_source(conn, since=span, until=until), funnels(conn, start, until)),
         lambda conn: (touch_funnels(conn, start, until, touch_order),
                       daily(conn, start, until, ctx.config.settings.timezone)),
