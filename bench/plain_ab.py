@@ -28,8 +28,8 @@ import shutil
 import sys
 import tempfile
 import time
-import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -60,22 +60,10 @@ def plain_log_lines(rows: list[tuple]) -> str:
     return "\n".join(line(row) for row in rows)
 
 
-_GLOBALS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
-
-def root_render_text(self, name: str, context: dict[str, Any]) -> str:
-    """``Renderer._render_text`` as ``Template.render`` less its walk of the globals' ``ChainMap`` on every
-    call: the globals merged from a plain dict kept for each template."""
-    from jinja2.runtime import new_context
-
-    template = self._get(self.text_env, name)
-    globals_ = _GLOBALS.get(template) or _GLOBALS.setdefault(template, dict(template.globals))
-    ctx = new_context(template.environment, template.name, template.blocks, {**globals_, **context}, True, globals_)
-    try:
-        return template.environment.concat(template.root_render_func(ctx))
-    except Exception:
-        template.environment.handle_exception()  # re-raises with the template's lines in the traceback
-        raise
+def plain_render_text(self, name: str, context: dict[str, Any]) -> str:
+    """``Renderer._render_text`` as Jinja's ``Template.render``: the globals merged from their ``ChainMap`` for
+    every call."""
+    return self._get(self.text_env, name).render(context)
 
 
 def views_getattr_over(generic: Callable) -> Callable:
@@ -100,16 +88,16 @@ def shared_views() -> tuple:
     return lru_cache(maxsize=256)(SequenceView), lru_cache(maxsize=256)(TouchView)
 
 
-def sqlite_log_insert_times_once(conn: Any, rows: list[tuple]) -> None:
-    """The SQLite log insert converting each distinct time once for all the rows, not once per value."""
+def plain_sqlite_log_insert(conn: Any, rows: list[tuple]) -> None:
+    """The SQLite log insert converting every time value as it is bound."""
     from engine.store import driver, log
 
     if not rows:
         return
-    texts = {at: driver.sqlite_text(at) for at in {row[0] for row in rows}}  # "at" is the one time column
     for start in range(0, len(rows), log.LOG_ROWS_PER_INSERT):
-        params = list(chain.from_iterable((texts[row[0]], *row[1:]) for row in rows[start:start + log.LOG_ROWS_PER_INSERT]))
-        driver.run(conn, log._INSERT_LOG + ", ".join([log._LOG_ROW] * (len(params) // len(log.LOG_FIELDS))), params)
+        chunk = rows[start:start + log.LOG_ROWS_PER_INSERT]
+        params = [driver.sqlite_text(v) if isinstance(v, datetime) else v for v in chain.from_iterable(chunk)]
+        driver.run(conn, log._INSERT_LOG + ", ".join([log._LOG_ROW] * len(chunk)), params)
     if log.logger.isEnabledFor(logging.INFO):
         log.logger.info(log.log_lines(rows))
 
@@ -173,14 +161,14 @@ SWAPS = [
     Swap("log_lines", "the delivery log's JSON lines built from a per-batch form with blanks",
          _owner("engine.store.log"), ("log_lines",), (plain_log_lines,), True),
     Swap("render", "Renderer._render_text calling Jinja's root render function with a merged globals dict",
-         _owner("engine.templates", "Renderer"), ("_render_text",), (root_render_text,), False),
+         _owner("engine.templates", "Renderer"), ("_render_text",), (plain_render_text,), True),
     Swap("views", "the sequence and touch views shared by a touch's messages (lru_cache)",
          _owner("engine.render"), ("SequenceView", "TouchView"), shared_views(), False),
     Swap("sandbox", "the sandbox's getattr taking a short path for the template views",
          _owner("engine.templates", "_Sandbox"), ("getattr",),
          (views_getattr_over(_owner("engine.templates", "_Sandbox")().__dict__["getattr"]),), False),
     Swap("log_insert", "the SQLite log insert converting each distinct time once per statement",
-         _owner("engine.store.log"), ("_insert_log",), (sqlite_log_insert_times_once,), False, sqlite_only=True),
+         _owner("engine.store.log"), ("_insert_log",), (plain_sqlite_log_insert,), True, sqlite_only=True),
 ]
 
 

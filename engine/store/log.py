@@ -57,9 +57,11 @@ def _insert_log(conn: sa.Connection, rows: list[tuple]) -> None:
     if not rows:
         return
     if driver.is_sqlite(conn):
+        # "at" is the rows' one time column, and a batch's rows share a few times: each is converted once
+        texts = {at: driver.sqlite_text(at) for at in {row[0] for row in rows}}
         for start in range(0, len(rows), LOG_ROWS_PER_INSERT):
             chunk = rows[start:start + LOG_ROWS_PER_INSERT]
-            params = [driver.sqlite_text(v) if isinstance(v, datetime) else v for v in chain.from_iterable(chunk)]
+            params = list(chain.from_iterable((texts[row[0]], *row[1:]) for row in chunk))
             driver.run(conn, _INSERT_LOG + ", ".join([_LOG_ROW] * len(chunk)), params)
     else:
         driver.run(conn, _INSERT_LOG_UNNEST, tuple(list(column) for column in zip(*rows)))
