@@ -17,6 +17,7 @@ All of it in the caller's transaction, with the fact that caused it.
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,20 +81,28 @@ def on_facts(conn: sa.Connection, config: Config, found: Iterable[Mapping[str, A
     Each fact is a mapping of its ``contact_id`` (None: not a contact's, skipped), ``kind``, ``at`` (when it
     happened) and the ``sequence`` and ``touch`` it was about (may be absent), in the order recorded."""
     found = [f for f in found if f["contact_id"] is not None]
+    if not found:
+        return []
     scores = add_facts(conn, config.settings.scoring, [(f["contact_id"], f["kind"], f["at"]) for f in found])
     ruled = {name for name, seq in config.sequences.items() if seq.handoff is not None}
     if not ruled or not config.settings.sales.team:
         return []
-    done = []
+    active: dict[int, list[dict]] = defaultdict(list)  # each contact's runs in a sequence with a rule
+    for run in conn.execute(sa.select(enrollments).where(
+            enrollments.c.contact_id.in_({f["contact_id"] for f in found}),
+            enrollments.c.status == EnrollmentStatus.ACTIVE.value, enrollments.c.sequence.in_(ruled))
+            .order_by(enrollments.c.id)).mappings():
+        active[run["contact_id"]].append(dict(run))
+    done, ended = [], set()  # a later fact of the batch finds a run it handed off ended
     for fact, score in zip(found, scores):
-        active = [dict(e) for e in conn.execute(sa.select(enrollments).where(
-            enrollments.c.contact_id == fact["contact_id"], enrollments.c.status == EnrollmentStatus.ACTIVE.value,
-            enrollments.c.sequence.in_(ruled)).order_by(enrollments.c.id)).mappings()]
-        for enrollment in active:
+        for enrollment in active[fact["contact_id"]]:
+            if enrollment["id"] in ended:
+                continue
             rule = config.sequences[enrollment["sequence"]].handoff
             condition = fired(rule, enrollment["sequence"], fact["kind"], fact.get("sequence"), fact.get("touch"),
                               score)
             if condition is not None and (handed := _hand_off(conn, config, enrollment, rule, condition, score)):
+                ended.add(enrollment["id"])
                 done.append(handed)
     return done
 

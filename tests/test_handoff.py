@@ -18,7 +18,7 @@ from engine.models import Handoff, Message
 from engine.sales_settings import Rep, SalesSettings
 from tests.service_support import SERVICE_SETTINGS, api_client
 from tests.test_links import BASE, TEMPLATES, link_sequence
-from tests.test_scoring import SALES_TEMPLATES, click
+from tests.test_scoring import PHONE_AGENT, SALES_TEMPLATES, click
 
 SARA = {"phone": "09121234567", "email": "sara@example.com", "first_name": "سارا", "last_name": "رضایی",
         "city": "تهران"}
@@ -125,6 +125,29 @@ def test_the_score_threshold_hands_off(make_world, frozen):
     world.event(sara, "replied", sequence="coats")  # 25 ≥ 24
     (handoff,) = handoffs(world)
     assert handoff["fired_by"] == "score >= 24" and handoff["score"] == 25
+
+
+def test_clicks_written_in_one_batch_hand_off_once_at_the_click_that_crossed_the_score(make_world, frozen):
+    """The service writes its queued clicks in one transaction: of three clicks of one lead in a batch, the
+    second crosses the score (5, 10, 15 ≥ 10); the lead is handed off once, with the score of that click."""
+    from engine.models import Link
+
+    world = make_world([link_sequence(handoff={"when": {"any": [{"score": 10}]}})],
+                       templates={**TEMPLATES, **SALES_TEMPLATES},
+                       settings={**SERVICE_SETTINGS, "links": {"base_url": BASE}, "sales": {"team": TEAM}})
+    (sara,) = world.add_contacts(SARA)
+    world.enroll("coats", sara)
+    world.tick()
+    client, _ = api_client(world)
+    with world.engine.connect() as conn:
+        code = conn.execute(sa.select(Link.__table__.c.code)).scalars().first()
+    for _ in range(3):
+        assert client.get(f"/l/{code}", headers={"User-Agent": PHONE_AGENT},
+                          follow_redirects=False).status_code == 302
+    assert client.app.state.ctx.clicks.flush() == 3
+    (handoff,) = handoffs(world)
+    assert handoff["fired_by"] == "score >= 10" and handoff["score"] == 10
+    assert world.enrollment(sara, "coats")["status"] == "handed_off"
 
 
 def _rule(by=None):
