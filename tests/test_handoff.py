@@ -14,11 +14,11 @@ from engine.config import load_config
 from engine.errors import ConfigError
 from engine.handoff import choose_rep
 from engine.handoff_rules import HandoffRule
-from engine.models import Handoff, Message
+from engine.models import Handoff
 from engine.sales_settings import Rep, SalesSettings
 from tests.service_support import SERVICE_SETTINGS, api_client
 from tests.test_links import BASE, TEMPLATES, link_sequence
-from tests.test_scoring import PHONE_AGENT, SALES_TEMPLATES, click
+from tests.test_scoring import SALES_TEMPLATES, click, click_batch
 
 SARA = {"phone": "09121234567", "email": "sara@example.com", "first_name": "سارا", "last_name": "رضایی",
         "city": "تهران"}
@@ -112,14 +112,20 @@ def test_a_click_of_the_named_touch_hands_off_and_the_message_says_what_was_clic
     assert world.messages(sequence="_sales")[0]["touch"] == "notify-sms"  # Omid has no email: one touch
 
 
-def test_the_score_threshold_hands_off(make_world, frozen):
-    world = make_world([link_sequence(handoff={"when": {"any": [{"score": 24}]}})],
+def scored_world(make_world, score: int):
+    """Sara enrolled in a sequence handing off at ``score``, her first SMS sent; the world and an API client."""
+    world = make_world([link_sequence(handoff={"when": {"any": [{"score": score}]}})],
                        templates={**TEMPLATES, **SALES_TEMPLATES},
                        settings={**SERVICE_SETTINGS, "links": {"base_url": BASE}, "sales": {"team": TEAM}})
-    (sara,) = world.add_contacts(SARA)
-    world.enroll("coats", sara)
+    (world.sara,) = world.add_contacts(SARA)
+    world.enroll("coats", world.sara)
     world.tick()
-    client, _ = api_client(world)
+    return world, api_client(world)[0]
+
+
+def test_the_score_threshold_hands_off(make_world, frozen):
+    world, client = scored_world(make_world, 24)
+    sara = world.sara
     click(world, client)  # 5
     assert handoffs(world) == []
     world.event(sara, "replied", sequence="coats")  # 25 ≥ 24
@@ -130,24 +136,11 @@ def test_the_score_threshold_hands_off(make_world, frozen):
 def test_clicks_written_in_one_batch_hand_off_once_at_the_click_that_crossed_the_score(make_world, frozen):
     """The service writes its queued clicks in one transaction: of three clicks of one lead in a batch, the
     second crosses the score (5, 10, 15 ≥ 10); the lead is handed off once, with the score of that click."""
-    from engine.models import Link
-
-    world = make_world([link_sequence(handoff={"when": {"any": [{"score": 10}]}})],
-                       templates={**TEMPLATES, **SALES_TEMPLATES},
-                       settings={**SERVICE_SETTINGS, "links": {"base_url": BASE}, "sales": {"team": TEAM}})
-    (sara,) = world.add_contacts(SARA)
-    world.enroll("coats", sara)
-    world.tick()
-    client, _ = api_client(world)
-    with world.engine.connect() as conn:
-        code = conn.execute(sa.select(Link.__table__.c.code)).scalars().first()
-    for _ in range(3):
-        assert client.get(f"/l/{code}", headers={"User-Agent": PHONE_AGENT},
-                          follow_redirects=False).status_code == 302
-    assert client.app.state.ctx.clicks.flush() == 3
+    world, client = scored_world(make_world, 10)
+    click_batch(world, client, 3)
     (handoff,) = handoffs(world)
     assert handoff["fired_by"] == "score >= 10" and handoff["score"] == 10
-    assert world.enrollment(sara, "coats")["status"] == "handed_off"
+    assert world.enrollment(world.sara, "coats")["status"] == "handed_off"
 
 
 def _rule(by=None):

@@ -45,6 +45,21 @@ def click(world, client, agent: str = PHONE_AGENT) -> None:
     client.app.state.ctx.clicks.flush()  # the service's click writer stores it (and scores it) within a second
 
 
+def click_batch(world, client, n: int, frozen=None) -> None:
+    """Sara follows the short link of her first SMS ``n`` times (an hour apart with ``frozen``), and the
+    service's click writer stores the ``n`` clicks in one transaction."""
+    from engine.models import Link
+
+    with world.engine.connect() as conn:
+        code = conn.execute(sa.select(Link.__table__.c.code).order_by(Link.__table__.c.created_at)).scalars().first()
+    for _ in range(n):
+        assert client.get(f"/l/{code}", headers={"User-Agent": PHONE_AGENT},
+                          follow_redirects=False).status_code == 302
+        if frozen is not None:
+            frozen.tick(timedelta(hours=1))
+    assert client.app.state.ctx.clicks.flush() == n
+
+
 def contact_row(world) -> dict:
     with world.engine.connect() as conn:
         return dict(conn.execute(sa.select(Contact.__table__).where(Contact.__table__.c.id == world.sara))
@@ -154,16 +169,8 @@ def test_each_fact_adds_its_decayed_points_to_the_kept_score(world, frozen):
 def test_clicks_written_in_one_batch_each_count(world, frozen):
     """The service writes its queued clicks in one transaction: three clicks of one contact in a batch score
     three times, with the contact's row read and written once."""
-    from engine.models import Link
-
     client, _ = api_client(world)
-    with world.engine.connect() as conn:
-        code = conn.execute(sa.select(Link.__table__.c.code)).scalars().first()
-    for _ in range(3):
-        assert client.get(f"/l/{code}", headers={"User-Agent": PHONE_AGENT},
-                          follow_redirects=False).status_code == 302
-        frozen.tick(timedelta(hours=1))
-    assert client.app.state.ctx.clicks.flush() == 3
+    click_batch(world, client, 3, frozen)
     with world.engine.connect() as conn:
         found = facts(conn, world.sara)
     assert [f.kind for f in found] == ["clicked"] * 3
