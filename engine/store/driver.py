@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-__all__ = ["execute", "run", "is_in", "sqlite_text", "is_sqlite", "dialect_insert"]
+__all__ = ["execute", "run", "is_in", "sqlite_text", "is_sqlite", "dialect_insert", "chunks", "CHUNK"]
 
 _NAMED = re.compile(r"(?<!:):(\w+)")
 
@@ -28,6 +28,16 @@ def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
     """The connection's dialect's ``INSERT`` into ``table``, which has ``on_conflict_do_nothing``/``_update``."""
     return (sqlite_insert if is_sqlite(conn) else pg_insert)(table)
 
+
+#: values in one IN list, well under SQLite's limit of 32,766 parameters per statement
+CHUNK = 500
+
+
+def chunks(values: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    """``values`` without repeats, in their order, ``size`` at a time (one IN list per statement)."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), size):
+        yield unique[start:start + size]
 
 def sqlite_text(value: datetime) -> str:
     """The text form SQLAlchemy's SQLite ``DateTime`` writes and reads back (values are UTC by contract)."""

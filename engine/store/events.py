@@ -11,19 +11,13 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from ..models import Contact, ContactEvent, Enrollment, EnrollmentStatus
+from .driver import chunks
 
 __all__ = ["contacts_by", "recorded_keys", "active_enrollments", "insert_events"]
 
-CHUNK = 500
 contacts = Contact.__table__
 events = ContactEvent.__table__
 enrollments = Enrollment.__table__
-
-
-def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
-    values = list(dict.fromkeys(values))
-    for start in range(0, len(values), CHUNK):
-        yield values[start:start + CHUNK]
 
 
 _VALUES = sa.bindparam("values", expanding=True)
@@ -38,7 +32,7 @@ _ACTIVE = (sa.select(enrollments).where(enrollments.c.contact_id.in_(_VALUES),
 def contacts_by(conn: sa.Connection, column: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The contacts whose ``column`` (phone, email or external_id) is one of ``values``: value → contact."""
     found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(values):
+    for chunk in chunks(values):
         for row in conn.execute(_CONTACTS_BY[column], {"values": chunk}).mappings():
             found.setdefault(row[column], dict(row))
     return found
@@ -47,7 +41,7 @@ def contacts_by(conn: sa.Connection, column: str, values: Iterable[str]) -> dict
 def recorded_keys(conn: sa.Connection, keys: Iterable[str]) -> set[str]:
     """Those of the idempotency ``keys`` an event already has."""
     seen: set[str] = set()
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         seen.update(conn.execute(_RECORDED, {"values": chunk}).scalars())
     return seen
 
@@ -55,7 +49,7 @@ def recorded_keys(conn: sa.Connection, keys: Iterable[str]) -> set[str]:
 def active_enrollments(conn: sa.Connection, contact_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
     """Each contact's active enrollments, the latest enrolled first (contacts without one are absent)."""
     found: dict[int, list[dict[str, Any]]] = {}
-    for chunk in _chunks(contact_ids):
+    for chunk in chunks(contact_ids):
         for row in conn.execute(_ACTIVE, {"values": chunk}).mappings():
             found.setdefault(row["contact_id"], []).append(dict(row))
     return found

@@ -7,21 +7,18 @@ rows without reading the contacts table.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
 from ..models import Contact, Enrollment, Message
+from .driver import chunks
 
 __all__ = ["source_of", "contact_source", "follow", "changed_sources"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
 messages_t = Message.__table__
-
-#: contacts per statement of :func:`follow`
-CHUNK = 500
-
 
 def source_of(attrs: dict[str, Any] | None) -> str | None:
     """A contact's source from its attributes: ``source``, else ``utm_source``; None when neither is set."""
@@ -41,12 +38,12 @@ def changed_sources(before: dict[int, dict | None], after: dict[int, dict | None
 
 def follow(conn: sa.Connection, sources: dict[int, str | None]) -> None:
     """Rewrite the copies of these contacts' sources on their enrollments and messages (a message through its
-    enrollment's index), one statement per table, source and :data:`CHUNK` contacts."""
+    enrollment's index), one statement per table, source and :data:`~engine.store.driver.CHUNK` contacts."""
     by_source: dict[str | None, list[int]] = {}
     for cid, source in sources.items():
         by_source.setdefault(source, []).append(cid)
     for source, ids in by_source.items():
-        for chunk in _chunks(sorted(ids)):
+        for chunk in chunks(sorted(ids)):
             runs = sa.select(enrollments_t.c.id).where(enrollments_t.c.contact_id.in_(chunk))
             conn.execute(sa.update(messages_t).where(messages_t.c.enrollment_id.in_(runs),
                                                      messages_t.c.source.is_distinct_from(source))
@@ -55,7 +52,3 @@ def follow(conn: sa.Connection, sources: dict[int, str | None]) -> None:
                                                         enrollments_t.c.source.is_distinct_from(source))
                          .values(source=source))
 
-
-def _chunks(ids: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]
