@@ -1,0 +1,20 @@
+"""bench.callgrind: the instructions of one tick alone (not its process's imports and set-up), in a child under
+valgrind; bench 2's short-link line is judged on them."""
+from __future__ import annotations
+
+import pytest
+
+from bench import callgrind
+from bench.bookkeeping import link_instructions
+
+pytestmark = pytest.mark.skipif(not callgrind.available(), reason="valgrind is not installed")
+
+
+def test_a_tick_with_a_short_link_counts_more_instructions_than_without_and_only_the_tick(tmp_path):
+    plain, linked, n = link_instructions(f"sqlite:///{tmp_path}/bk.db", 20, tmp_path)
+    assert n == 20
+    # the child's imports and the config's loading are hundreds of millions of instructions; a message of the
+    # tick is under a million (bench 2: about 0.7M), so a count per message of a few million would mean the
+    # counts began before the tick
+    assert 100_000 < plain < 5_000_000
+    assert linked > plain  # a code made, its call through the sandbox, its row stored, for each message
