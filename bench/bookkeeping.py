@@ -169,17 +169,18 @@ def link_instructions(url: str, n: int, root: Path) -> tuple[float, float, int] 
     if not callgrind.available():
         return None
     sqlite = url.startswith("sqlite")
-    counts, started = [], []
-    for link in (False, True):
+
+    def world(link: bool) -> Path:
         world_url = url.replace("/bk", "/bkc1" if link else "/bkc0") if sqlite else url
         config, engine = setup_world(root / ("link" if link else "plain"), world_url, sms=MEMORY, contacts=n)
         engine.dispose()
-        if link:
-            config = with_link(config)
-        started.append(callgrind.start(config.dir))
-        if not sqlite:
-            counts.append(callgrind.finish(started.pop()))
-    counts += [callgrind.finish(c) for c in started]
+        return (with_link(config) if link else config).dir
+
+    if sqlite:
+        counting = [callgrind.start(world(link)) for link in (False, True)]
+        counts = [callgrind.finish(c) for c in counting]
+    else:
+        counts = [callgrind.count(world(link)) for link in (False, True)]
     (plain, sent), (linked, sent_linked) = counts
     assert sent == sent_linked == n, f"counted ticks sent {sent} and {sent_linked} of {n}"
     return plain / n, linked / n, n

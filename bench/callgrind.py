@@ -97,4 +97,9 @@ def _child(config_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    _child(Path(sys.argv[1]))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="One tick of the world in CONFIG_DIR, as the child of start() "
+                                                 "under callgrind (its database filled beforehand).")
+    parser.add_argument("config_dir", type=Path)
+    _child(parser.parse_args().config_dir)
