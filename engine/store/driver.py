@@ -39,6 +39,7 @@ def chunks(values: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
     for start in range(0, len(unique), size):
         yield unique[start:start + size]
 
+
 def sqlite_text(value: datetime) -> str:
     """The text form SQLAlchemy's SQLite ``DateTime`` writes and reads back (values are UTC by contract)."""
     v = value.astimezone(timezone.utc) if value.tzinfo else value
