@@ -10,9 +10,10 @@ kernel's time (system calls, page faults) and the cost of cache misses are not i
 process under callgrind; :func:`finish` waits for it and returns (instructions, messages sent). The child
 zeroes the counts just before the tick and dumps them just after, at two marker calls (``os.getppid`` and
 ``os.getpgrp``, which nothing else in a tick calls), so the counts are the tick's alone, not the imports' or
-the set-up's. About 60 times slower than the tick itself.
+the set-up's. About 60 times slower than the tick itself. With ``swap``, the child runs the tick with that
+:mod:`bench.plain_ab` optimisation swapped for its other version.
 
-    python -m bench.callgrind CONFIG_DIR     (the child: one tick of the world in CONFIG_DIR)
+    python -m bench.callgrind CONFIG_DIR [--swap NAME]    (the child: one tick of the world in CONFIG_DIR)
 """
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ class Counting:
     out: Path
 
 
-def start(config_dir: Path) -> Counting:
-    """Start counting one tick of the world in ``config_dir`` (its database as the config names it)."""
+def start(config_dir: Path, swap: str | None = None) -> Counting:
+    """Start counting one tick of the world in ``config_dir`` (its database as the config names it), with the
+    :mod:`bench.plain_ab` swap named ``swap`` installed."""
     out = Path(tempfile.mkdtemp(prefix="callgrind-")) / "tick.out"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     cmd = ["valgrind", "--tool=callgrind", f"--zero-before={_ZERO_AT}", f"--dump-before={_DUMP_AT}",
-           f"--callgrind-out-file={out}", sys.executable, "-m", "bench.callgrind", str(config_dir)]
+           f"--callgrind-out-file={out}", sys.executable, "-m", "bench.callgrind", str(config_dir),
+           *(["--swap", swap] if swap else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=Path(__file__).resolve().parents[1])
     return Counting(proc, out)
@@ -73,17 +76,22 @@ def finish(counting: Counting, timeout: float = 1800) -> tuple[int, int]:
         shutil.rmtree(counting.out.parent, ignore_errors=True)
 
 
-def count(config_dir: Path) -> tuple[int, int]:
+def count(config_dir: Path, swap: str | None = None) -> tuple[int, int]:
     """:func:`start` and :func:`finish`."""
-    return finish(start(config_dir))
+    return finish(start(config_dir, swap))
 
 
-def _child(config_dir: Path) -> None:
+def _child(config_dir: Path, swap: str | None) -> None:
     from engine.config import load_config
     from engine.db import make_engine
 
     from .common import count_status, make_dispatcher
 
+    if swap:
+        from .plain_ab import SWAPS
+
+        one = next(s for s in SWAPS if s.name == swap)
+        one.install(one.alternative)  # before the engine is loaded, as bench.plain_ab's ticks do
     config = load_config(config_dir)
     engine = make_engine(config.settings.database_url)
     dispatcher = make_dispatcher(config, engine)
@@ -99,7 +107,12 @@ def _child(config_dir: Path) -> None:
 if __name__ == "__main__":
     import argparse
 
+    from .plain_ab import SWAPS
+
     parser = argparse.ArgumentParser(description="One tick of the world in CONFIG_DIR, as the child of start() "
                                                  "under callgrind (its database filled beforehand).")
     parser.add_argument("config_dir", type=Path)
-    _child(parser.parse_args().config_dir)
+    parser.add_argument("--swap", choices=[s.name for s in SWAPS],
+                        help="run the tick with this bench.plain_ab optimisation swapped for its other version")
+    args = parser.parse_args()
+    _child(args.config_dir, args.swap)

@@ -1,23 +1,28 @@
-"""Micro-optimisations against their plain versions, each measured on whole ticks, interleaved (A/B).
+"""Micro-optimisations against their plain versions, each measured on whole ticks (A/B).
 
 One tick of N due messages as in :mod:`bench.bookkeeping` (the memory provider, the worker's JSON log lines
 to /dev/null, a fresh database per run: a copy of one prepared SQLite file, or a PostgreSQL database built
-again), run with the engine as it is (A) and with one optimisation swapped for its alternative (B),
-alternately A B A B ... for ``--rounds`` rounds. Each optimisation is swapped on its own. The figure is the
-median over the rounds of plain time / optimised time, for the tick's wall time and its CPU time (all
-threads), with its quartiles and the lowest and highest of the rounds: the machine is shared, so only runs side by side are
-compared, and the pairs run A first and B first in turn. On a loaded machine a tick's wall time is mostly its
-wait for a core, so the wall figure is shown, not judged; and the CPU time of a whole tick moves by 10% from one
-run to the next (see the A/A ``control``), so each optimisation's own calls of one tick are also run again with
-each version, and their difference is set against the median CPU time of the optimised ticks. An optimisation is worth keeping when
-its median CPU gain is over 3%, the lower quartile of its rounds still shows a gain, and its replayed calls
-save over 3% of the tick.
+again), run with the engine as it is (A) and with one optimisation swapped for its alternative (B). Each
+optimisation is swapped on its own.
 
-Before the timed runs, one untimed tick records the calls each optimisation sees, and both versions are run
-on them: their outputs must be the same to the byte.
+Judged on instructions: one tick of each, A and B, is counted by valgrind's callgrind (:mod:`bench.callgrind`),
+every thread, the tick alone. An optimisation is worth keeping when the plain version's tick takes over 3% more
+instructions. The count of the same tick moves by about 1.5% (the threads' interleaving; see the A/A
+``control``), while the CPU time of a whole tick moves by 10–20% from one run to the next on these shared
+machines, which made a time-based verdict at 3% a coin toss. The count leaves out the kernel's time and cache
+misses.
+
+Shown beside it, timed: A B, B A, ... for ``--rounds`` rounds, the median over the rounds of plain time /
+optimised time for the tick's wall and CPU time (all threads), with quartiles and extremes; and each
+optimisation's own calls of one tick run again with each version, their difference set against the median
+CPU time of the optimised ticks. Without valgrind (or with ``--no-count``) the verdict is on these: a median
+CPU gain over 3%, a gain in the lower quartile of the rounds, and replayed calls saving over 3% of the tick.
+
+Before the runs, one untimed tick records the calls each optimisation sees, and both versions are run on
+them: their outputs must be the same to the byte.
 
     python -m bench.plain_ab [-n 4000] [--rounds 7] [--only control log_lines render views sandbox log_insert]
-                             [--postgres URL]
+                             [--no-count] [--postgres URL]
 """
 from __future__ import annotations
 
@@ -35,7 +40,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import MEMORY, count_status, info, make_dispatcher, median, python_speed, result, setup_world
+from . import callgrind
+from .common import (MEMORY, count_status, info, make_dispatcher, median, python_speed, result, setup_world,
+                     write_config)
 
 #: the gain over which an optimisation is kept (plain time / optimised time - 1)
 KEEP_OVER = 0.03
@@ -272,6 +279,18 @@ class World:
         shutil.copy(self.root / "prepared.db", self.root / "run.db")
         return load_config(self.config.dir), make_engine(self.url)
 
+    def copy(self, name: str) -> Path:
+        """A config folder of its own over a fresh copy of the prepared database, for a child process (SQLite);
+        on PostgreSQL the one database built again. Returns the config folder."""
+        if self.pg:
+            config, engine = self.fresh()
+            engine.dispose()
+            return config.dir
+        for suffix in ("", "-wal", "-shm"):
+            (self.root / f"{name}.db{suffix}").unlink(missing_ok=True)
+        shutil.copy(self.root / "prepared.db", self.root / f"{name}.db")
+        return write_config(self.root / name, f"sqlite:///{self.root}/{name}.db", sms=MEMORY)
+
     def tick(self) -> tuple[float, float, int]:
         """One tick: (wall seconds, CPU seconds, messages sent)."""
         config, engine = self.fresh()
@@ -309,6 +328,24 @@ def ab(world: World, swap: Swap, rounds: int) -> list[tuple[float, float, float]
     return ratios
 
 
+def instructions(world: World, swap: Swap) -> tuple[int, int] | None:
+    """One tick's instructions with the engine's version (A) and with ``swap``'s other version (B), counted by
+    callgrind (:mod:`bench.callgrind`): (plain, optimised); None without valgrind. On SQLite both are counted
+    side by side, each on its own copy of the prepared database; PostgreSQL's one database is built again for
+    the second."""
+    if not callgrind.available():
+        return None
+    if world.pg:
+        counts = [callgrind.count(world.copy(side), swap.name if side == "B" else None) for side in "AB"]
+    else:
+        counting = [callgrind.start(world.copy(f"count-{side}"), swap.name if side == "B" else None)
+                    for side in "AB"]
+        counts = [callgrind.finish(c) for c in counting]
+    (a, sent_a), (b, sent_b) = counts
+    assert sent_a == sent_b == world.n, f"counted ticks sent {sent_a} and {sent_b} of {world.n}"
+    return (b, a) if swap.alternative_is_plain else (a, b)
+
+
 def quartiles(ratios: list[float]) -> tuple[float, float, float]:
     from .common import pct
 
@@ -331,6 +368,8 @@ def main() -> int:
     p.add_argument("-n", type=int, default=4000)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--only", nargs="*", help=f"of: {', '.join(s.name for s in SWAPS)}")
+    p.add_argument("--no-count", dest="count", action="store_false",
+                   help="judge on CPU time only, without counting instructions under valgrind")
     p.add_argument("--postgres", default="", help="run on this PostgreSQL database (rebuilt for each tick) "
                                                   "instead of SQLite")
     args = p.parse_args()
@@ -354,7 +393,7 @@ def main() -> int:
             load = open("/proc/loadavg").read().split()[0]
             ratios = ab(world, swap, args.rounds)
             walls, cpus = [r[0] for r in ratios], [r[1] for r in ratios]
-            keep = verdict(cpus)
+            timed = verdict(cpus)
             replay = ""
             if swap.name in replayed:
                 optimised, plain = replayed[swap.name]
@@ -362,16 +401,27 @@ def main() -> int:
                 replay = (f"; one tick's own calls replayed: optimised {optimised * 1000:.1f} ms, plain "
                           f"{plain * 1000:.1f} ms CPU, {(plain - optimised) / tick_cpu:+.1%} of the optimised "
                           f"tick's median {tick_cpu:.2f}s")
-                keep = keep and (plain - optimised) / tick_cpu > KEEP_OVER
+                timed = timed and (plain - optimised) / tick_cpu > KEEP_OVER
+            counted = instructions(world, swap) if args.count else None
+            if counted:
+                plain_i, optimised_i = counted
+                keep = plain_i / optimised_i - 1 > KEEP_OVER
+                figure = (f"instructions {plain_i / optimised_i - 1:+.1%} (plain {plain_i / args.n / 1000:.0f}k, "
+                          f"optimised {optimised_i / args.n / 1000:.0f}k a message; callgrind, judged on these); "
+                          f"CPU {spread(cpus)}")
+                rule = "the optimised version only where it saves over 3% of a tick's instructions"
+            else:
+                keep = timed
+                figure = f"CPU {spread(cpus)}"
+                rule = ("the optimised version only where its CPU gain is > 3% as the median, > 0 in the lower "
+                        "quartile, and > 3% of the tick replayed")
             in_code = swap.alternative_is_plain  # the engine has the optimised version
             result(f"plain_ab[{db}][{swap.name}]",
-                   f"plain / optimised whole tick of {args.n}: CPU {spread(cpus)}, wall {spread(walls)}, "
-                   f"the medians of {args.rounds} interleaved rounds{replay}; {swap.what}; machine {speed:.0f}M loop "
-                   f"steps/s, load {load}" + ("" if not swap.attrs else
-                                              f"; the code has the {'optimised' if in_code else 'plain'} version"),
-                   "the optimised version only where its CPU gain is > 3% as the median, > 0 in the lower quartile, "
-                   "and > 3% of the tick replayed"
-                   if swap.attrs else "informational: the same code on both sides",
+                   f"plain / optimised whole tick of {args.n}: {figure}, wall {spread(walls)}, the medians of "
+                   f"{args.rounds} interleaved rounds{replay}; {swap.what}; machine {speed:.0f}M loop steps/s, load "
+                   f"{load}" + ("" if not swap.attrs else
+                                f"; the code has the {'optimised' if in_code else 'plain'} version"),
+                   rule if swap.attrs else "informational: the same code on both sides",
                    keep == in_code if swap.attrs else None)
     return 0
 

@@ -18,3 +18,16 @@ def test_a_tick_with_a_short_link_counts_more_instructions_than_without_and_only
     # counts began before the tick
     assert 100_000 < plain < 5_000_000
     assert linked > plain  # a code made, its call through the sandbox, its row stored, for each message
+
+
+def test_a_swapped_optimisation_is_counted_in_its_child(tmp_path, monkeypatch):
+    from bench import common
+    from bench.plain_ab import SWAPS, World, instructions
+
+    monkeypatch.setattr(common, "_DEVNULL", object())  # the test run's logging stays as pytest set it
+    world = World(tmp_path, None, 20)
+    log_lines = next(s for s in SWAPS if s.name == "log_lines")
+    plain, optimised = instructions(world, log_lines)
+    # the plain JSON lines take about a quarter more instructions in a tick of 4,000 (bench.plain_ab); a child
+    # that ran the engine's version on both sides would count the same within about 1.5%
+    assert plain > optimised * 1.05
