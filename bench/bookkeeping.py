@@ -5,7 +5,8 @@ drain of N due messages: claim, checks, render, the memory send, record, schedul
 same with a short link in the template (``{{ link(...) }}``: a code made and stored per message), whose CPU per
 message may be at most 10% more: judged on the instructions of one tick each, counted by callgrind
 (:mod:`bench.callgrind`), since a tick's CPU time moves by 10-20% between runs on these machines; the CPU time
-pairs are shown beside them.
+pairs are shown beside them. On PostgreSQL, the share of its ceiling: one tick's statements replayed with the
+same data in a bare loop, against the tick, the median of rounds of both.
 
     python -m bench.bookkeeping [--quick] [--postgres URL] [--profile DIR]
 """
@@ -153,8 +154,9 @@ def ceiling(url: str, n: int, root: Path) -> tuple[float, float, int]:
     return wall, replay, sum(1 for item in sent if item is not None)
 
 
-#: rounds of the three kinds of tick: a tick's time moves by 10-20% from one run to the next on these machines,
-#: and the median of 5 paired ratios is steadier than that of 3
+#: rounds of the three kinds of tick, and of the PostgreSQL tick against its replayed statements: a tick's time
+#: moves by 10-20% from one run to the next on these machines, and the median of 5 paired ratios is steadier
+#: than that of 3
 ROUNDS = 5
 #: messages in each tick counted by callgrind (about 60 times slower than the tick itself)
 COUNTED = 4000
@@ -263,10 +265,15 @@ def main() -> int:
                        f"CPU time of a tick moves by 10-20% from run to run here); {timed}",
                        "at most +10%", linked_i <= plain * 1.1)
             if name == "postgresql":
-                wall, replay, statements = ceiling(url, n, Path(tmp) / "ceiling")
+                # a tick and its replay, ROUNDS times: one pair's ratio moves by 10-20% like the tick itself
+                pairs = sorted((ceiling(url, n, Path(tmp) / f"ceiling{k}") for k in range(1 if args.quick else ROUNDS)),
+                               key=lambda pair: pair[1] / pair[0])
+                wall, replay, statements = pairs[len(pairs) // 2]
                 result("bookkeeping[postgresql] share of its ceiling",
-                       f"{replay / wall:.0%} (one tick of {n} in {wall:.2f}s; its {statements} statements replayed "
-                       f"with the same data in a bare loop in {replay:.2f}s)", ">= 70%", replay / wall >= 0.7)
+                       f"{replay / wall:.0%} as the median of {len(pairs)} rounds "
+                       f"({', '.join(f'{r / w:.0%}' for w, r, _ in pairs)}; that round's tick of {n} in {wall:.2f}s, "
+                       f"its {statements} statements replayed with the same data in a bare loop in {replay:.2f}s)",
+                       ">= 70%", replay / wall >= 0.7)
     return 0
 
 
