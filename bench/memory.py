@@ -104,9 +104,9 @@ def main() -> int:
         small, big = out[args.small], out[large]
         ratio = big / small
         label = f"{large // 1000}k" if large < 1_000_000 else f"{large / 1e6:g}M"
-        result(f"memory-vs-backlog[sqlite] peak RSS", f"{small:.1f} MB with {args.small // 1000}k, {big:.1f} MB with "
+        result("memory-vs-backlog[sqlite] peak RSS", f"{small:.1f} MB with {args.small // 1000}k, {big:.1f} MB with "
                f"{label} enrollments", "< 150 MB", max(small, big) < 150)
-        result(f"memory-vs-backlog[sqlite] ratio", f"{ratio:.2f}x ({label} vs {args.small // 1000}k)", "<= 1.3x",
+        result("memory-vs-backlog[sqlite] ratio", f"{ratio:.2f}x ({label} vs {args.small // 1000}k)", "<= 1.3x",
                ratio <= 1.3)
     return 0
 
