@@ -172,19 +172,13 @@ def link_instructions(url: str, n: int, root: Path) -> tuple[float, float, int] 
         return None
     sqlite = url.startswith("sqlite")
 
-    def world(link: bool) -> Path:
+    def world(link: bool) -> tuple[Path, None]:
         world_url = url.replace("/bk", "/bkc1" if link else "/bkc0") if sqlite else url
         config, engine = setup_world(root / ("link" if link else "plain"), world_url, sms=MEMORY, contacts=n)
         engine.dispose()
-        return (with_link(config) if link else config).dir
+        return (with_link(config) if link else config).dir, None
 
-    if sqlite:
-        counting = [callgrind.start(world(link)) for link in (False, True)]
-        counts = [callgrind.finish(c) for c in counting]
-    else:
-        counts = [callgrind.count(world(link)) for link in (False, True)]
-    (plain, sent), (linked, sent_linked) = counts
-    assert sent == sent_linked == n, f"counted ticks sent {sent} and {sent_linked} of {n}"
+    plain, linked = callgrind.count_each([lambda: world(False), lambda: world(True)], n, side_by_side=sqlite)
     return plain / n, linked / n, n
 
 

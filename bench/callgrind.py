@@ -10,7 +10,8 @@ kernel's time (system calls, page faults) and the cost of cache misses are not i
 process under callgrind; :func:`finish` waits for it and returns (instructions, messages sent). The child
 zeroes the counts just before the tick and dumps them just after, at two marker calls (``os.getppid`` and
 ``os.getpgrp``, which nothing else in a tick calls), so the counts are the tick's alone, not the imports' or
-the set-up's. About 60 times slower than the tick itself. With ``swap``, the child runs the tick with that
+the set-up's. About 60 times slower than the tick itself. :func:`count_each` counts a tick in each of a few
+worlds, side by side where each has a database of its own. With ``swap``, the child runs the tick with that
 :mod:`bench.plain_ab` optimisation swapped for its other version.
 
     python -m bench.callgrind CONFIG_DIR [--swap NAME]    (the child: one tick of the world in CONFIG_DIR)
@@ -25,6 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 #: the C functions of the marker calls around the tick (CPython's ``os.getppid`` and ``os.getpgrp``)
 _ZERO_AT, _DUMP_AT = "os_getppid*", "os_getpgrp*"
@@ -79,6 +81,20 @@ def finish(counting: Counting, timeout: float = 1800) -> tuple[int, int]:
 def count(config_dir: Path, swap: str | None = None) -> tuple[int, int]:
     """:func:`start` and :func:`finish`."""
     return finish(start(config_dir, swap))
+
+
+def count_each(worlds: Sequence[Callable[[], tuple[Path, str | None]]], n: int, *, side_by_side: bool) -> list[int]:
+    """The instructions of one tick of ``n`` in each of ``worlds``, in order. A world is a function that builds
+    it and returns its config folder and the swap to install (or None). ``side_by_side`` when each world has a
+    database of its own (SQLite files); else each is built just before its count (PostgreSQL's one database)."""
+    if side_by_side:
+        counting = [start(*world()) for world in worlds]
+        counts = [finish(c) for c in counting]
+    else:
+        counts = [count(*world()) for world in worlds]
+    sent = [s for _, s in counts]
+    assert all(s == n for s in sent), f"counted ticks sent {sent} of {n}"
+    return [c for c, _ in counts]
 
 
 def _child(config_dir: Path, swap: str | None) -> None:

@@ -335,14 +335,8 @@ def instructions(world: World, swap: Swap) -> tuple[int, int] | None:
     the second."""
     if not callgrind.available():
         return None
-    if world.pg:
-        counts = [callgrind.count(world.copy(side), swap.name if side == "B" else None) for side in "AB"]
-    else:
-        counting = [callgrind.start(world.copy(f"count-{side}"), swap.name if side == "B" else None)
-                    for side in "AB"]
-        counts = [callgrind.finish(c) for c in counting]
-    (a, sent_a), (b, sent_b) = counts
-    assert sent_a == sent_b == world.n, f"counted ticks sent {sent_a} and {sent_b} of {world.n}"
+    a, b = callgrind.count_each([lambda: (world.copy("count-A"), None), lambda: (world.copy("count-B"), swap.name)],
+                                world.n, side_by_side=not world.pg)
     return (b, a) if swap.alternative_is_plain else (a, b)
 
 
