@@ -23,6 +23,7 @@ from .errors import InputError
 from .ending import end_enrollments
 from .models import Enrollment, EnrollmentStatus, Message, MessageStatus, SequenceState, SequenceVersion, status_is
 from .store import rollups
+from .store.reports import grouped
 
 __all__ = ["HOLD", "PAUSED", "ORPHANED", "SequenceRow", "held_sequences", "known_sequences", "list_sequences", "orphan_warnings",
            "pause", "resume", "stop", "unenroll"]
@@ -93,11 +94,12 @@ def list_sequences(conn: sa.Connection, config: Config) -> list[SequenceRow]:
                                .where(enrollments.c.status == EnrollmentStatus.ACTIVE.value)
                                .group_by(enrollments.c.sequence)).all())
     scheduled = status_is(messages.c.status, MessageStatus.SCHEDULED.value)
-    due = dict(conn.execute(sa.select(messages.c.sequence, sa.func.count())
+    sequence = grouped(messages.c.sequence)  # the scheduled messages through their index
+    due = dict(conn.execute(sa.select(sequence, sa.func.count())
                             .where(scheduled, messages.c.next_attempt_at <= at + timedelta(hours=24))
-                            .group_by(messages.c.sequence)).all())
-    nxt = dict(conn.execute(sa.select(messages.c.sequence, sa.func.min(messages.c.next_attempt_at))
-                            .where(scheduled).group_by(messages.c.sequence)).all())
+                            .group_by(sequence)).all())
+    nxt = dict(conn.execute(sa.select(sequence, sa.func.min(messages.c.next_attempt_at))
+                            .where(scheduled).group_by(sequence)).all())
     rows = []
     for name in sorted(known_sequences(conn, config)):
         seq = config.sequences.get(name)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from .models import ContactEvent, Enrollment, MessageStatus
 from .store import buckets, marks
-from .store.reports import QUARTER
+from .store.reports import QUARTER, grouped
 
 __all__ = ["STEPS", "SEQUENCE_STEPS", "TOUCH_STEPS", "funnels", "touch_funnels", "daily"]
 
@@ -38,18 +38,19 @@ TOUCH_STEPS = ("touch_sent", "touch_delivered", "touch_clicked", "touch_converte
 def funnels(conn: sa.Connection, start: datetime, until: datetime) -> dict[str, list[tuple[str, int]]]:
     """Per sequence, its funnel for runs enrolled in the window: enrolled, sent, clicked, converted (runs).
 
-    Counted in the database in one pass over the window's runs: each run's first send and first click
-    (:mod:`engine.store.marks`), and whether its (sequence, contact) has a conversion within the window."""
+    Counted in the database in one pass over the window's runs: whether each run had sent and had a click by the
+    window's end (:mod:`engine.store.marks`), and whether its (sequence, contact) has a conversion within the window."""
     e, v = enrollments_t.c, events_t.c
     converted = (sa.select(v.sequence, v.contact_id)
                  .where(v.type == "converted", v.at.between(start, until), v.sequence.is_not(None))
                  .distinct().subquery())
     runs = sa.func.count()
-    query = (sa.select(e.sequence, runs, runs.filter(marks.first_sent(conn) <= until),
-                       runs.filter(marks.first_clicked(conn) <= until), runs.filter(converted.c.contact_id.is_not(None)))
+    sequence = grouped(e.sequence)  # the window's runs through the index on their time
+    query = (sa.select(sequence, runs, runs.filter(marks.sent_by(conn, until)),
+                       runs.filter(marks.clicked_by(conn, until)), runs.filter(converted.c.contact_id.is_not(None)))
              .select_from(enrollments_t.outerjoin(converted, sa.and_(converted.c.sequence == e.sequence,
                                                                      converted.c.contact_id == e.contact_id)))
-             .where(e.enrolled_at.between(start, until)).group_by(e.sequence))
+             .where(e.enrolled_at.between(start, until)).group_by(sequence))
     return {seq: list(zip(SEQUENCE_STEPS, counts)) for seq, *counts in sorted(conn.execute(query))}
 
 

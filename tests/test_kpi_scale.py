@@ -183,3 +183,47 @@ def test_the_pages_revenue_by_source_is_the_reports_for_each_source_with_sales(s
         got = revenue_by_source(conn, since=timedelta(days=30), until=until)
     assert got == [(g.group, g.figures["revenue"]) for g in report if g.figures["conversions"]]
     assert len(got) >= 3
+
+
+def test_on_sqlite_the_report_pages_find_the_rows_of_messages_and_runs_through_an_index(shop):
+    """SQLite keeps no counts: each statement of the KPI page and the sequences page reads ``messages`` and
+    ``enrollments`` through the index its WHERE can use (a window's time, a sequence, the scheduled), never
+    walking the whole table; and a window's sends by touch and by quarter hour come from the index alone."""
+    from fastapi.testclient import TestClient
+
+    from engine.apikeys import create_key
+    from engine.service import create_app
+    from engine.service.options import ServiceOptions
+
+    config, engine = shop
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL counts these pages from its rollups")
+    with engine.begin() as conn:
+        key = create_key(conn, "plans")
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    app = create_app(config, engine=engine, options=ServiceOptions(dashboard_password=None, public_url=None))
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with TestClient(app) as client:
+            for path in ("/dashboard/kpi", "/dashboard/kpi?by=source", "/dashboard/sequences"):
+                assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    plans = {}
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            plans[" ".join(statement.split())] = plan
+    walked = {s: step for s, plan in plans.items() for step in plan
+              if step.startswith(("SCAN messages", "SCAN enrollments")) and "COVERING INDEX" not in step
+              and "ix_messages_due" not in step}  # the partial index holds the scheduled messages alone
+    assert walked == {}
+    sends = [plan for s, plan in plans.items() if "FROM messages WHERE messages.status IN" in s and "sent_at" in s
+             and "GROUP BY messages.sequence, messages.touch" in s or "strftime(?, messages.sent_at)" in s]
+    assert len(sends) >= 2 and all(any("COVERING INDEX ix_messages_sent_at" in step for step in plan)
+                                   for plan in sends), sends

@@ -5,17 +5,19 @@ conversions credited to it (``messages.clicks``, ``credits``).
 On PostgreSQL the database keeps them: triggers (migration ``0023_run_marks``) write them in the transaction that
 sends a message, moves it out of the sent states, records or deletes a click or a credited conversion (on
 ``messages`` once per statement: a worker's batch of sends updates its runs in one statement). On SQLite
-the same values are counted from the tables where a report asks for them (:func:`first_sent`, :func:`first_clicked`
-give the expression for either database).
+the same values are counted from the tables where a report asks for them (:func:`sent_by`, :func:`clicked_by`
+give the condition for either database).
 """
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from ..models import COUNTS_AS_SENT, Engagement, EngagementKind, Enrollment, Message
 from .driver import is_sqlite
 
-__all__ = ["first_sent", "first_clicked", "counted_first_sent", "counted_first_clicked"]
+__all__ = ["sent_by", "clicked_by", "counted_first_sent", "counted_first_clicked"]
 
 enrollments_t = Enrollment.__table__
 messages_t = Message.__table__
@@ -38,11 +40,19 @@ def counted_first_clicked() -> sa.ScalarSelect:
             .scalar_subquery())
 
 
-def first_sent(conn: sa.Connection) -> sa.ColumnElement:
-    """A run's first send: kept (PostgreSQL) or counted (SQLite)."""
-    return counted_first_sent() if is_sqlite(conn) else enrollments_t.c.first_sent_at
+def sent_by(conn: sa.Connection, until: datetime) -> sa.ColumnElement[bool]:
+    """Whether a run's first send was at ``until`` or before: kept (PostgreSQL), or whether one of its messages
+    that count as sent was sent by then (SQLite; an EXISTS stops at the first)."""
+    if not is_sqlite(conn):
+        return enrollments_t.c.first_sent_at <= until
+    m = messages_t.c
+    return sa.exists().where(m.enrollment_id == enrollments_t.c.id, m.sent_at <= until, m.status.in_(COUNTS_AS_SENT))
 
 
-def first_clicked(conn: sa.Connection) -> sa.ColumnElement:
-    """A person's first click on one of a run's messages: kept (PostgreSQL) or counted (SQLite)."""
-    return counted_first_clicked() if is_sqlite(conn) else enrollments_t.c.first_clicked_at
+def clicked_by(conn: sa.Connection, until: datetime) -> sa.ColumnElement[bool]:
+    """Whether a person had clicked one of a run's messages by ``until``: kept (PostgreSQL) or counted (SQLite)."""
+    if not is_sqlite(conn):
+        return enrollments_t.c.first_clicked_at <= until
+    m, g = messages_t.c, engagements_t.c
+    return (sa.exists().select_from(engagements_t.join(messages_t, m.id == g.message_id))
+            .where(m.enrollment_id == enrollments_t.c.id, g.kind == EngagementKind.CLICKED.value, g.at <= until))
