@@ -39,11 +39,11 @@ def reading(engine: sa.Engine) -> sa.Connection:
 
 
 def read_at_once(engine: sa.Engine, reads: list[Callable[[sa.Connection], Any]]) -> list[Any]:
-    """Each read's result (a read is a function of a connection). On PostgreSQL they run at once, each on a
-    connection of its own, so one's time in the database overlaps another's (each statement reads the tables
-    as they are when it starts, as it would one after the other); SQLite reads one after the other on one
-    connection."""
-    if is_sqlite(engine):
+    """Each read's result (a read is a function of a connection). They run at once, each on a connection of its
+    own, so one's time in the database overlaps another's (each statement reads the tables as they are when it
+    starts, as it would one after the other): PostgreSQL's server processes, or SQLite's readers of the WAL (they
+    take no lock, and Python's sqlite3 lets go of the GIL while SQLite runs a statement)."""
+    if len(reads) < 2:
         with reading(engine) as conn:
             return [read(conn) for read in reads]
 

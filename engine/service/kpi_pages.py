@@ -63,11 +63,12 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
     start = until - span
     at_once = partial(read_at_once, ctx.engine)
-    groups, (by_source, sequence_funnels), (per_touch, days), *overall = at_once([
+    groups, by_source, sequence_funnels, per_touch, days, *overall = at_once([
         lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until, run=at_once),
-        lambda conn: (revenue_by_source(conn, since=span, until=until), funnels(conn, start, until)),
-        lambda conn: (touch_funnels(conn, start, until, touch_order),
-                      daily(conn, start, until, ctx.config.settings.timezone)),
+        lambda conn: revenue_by_source(conn, since=span, until=until),
+        lambda conn: funnels(conn, start, until),
+        lambda conn: touch_funnels(conn, start, until, touch_order),
+        lambda conn: daily(conn, start, until, ctx.config.settings.timezone),
         *([] if by is None else [lambda conn: top_objections(conn, since=span, until=until)]),
     ])
     objections = overall[0] if overall else groups[0].objections
