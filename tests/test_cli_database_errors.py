@@ -104,3 +104,12 @@ def test_a_read_only_folder_is_one_line_for_reads_writes_and_a_new_database(proj
     line = assert_one_line(run(fresh, "db", "upgrade"), f"error: database {fresh}: cannot open: unable to open database file; ")
     assert "may write there" in line
     assert run(url, "stats").returncode == 0  # reading still works
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:shop?mode=memory&uri=true"])
+def test_an_in_memory_sqlite_database_is_refused_with_what_to_use(project, url):
+    proc = followup(project, url, "stats")
+    shown = f"{proc.args} → {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, shown
+    assert "database_url: an in-memory SQLite database lives in one connection of one process" in proc.stderr, shown
+    assert "use a file, e.g. sqlite:///../var/followup.db" in proc.stderr, shown
