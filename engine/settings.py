@@ -199,8 +199,9 @@ def _database_url(doc: YamlDoc, raw: Any) -> str:
     if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", url):
         doc.problem("database_url", f"{url.split('://')[0]!r} is not supported; use sqlite:///path.db or postgresql+psycopg://user@host/db")
     elif url.startswith("sqlite:") and (url.rstrip("/") == "sqlite:" or ":memory:" in url or "mode=memory" in url):
-        doc.problem("database_url", "an in-memory SQLite database lives in one connection of one process, so the worker "
-                                    "and the service could not share it; use a file, e.g. sqlite:///../var/followup.db")
+        doc.problem("database_url", "an in-memory SQLite database lives in one connection of one process, so the "
+                                    "worker and the service could not share it; use a file, e.g. "
+                                    "sqlite:///../var/followup.db")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return url
