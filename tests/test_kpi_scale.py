@@ -223,7 +223,9 @@ def test_on_sqlite_the_report_pages_find_the_rows_of_messages_and_runs_through_a
               if step.startswith(("SCAN messages", "SCAN enrollments")) and "COVERING INDEX" not in step
               and "ix_messages_due" not in step}  # the partial index holds the scheduled messages alone
     assert walked == {}
-    sends = [plan for s, plan in plans.items() if "FROM messages WHERE messages.status IN" in s and "sent_at" in s
-             and "GROUP BY messages.sequence, messages.touch" in s or "strftime(?, messages.sent_at)" in s]
+    by_touch = [plan for s, plan in plans.items() if "FROM messages WHERE messages.status IN" in s
+                and "sent_at" in s and "GROUP BY messages.sequence, messages.touch" in s]
+    by_quarter = [plan for s, plan in plans.items() if "strftime(?, messages.sent_at)" in s]
+    sends = by_touch + by_quarter
     assert len(sends) >= 2 and all(any("COVERING INDEX ix_messages_sent_at" in step for step in plan)
                                    for plan in sends), sends
