@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
@@ -37,7 +37,7 @@ from .kpi_leads import Leads, loyalty_starts, window_leads
 from .models import COUNTS_AS_SENT, Contact, ContactEvent, Enrollment, Handoff, LeadOutcome, Message
 
 __all__ = ["BY", "DEFINITIONS", "FIGURES", "Kpi", "kpi_report", "parse_window", "revenue_by_source",
-           "top_objections"]
+           "sources_revenue", "top_objections"]
 
 contacts_t = Contact.__table__
 enrollments_t = Enrollment.__table__
@@ -110,52 +110,55 @@ def _ratio(a: float, b: float, digits: int = 4) -> float | None:
     return round(a / b, digits) if b else None
 
 
-class _Facts:
-    """What the report reads of the window: its leads counted in the database (:mod:`.kpi_leads`), the handoffs
-    it needs, and its conversions with each converting contact's lifetime ones; the messages' cost is summed in
-    the database, by the group of ``by`` (see :func:`_costs`)."""
+class _Rows:
+    """Rows the report reads of one table, as dicts of ``keys`` (times in UTC); by source, each row's contact's
+    source too, named by ``name`` from the ``source`` columns read in the same query."""
 
-    def __init__(self, conn: sa.Connection, since: datetime, until: datetime, by: str | None):
-        #: a contact's source, read with its rows when the report is by source
+    def __init__(self, conn: sa.Connection, keys: tuple[str, ...], query: sa.Select,
+                 source: tuple[sa.ColumnElement, ...] = (), name: Callable[..., str] | None = None):
+        #: a contact's source, noted when the report is by source
         self.sources: dict[int, str] = {}
-        #: the handoffs read: every one until the window's end by rep (a rep's latest, and outcomes of earlier
-        #: handoffs, count), else those of the window and those lost within it
-        handoffs = sa.select(*(handoffs_t.c[k] for k in HANDOFF_KEYS)).where(handoffs_t.c.at <= until)
-        if by != "rep":
-            handoffs = handoffs.where(sa.or_(handoffs_t.c.at >= since, sa.and_(
-                handoffs_t.c.outcome == LOST, handoffs_t.c.outcome_at.between(since, until))))
-        self.all_handoffs = [dict(zip(HANDOFF_KEYS, r)) for r in self._read(
-            conn, by, handoffs_t.c.contact_id, handoffs.order_by(handoffs_t.c.at, handoffs_t.c.id))]
-        #: the conversions of the window, and every earlier one of the contacts converting within it (their
-        #: lifetime); a lead's conversion after it enrolled is within the window too
-        buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
-                                                        events_t.c.at.between(since, until))
-        self.events = [dict(zip(EVENT_KEYS, r)) for r in self._read(
-            conn, by, events_t.c.contact_id,
-            sa.select(*(events_t.c[k] for k in EVENT_KEYS))
-            .where(events_t.c.type == "converted", events_t.c.at <= until, events_t.c.contact_id.in_(buyers))
-            .order_by(events_t.c.at, events_t.c.id))]
-        for row in self.all_handoffs + self.events:
+        found = conn.execute(query.add_columns(*source)).all()  # at once: row by row costs more than the database
+        if source:
+            width = len(keys)
+            for row in found:
+                if row[0] not in self.sources:
+                    self.sources[row[0]] = name(*row[width:])
+        self.rows = [dict(zip(keys, r)) for r in found]
+        for row in self.rows:
             for key in ("at", "outcome_at"):
                 if row.get(key) is not None:
                     row[key] = to_utc(row[key])
-        self.handoffs = [h for h in self.all_handoffs if h["at"] >= since]
-        self.lost = [h for h in self.all_handoffs if h["outcome"] == LOST and h["outcome_at"] is not None
-                     and since <= h["outcome_at"] <= until]
-        #: when each converting contact first entered a post-purchase sequence within the window
-        self.loyalty_starts: dict[int, datetime] = {}
 
-    def _read(self, conn: sa.Connection, by: str | None, contact_id: sa.Column, query: sa.Select) -> Iterable[tuple]:
-        """The query's rows; by source, each contact's source is noted (read in the same query) on the way."""
-        if by != "source":
-            yield from conn.execute(query).all()  # fetched at once: row by row costs more than the database
-            return
-        query = query.add_columns(*_source_columns()).select_from(
-            contact_id.table.outerjoin(contacts_t, contacts_t.c.id == contact_id))
-        for *row, source, utm_source in conn.execute(query).all():
-            if row[0] not in self.sources:
-                self.sources[row[0]] = _source_of(source, utm_source)
-            yield tuple(row)
+
+def _handoffs(conn: sa.Connection, since: datetime, until: datetime, by: str | None) -> _Rows:
+    """The handoffs the report reads: every one until the window's end by rep (a rep's latest, and outcomes of
+    earlier handoffs, count), else those of the window and those lost within it; ordered by time. By source, a
+    handoff's contact's source is its run's copy (:mod:`engine.store.sources`), found by the run's key."""
+    query = sa.select(*(handoffs_t.c[k] for k in HANDOFF_KEYS)).where(handoffs_t.c.at <= until)
+    if by != "rep":
+        query = query.where(sa.or_(handoffs_t.c.at >= since, sa.and_(
+            handoffs_t.c.outcome == LOST, handoffs_t.c.outcome_at.between(since, until))))
+    query = query.order_by(handoffs_t.c.at, handoffs_t.c.id)
+    if by != "source":
+        return _Rows(conn, HANDOFF_KEYS, query)
+    query = query.select_from(handoffs_t.outerjoin(enrollments_t, enrollments_t.c.id == handoffs_t.c.enrollment_id))
+    return _Rows(conn, HANDOFF_KEYS, query, (enrollments_t.c.source,), lambda source: source or NONE)
+
+
+def _conversions(conn: sa.Connection, since: datetime, until: datetime, by: str | None) -> _Rows:
+    """The conversions of the window, and every earlier one of the contacts converting within it (their
+    lifetime), ordered by time; a lead's conversion after it enrolled is within the window too. By source, each
+    with its contact's source attributes (:func:`_source_of`)."""
+    buyers = sa.select(events_t.c.contact_id).where(events_t.c.type == "converted",
+                                                    events_t.c.at.between(since, until))
+    query = (sa.select(*(events_t.c[k] for k in EVENT_KEYS))
+             .where(events_t.c.type == "converted", events_t.c.at <= until, events_t.c.contact_id.in_(buyers))
+             .order_by(events_t.c.at, events_t.c.id))
+    if by != "source":
+        return _Rows(conn, EVENT_KEYS, query)
+    query = query.select_from(events_t.outerjoin(contacts_t, contacts_t.c.id == events_t.c.contact_id))
+    return _Rows(conn, EVENT_KEYS, query, _source_columns(), _source_of)
 
 
 HANDOFF_KEYS = ("contact_id", "sequence", "rep", "at", "outcome", "objection", "outcome_at")
@@ -241,7 +244,7 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
                run: Callable[[Reads], list[Any]] | None = None) -> list[Kpi]:
     """The KPIs of the last ``since``, one :class:`Kpi` per group of ``by`` (one ``all`` group without).
 
-    The report's three reads (the handoffs and conversions, the leads, the cost) do not depend on each other:
+    The report's four reads (the handoffs, the conversions, the leads, the cost) do not depend on each other:
     ``run`` runs such reads and returns their results in order. By default they run one after the other on
     ``conn``; the dashboard runs them at once, each on a connection of its own."""
     if by is not None and by not in BY:
@@ -250,17 +253,19 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
     start = until - since
     prices = _prices(config)
     reads: Reads = [
-        lambda c: _Facts(c, start, until, by),
+        lambda c: _handoffs(c, start, until, by),
+        lambda c: _conversions(c, start, until, by),
         lambda c: window_leads(c, start, until, _keys(c, by, enrollments_t, enrollments_t.c.enrolled_at, until)),
         lambda c: _costs(c, start, until, by, prices)]
-    facts, leads_by_key, costs = run(reads) if run is not None else [read(conn) for read in reads]
+    handoffs, events, leads_by_key, costs = run(reads) if run is not None else [read(conn) for read in reads]
+    sources = {**events.sources, **handoffs.sources}
     loyalty = {target for s in config.sequences.values() if (target := getattr(s, "on_converted", None))}
-    rep_of = {h["contact_id"]: h["rep"] for h in facts.all_handoffs}  # ordered by time: the latest wins
+    rep_of = {h["contact_id"]: h["rep"] for h in handoffs.rows}  # ordered by time: the latest wins
     group_of = _group_of(by, rep_of)
 
     def key(contact_id: int, sequence: str | None, at: datetime) -> str:
         if by == "source":
-            return facts.sources.get(contact_id, NONE)
+            return sources.get(contact_id, NONE)
         if by == "sequence":
             return sequence or NONE
         if by == "rep":
@@ -275,24 +280,25 @@ def kpi_report(conn: sa.Connection, config: Config, *, since: timedelta = timede
         leads[group_of(k)].add(found)
     for k, found in leads.items():
         groups[k].update(leads=found.count, converted=found.converted, days=found.days)
-    facts.loyalty_starts = loyalty_starts(conn, start, until, loyalty, {e["contact_id"] for e in facts.events})
+    entered = loyalty_starts(conn, start, until, loyalty, {e["contact_id"] for e in events.rows})
     purchases: Counter[int] = Counter()  # each converting contact's conversions ever, and their values' sum
     lifetime: dict[int, float] = defaultdict(float)
-    for e in facts.events:
+    for e in events.rows:
         purchases[e["contact_id"]] += 1
         lifetime[e["contact_id"]] += e["value"] or 0
         if e["at"] >= start:
             groups[key(e["contact_id"], e["sequence"], e["at"])]["conversions"].append(e)
-    for h in facts.lost:
-        groups[key(h["contact_id"], h["sequence"], h["outcome_at"])]["objections"].append(h["objection"] or NONE)
-    for h in facts.handoffs:
-        groups[key(h["contact_id"], h["sequence"], h["at"])]["handoffs"].append(h)
+    for h in handoffs.rows:
+        if h["outcome"] == LOST and h["outcome_at"] is not None and start <= h["outcome_at"] <= until:
+            groups[key(h["contact_id"], h["sequence"], h["outcome_at"])]["objections"].append(h["objection"] or NONE)
+    for h in handoffs.rows:
+        if h["at"] >= start:
+            groups[key(h["contact_id"], h["sequence"], h["at"])]["handoffs"].append(h)
     for k, cost in costs:
         groups[group_of(k)]["costs"].append(cost)
     if not groups:
         groups["all"] = defaultdict(list)
-    return [_figures(k, g, purchases, lifetime, facts.loyalty_starts)
-            for k, g in sorted(groups.items())]
+    return [_figures(k, g, purchases, lifetime, entered) for k, g in sorted(groups.items())]
 
 
 def revenue_by_source(conn: sa.Connection, *, since: timedelta, until: datetime) -> list[tuple[str, float]]:
@@ -308,6 +314,11 @@ def revenue_by_source(conn: sa.Connection, *, since: timedelta, until: datetime)
             .where(e.type == "converted", e.at.between(start, until)).group_by(*keys)):
         revenue[_source_of(source, utm_source)] += value or 0
     return [(source, round(value, 2)) for source, value in sorted(revenue.items())]
+
+
+def sources_revenue(groups: list[Kpi]) -> list[tuple[str, float]]:
+    """:func:`revenue_by_source` from a report by source: the revenue of each group with conversions."""
+    return [(g.group, g.figures["revenue"]) for g in groups if g.figures["conversions"]]
 
 
 def top_objections(conn: sa.Connection, *, since: timedelta, until: datetime) -> list[dict]:

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse
 
 from ..db import read_at_once, reading
 from ..clock import now
-from ..kpi import BY, DEFINITIONS, FIGURES, kpi_report, parse_window, revenue_by_source, top_objections
+from ..kpi import (BY, DEFINITIONS, FIGURES, kpi_report, parse_window, revenue_by_source, sources_revenue,
+                   top_objections)
 from ..kpi_series import SEQUENCE_STEPS, TOUCH_STEPS, daily, funnels, touch_funnels
 from ..templates import jalali
 from ..text import fa_digits
@@ -63,15 +64,20 @@ def kpi_page(request: Request, since: str = Query("30d", max_length=20),
     touch_order = {name: [t.name for t in seq.touches] for name, seq in ctx.config.sequences.items()}
     start = until - span
     at_once = partial(read_at_once, ctx.engine)
-    groups, by_source, sequence_funnels, per_touch, days, *overall = at_once([
-        lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until, run=at_once),
-        lambda conn: revenue_by_source(conn, since=span, until=until),
-        lambda conn: funnels(conn, start, until),
-        lambda conn: touch_funnels(conn, start, until, touch_order),
-        lambda conn: daily(conn, start, until, ctx.config.settings.timezone),
-        *([] if by is None else [lambda conn: top_objections(conn, since=span, until=until)]),
-    ])
-    objections = overall[0] if overall else groups[0].objections
+    reads = {
+        "groups": lambda conn: kpi_report(conn, ctx.config, since=span, by=by, until=until, run=at_once),
+        "funnels": lambda conn: funnels(conn, start, until),
+        "touches": lambda conn: touch_funnels(conn, start, until, touch_order),
+        "days": lambda conn: daily(conn, start, until, ctx.config.settings.timezone),
+    }
+    if by != "source":  # by source, the report's groups have each source's revenue
+        reads["revenue"] = lambda conn: revenue_by_source(conn, since=span, until=until)
+    if by is not None:
+        reads["objections"] = lambda conn: top_objections(conn, since=span, until=until)
+    read = dict(zip(reads, at_once(list(reads.values()))))
+    groups, sequence_funnels, per_touch, days = read["groups"], read["funnels"], read["touches"], read["days"]
+    by_source = read["revenue"] if "revenue" in read else sources_revenue(groups)
+    objections = read["objections"] if "objections" in read else groups[0].objections
 
     def word(key: str) -> str:
         return translate(locale, f"kpi.{key}")
