@@ -180,13 +180,15 @@ def _costs(conn: sa.Connection, since: datetime, until: datetime, by: str | None
            prices: dict[str, tuple[float, float]]) -> list[tuple[tuple, float]]:
     """(key, cost) of the messages sent within the window (:func:`_group_of` names a key's group; a key may come
     more than once), counted and their segments summed in the database by key, provider and channel: by no
-    group, sequence or month from the counts kept per quarter hour (:data:`engine.store.buckets.SPEND`), by
-    source or rep from the messages."""
+    group, sequence, month or source from the counts kept per quarter hour (:data:`engine.store.buckets.SPEND`,
+    :data:`~engine.store.buckets.SOURCED`), by rep from the messages."""
     units: Counter[tuple[tuple, str, str]] = Counter()
-    if by in (None, "sequence", "month"):
+    if by != "rep":
+        kind = buckets.SOURCED if by == "source" else buckets.SPEND
         keys = {None: ("touch", "state"), "sequence": ("sequence", "touch", "state"),
+                "source": ("sequence", "touch", "state"),  # a source is kept where a sequence is
                 "month": ("quarter", "touch", "state")}[by]
-        for (*key, provider, channel), n in buckets.counts(conn, buckets.SPEND, since, until, keys).items():
+        for (*key, provider, channel), n in buckets.counts(conn, kind, since, until, keys).items():
             units[(_month(_quarter_start(key[0])),) if by == "month" else tuple(key), provider, channel] += n
         return [(key, n * _price(prices, provider, channel)) for (key, provider, channel), n in units.items()]
     m = messages_t.c

@@ -190,6 +190,8 @@ class Message(SQLModel, table=True):
         sa.Index("ix_messages_sent_at", "sent_at", "status", "sequence", "touch",
                  sqlite_where=sa.text("sent_at IS NOT NULL"), postgresql_where=sa.text("sent_at IS NOT NULL"),
                  postgresql_include=["provider", "channel", "segments", "contact_id", "id", "source"]),
+        # the sends whose source is too long for the kept counts by source (engine.store.buckets.SOURCED)
+        _partial("ix_messages_long_source", "sent_at", where="length(source) > 100"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)

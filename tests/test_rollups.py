@@ -17,11 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from engine.clock import now, to_utc
-from engine.models import (COUNTS_AS_SENT, ContactEvent, DeliveryLog, Engagement, Enrollment, LogCount, Message,
-                           SequenceCount)
+from engine.models import (COUNTS_AS_SENT, Contact, ContactEvent, DeliveryLog, Engagement, Enrollment, LogCount,
+                           Message, SequenceCount)
 from engine.reports import TOUCH_COUNTS, funnel
 from engine.store import buckets, marks
 from engine.store.reports import QUARTER
+from engine.store.sources import follow, source_of
 from engine.store.rollups import MESSAGE, RUN, counts, fold, message_state, run_state
 from providers.errors import PermanentRecipientError, TransientError
 from tests.test_kpi import build_touch_shop, hand_off, outcome
@@ -37,7 +38,8 @@ def plain(conn: sa.Connection) -> tuple[Counter, Counter]:
     return messages, runs
 
 
-KINDS = (buckets.SENDS, buckets.CLICKS, buckets.SALES, buckets.SPEND, buckets.CLICKED, buckets.CREDITED)
+KINDS = (buckets.SENDS, buckets.CLICKS, buckets.SALES, buckets.SPEND, buckets.CLICKED, buckets.CREDITED,
+         buckets.SOURCED)
 
 
 def plain_buckets(conn: sa.Connection, start, until) -> dict[str, Counter]:
@@ -51,13 +53,15 @@ def plain_buckets(conn: sa.Connection, start, until) -> dict[str, Counter]:
 
     clicks = Counter(mid for mid, kind in conn.execute(sa.select(g.c.message_id, g.c.kind)) if kind == "clicked")
     sent = {}
-    for mid, seq, touch, status, at, provider, channel, segments in conn.execute(
+    for mid, seq, touch, status, at, provider, channel, segments, source in conn.execute(
             sa.select(m.c.id, m.c.sequence, m.c.touch, m.c.status, m.c.sent_at, m.c.provider, m.c.channel,
-                      m.c.segments)):
+                      m.c.segments, m.c.source)):
         if status in COUNTS_AS_SENT:
             sent[mid] = (at, seq, touch)
             add(buckets.SENDS, at, seq, touch, "delivered" if status == "delivered" else "sent")
-            add(buckets.SPEND, at, seq, provider or "", channel, n=segments or 1 if channel == "sms" else 1)
+            units = segments or 1 if channel == "sms" else 1
+            add(buckets.SPEND, at, seq, provider or "", channel, n=units)
+            add(buckets.SOURCED, at, source or "", provider or "", channel, n=units)
             if clicks[mid]:
                 add(buckets.CLICKED, at, seq, touch, "clicked")
     for seq, touch, kind, at in conn.execute(sa.select(g.c.sequence, g.c.touch, g.c.kind, g.c.at)):
@@ -125,6 +129,22 @@ def assert_buckets_match(world) -> None:
                 assert buckets.counts(conn, kind, start, until, ("sequence", "touch", "state")) == by_touch
 
 
+def set_sources(world, attrs: dict[int, dict]) -> None:
+    """Contacts' attributes changed as every writer of them does: the copies of their sources follow."""
+    contacts = Contact.__table__
+    with world.engine.begin() as conn:
+        for cid, value in attrs.items():
+            conn.execute(sa.update(contacts).where(contacts.c.id == cid).values(attrs=value))
+        follow(conn, {cid: source_of(value) for cid, value in attrs.items()})
+
+
+def sourced(world) -> set[str]:
+    """The sources the kept spend by source names, over all time."""
+    with world.engine.connect() as conn:
+        return {source for source, *_ in buckets.counts(conn, buckets.SOURCED, now() - timedelta(days=999),
+                                                       now() + timedelta(days=9), ("sequence", "touch", "state"))}
+
+
 def assert_counts_match(world) -> None:
     assert_buckets_match(world)
     assert_marks_match(world)
@@ -157,7 +177,13 @@ def test_the_kept_counts_equal_the_tables_through_a_varied_story(make_world, fro
     world = build_touch_shop(make_world, frozen)  # sends, receipts, clicks, conversions credited
     assert_counts_match(world)
     p, q, r, s = world.ids
+    # sources given after the sends: one kept in the counts' key, one longer than it (counted from its index)
+    long = "بازاریابی " * 12
+    set_sources(world, {p: {"source": "instagram"}, q: {"utm_source": long}})
+    assert_counts_match(world)
+    assert {"instagram", long, ""} <= sourced(world)
     more = world.add_contacts(*({"phone": f"0912000002{i}"} for i in range(5)))
+    set_sources(world, {more[0]: {"source": "google"}, more[1]: {"source": long}})  # sent with their sources
     world.sms.fail_next(TransientError("gateway busy"), times=2)  # retried, then sent
     world.enroll("coats", *more)
     world.tick()
@@ -171,6 +197,9 @@ def test_the_kept_counts_equal_the_tables_through_a_varied_story(make_world, fro
     with world.engine.begin() as conn:
         fold(conn)  # PostgreSQL: the rows become one per count, and moves keep coming after it
     assert_counts_match(world)
+    set_sources(world, {p: {"source": long}, q: {}, more[0]: {"source": "google", "utm_source": "x"}})
+    assert_counts_match(world)
+    assert "instagram" not in sourced(world)
     hand_off(world, more[0], "reza")
     hand_off(world, more[1], "mina")
     frozen.tick(timedelta(hours=3))
@@ -188,7 +217,6 @@ def test_the_kept_counts_equal_the_tables_through_a_varied_story(make_world, fro
                      .values(sent_at=now() - timedelta(days=9, minutes=3)))
     assert_counts_match(world)
     from engine.people import forget
-    from engine.models import Contact
 
     (late,) = world.add_contacts({"phone": "09120000030"})
     world.enroll("coats", late)
@@ -211,13 +239,16 @@ def test_the_kept_counts_equal_the_tables_through_a_varied_story(make_world, fro
     assert_counts_match(world)
 
 
-@pytest.mark.parametrize("before", ["0020_kpi_scale", "0022_kpi_page"])
+@pytest.mark.parametrize("before", ["0020_kpi_scale", "0022_kpi_page", "0025_sends_index"])
 def test_an_upgraded_database_gets_its_counts_from_its_tables(make_world, frozen, db_url, before):
     from alembic import command
 
     from engine.db import _alembic_config, make_engine, upgrade
 
     world = build_touch_shop(make_world, frozen)
+    p, q, *_ = world.ids
+    long = "بازاریابی " * 12
+    set_sources(world, {p: {"source": "instagram"}, q: {"utm_source": long}})
     engine = make_engine(db_url)
     cfg = _alembic_config(db_url)
     with engine.begin() as conn:
@@ -226,6 +257,7 @@ def test_an_upgraded_database_gets_its_counts_from_its_tables(make_world, frozen
     frozen.tick(timedelta(minutes=10))  # the log's rows are settled: the migration counts them
     upgrade(db_url)
     assert_counts_match(world)
+    assert {"instagram", long, ""} <= sourced(world)
     engine.dispose()
     if before != "0020_kpi_scale":
         return  # the log's counts are filled by 0021 only
