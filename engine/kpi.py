@@ -9,7 +9,9 @@ What sales records is read from the ``handoffs`` table (:mod:`engine.handoff`, :
 - an outcome: that row's ``outcome`` (``won`` or ``lost``, ``objection`` on a loss; ``outcome_at`` is when);
 - a lead's rep: the ``rep`` of the contact's latest handoff;
 - a lead's source: the contact's ``source`` attribute, else its ``utm_source`` (from an import or the API); the
-  runs and sends carry a copy of it (:mod:`engine.store.sources`), which the report groups them by.
+  runs and sends carry a copy of it (:mod:`engine.store.sources`), which the report groups them by: the leads by
+  their runs' copies, the handoffs by their run's, the cost by the sends' (kept per quarter hour on PostgreSQL);
+  the conversions by their contacts' attributes.
 
 Leads leave out the sales reps' own enrollments in the built-in ``_sales`` sequence. Until sales records
 any, those figures are 0.
