@@ -4,10 +4,10 @@ the messages sent then cost (their SMS segments and emails, by provider and chan
 how many of them a person clicked and how many conversions were credited to them.
 
 On PostgreSQL the database keeps them (``bucket_counts``): triggers (migrations ``0022_kpi_page``,
-``0023_run_marks`` and ``0026_source_spend``) append each move into or out of a count to ``bucket_moves`` in the transaction that made it,
-and :func:`fold` adds those rows to ``bucket_counts`` and deletes them in one statement (the rows it deletes are the
-rows it adds). A window reads the kept counts of the quarter hours wholly within it and counts the tables only for
-the part of a quarter hour at each end, so its figures are the tables' exactly.
+``0023_run_marks`` and ``0026_source_spend``) append each move into or out of a count to ``bucket_moves`` in the
+transaction that made it, and :func:`fold` adds those rows to ``bucket_counts`` and deletes them in one statement
+(the rows it deletes are the rows it adds). A window reads the kept counts of the quarter hours wholly within it
+and counts the tables only for the part of a quarter hour at each end, so its figures are the tables' exactly.
 
 On SQLite the whole window is counted from the tables (through the indexes on their times).
 """
@@ -130,6 +130,8 @@ def counts(conn: sa.Connection, kind: str, start: datetime, until: datetime,
 
 
 def _counts(conn: sa.Connection, kind: str, start: datetime, until: datetime, by: tuple[str, ...]) -> Counter[tuple]:
+    """:func:`counts` of what ``kind`` keeps, zeros not dropped yet: on PostgreSQL the kept counts of the quarter
+    hours wholly within the window and the tables counted for its edges; on SQLite the tables."""
     first, end = math.ceil(start.timestamp() / QUARTER), math.floor(until.timestamp() / QUARTER)
     if is_sqlite(conn) or first >= end:
         return counted(conn, kind, start, until, by)
