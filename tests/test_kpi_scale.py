@@ -20,8 +20,9 @@ from engine.kpi_series import daily, funnels
 from engine.models import COUNTS_AS_SENT, Contact, ContactEvent, Engagement, Enrollment, Handoff, Message
 from engine.store.sources import follow, source_of
 
+#: the last one longer than the cost's kept counts by source keep (engine.store.buckets.KEPT_SOURCE)
 ODD = {1: {"source": "", "utm_source": "google"}, 2: {"source": 5}, 3: {"source": None, "utm_source": "x"},
-       4: {"source": "اینستاگرام", "utm_source": "google"}, 5: {"utm_source": ""}}
+       4: {"source": "اینستاگرام", "utm_source": "google"}, 5: {"utm_source": ""}, 6: {"source": "بازار " * 30}}
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_every_grouping_of_the_report_equals_the_plain_read_of_every_row(shop, d
             assert sum(g["leads"] for g in got) >= 1 and any(g["cost"] for g in got)
     with engine.connect() as conn:
         sources = {g.group for g in kpi_report(conn, config, by="source", until=until)}
-    assert {"google", "5", "x", "اینستاگرام", NONE} <= sources
+    assert {"google", "5", "x", "اینستاگرام", "بازار " * 30, NONE} <= sources
 
 
 @pytest.mark.parametrize("zone", ["Asia/Tehran", "Asia/Kathmandu", "America/St_Johns"])
@@ -184,6 +185,29 @@ def test_the_pages_revenue_by_source_is_the_reports_for_each_source_with_sales(s
     assert got == sources_revenue(report) == [(g.group, g.figures["revenue"]) for g in report
                                               if g.figures["conversions"]]
     assert len(got) >= 3
+
+
+def test_the_page_by_source_draws_the_revenue_chart_of_the_page_without(shop):
+    """By source, the page takes each source's revenue from the report's groups instead of reading it again:
+    the chart is the one the page without ``by`` draws from its own read."""
+    from fastapi.testclient import TestClient
+    from freezegun import freeze_time
+
+    from engine.apikeys import create_key
+    from engine.service import create_app
+    from engine.service.options import ServiceOptions
+
+    config, engine = shop
+    with engine.begin() as conn:
+        key = create_key(conn, "revenue")
+    app = create_app(config, engine=engine, options=ServiceOptions(dashboard_password=None, public_url=None))
+    heading = "<h2>Revenue by source</h2>"
+    charts = []
+    with freeze_time(now()), TestClient(app) as client:
+        for path in ("/dashboard/kpi?lang=en", "/dashboard/kpi?lang=en&by=source"):
+            page = client.get(path, headers={"Authorization": f"Bearer {key}"}).text
+            charts.append(page[page.index(heading):page.index("<h2>", page.index(heading) + len(heading))])
+    assert charts[0] == charts[1] and charts[0].count('<g class="row">') >= 3 and "google" in charts[0]
 
 
 def test_on_sqlite_the_report_pages_find_the_rows_of_messages_and_runs_through_an_index(shop):
