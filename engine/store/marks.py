@@ -17,27 +17,11 @@ import sqlalchemy as sa
 from ..models import COUNTS_AS_SENT, Engagement, EngagementKind, Enrollment, Message
 from .driver import is_sqlite
 
-__all__ = ["sent_by", "clicked_by", "counted_first_sent", "counted_first_clicked"]
+__all__ = ["sent_by", "clicked_by"]
 
 enrollments_t = Enrollment.__table__
 messages_t = Message.__table__
 engagements_t = Engagement.__table__
-
-
-def counted_first_sent() -> sa.ScalarSelect:
-    """A run's first send (its messages that count as sent), counted from ``messages``."""
-    m = messages_t.c
-    return (sa.select(sa.func.min(m.sent_at))
-            .where(m.enrollment_id == enrollments_t.c.id, m.sent_at.is_not(None), m.status.in_(COUNTS_AS_SENT))
-            .scalar_subquery())
-
-
-def counted_first_clicked() -> sa.ScalarSelect:
-    """A person's first click on one of a run's messages, counted from ``engagements`` and ``messages``."""
-    m, g = messages_t.c, engagements_t.c
-    return (sa.select(sa.func.min(g.at)).select_from(engagements_t.join(messages_t, m.id == g.message_id))
-            .where(m.enrollment_id == enrollments_t.c.id, g.kind == EngagementKind.CLICKED.value)
-            .scalar_subquery())
 
 
 def sent_by(conn: sa.Connection, until: datetime) -> sa.ColumnElement[bool]:
